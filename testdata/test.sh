@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# test.sh: the whole test suite. As root (CI) it first installs what the tests
+# need: the oracle tools, /dev/fuse mode 0666, the unprivileged test user and
+# the cached Debian test image. Extra arguments go to `go test`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. testdata/deps.sh
+husk_need_tools
+husk_need_fuse
+husk_need_user
+husk_need_cache
+
+go build -o "$HUSK_CACHE/husk" ./cmd/husk
+chmod 0755 "$HUSK_CACHE/husk"
+testdata/mkimage.sh "$HUSK_CACHE/husk" >/dev/null
+
+go vet ./...
+go test -count=1 -timeout 40m "$@" ./...
+
+# The fuzz targets get a fixed budget each, so a regression in input
+# validation shows up here and not in a user's overlay.
+fuzztime=${HUSK_FUZZTIME:-20s}
+for pkg in ./squash ./ext3; do
+	for target in $(go test -list '^Fuzz' "$pkg" | grep '^Fuzz' || true); do
+		go test -run='^$' -fuzz="^$target\$" -fuzztime="$fuzztime" "$pkg"
+	done
+done
