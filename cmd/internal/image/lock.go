@@ -1,0 +1,81 @@
+package image
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+
+	"golang.org/x/sys/unix"
+)
+
+// lockKey names one section of one file within this process.
+type lockKey struct {
+	dev, ino uint64
+	off      int64
+}
+
+// held records the sections this process has locked, and how. OFD locks
+// taken on two open file descriptions of the same file conflict with each
+// other, so a second use inside one process must be caught here first to
+// get Apptainer's "by this process" message.
+var held = struct {
+	sync.Mutex
+	m map[lockKey]bool // true: write lock
+}{m: map[lockKey]bool{}}
+
+// Lock takes a non-blocking open-file-description lock over sec in
+// img.File: a write lock when write is set, else a read lock (COMPAT §5).
+// Only ext3 sections are locked; other sections return nil. The lock lasts
+// as long as img.File's open file description, which the sandbox inherits.
+// A filesystem without lock support (ENOLCK) is tolerated, with a debug
+// message on log.
+func Lock(img *Image, sec Section, write bool, log *slog.Logger) error {
+	if sec.FS != FSExt3 || img.File == nil {
+		return nil
+	}
+	wrap := func(msg string) error {
+		return fmt.Errorf("while locking ext3 partition from %s: %s", img.Path, msg)
+	}
+
+	var st unix.Stat_t
+	if err := unix.Fstat(int(img.File.Fd()), &st); err != nil {
+		return wrap(err.Error())
+	}
+	key := lockKey{st.Dev, st.Ino, sec.Offset}
+	held.Lock()
+	defer held.Unlock()
+	if prev, ok := held.m[key]; ok && (prev || write) {
+		how := "reading"
+		if prev {
+			how = "writing"
+		}
+		return wrap(fmt.Sprintf("can't open %s for writing, already used for %s by this process",
+			img.Path, how))
+	}
+
+	lk := unix.Flock_t{Type: unix.F_RDLCK, Whence: 0, Start: sec.Offset, Len: sec.Size}
+	if write {
+		lk.Type = unix.F_WRLCK
+	}
+	err := unix.FcntlFlock(img.File.Fd(), unix.F_OFD_SETLK, &lk)
+	switch {
+	case err == nil:
+	case errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EACCES):
+		if write {
+			return wrap(fmt.Sprintf("can't open %s for writing, currently in use by another "+
+				"process", img.Path))
+		}
+		return wrap(fmt.Sprintf("can't open %s for reading, currently in use for writing by "+
+			"another process", img.Path))
+	case errors.Is(err, unix.ENOLCK):
+		if log != nil {
+			log.Debug(fmt.Sprintf("Could not set lock on %s section \"%d\", underlying "+
+				"filesystem seems to not support lock", img.Path, sec.ID))
+		}
+	default:
+		return wrap(err.Error())
+	}
+	held.m[key] = held.m[key] || write
+	return nil
+}
