@@ -1,0 +1,155 @@
+// Copyright 2026 The husk Authors. SPDX-License-Identifier: Apache-2.0
+
+package squash
+
+import (
+	"sync"
+)
+
+// lru is a sharded least-recently-used cache with a cost budget (bytes for
+// block caches, an estimate for parsed records). Each shard has its own
+// mutex, so readers of different keys rarely contend and no lock is global.
+// Concurrent misses on one key are collapsed: one caller loads, the others
+// wait for its result.
+type lru[V any] struct {
+	shards []lruShard[V]
+	mask   uint64
+}
+
+type lruShard[V any] struct {
+	mu       sync.Mutex
+	budget   int64
+	used     int64
+	items    map[uint64]*lruEntry[V]
+	inflight map[uint64]*lruCall[V]
+	head     lruEntry[V] // sentinel: head.next is most recent
+}
+
+type lruEntry[V any] struct {
+	key        uint64
+	val        V
+	cost       int64
+	prev, next *lruEntry[V]
+}
+
+type lruCall[V any] struct {
+	done chan struct{}
+	val  V
+	err  error
+}
+
+// newLRU returns a cache holding about budget cost units. maxItem is the
+// largest single item expected; the shard count is chosen so that each
+// shard can hold several such items.
+func newLRU[V any](budget, maxItem int64) *lru[V] {
+	n := 16
+	for n > 1 && budget/int64(n) < 4*maxItem {
+		n /= 2
+	}
+	c := &lru[V]{shards: make([]lruShard[V], n), mask: uint64(n - 1)}
+	for i := range c.shards {
+		s := &c.shards[i]
+		s.budget = budget / int64(n)
+		s.items = make(map[uint64]*lruEntry[V])
+		s.inflight = make(map[uint64]*lruCall[V])
+		s.head.next, s.head.prev = &s.head, &s.head
+	}
+	return c
+}
+
+func (c *lru[V]) shard(key uint64) *lruShard[V] {
+	// Fibonacci hashing spreads block offsets, which share low bits.
+	return &c.shards[(key*0x9e3779b97f4a7c15)>>58&c.mask]
+}
+
+// get returns the cached value for key, if any.
+func (c *lru[V]) get(key uint64) (V, bool) {
+	s := c.shard(key)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e, ok := s.items[key]; ok {
+		s.touchLocked(e)
+		return e.val, true
+	}
+	var zero V
+	return zero, false
+}
+
+// getOrLoad returns the value for key, calling load on a miss. load returns
+// the value and its cost; errors are not cached.
+func (c *lru[V]) getOrLoad(key uint64, load func() (V, int64, error)) (V, error) {
+	s := c.shard(key)
+	s.mu.Lock()
+	if e, ok := s.items[key]; ok {
+		s.touchLocked(e)
+		s.mu.Unlock()
+		return e.val, nil
+	}
+	if call, ok := s.inflight[key]; ok {
+		s.mu.Unlock()
+		<-call.done
+		return call.val, call.err
+	}
+	call := &lruCall[V]{done: make(chan struct{})}
+	s.inflight[key] = call
+	s.mu.Unlock()
+
+	var cost int64
+	call.val, cost, call.err = load()
+
+	s.mu.Lock()
+	delete(s.inflight, key)
+	if call.err == nil {
+		s.addLocked(key, call.val, cost)
+	}
+	s.mu.Unlock()
+	close(call.done)
+	return call.val, call.err
+}
+
+// put stores a value, replacing any previous one.
+func (c *lru[V]) put(key uint64, val V, cost int64) {
+	s := c.shard(key)
+	s.mu.Lock()
+	s.addLocked(key, val, cost)
+	s.mu.Unlock()
+}
+
+// touchLocked moves e to the front. Preconditions: s.mu held.
+func (s *lruShard[V]) touchLocked(e *lruEntry[V]) {
+	if s.head.next == e {
+		return
+	}
+	e.prev.next, e.next.prev = e.next, e.prev
+	e.next, e.prev = s.head.next, &s.head
+	s.head.next.prev = e
+	s.head.next = e
+}
+
+// addLocked inserts and evicts from the tail until within budget. Items
+// costlier than the whole shard are not kept. Preconditions: s.mu held.
+func (s *lruShard[V]) addLocked(key uint64, val V, cost int64) {
+	if cost > s.budget {
+		return
+	}
+	if old, ok := s.items[key]; ok {
+		s.removeLocked(old)
+	}
+	e := &lruEntry[V]{key: key, val: val, cost: cost}
+	e.next, e.prev = s.head.next, &s.head
+	s.head.next.prev = e
+	s.head.next = e
+	s.items[key] = e
+	s.used += cost
+	for s.used > s.budget && s.head.prev != &s.head {
+		s.removeLocked(s.head.prev)
+	}
+}
+
+// removeLocked unlinks e. Preconditions: s.mu held.
+func (s *lruShard[V]) removeLocked(e *lruEntry[V]) {
+	e.prev.next, e.next.prev = e.next, e.prev
+	e.prev, e.next = nil, nil
+	delete(s.items, e.key)
+	s.used -= e.cost
+}

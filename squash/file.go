@@ -1,0 +1,156 @@
+// Copyright 2026 The husk Authors. SPDX-License-Identifier: Apache-2.0
+
+package squash
+
+import (
+	"fmt"
+	"io"
+	"syscall"
+)
+
+// A regular file is a run of data blocks stored back to back from the
+// inode's start offset, each described by a 32-bit size word in the block
+// list after the inode (bit 24: stored uncompressed; size 0: a sparse block
+// of zeros), plus an optional tail held in a fragment block.
+
+// blockList is a file's block list with each block's section offset.
+type blockList struct {
+	sizes   []uint32
+	offsets []int64
+}
+
+// blocks returns n's block list, reading it on first use. Concurrent first
+// callers may both read it; the result is the same.
+func (f *FS) blocks(n *Inode) (*blockList, error) {
+	if bl := n.blocks.Load(); bl != nil {
+		return bl, nil
+	}
+	what := fmt.Sprintf("block list of inode %d", n.Ino)
+	m, err := f.newMetaReader(n.listBlock, n.listOffset, what)
+	if err != nil {
+		return nil, err
+	}
+	bl := &blockList{sizes: make([]uint32, n.nblocks), offsets: make([]int64, n.nblocks)}
+	pos := int64(n.start)
+	for i := range bl.sizes {
+		s, err := m.u32()
+		if err != nil {
+			return nil, err
+		}
+		if s&^(blockUncompBit|blockSizeMask) != 0 || s&blockSizeMask > f.sb.BlockSize {
+			return nil, formatErr(pos, what, "block %d size word %#x", i, s)
+		}
+		bl.sizes[i], bl.offsets[i] = s, pos
+		pos += int64(s & blockSizeMask)
+		if pos > f.end {
+			return nil, formatErr(pos, what, "block %d ends past image end", i)
+		}
+	}
+	n.blocks.Store(bl)
+	return bl, nil
+}
+
+// ReadAt reads file n at offset off with io.ReaderAt semantics: it returns
+// len(p) bytes or an error, and io.EOF when the read reaches the end.
+func (f *FS) ReadAt(n *Inode, p []byte, off int64) (int, error) {
+	switch {
+	case n.Mode&modeTypeMask == modeDir:
+		return 0, &errnoError{op: "read", name: fmt.Sprintf("inode %d", n.Ino),
+			errno: syscall.EISDIR}
+	case n.Mode&modeTypeMask != modeReg:
+		return 0, &errnoError{op: "read", name: fmt.Sprintf("inode %d", n.Ino),
+			errno: syscall.EINVAL}
+	case off < 0:
+		return 0, &errnoError{op: "read", name: fmt.Sprintf("inode %d", n.Ino),
+			errno: syscall.EINVAL}
+	}
+	if uint64(off) >= n.Size {
+		return 0, io.EOF
+	}
+	bl, err := f.blocks(n)
+	if err != nil {
+		return 0, err
+	}
+
+	bs := int64(f.sb.BlockSize)
+	want := min(int64(len(p)), int64(n.Size)-off)
+	done := int64(0)
+	for done < want {
+		pos := off + done
+		idx, within := pos/bs, pos%bs
+		k, err := f.readBlockInto(n, bl, idx, within, p[done:want])
+		if err != nil {
+			return int(done), err
+		}
+		done += int64(k)
+	}
+	if done < int64(len(p)) {
+		return int(done), io.EOF
+	}
+	return int(done), nil
+}
+
+// readBlockInto copies from file block idx (or the fragment tail when idx
+// is past the block list), starting within bytes into it, into p.
+func (f *FS) readBlockInto(n *Inode, bl *blockList, idx, within int64,
+	p []byte) (int, error) {
+	bs := int64(f.sb.BlockSize)
+	what := fmt.Sprintf("inode %d block %d", n.Ino, idx)
+	if idx >= int64(len(bl.sizes)) {
+		return f.readTailInto(n, idx, within, p)
+	}
+	blockLen := min(bs, int64(n.Size)-idx*bs)
+	size := bl.sizes[idx]
+	avail := p[:min(int64(len(p)), blockLen-within)]
+
+	switch {
+	case size&blockSizeMask == 0:
+		clear(avail) // sparse block
+		return len(avail), nil
+	case size&blockUncompBit != 0:
+		// Stored blocks are read straight into p; the page cache of the
+		// underlying file already caches them.
+		if int64(size&blockSizeMask) != blockLen {
+			return 0, formatErr(bl.offsets[idx], what, "stored block is %d bytes, want %d",
+				size&blockSizeMask, blockLen)
+		}
+		if err := f.readRaw(avail, bl.offsets[idx]+within, what); err != nil {
+			return 0, err
+		}
+		return len(avail), nil
+	}
+	data, err := f.dataBlock(bl.offsets[idx], size, int(blockLen), false, what)
+	if err != nil {
+		return 0, err
+	}
+	return copy(avail, data[within:]), nil
+}
+
+// readTailInto copies from the file's tail in its fragment block.
+func (f *FS) readTailInto(n *Inode, idx, within int64, p []byte) (int, error) {
+	bs := int64(f.sb.BlockSize)
+	what := fmt.Sprintf("inode %d tail", n.Ino)
+	if n.frag == noFragment || idx != n.nblocks {
+		return 0, formatErr(-1, what, "read past block list without a fragment")
+	}
+	tailLen := int64(n.Size) - idx*bs
+	frag, err := f.fragmentBlock(n.frag)
+	if err != nil {
+		return 0, err
+	}
+	if int64(n.fragOffset)+tailLen > int64(len(frag)) {
+		return 0, formatErr(-1, what, "tail of %d bytes at %d past fragment of %d",
+			tailLen, n.fragOffset, len(frag))
+	}
+	tail := frag[int64(n.fragOffset) : int64(n.fragOffset)+tailLen]
+	return copy(p, tail[within:]), nil
+}
+
+// Readlink returns the target of symlink n.
+func (f *FS) Readlink(n *Inode) (string, error) {
+	if n.Mode&modeTypeMask != modeSymlink {
+		return "", &errnoError{op: "readlink", name: fmt.Sprintf("inode %d", n.Ino),
+			errno: syscall.EINVAL}
+	}
+	return n.target, nil
+}

@@ -1,0 +1,98 @@
+// Copyright 2026 The husk Authors. SPDX-License-Identifier: Apache-2.0
+
+package squash
+
+import (
+	"encoding/binary"
+	"fmt"
+)
+
+// Fragment blocks pack the tail ends of files (and whole small files). The
+// fragment table is an array of 16-byte entries (struct
+// squashfs_fragment_entry: start_block u64, size u32, unused u32) in
+// metadata blocks of 512 entries, indexed by a uint64 pointer array at
+// fragment_table_start.
+const (
+	fragEntrySize  = 16
+	fragsPerBlock  = metaSize / fragEntrySize
+	noFragment     = 0xffffffff
+	blockUncompBit = 1 << 24 // in data block and fragment sizes
+	blockSizeMask  = blockUncompBit - 1
+)
+
+// loadFragmentIndex reads the fragment table's pointer array; the entries
+// themselves are read on demand through the metadata cache.
+func (f *FS) loadFragmentIndex() error {
+	if f.sb.Fragments == 0 {
+		return nil
+	}
+	ptrs, err := f.loadTablePointers(f.sb.FragTableStart, int64(f.sb.Fragments),
+		fragEntrySize, "fragment table")
+	if err != nil {
+		return err
+	}
+	f.fragIndex = ptrs
+	return nil
+}
+
+// fragmentBlock returns fragment block idx, decompressed and cached.
+func (f *FS) fragmentBlock(idx uint32) ([]byte, error) {
+	what := fmt.Sprintf("fragment %d", idx)
+	if idx >= f.sb.Fragments {
+		return nil, formatErr(-1, what, "index past fragment table of %d entries",
+			f.sb.Fragments)
+	}
+	m, err := f.newMetaReader(f.fragIndex[idx/fragsPerBlock],
+		int(idx%fragsPerBlock)*fragEntrySize, what)
+	if err != nil {
+		return nil, err
+	}
+	var e [fragEntrySize]byte
+	if err := m.read(e[:]); err != nil {
+		return nil, err
+	}
+	start := int64(binary.LittleEndian.Uint64(e[0:]))
+	size := binary.LittleEndian.Uint32(e[8:])
+	// A fragment block never holds more than one block of data.
+	return f.dataBlock(start, size, int(f.sb.BlockSize), true, what)
+}
+
+// dataBlock returns the decompressed block stored at section offset start
+// with on-disk size word size (bit 24: stored uncompressed). want is the
+// exact expected decompressed length; with upTo (fragment blocks) it is an
+// upper bound.
+func (f *FS) dataBlock(start int64, size uint32, want int, upTo bool,
+	what string) ([]byte, error) {
+	n := int64(size & blockSizeMask)
+	if size&^(blockUncompBit|blockSizeMask) != 0 || n == 0 || n > int64(f.sb.BlockSize) {
+		return nil, formatErr(start, what, "bad block size word %#x", size)
+	}
+	if start < sbSize || start > f.end-n {
+		return nil, formatErr(start, what, "block of %d bytes outside image", n)
+	}
+	out, err := f.data.getOrLoad(uint64(start), func() ([]byte, int64, error) {
+		raw := make([]byte, n)
+		if err := f.readRaw(raw, start, what); err != nil {
+			return nil, 0, err
+		}
+		out := raw
+		if size&blockUncompBit == 0 {
+			var err error
+			out, err = f.dec.decompress(make([]byte, 0, want), raw)
+			if err != nil {
+				return nil, 0, wrapFormat(start, what, err)
+			}
+		}
+		return out, int64(cap(out)) + 64, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	// Checked after the cache too: a corrupt image can point two inodes
+	// with different expectations at one block.
+	if len(out) != want && !(upTo && len(out) <= want) {
+		return nil, formatErr(start, what, "block holds %d bytes, want %d",
+			len(out), want)
+	}
+	return out, nil
+}

@@ -1,0 +1,161 @@
+// Copyright 2026 The husk Authors. SPDX-License-Identifier: Apache-2.0
+
+package squash
+
+import (
+	"fmt"
+	"io"
+	"sync/atomic"
+)
+
+// Options tunes an [FS]. A nil *Options means defaults.
+type Options struct {
+	// CacheBytes is the budget for decompressed data and fragment blocks;
+	// 0 means 32 MiB.
+	CacheBytes int64
+	// MetaCacheBytes is the budget for decompressed metadata blocks;
+	// 0 means 8 MiB.
+	MetaCacheBytes int64
+}
+
+// Defaults for [Options] and the parsed-record caches.
+const (
+	defaultCacheBytes     = 32 << 20
+	defaultMetaCacheBytes = 8 << 20
+	inodeCacheCost        = 32 << 20 // estimated bytes of parsed inodes
+	dirCacheCost          = 32 << 20 // estimated bytes of parsed listings
+)
+
+// Ref is an inode reference as stored on disk: the start of the inode's
+// metadata block relative to the inode table, shifted left 16, ORed with
+// the inode's offset inside the decompressed block.
+type Ref uint64
+
+// FS is an open squashfs image. All methods are safe for concurrent use.
+type FS struct {
+	r    io.ReaderAt
+	end  int64 // bytes_used: nothing of the image lies at or past it
+	sb   *superblock
+	dec  decompressor
+	meta *lru[*metaBlock] // metadata blocks by section offset
+	data *lru[[]byte]     // data and fragment blocks by section offset
+
+	inodes *lru[*Inode]      // parsed inodes by Ref
+	dirs   *lru[*dirListing] // parsed directory listings by Ref
+
+	ids       []uint32 // id table: uid/gid values by index
+	fragIndex []int64  // section offsets of fragment table metadata blocks
+	xattr     *xattrTable
+
+	dirListLoads atomic.Int64 // full listings parsed; read by tests
+}
+
+// Open validates the superblock and tables of the squashfs image held in the
+// first size bytes of r and returns a ready filesystem. r is read with ReadAt
+// only and never copied; wrap a partition with io.NewSectionReader.
+func Open(r io.ReaderAt, size int64, opts *Options) (*FS, error) {
+	sb, err := readSuperblock(r, size)
+	if err != nil {
+		return nil, err
+	}
+	var o Options
+	if opts != nil {
+		o = *opts
+	}
+	if o.CacheBytes <= 0 {
+		o.CacheBytes = defaultCacheBytes
+	}
+	if o.MetaCacheBytes <= 0 {
+		o.MetaCacheBytes = defaultMetaCacheBytes
+	}
+
+	f := &FS{r: r, end: int64(sb.BytesUsed), sb: sb,
+		meta:   newLRU[*metaBlock](o.MetaCacheBytes, metaSize),
+		data:   newLRU[[]byte](o.CacheBytes, int64(sb.BlockSize)),
+		inodes: newLRU[*Inode](inodeCacheCost, 1<<10),
+		dirs:   newLRU[*dirListing](dirCacheCost, 1<<20),
+	}
+	if f.dec, err = newDecompressor(sb.Compression, int(sb.BlockSize)); err != nil {
+		return nil, &FormatError{Offset: 20, What: "superblock", Err: err}
+	}
+	if err := f.checkCompressorOptions(); err != nil {
+		return nil, err
+	}
+	if err := f.loadIDs(); err != nil {
+		return nil, err
+	}
+	if err := f.loadFragmentIndex(); err != nil {
+		return nil, err
+	}
+	if err := f.loadXattrTable(); err != nil {
+		return nil, err
+	}
+
+	// The root must parse and be a directory, or nothing else will work.
+	root, err := f.Inode(f.Root())
+	if err != nil {
+		return nil, err
+	}
+	if root.Mode&modeTypeMask != modeDir {
+		return nil, formatErr(32, "superblock", "root inode is not a directory (mode %o)",
+			root.Mode)
+	}
+	return f, nil
+}
+
+// checkCompressorOptions reads the optional compressor options block that
+// follows the superblock. The options only tune compression, so they are
+// read to validate the block and otherwise ignored, except where they would
+// change the stream format.
+func (f *FS) checkCompressorOptions() error {
+	if f.sb.Flags&flagCompressorOptions == 0 {
+		return nil
+	}
+	b, err := f.loadMetaBlock(sbSize)
+	if err != nil {
+		return wrapFormat(sbSize, "compressor options", err)
+	}
+	if f.sb.Compression == compLz4 && len(b.data) >= 4 {
+		// squashfs-tools only writes the legacy lz4 block format (version 1).
+		if v := uint32(b.data[0]) | uint32(b.data[1])<<8; v != 1 {
+			return unsupportedErr(sbSize, "compressor options", "lz4 format version %d",
+				v)
+		}
+	}
+	return nil
+}
+
+// readRaw reads len(p) bytes at section offset off, refusing any range that
+// is not inside the image.
+func (f *FS) readRaw(p []byte, off int64, what string) error {
+	if off < 0 || off > f.end || int64(len(p)) > f.end-off {
+		return formatErr(off, what, "%d bytes at %d extend past image end %d",
+			len(p), off, f.end)
+	}
+	// io.ReaderAt may report io.EOF together with a full read at the end.
+	if n, err := f.r.ReadAt(p, off); n < len(p) {
+		if err == nil || err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return wrapFormat(off, what, fmt.Errorf("read: %w", err))
+	}
+	return nil
+}
+
+// Root returns the reference of the root directory inode.
+func (f *FS) Root() Ref { return Ref(f.sb.RootInode) }
+
+// BlockSize returns the data block size in bytes.
+func (f *FS) BlockSize() uint32 { return f.sb.BlockSize }
+
+// Inodes returns the number of inodes in the image.
+func (f *FS) Inodes() uint32 { return f.sb.Inodes }
+
+// BytesUsed returns the size of the image in bytes, without padding.
+func (f *FS) BytesUsed() uint64 { return f.sb.BytesUsed }
+
+// Compression returns the compressor name as mksquashfs -comp spells it.
+func (f *FS) Compression() string { return compressorNames[f.sb.Compression] }
+
+// ModTime returns the image creation time in seconds since the epoch.
+func (f *FS) ModTime() int64 { return int64(f.sb.MkfsTime) }
