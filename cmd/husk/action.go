@@ -1,0 +1,151 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"github.com/husk-project/husk/cmd/internal/image"
+	"github.com/husk-project/husk/sandbox"
+)
+
+// runAction opens the images, builds the environment and the sandbox spec
+// for exec, run or shell, and runs the container. The container's exit
+// status is left in g.Code.
+func runAction(g *globals, command string, f *ActionFlags, img string, args []string) error {
+	req := image.Request{
+		Image:         img,
+		Overlays:      image.ParseOverlays(f.Overlay),
+		Writable:      f.Writable,
+		WritableTmpfs: f.WritableTmpfs,
+	}
+	plan, err := image.NewPlan(req, g.Log)
+	if err != nil {
+		return err
+	}
+	defer plan.Close()
+	g.Log.Debug("layers (top first): " + plan.Describe())
+	union, err := json.Marshal(plan)
+	if err != nil {
+		return err
+	}
+
+	binds, err := parseBinds(f.Bind)
+	if err != nil {
+		return err
+	}
+	spec := &sandbox.Spec{
+		UID:      uint32(os.Getuid()),
+		GID:      uint32(os.Getgid()),
+		Fakeroot: f.Fakeroot,
+		Writable: plan.Upper != nil || plan.WritableTmpfs,
+		NoHome:   f.NoHome,
+		Home:     f.Home,
+		Binds:    binds,
+		PID:      f.Pid,
+		Hostname: f.Hostname,
+		Union:    union,
+		Files:    len(plan.Files),
+		Debug:    g.Debug,
+		Umask:    currentUmask(),
+	}
+	if u, err := user.LookupId(fmt.Sprint(spec.UID)); err == nil {
+		spec.Username, spec.HomeDir = u.Username, u.HomeDir
+	} else {
+		spec.HomeDir = os.Getenv("HOME")
+	}
+	if f.Pwd != "" {
+		spec.Cwd, spec.CwdExplicit = f.Pwd, true
+	}
+
+	absImage := img
+	if a, err := filepath.Abs(img); err == nil {
+		absImage = a
+	}
+	env, err := buildEnv(envInput{
+		Host:     os.Environ(),
+		Cleanenv: f.Cleanenv,
+		Home:     containerHome(spec),
+		Image:    absImage,
+		Command:  command,
+		Env:      f.Env,
+	}, g.Log)
+	if err != nil {
+		return err
+	}
+	spec.Env = env.Base
+	spec.Args = payloadArgs(command, args, env.Inject)
+
+	code, err := sandbox.Run(context.Background(), spec, plan.Files, g.Log)
+	if err != nil {
+		return err
+	}
+	g.Code = code
+	return nil
+}
+
+// containerHome is the HOME of the container process: --home's
+// destination, /root under --fakeroot, else the user's home (COMPAT §7.2).
+func containerHome(s *sandbox.Spec) string {
+	if s.Home != "" {
+		src, dst, ok := strings.Cut(s.Home, ":")
+		if !ok {
+			return src
+		}
+		return dst
+	}
+	if s.Fakeroot {
+		return "/root"
+	}
+	return s.HomeDir
+}
+
+// parseBinds parses --bind values: src[:dst[:ro|rw]], dst defaulting to
+// src.
+func parseBinds(values []string) ([]sandbox.Bind, error) {
+	var out []sandbox.Bind
+	for _, v := range values {
+		if v == "" {
+			continue
+		}
+		parts := strings.Split(v, ":")
+		b := sandbox.Bind{Src: parts[0], Dst: parts[0]}
+		if len(parts) > 1 && parts[1] != "" {
+			b.Dst = parts[1]
+		}
+		if len(parts) > 2 {
+			switch parts[2] {
+			case "ro":
+				b.ReadOnly = true
+			case "rw":
+			default:
+				return nil, fmt.Errorf("--bind %s: unknown option %q (want ro or rw)", v,
+					parts[2])
+			}
+		}
+		if len(parts) > 3 {
+			return nil, fmt.Errorf("--bind %s: want src[:dst[:ro|rw]]", v)
+		}
+		if abs, err := filepath.Abs(b.Src); err == nil {
+			b.Src = abs
+		}
+		if !filepath.IsAbs(b.Dst) {
+			return nil, fmt.Errorf("--bind %s: destination %s is not an absolute path", v, b.Dst)
+		}
+		out = append(out, b)
+	}
+	return out, nil
+}
+
+// currentUmask reads the process umask (there is no getter; setting it
+// twice is the usual way).
+func currentUmask() int {
+	m := syscall.Umask(0o022)
+	syscall.Umask(m)
+	return m
+}

@@ -1,0 +1,85 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+)
+
+// levelFatal is the level of the one line husk prints before exiting 255.
+const levelFatal = slog.LevelError + 4
+
+// logHandler prints records as Apptainer does: the level name and a colon
+// padded to 8 columns, a space, the message, then any attributes as
+// key=value (COMPAT §7.7). It is the only place that decides how husk's
+// own messages look.
+type logHandler struct {
+	mu    *sync.Mutex
+	w     io.Writer
+	level slog.Level
+	attrs []slog.Attr
+}
+
+func newLogger(w io.Writer, debug bool) *slog.Logger {
+	level := slog.LevelWarn
+	if debug {
+		level = slog.LevelDebug
+	}
+	return slog.New(&logHandler{mu: &sync.Mutex{}, w: w, level: level})
+}
+
+// Enabled implements slog.Handler.
+func (h *logHandler) Enabled(_ context.Context, l slog.Level) bool { return l >= h.level }
+
+// Handle implements slog.Handler.
+func (h *logHandler) Handle(_ context.Context, r slog.Record) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%-8s %s", levelName(r.Level)+":", r.Message)
+	add := func(a slog.Attr) bool {
+		fmt.Fprintf(&b, " %s=%v", a.Key, a.Value)
+		return true
+	}
+	for _, a := range h.attrs {
+		add(a)
+	}
+	r.Attrs(add)
+	b.WriteByte('\n')
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	_, err := io.WriteString(h.w, b.String())
+	return err
+}
+
+// WithAttrs implements slog.Handler.
+func (h *logHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	n := *h
+	n.attrs = append(append([]slog.Attr{}, h.attrs...), as...)
+	return &n
+}
+
+// WithGroup implements slog.Handler; groups are flattened.
+func (h *logHandler) WithGroup(string) slog.Handler { return h }
+
+func levelName(l slog.Level) string {
+	switch {
+	case l >= levelFatal:
+		return "FATAL"
+	case l >= slog.LevelError:
+		return "ERROR"
+	case l >= slog.LevelWarn:
+		return "WARNING"
+	case l >= slog.LevelInfo:
+		return "INFO"
+	}
+	return "DEBUG"
+}
+
+// fatal prints err as the single FATAL line; newlines in the message are
+// folded so scripts can rely on one line.
+func fatal(w io.Writer, err error) {
+	msg := strings.Join(strings.Fields(strings.ReplaceAll(err.Error(), "\n", " ")), " ")
+	fmt.Fprintf(w, "%-8s %s\n", "FATAL:", msg)
+}

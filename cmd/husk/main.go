@@ -1,0 +1,53 @@
+// Command husk runs Apptainer/Singularity SIF images without root, setuid
+// helpers or kernel overlayfs. See README.md and `husk --help`.
+package main
+
+import (
+	"errors"
+	"io"
+	"os"
+
+	"github.com/alecthomas/kong"
+
+	"github.com/husk-project/husk/cmd/internal/union"
+	"github.com/husk-project/husk/sandbox"
+)
+
+func main() {
+	// The sandbox re-executes this binary for its inner stages; Main runs
+	// those and never returns in them.
+	sandbox.Main(union.Mounter{})
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run parses args, runs the command and returns the exit status: the
+// container's, or 255 with one FATAL line when husk itself fails.
+func run(args []string, stdout, stderr io.Writer) int {
+	var cli CLI
+	parser, err := kong.New(&cli,
+		kong.Name("husk"),
+		kong.Description("Run Apptainer/Singularity SIF containers rootless, in one binary."),
+		kong.Writers(stdout, stderr),
+		kong.ConfigureHelp(kong.HelpOptions{Compact: true, WrapUpperBound: 100}),
+	)
+	if err != nil {
+		fatal(stderr, err)
+		return 255
+	}
+	ctx, err := parser.Parse(args)
+	if err != nil {
+		var pe *kong.ParseError
+		if errors.As(err, &pe) {
+			fatal(stderr, errors.New(pe.Error()+" (see husk --help)"))
+			return 255
+		}
+		fatal(stderr, err)
+		return 255
+	}
+	g := &globals{Log: newLogger(stderr, cli.Debug), Debug: cli.Debug}
+	if err := ctx.Run(g); err != nil {
+		fatal(stderr, err)
+		return 255
+	}
+	return g.Code
+}

@@ -1,0 +1,242 @@
+package overlay
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"runtime"
+	"strings"
+
+	"github.com/sylabs/sif/v2/pkg/sif"
+	"golang.org/x/sys/unix"
+
+	"github.com/husk-project/husk/cmd/internal/image"
+	"github.com/husk-project/husk/ext3"
+)
+
+// MinSizeMiB is the smallest overlay Apptainer accepts.
+const MinSizeMiB = 64
+
+// Options are the flags of `husk overlay create`.
+type Options struct {
+	SizeMiB    int64
+	Sparse     bool
+	CreateDirs []string
+	// Fakeroot records upper/ and work/ (and CreateDirs) as owned by 0:0.
+	Fakeroot bool
+	// UID and GID own the directories otherwise.
+	UID, GID uint32
+}
+
+// Create makes the overlay at dst: a new bare ext3 file, or a partition
+// appended to the SIF at dst when dst is a SIF the user can write.
+func Create(dst string, opts Options) error {
+	if opts.SizeMiB < MinSizeMiB {
+		return fmt.Errorf("image size must be equal or greater than %d MiB", MinSizeMiB)
+	}
+	dirs, err := layout(opts)
+	if err != nil {
+		return err
+	}
+
+	// An existing file the user may write is a SIF to add to or an error;
+	// one the user cannot write counts as absent, as in Apptainer.
+	var target *os.File
+	var info *image.SIFInfo
+	if unix.Access(dst, unix.W_OK) == nil {
+		target, info, err = openExisting(dst)
+		if err != nil {
+			return err
+		}
+		defer target.Close()
+	}
+
+	tmpPath := dst + ".ext3"
+	tmp, err := os.OpenFile(tmpPath, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return fmt.Errorf("creating %s: %w", tmpPath, err)
+	}
+	defer os.Remove(tmpPath)
+	defer tmp.Close()
+	if err := tmp.Chmod(0o600); err != nil {
+		return err
+	}
+	size := opts.SizeMiB << 20
+	if err := allocate(tmp, size, opts.Sparse); err != nil {
+		return fmt.Errorf("allocating %s: %w", tmpPath, err)
+	}
+	if err := ext3.Mkfs(ext3.NewSection(tmp, 0, size), size, mkfsOptions(size, dirs)); err != nil {
+		return fmt.Errorf("while creating ext3 partition in %s: %w", tmpPath, err)
+	}
+	if err := tmp.Sync(); err != nil {
+		return err
+	}
+
+	if target == nil {
+		if err := os.Rename(tmpPath, dst); err != nil {
+			return fmt.Errorf("moving overlay into place: %w", err)
+		}
+		return nil
+	}
+	return addToSIF(target, dst, tmp, info)
+}
+
+// openExisting opens dst for an overlay to be appended and checks, in
+// Apptainer's order, that it is a SIF that may take one.
+func openExisting(dst string) (*os.File, *image.SIFInfo, error) {
+	if !isSIF(dst) {
+		img, err := image.Open(dst, false)
+		if err == nil {
+			img.Close()
+		}
+		if err == nil && img.Kind == image.KindExt3 {
+			return nil, nil, fmt.Errorf("EXT3 overlay image %s already exists", dst)
+		}
+		return nil, nil, fmt.Errorf("destination image must be SIF image")
+	}
+
+	f, err := os.OpenFile(dst, os.O_RDWR, 0)
+	if err != nil {
+		return nil, nil, fmt.Errorf("opening %s: %w", dst, err)
+	}
+	info, err := image.InspectSIF(f, dst)
+	if err != nil {
+		f.Close()
+		return nil, nil, err
+	}
+	switch {
+	case info.Encrypted:
+		err = fmt.Errorf("encrypted root FS partition in %s: could not add writable overlay",
+			dst)
+	case info.Signed:
+		err = fmt.Errorf("SIF image %s is signed: could not add writable overlay", dst)
+	case info.Ext3Overlay != 0:
+		err = fmt.Errorf("a writable overlay partition already exists in %s (ID: %d), delete "+
+			"it first with \"apptainer sif del %d %s\"", dst, info.Ext3Overlay,
+			info.Ext3Overlay, dst)
+	}
+	if err != nil {
+		f.Close()
+		return nil, nil, err
+	}
+	return f, info, nil
+}
+
+// isSIF says whether the file at p has SIF_MAGIC where a SIF has it.
+func isSIF(p string) bool {
+	f, err := os.Open(p)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	b := make([]byte, 41)
+	_, err = io.ReadFull(f, b)
+	return err == nil && string(b[32:41]) == "SIF_MAGIC"
+}
+
+// addToSIF appends the ext3 file to the SIF as Ext3/Overlay in the root
+// filesystem's group, with the header arch (COMPAT §2.3).
+func addToSIF(f *os.File, dst string, ext *os.File, info *image.SIFInfo) error {
+	arch := info.Arch
+	if arch == "" || arch == "unknown" {
+		arch = runtime.GOARCH
+	}
+	if _, err := ext.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	di, err := sif.NewDescriptorInput(sif.DataPartition, ext,
+		sif.OptPartitionMetadata(sif.FsExt3, sif.PartOverlay, arch),
+		sif.OptGroupID(info.Group))
+	if err != nil {
+		return fmt.Errorf("%s: %w", dst, err)
+	}
+	fi, err := sif.LoadContainer(f, sif.OptLoadWithCloseOnUnload(false))
+	if err != nil {
+		return fmt.Errorf("%s: %w", dst, err)
+	}
+	if err := fi.AddObject(di); err != nil {
+		fi.UnloadContainer()
+		return fmt.Errorf("while adding overlay partition to %s: %w", dst, err)
+	}
+	if err := fi.UnloadContainer(); err != nil {
+		return err
+	}
+	return f.Sync()
+}
+
+// allocate sizes the file: a hole with sparse, otherwise real blocks
+// (fallocate, or zeros where the filesystem cannot), like dd from
+// /dev/zero.
+func allocate(f *os.File, size int64, sparse bool) error {
+	if sparse {
+		return f.Truncate(size)
+	}
+	err := unix.Fallocate(int(f.Fd()), 0, 0, size)
+	if err == nil {
+		return nil
+	}
+	if !errors.Is(err, unix.EOPNOTSUPP) && !errors.Is(err, unix.ENOSYS) {
+		return err
+	}
+	zeros := make([]byte, 1<<20)
+	for off := int64(0); off < size; off += int64(len(zeros)) {
+		if _, err := f.WriteAt(zeros[:min(int64(len(zeros)), size-off)], off); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// layout returns the directories of the image: upper, work and each
+// --create-dir under upper with its parents, with Apptainer's modes.
+func layout(opts Options) ([]ext3.MkfsDir, error) {
+	uid, gid := opts.UID, opts.GID
+	if opts.Fakeroot {
+		uid, gid = 0, 0
+	}
+	// The staging directory Apptainer hands to mkfs is made with umask 0:
+	// 0755, or 0777 when an id does not fit in 16 bits.
+	mode := uint32(unix.S_IFDIR | 0o755)
+	if opts.UID > 65535 || opts.GID > 65535 {
+		mode = unix.S_IFDIR | 0o777
+	}
+	dirs := []ext3.MkfsDir{
+		{Path: "upper", Mode: mode, Uid: uid, Gid: gid},
+		{Path: "work", Mode: mode, Uid: uid, Gid: gid},
+	}
+	seen := map[string]bool{"upper": true}
+	for _, cd := range opts.CreateDirs {
+		if cd == "" {
+			continue
+		}
+		p := path.Join("upper", cd)
+		if p != "upper" && !strings.HasPrefix(p, "upper/") {
+			return nil, fmt.Errorf("overlay directory created outside of overlay layout /upper")
+		}
+		var parts []string
+		for q := p; q != "upper"; q = path.Dir(q) {
+			parts = append([]string{q}, parts...)
+		}
+		for _, q := range parts {
+			if !seen[q] {
+				seen[q] = true
+				dirs = append(dirs, ext3.MkfsDir{Path: q, Mode: mode, Uid: uid, Gid: gid})
+			}
+		}
+	}
+	return dirs, nil
+}
+
+// mkfsOptions mirrors mke2fs.conf's defaults that Apptainer's
+// `mkfs.ext3 -d` gets on Debian: the "small" profile (1 KiB blocks, an
+// inode per 4 KiB) under 512 MiB, 4 KiB blocks and an inode per 16 KiB
+// above, 256-byte inodes.
+func mkfsOptions(size int64, dirs []ext3.MkfsDir) ext3.MkfsOptions {
+	o := ext3.MkfsOptions{BlockSize: 4096, InodeSize: 256, InodeRatio: 16384, Dirs: dirs}
+	if size < 512<<20 {
+		o.BlockSize, o.InodeRatio = 1024, 4096
+	}
+	return o
+}

@@ -1,0 +1,22 @@
+// Package union is the glue between husk's CLI and its filesystems: the
+// [sandbox.Mounter] that, in the sandbox's stage 1 (root of a new user
+// namespace, in a new mount namespace), turns the layer plan made by
+// package image into a mounted fusefs union.
+//
+// Layers are built from the image files the CLI opened and locked on the
+// host, inherited as descriptors in plan order: squashfs sections are read
+// in place through an io.SectionReader, ext3 sections through
+// ext3.NewSection, and directories are served by fusefs directory layers.
+// --writable-tmpfs gets a directory upper on a size-limited tmpfs mounted
+// in the sandbox's mount namespace.
+//
+// Owners: stage 1's root is the user on the host, and the payload's
+// requests arrive as that root. The union's IDMap therefore maps server
+// id 0 to the user's uid (or to 0 under --fakeroot), so files the user
+// creates are stored in ext3 images with the user's uid, as fuse2fs under
+// Apptainer stores them, and root's files show as nobody unless --fakeroot.
+//
+// On Unmount the union is unmounted and synced, then every layer is closed
+// in order, which checkpoints the ext3 journals so that e2fsck -fn finds
+// the images clean.
+package union

@@ -1,0 +1,288 @@
+package union
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/husk-project/husk/cmd/internal/image"
+	"github.com/husk-project/husk/ext3"
+	"github.com/husk-project/husk/fusefs"
+	"github.com/husk-project/husk/sandbox"
+	"github.com/husk-project/husk/squash"
+)
+
+// Mounter implements sandbox.Mounter for husk's layer plans.
+type Mounter struct{}
+
+// compiles only if Mounter is a sandbox.Mounter.
+var _ sandbox.Mounter = Mounter{}
+
+// mounted is a mounted union and what must be closed after it.
+type mounted struct {
+	u       *fusefs.Union
+	closers []io.Closer // closed in order after unmounting
+	tmpfs   string      // --writable-tmpfs mount point, or ""
+	log     *slog.Logger
+}
+
+// Mount implements sandbox.Mounter.
+func (Mounter) Mount(spec *sandbox.Spec, files []*os.File, target string) (sandbox.Mounted,
+	error) {
+	var plan image.Plan
+	if err := json.Unmarshal(spec.Union, &plan); err != nil {
+		return nil, fmt.Errorf("union: bad layer plan: %w", err)
+	}
+	log := slog.New(slog.DiscardHandler)
+	if spec.Debug {
+		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{
+			Level: slog.LevelDebug}))
+	}
+	m := &mounted{log: log}
+	ok := false
+	defer func() {
+		if !ok {
+			m.close()
+		}
+	}()
+
+	ids := idMap(spec)
+	b := builder{files: files, ids: ids, m: m}
+	opts := fusefs.Options{IDMap: ids, DirectMount: true, AllowOther: true, Logger: log,
+		Debug: spec.Debug && os.Getenv("HUSK_FUSE_DEBUG") != ""}
+	for _, l := range plan.Lowers {
+		layer, err := b.lower(l)
+		if err != nil {
+			return nil, err
+		}
+		opts.Lowers = append(opts.Lowers, layer)
+	}
+	switch {
+	case plan.Upper != nil:
+		up, work, err := b.upper(*plan.Upper)
+		if err != nil {
+			return nil, err
+		}
+		opts.Upper, opts.WorkDir = up, work
+	case plan.WritableTmpfs:
+		up, work, err := b.tmpfsUpper(target, plan.TmpfsSize)
+		if err != nil {
+			return nil, err
+		}
+		opts.Upper, opts.WorkDir = up, work
+	}
+
+	u, err := fusefs.New(opts)
+	if err != nil {
+		return nil, fmt.Errorf("union: %w", err)
+	}
+	if err := u.Mount(target); err != nil {
+		if errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM) {
+			return nil, fmt.Errorf("union: %w (is /dev/fuse mode 0666? root: chmod 0666 "+
+				"/dev/fuse)", err)
+		}
+		return nil, fmt.Errorf("union: %w", err)
+	}
+	m.u = u
+	ok = true
+	return m, nil
+}
+
+// idMap maps the FUSE server's view (stage 1: root is the user) to what
+// the container sees and the layers store: the user's ids, or root's under
+// --fakeroot.
+func idMap(spec *sandbox.Spec) fusefs.IDMap {
+	uid, gid := spec.UID, spec.GID
+	if spec.Fakeroot {
+		uid, gid = 0, 0
+	}
+	return fusefs.IDMap{
+		UIDs: []fusefs.IDRange{{Container: uid, Server: 0, Size: 1}},
+		GIDs: []fusefs.IDRange{{Container: gid, Server: 0, Size: 1}},
+	}
+}
+
+// Mountpoint implements sandbox.Mounted.
+func (m *mounted) Mountpoint(path string, dir bool) error {
+	return m.u.Mountpoint(path, dir)
+}
+
+// Unmount implements sandbox.Mounted: unmount, sync, then close every
+// layer so the ext3 journals are checkpointed and the images clean.
+func (m *mounted) Unmount() error {
+	var errs []error
+	if m.u != nil {
+		if err := m.u.Unmount(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	errs = append(errs, m.close())
+	return errors.Join(errs...)
+}
+
+// close closes the layers and the tmpfs.
+func (m *mounted) close() error {
+	var errs []error
+	for _, c := range m.closers {
+		if err := c.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	m.closers = nil
+	if m.tmpfs != "" {
+		if err := unix.Unmount(m.tmpfs, unix.MNT_DETACH); err != nil {
+			errs = append(errs, fmt.Errorf("union: unmount %s: %w", m.tmpfs, err))
+		}
+		os.Remove(m.tmpfs)
+		m.tmpfs = ""
+	}
+	return errors.Join(errs...)
+}
+
+// builder makes layers from plan entries.
+type builder struct {
+	files []*os.File
+	ids   fusefs.IDMap
+	m     *mounted
+}
+
+func (b *builder) file(l image.Layer) (*os.File, error) {
+	if l.File < 0 || l.File >= len(b.files) {
+		return nil, fmt.Errorf("union: layer %s: file %d of %d", l.Path, l.File, len(b.files))
+	}
+	return b.files[l.File], nil
+}
+
+// lower builds a read-only layer.
+func (b *builder) lower(l image.Layer) (fusefs.Layer, error) {
+	switch l.Kind {
+	case image.LayerSquashfs:
+		f, err := b.file(l)
+		if err != nil {
+			return nil, err
+		}
+		sec := l.Section
+		fs, err := squash.Open(io.NewSectionReader(f, sec.Offset, sec.Size), sec.Size, nil)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", describe(l), err)
+		}
+		return fusefs.NewSquashLayer(fs), nil
+	case image.LayerExt3:
+		fs, err := b.ext3(l, true)
+		if err != nil {
+			return nil, err
+		}
+		layer, _, err := fusefs.NewExt3Layer(fs)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", describe(l), err)
+		}
+		return layer, nil
+	case image.LayerDir:
+		return b.dir(l.Path)
+	case image.LayerDirOverlay:
+		// A read-only directory overlay contributes upper/ when it has
+		// one, else the directory itself (COMPAT §3.3).
+		p := filepath.Join(l.Path, "upper")
+		if st, err := os.Stat(p); err != nil || !st.IsDir() {
+			p = l.Path
+		}
+		return b.dir(p)
+	}
+	return nil, fmt.Errorf("union: layer %s: unknown kind %q", l.Path, l.Kind)
+}
+
+// upper builds the writable layer and its work directory.
+func (b *builder) upper(l image.Layer) (fusefs.Writable, fusefs.Node, error) {
+	switch l.Kind {
+	case image.LayerExt3:
+		fs, err := b.ext3(l, false)
+		if err != nil {
+			return nil, 0, err
+		}
+		layer, work, err := fusefs.NewExt3Layer(fs)
+		if err != nil {
+			return nil, 0, fmt.Errorf("%s: %w", describe(l), err)
+		}
+		return layer, work, nil
+	case image.LayerDir:
+		d, err := b.dir(l.Path)
+		return d, 0, err
+	case image.LayerDirOverlay:
+		return b.dirUpper(l.Path)
+	}
+	return nil, 0, fmt.Errorf("union: %s cannot be the writable layer", describe(l))
+}
+
+// ext3 opens an ext3 section; the FS is closed after unmounting.
+func (b *builder) ext3(l image.Layer, ro bool) (*ext3.FS, error) {
+	f, err := b.file(l)
+	if err != nil {
+		return nil, err
+	}
+	sec := l.Section
+	fs, err := ext3.Open(ext3.NewSection(f, sec.Offset, sec.Size), sec.Size,
+		ext3.Options{ReadOnly: ro, Logger: b.m.log})
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", describe(l), err)
+	}
+	b.m.closers = append(b.m.closers, fs)
+	return fs, nil
+}
+
+// dir opens a directory layer.
+func (b *builder) dir(path string) (*fusefs.DirLayer, error) {
+	d, err := fusefs.OpenDirLayer(path, &fusefs.DirOptions{IDMap: b.ids})
+	if err != nil {
+		return nil, fmt.Errorf("overlay directory %s: %w", path, err)
+	}
+	b.m.closers = append(b.m.closers, d)
+	return d, nil
+}
+
+// dirUpper serves dir/upper as the writable layer with dir/work as its
+// work directory, creating both (0755) when missing. The work directory
+// must be reachable from the layer, so the layer is dir itself and the
+// union is rooted at its upper/ child.
+func (b *builder) dirUpper(dir string) (fusefs.Writable, fusefs.Node, error) {
+	for _, sub := range []string{"upper", "work"} {
+		p := filepath.Join(dir, sub)
+		if err := os.Mkdir(p, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
+			return nil, 0, fmt.Errorf("setup of overlay upper dir failed: %s is not writable: %w",
+				p, err)
+		}
+	}
+	d, err := b.dir(dir)
+	if err != nil {
+		return nil, 0, err
+	}
+	return subLayer(d, "upper", "work")
+}
+
+// tmpfsUpper mounts a tmpfs of size bytes next to target, in the sandbox's
+// own mount namespace, and serves it as the upper.
+func (b *builder) tmpfsUpper(target string, size int64) (fusefs.Writable, fusefs.Node, error) {
+	dir, err := os.MkdirTemp(filepath.Dir(target), "writable-tmpfs-")
+	if err != nil {
+		return nil, 0, fmt.Errorf("union: --writable-tmpfs: %w", err)
+	}
+	data := fmt.Sprintf("size=%d,mode=0755", size)
+	if err := unix.Mount("tmpfs", dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, data); err != nil {
+		os.Remove(dir)
+		return nil, 0, fmt.Errorf("union: --writable-tmpfs: mount tmpfs on %s: %w", dir, err)
+	}
+	b.m.tmpfs = dir
+	return b.dirUpper(dir)
+}
+
+func describe(l image.Layer) string {
+	if l.Section.ID != 0 {
+		return fmt.Sprintf("%s: partition %d", l.Path, l.Section.ID)
+	}
+	return l.Path
+}
