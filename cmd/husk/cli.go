@@ -33,7 +33,7 @@ type globals struct {
 
 // ActionFlags are the flags shared by exec, run and shell.
 type ActionFlags struct {
-	Overlay []string `short:"o" placeholder:"PATH[:ro]" env:"HUSK_OVERLAY,APPTAINER_OVERLAY" help:"Use an overlay image or directory: ext3 images and directories are writable unless :ro is given, squashfs ones are read-only. Repeatable; later ones lie above earlier ones."`
+	Overlay       []string `short:"o" placeholder:"PATH[:ro]" env:"HUSK_OVERLAY,APPTAINER_OVERLAY" help:"Use an overlay image or directory: ext3 images and directories are writable unless :ro is given, squashfs ones are read-only. Repeatable; later ones lie above earlier ones."`
 	Writable      bool     `short:"w" env:"HUSK_WRITABLE,APPTAINER_WRITABLE" help:"Write to the image itself: a SIF's embedded ext3 overlay partition, or a sandbox directory."`
 	WritableTmpfs bool     `env:"HUSK_WRITABLE_TMPFS,APPTAINER_WRITABLE_TMPFS" help:"Make the container writable in memory (64 MiB); changes vanish at exit."`
 	Bind          []string `short:"B" placeholder:"SRC[:DST[:ro|rw]]" env:"HUSK_BIND,APPTAINER_BIND" help:"Bind a host path into the container. Repeatable, or comma separated."`
