@@ -1,0 +1,177 @@
+package fusefs
+
+import (
+	"context"
+	"syscall"
+
+	"github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+)
+
+// Creation of new names. Every new name goes to the upper directory (the
+// parent is copied up first) and replaces a whiteout of the same name; a
+// directory made over a whiteout is opaque, so the whited-out lower
+// directory does not reappear in it.
+
+// prepareCreate gets directory n ready for a new entry name: n copied up,
+// name free in the union, any whiteout of name removed. It returns the
+// owner for the new inode (the caller's, with the gid inherited from a
+// set-gid parent) and whether a whiteout was removed.
+//
+// Preconditions: u.mu held for writing.
+func (n *node) prepareCreate(ctx context.Context, name string) (uid, gid uint32,
+	hadWhiteout bool, err error) {
+	u := n.u
+	if u.upper == nil {
+		return 0, 0, false, syscall.EROFS
+	}
+	if hiddenName(name) {
+		// The upper could not show such a name back.
+		return 0, 0, false, syscall.EINVAL
+	}
+	if _, _, err := u.resolve(n, name, 0); err == nil {
+		return 0, 0, false, syscall.EEXIST
+	} else if !isErrno(err, syscall.ENOENT) {
+		return 0, 0, false, err
+	}
+	if err := u.copyUp(n, -1); err != nil {
+		return 0, 0, false, err
+	}
+	if hadWhiteout, err = u.clearWhiteout(n.top().n, name); err != nil {
+		return 0, 0, false, err
+	}
+	uid, gid = u.ids.caller(ctx)
+	if pa, err := n.attr(); err == nil && pa.Mode&syscall.S_ISGID != 0 {
+		gid = pa.Gid
+	}
+	return uid, gid, hadWhiteout, nil
+}
+
+// created finishes a creation: registers the new upper inode and returns
+// its go-fuse inode.
+//
+// Preconditions: u.mu held for writing.
+func (n *node) created(ctx context.Context, up Node, a Attr, out *fuse.EntryOut) *fs.Inode {
+	n.u.newUpperInode(a.Ino)
+	return n.u.newChild(ctx, n, []layerRef{{0, up}}, a, out)
+}
+
+// Create implements fs.NodeCreater.
+func (n *node) Create(ctx context.Context, name string, flags, mode uint32,
+	out *fuse.EntryOut) (*fs.Inode, fs.FileHandle, uint32, syscall.Errno) {
+	u := n.u
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	uid, gid, _, err := n.prepareCreate(ctx, name)
+	if err != nil {
+		return nil, nil, 0, u.toErrno("create", err)
+	}
+	up, a, err := u.upper.Create(n.top().n, name, mode&07777, uid, gid)
+	if err != nil {
+		return nil, nil, 0, u.toErrno("create", err)
+	}
+	ch := n.created(ctx, up, a, out)
+	h, err := u.openLayer(ch.Operations().(*node), layerRef{0, up})
+	if err != nil {
+		return nil, nil, 0, u.toErrno("create open", err)
+	}
+	return ch, h, 0, 0
+}
+
+// Mkdir implements fs.NodeMkdirer.
+func (n *node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	u := n.u
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	uid, gid, wh, err := n.prepareCreate(ctx, name)
+	if err != nil {
+		return nil, u.toErrno("mkdir", err)
+	}
+	if pa, err := n.attr(); err == nil && pa.Mode&syscall.S_ISGID != 0 {
+		mode |= syscall.S_ISGID
+	}
+	up, a, err := u.upper.Mkdir(n.top().n, name, mode&07777, uid, gid)
+	if err != nil {
+		return nil, u.toErrno("mkdir", err)
+	}
+	if wh {
+		if err := u.markOpaque(up); err != nil {
+			u.upper.Rmdir(n.top().n, name)
+			return nil, u.toErrno("mkdir opaque", err)
+		}
+	}
+	return n.created(ctx, up, a, out), 0
+}
+
+// Mknod implements fs.NodeMknoder.
+func (n *node) Mknod(ctx context.Context, name string, mode, dev uint32, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	u := n.u
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	uid, gid, _, err := n.prepareCreate(ctx, name)
+	if err != nil {
+		return nil, u.toErrno("mknod", err)
+	}
+	if mode&syscall.S_IFMT == syscall.S_IFCHR && dev == 0 {
+		// A 0/0 device would read back as a whiteout.
+		return nil, syscall.EPERM
+	}
+	up, a, err := u.upper.Mknod(n.top().n, name, mode, dev, uid, gid)
+	if err != nil {
+		return nil, u.toErrno("mknod", err)
+	}
+	return n.created(ctx, up, a, out), 0
+}
+
+// Symlink implements fs.NodeSymlinker.
+func (n *node) Symlink(ctx context.Context, target, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	u := n.u
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	uid, gid, _, err := n.prepareCreate(ctx, name)
+	if err != nil {
+		return nil, u.toErrno("symlink", err)
+	}
+	up, a, err := u.upper.Symlink(n.top().n, name, target, uid, gid)
+	if err != nil {
+		return nil, u.toErrno("symlink", err)
+	}
+	return n.created(ctx, up, a, out), 0
+}
+
+// Link implements fs.NodeLinker: the target is copied up and linked in
+// the upper, so the link is a real hard link there.
+func (n *node) Link(ctx context.Context, target fs.InodeEmbedder, name string,
+	out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	u := n.u
+	t, ok := target.(*node)
+	if !ok {
+		return nil, syscall.EXDEV
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if _, _, _, err := n.prepareCreate(ctx, name); err != nil {
+		return nil, u.toErrno("link", err)
+	}
+	if err := u.copyUp(t, -1); err != nil {
+		return nil, u.toErrno("link copy-up", err)
+	}
+	a, err := u.upper.Link(t.top().n, n.top().n, name)
+	if err != nil {
+		return nil, u.toErrno("link", err)
+	}
+	u.fillAttr(t.ino, a, &out.Attr)
+	return t.EmbeddedInode(), 0
+}
+
+// Readlink implements fs.NodeReadlinker.
+func (n *node) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
+	n.u.mu.RLock()
+	defer n.u.mu.RUnlock()
+	t := n.top()
+	s, err := n.u.layers[t.l].Readlink(t.n)
+	if err != nil {
+		return nil, n.u.toErrno("readlink", err)
+	}
+	return []byte(s), 0
+}

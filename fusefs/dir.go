@@ -1,0 +1,257 @@
+package fusefs
+
+import (
+	"context"
+	"syscall"
+
+	"github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+)
+
+// resolve finds name in directory dir, merging the layers as overlayfs
+// does: the topmost entry wins; directories merge with the directories of
+// the same name below them until an opaque one; a whiteout ends the
+// search. It returns the layer inodes of the result, top first, and the
+// top one's attributes. from skips dir's first refs (to ask "what do the
+// lower layers have here").
+//
+// Preconditions: u.mu held.
+func (u *Union) resolve(dir *node, name string, from int) ([]layerRef, Attr, error) {
+	if hiddenName(name) {
+		return nil, Attr{}, syscall.ENOENT
+	}
+	var refs []layerRef
+	var top Attr
+	for i := from; i < len(dir.refs); i++ {
+		r := dir.refs[i]
+		layer := u.layers[r.l]
+		n, a, err := layer.Lookup(r.n, name)
+		if isErrno(err, syscall.ENOENT) {
+			if u.hasWhiteoutFile(r.l, r.n, name) {
+				break
+			}
+			continue
+		}
+		if err != nil {
+			return nil, Attr{}, err
+		}
+		if isWhiteout(a) {
+			break
+		}
+		isDir := a.Mode&syscall.S_IFMT == syscall.S_IFDIR
+		if len(refs) == 0 {
+			refs, top = []layerRef{{r.l, n}}, a
+		} else if isDir {
+			refs = append(refs, layerRef{r.l, n})
+		} else {
+			break
+		}
+		if !isDir || i == len(dir.refs)-1 || u.isOpaque(r.l, n) {
+			break
+		}
+	}
+	if len(refs) == 0 {
+		return nil, Attr{}, syscall.ENOENT
+	}
+	return refs, top, nil
+}
+
+// inoOf is the stable inode number of an inode whose top is ref.
+//
+// Preconditions: u.mu held.
+func (u *Union) inoOf(ref layerRef, a Attr) uint64 {
+	if ref.l == 0 {
+		if ino, ok := u.copied[a.Ino]; ok {
+			return ino
+		}
+	}
+	return stableIno(ref.l, a.Ino)
+}
+
+// newUpperInode forgets what was known about an earlier upper inode with
+// the same number, which the upper may reuse, and gives the new one a new
+// generation so go-fuse does not confuse it with a node still cached.
+//
+// Preconditions: u.mu held for writing.
+func (u *Union) newUpperInode(ino uint64) {
+	delete(u.copied, ino)
+	u.gen++
+	u.gens[stableIno(0, ino)] = u.gen
+}
+
+// newChild makes the go-fuse inode for refs under parent and fills out.
+//
+// Preconditions: u.mu held.
+func (u *Union) newChild(ctx context.Context, parent *node, refs []layerRef, a Attr,
+	out *fuse.EntryOut) *fs.Inode {
+	ino := u.inoOf(refs[0], a)
+	n := &node{u: u, ino: ino, refs: refs}
+	u.fillAttr(ino, a, &out.Attr)
+	st := fs.StableAttr{Mode: a.Mode & syscall.S_IFMT, Ino: ino, Gen: u.gens[ino]}
+	return parent.NewInode(ctx, n, st)
+}
+
+// Lookup implements fs.NodeLookuper.
+func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	u := n.u
+	u.mu.RLock()
+	refs, a, err := u.resolve(n, name, 0)
+	if err == nil && u.upper != nil && refs[0].l != 0 && a.Nlink > 1 &&
+		a.Mode&syscall.S_IFMT != syscall.S_IFDIR {
+		if _, ok := u.links[layerIno{refs[0].l, a.Ino}]; ok {
+			// Another name of this lower inode was copied up: make this
+			// name a link to the copy, as the lower had it.
+			u.mu.RUnlock()
+			return n.lookupLinked(ctx, name, out)
+		}
+	}
+	defer u.mu.RUnlock()
+	if err != nil {
+		return nil, u.toErrno("lookup", err)
+	}
+	return u.newChild(ctx, n, refs, a, out), 0
+}
+
+// lookupLinked looks name up and links it to the upper copy of its lower
+// inode.
+func (n *node) lookupLinked(ctx context.Context, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	u := n.u
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	refs, a, err := u.resolve(n, name, 0)
+	if err != nil {
+		return nil, u.toErrno("lookup", err)
+	}
+	ino := u.inoOf(refs[0], a)
+	child := &node{u: u, ino: ino, refs: refs}
+	if err := u.copyUpIn(child, n, name, -1); err != nil {
+		return nil, u.toErrno("lookup link copy-up", err)
+	}
+	if a, err = u.upper.Getattr(child.top().n); err != nil {
+		return nil, u.toErrno("lookup", err)
+	}
+	u.fillAttr(ino, a, &out.Attr)
+	st := fs.StableAttr{Mode: a.Mode & syscall.S_IFMT, Ino: ino, Gen: u.gens[ino]}
+	return n.NewInode(ctx, child, st), 0
+}
+
+// mergedEntry is one name of a merged directory listing.
+type mergedEntry struct {
+	name string
+	ino  uint64
+	mode uint32
+}
+
+// list returns the merged listing of directory n, without "." and "..".
+//
+// Preconditions: u.mu held.
+func (u *Union) list(n *node) ([]mergedEntry, error) {
+	seen := map[string]bool{}
+	var out []mergedEntry
+	for _, r := range n.refs {
+		layer := u.layers[r.l]
+		ents, err := layer.ReadDir(r.n)
+		if err != nil {
+			return nil, err
+		}
+		var hide []string
+		for _, e := range ents {
+			if hiddenName(e.Name) {
+				if e.Name != whOpqFile && len(e.Name) > len(whPrefix) &&
+					e.Mode&syscall.S_IFMT != syscall.S_IFDIR {
+					hide = append(hide, e.Name[len(whPrefix):])
+				}
+				continue
+			}
+			if seen[e.Name] {
+				continue
+			}
+			if e.Mode&syscall.S_IFMT == syscall.S_IFCHR {
+				if a, err := layer.Getattr(e.Node); err == nil && isWhiteout(a) {
+					hide = append(hide, e.Name)
+					continue
+				}
+			}
+			seen[e.Name] = true
+			ino := stableIno(r.l, e.Ino)
+			if r.l == 0 {
+				if c, ok := u.copied[e.Ino]; ok {
+					ino = c
+				}
+			}
+			if live := n.GetChild(e.Name); live != nil {
+				ino = live.StableAttr().Ino
+			}
+			out = append(out, mergedEntry{e.Name, ino, e.Mode & syscall.S_IFMT})
+		}
+		for _, h := range hide {
+			seen[h] = true
+		}
+	}
+	return out, nil
+}
+
+// dirHandle is an open directory: a snapshot of the merged listing taken
+// at opendir, so that offsets stay valid for seekdir/telldir.
+type dirHandle struct {
+	ents []fuse.DirEntry
+	pos  int
+}
+
+var (
+	_ fs.FileReaddirenter = (*dirHandle)(nil)
+	_ fs.FileSeekdirer    = (*dirHandle)(nil)
+)
+
+// OpendirHandle implements fs.NodeOpendirHandler. Directories that no
+// writable layer backs have content that only a copy-up (which goes
+// through the kernel) can change, so the kernel may cache their listing.
+func (n *node) OpendirHandle(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
+	u := n.u
+	u.mu.RLock()
+	defer u.mu.RUnlock()
+	ents, err := u.list(n)
+	if err != nil {
+		return nil, 0, u.toErrno("readdir", err)
+	}
+	parentIno := n.ino
+	if _, p := n.Parent(); p != nil {
+		parentIno = p.StableAttr().Ino
+	}
+	h := &dirHandle{ents: make([]fuse.DirEntry, 0, len(ents)+2)}
+	h.ents = append(h.ents, fuse.DirEntry{Name: ".", Ino: n.ino, Mode: syscall.S_IFDIR},
+		fuse.DirEntry{Name: "..", Ino: parentIno, Mode: syscall.S_IFDIR})
+	for _, e := range ents {
+		h.ents = append(h.ents, fuse.DirEntry{Name: e.name, Ino: e.ino, Mode: e.mode})
+	}
+	for i := range h.ents {
+		h.ents[i].Off = uint64(i + 1)
+	}
+	var fl uint32
+	if !n.inUpper() {
+		fl = fuse.FOPEN_CACHE_DIR | fuse.FOPEN_KEEP_CACHE
+	}
+	return h, fl, 0
+}
+
+// Readdirent implements fs.FileReaddirenter.
+func (h *dirHandle) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Errno) {
+	if h.pos >= len(h.ents) {
+		return nil, 0
+	}
+	e := h.ents[h.pos]
+	h.pos++
+	return &e, 0
+}
+
+// Seekdir implements fs.FileSeekdirer: offset k resumes after entry k.
+func (h *dirHandle) Seekdir(ctx context.Context, off uint64) syscall.Errno {
+	if off > uint64(len(h.ents)) {
+		off = uint64(len(h.ents))
+	}
+	h.pos = int(off)
+	return 0
+}
+
+// Releasedir implements fs.FileReleasedirer.
+func (h *dirHandle) Releasedir(ctx context.Context, releaseFlags uint32) {}

@@ -1,0 +1,431 @@
+package fusefs
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// DirOptions configure a [DirLayer].
+type DirOptions struct {
+	// IDMap translates owners between the container's view (Container,
+	// what Attr carries) and the host's view (Server, what the directory
+	// stores). Empty lists mean identity. Ids with no mapping read as
+	// 65534 and cannot be written (EINVAL).
+	IDMap IDMap
+}
+
+// DirLayer serves a host directory as a layer. All access goes through a
+// descriptor opened at construction, relative to it and without following
+// symlinks or crossing mounts, so the layer keeps working after the
+// process changes its root (pivot_root) and cannot be tricked out of its
+// tree by symlinks inside it.
+//
+// A [Node] is the host inode number. The layer remembers, for each inode
+// it has seen, one parent and name (the last one seen, updated on rename),
+// which is how it finds the inode again. Entries on other file systems
+// mounted below the directory are not reachable (EXDEV).
+type DirLayer struct {
+	root    *os.File // the directory, O_RDONLY (syncfs needs a real fd)
+	rootIno uint64   // the directory's inode
+	top     Node     // the layer's root: rootIno, or upper/ of an overlay dir
+	ids     IDMap
+
+	mu    sync.Mutex
+	where map[Node]dirLink   // inode -> one name of it; protected by mu
+	fds   map[Node]*sharedFd // files open through Open; protected by mu
+}
+
+// dirLink is one name of an inode: its parent directory and its name.
+type dirLink struct {
+	parent Node
+	name   string
+}
+
+// sharedFd is a descriptor shared by every open of one inode.
+type sharedFd struct {
+	f    *os.File
+	refs int
+}
+
+// OpenDirLayer opens the directory at path as a layer. It is also a
+// [Writable]; use it read-only by passing it only as a lower.
+func OpenDirLayer(path string, opts *DirOptions) (*DirLayer, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_DIRECTORY, 0)
+	if err != nil {
+		return nil, fmt.Errorf("fusefs: dir layer: %w", err)
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("fusefs: dir layer %s: %w", path, err)
+	}
+	d := &DirLayer{root: f, rootIno: st.Ino, top: Node(st.Ino),
+		where: map[Node]dirLink{}, fds: map[Node]*sharedFd{}}
+	if opts != nil {
+		d.ids = opts.IDMap
+	}
+	return d, nil
+}
+
+// Close releases the directory descriptor and any cached file descriptors.
+func (d *DirLayer) Close() error {
+	d.mu.Lock()
+	for n, s := range d.fds {
+		s.f.Close()
+		delete(d.fds, n)
+	}
+	d.mu.Unlock()
+	return d.root.Close()
+}
+
+// Root implements Layer.
+func (d *DirLayer) Root() Node { return d.top }
+
+// OpenOverlayDir opens an Apptainer directory overlay (COMPAT §3.3): the
+// layer's root is dir/upper and the returned work node is dir/work, both
+// made (mode 0755) if missing. Pass the work node as Options.WorkDir.
+func OpenOverlayDir(dir string, opts *DirOptions) (*DirLayer, Node, error) {
+	for _, sub := range []string{"upper", "work"} {
+		if err := os.Mkdir(dir+"/"+sub, 0755); err != nil && !os.IsExist(err) {
+			return nil, 0, fmt.Errorf("fusefs: overlay dir: %w", err)
+		}
+	}
+	d, err := OpenDirLayer(dir, opts)
+	if err != nil {
+		return nil, 0, err
+	}
+	up, a, err := d.Lookup(Node(d.rootIno), "upper")
+	if err == nil && a.Mode&syscall.S_IFMT != syscall.S_IFDIR {
+		err = syscall.ENOTDIR
+	}
+	var work Node
+	if err == nil {
+		work, a, err = d.Lookup(Node(d.rootIno), "work")
+	}
+	if err == nil && a.Mode&syscall.S_IFMT != syscall.S_IFDIR {
+		err = syscall.ENOTDIR
+	}
+	if err != nil {
+		d.Close()
+		return nil, 0, fmt.Errorf("fusefs: overlay dir %s: %w", dir, err)
+	}
+	d.top = up
+	return d, work, nil
+}
+
+// relPath returns the path of n relative to the root directory.
+func (d *DirLayer) relPath(n Node) (string, error) {
+	var parts []string
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for n != Node(d.rootIno) {
+		l, ok := d.where[n]
+		if !ok || len(parts) > 4096 {
+			return "", fmt.Errorf("fusefs: dir layer: inode %d unknown: %w", n, syscall.ESTALE)
+		}
+		parts = append(parts, l.name)
+		n = l.parent
+	}
+	if len(parts) == 0 {
+		return ".", nil
+	}
+	for i, j := 0, len(parts)-1; i < j; i, j = i+1, j-1 {
+		parts[i], parts[j] = parts[j], parts[i]
+	}
+	return strings.Join(parts, "/"), nil
+}
+
+// openRel opens path relative to the root, never leaving the tree.
+func (d *DirLayer) openRel(path string, flags int) (int, error) {
+	how := unix.OpenHow{Flags: uint64(flags | unix.O_CLOEXEC | unix.O_NOFOLLOW),
+		Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_XDEV}
+	for {
+		fd, err := unix.Openat2(int(d.root.Fd()), path, &how)
+		if err == unix.EINTR || err == unix.EAGAIN {
+			continue
+		}
+		if err != nil {
+			return -1, &os.PathError{Op: "openat2", Path: path, Err: err}
+		}
+		return fd, nil
+	}
+}
+
+// openDir opens directory dir as an O_PATH descriptor.
+func (d *DirLayer) openDir(dir Node) (int, error) {
+	p, err := d.relPath(dir)
+	if err != nil {
+		return -1, err
+	}
+	return d.openRel(p, unix.O_PATH|unix.O_DIRECTORY)
+}
+
+// parentOf opens n's parent directory (O_PATH) and returns it with n's
+// name. For the root it returns the root itself and ".".
+func (d *DirLayer) parentOf(n Node) (int, string, error) {
+	if n == Node(d.rootIno) {
+		fd, err := d.openRel(".", unix.O_PATH|unix.O_DIRECTORY)
+		return fd, ".", err
+	}
+	d.mu.Lock()
+	l, ok := d.where[n]
+	d.mu.Unlock()
+	if !ok {
+		return -1, "", fmt.Errorf("fusefs: dir layer: inode %d unknown: %w", n, syscall.ESTALE)
+	}
+	fd, err := d.openDir(l.parent)
+	return fd, l.name, err
+}
+
+// remember records that name in dir is inode ino.
+func (d *DirLayer) remember(dir Node, name string, ino uint64) {
+	if ino == d.rootIno {
+		return
+	}
+	d.mu.Lock()
+	d.where[Node(ino)] = dirLink{dir, name}
+	d.mu.Unlock()
+}
+
+// attr converts a host stat to an Attr in the container's view.
+func (d *DirLayer) attr(st *unix.Stat_t) Attr {
+	return Attr{Ino: st.Ino, Mode: st.Mode, Nlink: uint32(st.Nlink),
+		Uid: d.ids.uidToContainer(st.Uid), Gid: d.ids.gidToContainer(st.Gid),
+		Size: uint64(st.Size), Blocks: uint64(st.Blocks), Rdev: uint32(st.Rdev),
+		Atime: Timespec{st.Atim.Sec, uint32(st.Atim.Nsec)},
+		Mtime: Timespec{st.Mtim.Sec, uint32(st.Mtim.Nsec)},
+		Ctime: Timespec{st.Ctim.Sec, uint32(st.Ctim.Nsec)}}
+}
+
+// statAt stats name in the directory fd without following symlinks.
+func (d *DirLayer) statAt(fd int, name string) (Attr, error) {
+	var st unix.Stat_t
+	if err := unix.Fstatat(fd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return Attr{}, &os.PathError{Op: "fstatat", Path: name, Err: err}
+	}
+	return d.attr(&st), nil
+}
+
+// Lookup implements Layer.
+func (d *DirLayer) Lookup(dir Node, name string) (Node, Attr, error) {
+	fd, err := d.openDir(dir)
+	if err != nil {
+		return 0, Attr{}, err
+	}
+	defer unix.Close(fd)
+	a, err := d.statAt(fd, name)
+	if err != nil {
+		return 0, Attr{}, err
+	}
+	d.remember(dir, name, a.Ino)
+	return Node(a.Ino), a, nil
+}
+
+// Getattr implements Layer.
+func (d *DirLayer) Getattr(n Node) (Attr, error) {
+	fd, name, err := d.parentOf(n)
+	if err != nil {
+		return Attr{}, err
+	}
+	defer unix.Close(fd)
+	return d.statAt(fd, name)
+}
+
+// ReadDir implements Layer.
+func (d *DirLayer) ReadDir(dir Node) ([]Dirent, error) {
+	p, err := d.relPath(dir)
+	if err != nil {
+		return nil, err
+	}
+	fd, err := d.openRel(p, unix.O_RDONLY|unix.O_DIRECTORY)
+	if err != nil {
+		return nil, err
+	}
+	defer unix.Close(fd)
+	var out []Dirent
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := unix.Getdents(fd, buf)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, &os.PathError{Op: "getdents", Path: p, Err: err}
+		}
+		if n <= 0 {
+			break
+		}
+		out = parseDirents(buf[:n], out)
+	}
+	for _, e := range out {
+		d.remember(dir, e.Name, e.Ino)
+	}
+	return out, nil
+}
+
+// parseDirents decodes linux_dirent64 records (ino u64, off s64,
+// reclen u16, type u8, name NUL-terminated), skipping "." and "..".
+func parseDirents(b []byte, out []Dirent) []Dirent {
+	for len(b) >= 19 {
+		ino := le64(b[0:])
+		reclen := int(b[16]) | int(b[17])<<8
+		if reclen < 19 || reclen > len(b) {
+			break
+		}
+		typ := b[18]
+		name := b[19:reclen]
+		if i := strings.IndexByte(string(name), 0); i >= 0 {
+			name = name[:i]
+		}
+		if s := string(name); s != "." && s != ".." {
+			out = append(out, Dirent{Name: s, Node: Node(ino), Ino: ino,
+				Mode: uint32(typ) << 12})
+		}
+		b = b[reclen:]
+	}
+	return out
+}
+
+func le64(b []byte) uint64 {
+	return uint64(b[0]) | uint64(b[1])<<8 | uint64(b[2])<<16 | uint64(b[3])<<24 |
+		uint64(b[4])<<32 | uint64(b[5])<<40 | uint64(b[6])<<48 | uint64(b[7])<<56
+}
+
+// withFile runs fn with a descriptor of n open for reading and, when
+// write is set, writing: the shared one from Open if any, else a fresh one.
+func (d *DirLayer) withFile(n Node, write bool, fn func(fd int) error) error {
+	d.mu.Lock()
+	s := d.fds[n]
+	if s != nil {
+		s.refs++
+	}
+	d.mu.Unlock()
+	if s != nil {
+		defer d.releaseFd(n, s)
+		return fn(int(s.f.Fd()))
+	}
+	flags := unix.O_RDONLY
+	if write {
+		flags = unix.O_RDWR
+	}
+	fd, err := d.openFile(n, flags)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	return fn(fd)
+}
+
+// openFile opens n itself with flags.
+func (d *DirLayer) openFile(n Node, flags int) (int, error) {
+	p, err := d.relPath(n)
+	if err != nil {
+		return -1, err
+	}
+	return d.openRel(p, flags)
+}
+
+func (d *DirLayer) releaseFd(n Node, s *sharedFd) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	s.refs--
+	if s.refs == 0 {
+		s.f.Close()
+		if d.fds[n] == s {
+			delete(d.fds, n)
+		}
+	}
+}
+
+// Open keeps a descriptor of n open until the matching Release, so that
+// reads and writes need no path walk and an unlinked open file keeps its
+// data. It opens read-write when it can, read-only otherwise.
+func (d *DirLayer) Open(n Node) error {
+	d.mu.Lock()
+	if s := d.fds[n]; s != nil {
+		s.refs++
+		d.mu.Unlock()
+		return nil
+	}
+	d.mu.Unlock()
+	fd, err := d.openFile(n, unix.O_RDWR)
+	if err != nil {
+		fd, err = d.openFile(n, unix.O_RDONLY)
+	}
+	if err != nil {
+		return err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if s := d.fds[n]; s != nil {
+		unix.Close(fd)
+		s.refs++
+		return nil
+	}
+	d.fds[n] = &sharedFd{f: os.NewFile(uintptr(fd), "dirlayer"), refs: 1}
+	return nil
+}
+
+// Release ends an Open.
+func (d *DirLayer) Release(n Node) error {
+	d.mu.Lock()
+	s := d.fds[n]
+	d.mu.Unlock()
+	if s != nil {
+		d.releaseFd(n, s)
+	}
+	return nil
+}
+
+// ReadAt implements Layer.
+func (d *DirLayer) ReadAt(n Node, p []byte, off int64) (int, error) {
+	var got int
+	err := d.withFile(n, false, func(fd int) error {
+		for got < len(p) {
+			k, err := unix.Pread(fd, p[got:], off+int64(got))
+			if err == unix.EINTR {
+				continue
+			}
+			if err != nil {
+				return &os.PathError{Op: "pread", Path: fmt.Sprint("inode ", n), Err: err}
+			}
+			if k == 0 {
+				break
+			}
+			got += k
+		}
+		return nil
+	})
+	return got, err
+}
+
+// Readlink implements Layer.
+func (d *DirLayer) Readlink(n Node) (string, error) {
+	fd, name, err := d.parentOf(n)
+	if err != nil {
+		return "", err
+	}
+	defer unix.Close(fd)
+	buf := make([]byte, 4096)
+	k, err := unix.Readlinkat(fd, name, buf)
+	if err != nil {
+		return "", &os.PathError{Op: "readlinkat", Path: name, Err: err}
+	}
+	return string(buf[:k]), nil
+}
+
+// Statfs implements Layer.
+func (d *DirLayer) Statfs() (Statfs, error) {
+	var st unix.Statfs_t
+	if err := unix.Fstatfs(int(d.root.Fd()), &st); err != nil {
+		return Statfs{}, &os.PathError{Op: "fstatfs", Path: d.root.Name(), Err: err}
+	}
+	return Statfs{Bsize: uint32(st.Bsize), Blocks: st.Blocks, Bfree: st.Bfree,
+		Bavail: st.Bavail, Files: st.Files, Ffree: st.Ffree,
+		NameLen: uint32(st.Namelen)}, nil
+}

@@ -1,0 +1,122 @@
+package fusefs
+
+import (
+	"fmt"
+	"os"
+
+	"golang.org/x/sys/unix"
+)
+
+// Data and attribute changes of DirLayer.
+
+// Setattr implements Writable. The change time cannot be set on a host
+// file system; SetCtime is ignored (the host sets ctime itself).
+func (d *DirLayer) Setattr(n Node, in SetAttr) (Attr, error) {
+	fd, name, err := d.parentOf(n)
+	if err != nil {
+		return Attr{}, err
+	}
+	defer unix.Close(fd)
+	a, err := d.statAt(fd, name)
+	if err != nil {
+		return Attr{}, err
+	}
+	if in.SetUid || in.SetGid {
+		uid, gid := a.Uid, a.Gid
+		if in.SetUid {
+			uid = in.Uid
+		}
+		if in.SetGid {
+			gid = in.Gid
+		}
+		hu, hg, err := d.hostIDs(uid, gid)
+		if err != nil {
+			return Attr{}, err
+		}
+		if err := unix.Fchownat(fd, name, hu, hg, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			return Attr{}, &os.PathError{Op: "fchownat", Path: name, Err: err}
+		}
+	}
+	if in.SetMode && a.Mode&unix.S_IFMT != unix.S_IFLNK {
+		if err := unix.Fchmodat(fd, name, in.Mode&07777, 0); err != nil {
+			return Attr{}, &os.PathError{Op: "fchmodat", Path: name, Err: err}
+		}
+	}
+	if in.SetSize {
+		err := d.withFile(n, true, func(f int) error { return unix.Ftruncate(f, int64(in.Size)) })
+		if err != nil {
+			return Attr{}, &os.PathError{Op: "ftruncate", Path: name, Err: err}
+		}
+	}
+	if in.SetAtime || in.SetMtime {
+		ts := []unix.Timespec{{Nsec: unix.UTIME_OMIT}, {Nsec: unix.UTIME_OMIT}}
+		if in.SetAtime {
+			ts[0] = unix.Timespec{Sec: in.Atime.Sec, Nsec: int64(in.Atime.Nsec)}
+		}
+		if in.SetMtime {
+			ts[1] = unix.Timespec{Sec: in.Mtime.Sec, Nsec: int64(in.Mtime.Nsec)}
+		}
+		if err := unix.UtimesNanoAt(fd, name, ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			return Attr{}, &os.PathError{Op: "utimensat", Path: name, Err: err}
+		}
+	}
+	return d.statAt(fd, name)
+}
+
+// WriteAt implements Writable.
+func (d *DirLayer) WriteAt(n Node, p []byte, off int64) (int, error) {
+	var done int
+	err := d.withFile(n, true, func(fd int) error {
+		for done < len(p) {
+			k, err := unix.Pwrite(fd, p[done:], off+int64(done))
+			if err == unix.EINTR {
+				continue
+			}
+			if err != nil {
+				return &os.PathError{Op: "pwrite", Path: fmt.Sprint("inode ", n), Err: err}
+			}
+			done += k
+		}
+		return nil
+	})
+	return done, err
+}
+
+// Fallocate implements Writable.
+func (d *DirLayer) Fallocate(n Node, off, length int64, mode uint32) error {
+	return d.withFile(n, true, func(fd int) error {
+		if err := unix.Fallocate(fd, mode, off, length); err != nil {
+			return &os.PathError{Op: "fallocate", Path: fmt.Sprint("inode ", n), Err: err}
+		}
+		return nil
+	})
+}
+
+// Fsync implements Writable.
+func (d *DirLayer) Fsync(n Node, datasync bool) error {
+	return d.withFile(n, false, func(fd int) error {
+		if datasync {
+			return unix.Fdatasync(fd)
+		}
+		return unix.Fsync(fd)
+	})
+}
+
+// Sync implements Writable.
+func (d *DirLayer) Sync() error {
+	if err := unix.Syncfs(int(d.root.Fd())); err != nil {
+		return &os.PathError{Op: "syncfs", Path: d.root.Name(), Err: err}
+	}
+	return nil
+}
+
+// Lseek finds data or holes (SEEK_DATA, SEEK_HOLE) in n.
+func (d *DirLayer) Lseek(n Node, off int64, whence int) (int64, error) {
+	var res int64
+	err := d.withFile(n, false, func(fd int) error {
+		var err error
+		res, err = unix.Seek(fd, off, whence)
+		return err
+	})
+	return res, err
+}

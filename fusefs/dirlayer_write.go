@@ -1,0 +1,300 @@
+package fusefs
+
+import (
+	"fmt"
+	"os"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// The writable half of DirLayer. Owners are set explicitly after creation
+// (the server usually runs as root of its namespace) and modes are set
+// with chmod after chown, so neither the umask nor chown's clearing of
+// set-id bits changes what the caller asked for.
+
+// xattrPath names n for the path-based xattr calls: through the parent's
+// descriptor in /proc/self/fd, because O_PATH descriptors do not support
+// f*xattr. follow is set for the root, which is reached through the magic
+// link itself.
+func (d *DirLayer) xattrPath(n Node) (path string, follow bool, done func(), err error) {
+	fd, name, err := d.parentOf(n)
+	if err != nil {
+		return "", false, nil, err
+	}
+	done = func() { unix.Close(fd) }
+	if name == "." {
+		return fmt.Sprintf("/proc/self/fd/%d", fd), true, done, nil
+	}
+	return fmt.Sprintf("/proc/self/fd/%d/%s", fd, name), false, done, nil
+}
+
+// Listxattr implements Layer.
+func (d *DirLayer) Listxattr(n Node) ([]string, error) {
+	p, follow, done, err := d.xattrPath(n)
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	list := unix.Llistxattr
+	if follow {
+		list = unix.Listxattr
+	}
+	buf := make([]byte, 4096)
+	for {
+		k, err := list(p, buf)
+		if err == unix.ERANGE {
+			buf = make([]byte, 2*len(buf))
+			continue
+		}
+		if err == unix.ENOTSUP {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, &os.PathError{Op: "listxattr", Path: p, Err: err}
+		}
+		var names []string
+		for _, s := range strings.Split(string(buf[:k]), "\x00") {
+			if s != "" {
+				names = append(names, s)
+			}
+		}
+		return names, nil
+	}
+}
+
+// Getxattr implements Layer.
+func (d *DirLayer) Getxattr(n Node, name string) ([]byte, error) {
+	p, follow, done, err := d.xattrPath(n)
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	get := unix.Lgetxattr
+	if follow {
+		get = unix.Getxattr
+	}
+	buf := make([]byte, 256)
+	for {
+		k, err := get(p, name, buf)
+		if err == unix.ERANGE {
+			sz, err2 := get(p, name, nil)
+			if err2 != nil {
+				return nil, &os.PathError{Op: "getxattr", Path: p, Err: err2}
+			}
+			buf = make([]byte, sz+1)
+			continue
+		}
+		if err == unix.ENOTSUP {
+			err = unix.ENODATA
+		}
+		if err != nil {
+			return nil, &os.PathError{Op: "getxattr " + name, Path: p, Err: err}
+		}
+		return buf[:k], nil
+	}
+}
+
+// Setxattr implements Writable.
+func (d *DirLayer) Setxattr(n Node, name string, value []byte, flags uint32) error {
+	p, follow, done, err := d.xattrPath(n)
+	if err != nil {
+		return err
+	}
+	defer done()
+	set := unix.Lsetxattr
+	if follow {
+		set = unix.Setxattr
+	}
+	if err := set(p, name, value, int(flags)); err != nil {
+		return &os.PathError{Op: "setxattr " + name, Path: p, Err: err}
+	}
+	return nil
+}
+
+// Removexattr implements Writable.
+func (d *DirLayer) Removexattr(n Node, name string) error {
+	p, follow, done, err := d.xattrPath(n)
+	if err != nil {
+		return err
+	}
+	defer done()
+	rm := unix.Lremovexattr
+	if follow {
+		rm = unix.Removexattr
+	}
+	if err := rm(p, name); err != nil {
+		return &os.PathError{Op: "removexattr " + name, Path: p, Err: err}
+	}
+	return nil
+}
+
+// hostIDs translates a container owner to the ids stored on disk.
+func (d *DirLayer) hostIDs(uid, gid uint32) (int, int, error) {
+	hu, hg := mapID(d.ids.UIDs, uid, true), mapID(d.ids.GIDs, gid, true)
+	if (len(d.ids.UIDs) > 0 && hu == overflowID && uid != overflowID) ||
+		(len(d.ids.GIDs) > 0 && hg == overflowID && gid != overflowID) {
+		return 0, 0, fmt.Errorf("fusefs: dir layer: owner %d:%d has no host id: %w",
+			uid, gid, unix.EINVAL)
+	}
+	return int(hu), int(hg), nil
+}
+
+// made finishes a creation in dir: owner, mode, stat, and remembering the
+// new name. It undoes the creation when any step fails.
+func (d *DirLayer) made(fd int, dir Node, name string, mode, uid, gid uint32,
+	chmod bool) (Node, Attr, error) {
+	hu, hg, err := d.hostIDs(uid, gid)
+	if err == nil {
+		err = unix.Fchownat(fd, name, hu, hg, unix.AT_SYMLINK_NOFOLLOW)
+	}
+	if err == nil && chmod {
+		err = unix.Fchmodat(fd, name, mode&07777, 0)
+	}
+	var a Attr
+	if err == nil {
+		a, err = d.statAt(fd, name)
+	}
+	if err != nil {
+		flag := 0
+		if mode&unix.S_IFMT == unix.S_IFDIR {
+			flag = unix.AT_REMOVEDIR
+		}
+		unix.Unlinkat(fd, name, flag)
+		return 0, Attr{}, &os.PathError{Op: "create", Path: name, Err: err}
+	}
+	d.remember(dir, name, a.Ino)
+	return Node(a.Ino), a, nil
+}
+
+// Create implements Writable.
+func (d *DirLayer) Create(dir Node, name string, mode, uid, gid uint32) (Node, Attr, error) {
+	fd, err := d.openDir(dir)
+	if err != nil {
+		return 0, Attr{}, err
+	}
+	defer unix.Close(fd)
+	f, err := unix.Openat(fd, name, unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY|
+		unix.O_NOFOLLOW|unix.O_CLOEXEC, 0600)
+	if err != nil {
+		return 0, Attr{}, &os.PathError{Op: "openat", Path: name, Err: err}
+	}
+	unix.Close(f)
+	return d.made(fd, dir, name, mode|unix.S_IFREG, uid, gid, true)
+}
+
+// Mkdir implements Writable.
+func (d *DirLayer) Mkdir(dir Node, name string, mode, uid, gid uint32) (Node, Attr, error) {
+	fd, err := d.openDir(dir)
+	if err != nil {
+		return 0, Attr{}, err
+	}
+	defer unix.Close(fd)
+	if err := unix.Mkdirat(fd, name, 0700); err != nil {
+		return 0, Attr{}, &os.PathError{Op: "mkdirat", Path: name, Err: err}
+	}
+	return d.made(fd, dir, name, mode|unix.S_IFDIR, uid, gid, true)
+}
+
+// Mknod implements Writable.
+func (d *DirLayer) Mknod(dir Node, name string, mode, rdev, uid, gid uint32) (Node, Attr, error) {
+	fd, err := d.openDir(dir)
+	if err != nil {
+		return 0, Attr{}, err
+	}
+	defer unix.Close(fd)
+	if err := unix.Mknodat(fd, name, mode&^07777|0600, int(rdev)); err != nil {
+		return 0, Attr{}, &os.PathError{Op: "mknodat", Path: name, Err: err}
+	}
+	return d.made(fd, dir, name, mode, uid, gid, true)
+}
+
+// Symlink implements Writable.
+func (d *DirLayer) Symlink(dir Node, name, target string, uid, gid uint32) (Node, Attr, error) {
+	fd, err := d.openDir(dir)
+	if err != nil {
+		return 0, Attr{}, err
+	}
+	defer unix.Close(fd)
+	if err := unix.Symlinkat(target, fd, name); err != nil {
+		return 0, Attr{}, &os.PathError{Op: "symlinkat", Path: name, Err: err}
+	}
+	return d.made(fd, dir, name, unix.S_IFLNK|0777, uid, gid, false)
+}
+
+// Link implements Writable.
+func (d *DirLayer) Link(n Node, dir Node, name string) (Attr, error) {
+	ofd, oname, err := d.parentOf(n)
+	if err != nil {
+		return Attr{}, err
+	}
+	defer unix.Close(ofd)
+	fd, err := d.openDir(dir)
+	if err != nil {
+		return Attr{}, err
+	}
+	defer unix.Close(fd)
+	if err := unix.Linkat(ofd, oname, fd, name, 0); err != nil {
+		return Attr{}, &os.PathError{Op: "linkat", Path: name, Err: err}
+	}
+	return d.statAt(fd, name)
+}
+
+// remove unlinks name in dir, forgetting it if it was the remembered name.
+func (d *DirLayer) remove(dir Node, name string, flags int) error {
+	fd, err := d.openDir(dir)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	a, _ := d.statAt(fd, name)
+	if err := unix.Unlinkat(fd, name, flags); err != nil {
+		return &os.PathError{Op: "unlinkat", Path: name, Err: err}
+	}
+	d.mu.Lock()
+	if l, ok := d.where[Node(a.Ino)]; ok && l == (dirLink{dir, name}) {
+		delete(d.where, Node(a.Ino))
+	}
+	d.mu.Unlock()
+	return nil
+}
+
+// Unlink implements Writable.
+func (d *DirLayer) Unlink(dir Node, name string) error { return d.remove(dir, name, 0) }
+
+// Rmdir implements Writable.
+func (d *DirLayer) Rmdir(dir Node, name string) error {
+	return d.remove(dir, name, unix.AT_REMOVEDIR)
+}
+
+// Rename implements Writable.
+func (d *DirLayer) Rename(oldDir Node, oldName string, newDir Node, newName string,
+	flags uint32) error {
+	ofd, err := d.openDir(oldDir)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(ofd)
+	nfd, err := d.openDir(newDir)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(nfd)
+	oa, err := d.statAt(ofd, oldName)
+	if err != nil {
+		return err
+	}
+	na, nerr := d.statAt(nfd, newName)
+	if err := unix.Renameat2(ofd, oldName, nfd, newName, uint(flags)); err != nil {
+		return &os.PathError{Op: "renameat2", Path: oldName, Err: err}
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.where[Node(oa.Ino)] = dirLink{newDir, newName}
+	if nerr == nil && flags&RenameExchange != 0 {
+		d.where[Node(na.Ino)] = dirLink{oldDir, oldName}
+	} else if nerr == nil && d.where[Node(na.Ino)] == (dirLink{newDir, newName}) {
+		delete(d.where, Node(na.Ino))
+	}
+	return nil
+}

@@ -1,0 +1,46 @@
+// Package fusefs serves the union of container image layers through FUSE
+// (go-fuse v2, package fs), with the semantics of the kernel's overlayfs
+// (Documentation/filesystems/overlayfs.rst) and an on-disk upper format
+// that the kernel, fuse-overlayfs and Apptainer read back.
+//
+// A [Union] stacks read-only [Layer]s (top first) under at most one
+// [Writable] upper. Layers provided here: [DirLayer] (a host directory,
+// read-only or writable), [MemLayer] (the skeleton of mount points,
+// Apptainer's overlay-lowerdir), and adapters for husk's squashfs and
+// ext3 readers.
+//
+// Supported:
+//   - merged directories down to the first opaque one; whiteouts and opaque
+//     markers in every dialect of COMPAT §4.4 when reading; char 0/0
+//     whiteouts and trusted+user (or fuse-overlayfs style user + ".wh..wh..opq")
+//     opaque markers when writing;
+//   - copy-up of data (sparse), mode, owner, times and xattrs, atomic through
+//     the work directory; hard-linked lower files copied once per inode;
+//   - rename of anything, including lower directories (copied up whole, not
+//     EXDEV), with RENAME_NOREPLACE and RENAME_EXCHANGE;
+//   - stable inode numbers: the layer index+1 in the top 16 bits and the
+//     layer's own number below, kept by a node across copy-up, and equal
+//     in readdir (d_ino) and stat (st_ino);
+//   - uid/gid translation between the container's and the FUSE server's
+//     views ([IDMap]).
+//
+// Not supported:
+//   - overlayfs redirect_dir, metacopy, index and origin xattrs (not read,
+//     not written); a lower hard link is re-joined to its copied-up inode
+//     only when its other names are looked up during the same mount;
+//   - POSIX and flock locks are left to the kernel (local to this host);
+//   - access(2) checks are left to the kernel (default_permissions);
+//   - changes made to the layers behind the union's back are not seen
+//     until the kernel's caches expire (an hour by default).
+//
+// Use:
+//
+//	lower, _ := fusefs.OpenDirLayer("/img", nil)
+//	upper, work, _ := fusefs.OpenOverlayDir("/ovl", nil) // /ovl/upper, /ovl/work
+//	u, _ := fusefs.New(fusefs.Options{Upper: upper, WorkDir: work, Lowers: []fusefs.Layer{lower}})
+//	_ = u.Mount("/mnt")
+//	defer u.Unmount()
+//
+// Locking: one RWMutex per union orders namespace changes and copy-ups
+// (writers) against lookups, listings and data transfer (readers).
+package fusefs

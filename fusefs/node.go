@@ -1,0 +1,230 @@
+package fusefs
+
+import (
+	"context"
+	"syscall"
+	"time"
+
+	"github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+)
+
+// layerRef is one layer's inode behind a union node: layer index (0 the
+// upper, i+1 the i-th lower) and the layer's handle.
+type layerRef struct {
+	l int
+	n Node
+}
+
+// node is one inode of the union.
+type node struct {
+	fs.Inode
+	u   *Union
+	ino uint64 // stable inode number; immutable
+
+	// refs are the layer inodes behind this node, top first: for a
+	// directory every merged directory down to the first opaque one, for
+	// anything else the one that provides it (after a copy-up, the upper
+	// copy first and the lower original after it). Protected by u.mu.
+	refs []layerRef
+}
+
+// Compile-time checks: node implements these go-fuse interfaces.
+var (
+	_ fs.NodeGetattrer      = (*node)(nil)
+	_ fs.NodeSetattrer      = (*node)(nil)
+	_ fs.NodeLookuper       = (*node)(nil)
+	_ fs.NodeOpendirHandler = (*node)(nil)
+	_ fs.NodeOpener         = (*node)(nil)
+	_ fs.NodeCreater        = (*node)(nil)
+	_ fs.NodeRenamer        = (*node)(nil)
+	_ fs.NodeGetxattrer     = (*node)(nil)
+	_ fs.NodeStatfser       = (*node)(nil)
+)
+
+func (n *node) top() layerRef { return n.refs[0] }
+
+// inUpper reports whether the node's top inode is in the upper.
+//
+// Preconditions: u.mu held.
+func (n *node) inUpper() bool { return n.u.upper != nil && n.refs[0].l == 0 }
+
+// attr reads the node's attributes from its top layer.
+//
+// Preconditions: u.mu held.
+func (n *node) attr() (Attr, error) {
+	t := n.top()
+	return n.u.layers[t.l].Getattr(t.n)
+}
+
+// fillAttr converts a layer Attr to the kernel's view.
+func (u *Union) fillAttr(ino uint64, a Attr, out *fuse.Attr) {
+	out.Ino = ino
+	out.Mode = a.Mode
+	out.Nlink = a.Nlink
+	out.Uid = u.ids.uidToServer(a.Uid)
+	out.Gid = u.ids.gidToServer(a.Gid)
+	out.Size = a.Size
+	out.Blocks = a.Blocks
+	out.Rdev = a.Rdev
+	out.Blksize = 4096
+	out.Atime, out.Atimensec = uint64(a.Atime.Sec), a.Atime.Nsec
+	out.Mtime, out.Mtimensec = uint64(a.Mtime.Sec), a.Mtime.Nsec
+	out.Ctime, out.Ctimensec = uint64(a.Ctime.Sec), a.Ctime.Nsec
+}
+
+// Getattr implements fs.NodeGetattrer.
+func (n *node) Getattr(ctx context.Context, f fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	n.u.mu.RLock()
+	defer n.u.mu.RUnlock()
+	a, err := n.attr()
+	if err != nil {
+		return n.u.toErrno("getattr", err)
+	}
+	n.u.fillAttr(n.ino, a, &out.Attr)
+	return 0
+}
+
+// Setattr implements fs.NodeSetattrer. It copies the node up first; a
+// truncation copies only the data that survives it.
+func (n *node) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttrIn,
+	out *fuse.AttrOut) syscall.Errno {
+	u := n.u
+	if u.upper == nil {
+		return syscall.EROFS
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	limit := int64(-1)
+	if sz, ok := in.GetSize(); ok {
+		limit = int64(sz)
+	}
+	if err := u.copyUp(n, limit); err != nil {
+		return u.toErrno("setattr copy-up", err)
+	}
+	var sa SetAttr
+	if m, ok := in.GetMode(); ok {
+		sa.SetMode, sa.Mode = true, m&07777
+	}
+	if id, ok := in.GetUID(); ok {
+		sa.SetUid, sa.Uid = true, u.ids.uidToContainer(id)
+	}
+	if id, ok := in.GetGID(); ok {
+		sa.SetGid, sa.Gid = true, u.ids.gidToContainer(id)
+	}
+	if sz, ok := in.GetSize(); ok {
+		sa.SetSize, sa.Size = true, sz
+	}
+	now := time.Now()
+	if t, ok := in.GetATime(); ok {
+		sa.SetAtime, sa.Atime = true, timespec(t)
+	} else if in.Valid&fuse.FATTR_ATIME_NOW != 0 {
+		sa.SetAtime, sa.Atime = true, timespec(now)
+	}
+	if t, ok := in.GetMTime(); ok {
+		sa.SetMtime, sa.Mtime = true, timespec(t)
+	} else if in.Valid&fuse.FATTR_MTIME_NOW != 0 {
+		sa.SetMtime, sa.Mtime = true, timespec(now)
+	}
+	if t, ok := in.GetCTime(); ok {
+		sa.SetCtime, sa.Ctime = true, timespec(t)
+	}
+	a, err := u.upper.Setattr(n.top().n, sa)
+	if err != nil {
+		return u.toErrno("setattr", err)
+	}
+	u.fillAttr(n.ino, a, &out.Attr)
+	return 0
+}
+
+func timespec(t time.Time) Timespec {
+	return Timespec{Sec: t.Unix(), Nsec: uint32(t.Nanosecond())}
+}
+
+// Getxattr implements fs.NodeGetxattrer.
+func (n *node) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
+	if privateXattr(attr) {
+		return 0, syscall.ENODATA
+	}
+	n.u.mu.RLock()
+	defer n.u.mu.RUnlock()
+	t := n.top()
+	v, err := n.u.layers[t.l].Getxattr(t.n, attr)
+	if err != nil {
+		return 0, n.u.toErrno("getxattr", err)
+	}
+	if len(dest) < len(v) {
+		return uint32(len(v)), syscall.ERANGE
+	}
+	return uint32(copy(dest, v)), 0
+}
+
+// Listxattr implements fs.NodeListxattrer.
+func (n *node) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errno) {
+	n.u.mu.RLock()
+	defer n.u.mu.RUnlock()
+	t := n.top()
+	names, err := n.u.layers[t.l].Listxattr(t.n)
+	if err != nil {
+		return 0, n.u.toErrno("listxattr", err)
+	}
+	var b []byte
+	for _, s := range names {
+		if !privateXattr(s) {
+			b = append(append(b, s...), 0)
+		}
+	}
+	if len(dest) < len(b) {
+		return uint32(len(b)), syscall.ERANGE
+	}
+	return uint32(copy(dest, b)), 0
+}
+
+// Setxattr implements fs.NodeSetxattrer.
+func (n *node) Setxattr(ctx context.Context, attr string, data []byte, flags uint32) syscall.Errno {
+	if privateXattr(attr) {
+		return syscall.EPERM
+	}
+	return n.changeXattr(func(up Node) error {
+		return n.u.upper.Setxattr(up, attr, data, flags)
+	})
+}
+
+// Removexattr implements fs.NodeRemovexattrer.
+func (n *node) Removexattr(ctx context.Context, attr string) syscall.Errno {
+	if privateXattr(attr) {
+		return syscall.ENODATA
+	}
+	return n.changeXattr(func(up Node) error { return n.u.upper.Removexattr(up, attr) })
+}
+
+// changeXattr copies the node up and applies change to its upper inode.
+func (n *node) changeXattr(change func(Node) error) syscall.Errno {
+	u := n.u
+	if u.upper == nil {
+		return syscall.EROFS
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if err := u.copyUp(n, -1); err != nil {
+		return u.toErrno("xattr copy-up", err)
+	}
+	return u.toErrno("xattr", change(n.top().n))
+}
+
+// Statfs implements fs.NodeStatfser: the upper's numbers, or the top
+// lower's for a read-only union.
+func (n *node) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
+	l := n.u.layers[0]
+	if l == nil {
+		l = n.u.layers[1]
+	}
+	s, err := l.Statfs()
+	if err != nil {
+		return n.u.toErrno("statfs", err)
+	}
+	*out = fuse.StatfsOut{Blocks: s.Blocks, Bfree: s.Bfree, Bavail: s.Bavail,
+		Files: s.Files, Ffree: s.Ffree, Bsize: s.Bsize, NameLen: s.NameLen,
+		Frsize: s.Bsize}
+	return 0
+}

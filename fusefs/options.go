@@ -1,0 +1,51 @@
+package fusefs
+
+import (
+	"log/slog"
+	"time"
+)
+
+// Options configure a [Union]. Lowers are ordered top first; Upper, when
+// set, sits above all of them.
+type Options struct {
+	// Upper is the writable layer; nil makes a read-only union.
+	Upper Writable
+	// WorkDir is a directory of Upper, outside the tree the union serves,
+	// where copy-ups are assembled before they are renamed into place.
+	// Zero means none: copy-ups are then written in place (not atomic).
+	WorkDir Node
+	// Lowers are the read-only layers, top first.
+	Lowers []Layer
+	// IDMap translates owners between the container and the FUSE server.
+	IDMap IDMap
+	// AllowOther lets users other than the mounting one use the mount.
+	AllowOther bool
+	// DirectMount mounts with mount(2) only (DirectMountStrict), as needed
+	// inside a user namespace without fusermount.
+	DirectMount bool
+	// Debug logs every FUSE request through go-fuse's debug output.
+	Debug bool
+	// Logger receives warnings about layer errors; nil discards them.
+	Logger *slog.Logger
+	// EntryTimeout and AttrTimeout are the kernel cache lifetimes; zero
+	// means [DefaultTimeout]. The union is the only writer of its layers,
+	// and every change it makes goes through the kernel, so long timeouts
+	// are safe.
+	EntryTimeout, AttrTimeout time.Duration
+}
+
+// DefaultTimeout is the entry, attribute and negative-entry timeout used
+// when Options leave them zero.
+const DefaultTimeout = time.Hour
+
+// IDRange maps Size consecutive ids starting at Container (as stored in the
+// layers and seen inside the container) to ids starting at Server (as the
+// FUSE server's user namespace sees them).
+type IDRange struct {
+	Container, Server, Size uint32
+}
+
+// IDMap holds the uid and gid ranges. Empty lists mean identity.
+type IDMap struct {
+	UIDs, GIDs []IDRange
+}

@@ -1,0 +1,212 @@
+package fusefs
+
+import (
+	"errors"
+	"fmt"
+	"log"
+	"log/slog"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+)
+
+// Union serves the union of its layers through FUSE. Create it with [New],
+// then [Union.Mount] it.
+type Union struct {
+	opts   Options
+	log    *slog.Logger
+	upper  Writable // nil for a read-only union
+	layers []Layer  // layers[0] is the upper (nil if none), then the lowers
+	ids    *IDMap
+	root   *node
+
+	// mu orders namespace changes and copy-ups (write side) against
+	// lookups, listings and data access (read side). Node fields marked
+	// "protected by u.mu" follow it.
+	mu sync.RWMutex
+	// copied maps the layer-local inode number of an upper inode made by
+	// a copy-up to the stable inode number its node had before, so a
+	// later lookup of the upper inode reports the same number.
+	copied map[uint64]uint64
+	// links maps a hard-linked lower inode (layer, ino) to its upper copy,
+	// so that its other names become links to that copy.
+	links map[layerIno]Node
+	// gens holds the generation of stable inode numbers whose upper inode
+	// number was reused by a new inode.
+	gens   map[uint64]uint64
+	gen    uint64
+	tmpSeq uint64
+	// opaqueTrusted is 1 when the upper accepts trusted.* xattrs, -1
+	// when it refused them, 0 before the first try.
+	opaqueTrusted int
+
+	srvMu     sync.Mutex
+	server    *fuse.Server
+	mountDir  string
+	unmounted bool
+}
+
+// layerIno names an inode of one layer by its layer-local inode number.
+type layerIno struct {
+	layer int
+	ino   uint64
+}
+
+// New builds a union of opts.Lowers under opts.Upper.
+func New(opts Options) (*Union, error) {
+	if len(opts.Lowers) == 0 && opts.Upper == nil {
+		return nil, errors.New("fusefs: union has no layers")
+	}
+	if len(opts.Lowers) > 0xfffe {
+		return nil, fmt.Errorf("fusefs: %d layers, at most 65534", len(opts.Lowers))
+	}
+	u := &Union{opts: opts, log: opts.Logger, upper: opts.Upper, ids: &opts.IDMap,
+		copied: map[uint64]uint64{}, links: map[layerIno]Node{}, gens: map[uint64]uint64{}}
+	u.layers = append([]Layer{nil}, opts.Lowers...)
+	if opts.Upper != nil {
+		u.layers[0] = opts.Upper
+	}
+	root, err := u.newRoot()
+	if err != nil {
+		return nil, err
+	}
+	u.root = root
+	return u, nil
+}
+
+// newRoot builds the root node: the roots of every layer, merged down to
+// the first opaque one.
+func (u *Union) newRoot() (*node, error) {
+	n := &node{u: u}
+	for l, layer := range u.layers {
+		if layer == nil {
+			continue
+		}
+		r := layer.Root()
+		a, err := layer.Getattr(r)
+		if err != nil {
+			return nil, fmt.Errorf("fusefs: root of layer %d: %w", l, err)
+		}
+		if len(n.refs) == 0 {
+			n.ino = stableIno(l, a.Ino)
+		}
+		n.refs = append(n.refs, layerRef{l, r})
+		if l+1 < len(u.layers) && u.isOpaque(l, r) {
+			break
+		}
+	}
+	return n, nil
+}
+
+// stableIno is the inode number the kernel sees for inode ino of layer l:
+// the layer index plus one in the top 16 bits, so layers never collide
+// with each other nor with go-fuse's root number 1.
+func stableIno(l int, ino uint64) uint64 {
+	return uint64(l+1)<<48 | ino&(1<<48-1)
+}
+
+// Mount mounts the union at dir and serves it in background goroutines.
+func (u *Union) Mount(dir string) error {
+	u.srvMu.Lock()
+	defer u.srvMu.Unlock()
+	if u.server != nil {
+		return errors.New("fusefs: union already mounted")
+	}
+	entry, attr := u.opts.EntryTimeout, u.opts.AttrTimeout
+	if entry == 0 {
+		entry = DefaultTimeout
+	}
+	if attr == 0 {
+		attr = DefaultTimeout
+	}
+	neg := entry
+	fopts := &fs.Options{
+		EntryTimeout: &entry, AttrTimeout: &attr, NegativeTimeout: &neg,
+		RootStableAttr:  &fs.StableAttr{Ino: u.root.ino},
+		NullPermissions: true,
+		MountOptions: fuse.MountOptions{
+			AllowOther: u.opts.AllowOther, FsName: "husk", Name: "husk",
+			Options:           []string{"default_permissions"},
+			MaxReadAhead:      1 << 20,
+			MaxWrite:          1 << 20,
+			DirectMountStrict: u.opts.DirectMount,
+			Debug:             u.opts.Debug,
+			ExtraCapabilities: fuse.CAP_EXPORT_SUPPORT,
+		},
+	}
+	if u.log != nil {
+		fopts.Logger = log.New(logWriter{u.log}, "", 0)
+	}
+	srv, err := fs.Mount(dir, u.root, fopts)
+	if err != nil {
+		return fmt.Errorf("fusefs: mount %s: %w", dir, err)
+	}
+	u.server, u.mountDir = srv, dir
+	return nil
+}
+
+// logWriter sends go-fuse's log lines to the slog logger.
+type logWriter struct{ l *slog.Logger }
+
+func (w logWriter) Write(p []byte) (int, error) {
+	w.l.Debug(string(p))
+	return len(p), nil
+}
+
+// Wait blocks until the union is unmounted.
+func (u *Union) Wait() {
+	u.srvMu.Lock()
+	srv := u.server
+	u.srvMu.Unlock()
+	if srv != nil {
+		srv.Wait()
+	}
+}
+
+// Sync makes everything written to the upper durable.
+func (u *Union) Sync() error {
+	if u.upper == nil {
+		return nil
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.upper.Sync()
+}
+
+// Unmount unmounts the union (lazily if it is busy), waits for the server
+// to stop and syncs the upper. Calling it again does nothing.
+func (u *Union) Unmount() error {
+	u.srvMu.Lock()
+	defer u.srvMu.Unlock()
+	if u.server == nil || u.unmounted {
+		return nil
+	}
+	u.unmounted = true
+	err := u.server.Unmount()
+	if err != nil {
+		// Busy: detach it so that it goes away with its last user.
+		if lerr := lazyUnmount(u.mountDir); lerr != nil {
+			return fmt.Errorf("fusefs: unmount: %w (lazy: %v)", err, lerr)
+		}
+	}
+	done := make(chan struct{})
+	go func() { u.server.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		return errors.New("fusefs: unmount: server did not stop within 30s")
+	}
+	return u.Sync()
+}
+
+// errnoOf returns the errno in err, or 0.
+func errnoOf(err error) syscall.Errno {
+	var e syscall.Errno
+	if errors.As(err, &e) {
+		return e
+	}
+	return 0
+}
