@@ -77,6 +77,8 @@ type Image struct {
 	Overlays []Section
 	// Arch is a SIF's primary architecture as a Go name ("amd64").
 	Arch string
+
+	locks []lockKey // sections locked through this image
 }
 
 // Magic numbers and offsets used for detection (COMPAT §3.1).
@@ -148,6 +150,7 @@ func (img *Image) Close() error {
 	if img.File == nil {
 		return nil
 	}
+	img.unlock()
 	return img.File.Close()
 }
 

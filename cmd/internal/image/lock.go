@@ -77,5 +77,16 @@ func Lock(img *Image, sec Section, write bool, log *slog.Logger) error {
 		return wrap(err.Error())
 	}
 	held.m[key] = held.m[key] || write
+	img.locks = append(img.locks, key)
 	return nil
+}
+
+// unlock forgets img's locks; closing its file releases them.
+func (img *Image) unlock() {
+	held.Lock()
+	defer held.Unlock()
+	for _, k := range img.locks {
+		delete(held.m, k)
+	}
+	img.locks = nil
 }

@@ -93,7 +93,7 @@ type Request struct {
 // NewPlan opens the root image and overlays, locks the ext3 sections and
 // stacks the layers as Apptainer does (COMPAT §3.2-§3.3, §6). On error all
 // files are closed. Warnings go to log.
-func NewPlan(req Request, log *slog.Logger) (p *Plan, err error) {
+func NewPlan(req Request, log *slog.Logger) (_ *Plan, err error) {
 	if req.Writable && len(req.Overlays) > 0 {
 		return nil, fmt.Errorf("cannot use --overlay in conjunction with --writable")
 	}
@@ -101,7 +101,7 @@ func NewPlan(req Request, log *slog.Logger) (p *Plan, err error) {
 		log.Warn("Disabling --writable-tmpfs flag, mutually exclusive with --writable")
 		req.WritableTmpfs = false
 	}
-	p = &Plan{}
+	p := &Plan{}
 	defer func() {
 		if err != nil {
 			p.Close()
