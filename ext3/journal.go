@@ -96,6 +96,11 @@ type journal struct {
 	// aborted is the error that stopped a commit part-way; commits are
 	// refused until recover succeeds.
 	aborted error
+	// failedCommit is, after recover, the ID of a transaction whose commit
+	// block was found but failed its checksum (replay stopped before it),
+	// or 0. The core should then mark the filesystem as having errors, as
+	// e2fsck does ("journal transaction N was corrupt").
+	failedCommit uint32
 	// now returns the commit time; tests replace it.
 	now func() time.Time
 }

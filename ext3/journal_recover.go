@@ -30,6 +30,7 @@ type jbdLogged struct {
 // jbdScan is what the scan of the log found.
 type jbdScan struct {
 	end     uint32            // first transaction ID not in the log
+	failed  uint32            // transaction whose commit block failed its checksum, or 0
 	logged  []jbdLogged       // blocks of committed transactions, log order
 	revokes map[uint64]uint32 // home block -> newest transaction revoking it
 }
@@ -49,6 +50,7 @@ func (j *journal) recover() error {
 	if j.start == 0 && !aborted {
 		return nil
 	}
+	j.failedCommit = 0
 	scan := jbdScan{end: j.sequence, revokes: map[uint64]uint32{}}
 	if j.start != 0 {
 		var err error
@@ -58,6 +60,7 @@ func (j *journal) recover() error {
 		if err := j.replay(&scan); err != nil {
 			return err
 		}
+		j.failedCommit = scan.failed
 	}
 	// As the kernel does, skip one ID past the end of the log so that no
 	// stale block can carry the next expected sequence.
@@ -127,7 +130,9 @@ func (j *journal) scanLog() (jbdScan, error) {
 		case jbdRevokeBlock:
 			good = j.scanRevoke(b, &tx)
 		case jbdCommitBlock:
-			if good = j.commitOK(b, tx.crc); good {
+			if good = j.commitOK(b, tx.crc); !good {
+				s.failed = seq
+			} else {
 				if err := j.checkTx(seq, &tx, &s); err != nil {
 					return s, err
 				}
