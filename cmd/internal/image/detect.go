@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/husk-project/husk/squash"
 )
 
 // Kind is the type of an image file as a whole.
@@ -180,7 +182,23 @@ func (img *Image) detect(size int64) error {
 			img.Path)
 	}
 	img.Root = &Section{FS: img.kindFS(), Offset: off, Size: size - off}
+	if img.Kind == KindSquashfs {
+		return checkSquash(img.File, img.Path, *img.Root)
+	}
 	return nil
+}
+
+// checkSquash opens the squashfs in sec, so that a corrupt superblock or
+// table is reported here, naming the file, before any sandbox starts.
+func checkSquash(f *os.File, path string, sec Section) error {
+	_, err := squash.Open(io.NewSectionReader(f, sec.Offset, sec.Size), sec.Size, nil)
+	if err == nil {
+		return nil
+	}
+	if sec.ID != 0 {
+		return fmt.Errorf("%s: partition %d: %w", path, sec.ID, err)
+	}
+	return fmt.Errorf("%s: %w", path, err)
 }
 
 func (img *Image) kindFS() FSType {

@@ -163,6 +163,10 @@ func TestOpenRefuses(t *testing.T) {
 	ext4 := mkFs(t, "mkfs.ext4")
 	corrupt := append([]byte{}, data...)
 	copy(corrupt[32768:], "XXXX") // the squashfs magic of the primary partition
+	badTables := append([]byte{}, data...)
+	for i := 32768 + 40; i < 32768+96; i++ {
+		badTables[i] = 0xff // bytes_used and every table start
+	}
 	random := make([]byte, 8192)
 	for i := range random {
 		random[i] = byte(i*7 + i/13)
@@ -179,6 +183,7 @@ func TestOpenRefuses(t *testing.T) {
 		{"truncated partition", writeFile(t, data[:len(data)-10]),
 			"truncated SIF: partition 1"},
 		{"corrupt squashfs", writeFile(t, corrupt), "is not a squashfs filesystem"},
+		{"corrupt squashfs tables", writeFile(t, badTables), "partition 1: squash"},
 		{"ext2", noJournal, "file is not a valid ext3 image"},
 		{"ext4", ext4, "file is not a valid ext3 image"},
 	}

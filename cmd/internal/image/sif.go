@@ -76,6 +76,9 @@ func (img *Image) loadSIF(size int64) error {
 		return fmt.Errorf("%s: corrupt SIF: primary system partition (ID %d) at offset %d "+
 			"is not a squashfs filesystem", img.Path, prim.ID(), root.Offset)
 	}
+	if err := checkSquash(img.File, img.Path, *root); err != nil {
+		return err
+	}
 	img.Root = root
 	if _, _, arch, err := prim.PartitionMetadata(); err == nil && !archRuns(arch) {
 		return fmt.Errorf("the image's architecture (%s) could not run on the host's (%s)",

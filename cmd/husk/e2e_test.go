@@ -1,0 +1,369 @@
+package main
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/sylabs/sif/v2/pkg/sif"
+)
+
+// overlayImg creates an overlay with `husk overlay create` as the user.
+func overlayImg(t *testing.T, dir string, args ...string) string {
+	t.Helper()
+	p := filepath.Join(dir, "o.img")
+	ok(t, dir, append(append([]string{"overlay", "create"}, args...), p)...)
+	return p
+}
+
+func TestPythonRunsAsTheUser(t *testing.T) {
+	setup(t)
+	img, dir := debianSIF(t), workDir(t)
+	if r := ok(t, dir, "exec", img, "python3", "-c", "print(1)"); r.stdout != "1\n" {
+		t.Errorf("python3 printed %q, want \"1\\n\"", r.stdout)
+	}
+	if r := ok(t, dir, "exec", img, "id", "-u"); strings.TrimSpace(r.stdout) != "1500" {
+		t.Errorf("id -u printed %q, want 1500", r.stdout)
+	}
+	if r := ok(t, dir, "exec", "--fakeroot", img, "id", "-u"); strings.TrimSpace(r.stdout) != "0" {
+		t.Errorf("id -u with --fakeroot printed %q, want 0", r.stdout)
+	}
+}
+
+func TestExitStatus(t *testing.T) {
+	setup(t)
+	img, dir := debianSIF(t), workDir(t)
+	cases := []struct {
+		script string
+		want   int
+	}{
+		{"exit 0", 0},
+		{"exit 3", 3},
+		{"kill -9 $$", 137},
+		{"kill -TERM $$", 143},
+	}
+	for _, c := range cases {
+		t.Run(c.script, func(t *testing.T) {
+			if r := husk(t, dir, "exec", img, "sh", "-c", c.script); r.code != c.want {
+				t.Fatalf("got %s, want exit %d", r, c.want)
+			}
+		})
+	}
+}
+
+func TestOverlayPersistsAcrossRuns(t *testing.T) {
+	setup(t)
+	img, dir := debianSIF(t), workDir(t)
+	ov := overlayImg(t, dir, "--create-dir", "/data")
+	fsckClean(t, ov, 0)
+
+	ok(t, dir, "exec", "--overlay", ov, img, "sh", "-c", "echo persisted > /data/note")
+	fsckClean(t, ov, 0)
+	r := ok(t, dir, "exec", "--overlay", ov, img, "cat", "/data/note")
+	if r.stdout != "persisted\n" {
+		t.Fatalf("second run read %q, want \"persisted\\n\"", r.stdout)
+	}
+	fsckClean(t, ov, 0)
+	// The file is stored with the user's uid, as fuse2fs under Apptainer.
+	out := tool(t, "debugfs", "-R", "stat /upper/data/note", ov)
+	if !strings.Contains(out, "User:  1500") {
+		t.Errorf("debugfs stat /upper/data/note:\n%s\nwant User: 1500", out)
+	}
+}
+
+func TestDeletionPersistsAcrossRuns(t *testing.T) {
+	setup(t)
+	img, dir := debianSIF(t), workDir(t)
+	ov := overlayImg(t, dir, "--fakeroot")
+	const victim = "/usr/share/doc/python3/copyright"
+
+	ok(t, dir, "exec", "--fakeroot", "--overlay", ov, img, "rm", victim)
+	fsckClean(t, ov, 0)
+	r := husk(t, dir, "exec", "--fakeroot", "--overlay", ov, img, "test", "-e", victim)
+	if r.code != 1 {
+		t.Fatalf("%s still exists in the second run: %s", victim, r)
+	}
+	// Without the overlay the image is unchanged.
+	ok(t, dir, "exec", img, "test", "-e", victim)
+	fsckClean(t, ov, 0)
+}
+
+func TestReadOnlyOverlay(t *testing.T) {
+	setup(t)
+	img, dir := debianSIF(t), workDir(t)
+	ov := overlayImg(t, dir, "--create-dir", "/data")
+	ok(t, dir, "exec", "--overlay", ov, img, "touch", "/data/before")
+
+	r := husk(t, dir, "exec", "--overlay", ov+":ro", img, "sh", "-c",
+		"ls /data/before && touch /data/after")
+	if r.code == 0 || !strings.Contains(r.stderr, "Read-only file system") {
+		t.Fatalf("writing through :ro: %s\nwant EROFS", r)
+	}
+	fsckClean(t, ov, 0)
+}
+
+func TestWritableTmpfsVanishes(t *testing.T) {
+	setup(t)
+	img, dir := debianSIF(t), workDir(t)
+	ok(t, dir, "exec", "--fakeroot", "--writable-tmpfs", img, "sh", "-c",
+		"echo x > /opt/tmpfile && cat /opt/tmpfile")
+	if r := husk(t, dir, "exec", img, "test", "-e", "/opt/tmpfile"); r.code != 1 {
+		t.Fatalf("/opt/tmpfile survived --writable-tmpfs: %s", r)
+	}
+	// Without it, the image is read-only.
+	r := husk(t, dir, "exec", "--fakeroot", img, "touch", "/opt/x")
+	if r.code == 0 || !strings.Contains(r.stderr, "Read-only file system") {
+		t.Fatalf("touch without a writable layer: %s\nwant EROFS", r)
+	}
+}
+
+// An overlay made by mkfs.ext3 -d, as `apptainer overlay create` does,
+// works like one husk made.
+func TestMkfsExt3Overlay(t *testing.T) {
+	setup(t)
+	img, dir := debianSIF(t), workDir(t)
+	stage := filepath.Join(dir, "stage")
+	for _, d := range []string{"upper/data", "work"} {
+		os.MkdirAll(filepath.Join(stage, d), 0o755)
+	}
+	for _, d := range []string{"", "upper", "upper/data", "work"} {
+		chown(t, filepath.Join(stage, d))
+	}
+	ov := filepath.Join(dir, "mkfs.img")
+	tool(t, "mkfs.ext3", "-q", "-d", stage, ov, "64M")
+	chown(t, ov)
+
+	ok(t, dir, "exec", "--overlay", ov, img, "sh", "-c", "echo hi > /data/f")
+	if r := ok(t, dir, "exec", "--overlay", ov, img, "cat", "/data/f"); r.stdout != "hi\n" {
+		t.Fatalf("read back %q", r.stdout)
+	}
+	fsckClean(t, ov, 0)
+}
+
+func TestOverlayCreateLayout(t *testing.T) {
+	setup(t)
+	dir := workDir(t)
+	ov := overlayImg(t, dir, "--size", "64")
+	st, err := os.Stat(ov)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode().Perm() != 0o600 || st.Size() != 64<<20 {
+		t.Errorf("mode %o size %d, want 0600 and %d", st.Mode().Perm(), st.Size(), 64<<20)
+	}
+	fsckClean(t, ov, 0)
+	out := tool(t, "debugfs", "-R", "ls -l /", ov)
+	for _, want := range []string{"upper", "work"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("debugfs ls -l / has no %s:\n%s", want, out)
+		}
+	}
+	stat := tool(t, "debugfs", "-R", "stat /upper", ov)
+	if !strings.Contains(stat, "User:  1500") || !strings.Contains(stat, "Mode:  0755") {
+		t.Errorf("debugfs stat /upper:\n%s\nwant owner 1500, mode 0755", stat)
+	}
+	features := tool(t, "dumpe2fs", "-h", ov)
+	if !strings.Contains(features, "has_journal") || strings.Contains(features, "extent") {
+		t.Errorf("features are not ext3's:\n%s", features)
+	}
+
+	cases := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"too small", []string{"--size", "32", filepath.Join(dir, "s.img")},
+			"image size must be equal or greater than 64 MiB"},
+		{"exists", []string{ov}, "EXT3 overlay image " + ov + " already exists"},
+		{"escape", []string{"--create-dir", "../x", filepath.Join(dir, "e.img")},
+			"overlay directory created outside of overlay layout"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			fatalLine(t, husk(t, dir, append([]string{"overlay", "create"}, c.args...)...),
+				c.want)
+		})
+	}
+}
+
+func TestOverlayInSIFWithWritable(t *testing.T) {
+	setup(t)
+	img, dir := debianSIF(t), workDir(t)
+	own := filepath.Join(dir, "own.sif")
+	tool(t, "cp", img, own)
+	chown(t, own)
+
+	fatalLine(t, husk(t, dir, "exec", "--writable", own, "true"),
+		"no SIF writable overlay partition found in "+own)
+	ok(t, dir, "overlay", "create", "--create-dir", "/data", own)
+	r := husk(t, dir, "overlay", "create", own)
+	fatalLine(t, r, "a writable overlay partition already exists in "+own)
+
+	ok(t, dir, "exec", "--writable", own, "sh", "-c", "echo in-sif > /data/f")
+	if r := ok(t, dir, "exec", own, "cat", "/data/f"); r.stdout != "in-sif\n" {
+		t.Fatalf("read back %q, want in-sif", r.stdout)
+	}
+	fsckClean(t, own, overlayOffset(t, own))
+}
+
+// overlayOffset finds the SIF's ext3 overlay partition with the sif API.
+func overlayOffset(t *testing.T, path string) int64 {
+	t.Helper()
+	fi, err := sif.LoadContainerFromPath(path, sif.OptLoadWithFlag(os.O_RDONLY))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fi.UnloadContainer()
+	d, err := fi.GetDescriptor(sif.WithPartitionType(sif.PartOverlay))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs, _, _, _ := d.PartitionMetadata()
+	if fs != sif.FsExt3 || d.GroupID() != 1 {
+		t.Errorf("overlay partition fs %v group %d, want Ext3 in group 1", fs, d.GroupID())
+	}
+	return d.Offset()
+}
+
+// A SIF assembled from mksquashfs output with the sif library (no husk
+// build) runs.
+func TestForeignSIF(t *testing.T) {
+	setup(t)
+	debianSIF(t)
+	dir := workDir(t)
+	sq := filepath.Join(dir, "root.sqfs")
+	tool(t, "mksquashfs", filepath.Join(cacheDir(), "rootfs"), sq, "-noappend", "-quiet",
+		"-comp", "lz4")
+	f, err := os.Open(sq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	di, err := sif.NewDescriptorInput(sif.DataPartition, f,
+		sif.OptPartitionMetadata(sif.FsSquash, sif.PartPrimSys, "amd64"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "foreign.sif")
+	fi, err := sif.CreateContainerAtPath(out, sif.OptCreateWithDescriptors(di),
+		sif.OptCreateWithDescriptorCapacity(8))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := fi.UnloadContainer(); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(out, 0o644)
+	if r := ok(t, dir, "exec", out, "python3", "-c", "print(6*7)"); r.stdout != "42\n" {
+		t.Fatalf("python3 printed %q", r.stdout)
+	}
+}
+
+func TestBadInputsFailWithOneFatalLine(t *testing.T) {
+	setup(t)
+	img, dir := debianSIF(t), workDir(t)
+	data, err := os.ReadFile(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	write := func(name string, b []byte) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	random := make([]byte, 1<<16)
+	for i := range random {
+		random[i] = byte(i*131 + i>>7)
+	}
+	corrupt := append([]byte{}, data[:1<<20]...)
+	// Keep the squashfs magic but break its tables: zero the superblock's
+	// table pointers region and the data after it.
+	off := primOffset(t, img)
+	for i := off + 40; i < off+96; i++ {
+		corrupt[i] = 0xff
+	}
+	corrupt = append(corrupt, data[1<<20:]...)
+	a, b := overlayImg(t, dir), filepath.Join(dir, "b.img")
+	ok(t, dir, "overlay", "create", b)
+
+	cases := []struct {
+		name string
+		args []string
+		want []string
+	}{
+		{"truncated SIF", []string{"exec", write("trunc.sif", data[:20000]), "true"},
+			[]string{"trunc.sif", "truncated SIF"}},
+		{"random file", []string{"exec", write("random.bin", random), "true"},
+			[]string{"random.bin", "unknown image format"}},
+		{"corrupt squashfs", []string{"exec", write("corrupt.sif", corrupt), "true"},
+			[]string{"corrupt.sif"}},
+		{"missing file", []string{"exec", filepath.Join(dir, "nope.sif"), "true"},
+			[]string{"nope.sif", "not found"}},
+		{"two writable overlays", []string{"exec", "-o", a, "-o", b, img, "true"},
+			[]string{"you can't specify more than one writable overlay"}},
+		{"bad flag", []string{"exec", "--no-such-flag", img, "true"},
+			[]string{"--no-such-flag"}},
+		{"missing command", []string{"exec", img, "no-such-command"},
+			[]string{"no-such-command"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			fatalLine(t, husk(t, dir, c.args...), c.want...)
+		})
+	}
+}
+
+func primOffset(t *testing.T, path string) int {
+	t.Helper()
+	fi, err := sif.LoadContainerFromPath(path, sif.OptLoadWithFlag(os.O_RDONLY))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fi.UnloadContainer()
+	d, err := fi.GetDescriptor(sif.WithPartitionType(sif.PartPrimSys))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return int(d.Offset())
+}
+
+// Two writers on one overlay: the second fails with Apptainer's text
+// while the first holds it.
+func TestOverlayLock(t *testing.T) {
+	setup(t)
+	img, dir := debianSIF(t), workDir(t)
+	ov := overlayImg(t, dir)
+	marker := filepath.Join(dir, "started")
+
+	first := userCmd(dir, "exec", "-B", dir+":/w", "--overlay", ov, img, "sh", "-c",
+		"touch /w/started; sleep 600")
+	if err := first.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		syscall.Kill(first.Process.Pid, syscall.SIGTERM)
+		first.Wait()
+	})
+	waitFile(t, marker)
+
+	fatalLine(t, husk(t, dir, "exec", "--overlay", ov, img, "true"),
+		"can't open "+ov+" for writing, currently in use by another process")
+	fatalLine(t, husk(t, dir, "exec", "--overlay", ov+":ro", img, "true"),
+		"can't open "+ov+" for reading, currently in use for writing by another process")
+
+	syscall.Kill(first.Process.Pid, syscall.SIGTERM)
+	err := first.Wait()
+	if ee, isExit := err.(*exec.ExitError); err != nil && !isExit {
+		t.Fatal(err)
+	} else if ee != nil {
+		t.Logf("first run ended: %v", ee)
+	}
+	fsckClean(t, ov, 0)
+	// Readers share once the writer is gone.
+	ok(t, dir, "exec", "--overlay", ov+":ro", img, "true")
+}
