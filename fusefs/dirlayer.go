@@ -36,7 +36,7 @@ type DirLayer struct {
 	ids     IDMap
 
 	mu    sync.Mutex
-	where map[Node]dirLink   // inode -> one name of it; protected by mu
+	where map[Node][]dirLink // inode -> its known names, newest first; protected by mu
 	fds   map[Node]*sharedFd // files open through Open; protected by mu
 }
 
@@ -65,7 +65,7 @@ func OpenDirLayer(path string, opts *DirOptions) (*DirLayer, error) {
 		return nil, fmt.Errorf("fusefs: dir layer %s: %w", path, err)
 	}
 	d := &DirLayer{root: f, rootIno: st.Ino, top: Node(st.Ino),
-		where: map[Node]dirLink{}, fds: map[Node]*sharedFd{}}
+		where: map[Node][]dirLink{}, fds: map[Node]*sharedFd{}}
 	if opts != nil {
 		d.ids = opts.IDMap
 	}
@@ -124,12 +124,12 @@ func (d *DirLayer) relPath(n Node) (string, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for n != Node(d.rootIno) {
-		l, ok := d.where[n]
-		if !ok || len(parts) > 4096 {
-			return "", fmt.Errorf("fusefs: dir layer: inode %d unknown: %w", n, syscall.ESTALE)
+		ls := d.where[n]
+		if len(ls) == 0 || len(parts) > 4096 {
+			return "", fmt.Errorf("fusefs: dir layer: inode %d has no name: %w", n, syscall.ENOENT)
 		}
-		parts = append(parts, l.name)
-		n = l.parent
+		parts = append(parts, ls[0].name)
+		n = ls[0].parent
 	}
 	if len(parts) == 0 {
 		return ".", nil
@@ -173,13 +173,13 @@ func (d *DirLayer) parentOf(n Node) (int, string, error) {
 		return fd, ".", err
 	}
 	d.mu.Lock()
-	l, ok := d.where[n]
+	ls := d.where[n]
 	d.mu.Unlock()
-	if !ok {
-		return -1, "", fmt.Errorf("fusefs: dir layer: inode %d unknown: %w", n, syscall.ESTALE)
+	if len(ls) == 0 {
+		return -1, "", fmt.Errorf("fusefs: dir layer: inode %d has no name: %w", n, syscall.ENOENT)
 	}
-	fd, err := d.openDir(l.parent)
-	return fd, l.name, err
+	fd, err := d.openDir(ls[0].parent)
+	return fd, ls[0].name, err
 }
 
 // remember records that name in dir is inode ino.
@@ -188,8 +188,43 @@ func (d *DirLayer) remember(dir Node, name string, ino uint64) {
 		return
 	}
 	d.mu.Lock()
-	d.where[Node(ino)] = dirLink{dir, name}
+	d.addLinkLocked(Node(ino), dirLink{dir, name})
 	d.mu.Unlock()
+}
+
+// addLinkLocked records l as the newest name of n.
+//
+// Preconditions: d.mu held.
+func (d *DirLayer) addLinkLocked(n Node, l dirLink) {
+	ls := d.where[n]
+	for i, x := range ls {
+		if x == l {
+			if i > 0 {
+				copy(ls[1:i+1], ls[:i])
+				ls[0] = l
+			}
+			return
+		}
+	}
+	d.where[n] = append([]dirLink{l}, ls...)
+}
+
+// dropLinkLocked forgets name l of n.
+//
+// Preconditions: d.mu held.
+func (d *DirLayer) dropLinkLocked(n Node, l dirLink) {
+	ls := d.where[n]
+	for i, x := range ls {
+		if x == l {
+			ls = append(ls[:i:i], ls[i+1:]...)
+			break
+		}
+	}
+	if len(ls) == 0 {
+		delete(d.where, n)
+	} else {
+		d.where[n] = ls
+	}
 }
 
 // attr converts a host stat to an Attr in the container's view.
@@ -226,8 +261,23 @@ func (d *DirLayer) Lookup(dir Node, name string) (Node, Attr, error) {
 	return Node(a.Ino), a, nil
 }
 
-// Getattr implements Layer.
+// Getattr implements Layer. An open file is stated through its
+// descriptor, which is cheaper and works after the file is unlinked.
 func (d *DirLayer) Getattr(n Node) (Attr, error) {
+	d.mu.Lock()
+	s := d.fds[n]
+	if s != nil {
+		s.refs++
+	}
+	d.mu.Unlock()
+	if s != nil {
+		defer d.releaseFd(n, s)
+		var st unix.Stat_t
+		if err := unix.Fstat(int(s.f.Fd()), &st); err != nil {
+			return Attr{}, &os.PathError{Op: "fstat", Path: fmt.Sprint("inode ", n), Err: err}
+		}
+		return d.attr(&st), nil
+	}
 	fd, name, err := d.parentOf(n)
 	if err != nil {
 		return Attr{}, err

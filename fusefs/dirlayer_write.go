@@ -237,7 +237,11 @@ func (d *DirLayer) Link(n Node, dir Node, name string) (Attr, error) {
 	if err := unix.Linkat(ofd, oname, fd, name, 0); err != nil {
 		return Attr{}, &os.PathError{Op: "linkat", Path: name, Err: err}
 	}
-	return d.statAt(fd, name)
+	a, err := d.statAt(fd, name)
+	if err == nil {
+		d.remember(dir, name, a.Ino)
+	}
+	return a, err
 }
 
 // remove unlinks name in dir, forgetting it if it was the remembered name.
@@ -252,9 +256,7 @@ func (d *DirLayer) remove(dir Node, name string, flags int) error {
 		return &os.PathError{Op: "unlinkat", Path: name, Err: err}
 	}
 	d.mu.Lock()
-	if l, ok := d.where[Node(a.Ino)]; ok && l == (dirLink{dir, name}) {
-		delete(d.where, Node(a.Ino))
-	}
+	d.dropLinkLocked(Node(a.Ino), dirLink{dir, name})
 	d.mu.Unlock()
 	return nil
 }
@@ -290,11 +292,13 @@ func (d *DirLayer) Rename(oldDir Node, oldName string, newDir Node, newName stri
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.where[Node(oa.Ino)] = dirLink{newDir, newName}
+	if nerr == nil {
+		d.dropLinkLocked(Node(na.Ino), dirLink{newDir, newName})
+	}
+	d.dropLinkLocked(Node(oa.Ino), dirLink{oldDir, oldName})
+	d.addLinkLocked(Node(oa.Ino), dirLink{newDir, newName})
 	if nerr == nil && flags&RenameExchange != 0 {
-		d.where[Node(na.Ino)] = dirLink{oldDir, oldName}
-	} else if nerr == nil && d.where[Node(na.Ino)] == (dirLink{newDir, newName}) {
-		delete(d.where, Node(na.Ino))
+		d.addLinkLocked(Node(na.Ino), dirLink{oldDir, oldName})
 	}
 	return nil
 }
