@@ -1,0 +1,114 @@
+// Copyright 2026 The husk Authors. SPDX-License-Identifier: Apache-2.0
+
+package sandbox
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// Main runs the namespace stages. Call it first thing in main, before
+// flags are parsed: it returns at once in the husk process the user
+// started, and never returns in a stage process (a re-execution of this
+// binary by [Run]). m builds the union in stage 1; stage 2 ignores it.
+func Main(m Mounter) {
+	stage := os.Getenv(stageEnv)
+	if stage == "" {
+		return
+	}
+	// Install the handlers before anything else: stage 0 may forward a
+	// signal as soon as this process exists.
+	fw := startForwarding()
+	fds := os.Getenv(specFDEnv)
+	os.Clearenv()
+
+	var code int
+	switch stage {
+	case "1":
+		code = stage1(m, fw, fds)
+	case "2":
+		code = stage2(fw, fds)
+	default:
+		fmt.Fprintf(os.Stderr, "%v: unknown stage %q\n", errStage, stage)
+		code = setupFailed
+	}
+	os.Exit(code)
+}
+
+// stageIO is what a stage inherited from its parent.
+type stageIO struct {
+	files []*os.File // image files, fds 3..
+	log   *slog.Logger
+	h     *pipeHandler
+	logW  *os.File
+	plan  *plan
+}
+
+// openStage picks up the inherited fds, marks them close-on-exec so they
+// do not leak into the next stage or the payload, and reads the plan.
+func openStage(stage int, fds string) (*stageIO, error) {
+	var specFD, logFD int
+	if _, err := fmt.Sscanf(fds, "%d,%d", &specFD, &logFD); err != nil || specFD < 3 {
+		return nil, fmt.Errorf("%w: fds %q", errStage, fds)
+	}
+	for fd := 3; fd <= logFD; fd++ {
+		syscall.CloseOnExec(fd)
+	}
+	s := &stageIO{logW: os.NewFile(uintptr(logFD), "log-pipe")}
+	for fd := 3; fd < specFD; fd++ {
+		s.files = append(s.files, os.NewFile(uintptr(fd), fmt.Sprintf("image-%d", fd-3)))
+	}
+	// Until the plan says otherwise, only errors go through.
+	s.h = newPipeHandler(s.logW, slog.LevelWarn)
+	s.log = slog.New(s.h).With("stage", stage)
+
+	specR := os.NewFile(uintptr(specFD), "spec-pipe")
+	defer specR.Close()
+	if err := json.NewDecoder(bufio.NewReader(specR)).Decode(&s.plan); err != nil {
+		return s, fmt.Errorf("%w: reading the spec: %v", errStage, err)
+	}
+	if s.plan.Spec == nil {
+		return s, fmt.Errorf("%w: no spec", errStage)
+	}
+	if s.plan.Spec.Debug {
+		s.h.level.Set(slog.LevelDebug)
+	}
+	return s, nil
+}
+
+// fail reports err to stage 0 as the run's error and returns the setup
+// failure status.
+func (s *stageIO) fail(err error) int {
+	if s == nil || s.h == nil {
+		fmt.Fprintln(os.Stderr, err)
+		return setupFailed
+	}
+	s.h.fatal(err)
+	return setupFailed
+}
+
+// logIDs traces the process's ids and capabilities after a namespace
+// step, as Charliecloud's LOG_IDS does.
+func logIDs(log *slog.Logger, step string) {
+	ruid, euid, suid := unix.Getresuid()
+	rgid, egid, sgid := unix.Getresgid()
+	capEff := ""
+	if b, err := os.ReadFile("/proc/self/status"); err == nil {
+		for line := range strings.Lines(string(b)) {
+			if v, ok := strings.CutPrefix(line, "CapEff:"); ok {
+				capEff = strings.TrimSpace(v)
+			}
+		}
+	}
+	log.Debug("ids", "step", step,
+		"uids", fmt.Sprintf("%d,%d,%d", ruid, euid, suid),
+		"gids", fmt.Sprintf("%d,%d,%d", rgid, egid, sgid),
+		"capeff", capEff, "pid", os.Getpid())
+}

@@ -1,0 +1,207 @@
+// Copyright 2026 The husk Authors. SPDX-License-Identifier: Apache-2.0
+
+package sandbox
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// testUnion is what tests put in Spec.Union for testMounter.
+type testUnion struct {
+	// Tree is the template tree (testTree: package variables of the test
+	// process are not set in the stage processes).
+	Tree string
+	// Fail makes Mount fail with EPERM (the error a FUSE mount gives).
+	Fail bool
+	// FuseDevice replaces /dev/fuse for the explanation of the failure.
+	FuseDevice string
+	// NoMountpoints makes Mountpoint fail, as a read-only union would.
+	NoMountpoints bool
+	// Log is a host file where Unmount records that it ran.
+	Log string
+}
+
+// testMounter stands in for husk's FUSE union in stage 1: a tmpfs holding
+// a copy of the template tree (host binaries and their libraries). The
+// image files given to Run appear as /husk-file-N.
+type testMounter struct{}
+
+type testMounted struct {
+	root string
+	u    testUnion
+}
+
+func (testMounter) Mount(spec *Spec, files []*os.File, target string) (Mounted, error) {
+	var u testUnion
+	if err := json.Unmarshal(spec.Union, &u); err != nil {
+		return nil, err
+	}
+	if u.Fail {
+		if u.FuseDevice != "" {
+			fuseDevice = u.FuseDevice
+		}
+		return nil, &os.PathError{Op: "mount", Path: target, Err: syscall.EPERM}
+	}
+	if err := unix.Mount("tmpfs", target, "tmpfs", 0, "size=64m,mode=0755"); err != nil {
+		return nil, err
+	}
+	if err := copyTree(u.Tree, target); err != nil {
+		return nil, err
+	}
+	for i, f := range files {
+		b, err := io.ReadAll(f)
+		if err != nil {
+			return nil, err
+		}
+		name := filepath.Join(target, fmt.Sprintf("husk-file-%d", i))
+		if err := os.WriteFile(name, b, 0o644); err != nil {
+			return nil, err
+		}
+	}
+	return &testMounted{root: target, u: u}, nil
+}
+
+func (m *testMounted) Mountpoint(path string, dir bool) error {
+	if m.u.NoMountpoints {
+		return syscall.EROFS
+	}
+	p := filepath.Join(m.root, path)
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return err
+	}
+	if dir {
+		return os.Mkdir(p, 0o755)
+	}
+	return os.WriteFile(p, nil, 0o644)
+}
+
+func (m *testMounted) Unmount() error {
+	err := unix.Unmount(m.root, 0)
+	if errors.Is(err, unix.EBUSY) {
+		err = unix.Unmount(m.root, unix.MNT_DETACH)
+	}
+	if m.u.Log != "" {
+		msg := "unmounted\n"
+		if err != nil {
+			msg = err.Error() + "\n"
+		}
+		_ = os.WriteFile(m.u.Log, []byte(msg), 0o644)
+	}
+	return err
+}
+
+// copyTree copies directories, regular files and symbolic links.
+func copyTree(src, dst string) error {
+	return filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, p)
+		to := filepath.Join(dst, rel)
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		switch {
+		case d.IsDir():
+			if rel == "." {
+				return nil
+			}
+			return os.Mkdir(to, info.Mode().Perm()|fs.ModeSticky&info.Mode())
+		case d.Type()&fs.ModeSymlink != 0:
+			l, err := os.Readlink(p)
+			if err != nil {
+				return err
+			}
+			return os.Symlink(l, to)
+		default:
+			return copyFile(p, to, info.Mode().Perm())
+		}
+	})
+}
+
+// treeBinaries are the host programs copied into the test tree.
+var treeBinaries = []string{
+	"/usr/bin/dash", "/usr/bin/id", "/usr/bin/cat", "/usr/bin/sleep", "/usr/bin/touch",
+	"/usr/bin/ls", "/usr/bin/readlink", "/usr/bin/stat", "/usr/bin/env", "/usr/bin/true",
+}
+
+// buildTree makes a merged-/usr root with treeBinaries, their libraries
+// (from ldd) and a two-line /etc/passwd and /etc/group.
+func buildTree(root string) error {
+	for _, d := range []string{"usr/bin", "usr/lib", "usr/lib64", "etc", "proc", "sys",
+		"dev", "tmp", "var/tmp", "root", "home"} {
+		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
+			return err
+		}
+	}
+	for _, d := range []string{"tmp", "var/tmp"} {
+		if err := os.Chmod(filepath.Join(root, d), 0o1777); err != nil {
+			return err
+		}
+	}
+	for _, l := range []string{"bin", "lib", "lib64"} {
+		if err := os.Symlink("usr/"+l, filepath.Join(root, l)); err != nil {
+			return err
+		}
+	}
+	libs := map[string]bool{}
+	for _, b := range treeBinaries {
+		if err := copyFile(b, filepath.Join(root, b), 0o755); err != nil {
+			return fmt.Errorf("%w (install coreutils and dash)", err)
+		}
+		out, err := exec.Command("ldd", b).Output()
+		if err != nil {
+			return fmt.Errorf("ldd %s: %w (install libc-bin)", b, err)
+		}
+		sc := bufio.NewScanner(bytes.NewReader(out))
+		for sc.Scan() {
+			for _, f := range strings.Fields(sc.Text()) {
+				if strings.HasPrefix(f, "/") {
+					libs[f] = true
+				}
+			}
+		}
+	}
+	for lib := range libs {
+		real, err := filepath.EvalSymlinks(lib)
+		if err != nil {
+			return err
+		}
+		// /lib and /lib64 are links to usr/ in the tree.
+		dst := filepath.Join(root, "usr", strings.TrimPrefix(lib, "/usr"))
+		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+			return err
+		}
+		if err := copyFile(real, dst, 0o755); err != nil && !os.IsExist(err) {
+			return err
+		}
+	}
+	if err := os.Symlink("dash", filepath.Join(root, "usr/bin/sh")); err != nil {
+		return err
+	}
+	files := map[string]string{
+		"etc/passwd": "root:x:0:0:root:/root:/bin/sh\ndaemon:x:1:1:daemon:/usr/sbin:/bin/sh\n",
+		"etc/group":  "root:x:0:\ndaemon:x:1:\n",
+		"etc/hosts":  "",
+	}
+	for name, content := range files {
+		if err := os.WriteFile(filepath.Join(root, name), []byte(content), 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,198 @@
+// Copyright 2026 The husk Authors. SPDX-License-Identifier: Apache-2.0
+
+package sandbox
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"golang.org/x/sys/unix"
+)
+
+// Mount attributes. Every bind is nosuid and nodev (COMPAT 7.2), except
+// /dev, whose device nodes must stay usable.
+const (
+	attrBind = unix.MOUNT_ATTR_NOSUID | unix.MOUNT_ATTR_NODEV
+	attrDev  = unix.MOUNT_ATTR_NOSUID
+)
+
+// hostMount is one bind mount from the host (or the session tmpfs) into
+// the container.
+type hostMount struct {
+	// Tag names the kind of mount in messages, as Apptainer's tags do
+	// (kernel, dev, hostfs, home, binds, tmp, cwd, files).
+	Tag      string
+	Src, Dst string
+	Attr     uint64
+	// Optional mounts are skipped quietly when Src does not exist.
+	Optional bool
+	// Fatal mounts fail the run when Dst cannot be created.
+	Fatal bool
+	// IfAbsent mounts are made only when Dst does not exist yet.
+	IfAbsent bool
+}
+
+// defaultMounts lists the mounts of COMPAT 7.2 in the order they are made:
+// kernel file systems, /dev, the bind-path files, /tmp, home, the working
+// directory, then the user binds, so that narrower and user-chosen mounts
+// land on top of broader ones. passwd, group and hostname come after,
+// from stage 1 (identity.go).
+func defaultMounts(p *plan, sess *session) []hostMount {
+	s := p.Spec
+	var ms []hostMount
+	add := func(m hostMount) { ms = append(ms, m) }
+
+	if !s.skips("proc", "/proc") && !s.PID {
+		add(hostMount{Tag: "kernel", Src: "/proc", Dst: "/proc", Attr: attrBind})
+	}
+	if !s.skips("sys", "/sys") {
+		add(hostMount{Tag: "kernel", Src: "/sys", Dst: "/sys", Attr: attrBind})
+	}
+	if !s.skips("dev", "/dev") {
+		src := "/dev"
+		if s.Contain {
+			src = sess.path("dev")
+		}
+		add(hostMount{Tag: "dev", Src: src, Dst: "/dev", Attr: attrDev})
+	}
+	for _, f := range []string{"/etc/localtime", "/etc/hosts"} {
+		if !s.skips("bind-paths", f) {
+			add(hostMount{Tag: "hostfs", Src: f, Dst: f, Attr: attrBind, Optional: true})
+		}
+	}
+	if !s.Contain && !s.skips("files", "/etc/resolv.conf") {
+		// TODO(resolv): Apptainer reproduces a symlink into /run and binds
+		// its directory; this binds the file it points to.
+		add(hostMount{Tag: "files", Src: "/etc/resolv.conf", Dst: "/etc/resolv.conf",
+			Attr: attrBind, Optional: true})
+	}
+
+	if !s.skips("tmp", "/tmp") {
+		tmp, varTmp := "/tmp", "/var/tmp"
+		if s.Contain {
+			tmp, varTmp = sess.path("tmp"), sess.path("var_tmp")
+		}
+		add(hostMount{Tag: "tmp", Src: tmp, Dst: "/tmp", Attr: attrBind})
+		add(hostMount{Tag: "tmp", Src: varTmp, Dst: "/var/tmp", Attr: attrBind})
+	}
+
+	if !s.NoHome && !s.skips("home", "") {
+		src, dst := s.homeSrcDst()
+		if s.Contain && s.Home == "" {
+			src = sess.path("home")
+		}
+		// An explicit --home must exist; a default home that does not
+		// (nobody's /nonexistent) is skipped like a bind path.
+		add(hostMount{Tag: "home", Src: src, Dst: dst, Attr: attrBind,
+			Optional: s.Home == "", Fatal: true})
+	}
+
+	// The working directory only when the container does not already have
+	// it (through the home or /tmp mounts, or from the image): binding
+	// the host's /usr/bin over the container's would break it.
+	if !s.Contain && !s.skips("cwd", "") && p.HostCwd != "/" {
+		add(hostMount{Tag: "cwd", Src: p.HostCwd, Dst: p.HostCwd, Attr: attrBind,
+			Optional: true, IfAbsent: true})
+	}
+
+	for _, b := range s.Binds {
+		attr := uint64(attrBind)
+		if b.ReadOnly {
+			attr |= unix.MOUNT_ATTR_RDONLY
+		}
+		add(hostMount{Tag: "binds", Src: b.Src, Dst: b.Dst, Attr: attr})
+	}
+	return ms
+}
+
+// bindInto makes m in the container rooted at final. Destinations are
+// resolved inside the container; a missing one is created through the
+// Mounter, and skipped with a warning when it cannot be (COMPAT 7.2).
+func (st *stage1State) bindInto(m hostMount) error {
+	fi, err := os.Stat(m.Src)
+	if err != nil {
+		if m.Optional && errors.Is(err, os.ErrNotExist) {
+			st.log.Debug("skipping mount, no source", "src", m.Src, "tag", m.Tag)
+			return nil
+		}
+		return fmt.Errorf("mount source %s [%s]: %w", m.Src, m.Tag, unwrapPath(err))
+	}
+	dst, err := resolveIn(st.final, m.Dst)
+	if err != nil {
+		return fmt.Errorf("mount destination %s [%s]: %w", m.Dst, m.Tag, err)
+	}
+	target := filepath.Join(st.final, dst)
+
+	if _, err := os.Lstat(target); errors.Is(err, os.ErrNotExist) {
+		if err := st.mounted.Mountpoint(dst, fi.IsDir()); err != nil {
+			if m.Fatal {
+				return fmt.Errorf("can't create %s destination %s in the container: %w",
+					m.Tag, dst, err)
+			}
+			st.log.Warn(fmt.Sprintf("Skipping mount %s [%s]: %s doesn't exist in container",
+				m.Src, m.Tag, dst), "error", err)
+			return nil
+		}
+	} else if err != nil {
+		return fmt.Errorf("mount destination %s [%s]: %w", dst, m.Tag, err)
+	} else if m.IfAbsent {
+		st.log.Debug("not mounting, present in container", "dst", dst, "tag", m.Tag)
+		return nil
+	}
+
+	if err := bindMount(m.Src, target, m.Attr); err != nil {
+		return fmt.Errorf("[%s]: %w", m.Tag, err)
+	}
+	st.log.Debug("mounted", "tag", m.Tag, "src", m.Src, "dst", dst)
+	return nil
+}
+
+// unwrapPath drops the *os.PathError around err: the caller names the
+// path already.
+func unwrapPath(err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+// stageDev builds the minimal /dev of --contain in dir (COMPAT 7.2):
+// device files bound from the host (a user namespace cannot mknod),
+// the usual symbolic links, a private shm and a new devpts instance.
+func stageDev(dir string) error {
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		return err
+	}
+	for _, n := range []string{"null", "zero", "full", "random", "urandom", "tty"} {
+		f, err := os.OpenFile(filepath.Join(dir, n), os.O_CREATE|os.O_WRONLY, 0o644)
+		if err != nil {
+			return err
+		}
+		f.Close()
+		if err := mount("/dev/"+n, filepath.Join(dir, n), "", unix.MS_BIND, ""); err != nil {
+			return err
+		}
+	}
+	links := [][2]string{{"/proc/self/fd", "fd"}, {"/proc/self/fd/0", "stdin"},
+		{"/proc/self/fd/1", "stdout"}, {"/proc/self/fd/2", "stderr"}, {"pts/ptmx", "ptmx"}}
+	for _, l := range links {
+		if err := os.Symlink(l[0], filepath.Join(dir, l[1])); err != nil {
+			return err
+		}
+	}
+	for _, d := range []string{"shm", "pts", "mqueue"} {
+		if err := os.Mkdir(filepath.Join(dir, d), 0o755); err != nil {
+			return err
+		}
+	}
+	if err := mount("tmpfs", filepath.Join(dir, "shm"), "tmpfs",
+		unix.MS_NOSUID|unix.MS_NODEV, "mode=1777"); err != nil {
+		return err
+	}
+	// No gid=5 (tty): that group is not mapped in the namespace.
+	return mount("devpts", filepath.Join(dir, "pts"), "devpts",
+		unix.MS_NOSUID|unix.MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620")
+}

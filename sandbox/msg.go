@@ -1,0 +1,112 @@
+// Copyright 2026 The husk Authors. SPDX-License-Identifier: Apache-2.0
+
+package sandbox
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"sync"
+)
+
+// The stages cannot print: only cmd decides how messages look. They send
+// log records and their fatal error to stage 0 on an inherited pipe, one
+// JSON object per line, and stage 0 replays them into the caller's logger.
+// A line is one write(2); lines under PIPE_BUF (4 KiB) from stage 1 and
+// stage 2 cannot interleave.
+
+// record is one line on the log pipe.
+type record struct {
+	Level slog.Level `json:"l"`
+	Msg   string     `json:"m"`
+	// Attrs alternate keys and values, formatted as text.
+	Attrs []string `json:"a,omitempty"`
+	// Fatal marks the error that ends the stage before the payload runs.
+	Fatal bool `json:"f,omitempty"`
+}
+
+// pipeHandler is a slog.Handler writing records to the log pipe.
+type pipeHandler struct {
+	mu    *sync.Mutex
+	w     io.Writer
+	level *slog.LevelVar // shared with the handlers made by WithAttrs
+	attrs []string
+}
+
+func newPipeHandler(w io.Writer, level slog.Level) *pipeHandler {
+	h := &pipeHandler{mu: new(sync.Mutex), w: w, level: new(slog.LevelVar)}
+	h.level.Set(level)
+	return h
+}
+
+func (h *pipeHandler) Enabled(_ context.Context, l slog.Level) bool {
+	return l >= h.level.Level()
+}
+
+func (h *pipeHandler) Handle(_ context.Context, r slog.Record) error {
+	rec := record{Level: r.Level, Msg: r.Message, Attrs: h.attrs}
+	r.Attrs(func(a slog.Attr) bool {
+		rec.Attrs = append(rec.Attrs, a.Key, a.Value.String())
+		return true
+	})
+	return h.send(rec)
+}
+
+func (h *pipeHandler) send(rec record) error {
+	b, err := json.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	_, err = h.w.Write(append(b, '\n'))
+	return err
+}
+
+func (h *pipeHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	h2 := *h
+	h2.attrs = append([]string(nil), h.attrs...)
+	for _, a := range as {
+		h2.attrs = append(h2.attrs, a.Key, a.Value.String())
+	}
+	return &h2
+}
+
+// WithGroup is not needed by the stages; groups are flattened away.
+func (h *pipeHandler) WithGroup(string) slog.Handler { return h }
+
+// fatal sends the error that ends the stage.
+func (h *pipeHandler) fatal(err error) {
+	_ = h.send(record{Level: slog.LevelError, Msg: err.Error(), Fatal: true})
+}
+
+// relay reads the log pipe until every writer has closed it, replays the
+// records into log and returns the first fatal error sent by a stage.
+func relay(r io.Reader, log *slog.Logger) error {
+	var fatal error
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		var rec record
+		if err := json.Unmarshal(sc.Bytes(), &rec); err != nil {
+			log.Warn("sandbox: bad message from a stage", "line", sc.Text())
+			continue
+		}
+		if rec.Fatal {
+			if fatal == nil {
+				fatal = errors.New(rec.Msg)
+			}
+			log.Debug("stage failed", "error", rec.Msg)
+			continue
+		}
+		args := make([]any, 0, len(rec.Attrs))
+		for _, a := range rec.Attrs {
+			args = append(args, a)
+		}
+		log.Log(context.Background(), rec.Level, rec.Msg, args...)
+	}
+	return fatal
+}

@@ -1,0 +1,203 @@
+// Copyright 2026 The husk Authors. SPDX-License-Identifier: Apache-2.0
+
+package sandbox
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"runtime"
+	"syscall"
+)
+
+// Environment variables that mark a stage process. Main acts only when
+// stageEnv is set, and removes both before anything else runs.
+const (
+	stageEnv = "_HUSK_STAGE"
+	// specFDEnv holds the fd numbers of the spec pipe and the log pipe.
+	specFDEnv = "_HUSK_FDS"
+)
+
+// setupFailed is the exit status for any failure before the payload runs
+// (Apptainer's FATAL status, COMPAT 7.7).
+const setupFailed = 255
+
+// startStage1 starts cmd; tests replace it to simulate a host without
+// user namespaces.
+var startStage1 = (*exec.Cmd).Start
+
+// Run runs spec in a new container and returns the payload's status: its
+// exit code, or 128+N when signal N killed it. files are the image files
+// opened (and locked) by the caller; they are passed to the Mounter in
+// stage 1, and the locks live as long as stage 1 holds them.
+//
+// An error means the container could not be set up or the payload could
+// not be started; status is then 255 and the error is one line for the
+// user. Signals SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2
+// received while Run waits are forwarded to the payload. Cancelling ctx
+// sends SIGTERM to the container; Run still waits for the union to be
+// synced. log receives debug traces and warnings (nil: discard).
+func Run(ctx context.Context, spec *Spec, files []*os.File, log *slog.Logger) (int, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if len(files) != spec.Files {
+		return setupFailed, fmt.Errorf("sandbox: spec.Files is %d but %d files given",
+			spec.Files, len(files))
+	}
+	p, err := newPlan(spec, log)
+	if err != nil {
+		return setupFailed, err
+	}
+
+	// The session directory is the mount point of stage 1's tmpfs. Stage 1
+	// removes it when done; removing it here as well covers a stage 1 that
+	// died early.
+	p.Session, err = os.MkdirTemp("", "husk-")
+	if err != nil {
+		return setupFailed, fmt.Errorf("sandbox: session directory: %w", err)
+	}
+	defer os.Remove(p.Session)
+
+	return runStage1(ctx, p, files, log)
+}
+
+// newPlan validates spec and completes it with what only the host knows.
+func newPlan(spec *Spec, log *slog.Logger) (*plan, error) {
+	s := *spec
+	if log.Enabled(context.Background(), slog.LevelDebug) {
+		s.Debug = true
+	}
+	p := &plan{Spec: &s}
+	var err error
+	if p.HostCwd, err = os.Getwd(); err != nil {
+		return nil, fmt.Errorf("sandbox: working directory: %w", err)
+	}
+	p.User, p.Groups = hostIdentity(s.UID, s.GID, log)
+	if s.Username == "" {
+		s.Username = p.User.Name
+	}
+	if s.HomeDir == "" {
+		s.HomeDir = p.User.Home
+	}
+	if s.Cwd == "" && !s.Contain {
+		s.Cwd = p.HostCwd
+	}
+	if err := s.validate(); err != nil {
+		return nil, err
+	}
+	p.TTYSignals = terminalSignalsUs()
+	return p, nil
+}
+
+// runStage1 starts stage 1 in new user and mount namespaces, feeds it the
+// plan, forwards signals and waits.
+func runStage1(ctx context.Context, p *plan, files []*os.File, log *slog.Logger) (int, error) {
+	specR, specW, err := os.Pipe()
+	if err != nil {
+		return setupFailed, fmt.Errorf("sandbox: pipe: %w", err)
+	}
+	defer specR.Close()
+	defer specW.Close()
+	logR, logW, err := os.Pipe()
+	if err != nil {
+		return setupFailed, fmt.Errorf("sandbox: pipe: %w", err)
+	}
+	defer logR.Close()
+	defer logW.Close()
+
+	cmd := stageCommand(1, files, specR, logW)
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Cloneflags: syscall.CLONE_NEWUSER | syscall.CLONE_NEWNS,
+		// If husk is killed outright, stage 1 gets SIGTERM and tears the
+		// container down cleanly: the union is still synced.
+		Pdeathsig: syscall.SIGTERM,
+	}
+	rootMapping(p.Spec.UID, p.Spec.GID).apply(cmd.SysProcAttr)
+
+	// Pdeathsig fires when the thread that forked exits, not the process;
+	// keep this goroutine on its thread until stage 1 is gone
+	// (go.dev/issue/27505).
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+
+	fw := startForwarding()
+	defer fw.stop()
+	log.Debug("starting stage 1", "session", p.Session, "uid", p.Spec.UID, "gid", p.Spec.GID)
+	if err := startStage1(cmd); err != nil {
+		return setupFailed, usernsError(err)
+	}
+	fw.target(cmd.Process, p.TTYSignals)
+	specR.Close()
+	logW.Close()
+
+	// Send the plan. Stage 1 reads it before doing anything else, so this
+	// is also the point where an id mapper (newuidmap) would have run.
+	relayed := make(chan error, 1)
+	go func() { relayed <- relay(logR, log) }()
+	if err := json.NewEncoder(specW).Encode(p); err != nil {
+		_ = cmd.Process.Kill()
+	}
+	specW.Close()
+
+	stop := context.AfterFunc(ctx, func() { _ = cmd.Process.Signal(syscall.SIGTERM) })
+	defer stop()
+	werr := cmd.Wait()
+	fatal := <-relayed
+
+	status := exitStatus(cmd.ProcessState)
+	log.Debug("stage 1 exited", "status", status, "wait", werr)
+	if fatal != nil {
+		return setupFailed, fatal
+	}
+	if werr != nil && cmd.ProcessState == nil {
+		return setupFailed, fmt.Errorf("sandbox: wait for stage 1: %w", werr)
+	}
+	return status, nil
+}
+
+// stageCommand builds the re-execution of this binary as a stage. The
+// image files become fds 3.., followed by the spec pipe and the log pipe.
+func stageCommand(stage int, files []*os.File, spec, log *os.File) *exec.Cmd {
+	cmd := exec.Command("/proc/self/exe")
+	cmd.Args = []string{fmt.Sprintf("husk-stage%d", stage)}
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	cmd.ExtraFiles = append(append([]*os.File(nil), files...), spec, log)
+	n := 3 + len(files)
+	cmd.Env = []string{
+		fmt.Sprintf("%s=%d", stageEnv, stage),
+		fmt.Sprintf("%s=%d,%d", specFDEnv, n, n+1),
+	}
+	return cmd
+}
+
+// exitStatus converts a wait status to a shell-style exit status.
+func exitStatus(ps *os.ProcessState) int {
+	if ps == nil {
+		return setupFailed
+	}
+	ws, ok := ps.Sys().(syscall.WaitStatus)
+	if !ok {
+		return ps.ExitCode()
+	}
+	return waitStatus(ws)
+}
+
+// waitStatus is the exit code, or 128+N for death by signal N.
+func waitStatus(ws syscall.WaitStatus) int {
+	switch {
+	case ws.Exited():
+		return ws.ExitStatus()
+	case ws.Signaled():
+		return 128 + int(ws.Signal())
+	}
+	return setupFailed
+}
+
+// errStage is returned by Main's helpers for problems of the stage
+// protocol itself: husk and a stage disagree (mixed binaries).
+var errStage = errors.New("sandbox: bad stage invocation")

@@ -1,0 +1,194 @@
+// Copyright 2026 The husk Authors. SPDX-License-Identifier: Apache-2.0
+
+package sandbox
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// Bind is one user bind mount (`--bind src[:dst[:ro|rw]]`).
+type Bind struct {
+	// Src is the host path. It must exist; symbolic links are followed.
+	Src string
+	// Dst is the absolute path in the container. Symbolic links in the
+	// container are resolved inside the container root.
+	Dst string
+	// ReadOnly makes the mount (and every mount below it) read-only.
+	ReadOnly bool
+}
+
+// Spec describes one container run. The CLI fills it; [Run] sends it to the
+// namespace stages as JSON, so every field must survive encoding/json.
+type Spec struct {
+	// Args is the payload's argv. Args[0] is looked up on the PATH of Env
+	// inside the container when it has no slash.
+	Args []string
+	// Env is the payload's complete environment (KEY=value).
+	Env []string
+	// Cwd is the payload's working directory in the container. Empty means
+	// the host working directory (the container home with Contain).
+	Cwd string
+	// CwdExplicit says Cwd came from --pwd: failing to enter it is fatal
+	// instead of falling back to the home directory, then /.
+	CwdExplicit bool
+	// Umask is applied to the payload.
+	Umask int
+
+	// UID and GID are the host user's ids (os.Getuid, os.Getgid).
+	UID, GID uint32
+	// Username and HomeDir are the host passwd entry of UID. Run looks them
+	// up in /etc/passwd when empty.
+	Username, HomeDir string
+
+	// Fakeroot runs the payload as uid 0 of the user namespace instead of
+	// the user's own uid; the home directory is bound at /root.
+	Fakeroot bool
+	// Writable says the union is writable. With Fakeroot this leaves the
+	// container's /etc/passwd and /etc/group alone so root can edit them
+	// (COMPAT 7.3).
+	Writable bool
+
+	// NoHome skips the home directory mount (--no-home).
+	NoHome bool
+	// Contain uses private session directories for home, /tmp and
+	// /var/tmp and does not bind the working directory (--contain).
+	Contain bool
+	// Home is --home "src[:dst]": the host directory to bind as home and
+	// where. Empty means HomeDir at the same path (/root with Fakeroot).
+	Home string
+	// Binds are the user binds, mounted in order after the default mounts.
+	Binds []Bind
+	// NoMount lists default mounts to skip (--no-mount): the tags proc,
+	// sys, dev, home, tmp, cwd, bind-paths, or the destination path of a
+	// bind-path entry such as /etc/localtime.
+	NoMount []string
+
+	// PID runs the container in a new PID namespace with a new /proc.
+	PID bool
+	// IPC runs the container in a new IPC namespace.
+	IPC bool
+	// Hostname, when set, runs the container in a new UTS namespace with
+	// this host name and binds an /etc/hostname holding it.
+	Hostname string
+
+	// Union is opaque to sandbox: what the [Mounter] needs to build the
+	// union (layer descriptions, options).
+	Union json.RawMessage
+	// Files is the number of image files passed to Run; the Mounter gets
+	// them back in the same order (they are fds 3.. in the stages).
+	Files int
+
+	// Debug makes the stages send debug traces to Run's logger. Run sets
+	// it when its logger is enabled for slog.LevelDebug.
+	Debug bool
+}
+
+// Mounter builds the container's root filesystem. It is implemented by
+// husk's glue code and registered with [Main]; it runs in stage 1, as root
+// of the new user namespace, inside the new mount namespace.
+type Mounter interface {
+	// Mount mounts the union at target, an empty directory. files are the
+	// image files given to Run, in order. The returned Mounted must keep
+	// serving until its Unmount is called.
+	Mount(spec *Spec, files []*os.File, target string) (Mounted, error)
+}
+
+// Mounted is a mounted union.
+type Mounted interface {
+	// Mountpoint creates path (absolute, in the container, symbolic links
+	// already resolved) as an empty directory (dir) or an empty regular
+	// file, with missing parents as directories, without going through the
+	// mounted union. Afterwards the path must be visible through the union
+	// (invalidate any cached negative entry). It returns an error when the
+	// union cannot hold new entries; the mount is then skipped.
+	Mountpoint(path string, dir bool) error
+	// Unmount is called once, after the payload and everything it started
+	// have exited and sandbox has unmounted what it stacked on the union.
+	// It unmounts the union (lazily if still busy), waits for the server
+	// to stop, syncs and closes the layers. Data safety lives here.
+	Unmount() error
+}
+
+// plan is what a stage receives on its spec pipe: the Spec plus what
+// earlier stages decided or found out about the host.
+type plan struct {
+	Spec *Spec
+	// Session is the host directory stage 1 mounts its tmpfs on.
+	Session string
+	// HostCwd is the working directory of the husk process on the host.
+	HostCwd string
+	// TTYSignals is true when a terminal's foreground process group is
+	// husk's: the terminal then signals every stage and the payload
+	// itself, and SIGINT, SIGQUIT and SIGHUP must not be forwarded again.
+	TTYSignals bool
+	// User is the host passwd entry of Spec.UID (gecos and shell
+	// included), Groups the host groups of the user (primary first).
+	User   passwdEntry
+	Groups []groupEntry
+
+	// Set by stage 1 for stage 2.
+
+	// Final is the root of the container in stage 1's mount namespace.
+	Final string
+	// Home is the home directory inside the container.
+	Home string
+}
+
+// validate checks what the stages rely on, so a bad Spec fails in stage 0
+// with a plain message rather than halfway through the mount sequence.
+func (s *Spec) validate() error {
+	if len(s.Args) == 0 || s.Args[0] == "" {
+		return errors.New("sandbox: no command to run")
+	}
+	if s.Cwd != "" && !filepath.IsAbs(s.Cwd) {
+		return fmt.Errorf("sandbox: working directory %q is not absolute", s.Cwd)
+	}
+	for _, b := range s.Binds {
+		if b.Src == "" || b.Dst == "" {
+			return fmt.Errorf("sandbox: bind %q:%q: empty path", b.Src, b.Dst)
+		}
+		if !filepath.IsAbs(b.Dst) {
+			return fmt.Errorf("sandbox: bind destination %q is not absolute", b.Dst)
+		}
+	}
+	if _, dst := s.homeSrcDst(); !filepath.IsAbs(dst) && !s.NoHome {
+		return fmt.Errorf("sandbox: home directory %q is not absolute", dst)
+	}
+	if s.Files < 0 {
+		return fmt.Errorf("sandbox: negative file count %d", s.Files)
+	}
+	return nil
+}
+
+// homeSrcDst returns the host directory bound as home and its path in the
+// container: --home src[:dst], else the passwd home, at /root under
+// fakeroot (COMPAT 7.2).
+func (s *Spec) homeSrcDst() (src, dst string) {
+	if s.Home != "" {
+		src, dst, ok := strings.Cut(s.Home, ":")
+		if !ok {
+			dst = src
+		}
+		return src, dst
+	}
+	if s.Fakeroot {
+		return s.HomeDir, "/root"
+	}
+	return s.HomeDir, s.HomeDir
+}
+
+// skips reports whether the default mount with this tag or destination
+// was disabled with NoMount.
+func (s *Spec) skips(tag, dst string) bool {
+	for _, n := range s.NoMount {
+		if n == tag || (dst != "" && filepath.Clean(n) == dst) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,228 @@
+// Copyright 2026 The husk Authors. SPDX-License-Identifier: Apache-2.0
+
+package sandbox
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// sessionSize bounds the session tmpfs (Apptainer's "sessiondir max
+// size"): it holds passwd, group, and with --contain the home and /tmp.
+const sessionSize = "64m"
+
+// session is stage 1's tmpfs, mounted on the directory stage 0 made.
+type session struct{ dir string }
+
+func (s *session) path(name string) string { return filepath.Join(s.dir, name) }
+
+// stage1State is stage 1: root of the new user namespace, alone in the
+// new mount namespace, and the FUSE server of the union.
+type stage1State struct {
+	io      *stageIO
+	log     *slog.Logger
+	plan    *plan
+	sess    *session
+	final   string
+	mounted Mounted
+	// sessMounted says the session tmpfs is mounted.
+	sessMounted bool
+}
+
+// stage1 sets the container up, runs stage 2 and tears the container
+// down. It returns stage 2's status, or 255 when setup or teardown failed.
+func stage1(m Mounter, fw *forwarder, fds string) int {
+	sio, err := openStage(1, fds)
+	if err != nil {
+		return sio.fail(err)
+	}
+	st := &stage1State{io: sio, log: sio.log, plan: sio.plan,
+		sess: &session{dir: sio.plan.Session}}
+	st.final = st.sess.path("final")
+	logIDs(st.log, "user+mount namespace")
+
+	status := setupFailed
+	err = st.setup(m)
+	if err == nil {
+		status, err = st.runStage2(fw)
+	}
+	fw.stopIgnoring()
+	if terr := st.teardown(); terr != nil && err == nil {
+		err = terr
+	}
+	if err != nil {
+		return sio.fail(err)
+	}
+	return status
+}
+
+// setup builds the container's file system tree at st.final.
+func (st *stage1State) setup(m Mounter) error {
+	if m == nil {
+		return errors.New("sandbox: no Mounter registered with sandbox.Main")
+	}
+	// Stay off the host directories we may unmount or remove later.
+	if err := os.Chdir("/"); err != nil {
+		return err
+	}
+
+	// Nothing mounted from here on may propagate back to the host: the
+	// new mount namespace's mounts are copies of the host's and may still
+	// be shared with them.
+	if err := mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+		return err
+	}
+	if err := mount("tmpfs", st.sess.dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV,
+		"size="+sessionSize+",mode=0700"); err != nil {
+		return err
+	}
+	st.sessMounted = true
+	if err := st.makeSessionDirs(); err != nil {
+		return err
+	}
+
+	spec := st.plan.Spec
+	mounted, err := m.Mount(spec, st.io.files, st.final)
+	if err != nil {
+		return fmt.Errorf("mounting the container: %w", explainMountError(err))
+	}
+	st.mounted = mounted
+	st.log.Debug("union mounted", "target", st.final)
+
+	for _, hm := range defaultMounts(st.plan, st.sess) {
+		if err := st.bindInto(hm); err != nil {
+			return err
+		}
+	}
+	if err := st.identityMounts(); err != nil {
+		return err
+	}
+	// Stage 2 mounts /proc itself with --pid; the mount point must exist.
+	if spec.PID && !spec.skips("proc", "/proc") {
+		if err := st.ensureDir("/proc"); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// makeSessionDirs creates the final mount point and, with --contain, the
+// private home, /tmp, /var/tmp and /dev.
+func (st *stage1State) makeSessionDirs() error {
+	if err := os.Mkdir(st.final, 0o755); err != nil {
+		return err
+	}
+	if !st.plan.Spec.Contain {
+		return nil
+	}
+	if err := os.Mkdir(st.sess.path("home"), 0o700); err != nil {
+		return err
+	}
+	for _, d := range []string{"tmp", "var_tmp"} {
+		if err := os.Mkdir(st.sess.path(d), 0o777); err != nil {
+			return err
+		}
+		if err := os.Chmod(st.sess.path(d), 0o1777); err != nil {
+			return err
+		}
+	}
+	if !st.plan.Spec.skips("dev", "/dev") {
+		return stageDev(st.sess.path("dev"))
+	}
+	return nil
+}
+
+// ensureDir makes sure directory dst exists in the container.
+func (st *stage1State) ensureDir(dst string) error {
+	r, err := resolveIn(st.final, dst)
+	if err != nil {
+		return err
+	}
+	if _, err := os.Lstat(filepath.Join(st.final, r)); errors.Is(err, os.ErrNotExist) {
+		return st.mounted.Mountpoint(r, true)
+	}
+	return err
+}
+
+// runStage2 starts stage 2 in new mount (and PID, UTS, IPC) namespaces
+// and waits for it.
+func (st *stage1State) runStage2(fw *forwarder) (int, error) {
+	spec := st.plan.Spec
+	st.plan.Final = st.final
+	_, st.plan.Home = spec.homeSrcDst()
+
+	specR, specW, err := os.Pipe()
+	if err != nil {
+		return setupFailed, err
+	}
+	defer specR.Close()
+	defer specW.Close()
+
+	cmd := stageCommand(2, nil, specR, st.io.logW)
+	flags := uintptr(syscall.CLONE_NEWNS)
+	if spec.PID {
+		flags |= syscall.CLONE_NEWPID
+	}
+	if spec.Hostname != "" {
+		flags |= syscall.CLONE_NEWUTS
+	}
+	if spec.IPC {
+		flags |= syscall.CLONE_NEWIPC
+	}
+	// Without its FUSE server, stage 2 could only fail: it dies with us.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: flags, Pdeathsig: syscall.SIGKILL}
+	runtime.LockOSThread() // Pdeathsig is per thread, see run_linux.go
+	defer runtime.UnlockOSThread()
+
+	if err := cmd.Start(); err != nil {
+		return setupFailed, fmt.Errorf("starting stage 2: %w", err)
+	}
+	fw.target(cmd.Process, st.plan.TTYSignals)
+	specR.Close()
+	if err := json.NewEncoder(specW).Encode(st.plan); err != nil {
+		_ = cmd.Process.Kill()
+	}
+	specW.Close()
+
+	err = cmd.Wait()
+	status := exitStatus(cmd.ProcessState)
+	st.log.Debug("stage 2 exited", "status", status, "wait", err)
+	if cmd.ProcessState == nil {
+		return setupFailed, fmt.Errorf("waiting for stage 2: %w", err)
+	}
+	return status, nil
+}
+
+// teardown unmounts what stage 1 mounted, has the Mounter sync and close
+// the union, and removes the session directory. It runs when stage 2
+// and everything it started are gone, so nothing writes any more.
+func (st *stage1State) teardown() error {
+	var errs []error
+	if st.mounted != nil {
+		if err := unmountUnder(st.final); err != nil {
+			errs = append(errs, err)
+		}
+		if err := st.mounted.Unmount(); err != nil {
+			errs = append(errs, fmt.Errorf("unmounting the container: %w", err))
+		}
+		st.log.Debug("union unmounted")
+	}
+	if st.sessMounted {
+		if err := unix.Unmount(st.sess.dir, unix.MNT_DETACH); err != nil {
+			errs = append(errs, &os.PathError{Op: "umount", Path: st.sess.dir, Err: err})
+		}
+	}
+	// Stage 0 removes it too; doing it here covers a killed stage 0.
+	if err := os.Remove(st.sess.dir); err != nil && !errors.Is(err, os.ErrNotExist) {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}

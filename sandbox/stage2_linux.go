@@ -1,0 +1,158 @@
+// Copyright 2026 The husk Authors. SPDX-License-Identifier: Apache-2.0
+
+package sandbox
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+
+	"golang.org/x/sys/unix"
+)
+
+// stage2 enters the container: it pivots into the union in its own mount
+// namespace, then starts the payload and supervises it as its reaper.
+func stage2(fw *forwarder, fds string) int {
+	sio, err := openStage(2, fds)
+	if err != nil {
+		return sio.fail(err)
+	}
+	p, log := sio.plan, sio.log
+	logIDs(log, "mount namespace")
+
+	procfd, err := enter(p, log)
+	if err != nil {
+		return sio.fail(err)
+	}
+	cwd, err := workDir(p, log)
+	if err != nil {
+		return sio.fail(err)
+	}
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		return sio.fail(&os.SyscallError{Syscall: "prctl(PR_SET_CHILD_SUBREAPER)", Err: err})
+	}
+
+	sup := &supervisor{log: log, procfd: procfd}
+	proc, err := sup.start(p, cwd)
+	if err != nil {
+		return sio.fail(err)
+	}
+	fw.target(proc, p.TTYSignals)
+	status := sup.wait(proc.Pid)
+	fw.stopIgnoring()
+	sup.killLeftovers()
+	log.Debug("payload exited", "status", status)
+	return status
+}
+
+// enter makes the namespace-specific mounts, sets the host name and
+// pivots into p.Final. It returns a /proc directory fd of this PID
+// namespace that stays valid after the pivot, to find leftover processes
+// even when the container has no /proc.
+func enter(p *plan, log *slog.Logger) (int, error) {
+	spec := p.Spec
+	proc := "/proc"
+	if spec.PID && !spec.skips("proc", "/proc") {
+		// A new procfs for the new PID namespace. The kernel allows it
+		// because this mount namespace still sees the host's /proc in
+		// full (mnt_already_visible); after the pivot it would not.
+		r, err := resolveIn(p.Final, "/proc")
+		if err != nil {
+			return -1, err
+		}
+		proc = filepath.Join(p.Final, r)
+		if err := mount("proc", proc, "proc",
+			unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
+			return -1, err
+		}
+	}
+	procfd, err := unix.Open(proc, unix.O_DIRECTORY|unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, &os.PathError{Op: "open", Path: proc, Err: err}
+	}
+
+	if spec.IPC {
+		// The rbound host /dev/mqueue shows the host's queues.
+		if r, err := resolveIn(p.Final, "/dev/mqueue"); err == nil {
+			mq := filepath.Join(p.Final, r)
+			if _, err := os.Stat(mq); err == nil {
+				err := mount("mqueue", mq, "mqueue",
+					unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "")
+				log.Debug("mqueue", "path", mq, "error", err)
+			}
+		}
+	}
+	if spec.Hostname != "" {
+		if err := unix.Sethostname([]byte(spec.Hostname)); err != nil {
+			return -1, &os.SyscallError{Syscall: "sethostname", Err: err}
+		}
+	}
+	if err := pivotRoot(p.Final); err != nil {
+		return -1, err
+	}
+	log.Debug("pivoted", "root", p.Final)
+	return procfd, nil
+}
+
+// pivotRoot makes root the root directory of this mount namespace and
+// detaches the old root.
+//
+// pivot_root(".", ".") stacks the old root on top of the new one at "/";
+// unmounting "." then removes the old root (with every host mount below
+// it, locked ones included, in one MNT_DETACH) and uncovers the new one.
+// This avoids a put_old directory inside a read-only union (see
+// pivot_root(2), and runc's pivotRoot, which credits LXC for the idiom).
+func pivotRoot(root string) error {
+	if err := unix.Chdir(root); err != nil {
+		return &os.PathError{Op: "chdir", Path: root, Err: err}
+	}
+	if err := unix.PivotRoot(".", "."); err != nil {
+		return &os.PathError{Op: "pivot_root", Path: root, Err: err}
+	}
+	if err := unix.Unmount(".", unix.MNT_DETACH); err != nil {
+		return &os.PathError{Op: "umount", Path: "old root", Err: err}
+	}
+	if err := unix.Chdir("/"); err != nil {
+		return &os.PathError{Op: "chdir", Path: "/", Err: err}
+	}
+	return nil
+}
+
+// workDir picks the payload's working directory in the container
+// (COMPAT 7.6): the requested one, else home, else / with a warning;
+// failing to use a --pwd is fatal.
+func workDir(p *plan, log *slog.Logger) (string, error) {
+	want := p.Spec.Cwd
+	if want == "" {
+		want = p.Home
+	}
+	err := isDir(want)
+	if err == nil {
+		return want, nil
+	}
+	if p.Spec.CwdExplicit {
+		return "", fmt.Errorf("failed to set working directory: %w", err)
+	}
+	fallback := "/"
+	if p.Home != "" && isDir(p.Home) == nil {
+		fallback = p.Home
+	}
+	log.Warn(fmt.Sprintf("cannot use working directory %s in the container, using %s",
+		want, fallback), "error", err)
+	return fallback, nil
+}
+
+func isDir(path string) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	if !fi.IsDir() {
+		return &os.PathError{Op: "chdir", Path: path, Err: unix.ENOTDIR}
+	}
+	if err := unix.Access(path, unix.X_OK); err != nil {
+		return &os.PathError{Op: "chdir", Path: path, Err: err}
+	}
+	return nil
+}

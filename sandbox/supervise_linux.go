@@ -1,0 +1,189 @@
+// Copyright 2026 The husk Authors. SPDX-License-Identifier: Apache-2.0
+
+package sandbox
+
+import (
+	"bytes"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// leftoverGrace is how long leftover processes get between SIGTERM and
+// SIGKILL once the payload has exited.
+var leftoverGrace = 2 * time.Second
+
+// supervisor is stage 2 as the payload's parent and reaper: with
+// PR_SET_CHILD_SUBREAPER (or as PID 1 with --pid) every orphan of the
+// payload becomes its child.
+type supervisor struct {
+	log    *slog.Logger
+	procfd int // /proc of this PID namespace
+	chld   chan os.Signal
+}
+
+// start starts the payload.
+func (s *supervisor) start(p *plan, cwd string) (*os.Process, error) {
+	// Catch SIGCHLD before the first child exists.
+	s.chld = make(chan os.Signal, 1)
+	signal.Notify(s.chld, syscall.SIGCHLD)
+	proc, err := startPayload(p, cwd)
+	if err != nil {
+		return nil, err
+	}
+	s.log.Debug("payload started", "pid", proc.Pid, "args", p.Spec.Args)
+	return proc, nil
+}
+
+// wait reaps children until pid exits and returns its status. One loop
+// reaps everything (wait4(-1)); os.Process.Wait would race with it.
+func (s *supervisor) wait(pid int) int {
+	for {
+		for {
+			var ws unix.WaitStatus
+			got, err := unix.Wait4(-1, &ws, unix.WNOHANG, nil)
+			if err == unix.EINTR {
+				continue
+			}
+			if err != nil || got <= 0 {
+				break
+			}
+			if got == pid {
+				return waitStatus(syscall.WaitStatus(ws))
+			}
+		}
+		<-s.chld
+	}
+}
+
+// killLeftovers ends what the payload left running (daemons, background
+// jobs): SIGTERM, a short grace period, then SIGKILL, until no
+// descendant is left. Stage 1 syncs the union only after this, so nothing
+// can write to it any more.
+func (s *supervisor) killLeftovers() {
+	pids := s.descendants()
+	if len(pids) == 0 {
+		return
+	}
+	s.log.Debug("terminating leftover processes", "pids", pids)
+	s.signalAll(pids, unix.SIGTERM)
+	deadline := time.Now().Add(leftoverGrace)
+	for time.Now().Before(deadline) {
+		s.reap()
+		if len(s.descendants()) == 0 {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for i := 0; i < 500; i++ {
+		pids := s.descendants()
+		if len(pids) == 0 {
+			return
+		}
+		s.log.Debug("killing leftover processes", "pids", pids)
+		s.signalAll(pids, unix.SIGKILL)
+		time.Sleep(10 * time.Millisecond)
+		s.reap()
+	}
+	s.log.Warn("sandbox: leftover processes would not die", "pids", s.descendants())
+}
+
+func (s *supervisor) signalAll(pids []int, sig unix.Signal) {
+	for _, pid := range pids {
+		_ = unix.Kill(pid, sig)
+	}
+}
+
+// reap collects every exited child without blocking.
+func (s *supervisor) reap() {
+	for {
+		var ws unix.WaitStatus
+		got, err := unix.Wait4(-1, &ws, unix.WNOHANG, nil)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil || got <= 0 {
+			return
+		}
+	}
+}
+
+// descendants lists the live (not zombie) descendants of this process
+// from /proc/<pid>/stat.
+func (s *supervisor) descendants() []int {
+	// A new fd each time: reading a directory fd moves its offset.
+	fd, err := unix.Openat(s.procfd, ".", unix.O_DIRECTORY|unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil
+	}
+	d := os.NewFile(uintptr(fd), "/proc")
+	defer d.Close()
+	names, err := d.Readdirnames(-1)
+	if err != nil {
+		return nil
+	}
+
+	children := map[int][]int{}
+	zombie := map[int]bool{}
+	for _, n := range names {
+		pid, err := strconv.Atoi(n)
+		if err != nil {
+			continue
+		}
+		ppid, state, ok := s.stat(n)
+		if !ok {
+			continue
+		}
+		children[ppid] = append(children[ppid], pid)
+		zombie[pid] = state == 'Z'
+	}
+
+	var out []int
+	queue := []int{os.Getpid()}
+	for len(queue) > 0 {
+		p := queue[0]
+		queue = queue[1:]
+		for _, c := range children[p] {
+			if !zombie[c] {
+				out = append(out, c)
+			}
+			queue = append(queue, c)
+		}
+	}
+	return out
+}
+
+// stat returns the parent pid and state of a process from its
+// /proc/<pid>/stat line: "pid (comm) state ppid ...", where comm may hold
+// spaces and parentheses, hence the last ')'.
+func (s *supervisor) stat(pid string) (ppid int, state byte, ok bool) {
+	fd, err := unix.Openat(s.procfd, pid+"/stat", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return 0, 0, false
+	}
+	defer unix.Close(fd)
+	buf := make([]byte, 512)
+	n, err := unix.Read(fd, buf)
+	if err != nil || n <= 0 {
+		return 0, 0, false
+	}
+	line := buf[:n]
+	i := bytes.LastIndexByte(line, ')')
+	if i < 0 || i+4 > len(line) {
+		return 0, 0, false
+	}
+	f := bytes.Fields(line[i+1:])
+	if len(f) < 2 {
+		return 0, 0, false
+	}
+	ppid, err = strconv.Atoi(string(f[1]))
+	if err != nil {
+		return 0, 0, false
+	}
+	return ppid, f[0][0], true
+}
