@@ -56,10 +56,15 @@ func (Mounter) Mount(spec *sandbox.Spec, files []*os.File, target string) (sandb
 	b := builder{files: files, ids: ids, m: m}
 	opts := fusefs.Options{IDMap: ids, DirectMount: true, AllowOther: true, Logger: log,
 		Debug: spec.Debug && os.Getenv("HUSK_FUSE_DEBUG") != ""}
-	for _, l := range plan.Lowers {
+	for i, l := range plan.Lowers {
 		layer, err := b.lower(l)
 		if err != nil {
 			return nil, err
+		}
+		// The skeleton of mount points missing from the image sits just
+		// above the root filesystem, Apptainer's overlay-lowerdir.
+		if i == len(plan.Lowers)-1 {
+			opts.Lowers = append(opts.Lowers, fusefs.NewMemLayer())
 		}
 		opts.Lowers = append(opts.Lowers, layer)
 	}
@@ -246,22 +251,14 @@ func (b *builder) dir(path string) (*fusefs.DirLayer, error) {
 }
 
 // dirUpper serves dir/upper as the writable layer with dir/work as its
-// work directory, creating both (0755) when missing. The work directory
-// must be reachable from the layer, so the layer is dir itself and the
-// union is rooted at its upper/ child.
+// work directory, creating both (0755) when missing (COMPAT §3.3).
 func (b *builder) dirUpper(dir string) (fusefs.Writable, fusefs.Node, error) {
-	for _, sub := range []string{"upper", "work"} {
-		p := filepath.Join(dir, sub)
-		if err := os.Mkdir(p, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
-			return nil, 0, fmt.Errorf("setup of overlay upper dir failed: %s is not writable: %w",
-				p, err)
-		}
-	}
-	d, err := b.dir(dir)
+	d, work, err := fusefs.OpenOverlayDir(dir, &fusefs.DirOptions{IDMap: b.ids})
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, fmt.Errorf("setup of overlay upper dir failed: %w", err)
 	}
-	return subLayer(d, "upper", "work")
+	b.m.closers = append(b.m.closers, d)
+	return d, work, nil
 }
 
 // tmpfsUpper mounts a tmpfs of size bytes next to target, in the sandbox's
