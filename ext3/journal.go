@@ -101,6 +101,8 @@ type journal struct {
 	// or 0. The core should then mark the filesystem as having errors, as
 	// e2fsck does ("journal transaction N was corrupt").
 	failedCommit uint32
+	// replayed describes what the last recover found.
+	replayed jbdReplayStats
 	// now returns the commit time; tests replace it.
 	now func() time.Time
 }

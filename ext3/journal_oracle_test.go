@@ -78,7 +78,10 @@ func TestRecoverDebugfsJournals(t *testing.T) {
 			if !j.needsRecovery() {
 				t.Fatal("needsRecovery() = false after debugfs journal_write")
 			}
-			compareWithE2fsck(t, img)
+			stats := compareWithE2fsck(t, img)
+			if stats.wrapped != tc.rotate {
+				t.Errorf("log wrapped = %v, want %v", stats.wrapped, tc.rotate)
+			}
 			checkHomeBlocks(t, img, before, want)
 		})
 	}
@@ -203,7 +206,7 @@ func rotateLog(t *testing.T, img string) {
 // "e2fsck -E journal_only", then requires identical images (the ext
 // superblock after clearing RECOVER, which the core does) and a clean
 // "e2fsck -fn" of the result.
-func compareWithE2fsck(t *testing.T, img string) {
+func compareWithE2fsck(t *testing.T, img string) jbdReplayStats {
 	oracle := copyFile(t, img)
 	out, code := runCmdCode(t, "", "e2fsck", "-E", "journal_only", "-y", oracle)
 	if code > 1 {
@@ -211,6 +214,7 @@ func compareWithE2fsck(t *testing.T, img string) {
 	}
 
 	j, f := openImageJournal(t, img)
+	start := j.start
 	if err := j.recover(); err != nil {
 		t.Fatalf("recover: %v", err)
 	}
@@ -224,6 +228,11 @@ func compareWithE2fsck(t *testing.T, img string) {
 	}
 	if j.needsRecovery() {
 		t.Fatal("needsRecovery() = true after recover")
+	}
+	t.Logf("replayed %d transactions from journal block %d of [%d,%d), log wrapped: %v",
+		j.replayed.txs, start, j.first, j.maxlen, j.replayed.wrapped)
+	if j.replayed.txs == 0 {
+		t.Error("recover found no committed transaction")
 	}
 	f.Close()
 	clearRecoverFlag(t, img)
@@ -246,6 +255,7 @@ func compareWithE2fsck(t *testing.T, img string) {
 	if out, code := runCmdCode(t, "", "e2fsck", "-fn", img); code != 0 {
 		t.Errorf("e2fsck -fn after recover: exit %d\n%s", code, out)
 	}
+	return j.replayed
 }
 
 // dumpJournalSuper logs both journal superblocks to explain a diff.

@@ -31,8 +31,16 @@ type jbdLogged struct {
 type jbdScan struct {
 	end     uint32            // first transaction ID not in the log
 	failed  uint32            // transaction whose commit block failed its checksum, or 0
+	txs     int               // committed transactions found
+	wrapped bool              // the log runs past the end of the journal area
 	logged  []jbdLogged       // blocks of committed transactions, log order
 	revokes map[uint64]uint32 // home block -> newest transaction revoking it
+}
+
+// jbdReplayStats describes the last recovery, for tests and debugging.
+type jbdReplayStats struct {
+	txs     int  // committed transactions replayed
+	wrapped bool // the log wrapped at the end of the journal area
 }
 
 // tidGT compares transaction IDs modulo 2^32 (tid_gt in jbd2.h).
@@ -61,6 +69,7 @@ func (j *journal) recover() error {
 			return err
 		}
 		j.failedCommit = scan.failed
+		j.replayed = jbdReplayStats{txs: scan.txs, wrapped: scan.wrapped}
 	}
 	// As the kernel does, skip one ID past the end of the log so that no
 	// stale block can carry the next expected sequence.
@@ -79,6 +88,8 @@ type logCursor struct {
 	j    *journal
 	pos  uint32 // next journal block to read
 	seen uint32 // blocks read so far; a log longer than the area is corrupt
+	// wrapped is set once the cursor has gone past the end of the area.
+	wrapped bool
 }
 
 // next returns the journal block at the cursor and advances it, or false
@@ -92,6 +103,7 @@ func (c *logCursor) next() (uint32, bool) {
 	c.pos++
 	if c.pos >= c.j.maxlen {
 		c.pos = c.j.first
+		c.wrapped = true
 	}
 	return p, true
 }
@@ -137,6 +149,8 @@ func (j *journal) scanLog() (jbdScan, error) {
 					return s, err
 				}
 				seq++
+				s.txs++
+				s.wrapped = s.wrapped || c.wrapped
 				tx = jbdTx{crc: ^uint32(0)}
 			}
 		}
