@@ -48,7 +48,7 @@ var kernelCases = []kernelCase{
 		args: []string{"-b", "4096", "-O", "64bit,metadata_csum"}, sizeKB: 65536,
 		opts: "data=ordered", wantIn: jbdIncompat64bit | jbdIncompatCsumV3},
 	{name: "ext4-1k-csum-v3-data-journal", mkfs: "mkfs.ext4",
-		args: []string{"-b", "1024", "-J", "size=1", "-O", "^64bit,metadata_csum"},
+		args:   []string{"-b", "1024", "-J", "size=1", "-O", "^64bit,metadata_csum"},
 		sizeKB: 32768, opts: "data=journal", wantIn: jbdIncompatCsumV3, fsyncs: 250, rotate: true},
 }
 
