@@ -140,8 +140,9 @@ func (u *Union) makeCopy(src layerRef, a Attr, dir Node, name string, limit int6
 		return 0, err
 	}
 	if err = u.copyXattrs(layer, src.n, up); err == nil {
-		sa := SetAttr{SetUid: true, Uid: a.Uid, SetGid: true, Gid: a.Gid,
-			SetAtime: true, Atime: a.Atime, SetMtime: true, Mtime: a.Mtime}
+		// The owner was set at creation: a chown now would drop
+		// security.capability and set-id bits again.
+		sa := SetAttr{SetAtime: true, Atime: a.Atime, SetMtime: true, Mtime: a.Mtime}
 		if a.Mode&syscall.S_IFMT != syscall.S_IFLNK {
 			sa.SetMode, sa.Mode = true, a.Mode&07777
 		}
