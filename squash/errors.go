@@ -5,7 +5,7 @@ package squash
 import (
 	"errors"
 	"fmt"
-		"syscall"
+	"syscall"
 )
 
 // FormatError reports corrupt or unsupported on-disk data. Offset is relative

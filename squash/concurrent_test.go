@@ -1,0 +1,98 @@
+// Copyright 2026 The husk Authors. SPDX-License-Identifier: Apache-2.0
+
+package squash
+
+import (
+	"crypto/sha256"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// TestConcurrentReaders runs 64 goroutines doing lookups, listings and
+// reads on one FS with small caches, so entries are evicted while in use.
+// Run it with -race.
+func TestConcurrentReaders(t *testing.T) {
+	src := featureTree(t)
+	f := openImage(t, image(t, "-comp", "zstd", "-b", "4096"),
+		&Options{CacheBytes: 256 << 10, MetaCacheBytes: 64 << 10})
+	files := []string{"text-3m", "random-1m", "multi-tail", "sparse", "sub/hardlink-1",
+		"small.txt", "dup-a", "xattrs/shared-2", "big/entry-19000-nn"}
+	want := map[string][32]byte{}
+	for _, name := range files {
+		data, err := os.ReadFile(filepath.Join(src, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want[name] = sha256.Sum256(data)
+	}
+
+	var wg sync.WaitGroup
+	errs := make(chan error, 64)
+	for g := range 64 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs <- concurrentWorker(f, g, files, want)
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+func concurrentWorker(f *FS, g int, files []string, want map[string][32]byte) error {
+	root, err := f.Inode(f.Root())
+	if err != nil {
+		return err
+	}
+	for i := range 6 {
+		name := files[(g+i)%len(files)]
+		n := root
+		for part := range strings.SplitSeq(name, "/") {
+			if n, err = f.Lookup(n, part); err != nil {
+				return fmt.Errorf("worker %d: lookup %s: %w", g, name, err)
+			}
+		}
+		// Read in odd-sized chunks so goroutines hit blocks at different
+		// points.
+		h := sha256.New()
+		buf := make([]byte, 3000+g*97)
+		for off := int64(0); ; {
+			k, err := f.ReadAt(n, buf, off)
+			h.Write(buf[:k])
+			off += int64(k)
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				return fmt.Errorf("worker %d: read %s: %w", g, name, err)
+			}
+		}
+		if [32]byte(h.Sum(nil)) != want[name] {
+			return fmt.Errorf("worker %d: %s: content differs", g, name)
+		}
+		big, err := f.Lookup(root, "big")
+		if err != nil {
+			return err
+		}
+		e := fmt.Sprintf("entry-%05d-%s", g*300+i, strings.Repeat("n", (g*300+i)%7))
+		if _, err := f.Lookup(big, e); err != nil {
+			return fmt.Errorf("worker %d: lookup big/%s: %w", g, e, err)
+		}
+		if g%8 == i {
+			if ents, err := f.ReadDir(big); err != nil || len(ents) != bigDirEntries+1 {
+				return fmt.Errorf("worker %d: readdir big: %d, %v", g, len(ents), err)
+			}
+		}
+	}
+	return nil
+}

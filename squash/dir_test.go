@@ -1,0 +1,183 @@
+// Copyright 2026 The husk Authors. SPDX-License-Identifier: Apache-2.0
+
+package squash
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+// TestDirectoryIndex checks index-guided lookups agree with the full
+// listing for every name in the 20,000-entry directory, and for names that
+// fall between, before and after the stored ones.
+func TestDirectoryIndex(t *testing.T) {
+	for _, opts := range [][]string{nil, {"-noI"}, {"-comp", "lz4", "-b", "4096"}} {
+		t.Run(strings.Join(opts, ""), func(t *testing.T) {
+			f := openImage(t, image(t, opts...), nil)
+			root, _ := f.Inode(f.Root())
+			big := lookupPath(t, f, root, "big")
+			if big.idxCount < 10 {
+				t.Fatalf("big directory has %d index records, want many", big.idxCount)
+			}
+			ents, err := f.ReadDir(big)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(ents) != bigDirEntries+1 {
+				t.Fatalf("%d entries, want %d", len(ents), bigDirEntries+1)
+			}
+			for _, e := range ents {
+				got, ok, err := f.lookupIndexed(big, e.Name)
+				if err != nil || !ok || got != e {
+					t.Fatalf("indexed lookup %q = %+v, %v, %v; want %+v", e.Name, got, ok,
+						err, e)
+				}
+				for _, miss := range []string{e.Name + "\x01", e.Name[:len(e.Name)-1]} {
+					if _, ok, err := f.lookupIndexed(big, miss); ok || err != nil {
+						if miss != e.Name && !(ok && strings.HasPrefix(e.Name, miss)) {
+							t.Fatalf("indexed lookup %q = %v, %v; want not found", miss, ok, err)
+						}
+					}
+				}
+			}
+			for _, miss := range []string{"a", "entry-", "zzzz", "entry-10000-x"} {
+				if _, ok, err := f.lookupIndexed(big, miss); ok || err != nil {
+					t.Errorf("indexed lookup %q = %v, %v; want not found", miss, ok, err)
+				}
+			}
+		})
+	}
+}
+
+// TestLookupCachesListing checks that repeated lookups in a big directory
+// parse its listing once.
+func TestLookupCachesListing(t *testing.T) {
+	f := openImage(t, image(t), nil)
+	root, _ := f.Inode(f.Root())
+	big := lookupPath(t, f, root, "big")
+	before := f.dirListLoads.Load()
+	for i := range 500 {
+		name := fmt.Sprintf("entry-%05d-%s", i*37, strings.Repeat("n", (i*37)%7))
+		if _, err := f.Lookup(big, name); err != nil {
+			t.Fatalf("lookup %s: %v", name, err)
+		}
+	}
+	if loads := f.dirListLoads.Load() - before; loads != 1 {
+		t.Errorf("500 lookups parsed the listing %d times, want 1", loads)
+	}
+}
+
+// TestUnsquashfsListing compares mode, owner, size and symlink target of
+// every entry with `unsquashfs -lln`, an independent reader.
+func TestUnsquashfsListing(t *testing.T) {
+	requireTool(t, "unsquashfs")
+	path := image(t, "-comp", "zstd")
+	f := openImage(t, path, nil)
+	out, err := exec.Command("unsquashfs", "-lln", "-d", "R", path).Output()
+	if err != nil {
+		t.Fatalf("unsquashfs -lln: %v", err)
+	}
+	root, _ := f.Inode(f.Root())
+	seen := 0
+	sc := bufio.NewScanner(strings.NewReader(string(out)))
+	for sc.Scan() {
+		// e.g. "-rw-r--r-- 0/0   100 2020-09-13 12:26 R/small.txt"
+		fields := strings.Fields(sc.Text())
+		if len(fields) < 6 || !strings.HasPrefix(fields[5], "R") {
+			continue
+		}
+		rel := strings.TrimPrefix(strings.TrimPrefix(fields[5], "R"), "/")
+		n := root
+		if rel != "" {
+			n = lookupPath(t, f, root, rel)
+		}
+		seen++
+		if got := modeString(n.Mode); got != fields[0] {
+			t.Errorf("%s: mode %s, unsquashfs says %s", rel, got, fields[0])
+		}
+		if got := fmt.Sprintf("%d/%d", n.Uid, n.Gid); got != fields[1] {
+			t.Errorf("%s: owner %s, unsquashfs says %s", rel, got, fields[1])
+		}
+		var size string
+		switch n.Mode & modeTypeMask {
+		case modeChr, modeBlk:
+			size = fmt.Sprintf("%d,%d", n.Rdev>>8&0xfff, n.Rdev&0xff|n.Rdev>>12&0xfff00)
+			// unsquashfs 4.5.1 prints rdev>>8 and rdev&0xff, which is only
+			// right for minors below 256; the kernel's new_decode_dev (what
+			// Rdev follows) is checked against stat(2) in the walk test.
+			if n.Rdev > 0xfffff {
+				continue
+			}
+			if fields[2] != size && fields[2]+fields[3] != size {
+				t.Errorf("%s: device %s, unsquashfs says %s", rel, size, fields[2])
+			}
+		case modeReg:
+			if fields[2] != fmt.Sprint(n.Size) {
+				t.Errorf("%s: size %d, unsquashfs says %s", rel, n.Size, fields[2])
+			}
+		}
+	}
+	if seen < bigDirEntries {
+		t.Fatalf("only %d entries parsed from unsquashfs output", seen)
+	}
+}
+
+// modeString formats st_mode as ls -l does.
+func modeString(m uint32) string {
+	types := map[uint32]byte{modeDir: 'd', modeReg: '-', modeSymlink: 'l', modeBlk: 'b',
+		modeChr: 'c', modeFifo: 'p', modeSock: 's'}
+	b := []byte{types[m&modeTypeMask]}
+	const rwx = "rwxrwxrwx"
+	for i := range 9 {
+		if m&(1<<(8-i)) != 0 {
+			b = append(b, rwx[i])
+		} else {
+			b = append(b, '-')
+		}
+	}
+	special := []struct {
+		bit uint32
+		pos int
+		set byte
+	}{{0o4000, 3, 's'}, {0o2000, 6, 's'}, {0o1000, 9, 't'}}
+	for _, s := range special {
+		if m&s.bit != 0 {
+			if b[s.pos] == '-' {
+				b[s.pos] = s.set - 'a' + 'A'
+			} else {
+				b[s.pos] = s.set
+			}
+		}
+	}
+	return string(b)
+}
+
+// TestSectionOffset reads an image embedded at an unaligned offset inside a
+// larger file, as a SIF partition is.
+func TestSectionOffset(t *testing.T) {
+	img, err := os.ReadFile(image(t, "-comp", "lz4"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const off = 32768 + 12345
+	p := t.TempDir() + "/container.bin"
+	blob := append(append(randBytes(99, off), img...), randBytes(98, 5000)...)
+	if err := os.WriteFile(p, blob, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	file, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer file.Close()
+	f, err := Open(io.NewSectionReader(file, off, int64(len(img))), int64(len(img)), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	compareTree(t, f, featureTree(t), true)
+}
