@@ -60,8 +60,10 @@ func (ExecCmd) Help() string {
 
 Examples:
   husk exec debian.sif python3 -c 'print(1)'
-  husk exec --overlay o.img debian.sif sh -c 'echo hi > /opt/x'
-  husk exec --overlay o.img:ro --writable-tmpfs debian.sif touch /tmp/y
+  husk overlay create --create-dir /data o.img
+  husk exec --overlay o.img debian.sif sh -c 'echo hi > /data/x'
+  husk exec --fakeroot --overlay o.img debian.sif rm /usr/bin/tail
+  husk exec --fakeroot --writable-tmpfs debian.sif touch /opt/y
   husk exec -B /data:/mnt:ro debian.sif ls /mnt
 
 Husk flags placed after IMAGE are still taken as husk flags; put "--" before

@@ -32,6 +32,11 @@ const MissingMksquashfs = "husk build needs mksquashfs (Debian: apt-get install 
 // Build makes the SIF out from the directory rootfs. stderr receives
 // mksquashfs's complaints.
 func Build(out, rootfs string, stderr *bytes.Buffer) error {
+	// mksquashfs would pack a symbolic link given as source as the link
+	// itself.
+	if real, err := filepath.EvalSymlinks(rootfs); err == nil {
+		rootfs = real
+	}
 	st, err := os.Stat(rootfs)
 	if err != nil {
 		return fmt.Errorf("root filesystem %s: %w", rootfs, unwrap(err))
