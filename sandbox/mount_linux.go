@@ -182,27 +182,39 @@ func resolveIn(root, p string) (string, error) {
 	return cur, nil
 }
 
-// unmountUnder detaches every mount strictly below dir, deepest first,
-// as listed in /proc/self/mountinfo.
+// unmountUnder detaches every mount stacked on the mount at dir.
+//
+// Only the direct children are unmounted: MNT_DETACH takes each one's
+// subtree with it. Unmounting deeper ones one by one would fail, since
+// host mounts copied into a user namespace are locked to their parent
+// (mount_namespaces(7)) and can only go together with it.
 func unmountUnder(dir string) error {
 	b, err := os.ReadFile("/proc/self/mountinfo")
 	if err != nil {
 		return err
 	}
-	var targets []string
-	prefix := strings.TrimSuffix(dir, "/") + "/"
+	type entry struct{ id, parent, target string }
+	var ents []entry
+	top := ""
 	for line := range strings.Lines(string(b)) {
 		f := strings.Fields(line)
-		if len(f) > 4 && strings.HasPrefix(unescapeMountinfo(f[4]), prefix) {
-			targets = append(targets, unescapeMountinfo(f[4]))
+		if len(f) < 5 {
+			continue
+		}
+		e := entry{id: f[0], parent: f[1], target: unescapeMountinfo(f[4])}
+		ents = append(ents, e)
+		if e.target == dir {
+			top = e.id // the last one listed is the top of a stack
 		}
 	}
 	var first error
-	for i := len(targets) - 1; i >= 0; i-- {
-		err := unix.Unmount(targets[i], unix.MNT_DETACH)
-		if err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) &&
-			first == nil {
-			first = &os.PathError{Op: "umount", Path: targets[i], Err: err}
+	for _, e := range ents {
+		if e.parent != top || top == "" {
+			continue
+		}
+		err := unix.Unmount(e.target, unix.MNT_DETACH)
+		if err != nil && !errors.Is(err, unix.EINVAL) && first == nil {
+			first = &os.PathError{Op: "umount", Path: e.target, Err: err}
 		}
 	}
 	return first

@@ -3,6 +3,8 @@
 package sandbox
 
 import (
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -66,4 +68,85 @@ func atoi(t *testing.T, s string) int {
 		t.Fatalf("not a number: %q", s)
 	}
 	return n
+}
+
+// ok fails the test unless the run succeeded, and returns its stdout.
+func ok(t *testing.T, res result) string {
+	t.Helper()
+	if res.Err != "" || res.Status != 0 {
+		t.Fatalf("status %d, error %q, stderr:\n%s", res.Status, res.Err, res.Stderr)
+	}
+	return res.Stdout
+}
+
+// TestMounts: the default mounts and user binds are visible, user binds
+// are nosuid,nodev, and a read-only bind refuses writes with EROFS.
+func TestMounts(t *testing.T) {
+	e := newEnv(t)
+	rw, ro := e.userDir("rw"), e.userDir("ro")
+	writeFile(t, filepath.Join(ro, "f"), "ro content\n")
+	writeFile(t, filepath.Join(e.home, "h"), "home content\n")
+	writeFile(t, filepath.Join(e.wd, "w"), "cwd content\n")
+
+	s := e.spec("sh", "-c", `
+		cat $HOME/h; cat w; pwd
+		cat /mnt/ro/f
+		touch /mnt/ro/new 2>&1
+		touch /mnt/rw/new && echo rw ok
+		readlink /proc/self/exe
+		test -c /dev/null && echo dev ok
+		test -d /sys/kernel && echo sys ok
+		cat /proc/self/mountinfo`)
+	s.Binds = []Bind{{Src: ro, Dst: "/mnt/ro", ReadOnly: true}, {Src: rw, Dst: "/mnt/rw"}}
+	// Without /tmp the working directory (under it) is bound by itself.
+	s.NoMount = []string{"tmp"}
+	out := ok(t, e.run(s))
+	for _, want := range []string{
+		"home content\n", "cwd content\n", e.wd + "\n", "ro content\n",
+		"Read-only file system", "rw ok\n", "/usr/bin/readlink\n", "dev ok\n", "sys ok\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(rw, "new")); err != nil {
+		t.Errorf("file written through the rw bind: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(ro, "new")); err == nil {
+		t.Errorf("file written through the ro bind")
+	}
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Fields(line)
+		if len(f) > 5 && (f[4] == "/mnt/ro" || f[4] == "/mnt/rw") {
+			if !strings.Contains(f[5], "nosuid") || !strings.Contains(f[5], "nodev") {
+				t.Errorf("bind not nosuid,nodev: %s", line)
+			}
+			if ro := strings.HasPrefix(f[5], "ro"); ro != (f[4] == "/mnt/ro") {
+				t.Errorf("wrong ro flag: %s", line)
+			}
+		}
+	}
+}
+
+// userDir makes a directory owned by the test user.
+func (e *env) userDir(name string) string {
+	e.t.Helper()
+	d := filepath.Join(e.dir, name)
+	if err := os.Mkdir(d, 0o755); err != nil {
+		e.t.Fatal(err)
+	}
+	if err := os.Chown(d, testUID, testGID); err != nil {
+		e.t.Fatal(err)
+	}
+	return d
+}
+
+func writeFile(t *testing.T, name, content string) {
+	t.Helper()
+	if err := os.WriteFile(name, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(name, testUID, testGID); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -1,0 +1,249 @@
+// Copyright 2026 The husk Authors. SPDX-License-Identifier: Apache-2.0
+
+package sandbox
+
+import (
+	"bufio"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestSignalForwarded: SIGTERM sent to husk reaches the payload, whose
+// trap decides the exit status.
+func TestSignalForwarded(t *testing.T) {
+	e := newEnv(t)
+	h := e.helper("run", e.spec("sh", "-c",
+		`trap 'echo got TERM; exit 7' TERM; echo ready; while :; do sleep 0.05; done`))
+	stdout, err := h.cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr strings.Builder
+	h.cmd.Stderr = &stderr
+	h.start()
+	r := bufio.NewReader(stdout)
+	line, err := r.ReadString('\n')
+	if err != nil || line != "ready\n" {
+		t.Fatalf("first line %q, %v; stderr:\n%s", line, err, stderr.String())
+	}
+	if err := h.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	rest, _ := r.ReadString(0)
+	res := h.wait(&stderr)
+	if res.Err != "" || res.Status != 7 {
+		t.Errorf("status %d, error %q, want 7", res.Status, res.Err)
+	}
+	if rest != "got TERM\n" {
+		t.Errorf("output after SIGTERM %q, want %q", rest, "got TERM\n")
+	}
+	e.checkClean()
+}
+
+// TestLeftoversKilled: background processes die when the payload exits,
+// including one that ignores SIGTERM, before Run returns and before the
+// union is unmounted (the Mounter's Unmount runs and succeeds).
+func TestLeftoversKilled(t *testing.T) {
+	e := newEnv(t)
+	log := filepath.Join(e.userDir("log"), "unmount")
+	s := e.spec("sh", "-c", `
+		sleep 1000 & echo $!
+		sh -c 'trap "" TERM; exec sleep 1000' & echo $!
+		sleep 0.2`)
+	s.Union = unionJSON(testUnion{Tree: testTree, Log: log})
+	out := ok(t, e.run(s))
+	pids := strings.Fields(out)
+	if len(pids) != 2 {
+		t.Fatalf("want two pids, got %q", out)
+	}
+	for _, pid := range pids {
+		if b, err := os.ReadFile("/proc/" + pid + "/cmdline"); err == nil &&
+			strings.Contains(string(b), "sleep") {
+			t.Errorf("background process %s still runs: %q", pid, b)
+		}
+	}
+	if b, err := os.ReadFile(log); err != nil || string(b) != "unmounted\n" {
+		t.Errorf("Mounted.Unmount log: %q, %v", b, err)
+	}
+}
+
+// TestCommandErrors: a command that cannot be started fails the run with
+// status 255 and one clear line.
+func TestCommandErrors(t *testing.T) {
+	e := newEnv(t)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"no-such-command"},
+			"exec no-such-command failed: executable file not found in $PATH"},
+		{[]string{"/no/such/file"},
+			"exec /no/such/file failed: no such file or directory: " +
+				"/no/such/file does not exist in the container"},
+		{[]string{"/etc/passwd"}, "exec /etc/passwd failed: permission denied"},
+	} {
+		t.Run(tc.args[0], func(t *testing.T) {
+			res := e.run(e.spec(tc.args...))
+			if res.Status != 255 || !strings.HasPrefix(res.Err, tc.want) {
+				t.Errorf("status %d, error %q; want 255, %q", res.Status, res.Err, tc.want)
+			}
+			if strings.Contains(res.Err, "\n") {
+				t.Errorf("error is not one line: %q", res.Err)
+			}
+		})
+	}
+}
+
+// TestNamespaces: --pid gives the payload PID 2 under stage 2 and a /proc
+// of its own; --hostname sets the host name and /etc/hostname; the plain
+// case shares the host's PID namespace.
+func TestNamespaces(t *testing.T) {
+	e := newEnv(t)
+	// Stage 2 is PID 1 (its threads take the next pids, so the payload's
+	// pid is small but not 2); /proc lists stage 2 and the shell only.
+	s := e.spec("sh", "-c", `cat /proc/1/cmdline; echo
+		n=0; for p in /proc/[0-9]*; do n=$((n+1)); done; echo $n
+		cat /proc/sys/kernel/hostname /etc/hostname`)
+	s.PID, s.Hostname = true, "husk-test"
+	out := strings.Fields(strings.ReplaceAll(ok(t, e.run(s)), "\x00", ""))
+	if len(out) != 4 || out[0] != "husk-stage2" || out[1] != "2" ||
+		out[2] != "husk-test" || out[3] != "husk-test" {
+		t.Fatalf("pid 1, process count, hostname, /etc/hostname = %q", out)
+	}
+
+	out = strings.Fields(ok(t, e.run(e.spec("sh", "-c", "echo $$"))))
+	if len(out) != 1 || atoi(t, out[0]) <= 2 {
+		t.Errorf("pid without --pid: %q", out)
+	}
+}
+
+// TestWorkDir: a missing working directory falls back to home with a
+// warning, unless it was given with --pwd.
+func TestWorkDir(t *testing.T) {
+	e := newEnv(t)
+	s := e.spec("sh", "-c", "pwd")
+	s.Cwd = "/no/such/dir"
+	res := e.run(s)
+	if got := ok(t, res); got != e.home+"\n" {
+		t.Errorf("pwd %q, want home %q", got, e.home)
+	}
+	if !strings.Contains(res.Stderr, "cannot use working directory /no/such/dir") {
+		t.Errorf("no warning in stderr:\n%s", res.Stderr)
+	}
+
+	s.CwdExplicit = true
+	res = e.run(s)
+	if res.Status != 255 || !strings.HasPrefix(res.Err, "failed to set working directory") {
+		t.Errorf("status %d, error %q", res.Status, res.Err)
+	}
+}
+
+// TestPasswd: the container's passwd and group get an entry for the user
+// with the container home (COMPAT 7.3).
+func TestPasswd(t *testing.T) {
+	e := newEnv(t)
+	out := ok(t, e.run(e.spec("cat", "/etc/passwd", "/etc/group")))
+	for _, want := range []string{
+		"root:x:0:0:root:/root:/bin/sh\n",
+		"nobody:x:65534:65534:nobody:" + e.home + ":/usr/sbin/nologin\n",
+		"nogroup:x:65534:nobody\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("lacks %q:\n%s", want, out)
+		}
+	}
+
+	s := e.spec("cat", "/etc/passwd")
+	s.Fakeroot = true
+	out = ok(t, e.run(s))
+	if out != "root:x:0:0:root:/root:/bin/sh\ndaemon:x:1:1:daemon:/usr/sbin:/bin/sh\n" {
+		t.Errorf("fakeroot passwd:\n%s", out)
+	}
+}
+
+// TestImageFiles: the files given to Run reach the Mounter.
+func TestImageFiles(t *testing.T) {
+	e := newEnv(t)
+	f := filepath.Join(e.dir, "image")
+	writeFile(t, f, "image bytes\n")
+	s := e.spec("cat", "/husk-file-0")
+	s.Files = 1
+	if out := ok(t, e.run(s, f)); out != "image bytes\n" {
+		t.Errorf("got %q", out)
+	}
+}
+
+// TestMountFailure: a union that cannot be mounted fails the run; when
+// /dev/fuse is not accessible the message says how to fix it.
+func TestMountFailure(t *testing.T) {
+	e := newEnv(t)
+	dev := filepath.Join(e.dir, "fuse")
+	if err := os.WriteFile(dev, nil, 0o600); err != nil { // root's, like /dev/fuse here
+		t.Fatal(err)
+	}
+	s := e.spec("true")
+	s.Union = unionJSON(testUnion{Fail: true, FuseDevice: dev})
+	res := e.run(s)
+	want := "open " + dev + ": permission denied: ask your administrator to make " + dev +
+		" mode 0666 (the distribution default)"
+	if res.Status != 255 || !strings.Contains(res.Err, want) {
+		t.Errorf("status %d, error %q, want 255 and %q", res.Status, res.Err, want)
+	}
+}
+
+// TestMountpointFailure: a missing bind destination that the union cannot
+// create is skipped with Apptainer's warning; a missing home is fatal.
+func TestMountpointFailure(t *testing.T) {
+	e := newEnv(t)
+	s := e.spec("true")
+	s.Union = unionJSON(testUnion{Tree: testTree, NoMountpoints: true})
+	s.Binds = []Bind{{Src: e.wd, Dst: "/no/such/dst"}}
+	s.NoHome = true
+	res := e.run(s)
+	ok(t, res)
+	if !strings.Contains(res.Stderr, "Skipping mount "+e.wd+" [binds]: /no/such/dst "+
+		"doesn't exist in container") {
+		t.Errorf("no warning:\n%s", res.Stderr)
+	}
+
+	// Home is under /tmp: without the /tmp bind it must be created.
+	s.Binds, s.NoHome, s.NoMount = nil, false, []string{"tmp"}
+	res = e.run(s)
+	if res.Status != 255 || !strings.Contains(res.Err, "can't create home destination") {
+		t.Errorf("status %d, error %q", res.Status, res.Err)
+	}
+}
+
+// TestNoUserNamespaces: with user namespaces disabled the run fails with
+// the sysctl to change. The helper runs as root of a user namespace of
+// its own where it sets user.max_user_namespaces to 0: the limit applies
+// to that namespace and below only, the host is untouched.
+func TestNoUserNamespaces(t *testing.T) {
+	e := newEnv(t)
+	h := e.helper("nouserns", e.spec("true"))
+	h.cmd.SysProcAttr = &syscall.SysProcAttr{
+		Cloneflags:  syscall.CLONE_NEWUSER,
+		UidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: testUID, Size: 1}},
+		GidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: testGID, Size: 1}},
+		// Become the mapped root; host root is unmapped in there.
+		Credential: &syscall.Credential{Uid: 0, Gid: 0, NoSetGroups: true},
+	}
+	var stderr strings.Builder
+	h.cmd.Stderr = &stderr
+	h.start()
+	res := h.wait(&stderr)
+	want := "cannot create a user namespace: user namespaces are disabled " +
+		"(/proc/sys/user/max_user_namespaces is 0)"
+	if res.Status != 255 || !strings.HasPrefix(res.Err, want) {
+		t.Errorf("status %d, error %q, want 255, %q", res.Status, res.Err, want)
+	}
+	e.checkClean()
+}
+
+var _ = errors.New
+var _ = time.Second
