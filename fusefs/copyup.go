@@ -80,10 +80,13 @@ func (u *Union) copyUpIn(n, parent *node, name string, limit int64) error {
 	}
 	u.newUpperInode(ua.Ino)
 	u.copied[ua.Ino] = n.ino
+	n.refs = append([]layerRef{{0, up}}, n.refs...)
 	if a.Nlink > 1 && !isDir {
 		u.links[key] = up
+		if err := u.linkOtherNames(src, a, up); err != nil {
+			return fmt.Errorf("copy-up %q: %w", name, err)
+		}
 	}
-	n.refs = append([]layerRef{{0, up}}, n.refs...)
 	return nil
 }
 

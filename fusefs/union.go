@@ -34,6 +34,9 @@ type Union struct {
 	// links maps a hard-linked lower inode (layer, ino) to its upper copy,
 	// so that its other names become links to that copy.
 	links map[layerIno]Node
+	// linkIndex lists, per lower layer, the names of its hard-linked
+	// files by inode; built on the first copy-up of such a file.
+	linkIndex map[int]map[uint64][][]string
 	// gens holds the generation of stable inode numbers whose upper inode
 	// number was reused by a new inode.
 	gens   map[uint64]uint64
