@@ -1,0 +1,69 @@
+package ext3
+
+import "syscall"
+
+// POSIX ACLs. The xattr interface uses the posix_acl_xattr format (version
+// 2, 8-byte entries); ext2/3/4 store them in their own compact format
+// (version 1, 4-byte entries for the owner, group, mask and other tags,
+// 8-byte entries for named users and groups). See fs/ext4/acl.h.
+
+const (
+	aclXattrVersion = 2
+	aclDiskVersion  = 1
+	aclUserObj      = 0x01
+	aclUser         = 0x02
+	aclGroupObj     = 0x04
+	aclGroup        = 0x08
+	aclMask         = 0x10
+	aclOther        = 0x20
+)
+
+func aclToDisk(v []byte) ([]byte, error) {
+	if len(v) < 4 || (len(v)-4)%8 != 0 || le.Uint32(v) != aclXattrVersion {
+		return nil, syscall.EINVAL
+	}
+	out := le.AppendUint32(nil, aclDiskVersion)
+	for off := 4; off < len(v); off += 8 {
+		tag, perm, id := le.Uint16(v[off:]), le.Uint16(v[off+2:]), le.Uint32(v[off+4:])
+		out = le.AppendUint16(out, tag)
+		out = le.AppendUint16(out, perm)
+		switch tag {
+		case aclUser, aclGroup:
+			out = le.AppendUint32(out, id)
+		case aclUserObj, aclGroupObj, aclMask, aclOther:
+		default:
+			return nil, syscall.EINVAL
+		}
+	}
+	return out, nil
+}
+
+func aclFromDisk(v []byte, ino uint32) ([]byte, error) {
+	if len(v) < 4 || le.Uint32(v) != aclDiskVersion {
+		return nil, corrupt("acl", 0, ino, "bad header")
+	}
+	out := le.AppendUint32(nil, aclXattrVersion)
+	for off := 4; off < len(v); {
+		if off+4 > len(v) {
+			return nil, corrupt("acl", 0, ino, "truncated entry")
+		}
+		tag, perm := le.Uint16(v[off:]), le.Uint16(v[off+2:])
+		id := uint32(0xffffffff) // ACL_UNDEFINED_ID
+		switch tag {
+		case aclUser, aclGroup:
+			if off+8 > len(v) {
+				return nil, corrupt("acl", 0, ino, "truncated entry")
+			}
+			id = le.Uint32(v[off+4:])
+			off += 8
+		case aclUserObj, aclGroupObj, aclMask, aclOther:
+			off += 4
+		default:
+			return nil, corrupt("acl", 0, ino, "tag 0x%x", tag)
+		}
+		out = le.AppendUint16(out, tag)
+		out = le.AppendUint16(out, perm)
+		out = le.AppendUint32(out, id)
+	}
+	return out, nil
+}

@@ -1,0 +1,297 @@
+package ext3
+
+import (
+	"math/bits"
+	"sync/atomic"
+	"syscall"
+)
+
+// Block and inode allocation.
+//
+// Each group has its own lock, which guards its descriptor and its two
+// bitmap blocks, so allocations in different groups run in parallel.
+//
+// Freed blocks are not returned to the bitmap at once: they wait in their
+// group's pendingFree list until the freeing transaction commits. File data
+// is written straight to the device, so a block freed by an uncommitted
+// transaction must not receive new data: after a crash the journal would
+// bring back the old owner pointing at someone else's data. Only when the
+// device is full are pending frees applied early (see reclaim).
+
+// findZero returns the first clear bit in bm at or after start and below
+// limit, or -1.
+func findZero(bm []byte, start, limit uint32) int64 {
+	for i := start; i < limit; {
+		if i&7 == 0 && i+8 <= limit && bm[i>>3] == 0xff {
+			i += 8
+			continue
+		}
+		if i&63 == 0 && i+64 <= limit {
+			w := le.Uint64(bm[i>>3:])
+			if w == ^uint64(0) {
+				i += 64
+				continue
+			}
+			return int64(i) + int64(bits.TrailingZeros64(^w))
+		}
+		if bm[i>>3]&(1<<(i&7)) == 0 {
+			return int64(i)
+		}
+		i++
+	}
+	return -1
+}
+
+func testBit(bm []byte, i uint32) bool { return bm[i>>3]&(1<<(i&7)) != 0 }
+func setBit(bm []byte, i uint32)       { bm[i>>3] |= 1 << (i & 7) }
+func clearBit(bm []byte, i uint32)     { bm[i>>3] &^= 1 << (i & 7) }
+
+// allocBlocks allocates up to n contiguous blocks, preferring goal, and
+// returns the first one and how many it got (at least 1). root callers may
+// dip into the reserved blocks.
+// Preconditions: the op lock held shared.
+func (f *FS) allocBlocks(goal uint32, n int, root bool) (uint32, int, error) {
+	if n < 1 {
+		n = 1
+	}
+	for attempt := 0; ; attempt++ {
+		start, got, err := f.tryAllocBlocks(goal, n, root)
+		if err != syscall.ENOSPC || attempt > 0 || !f.reclaim() {
+			return start, got, err
+		}
+	}
+}
+
+func (f *FS) tryAllocBlocks(goal uint32, n int, root bool) (uint32, int, error) {
+	sb := f.sb
+	free := atomic.LoadInt64(&f.freeBlocks)
+	reserve := int64(0)
+	if !root {
+		reserve = int64(sb.RBlocksCount)
+	}
+	if free-reserve < 1 {
+		return 0, 0, syscall.ENOSPC
+	}
+	if int64(n) > free-reserve {
+		n = int(free - reserve)
+	}
+	if goal < sb.FirstDataBlock || goal >= sb.BlocksCount {
+		goal = sb.FirstDataBlock
+	}
+	ng := sb.groupCount()
+	g0 := (goal - sb.FirstDataBlock) / sb.BlocksPerGroup
+	for i := uint32(0); i < ng; i++ {
+		g := (g0 + i) % ng
+		off := uint32(0)
+		if i == 0 {
+			off = goal - sb.groupFirstBlock(g)
+		}
+		start, got, err := f.allocInGroup(g, off, n)
+		if err != nil || got > 0 {
+			return start, got, err
+		}
+	}
+	return 0, 0, syscall.ENOSPC
+}
+
+func (f *FS) allocInGroup(g, off uint32, n int) (uint32, int, error) {
+	grp := &f.groups[g]
+	grp.mu.Lock()
+	defer grp.mu.Unlock()
+	if grp.desc.FreeBlocksCount == 0 {
+		return 0, 0, nil
+	}
+	b, err := f.cache.get(grp.desc.BlockBitmap)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer f.cache.put(b)
+	limit := f.sb.groupBlocks(g)
+	if off == 0 && grp.hint < limit {
+		off = grp.hint
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	i := findZero(b.data, off, limit)
+	if i < 0 && off > 0 {
+		i = findZero(b.data, 0, limit)
+	}
+	if i < 0 {
+		return 0, 0, corrupt("block bitmap", grp.desc.BlockBitmap, 0,
+			"group %d has %d free blocks but no clear bit", g, grp.desc.FreeBlocksCount)
+	}
+	first := uint32(i)
+	got := 0
+	for j := first; j < limit && got < n && !testBit(b.data, j); j++ {
+		setBit(b.data, j)
+		got++
+	}
+	f.cache.markDirty(b)
+	grp.desc.FreeBlocksCount -= uint16(got)
+	grp.dirty = true
+	grp.hint = first + uint32(got)
+	atomic.AddInt64(&f.freeBlocks, -int64(got))
+	return f.sb.groupFirstBlock(g) + first, got, nil
+}
+
+// freeBlock queues block nr for release at the next commit.
+// Preconditions: the op lock held shared.
+func (f *FS) freeBlock(nr uint32) {
+	if nr < f.sb.FirstDataBlock || nr >= f.sb.BlocksCount || f.isMetaBlock(nr) {
+		f.logCorrupt(corrupt("block map", nr, 0, "freeing block %d outside the data area", nr))
+		return
+	}
+	f.cache.forget(nr)
+	g := (nr - f.sb.FirstDataBlock) / f.sb.BlocksPerGroup
+	grp := &f.groups[g]
+	grp.mu.Lock()
+	grp.pendingFree = append(grp.pendingFree, nr)
+	grp.mu.Unlock()
+	atomic.AddInt64(&f.pendingFrees, 1)
+}
+
+// applyPendingFrees clears the bitmap bits of queued frees.
+// Preconditions: no commit is in flight, and either the op lock is held
+// exclusively or (reclaim) shared with the flight wait done.
+func (f *FS) applyPendingFrees() {
+	for g := range f.groups {
+		grp := &f.groups[g]
+		grp.mu.Lock()
+		if len(grp.pendingFree) > 0 {
+			f.releaseLocked(uint32(g), grp)
+		}
+		grp.mu.Unlock()
+	}
+}
+
+func (f *FS) releaseLocked(g uint32, grp *group) {
+	b, err := f.cache.get(grp.desc.BlockBitmap)
+	if err != nil {
+		f.logCorrupt(err)
+		return
+	}
+	first := f.sb.groupFirstBlock(g)
+	b.mu.Lock()
+	n := 0
+	for _, nr := range grp.pendingFree {
+		i := nr - first
+		if testBit(b.data, i) {
+			clearBit(b.data, i)
+			n++
+			if i < grp.hint {
+				grp.hint = i
+			}
+		}
+	}
+	f.cache.markDirty(b)
+	b.mu.Unlock()
+	f.cache.put(b)
+	atomic.AddInt64(&f.pendingFrees, -int64(len(grp.pendingFree)))
+	grp.pendingFree = grp.pendingFree[:0]
+	grp.desc.FreeBlocksCount += uint16(n)
+	grp.dirty = true
+	atomic.AddInt64(&f.freeBlocks, int64(n))
+}
+
+// reclaim applies pending frees early because an allocation found the
+// device full. It reports whether anything was pending.
+// Preconditions: the op lock held shared.
+func (f *FS) reclaim() bool {
+	if atomic.LoadInt64(&f.pendingFrees) == 0 {
+		return false
+	}
+	f.waitFlight()
+	f.applyPendingFrees()
+	return true
+}
+
+// allocInode allocates an inode near the parent directory. Directories
+// are spread to the group with the most free inodes (a simplified Orlov).
+// Preconditions: the op lock held shared.
+func (f *FS) allocInode(parent uint32, dir bool) (uint32, error) {
+	ng := f.sb.groupCount()
+	g0 := (parent - 1) / f.sb.InodesPerGroup
+	if dir {
+		best, bestFree := g0, uint16(0)
+		for g := uint32(0); g < ng; g++ {
+			f.groups[g].mu.Lock()
+			fr := f.groups[g].desc.FreeInodesCount
+			f.groups[g].mu.Unlock()
+			if fr > bestFree {
+				best, bestFree = g, fr
+			}
+		}
+		g0 = best
+	}
+	for i := uint32(0); i < ng; i++ {
+		g := (g0 + i) % ng
+		ino, err := f.allocInodeInGroup(g, dir)
+		if err != nil || ino != 0 {
+			return ino, err
+		}
+	}
+	return 0, syscall.ENOSPC
+}
+
+func (f *FS) allocInodeInGroup(g uint32, dir bool) (uint32, error) {
+	grp := &f.groups[g]
+	grp.mu.Lock()
+	defer grp.mu.Unlock()
+	if grp.desc.FreeInodesCount == 0 {
+		return 0, nil
+	}
+	b, err := f.cache.get(grp.desc.InodeBitmap)
+	if err != nil {
+		return 0, err
+	}
+	defer f.cache.put(b)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	start := uint32(0)
+	if g == 0 {
+		start = f.sb.firstIno() - 1
+	}
+	i := findZero(b.data, start, f.sb.InodesPerGroup)
+	if i < 0 {
+		return 0, corrupt("inode bitmap", grp.desc.InodeBitmap, 0,
+			"group %d has %d free inodes but no clear bit", g, grp.desc.FreeInodesCount)
+	}
+	setBit(b.data, uint32(i))
+	f.cache.markDirty(b)
+	grp.desc.FreeInodesCount--
+	if dir {
+		grp.desc.UsedDirsCount++
+	}
+	grp.dirty = true
+	atomic.AddInt64(&f.freeInodes, -1)
+	return g*f.sb.InodesPerGroup + uint32(i) + 1, nil
+}
+
+// freeInodeBit releases inode ino in its bitmap.
+// Preconditions: the op lock held shared.
+func (f *FS) freeInodeBit(ino uint32, dir bool) error {
+	g := (ino - 1) / f.sb.InodesPerGroup
+	grp := &f.groups[g]
+	grp.mu.Lock()
+	defer grp.mu.Unlock()
+	b, err := f.cache.get(grp.desc.InodeBitmap)
+	if err != nil {
+		return err
+	}
+	defer f.cache.put(b)
+	i := (ino - 1) % f.sb.InodesPerGroup
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !testBit(b.data, i) {
+		return corrupt("inode bitmap", grp.desc.InodeBitmap, ino, "freeing a free inode")
+	}
+	clearBit(b.data, i)
+	f.cache.markDirty(b)
+	grp.desc.FreeInodesCount++
+	if dir && grp.desc.UsedDirsCount > 0 {
+		grp.desc.UsedDirsCount--
+	}
+	grp.dirty = true
+	atomic.AddInt64(&f.freeInodes, 1)
+	return nil
+}

@@ -1,0 +1,536 @@
+package ext3
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// Options configures Open.
+type Options struct {
+	// ReadOnly opens without ever writing to the device.
+	ReadOnly bool
+	// CommitInterval is how often the running transaction is committed;
+	// 0 means 5 seconds.
+	CommitInterval time.Duration
+	// Logger receives debug traces and warnings about corruption found
+	// while working; nil discards them.
+	Logger *slog.Logger
+	// CacheBytes bounds the metadata block cache; 0 means 64 MiB.
+	CacheBytes int64
+}
+
+// FS is an open ext2/ext3 file system. All methods are safe for concurrent use.
+type FS struct {
+	dev       Device
+	size      int64
+	opts      Options
+	log       *slog.Logger
+	ro        bool
+	bs        int    // block size in bytes
+	apb       int    // block pointers per block
+	inodeSize int    // bytes per on-disk inode
+	itBlocks  uint32 // inode table blocks per group
+	filetype  bool   // directory entries carry a file type
+	cache     *cache
+	jnl       *journal // nil without has_journal
+
+	// op is the operation lock: every change to metadata holds it shared;
+	// commit holds it exclusively while it snapshots the dirty blocks.
+	op sync.RWMutex
+
+	sbMu sync.Mutex // guards sb fields changed at run time
+	sb   *superblock
+	// sbDirty marks sb as changed since the last commit (guarded by sbMu).
+	sbDirty bool
+
+	// groups is immutable in length; each entry has its own lock.
+	groups []group
+
+	imu       sync.Mutex // guards inodes, orphans and inode refs/opens/orphan
+	inodes    map[uint32]*inode
+	orphans   map[uint32]*inode // unlinked while open
+	maxInodes int
+
+	// renameMu serialises renames between different directories, like the
+	// kernel's s_vfs_rename_mutex, so ancestry cannot change under them.
+	renameMu sync.Mutex
+
+	freeBlocks   int64 // atomic: free blocks in the bitmaps
+	freeInodes   int64 // atomic
+	pendingFrees int64 // atomic: freed blocks waiting for the next commit
+
+	commitMu sync.Mutex // one commit at a time
+	flyMu    sync.Mutex
+	flyCond  *sync.Cond
+	flying   bool  // a commit is writing its blocks (guarded by flyMu)
+	fatal    error // sticky commit failure (guarded by commitMu)
+
+	kick   chan struct{}
+	stop   chan struct{}
+	wg     sync.WaitGroup
+	closed atomic.Bool
+	fresh  bool // opened by Mkfs
+}
+
+// Open opens the file system on dev, which is size bytes long. It
+// validates the superblock and group descriptors before writing anything,
+// replays the journal if it needs recovery (writable opens only), and for
+// writable opens marks the file system in use like the kernel does.
+func Open(dev Device, size int64, opts Options) (*FS, error) {
+	return open(dev, size, opts, false)
+}
+
+// open is Open; fresh (from Mkfs) leaves the mount count and time alone.
+func open(dev Device, size int64, opts Options, fresh bool) (*FS, error) {
+	f := &FS{dev: dev, size: size, opts: opts, ro: opts.ReadOnly, log: opts.Logger, fresh: fresh}
+	if f.log == nil {
+		f.log = slog.New(slog.DiscardHandler)
+	}
+	if f.opts.CommitInterval <= 0 {
+		f.opts.CommitInterval = 5 * time.Second
+	}
+	f.flyCond = sync.NewCond(&f.flyMu)
+	if err := f.load(); err != nil {
+		return nil, err
+	}
+	if f.sb.has(compatHasJournal) {
+		replayed, err := f.openJournal()
+		if err != nil {
+			return nil, err
+		}
+		if replayed {
+			// Recovery rewrote metadata at home locations: start over.
+			if err := f.load(); err != nil {
+				return nil, err
+			}
+		}
+	} else if f.sb.FeatureIncompat&incompatRecover != 0 {
+		return nil, corrupt("superblock", 0, 0, "needs_recovery set without a journal")
+	}
+	if f.ro {
+		return f, nil
+	}
+	if err := f.mountRW(); err != nil {
+		return nil, err
+	}
+	f.kick = make(chan struct{}, 1)
+	f.stop = make(chan struct{})
+	f.wg.Add(1)
+	go f.commitLoop()
+	return f, nil
+}
+
+// load reads and validates the superblock and group descriptors.
+func (f *FS) load() error {
+	raw := make([]byte, superblockSize)
+	if f.size < superblockOffset+superblockSize {
+		return corrupt("superblock", 0, 0, "device of %d bytes is too small", f.size)
+	}
+	if _, err := f.dev.ReadAt(raw, superblockOffset); err != nil {
+		return fmt.Errorf("ext3: read superblock: %w", err)
+	}
+	sb := decodeSuperblock(raw)
+	if err := sb.validate(f.size); err != nil {
+		return err
+	}
+	if err := sb.checkFeatures(""); err != nil {
+		return err
+	}
+	f.sb = sb
+	f.bs = sb.blockSize()
+	f.apb = f.bs / 4
+	f.inodeSize = sb.inodeSize()
+	f.itBlocks = (sb.InodesPerGroup*uint32(f.inodeSize) + uint32(f.bs) - 1) / uint32(f.bs)
+	f.filetype = sb.FeatureIncompat&incompatFiletype != 0
+	f.cache = newCache(f.dev, f.bs, f.opts.CacheBytes)
+	f.inodes = make(map[uint32]*inode)
+	f.orphans = make(map[uint32]*inode)
+	f.maxInodes = int(max(f.opts.CacheBytes, 64<<20) / 1024)
+
+	ng := sb.groupCount()
+	gdt := make([]byte, int(sb.gdtBlocks())*f.bs)
+	if _, err := f.dev.ReadAt(gdt, int64(sb.FirstDataBlock+1)*int64(f.bs)); err != nil {
+		return fmt.Errorf("ext3: read group descriptors: %w", err)
+	}
+	f.groups = make([]group, ng)
+	var freeB, freeI int64
+	for i := range f.groups {
+		f.groups[i].desc = decodeGroupDesc(gdt[i*groupDescSize:])
+		freeB += int64(f.groups[i].desc.FreeBlocksCount)
+		freeI += int64(f.groups[i].desc.FreeInodesCount)
+	}
+	if err := f.validateGroups(); err != nil {
+		return err
+	}
+	f.freeBlocks, f.freeInodes = freeB, freeI
+	return nil
+}
+
+// openJournal loads the journal and replays it if needed. It reports
+// whether a replay happened.
+func (f *FS) openJournal() (bool, error) {
+	sb := f.sb
+	if sb.JournalDev != 0 || sb.JournalInum == 0 {
+		return false, &unsupportedError{feature: "external journal"}
+	}
+	if sb.JournalInum != journalIno {
+		return false, corrupt("superblock", 0, 0, "journal inode %d", sb.JournalInum)
+	}
+	in, err := f.iget(journalIno)
+	if err != nil {
+		return false, fmt.Errorf("ext3: journal inode: %w", err)
+	}
+	defer f.iput(in)
+	if !in.isReg() || in.size() < 1024*uint64(f.bs) || in.size()%uint64(f.bs) != 0 {
+		return false, corrupt("journal inode", 0, journalIno, "mode %o size %d", in.mode(), in.size())
+	}
+	n := in.size() / uint64(f.bs)
+	if n > uint64(sb.BlocksCount) {
+		return false, corrupt("journal inode", 0, journalIno, "%d blocks", n)
+	}
+	phys := make([]uint32, n)
+	for i := range phys {
+		p, err := f.bmap(in, uint64(i))
+		if err != nil {
+			return false, fmt.Errorf("ext3: journal block map: %w", err)
+		}
+		if p == 0 {
+			return false, corrupt("journal inode", 0, journalIno, "hole at block %d", i)
+		}
+		phys[i] = p
+	}
+	j, err := loadJournal(f.dev, f.bs, phys)
+	if err != nil {
+		return false, err
+	}
+	f.jnl = j
+	if !j.needsRecovery() {
+		return false, nil
+	}
+	if f.ro {
+		return false, ErrNeedsRecovery
+	}
+	f.log.Debug("ext3: replaying journal")
+	if err := j.recover(); err != nil {
+		return false, fmt.Errorf("ext3: journal recovery: %w", err)
+	}
+	return true, nil
+}
+
+// mountRW marks the file system in use (ext4_setup_super): mount count and
+// time, and needs_recovery when journaled, or a cleared valid bit without
+// a journal. Then it finishes any orphan list left by a crash.
+func (f *FS) mountRW() error {
+	sb := f.sb
+	if !f.fresh {
+		sb.MntCount++
+		sb.Mtime = uint32(time.Now().Unix())
+	}
+	if f.jnl != nil {
+		sb.FeatureIncompat |= incompatRecover
+	} else {
+		sb.State &^= stateValid
+	}
+	if err := f.writeSuperDirect(); err != nil {
+		return err
+	}
+	return f.processOrphans()
+}
+
+// writeSuperDirect writes the primary superblock in place and syncs.
+func (f *FS) writeSuperDirect() error {
+	raw := make([]byte, superblockSize)
+	if _, err := f.dev.ReadAt(raw, superblockOffset); err != nil {
+		return fmt.Errorf("ext3: read superblock: %w", err)
+	}
+	f.sbMu.Lock()
+	f.sb.encode(raw)
+	f.sbMu.Unlock()
+	if _, err := f.dev.WriteAt(raw, superblockOffset); err != nil {
+		return fmt.Errorf("ext3: write superblock: %w", err)
+	}
+	f.cache.forget(superblockOffset / uint32(f.bs))
+	return f.dev.Sync()
+}
+
+func (f *FS) logCorrupt(err error) {
+	if err != nil {
+		f.log.Warn("ext3: problem found", "err", err)
+	}
+}
+
+// begin starts a metadata-changing operation.
+func (f *FS) begin() error {
+	if f.closed.Load() {
+		return ErrClosed
+	}
+	if f.ro {
+		return syscall.EROFS
+	}
+	if f.jnl != nil && f.cache.dirtyCount() > f.jnl.capacity()*3/4 {
+		if err := f.commit(); err != nil {
+			return err
+		}
+	}
+	f.op.RLock()
+	return nil
+}
+
+// end finishes an operation started with begin.
+func (f *FS) end() {
+	f.op.RUnlock()
+	limit := 4096
+	if f.jnl != nil {
+		limit = f.jnl.capacity() / 4
+	}
+	if f.cache.dirtyCount() > limit {
+		select {
+		case f.kick <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (f *FS) commitLoop() {
+	defer f.wg.Done()
+	t := time.NewTicker(f.opts.CommitInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-f.stop:
+			return
+		case <-t.C:
+		case <-f.kick:
+		}
+		if err := f.commit(); err != nil {
+			f.log.Warn("ext3: commit failed", "err", err)
+		}
+	}
+}
+
+func (f *FS) setFlying(v bool) {
+	f.flyMu.Lock()
+	f.flying = v
+	if !v {
+		f.flyCond.Broadcast()
+	}
+	f.flyMu.Unlock()
+}
+
+// waitFlight waits until no commit is writing blocks.
+func (f *FS) waitFlight() {
+	f.flyMu.Lock()
+	for f.flying {
+		f.flyCond.Wait()
+	}
+	f.flyMu.Unlock()
+}
+
+// commit writes the running transaction: it snapshots every dirty
+// metadata block under the exclusive op lock, then (without it) syncs file
+// data and hands the blocks to the journal, which checkpoints them.
+func (f *FS) commit() error {
+	f.commitMu.Lock()
+	defer f.commitMu.Unlock()
+	if f.fatal != nil {
+		return f.fatal
+	}
+	f.op.Lock()
+	f.applyPendingFrees()
+	f.flushOrphansLocked()
+	f.flushGroupsLocked()
+	if f.cache.dirtyCount() > 0 || f.sbDirty {
+		if err := f.flushSuperLocked(); err != nil {
+			f.op.Unlock()
+			return err
+		}
+	}
+	blocks, bufs := f.cache.snapshot()
+	f.setFlying(true)
+	f.op.Unlock()
+
+	err := f.writeTransaction(blocks)
+	f.cache.landed(bufs)
+	f.setFlying(false)
+	if err != nil {
+		f.fatal = fmt.Errorf("ext3: commit of %d blocks: %w", len(blocks), err)
+		return f.fatal
+	}
+	return nil
+}
+
+func (f *FS) writeTransaction(blocks []metaBlock) error {
+	if len(blocks) == 0 {
+		return nil
+	}
+	if f.jnl != nil {
+		return f.jnl.commit(blocks)
+	}
+	// ext2: no atomicity, but keep the ordered-mode rule.
+	if err := f.dev.Sync(); err != nil {
+		return err
+	}
+	for _, b := range blocks {
+		if _, err := f.dev.WriteAt(b.data, int64(b.nr)*int64(f.bs)); err != nil {
+			return err
+		}
+	}
+	return f.dev.Sync()
+}
+
+// flushGroupsLocked encodes changed group descriptors into the GDT blocks.
+// Preconditions: op held exclusively.
+func (f *FS) flushGroupsLocked() {
+	perBlock := f.bs / groupDescSize
+	for i := range f.groups {
+		g := &f.groups[i]
+		if !g.dirty {
+			continue
+		}
+		blk := f.sb.FirstDataBlock + 1 + uint32(i/perBlock)
+		b, err := f.cache.get(blk)
+		if err != nil {
+			f.logCorrupt(err)
+			continue
+		}
+		g.desc.encode(b.data[(i%perBlock)*groupDescSize:])
+		f.cache.markDirty(b)
+		f.cache.put(b)
+		g.dirty = false
+	}
+}
+
+// flushSuperLocked encodes the superblock, with current free counts, into
+// its block. Preconditions: op held exclusively.
+func (f *FS) flushSuperLocked() error {
+	blk := uint32(superblockOffset / f.bs)
+	b, err := f.cache.get(blk)
+	if err != nil {
+		return err
+	}
+	f.sbMu.Lock()
+	f.sb.FreeBlocksCount = uint32(atomic.LoadInt64(&f.freeBlocks))
+	f.sb.FreeInodesCount = uint32(atomic.LoadInt64(&f.freeInodes))
+	f.sb.Wtime = uint32(time.Now().Unix())
+	f.sb.encode(b.data[superblockOffset%f.bs:])
+	f.sbDirty = false
+	f.sbMu.Unlock()
+	f.cache.markDirty(b)
+	f.cache.put(b)
+	return nil
+}
+
+// Sync commits the running transaction.
+func (f *FS) Sync() error {
+	if f.ro || f.closed.Load() {
+		return nil
+	}
+	return f.commit()
+}
+
+// Close commits, frees unlinked inodes still open, clears needs_recovery,
+// marks the file system clean and syncs. The FS is unusable afterwards.
+func (f *FS) Close() error {
+	if f.closed.Swap(true) {
+		return ErrClosed
+	}
+	if f.ro {
+		return nil
+	}
+	close(f.stop)
+	f.wg.Wait()
+	var errs []error
+	errs = append(errs, f.freeOrphansAtClose())
+	errs = append(errs, f.commit())
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	f.sbMu.Lock()
+	f.sb.FeatureIncompat &^= incompatRecover
+	if f.jnl == nil {
+		f.sb.State |= stateValid
+	}
+	f.sb.Wtime = uint32(time.Now().Unix())
+	f.sbMu.Unlock()
+	return f.writeSuperDirect()
+}
+
+// Statfs reports file system usage like the kernel's ext4_statfs (bsddf).
+type Statfs struct {
+	Bsize                               uint32
+	Blocks, Bfree, Bavail, Files, Ffree uint64
+	NameLen                             uint32
+}
+
+// Statfs returns usage numbers.
+func (f *FS) Statfs() Statfs {
+	sb := f.sb
+	free := uint64(atomic.LoadInt64(&f.freeBlocks) + atomic.LoadInt64(&f.pendingFrees))
+	avail := uint64(0)
+	if free > uint64(sb.RBlocksCount) {
+		avail = free - uint64(sb.RBlocksCount)
+	}
+	return Statfs{
+		Bsize:   uint32(f.bs),
+		Blocks:  uint64(sb.BlocksCount) - f.overhead(),
+		Bfree:   free,
+		Bavail:  avail,
+		Files:   uint64(sb.InodesCount),
+		Ffree:   uint64(atomic.LoadInt64(&f.freeInodes)),
+		NameLen: maxNameLen,
+	}
+}
+
+// overhead counts blocks used by fixed metadata and the journal.
+func (f *FS) overhead() uint64 {
+	sb := f.sb
+	o := uint64(sb.FirstDataBlock)
+	for g := uint32(0); g < sb.groupCount(); g++ {
+		o += uint64(sb.groupMetaBlocks(g)) + 2 + uint64(f.itBlocks)
+	}
+	if f.jnl != nil {
+		o += uint64(f.jnl.capacity())
+	}
+	return o
+}
+
+// Info describes an open file system.
+type Info struct {
+	Size           int64 // device size in bytes
+	BlockSize      uint32
+	Blocks         uint64
+	FreeBlocks     uint64
+	Inodes         uint64
+	FreeInodes     uint64
+	InodeSize      uint32
+	Features       string // space separated, dumpe2fs names
+	Journal        string // "none", "internal"
+	Label          string
+	UUID           [16]byte
+	ReadOnly       bool
+	MountCount     uint16
+	ReservedBlocks uint64
+}
+
+// Info returns a description of the file system.
+func (f *FS) Info() Info {
+	f.sbMu.Lock()
+	defer f.sbMu.Unlock()
+	j := "none"
+	if f.jnl != nil {
+		j = "internal"
+	}
+	return Info{
+		Size: f.size, BlockSize: uint32(f.bs), Blocks: uint64(f.sb.BlocksCount),
+		FreeBlocks: uint64(atomic.LoadInt64(&f.freeBlocks) + atomic.LoadInt64(&f.pendingFrees)),
+		Inodes:     uint64(f.sb.InodesCount), FreeInodes: uint64(atomic.LoadInt64(&f.freeInodes)),
+		InodeSize: uint32(f.inodeSize), Features: f.sb.featureString(), Journal: j,
+		Label: f.sb.label(), UUID: f.sb.UUID, ReadOnly: f.ro, MountCount: f.sb.MntCount,
+		ReservedBlocks: uint64(f.sb.RBlocksCount),
+	}
+}

@@ -1,0 +1,47 @@
+package ext3
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestMkfs(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		size int64
+		bs   string
+	}{
+		{"64MiB", 64 << 20, "1024"},
+		{"200MiB", 200 << 20, "1024"},
+		{"600MiB", 600 << 20, "4096"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fh, img := newImageFile(t, tc.size)
+			err := Mkfs(NewSection(fh, 0, tc.size), tc.size, MkfsOptions{Dirs: []MkfsDir{
+				{Path: "upper", Mode: 0o755, Uid: 1000, Gid: 1000},
+				{Path: "work", Mode: 0o755, Uid: 1000, Gid: 1000},
+				{Path: "upper/a/b", Mode: 0o755, Uid: 1000, Gid: 1000},
+			}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			fsck(t, img)
+			ls := debugfs(t, img, "ls -l /")
+			for _, want := range []string{"upper", "work", "lost+found"} {
+				if !strings.Contains(ls, want) {
+					t.Errorf("debugfs ls -l / lacks %s:\n%s", want, ls)
+				}
+			}
+			stats := debugfs(t, img, "stats")
+			if !strings.Contains(stats, "Block size:               "+tc.bs) {
+				t.Errorf("block size not %s:\n%s", tc.bs, stats)
+			}
+			for _, feat := range []string{"has_journal", "ext_attr", "resize_inode", "dir_index",
+				"filetype", "sparse_super", "large_file"} {
+				if !strings.Contains(stats, feat) {
+					t.Errorf("feature %s missing", feat)
+				}
+			}
+		})
+	}
+}
