@@ -67,7 +67,7 @@ func Create(dst string, opts Options) error {
 	if err := allocate(tmp, size, opts.Sparse); err != nil {
 		return fmt.Errorf("allocating %s: %w", tmpPath, err)
 	}
-	if err := ext3.Mkfs(ext3.NewSection(tmp, 0, size), size, mkfsOptions(size, dirs)); err != nil {
+	if err := ext3.Mkfs(ext3.NewSection(tmp, 0, size), size, mkfsOptions(dirs)); err != nil {
 		return fmt.Errorf("while creating ext3 partition in %s: %w", tmpPath, err)
 	}
 	if err := tmp.Sync(); err != nil {
@@ -198,9 +198,9 @@ func layout(opts Options) ([]ext3.MkfsDir, error) {
 	}
 	// The staging directory Apptainer hands to mkfs is made with umask 0:
 	// 0755, or 0777 when an id does not fit in 16 bits.
-	mode := uint32(unix.S_IFDIR | 0o755)
+	mode := uint32(0o755)
 	if opts.UID > 65535 || opts.GID > 65535 {
-		mode = unix.S_IFDIR | 0o777
+		mode = 0o777
 	}
 	dirs := []ext3.MkfsDir{
 		{Path: "upper", Mode: mode, Uid: uid, Gid: gid},
@@ -229,14 +229,10 @@ func layout(opts Options) ([]ext3.MkfsDir, error) {
 	return dirs, nil
 }
 
-// mkfsOptions mirrors mke2fs.conf's defaults that Apptainer's
-// `mkfs.ext3 -d` gets on Debian: the "small" profile (1 KiB blocks, an
-// inode per 4 KiB) under 512 MiB, 4 KiB blocks and an inode per 16 KiB
-// above, 256-byte inodes.
-func mkfsOptions(size int64, dirs []ext3.MkfsDir) ext3.MkfsOptions {
-	o := ext3.MkfsOptions{BlockSize: 4096, InodeSize: 256, InodeRatio: 16384, Dirs: dirs}
-	if size < 512<<20 {
-		o.BlockSize, o.InodeRatio = 1024, 4096
-	}
-	return o
+// mkfsOptions leaves geometry to ext3.Mkfs, whose zero values are what
+// Apptainer's `mkfs.ext3 -d` gets from Debian's mke2fs.conf: 1 KiB blocks
+// and an inode per 4 KiB under 512 MiB, 4 KiB blocks and an inode per
+// 16 KiB above, 256-byte inodes.
+func mkfsOptions(dirs []ext3.MkfsDir) ext3.MkfsOptions {
+	return ext3.MkfsOptions{Dirs: dirs}
 }
