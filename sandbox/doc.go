@@ -1,0 +1,100 @@
+// Copyright 2026 The husk Authors. SPDX-License-Identifier: Apache-2.0
+
+// Package sandbox starts a container without privileges: it runs a
+// command in new user and mount namespaces, on a root file system built
+// by a [Mounter] (husk's FUSE union), with Apptainer's default mounts.
+//
+// # Process model
+//
+// Go cannot unshare(CLONE_NEWUSER) in a multithreaded process, so each
+// namespace step re-executes the binary (/proc/self/exe) with clone flags.
+// [Main], called first thing in main, turns such a re-execution into its
+// stage; the stage is marked by the environment variable _HUSK_STAGE.
+//
+//   - Stage 0 is [Run], in the husk process, as the user. It creates a
+//     session directory in $TMPDIR, starts stage 1 with CLONE_NEWUSER and
+//     CLONE_NEWNS mapping root to the user (one id, setgroups denied),
+//     sends it the [Spec] on a pipe, forwards signals and returns stage
+//     1's status. The image files are passed as fds 3.. (their OFD locks
+//     live as long as stage 1 holds them).
+//   - Stage 1 is root of the new user namespace and the FUSE server. It
+//     makes every mount private, mounts a 64 MiB tmpfs on the session
+//     directory, has the Mounter mount the union at <session>/final,
+//     binds the default host paths and the user binds into it, writes the
+//     passwd and group files into the session and binds them over the
+//     container's. It starts stage 2 and waits; then it unmounts
+//     everything, and the Mounter unmounts, syncs and closes the union.
+//   - Stage 2 runs in its own mount namespace (and PID, UTS, IPC
+//     namespaces for --pid, --hostname, --ipc), still as stage 1's root.
+//     It mounts a new /proc with --pid, sets the host name, pivots into
+//     the union and starts the payload as a child subreaper (or PID 1).
+//     When the payload exits it terminates what the payload left behind
+//     (SIGTERM, 2 s, SIGKILL), so nothing writes to the union while stage
+//     1 syncs it, and exits with the payload's status.
+//   - The payload runs as the user's own uid and gid in a nested user
+//     namespace that maps them to stage 1's root, without capabilities
+//     and with no_new_privs; with --fakeroot it runs as stage 1's root.
+//
+// Stages do not print: their log records and their fatal error travel to
+// stage 0 on a pipe and come out of the *slog.Logger given to Run (debug
+// traces of each step, with the ids after each namespace step).
+//
+// # Status and errors
+//
+// Run returns the payload's exit code, or 128+N when signal N killed it.
+// An error means the container could not be set up, the payload could not
+// be started (`exec <x> failed: ...`), or the union could not be
+// unmounted cleanly afterwards; the status is then 255 and the error is
+// one line meant for the user, naming the fix where the host is at fault
+// (user namespaces disabled by sysctl or AppArmor, /dev/fuse not
+// accessible, a kernel too old for FUSE in a user namespace).
+//
+// SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 are forwarded to
+// the payload. When a terminal's foreground process group is husk's, the
+// terminal already delivers SIGINT, SIGQUIT and SIGHUP to the payload, and
+// these are not forwarded again (COMPAT 7.7).
+//
+// # Mounts (COMPAT 7.2)
+//
+// In order: /proc (rbind, or a new procfs with --pid), /sys (rbind), /dev
+// (rbind, or a minimal staged /dev with --contain), /etc/localtime,
+// /etc/hosts, /etc/resolv.conf, /tmp and /var/tmp (session directories
+// with --contain), the home directory (at /root with --fakeroot), the
+// working directory when the container does not have it, the user binds,
+// then /etc/passwd, /etc/group and /etc/hostname. Every bind is nosuid and
+// nodev (/dev only nosuid); read-only binds are read-only recursively.
+// Destinations are resolved inside the container, symbolic links
+// included, and missing ones are created with [Mounted.Mountpoint]; when
+// that fails the mount is skipped with a warning (fatal for home).
+//
+// # Usage
+//
+//	func main() {
+//		sandbox.Main(glue.Mounter{}) // never returns in a stage process
+//		...
+//		status, err := sandbox.Run(ctx, spec, imageFiles, logger)
+//		if err != nil {
+//			fmt.Fprintf(os.Stderr, "FATAL:   %v\n", err)
+//		}
+//		os.Exit(status)
+//	}
+//
+// # Not supported
+//
+//   - Subordinate id ranges for --fakeroot (newuidmap/newgidmap): see the
+//     TODO in idmap.go. --fakeroot maps root to the user only.
+//   - Apptainer's setuid mode, --net, --dns, seccomp, cgroups, --boot and
+//     instances.
+//   - A symbolic /etc/resolv.conf is bound as the file it points to, not
+//     reproduced; /dev/console is not staged with --contain.
+//
+// # Known pitfalls
+//
+//   - Main must run before anything else in main: the stage processes have
+//     an empty environment and read their fds 3.. at once.
+//   - Stage 1 is the FUSE server and must not block on the union itself;
+//     Mounted.Mountpoint exists so that mount points are created in the
+//     layers, not through the mount.
+//   - Tests re-execute the test binary as the stages (see main_test.go),
+//     as an unprivileged uid, so it must be executable by that uid.
+package sandbox
