@@ -2,6 +2,8 @@ package fusefs
 
 import (
 	"context"
+	"errors"
+	"io"
 	"syscall"
 
 	"github.com/hanwen/go-fuse/v2/fs"
@@ -90,7 +92,7 @@ func (h *fileHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.Rea
 	defer u.mu.RUnlock()
 	t := h.n.top()
 	k, err := u.layers[t.l].ReadAt(t.n, dest, off)
-	if err != nil && k == 0 {
+	if err != nil && k == 0 && !errors.Is(err, io.EOF) {
 		return nil, u.toErrno("read", err)
 	}
 	return fuse.ReadResultData(dest[:k]), 0

@@ -1,0 +1,214 @@
+package fusefs
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"syscall"
+
+	"github.com/husk-project/husk/ext3"
+)
+
+// Ext3Layer serves an Apptainer ext3 overlay image (package ext3) as a
+// layer: its root is the image's upper/ directory and its work directory
+// is work/ (COMPAT §3.3). Writable when the ext3.FS was opened writable.
+// A Node is the ext3 inode number.
+type Ext3Layer struct {
+	fs    *ext3.FS
+	upper uint32
+}
+
+var _ Writable = (*Ext3Layer)(nil)
+
+// NewExt3Layer wraps an open ext3 image. For a writable image, upper/ and
+// work/ are made (mode 0755, root-owned) if missing, as Apptainer does;
+// a read-only one must have upper/. work is 0 for a read-only image.
+func NewExt3Layer(f *ext3.FS, writable bool) (l *Ext3Layer, work Node, err error) {
+	up, err := ext3Dir(f, "upper", writable)
+	if err != nil {
+		return nil, 0, err
+	}
+	if writable {
+		w, err := ext3Dir(f, "work", true)
+		if err != nil {
+			return nil, 0, err
+		}
+		work = Node(w)
+	}
+	return &Ext3Layer{fs: f, upper: up}, work, nil
+}
+
+// ext3Dir finds (or, if create, makes) directory name in the image root.
+func ext3Dir(f *ext3.FS, name string, create bool) (uint32, error) {
+	a, err := f.Lookup(ext3.RootIno, name)
+	if isErrno(err, syscall.ENOENT) && create {
+		a, err = f.Mkdir(ext3.RootIno, name, 0755, 0, 0)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("fusefs: ext3 overlay /%s: %w", name, err)
+	}
+	if a.Mode&syscall.S_IFMT != syscall.S_IFDIR {
+		return 0, fmt.Errorf("fusefs: ext3 overlay /%s: %w", name, syscall.ENOTDIR)
+	}
+	return a.Ino, nil
+}
+
+func ext3Attr(a ext3.Attr) Attr {
+	return Attr{Ino: uint64(a.Ino), Mode: a.Mode, Nlink: a.Nlink, Uid: a.Uid, Gid: a.Gid,
+		Size: a.Size, Blocks: a.Blocks, Rdev: a.Rdev,
+		Atime: Timespec(a.Atime), Mtime: Timespec(a.Mtime), Ctime: Timespec(a.Ctime)}
+}
+
+func ext3Node(a ext3.Attr, err error) (Node, Attr, error) {
+	if err != nil {
+		return 0, Attr{}, err
+	}
+	return Node(a.Ino), ext3Attr(a), nil
+}
+
+// Root implements Layer.
+func (e *Ext3Layer) Root() Node { return Node(e.upper) }
+
+// Lookup implements Layer.
+func (e *Ext3Layer) Lookup(dir Node, name string) (Node, Attr, error) {
+	return ext3Node(e.fs.Lookup(uint32(dir), name))
+}
+
+// Getattr implements Layer.
+func (e *Ext3Layer) Getattr(n Node) (Attr, error) {
+	a, err := e.fs.Getattr(uint32(n))
+	return ext3Attr(a), err
+}
+
+// ReadDir implements Layer.
+func (e *Ext3Layer) ReadDir(dir Node) ([]Dirent, error) {
+	ents, err := e.fs.ReadDir(uint32(dir))
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Dirent, 0, len(ents))
+	for _, d := range ents {
+		if d.Name == "." || d.Name == ".." {
+			continue
+		}
+		mode := d.Type
+		if mode == 0 { // no file type feature: ask the inode
+			a, err := e.fs.Getattr(d.Ino)
+			if err != nil {
+				return nil, err
+			}
+			mode = a.Mode & syscall.S_IFMT
+		}
+		out = append(out, Dirent{Name: d.Name, Node: Node(d.Ino), Ino: uint64(d.Ino),
+			Mode: mode})
+	}
+	return out, nil
+}
+
+// ReadAt implements Layer.
+func (e *Ext3Layer) ReadAt(n Node, p []byte, off int64) (int, error) {
+	k, err := e.fs.ReadAt(uint32(n), p, off)
+	if errors.Is(err, io.EOF) {
+		err = nil
+	}
+	return k, err
+}
+
+// Readlink implements Layer.
+func (e *Ext3Layer) Readlink(n Node) (string, error) { return e.fs.Readlink(uint32(n)) }
+
+// Listxattr implements Layer.
+func (e *Ext3Layer) Listxattr(n Node) ([]string, error) { return e.fs.Listxattr(uint32(n)) }
+
+// Getxattr implements Layer.
+func (e *Ext3Layer) Getxattr(n Node, name string) ([]byte, error) {
+	return e.fs.Getxattr(uint32(n), name)
+}
+
+// Statfs implements Layer.
+func (e *Ext3Layer) Statfs() (Statfs, error) {
+	s := e.fs.Statfs()
+	return Statfs{Bsize: s.Bsize, Blocks: s.Blocks, Bfree: s.Bfree, Bavail: s.Bavail,
+		Files: s.Files, Ffree: s.Ffree, NameLen: s.NameLen}, nil
+}
+
+// Create implements Writable.
+func (e *Ext3Layer) Create(dir Node, name string, mode, uid, gid uint32) (Node, Attr, error) {
+	return ext3Node(e.fs.Create(uint32(dir), name, mode, uid, gid))
+}
+
+// Mkdir implements Writable.
+func (e *Ext3Layer) Mkdir(dir Node, name string, mode, uid, gid uint32) (Node, Attr, error) {
+	return ext3Node(e.fs.Mkdir(uint32(dir), name, mode, uid, gid))
+}
+
+// Mknod implements Writable.
+func (e *Ext3Layer) Mknod(dir Node, name string, mode, rdev, uid, gid uint32) (Node, Attr, error) {
+	return ext3Node(e.fs.Mknod(uint32(dir), name, mode, rdev, uid, gid))
+}
+
+// Symlink implements Writable.
+func (e *Ext3Layer) Symlink(dir Node, name, target string, uid, gid uint32) (Node, Attr, error) {
+	return ext3Node(e.fs.Symlink(uint32(dir), name, target, uid, gid))
+}
+
+// Link implements Writable.
+func (e *Ext3Layer) Link(n Node, dir Node, name string) (Attr, error) {
+	a, err := e.fs.Link(uint32(n), uint32(dir), name)
+	return ext3Attr(a), err
+}
+
+// Unlink implements Writable.
+func (e *Ext3Layer) Unlink(dir Node, name string) error { return e.fs.Unlink(uint32(dir), name) }
+
+// Rmdir implements Writable.
+func (e *Ext3Layer) Rmdir(dir Node, name string) error { return e.fs.Rmdir(uint32(dir), name) }
+
+// Rename implements Writable.
+func (e *Ext3Layer) Rename(oldDir Node, oldName string, newDir Node, newName string,
+	flags uint32) error {
+	return e.fs.Rename(uint32(oldDir), oldName, uint32(newDir), newName, flags)
+}
+
+// Setattr implements Writable.
+func (e *Ext3Layer) Setattr(n Node, in SetAttr) (Attr, error) {
+	a, err := e.fs.Setattr(uint32(n), ext3.SetAttr{SetMode: in.SetMode, Mode: in.Mode,
+		SetUid: in.SetUid, Uid: in.Uid, SetGid: in.SetGid, Gid: in.Gid,
+		SetSize: in.SetSize, Size: in.Size,
+		SetAtime: in.SetAtime, Atime: ext3.Timespec(in.Atime),
+		SetMtime: in.SetMtime, Mtime: ext3.Timespec(in.Mtime),
+		SetCtime: in.SetCtime, Ctime: ext3.Timespec(in.Ctime)})
+	return ext3Attr(a), err
+}
+
+// WriteAt implements Writable.
+func (e *Ext3Layer) WriteAt(n Node, p []byte, off int64) (int, error) {
+	return e.fs.WriteAt(uint32(n), p, off)
+}
+
+// Fallocate implements Writable.
+func (e *Ext3Layer) Fallocate(n Node, off, length int64, mode uint32) error {
+	return e.fs.Fallocate(uint32(n), off, length, mode)
+}
+
+// Setxattr implements Writable.
+func (e *Ext3Layer) Setxattr(n Node, name string, value []byte, flags uint32) error {
+	return e.fs.Setxattr(uint32(n), name, value, flags)
+}
+
+// Removexattr implements Writable.
+func (e *Ext3Layer) Removexattr(n Node, name string) error {
+	return e.fs.Removexattr(uint32(n), name)
+}
+
+// Open implements Writable.
+func (e *Ext3Layer) Open(n Node) error { return e.fs.Open(uint32(n)) }
+
+// Release implements Writable.
+func (e *Ext3Layer) Release(n Node) error { return e.fs.Release(uint32(n)) }
+
+// Fsync implements Writable.
+func (e *Ext3Layer) Fsync(n Node, datasync bool) error { return e.fs.Fsync(uint32(n), datasync) }
+
+// Sync implements Writable.
+func (e *Ext3Layer) Sync() error { return e.fs.Sync() }

@@ -1,0 +1,142 @@
+package fusefs
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"syscall"
+
+	"github.com/husk-project/husk/squash"
+)
+
+// SquashLayer serves a squashfs image (package squash) as a read-only
+// layer. A Node is the squashfs inode reference. Squashfs keeps one
+// timestamp, reported as atime, mtime and ctime.
+type SquashLayer struct {
+	fs *squash.FS
+}
+
+// NewSquashLayer wraps an open squashfs image.
+func NewSquashLayer(f *squash.FS) *SquashLayer { return &SquashLayer{fs: f} }
+
+var _ Layer = (*SquashLayer)(nil)
+
+func squashAttr(n *squash.Inode) Attr {
+	t := Timespec{Sec: n.Mtime}
+	return Attr{Ino: uint64(n.Ino), Mode: n.Mode, Nlink: n.Nlink, Uid: n.Uid, Gid: n.Gid,
+		Size: n.Size, Blocks: (n.Size + 511) / 512, Rdev: n.Rdev,
+		Atime: t, Mtime: t, Ctime: t}
+}
+
+func (s *SquashLayer) inode(n Node) (*squash.Inode, error) {
+	return s.fs.Inode(squash.Ref(n))
+}
+
+// Root implements Layer.
+func (s *SquashLayer) Root() Node { return Node(s.fs.Root()) }
+
+// Lookup implements Layer.
+func (s *SquashLayer) Lookup(dir Node, name string) (Node, Attr, error) {
+	d, err := s.inode(dir)
+	if err != nil {
+		return 0, Attr{}, err
+	}
+	n, err := s.fs.Lookup(d, name)
+	if err != nil {
+		return 0, Attr{}, err
+	}
+	return Node(n.Ref), squashAttr(n), nil
+}
+
+// Getattr implements Layer.
+func (s *SquashLayer) Getattr(n Node) (Attr, error) {
+	i, err := s.inode(n)
+	if err != nil {
+		return Attr{}, err
+	}
+	return squashAttr(i), nil
+}
+
+// ReadDir implements Layer.
+func (s *SquashLayer) ReadDir(dir Node) ([]Dirent, error) {
+	d, err := s.inode(dir)
+	if err != nil {
+		return nil, err
+	}
+	ents, err := s.fs.ReadDir(d)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Dirent, len(ents))
+	for i, e := range ents {
+		out[i] = Dirent{Name: e.Name, Node: Node(e.Ref), Ino: uint64(e.Ino), Mode: e.Type}
+	}
+	return out, nil
+}
+
+// ReadAt implements Layer.
+func (s *SquashLayer) ReadAt(n Node, p []byte, off int64) (int, error) {
+	i, err := s.inode(n)
+	if err != nil {
+		return 0, err
+	}
+	k, err := s.fs.ReadAt(i, p, off)
+	if errors.Is(err, io.EOF) {
+		err = nil
+	}
+	return k, err
+}
+
+// Readlink implements Layer.
+func (s *SquashLayer) Readlink(n Node) (string, error) {
+	i, err := s.inode(n)
+	if err != nil {
+		return "", err
+	}
+	return s.fs.Readlink(i)
+}
+
+// Listxattr implements Layer.
+func (s *SquashLayer) Listxattr(n Node) ([]string, error) {
+	i, err := s.inode(n)
+	if err != nil {
+		return nil, err
+	}
+	xs, err := s.fs.Xattrs(i)
+	if err != nil {
+		return nil, err
+	}
+	names := make([]string, len(xs))
+	for k, x := range xs {
+		names[k] = x.Name
+	}
+	return names, nil
+}
+
+// Getxattr implements Layer.
+func (s *SquashLayer) Getxattr(n Node, name string) ([]byte, error) {
+	i, err := s.inode(n)
+	if err != nil {
+		return nil, err
+	}
+	xs, err := s.fs.Xattrs(i)
+	if err != nil {
+		return nil, err
+	}
+	for _, x := range xs {
+		if x.Name == name {
+			return x.Value, nil
+		}
+	}
+	return nil, syscall.ENODATA
+}
+
+// Statfs implements Layer: a full file system of the image's size.
+func (s *SquashLayer) Statfs() (Statfs, error) {
+	bs := s.fs.BlockSize()
+	if bs == 0 {
+		return Statfs{}, fmt.Errorf("fusefs: squash layer: block size 0")
+	}
+	return Statfs{Bsize: bs, Blocks: (s.fs.BytesUsed() + uint64(bs) - 1) / uint64(bs),
+		Files: uint64(s.fs.Inodes()), NameLen: 256}, nil
+}
