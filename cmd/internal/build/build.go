@@ -175,13 +175,16 @@ func goArch(m elf.Machine, class elf.Class, order string) string {
 	return ""
 }
 
+// sbinDirs are searched after PATH.
+var sbinDirs = []string{"/usr/sbin", "/sbin", "/usr/local/sbin"}
+
 // lookTool finds a tool on PATH or in the sbin directories a user's PATH
 // often lacks.
 func lookTool(name string) (string, error) {
 	if p, err := exec.LookPath(name); err == nil {
 		return p, nil
 	}
-	for _, d := range []string{"/usr/sbin", "/sbin", "/usr/local/sbin"} {
+	for _, d := range sbinDirs {
 		p := filepath.Join(d, name)
 		if st, err := os.Stat(p); err == nil && st.Mode()&0o111 != 0 {
 			return p, nil

@@ -1,0 +1,75 @@
+package build
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/sylabs/sif/v2/pkg/sif"
+)
+
+func TestBuildMatchesApptainerLayout(t *testing.T) {
+	if _, err := lookTool("unsquashfs"); err != nil {
+		t.Fatal("unsquashfs not found: apt-get install squashfs-tools")
+	}
+	dir := t.TempDir()
+	root := filepath.Join(dir, "rootfs")
+	os.MkdirAll(filepath.Join(root, "etc"), 0o755)
+	os.WriteFile(filepath.Join(root, "etc", "hello"), []byte("hi\n"), 0o644)
+	os.Symlink("rootfs", filepath.Join(dir, "link")) // a symlinked rootfs is followed
+
+	out := filepath.Join(dir, "x.sif")
+	var log bytes.Buffer
+	if err := Build(out, filepath.Join(dir, "link"), &log); err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.Stat(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode().Perm() != 0o755 {
+		t.Errorf("mode %o, want 0755", st.Mode().Perm())
+	}
+	fi, err := sif.LoadContainerFromPath(out, sif.OptLoadWithFlag(os.O_RDONLY))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fi.UnloadContainer()
+	if fi.LaunchScript() != LaunchScript || fi.DescriptorsTotal() != 48 {
+		t.Errorf("launch %q, %d descriptors", fi.LaunchScript(), fi.DescriptorsTotal())
+	}
+	d, err := fi.GetDescriptor(sif.WithPartitionType(sif.PartPrimSys))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs, _, arch, _ := d.PartitionMetadata()
+	if fs != sif.FsSquash || d.GroupID() != 1 || d.Offset()%4096 != 0 || arch == "unknown" {
+		t.Errorf("partition fs %v group %d offset %d arch %s", fs, d.GroupID(), d.Offset(), arch)
+	}
+	p, _ := lookTool("unsquashfs")
+	ls, err := exec.Command(p, "-o", strconv.FormatInt(d.Offset(), 10), "-l", out).
+		CombinedOutput()
+	if err != nil || !strings.Contains(string(ls), "squashfs-root/etc/hello") {
+		t.Fatalf("unsquashfs -l: %v\n%s", err, ls)
+	}
+}
+
+func TestBuildErrors(t *testing.T) {
+	var log bytes.Buffer
+	err := Build(filepath.Join(t.TempDir(), "x.sif"), "/nonexistent", &log)
+	if err == nil || !strings.Contains(err.Error(), "/nonexistent") {
+		t.Fatalf("error %v", err)
+	}
+	t.Setenv("PATH", t.TempDir())
+	saved := sbinDirs
+	sbinDirs = nil
+	defer func() { sbinDirs = saved }()
+	err = Build(filepath.Join(t.TempDir(), "x.sif"), t.TempDir(), &log)
+	if err == nil || err.Error() != MissingMksquashfs {
+		t.Fatalf("error %v, want %q", err, MissingMksquashfs)
+	}
+}

@@ -1,0 +1,157 @@
+package overlay
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/sylabs/sif/v2/pkg/sif"
+)
+
+func tool(t *testing.T, name string, args ...string) string {
+	t.Helper()
+	path := name
+	for _, p := range []string{name, "/usr/sbin/" + name, "/sbin/" + name} {
+		if lp, err := exec.LookPath(p); err == nil {
+			path = lp
+			break
+		}
+	}
+	out, err := exec.Command(path, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s (needs e2fsprogs and squashfs-tools)", name,
+			strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+func TestCreateBare(t *testing.T) {
+	cases := []struct {
+		name   string
+		opts   Options
+		owner  string
+		mode   string
+		blocks bool // fully allocated
+	}{
+		{"user", Options{SizeMiB: 64, UID: 1500, GID: 1500}, "1500", "0755", true},
+		{"sparse fakeroot", Options{SizeMiB: 80, Sparse: true, Fakeroot: true, UID: 1500,
+			GID: 1500}, "0", "0755", false},
+		{"big ids", Options{SizeMiB: 64, Sparse: true, UID: 70000, GID: 70000}, "70000",
+			"0777", false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			p := filepath.Join(t.TempDir(), "o.img")
+			c.opts.CreateDirs = []string{"/data/sub", "opt"}
+			if err := Create(p, c.opts); err != nil {
+				t.Fatal(err)
+			}
+			st, err := os.Stat(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st.Mode().Perm() != 0o600 || st.Size() != c.opts.SizeMiB<<20 {
+				t.Errorf("mode %o size %d", st.Mode().Perm(), st.Size())
+			}
+			if _, err := os.Stat(p + ".ext3"); err == nil {
+				t.Errorf("temporary %s.ext3 left behind", p)
+			}
+			tool(t, "e2fsck", "-fn", p)
+			for _, d := range []string{"/upper", "/work", "/upper/data", "/upper/data/sub",
+				"/upper/opt"} {
+				out := tool(t, "debugfs", "-R", "stat "+d, p)
+				if !regexp.MustCompile(`User:\s+`+c.owner+`\s`).MatchString(out) ||
+					!strings.Contains(out, "Mode:  "+c.mode) {
+					t.Errorf("%s: want owner %s mode %s:\n%s", d, c.owner, c.mode, out)
+				}
+			}
+			allocated := st.Sys().(*syscall.Stat_t).Blocks * 512
+			if c.blocks != (allocated >= st.Size()) {
+				t.Errorf("%d of %d bytes allocated, want fully allocated: %v", allocated,
+					st.Size(), c.blocks)
+			}
+		})
+	}
+}
+
+func TestCreateRefuses(t *testing.T) {
+	dir := t.TempDir()
+	ext := filepath.Join(dir, "e.img")
+	if err := Create(ext, Options{SizeMiB: 64, Sparse: true}); err != nil {
+		t.Fatal(err)
+	}
+	other := filepath.Join(dir, "other")
+	os.WriteFile(other, []byte("hello"), 0o644)
+	cases := []struct {
+		name, path string
+		opts       Options
+		want       string
+	}{
+		{"small", filepath.Join(dir, "s"), Options{SizeMiB: 63},
+			"image size must be equal or greater than 64 MiB"},
+		{"ext3 exists", ext, Options{SizeMiB: 64}, "EXT3 overlay image " + ext + " already exists"},
+		{"not a SIF", other, Options{SizeMiB: 64}, "destination image must be SIF image"},
+		{"escape", filepath.Join(dir, "x"), Options{SizeMiB: 64, CreateDirs: []string{"../a"}},
+			"overlay directory created outside of overlay layout"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			err := Create(c.path, c.opts)
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("error %v, want %q", err, c.want)
+			}
+		})
+	}
+}
+
+func TestCreateInSIF(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src")
+	os.MkdirAll(filepath.Join(src, "etc"), 0o755)
+	sq := filepath.Join(dir, "r.sqfs")
+	tool(t, "mksquashfs", src, sq, "-noappend", "-quiet")
+	f, _ := os.Open(sq)
+	di, err := sif.NewDescriptorInput(sif.DataPartition, f,
+		sif.OptPartitionMetadata(sif.FsSquash, sif.PartPrimSys, "amd64"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	img := filepath.Join(dir, "i.sif")
+	fi, err := sif.CreateContainerAtPath(img, sif.OptCreateWithDescriptors(di))
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fi.UnloadContainer()
+
+	if err := Create(img, Options{SizeMiB: 64, Sparse: true, UID: 1500, GID: 1500}); err != nil {
+		t.Fatal(err)
+	}
+	fi, err = sif.LoadContainerFromPath(img, sif.OptLoadWithFlag(os.O_RDONLY))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := fi.GetDescriptor(sif.WithPartitionType(sif.PartOverlay))
+	fi.UnloadContainer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs, pt, arch, _ := d.PartitionMetadata()
+	if fs != sif.FsExt3 || pt != sif.PartOverlay || arch != "amd64" || d.GroupID() != 1 ||
+		d.Offset()%4096 != 0 || d.Size() != 64<<20 {
+		t.Fatalf("partition %v %v %s group %d offset %d size %d", fs, pt, arch, d.GroupID(),
+			d.Offset(), d.Size())
+	}
+	tool(t, "e2fsck", "-fn", img+"?offset="+strconv.FormatInt(d.Offset(), 10))
+
+	err = Create(img, Options{SizeMiB: 64, Sparse: true})
+	want := "a writable overlay partition already exists in " + img + " (ID: 2)"
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("second overlay: %v, want %q", err, want)
+	}
+}
