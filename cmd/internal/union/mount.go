@@ -183,7 +183,7 @@ func (b *builder) lower(l image.Layer) (fusefs.Layer, error) {
 		if err != nil {
 			return nil, err
 		}
-		layer, _, err := fusefs.NewExt3Layer(fs)
+		layer, _, err := fusefs.NewExt3Layer(fs, false)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", describe(l), err)
 		}
@@ -210,7 +210,7 @@ func (b *builder) upper(l image.Layer) (fusefs.Writable, fusefs.Node, error) {
 		if err != nil {
 			return nil, 0, err
 		}
-		layer, work, err := fusefs.NewExt3Layer(fs)
+		layer, work, err := fusefs.NewExt3Layer(fs, true)
 		if err != nil {
 			return nil, 0, fmt.Errorf("%s: %w", describe(l), err)
 		}
