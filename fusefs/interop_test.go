@@ -1,0 +1,222 @@
+package fusefs
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Interoperability with the kernel's overlayfs and fuse-overlayfs: an
+// upper written by one is read by the others with the same result.
+
+// interopLower is the lower tree of the interop tests.
+var interopLower = []string{"f1=one", "f2=two", "keep=k", "D/a/b/c=deep", "D/x=1",
+	"R/r1=r", "R/sub/r2=rr", "M/m1=m", "L->f1", "E/"}
+
+// interopWork changes the union at mnt the same way whatever serves it.
+// Directory renames are skipped where the server refuses them (EXDEV from
+// the kernel without redirect_dir, and fuse-overlayfs); renameDirs says
+// whether to try.
+func interopWork(t *testing.T, mnt string, renameDirs bool) {
+	t.Helper()
+	p := func(s string) string { return filepath.Join(mnt, s) }
+	must(t, os.WriteFile(p("new"), []byte("n"), 0640))
+	fh, err := os.OpenFile(p("f1"), os.O_WRONLY|os.O_APPEND, 0)
+	must(t, err)
+	_, err = fh.WriteString("+more")
+	must(t, err)
+	fh.Close()
+	must(t, os.Remove(p("f2")))
+	must(t, os.RemoveAll(p("D")))
+	must(t, os.MkdirAll(p("D/a"), 0755))
+	must(t, os.WriteFile(p("D/a/fresh"), []byte("f"), 0644))
+	must(t, os.Remove(p("M/m1")))
+	must(t, os.WriteFile(p("M/m2"), []byte("m2"), 0644))
+	must(t, os.Chmod(p("keep"), 0600))
+	must(t, os.Symlink("new", p("sl")))
+	must(t, os.Link(p("new"), p("hl")))
+	must(t, unix.Setxattr(p("keep"), "user.tag", []byte("v"), 0))
+	must(t, os.Rename(p("f1"), p("f1moved")))
+	must(t, os.Remove(p("E")))
+	if renameDirs {
+		must(t, os.Rename(p("R"), p("R2")))
+	}
+}
+
+// snapshot describes the tree under root: every path with its type,
+// permissions, content or target, and user.* xattrs.
+func snapshot(t *testing.T, root string) []string {
+	t.Helper()
+	var out []string
+	err := filepath.Walk(root, func(p string, fi os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(root, p)
+		if rel == "." {
+			return nil
+		}
+		s := fmt.Sprintf("%s %v", rel, fi.Mode())
+		switch {
+		case fi.Mode()&os.ModeSymlink != 0:
+			target, _ := os.Readlink(p)
+			s += " -> " + target
+		case fi.Mode().IsRegular():
+			b, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			s += " = " + string(b)
+		}
+		buf := make([]byte, 1024)
+		if n, err := unix.Llistxattr(p, buf); err == nil {
+			var xs []string
+			for _, x := range strings.Split(string(buf[:n]), "\x00") {
+				// Overlay markers show through the kernel mounted without
+				// userxattr (COMPAT §4.2); they are not content.
+				if strings.HasPrefix(x, "user.") && !privateXattr(x) {
+					v := make([]byte, 256)
+					k, _ := unix.Lgetxattr(p, x, v)
+					xs = append(xs, x+"="+string(v[:max(k, 0)]))
+				}
+			}
+			sort.Strings(xs)
+			s += " " + strings.Join(xs, ",")
+		}
+		out = append(out, s)
+		return nil
+	})
+	must(t, err)
+	sort.Strings(out)
+	return out
+}
+
+func sameSnapshot(t *testing.T, what string, got, want []string) {
+	t.Helper()
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("%s differs:\n got %q\nwant %q", what, got, want)
+	}
+}
+
+// kernelOverlay mounts the kernel's overlayfs as Apptainer does (COMPAT
+// §4.3) and returns the mount point; it is unmounted at the end.
+func kernelOverlay(t *testing.T, f *fixture) string {
+	t.Helper()
+	mnt := t.TempDir()
+	opts := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s", strings.Join(f.lowers, ":"),
+		f.upper(), filepath.Join(f.ovl, "work"))
+	if err := unix.Mount("overlay", mnt, "overlay", unix.MS_NODEV, opts); err != nil {
+		t.Fatalf("mount overlay (%s): %v", opts, err)
+	}
+	t.Cleanup(func() { unmountRetry(t, mnt, unix.Unmount) })
+	return mnt
+}
+
+// fuseOverlayfs mounts fuse-overlayfs over the fixture.
+func fuseOverlayfs(t *testing.T, f *fixture) string {
+	t.Helper()
+	if _, err := exec.LookPath("fuse-overlayfs"); err != nil {
+		t.Fatal("fuse-overlayfs not found: install the fuse-overlayfs package")
+	}
+	mnt := t.TempDir()
+	opts := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s", strings.Join(f.lowers, ":"),
+		f.upper(), filepath.Join(f.ovl, "work"))
+	out, err := exec.Command("fuse-overlayfs", "-o", opts, mnt).CombinedOutput()
+	if err != nil {
+		t.Fatalf("fuse-overlayfs: %v: %s", err, out)
+	}
+	t.Cleanup(func() {
+		unmountRetry(t, mnt, func(p string, _ int) error {
+			return exec.Command("fusermount3", "-u", p).Run()
+		})
+	})
+	return mnt
+}
+
+// isMounted reports whether p is a mount point.
+func isMounted(t *testing.T, p string) bool {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	must(t, err)
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) > 4 && f[4] == p {
+			return true
+		}
+	}
+	return false
+}
+
+// unmountRetry unmounts p, retrying while it is busy, at most once.
+func unmountRetry(t *testing.T, p string, um func(string, int) error) {
+	for i := 0; isMounted(t, p); i++ {
+		err := um(p, 0)
+		if err == nil || errors.Is(err, syscall.EINVAL) {
+			return
+		}
+		if i == 50 {
+			t.Errorf("unmount %s: %v", p, err)
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func interopFixture(t *testing.T) *fixture {
+	f := newFixture(t, 2)
+	tree(t, f.lowers[1], interopLower...)
+	tree(t, f.lowers[0], "f2=two-top", "top=t")
+	return f
+}
+
+// An upper written by husk reads the same through the kernel and
+// fuse-overlayfs.
+func TestInteropHuskWrites(t *testing.T) {
+	f := interopFixture(t)
+	mnt, u := f.mount()
+	interopWork(t, mnt, true)
+	want := snapshot(t, mnt)
+	must(t, u.Unmount())
+
+	k := kernelOverlay(t, f)
+	sameSnapshot(t, "kernel overlayfs over husk's upper", snapshot(t, k), want)
+	unmountRetry(t, k, unix.Unmount)
+
+	fo := fuseOverlayfs(t, f)
+	sameSnapshot(t, "fuse-overlayfs over husk's upper", snapshot(t, fo), want)
+}
+
+// Uppers written by the kernel and by fuse-overlayfs read the same
+// through husk.
+func TestInteropOthersWrite(t *testing.T) {
+	for _, who := range []string{"kernel", "fuse-overlayfs"} {
+		t.Run(who, func(t *testing.T) {
+			f := interopFixture(t)
+			var mnt string
+			if who == "kernel" {
+				mnt = kernelOverlay(t, f)
+			} else {
+				mnt = fuseOverlayfs(t, f)
+			}
+			// Both refuse to rename lower directories (EXDEV).
+			interopWork(t, mnt, false)
+			want := snapshot(t, mnt)
+			if who == "kernel" {
+				unmountRetry(t, mnt, unix.Unmount)
+			} else {
+				unmountRetry(t, mnt, func(p string, _ int) error {
+					return exec.Command("fusermount3", "-u", p).Run()
+				})
+			}
+			h, _ := f.mount()
+			sameSnapshot(t, "husk over "+who+"'s upper", snapshot(t, h), want)
+		})
+	}
+}
