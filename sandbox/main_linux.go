@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -58,9 +59,7 @@ func openStage(stage int, fds string) (*stageIO, error) {
 	if _, err := fmt.Sscanf(fds, "%d,%d", &specFD, &logFD); err != nil || specFD < 3 {
 		return nil, fmt.Errorf("%w: fds %q", errStage, fds)
 	}
-	for fd := 3; fd <= logFD; fd++ {
-		syscall.CloseOnExec(fd)
-	}
+	closeExtraFDsOnExec()
 	s := &stageIO{logW: os.NewFile(uintptr(logFD), "log-pipe")}
 	for fd := 3; fd < specFD; fd++ {
 		s.files = append(s.files, os.NewFile(uintptr(fd), fmt.Sprintf("image-%d", fd-3)))
@@ -81,6 +80,29 @@ func openStage(stage int, fds string) (*stageIO, error) {
 		s.h.level.Set(slog.LevelDebug)
 	}
 	return s, nil
+}
+
+// closeExtraFDsOnExec marks every fd above stderr close-on-exec. The
+// stages pass what the next one needs explicitly; anything else husk
+// inherited (from a shell, a job runner) must not reach the payload,
+// as runc does it.
+//
+// TODO(preserve-fds): pass the caller's extra fds through on request.
+func closeExtraFDsOnExec() {
+	err := unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC)
+	if err == nil {
+		return
+	}
+	// Before Linux 5.11.
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		if fd, err := strconv.Atoi(e.Name()); err == nil && fd > 2 {
+			syscall.CloseOnExec(fd)
+		}
+	}
 }
 
 // fail reports err to stage 0 as the run's error and returns the setup

@@ -32,6 +32,9 @@ type testUnion struct {
 	NoMountpoints bool
 	// Log is a host file where Unmount records that it ran.
 	Log string
+	// Bind, when set, is a root file system to bind read-only instead of
+	// copying Tree; Mountpoint then fails as on a read-only image.
+	Bind string
 }
 
 // testMounter stands in for husk's FUSE union in stage 1: a tmpfs holding
@@ -54,6 +57,13 @@ func (testMounter) Mount(spec *Spec, files []*os.File, target string) (Mounted, 
 			fuseDevice = u.FuseDevice
 		}
 		return nil, &os.PathError{Op: "mount", Path: target, Err: syscall.EPERM}
+	}
+	if u.Bind != "" {
+		u.NoMountpoints = true
+		if err := bindMount(u.Bind, target, unix.MOUNT_ATTR_RDONLY); err != nil {
+			return nil, err
+		}
+		return &testMounted{root: target, u: u}, nil
 	}
 	if err := unix.Mount("tmpfs", target, "tmpfs", 0, "size=64m,mode=0755"); err != nil {
 		return nil, err

@@ -26,10 +26,6 @@ const (
 // (Apptainer's FATAL status, COMPAT 7.7).
 const setupFailed = 255
 
-// startStage1 starts cmd; tests replace it to simulate a host without
-// user namespaces.
-var startStage1 = (*exec.Cmd).Start
-
 // Run runs spec in a new container and returns the payload's status: its
 // exit code, or 128+N when signal N killed it. files are the image files
 // opened (and locked) by the caller; they are passed to the Mounter in
@@ -84,6 +80,10 @@ func newPlan(spec *Spec, log *slog.Logger) (*plan, error) {
 	if s.HomeDir == "" {
 		s.HomeDir = p.User.Home
 	}
+	if s.HomeDir == "" && s.Home == "" && !s.Fakeroot && !s.NoHome {
+		log.Warn(fmt.Sprintf("no home directory known for uid %d, not mounting one", s.UID))
+		s.NoHome = true
+	}
 	if s.Cwd == "" && !s.Contain {
 		s.Cwd = p.HostCwd
 	}
@@ -128,8 +128,11 @@ func runStage1(ctx context.Context, p *plan, files []*os.File, log *slog.Logger)
 	fw := startForwarding()
 	defer fw.stop()
 	log.Debug("starting stage 1", "session", p.Session, "uid", p.Spec.UID, "gid", p.Spec.GID)
-	if err := startStage1(cmd); err != nil {
-		return setupFailed, usernsError(err)
+	if err := cmd.Start(); err != nil {
+		if isUsernsErrno(err) {
+			return setupFailed, usernsError(err)
+		}
+		return setupFailed, fmt.Errorf("sandbox: starting stage 1: %w", err)
 	}
 	fw.target(cmd.Process, p.TTYSignals)
 	specR.Close()

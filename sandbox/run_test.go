@@ -4,13 +4,11 @@ package sandbox
 
 import (
 	"bufio"
-	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 )
 
 // TestSignalForwarded: SIGTERM sent to husk reaches the payload, whose
@@ -166,14 +164,16 @@ func TestPasswd(t *testing.T) {
 	}
 }
 
-// TestImageFiles: the files given to Run reach the Mounter.
+// TestImageFiles: the files given to Run reach the Mounter, and only
+// there.
 func TestImageFiles(t *testing.T) {
 	e := newEnv(t)
 	f := filepath.Join(e.dir, "image")
 	writeFile(t, f, "image bytes\n")
-	s := e.spec("cat", "/husk-file-0")
+	s := e.spec("sh", "-c", "cat /husk-file-0; ls /proc/self/fd")
 	s.Files = 1
-	if out := ok(t, e.run(s, f)); out != "image bytes\n" {
+	// No fd of the stages leaks into the payload: ls sees 0-2 and its own.
+	if out := ok(t, e.run(s, f)); out != "image bytes\n0\n1\n2\n3\n" {
 		t.Errorf("got %q", out)
 	}
 }
@@ -244,6 +244,3 @@ func TestNoUserNamespaces(t *testing.T) {
 	}
 	e.checkClean()
 }
-
-var _ = errors.New
-var _ = time.Second

@@ -165,6 +165,14 @@ func (s *Spec) validate() error {
 	return nil
 }
 
+// ContainerHome is the home directory inside the container: the
+// destination of --home, else HomeDir, or /root with Fakeroot. The CLI
+// sets HOME in Env to it.
+func (s *Spec) ContainerHome() string {
+	_, dst := s.homeSrcDst()
+	return dst
+}
+
 // homeSrcDst returns the host directory bound as home and its path in the
 // container: --home src[:dst], else the passwd home, at /root under
 // fakeroot (COMPAT 7.2).

@@ -67,6 +67,18 @@ func usernsReason(err error) string {
 	return err.Error()
 }
 
+// isUsernsErrno reports whether err is one of the errors clone(2) and the
+// id map writes give when user namespaces are not available.
+func isUsernsErrno(err error) bool {
+	for _, e := range []syscall.Errno{syscall.EPERM, syscall.EACCES, syscall.ENOSPC,
+		syscall.EUSERS, syscall.EINVAL} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
+
 // readSysctl returns the trimmed value of a sysctl, ok false when the
 // kernel has no such knob.
 func readSysctl(name string) (string, bool) {
