@@ -175,6 +175,16 @@ const (
 	extROCompatMetaCs = 0x400
 )
 
+// setRecoverFlag sets EXT3_FEATURE_INCOMPAT_RECOVER in img's superblock,
+// as the core does while its journal may hold transactions.
+func setRecoverFlag(t testing.TB, img string) {
+	t.Helper()
+	sb := readRange(t, img, extSBOff, 1024)
+	inc := binary.LittleEndian.Uint32(sb[extSBIncompat:])
+	binary.LittleEndian.PutUint32(sb[extSBIncompat:], inc|extIncompatRecov)
+	writeSuper(t, img, sb)
+}
+
 // clearRecoverFlag clears EXT3_FEATURE_INCOMPAT_RECOVER in img's
 // superblock (what the core does after recover) and fixes the superblock
 // checksum of a metadata_csum image.
@@ -183,6 +193,13 @@ func clearRecoverFlag(t testing.TB, img string) {
 	sb := readRange(t, img, extSBOff, 1024)
 	inc := binary.LittleEndian.Uint32(sb[extSBIncompat:])
 	binary.LittleEndian.PutUint32(sb[extSBIncompat:], inc&^extIncompatRecov)
+	writeSuper(t, img, sb)
+}
+
+// writeSuper writes the ext superblock sb into img, with a fresh checksum
+// on a metadata_csum image.
+func writeSuper(t testing.TB, img string, sb []byte) {
+	t.Helper()
 	if binary.LittleEndian.Uint32(sb[extSBROCompat:])&extROCompatMetaCs != 0 {
 		c := jbdCRC32c(^uint32(0), sb[:extSBChecksum])
 		binary.LittleEndian.PutUint32(sb[extSBChecksum:], c)
@@ -213,18 +230,7 @@ func copySuperBookkeeping(t testing.TB, src, dst string, withState bool) {
 	for _, r := range fields {
 		copy(sb[r[0]:r[0]+r[1]], from[r[0]:r[0]+r[1]])
 	}
-	if binary.LittleEndian.Uint32(sb[extSBROCompat:])&extROCompatMetaCs != 0 {
-		c := jbdCRC32c(^uint32(0), sb[:extSBChecksum])
-		binary.LittleEndian.PutUint32(sb[extSBChecksum:], c)
-	}
-	f, err := os.OpenFile(dst, os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if _, err := f.WriteAt(sb, extSBOff); err != nil {
-		t.Fatal(err)
-	}
+	writeSuper(t, dst, sb)
 }
 
 // diffBlocks returns the numbers of the blocks that differ between two

@@ -88,8 +88,9 @@ type logCursor struct {
 	j    *journal
 	pos  uint32 // next journal block to read
 	seen uint32 // blocks read so far; a log longer than the area is corrupt
-	// wrapped is set once the cursor has gone past the end of the area.
+	// wrapped is set once a block past the end of the area was read.
 	wrapped bool
+	atEnd   bool // pos went back to first; the next block read wraps
 }
 
 // next returns the journal block at the cursor and advances it, or false
@@ -101,9 +102,10 @@ func (c *logCursor) next() (uint32, bool) {
 	p := c.pos
 	c.seen++
 	c.pos++
+	c.wrapped = c.wrapped || c.atEnd
 	if c.pos >= c.j.maxlen {
 		c.pos = c.j.first
-		c.wrapped = true
+		c.atEnd = true
 	}
 	return p, true
 }
