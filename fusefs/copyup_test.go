@@ -37,7 +37,7 @@ func TestCopyUpKeepsMetadata(t *testing.T) {
 	must(t, fh.Truncate(3<<20))
 	fh.Close()
 	must(t, os.Chown(p, 1234, 5678))
-	must(t, os.Chmod(p, 04751))
+	must(t, unix.Chmod(p, 04751))
 	must(t, unix.Setxattr(p, "user.test", []byte("value"), 0))
 	must(t, unix.Setxattr(p, "trusted.test", []byte("tv"), 0))
 	must(t, unix.Setxattr(p, "security.capability",
