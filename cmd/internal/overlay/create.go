@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path"
+	"path/filepath"
 	"runtime"
 	"strings"
 
@@ -53,11 +54,13 @@ func Create(dst string, opts Options) error {
 		defer target.Close()
 	}
 
-	tmpPath := dst + ".ext3"
-	tmp, err := os.OpenFile(tmpPath, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
+	// Apptainer stages in <image>.ext3; a unique name keeps two creators
+	// of the same image from removing each other's file.
+	tmp, err := os.CreateTemp(filepath.Dir(dst), filepath.Base(dst)+".*.ext3")
 	if err != nil {
-		return fmt.Errorf("creating %s: %w", tmpPath, err)
+		return fmt.Errorf("creating the overlay next to %s: %w", dst, err)
 	}
+	tmpPath := tmp.Name()
 	defer os.Remove(tmpPath)
 	defer tmp.Close()
 	if err := tmp.Chmod(0o600); err != nil {
