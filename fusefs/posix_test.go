@@ -34,3 +34,5 @@ func TestPosix(t *testing.T) {
 		})
 	}
 }
+
+func posixAll() map[string]func(*testing.T, string) { return posixtest.All }
