@@ -70,7 +70,7 @@ func runAction(g *globals, command string, f *ActionFlags, img string, args []st
 	env, err := buildEnv(envInput{
 		Host:     os.Environ(),
 		Cleanenv: f.Cleanenv,
-		Home:     containerHome(spec),
+		Home:     spec.ContainerHome(),
 		Image:    absImage,
 		Command:  command,
 		Env:      f.Env,
@@ -87,22 +87,6 @@ func runAction(g *globals, command string, f *ActionFlags, img string, args []st
 	}
 	g.Code = code
 	return nil
-}
-
-// containerHome is the HOME of the container process: --home's
-// destination, /root under --fakeroot, else the user's home (COMPAT §7.2).
-func containerHome(s *sandbox.Spec) string {
-	if s.Home != "" {
-		src, dst, ok := strings.Cut(s.Home, ":")
-		if !ok {
-			return src
-		}
-		return dst
-	}
-	if s.Fakeroot {
-		return "/root"
-	}
-	return s.HomeDir
 }
 
 // parseBinds parses --bind values: src[:dst[:ro|rw]], dst defaulting to
