@@ -367,3 +367,50 @@ func TestOverlayLock(t *testing.T) {
 	// Readers share once the writer is gone.
 	ok(t, dir, "exec", "--overlay", ov+":ro", img, "true")
 }
+
+// The image's /.singularity.d is honoured: env scripts are sourced in
+// order, APPTAINERENV_ values override them, run executes the runscript
+// with its arguments, and shell starts bash. The files come from a
+// read-only directory overlay, so the cached image stays as built.
+func TestSingularityDir(t *testing.T) {
+	setup(t)
+	img, dir := debianSIF(t), workDir(t)
+	sd := filepath.Join(dir, "meta", ".singularity.d")
+	os.MkdirAll(filepath.Join(sd, "env"), 0o755)
+	files := map[string]string{
+		"env/90-environment.sh": "export FROM_IMAGE=image OVERRIDDEN=image\n",
+		"env/99-base.sh":        "export ORDER=\"${FROM_IMAGE}-99\"\n",
+		"runscript":             "#!/bin/sh\necho \"runscript $# $1 $FROM_IMAGE $OVERRIDDEN\"\n",
+	}
+	for name, body := range files {
+		if err := os.WriteFile(filepath.Join(sd, name), []byte(body), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	meta := filepath.Join(dir, "meta")
+
+	r := ok(t, dir, "exec", "--overlay", meta+":ro", "--env", "OVERRIDDEN=cli", img,
+		"sh", "-c", "echo $FROM_IMAGE $ORDER $OVERRIDDEN")
+	if r.stdout != "image image-99 cli\n" {
+		t.Errorf("exec env: %q, want \"image image-99 cli\"", r.stdout)
+	}
+	r = ok(t, dir, "run", "--overlay", meta+":ro", img, "arg1", "arg2")
+	if r.stdout != "runscript 2 arg1 image image\n" {
+		t.Errorf("run: %q", r.stdout)
+	}
+	// Without a runscript, run falls back to /bin/sh with Apptainer's INFO.
+	cmd := userCmd(dir, "run", img)
+	cmd.Stdin = strings.NewReader("echo from-sh\n")
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "No runscript found in container, "+
+		"executing /bin/sh") || !strings.Contains(string(out), "from-sh") {
+		t.Errorf("run without runscript: %v\n%s", err, out)
+	}
+	cmd = userCmd(dir, "shell", img)
+	cmd.Stdin = strings.NewReader("echo $SHELL; exit 4\n")
+	out, err = cmd.Output()
+	if ee, isExit := err.(*exec.ExitError); !isExit || ee.ExitCode() != 4 ||
+		string(out) != "/bin/bash\n" {
+		t.Errorf("shell: %v, %q; want exit 4 and /bin/bash", err, out)
+	}
+}
