@@ -31,20 +31,51 @@ type globals struct {
 	Code int
 }
 
-// ActionFlags are the flags shared by exec, run and shell.
+// ActionFlags are the flags shared by exec, run and shell. Each also reads
+// the environment variables Apptainer reads (APPTAINER_*), and HUSK_*
+// first.
 type ActionFlags struct {
-	Overlay       []string `short:"o" placeholder:"PATH[:ro]" env:"HUSK_OVERLAY,APPTAINER_OVERLAY" help:"Use an overlay image or directory: ext3 images and directories are writable unless :ro is given, squashfs ones are read-only. Repeatable; later ones lie above earlier ones."`
-	Writable      bool     `short:"w" env:"HUSK_WRITABLE,APPTAINER_WRITABLE" help:"Write to the image itself: a SIF's embedded ext3 overlay partition, or a sandbox directory."`
-	WritableTmpfs bool     `env:"HUSK_WRITABLE_TMPFS,APPTAINER_WRITABLE_TMPFS" help:"Make the container writable in memory (64 MiB); changes vanish at exit."`
-	Bind          []string `short:"B" placeholder:"SRC[:DST[:ro|rw]]" env:"HUSK_BIND,APPTAINER_BIND" help:"Bind a host path into the container. Repeatable, or comma separated."`
-	Fakeroot      bool     `short:"f" env:"HUSK_FAKEROOT,APPTAINER_FAKEROOT" help:"Run as root (uid 0) inside the container; files you create are stored as root's."`
-	Home          string   `placeholder:"SRC[:DST]" env:"HUSK_HOME,APPTAINER_HOME" help:"Home directory to bind (default: yours; /root with --fakeroot)."`
-	NoHome        bool     `env:"HUSK_NO_HOME,APPTAINER_NO_HOME" help:"Do not bind the home directory."`
-	Pwd           string   `placeholder:"DIR" env:"HUSK_PWD,APPTAINER_PWD" help:"Initial working directory in the container (default: the current one)."`
-	Cleanenv      bool     `short:"e" env:"HUSK_CLEANENV,APPTAINER_CLEANENV" help:"Do not forward the host environment (only TERM and proxies)."`
-	Env           []string `sep:"none" placeholder:"KEY=VALUE" help:"Set an environment variable in the container, over the image's. Repeatable."`
-	Pid           bool     `short:"p" env:"HUSK_PID,APPTAINER_PID" help:"Run in a new PID namespace."`
-	Hostname      string   `env:"HUSK_HOSTNAME,APPTAINER_HOSTNAME" help:"Set the container's hostname (new UTS namespace)."`
+	Overlay []string `short:"o" placeholder:"PATH[:ro]" help:"${overlay}" env:"HUSK_OVERLAY,APPTAINER_OVERLAY"`
+
+	Writable bool `short:"w" help:"${writable}" env:"HUSK_WRITABLE,APPTAINER_WRITABLE"`
+
+	WritableTmpfs bool `help:"${tmpfs}" env:"HUSK_WRITABLE_TMPFS,APPTAINER_WRITABLE_TMPFS"`
+
+	Bind []string `short:"B" placeholder:"SRC[:DST[:ro|rw]]" help:"${bind}" env:"HUSK_BIND,APPTAINER_BIND"`
+
+	Fakeroot bool `short:"f" help:"${fakeroot}" env:"HUSK_FAKEROOT,APPTAINER_FAKEROOT"`
+
+	Home     string   `placeholder:"SRC[:DST]" help:"${home}" env:"HUSK_HOME,APPTAINER_HOME"`
+	NoHome   bool     `help:"Do not bind the home directory." env:"HUSK_NO_HOME,APPTAINER_NO_HOME"`
+	Pwd      string   `placeholder:"DIR" help:"${pwd}" env:"HUSK_PWD,APPTAINER_PWD"`
+	Cleanenv bool     `short:"e" help:"${cleanenv}" env:"HUSK_CLEANENV,APPTAINER_CLEANENV"`
+	Env      []string `sep:"none" placeholder:"KEY=VALUE" help:"${env}"`
+	Pid      bool     `short:"p" help:"Run in a new PID namespace." env:"HUSK_PID,APPTAINER_PID"`
+	Hostname string   `help:"${hostname}" env:"HUSK_HOSTNAME,APPTAINER_HOSTNAME"`
+}
+
+// helpVars hold the longer help texts and environment lists, interpolated
+// into the struct tags.
+var helpVars = map[string]string{
+	"overlay": "Use an overlay image or directory: ext3 images and directories are " +
+		"writable unless :ro is given, squashfs ones are read-only. Repeatable; later " +
+		"ones lie above earlier ones.",
+	"writable": "Write to the image itself: a SIF's embedded ext3 overlay partition, " +
+		"or a sandbox directory.",
+	"tmpfs": "Make the container writable in memory (64 MiB); changes vanish at exit.",
+	"bind":  "Bind a host path into the container. Repeatable, or comma separated.",
+	"fakeroot": "Run as root (uid 0) inside the container; files you create are " +
+		"stored as root's.",
+	"home":     "Home directory to bind (default: yours; /root with --fakeroot).",
+	"pwd":      "Initial working directory in the container (default: the current one).",
+	"cleanenv": "Do not forward the host environment (only TERM and proxies).",
+	"env": "Set an environment variable in the container, over the image's. " +
+		"Repeatable.",
+	"hostname": "Set the container's hostname (new UTS namespace).",
+	"createdir": "Directory to create under upper/ (repeatable), e.g. for bind " +
+		"targets.",
+	"ovfakeroot": "Make upper/ and work/ owned by root, for use with --fakeroot.",
+	"ovimage":    "New overlay file, or an existing SIF to add an overlay partition to.",
 }
 
 // ExecCmd is `husk exec IMAGE CMD [ARGS...]`.
@@ -110,9 +141,9 @@ type OverlayCmd struct {
 type OverlayCreateCmd struct {
 	Size      int64    `short:"s" default:"64" help:"Size in MiB (at least 64)."`
 	Sparse    bool     `short:"S" env:"HUSK_SPARSE,APPTAINER_SPARSE" help:"Create a sparse file."`
-	CreateDir []string `placeholder:"DIR" help:"Directory to create under upper/ (repeatable), e.g. for bind targets."`
-	Fakeroot  bool     `short:"f" env:"HUSK_FAKEROOT,APPTAINER_FAKEROOT" help:"Make upper/ and work/ owned by root, for use with --fakeroot."`
-	Image     string   `arg:"" help:"New overlay file, or an existing SIF to add an overlay partition to."`
+	CreateDir []string `placeholder:"DIR" help:"${createdir}"`
+	Fakeroot  bool     `short:"f" env:"HUSK_FAKEROOT,APPTAINER_FAKEROOT" help:"${ovfakeroot}"`
+	Image     string   `arg:"" help:"${ovimage}"`
 }
 
 // Help implements kong.HelpProvider.

@@ -13,7 +13,7 @@ import (
 func parse(t *testing.T, args ...string) (*CLI, string) {
 	t.Helper()
 	var cli CLI
-	p, err := kong.New(&cli, kong.Name("husk"), kong.Exit(func(int) {}))
+	p, err := kong.New(&cli, kong.Name("husk"), kong.Vars(helpVars), kong.Exit(func(int) {}))
 	if err != nil {
 		t.Fatal(err)
 	}
