@@ -35,13 +35,13 @@ type globals struct {
 // the environment variables Apptainer reads (APPTAINER_*), and HUSK_*
 // first.
 type ActionFlags struct {
-	Overlay []string `short:"o" placeholder:"PATH[:ro]" help:"${overlay}" env:"HUSK_OVERLAY,APPTAINER_OVERLAY"`
+	Overlay []string `short:"o" placeholder:"${ph_ov}" help:"${overlay}" env:"HUSK_OVERLAY,APPTAINER_OVERLAY"`
 
 	Writable bool `short:"w" help:"${writable}" env:"HUSK_WRITABLE,APPTAINER_WRITABLE"`
 
 	WritableTmpfs bool `help:"${tmpfs}" env:"HUSK_WRITABLE_TMPFS,APPTAINER_WRITABLE_TMPFS"`
 
-	Bind []string `short:"B" placeholder:"SRC[:DST[:ro|rw]]" help:"${bind}" env:"HUSK_BIND,APPTAINER_BIND"`
+	Bind []string `short:"B" placeholder:"${ph_bind}" help:"${bind}" env:"HUSK_BIND,APPTAINER_BIND"`
 
 	Fakeroot bool `short:"f" help:"${fakeroot}" env:"HUSK_FAKEROOT,APPTAINER_FAKEROOT"`
 
@@ -62,8 +62,10 @@ var helpVars = map[string]string{
 		"ones lie above earlier ones.",
 	"writable": "Write to the image itself: a SIF's embedded ext3 overlay partition, " +
 		"or a sandbox directory.",
-	"tmpfs": "Make the container writable in memory (64 MiB); changes vanish at exit.",
-	"bind":  "Bind a host path into the container. Repeatable, or comma separated.",
+	"tmpfs":   "Make the container writable in memory (64 MiB); changes vanish at exit.",
+	"ph_ov":   "PATH[:ro]",
+	"ph_bind": "SRC[:DST[:ro|rw]]",
+	"bind":    "Bind a host path into the container. Repeatable, or comma separated.",
 	"fakeroot": "Run as root (uid 0) inside the container; files you create are " +
 		"stored as root's.",
 	"home":     "Home directory to bind (default: yours; /root with --fakeroot).",
@@ -180,7 +182,8 @@ type VersionCmd struct{}
 // Run prints the module version.
 func (VersionCmd) Run(g *globals) error {
 	v := "devel"
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+	bi, ok := debug.ReadBuildInfo()
+	if ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
 		v = bi.Main.Version
 	}
 	fmt.Println("husk version", v)

@@ -38,7 +38,9 @@ func TestParseAction(t *testing.T) {
 				return reflect.DeepEqual(f.Overlay, []string{"a.img", "b.img:ro", "c"})
 			}},
 		{[]string{"exec", "--env", "A=1,2", "--env", "B=x", "i.sif", "env"}, []string{"env"},
-			func(f *ActionFlags) bool { return reflect.DeepEqual(f.Env, []string{"A=1,2", "B=x"}) }},
+			func(f *ActionFlags) bool {
+				return reflect.DeepEqual(f.Env, []string{"A=1,2", "B=x"})
+			}},
 		{[]string{"exec", "-B", "/a:/b:ro,/c", "-w", "-f", "-e", "i.sif", "true"},
 			[]string{"true"}, func(f *ActionFlags) bool {
 				return reflect.DeepEqual(f.Bind, []string{"/a:/b:ro", "/c"}) && f.Writable &&

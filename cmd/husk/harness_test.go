@@ -228,7 +228,8 @@ func buildDebianSIF() (string, error) {
 	}
 	os.Chmod(cache, 0o755)
 	rst, rerr := os.Stat(rootfs)
-	if sst, err := os.Stat(out); err == nil && (rerr != nil || !rst.ModTime().After(sst.ModTime())) {
+	sst, serr := os.Stat(out)
+	if serr == nil && (rerr != nil || !rst.ModTime().After(sst.ModTime())) {
 		return out, nil
 	}
 	if rerr != nil {
