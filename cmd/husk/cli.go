@@ -35,7 +35,7 @@ type globals struct {
 // the environment variables Apptainer reads (APPTAINER_*), and HUSK_*
 // first.
 type ActionFlags struct {
-	Overlay []string `short:"o" placeholder:"${ph_ov}" help:"${overlay}" env:"HUSK_OVERLAY,APPTAINER_OVERLAY"`
+	Overlay []string `short:"o" placeholder:"${ovp}" help:"${ov}" env:"HUSK_OVERLAY,APPTAINER_OVERLAY"`
 
 	Writable bool `short:"w" help:"${writable}" env:"HUSK_WRITABLE,APPTAINER_WRITABLE"`
 
@@ -57,13 +57,13 @@ type ActionFlags struct {
 // helpVars hold the longer help texts and environment lists, interpolated
 // into the struct tags.
 var helpVars = map[string]string{
-	"overlay": "Use an overlay image or directory: ext3 images and directories are " +
+	"ov": "Use an overlay image or directory: ext3 images and directories are " +
 		"writable unless :ro is given, squashfs ones are read-only. Repeatable; later " +
 		"ones lie above earlier ones.",
 	"writable": "Write to the image itself: a SIF's embedded ext3 overlay partition, " +
 		"or a sandbox directory.",
 	"tmpfs":   "Make the container writable in memory (64 MiB); changes vanish at exit.",
-	"ph_ov":   "PATH[:ro]",
+	"ovp":     "PATH[:ro]",
 	"ph_bind": "SRC[:DST[:ro|rw]]",
 	"bind":    "Bind a host path into the container. Repeatable, or comma separated.",
 	"fakeroot": "Run as root (uid 0) inside the container; files you create are " +
