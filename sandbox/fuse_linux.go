@@ -68,11 +68,17 @@ func kernelOlderThan(want [2]int) (string, bool) {
 		return "", false
 	}
 	rel := unix.ByteSliceToString(u.Release[:])
+	return rel, releaseOlder(rel, want)
+}
+
+// releaseOlder compares a kernel release such as "4.15.0-20-generic"
+// with a major.minor version; unparsable releases are not older.
+func releaseOlder(rel string, want [2]int) bool {
 	f := strings.FieldsFunc(rel, func(r rune) bool { return r < '0' || r > '9' })
 	if len(f) < 2 {
-		return rel, false
+		return false
 	}
 	major, _ := strconv.Atoi(f[0])
 	minor, _ := strconv.Atoi(f[1])
-	return rel, major < want[0] || major == want[0] && minor < want[1]
+	return major < want[0] || major == want[0] && minor < want[1]
 }

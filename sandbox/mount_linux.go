@@ -71,6 +71,10 @@ func mount(source, target, fstype string, flags uintptr, data string) error {
 	return nil
 }
 
+// mountSetattr is mount_setattr(2); tests replace it to take the path of
+// kernels older than 5.12.
+var mountSetattr = unix.MountSetattr
+
 // bindMount binds src (recursively) on target and restricts the new
 // mounts to attr (unix.MOUNT_ATTR_*: nosuid, nodev, rdonly).
 //
@@ -87,7 +91,7 @@ func bindMount(src, target string, attr uint64) error {
 	if attr == 0 {
 		return nil
 	}
-	err := unix.MountSetattr(unix.AT_FDCWD, target, unix.AT_RECURSIVE,
+	err := mountSetattr(unix.AT_FDCWD, target, unix.AT_RECURSIVE,
 		&unix.MountAttr{Attr_set: attr})
 	if err == nil {
 		return nil

@@ -32,6 +32,11 @@ type testUnion struct {
 	NoMountpoints bool
 	// Log is a host file where Unmount records that it ran.
 	Log string
+	// Links are symbolic links (path: target) to make in the tree, over
+	// what is there.
+	Links map[string]string
+	// OldKernel makes mount_setattr(2) fail with ENOSYS in stage 1.
+	OldKernel bool
 	// Bind, when set, is a root file system to bind read-only instead of
 	// copying Tree; Mountpoint then fails as on a read-only image.
 	Bind string
@@ -52,6 +57,9 @@ func (testMounter) Mount(spec *Spec, files []*os.File, target string) (Mounted, 
 	if err := json.Unmarshal(spec.Union, &u); err != nil {
 		return nil, err
 	}
+	if u.OldKernel {
+		mountSetattr = func(int, string, uint, *unix.MountAttr) error { return unix.ENOSYS }
+	}
 	if u.Fail {
 		if u.FuseDevice != "" {
 			fuseDevice = u.FuseDevice
@@ -70,6 +78,15 @@ func (testMounter) Mount(spec *Spec, files []*os.File, target string) (Mounted, 
 	}
 	if err := copyTree(u.Tree, target); err != nil {
 		return nil, err
+	}
+	for name, link := range u.Links {
+		p := filepath.Join(target, name)
+		if err := os.RemoveAll(p); err != nil {
+			return nil, err
+		}
+		if err := os.Symlink(link, p); err != nil {
+			return nil, err
+		}
 	}
 	for i, f := range files {
 		b, err := io.ReadAll(f)

@@ -32,6 +32,9 @@ type hostMount struct {
 	Fatal bool
 	// IfAbsent mounts are made only when Dst does not exist yet.
 	IfAbsent bool
+	// NotSameAs skips the mount when Dst resolves to the same container
+	// path as this one (/var/tmp linked to /tmp).
+	NotSameAs string
 }
 
 // defaultMounts lists the mounts of COMPAT 7.2 in the order they are made:
@@ -75,7 +78,8 @@ func defaultMounts(p *plan, sess *session) []hostMount {
 			tmp, varTmp = sess.path("tmp"), sess.path("var_tmp")
 		}
 		add(hostMount{Tag: "tmp", Src: tmp, Dst: "/tmp", Attr: attrBind})
-		add(hostMount{Tag: "tmp", Src: varTmp, Dst: "/var/tmp", Attr: attrBind})
+		add(hostMount{Tag: "tmp", Src: varTmp, Dst: "/var/tmp", Attr: attrBind,
+			NotSameAs: "/tmp"})
 	}
 
 	if !s.NoHome && !s.skips("home", "") {
@@ -124,6 +128,12 @@ func (st *stage1State) bindInto(m hostMount) error {
 		return fmt.Errorf("mount destination %s [%s]: %w", m.Dst, m.Tag, err)
 	}
 	target := filepath.Join(st.final, dst)
+	if m.NotSameAs != "" {
+		if other, err := resolveIn(st.final, m.NotSameAs); err == nil && other == dst {
+			st.log.Debug("not mounting, same as "+m.NotSameAs, "dst", m.Dst, "tag", m.Tag)
+			return nil
+		}
+	}
 
 	if _, err := os.Lstat(target); errors.Is(err, os.ErrNotExist) {
 		if err := st.mounted.Mountpoint(dst, fi.IsDir()); err != nil {

@@ -5,6 +5,7 @@ package sandbox
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -80,8 +81,17 @@ func ok(t *testing.T, res result) string {
 }
 
 // TestMounts: the default mounts and user binds are visible, user binds
-// are nosuid,nodev, and a read-only bind refuses writes with EROFS.
+// are nosuid,nodev, and a read-only bind refuses writes with EROFS, with
+// mount_setattr(2) and with the remount used by kernels before 5.12.
 func TestMounts(t *testing.T) {
+	for _, old := range []bool{false, true} {
+		t.Run(map[bool]string{false: "mount_setattr", true: "remount"}[old], func(t *testing.T) {
+			testMounts(t, old)
+		})
+	}
+}
+
+func testMounts(t *testing.T, oldKernel bool) {
 	e := newEnv(t)
 	rw, ro := e.userDir("rw"), e.userDir("ro")
 	writeFile(t, filepath.Join(ro, "f"), "ro content\n")
@@ -100,6 +110,7 @@ func TestMounts(t *testing.T) {
 	s.Binds = []Bind{{Src: ro, Dst: "/mnt/ro", ReadOnly: true}, {Src: rw, Dst: "/mnt/rw"}}
 	// Without /tmp the working directory (under it) is bound by itself.
 	s.NoMount = []string{"tmp"}
+	s.Union = unionJSON(testUnion{Tree: testTree, OldKernel: oldKernel})
 	out := ok(t, e.run(s))
 	for _, want := range []string{
 		"home content\n", "cwd content\n", e.wd + "\n", "ro content\n",
@@ -148,5 +159,51 @@ func writeFile(t *testing.T, name, content string) {
 	}
 	if err := os.Chown(name, testUID, testGID); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestEnvUmaskHome: the payload gets exactly Spec.Env and Spec.Umask, and
+// with Fakeroot the home directory is at /root.
+func TestEnvUmaskHome(t *testing.T) {
+	e := newEnv(t)
+	writeFile(t, filepath.Join(e.home, "h"), "home content\n")
+	s := e.spec("sh", "-c", "env; umask; cat /root/h")
+	s.Env = []string{"PATH=/bin", "FOO=bar baz", "HOME=/root"}
+	s.Umask = 0o027
+	s.Fakeroot = true
+	if got := s.ContainerHome(); got != "/root" {
+		t.Errorf("ContainerHome = %q", got)
+	}
+	lines := strings.Split(ok(t, e.run(s)), "\n")
+	if len(lines) < 4 {
+		t.Fatalf("got %q", lines)
+	}
+	// dash adds PWD to its environment and orders it its own way.
+	env := slices.DeleteFunc(lines[:len(lines)-3], func(l string) bool {
+		return strings.HasPrefix(l, "PWD=")
+	})
+	slices.Sort(env)
+	got := strings.Join(append(env, lines[len(lines)-3:]...), "\n")
+	want := "FOO=bar baz\nHOME=/root\nPATH=/bin\n0027\nhome content\n"
+	if got != want {
+		t.Errorf("got\n%s\nwant\n%s", got, want)
+	}
+}
+
+// TestSymlinkedDestinations: destinations are resolved in the container.
+// /var/tmp linked to /tmp is not bound over /tmp, and a resolv.conf
+// linked into /run gets its target created and bound.
+func TestSymlinkedDestinations(t *testing.T) {
+	e := newEnv(t)
+	s := e.spec("sh", "-c", "test -d "+e.dir+" && echo tmp ok; cat /run/resolv.conf")
+	s.Union = unionJSON(testUnion{Tree: testTree, Links: map[string]string{
+		"var/tmp": "../tmp", "etc/resolv.conf": "/run/resolv.conf"}})
+	out := ok(t, e.run(s))
+	host, err := os.ReadFile("/etc/resolv.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "tmp ok\n" + string(host); out != want {
+		t.Errorf("got\n%s\nwant\n%s", out, want)
 	}
 }

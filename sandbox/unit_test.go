@@ -172,3 +172,14 @@ func TestSpecValidate(t *testing.T) {
 		}
 	}
 }
+
+func TestReleaseOlder(t *testing.T) {
+	for rel, want := range map[string]bool{
+		"4.15.0-20-generic": true, "4.18.0-80.el8.x86_64": false, "3.10.0": true,
+		"6.18.0": false, "5.4": false, "garbage": false,
+	} {
+		if got := releaseOlder(rel, fuseUserNSKernel); got != want {
+			t.Errorf("releaseOlder(%q) = %v, want %v", rel, got, want)
+		}
+	}
+}
