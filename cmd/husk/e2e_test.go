@@ -113,8 +113,14 @@ func TestWritableTmpfsVanishes(t *testing.T) {
 	if r := husk(t, dir, "exec", img, "test", "-e", "/opt/tmpfile"); r.code != 1 {
 		t.Fatalf("/opt/tmpfile survived --writable-tmpfs: %s", r)
 	}
+	// The memory is capped at Apptainer's 64 MiB session size.
+	r := husk(t, dir, "exec", "--fakeroot", "--writable-tmpfs", img, "dd", "if=/dev/zero",
+		"of=/opt/big", "bs=1M", "count=80")
+	if r.code == 0 || !strings.Contains(r.stderr, "No space left on device") {
+		t.Errorf("80 MiB into --writable-tmpfs: %s\nwant ENOSPC", r)
+	}
 	// Without it, the image is read-only.
-	r := husk(t, dir, "exec", "--fakeroot", img, "touch", "/opt/x")
+	r = husk(t, dir, "exec", "--fakeroot", img, "touch", "/opt/x")
 	if r.code == 0 || !strings.Contains(r.stderr, "Read-only file system") {
 		t.Fatalf("touch without a writable layer: %s\nwant EROFS", r)
 	}
