@@ -1,0 +1,40 @@
+#!/bin/sh
+# kernelstack.sh SIF OFFSET OVERLAY DIR WORKLOAD
+#
+# Stack (c) of bench.sh, run as root inside `unshare -m` (a private mount
+# namespace, so nothing shows on the host even if this is killed): the
+# kernel mounts Apptainer makes in setuid mode (COMPAT §3.4, §4.3):
+#   squashfs on a loop device at OFFSET (ro,nosuid,nodev),
+#   the ext3 overlay image on a loop device (nosuid,nodev),
+#   overlayfs lowerdir=sq,upperdir=ext/upper,workdir=ext/work,
+# then binds /proc /dev /sys /tmp, chroots into DIR/m, runs WORKLOAD with
+# sh -c, and unmounts everything (ext3's unmount writes back what is dirty;
+# the loop devices are autoclear and go with their mounts).
+set -u
+PATH=$PATH:/usr/sbin:/sbin
+sif=$1 off=$2 ov=$3 dir=$4 workload=$5
+
+cleanup() {
+	umount -R -l "$dir/m" 2>/dev/null
+	umount -l "$dir/ext" 2>/dev/null
+	umount -l "$dir/sq" 2>/dev/null
+}
+trap 'cleanup; exit 125' INT TERM HUP
+fail() { echo "kernelstack: $*" >&2; cleanup; exit 125; }
+
+mkdir -p "$dir/sq" "$dir/ext" "$dir/m" || exit 125
+mount -t squashfs -o loop,ro,nosuid,nodev,offset="$off" "$sif" "$dir/sq" ||
+	fail "squashfs mount of $sif failed"
+mount -t ext3 -o loop,nosuid,nodev "$ov" "$dir/ext" || fail "ext3 mount of $ov failed"
+cd "$dir" || fail "cd $dir"
+mount -t overlay -o lowerdir=sq,upperdir=ext/upper,workdir=ext/work overlay m ||
+	fail "overlay mount failed"
+for d in proc dev sys tmp; do
+	mount --rbind "/$d" "m/$d" || fail "bind /$d failed"
+done
+
+chroot m /bin/sh -c "$workload"
+rc=$?
+
+umount -R m && umount ext && umount sq || fail "unmount failed"
+exit $rc
