@@ -38,7 +38,11 @@ type DirLayer struct {
 	mu    sync.Mutex
 	where map[Node][]dirLink // inode -> its known names, newest first; protected by mu
 	fds   map[Node]*sharedFd // files open through Open; protected by mu
+	dirs  map[Node]int       // O_PATH descriptors of directories; protected by mu
 }
+
+// maxDirFds bounds the directory descriptor cache.
+const maxDirFds = 4096
 
 // dirLink is one name of an inode: its parent directory and its name.
 type dirLink struct {
@@ -65,7 +69,8 @@ func OpenDirLayer(path string, opts *DirOptions) (*DirLayer, error) {
 		return nil, fmt.Errorf("fusefs: dir layer %s: %w", path, err)
 	}
 	d := &DirLayer{root: f, rootIno: st.Ino, top: Node(st.Ino),
-		where: map[Node][]dirLink{}, fds: map[Node]*sharedFd{}}
+		where: map[Node][]dirLink{}, fds: map[Node]*sharedFd{},
+		dirs: map[Node]int{}}
 	if opts != nil {
 		d.ids = opts.IDMap
 	}
@@ -79,6 +84,7 @@ func (d *DirLayer) Close() error {
 		s.f.Close()
 		delete(d.fds, n)
 	}
+	d.dropDirsLocked()
 	d.mu.Unlock()
 	return d.root.Close()
 }
@@ -156,13 +162,65 @@ func (d *DirLayer) openRel(path string, flags int) (int, error) {
 	}
 }
 
-// openDir opens directory dir as an O_PATH descriptor.
+// openDir opens directory dir as an O_PATH descriptor, which the caller
+// closes. Descriptors are cached per directory and handed out as dups: a
+// dup is much cheaper than walking the path again.
 func (d *DirLayer) openDir(dir Node) (int, error) {
+	d.mu.Lock()
+	if fd, ok := d.dirs[dir]; ok {
+		nfd, err := unix.Dup(fd)
+		d.mu.Unlock()
+		if err != nil {
+			return -1, &os.PathError{Op: "dup", Path: fmt.Sprint("inode ", dir), Err: err}
+		}
+		return nfd, nil
+	}
+	d.mu.Unlock()
 	p, err := d.relPath(dir)
 	if err != nil {
 		return -1, err
 	}
-	return d.openRel(p, unix.O_PATH|unix.O_DIRECTORY)
+	fd, err := d.openRel(p, unix.O_PATH|unix.O_DIRECTORY)
+	if err != nil {
+		return -1, err
+	}
+	nfd, err := unix.Dup(fd)
+	if err != nil {
+		unix.Close(fd)
+		return -1, &os.PathError{Op: "dup", Path: p, Err: err}
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if _, ok := d.dirs[dir]; ok {
+		unix.Close(fd)
+		return nfd, nil
+	}
+	if len(d.dirs) >= maxDirFds {
+		d.dropDirsLocked()
+	}
+	d.dirs[dir] = fd
+	return nfd, nil
+}
+
+// forgetDir drops the cached descriptor of a removed directory, whose
+// inode number the host may give to a new one.
+func (d *DirLayer) forgetDir(dir Node) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if fd, ok := d.dirs[dir]; ok {
+		unix.Close(fd)
+		delete(d.dirs, dir)
+	}
+}
+
+// dropDirsLocked empties the directory descriptor cache.
+//
+// Preconditions: d.mu held.
+func (d *DirLayer) dropDirsLocked() {
+	for n, fd := range d.dirs {
+		unix.Close(fd)
+		delete(d.dirs, n)
+	}
 }
 
 // parentOf opens n's parent directory (O_PATH) and returns it with n's

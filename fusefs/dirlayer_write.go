@@ -258,6 +258,9 @@ func (d *DirLayer) remove(dir Node, name string, flags int) error {
 	d.mu.Lock()
 	d.dropLinkLocked(Node(a.Ino), dirLink{dir, name})
 	d.mu.Unlock()
+	if flags&unix.AT_REMOVEDIR != 0 {
+		d.forgetDir(Node(a.Ino))
+	}
 	return nil
 }
 
@@ -294,6 +297,12 @@ func (d *DirLayer) Rename(oldDir Node, oldName string, newDir Node, newName stri
 	defer d.mu.Unlock()
 	if nerr == nil {
 		d.dropLinkLocked(Node(na.Ino), dirLink{newDir, newName})
+	}
+	if nerr == nil && flags&RenameExchange == 0 {
+		if fd, ok := d.dirs[Node(na.Ino)]; ok && na.Mode&unix.S_IFMT == unix.S_IFDIR {
+			unix.Close(fd) // replaced, so removed
+			delete(d.dirs, Node(na.Ino))
+		}
 	}
 	d.dropLinkLocked(Node(oa.Ino), dirLink{oldDir, oldName})
 	d.addLinkLocked(Node(oa.Ino), dirLink{newDir, newName})
