@@ -18,6 +18,9 @@ import (
 // for exec, run or shell, and runs the container. The container's exit
 // status is left in g.Code.
 func runAction(g *globals, command string, f *ActionFlags, img string, args []string) error {
+	if f.Containall {
+		f.Contain, f.Pid, f.Ipc, f.Cleanenv = true, true, true, true
+	}
 	req := image.Request{
 		Image:         img,
 		Overlays:      image.ParseOverlays(f.Overlay),
@@ -48,6 +51,9 @@ func runAction(g *globals, command string, f *ActionFlags, img string, args []st
 		Home:     f.Home,
 		Binds:    binds,
 		PID:      f.Pid,
+		IPC:      f.Ipc,
+		Contain:  f.Contain,
+		NoMount:  f.NoMount,
 		Hostname: f.Hostname,
 		Union:    union,
 		Files:    len(plan.Files),

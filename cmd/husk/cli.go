@@ -52,6 +52,12 @@ type ActionFlags struct {
 	Env      []string `sep:"none" placeholder:"KEY=VALUE" help:"${env}"`
 	Pid      bool     `short:"p" help:"Run in a new PID namespace." env:"HUSK_PID,APPTAINER_PID"`
 	Hostname string   `help:"${hostname}" env:"HUSK_HOSTNAME,APPTAINER_HOSTNAME"`
+
+	Ipc        bool `short:"i" help:"Run in a new IPC namespace." env:"HUSK_IPC,APPTAINER_IPC"`
+	Contain    bool `short:"c" help:"${contain}" env:"HUSK_CONTAIN,APPTAINER_CONTAIN"`
+	Containall bool `short:"C" help:"${call}" env:"HUSK_CONTAINALL,APPTAINER_CONTAINALL"`
+
+	NoMount []string `placeholder:"TAG|PATH" help:"${nomount}" env:"HUSK_NO_MOUNT,APPTAINER_NO_MOUNT"`
 }
 
 // helpVars hold the longer help texts and environment lists, interpolated
@@ -73,6 +79,11 @@ var helpVars = map[string]string{
 	"cleanenv": "Do not forward the host environment (only TERM and proxies).",
 	"env": "Set an environment variable in the container, over the image's. " +
 		"Repeatable.",
+	"contain": "Use private, empty home, /tmp and /var/tmp; do not bind the working " +
+		"directory.",
+	"call": "--contain plus new PID and IPC namespaces and --cleanenv.",
+	"nomount": "Skip a default mount: proc, sys, dev, home, tmp, cwd, bind-paths, or a " +
+		"destination such as /etc/localtime. Comma separated.",
 	"hostname": "Set the container's hostname (new UTS namespace).",
 	"createdir": "Directory to create under upper/ (repeatable), e.g. for bind " +
 		"targets.",
