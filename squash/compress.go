@@ -52,7 +52,7 @@ func newDecompressor(id uint16, maxOut int) (decompressor, error) {
 	case compGzip:
 		return &zlibDecompressor{}, nil
 	case compXz:
-		return xzDecompressor{}, nil
+		return xzDecompressor{dictCap: max(maxOut, metaSize)}, nil
 	case compLzma:
 		return lzmaDecompressor{}, nil
 	case compLzo:
@@ -125,12 +125,13 @@ func (z *zlibDecompressor) decompress(dst, src []byte) ([]byte, error) {
 	return out, nil
 }
 
-// xzDecompressor decodes one xz stream per block. ulikunitz/xz keeps no
-// reusable state worth pooling.
-type xzDecompressor struct{}
+// xzDecompressor decodes one xz stream per block. The reader allocates its
+// whole dictionary up front (8 MiB by default), so it is capped at the
+// block size: a block's matches can never reach further back than that.
+type xzDecompressor struct{ dictCap int }
 
-func (xzDecompressor) decompress(dst, src []byte) ([]byte, error) {
-	cfg := xz.ReaderConfig{SingleStream: true}
+func (x xzDecompressor) decompress(dst, src []byte) ([]byte, error) {
+	cfg := xz.ReaderConfig{SingleStream: true, DictCap: x.dictCap}
 	r, err := cfg.NewReader(bytes.NewReader(src))
 	if err != nil {
 		return nil, fmt.Errorf("xz: %w", err)

@@ -122,25 +122,23 @@ func (sb *superblock) checkGeometry(size int64) error {
 		return formatErr(4, "superblock", "inode count is zero")
 	}
 
-	// Tables must lie inside the used bytes; the optional ones may be absent.
+	// Tables that will be read must lie inside the used bytes. The
+	// fragment table is read only when fragments exist, the xattr table
+	// only when present, and the export table never.
 	end := sb.BytesUsed
 	tables := []struct {
-		name     string
-		start    uint64
-		optional bool
+		name  string
+		start uint64
+		used  bool
 	}{
-		{"inode table", sb.InodeTableStart, false},
-		{"directory table", sb.DirTableStart, false},
-		{"id table", sb.IDTableStart, false},
-		{"fragment table", sb.FragTableStart, true},
-		{"export table", sb.ExportTableStart, true},
-		{"xattr id table", sb.XattrIDTableStart, true},
+		{"inode table", sb.InodeTableStart, true},
+		{"directory table", sb.DirTableStart, true},
+		{"id table", sb.IDTableStart, true},
+		{"fragment table", sb.FragTableStart, sb.Fragments > 0},
+		{"xattr id table", sb.XattrIDTableStart, sb.XattrIDTableStart != noTable},
 	}
 	for _, t := range tables {
-		if t.optional && t.start == noTable {
-			continue
-		}
-		if t.start < sbSize || t.start >= end {
+		if t.used && (t.start < sbSize || t.start >= end) {
 			return formatErr(0, "superblock", "%s start %d outside image of %d bytes",
 				t.name, t.start, end)
 		}
@@ -151,10 +149,6 @@ func (sb *superblock) checkGeometry(size int64) error {
 	}
 	if sb.NoIDs == 0 {
 		return formatErr(26, "superblock", "id count is zero")
-	}
-	if sb.Fragments > 0 && sb.FragTableStart == noTable {
-		return formatErr(16, "superblock", "%d fragments but no fragment table",
-			sb.Fragments)
 	}
 	return nil
 }
