@@ -48,8 +48,9 @@ type testUnion struct {
 type testMounter struct{}
 
 type testMounted struct {
-	root string
-	u    testUnion
+	root  string
+	layer string // where entries are created; empty: none can be
+	u     testUnion
 }
 
 func (testMounter) Mount(spec *Spec, files []*os.File, target string) (Mounted, error) {
@@ -73,14 +74,21 @@ func (testMounter) Mount(spec *Spec, files []*os.File, target string) (Mounted, 
 		}
 		return &testMounted{root: target, u: u}, nil
 	}
-	if err := unix.Mount("tmpfs", target, "tmpfs", 0, "size=64m,mode=0755"); err != nil {
+	// Like the real union's upper layer, the tmpfs stays reachable at a
+	// path of its own (layer) where Mountpoint creates entries: through
+	// target, they would land in whatever is bound there.
+	layer := target + ".layer"
+	if err := os.Mkdir(layer, 0o755); err != nil {
 		return nil, err
 	}
-	if err := copyTree(u.Tree, target); err != nil {
+	if err := unix.Mount("tmpfs", layer, "tmpfs", 0, "size=64m,mode=0755"); err != nil {
+		return nil, err
+	}
+	if err := copyTree(u.Tree, layer); err != nil {
 		return nil, err
 	}
 	for name, link := range u.Links {
-		p := filepath.Join(target, name)
+		p := filepath.Join(layer, name)
 		if err := os.RemoveAll(p); err != nil {
 			return nil, err
 		}
@@ -93,19 +101,22 @@ func (testMounter) Mount(spec *Spec, files []*os.File, target string) (Mounted, 
 		if err != nil {
 			return nil, err
 		}
-		name := filepath.Join(target, fmt.Sprintf("husk-file-%d", i))
+		name := filepath.Join(layer, fmt.Sprintf("husk-file-%d", i))
 		if err := os.WriteFile(name, b, 0o644); err != nil {
 			return nil, err
 		}
 	}
-	return &testMounted{root: target, u: u}, nil
+	if err := unix.Mount(layer, target, "", unix.MS_BIND, ""); err != nil {
+		return nil, err
+	}
+	return &testMounted{root: target, layer: layer, u: u}, nil
 }
 
 func (m *testMounted) Mountpoint(path string, dir bool) error {
-	if m.u.NoMountpoints {
+	if m.u.NoMountpoints || m.layer == "" {
 		return syscall.EROFS
 	}
-	p := filepath.Join(m.root, path)
+	p := filepath.Join(m.layer, path)
 	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 		return err
 	}
@@ -119,6 +130,9 @@ func (m *testMounted) Unmount() error {
 	err := unix.Unmount(m.root, 0)
 	if errors.Is(err, unix.EBUSY) {
 		err = unix.Unmount(m.root, unix.MNT_DETACH)
+	}
+	if m.layer != "" {
+		err = errors.Join(err, unix.Unmount(m.layer, 0), os.Remove(m.layer))
 	}
 	if m.u.Log != "" {
 		msg := "unmounted\n"

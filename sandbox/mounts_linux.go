@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -32,6 +33,9 @@ type hostMount struct {
 	Fatal bool
 	// IfAbsent mounts are made only when Dst does not exist yet.
 	IfAbsent bool
+	// Session says Src is in the session tmpfs: mount points below Dst
+	// may be created there.
+	Session bool
 	// NotSameAs skips the mount when Dst resolves to the same container
 	// path as this one (/var/tmp linked to /tmp).
 	NotSameAs string
@@ -55,10 +59,10 @@ func defaultMounts(p *plan, sess *session) []hostMount {
 	}
 	if !s.skips("dev", "/dev") {
 		src := "/dev"
-		if s.Contain {
-			src = sess.path("dev")
-		}
 		add(hostMount{Tag: "dev", Src: src, Dst: "/dev", Attr: attrDev})
+		if s.Contain {
+			ms[len(ms)-1].Src, ms[len(ms)-1].Session = sess.path("dev"), true
+		}
 	}
 	for _, f := range []string{"/etc/localtime", "/etc/hosts"} {
 		if !s.skips("bind-paths", f) {
@@ -77,9 +81,10 @@ func defaultMounts(p *plan, sess *session) []hostMount {
 		if s.Contain {
 			tmp, varTmp = sess.path("tmp"), sess.path("var_tmp")
 		}
-		add(hostMount{Tag: "tmp", Src: tmp, Dst: "/tmp", Attr: attrBind})
+		add(hostMount{Tag: "tmp", Src: tmp, Dst: "/tmp", Attr: attrBind,
+			Session: s.Contain})
 		add(hostMount{Tag: "tmp", Src: varTmp, Dst: "/var/tmp", Attr: attrBind,
-			NotSameAs: "/tmp"})
+			NotSameAs: "/tmp", Session: s.Contain})
 	}
 
 	if !s.NoHome && !s.skips("home", "") {
@@ -90,7 +95,7 @@ func defaultMounts(p *plan, sess *session) []hostMount {
 		// An explicit --home must exist; a default home that does not
 		// (nobody's /nonexistent) is skipped like a bind path.
 		add(hostMount{Tag: "home", Src: src, Dst: dst, Attr: attrBind,
-			Optional: s.Home == "", Fatal: true})
+			Optional: s.Home == "", Fatal: true, Session: s.Contain && s.Home == ""})
 	}
 
 	// The working directory only when the container does not already have
@@ -136,7 +141,7 @@ func (st *stage1State) bindInto(m hostMount) error {
 	}
 
 	if _, err := os.Lstat(target); errors.Is(err, os.ErrNotExist) {
-		if err := st.mounted.Mountpoint(dst, fi.IsDir()); err != nil {
+		if err := st.mountpoint(dst, fi.IsDir()); err != nil {
 			if m.Fatal {
 				return fmt.Errorf("can't create %s destination %s in the container: %w",
 					m.Tag, dst, err)
@@ -155,8 +160,41 @@ func (st *stage1State) bindInto(m hostMount) error {
 	if err := bindMount(m.Src, target, m.Attr); err != nil {
 		return fmt.Errorf("[%s]: %w", m.Tag, err)
 	}
+	st.binds = append(st.binds, madeBind{dst: dst, src: m.Src, session: m.Session})
 	st.log.Debug("mounted", "tag", m.Tag, "src", m.Src, "dst", dst)
 	return nil
+}
+
+// madeBind is a bind mount stage 1 made in the container.
+type madeBind struct {
+	dst, src string
+	session  bool
+}
+
+// mountpoint creates the missing dst. Below one of stage 1's own binds,
+// the entry belongs in that bind's source, not in the union it hides:
+// it is created there when the source is in the session tmpfs, and
+// refused when it is a host directory, which husk does not modify.
+func (st *stage1State) mountpoint(dst string, dir bool) error {
+	for i := len(st.binds) - 1; i >= 0; i-- {
+		b := st.binds[i]
+		rel, ok := strings.CutPrefix(dst, strings.TrimSuffix(b.dst, "/")+"/")
+		if !ok {
+			continue
+		}
+		if !b.session {
+			return fmt.Errorf("%s is in host directory %s bound at %s", dst, b.src, b.dst)
+		}
+		p := filepath.Join(b.src, rel)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			return err
+		}
+		if dir {
+			return os.Mkdir(p, 0o755)
+		}
+		return os.WriteFile(p, nil, 0o644)
+	}
+	return st.mounted.Mountpoint(dst, dir)
 }
 
 // unwrapPath drops the *os.PathError around err: the caller names the

@@ -211,7 +211,21 @@ func TestMountpointFailure(t *testing.T) {
 		t.Errorf("no warning:\n%s", res.Stderr)
 	}
 
+	// A destination below a host directory bound in: not created there.
+	s.Union = unionJSON(testUnion{Tree: testTree})
+	hostDst := filepath.Join(e.dir, "not-on-host", "x")
+	s.Binds = []Bind{{Src: e.wd, Dst: hostDst}}
+	res = e.run(s)
+	ok(t, res)
+	if !strings.Contains(res.Stderr, "Skipping mount "+e.wd+" [binds]: "+hostDst) {
+		t.Errorf("no warning:\n%s", res.Stderr)
+	}
+	if _, err := os.Stat(filepath.Dir(hostDst)); err == nil {
+		t.Errorf("mount point created on the host: %s", hostDst)
+	}
+
 	// Home is under /tmp: without the /tmp bind it must be created.
+	s.Union = unionJSON(testUnion{Tree: testTree, NoMountpoints: true})
 	s.Binds, s.NoHome, s.NoMount = nil, false, []string{"tmp"}
 	res = e.run(s)
 	if res.Status != 255 || !strings.Contains(res.Err, "can't create home destination") {

@@ -35,6 +35,8 @@ type stage1State struct {
 	mounted Mounted
 	// sessMounted says the session tmpfs is mounted.
 	sessMounted bool
+	// binds are the bind mounts made so far, in order.
+	binds []madeBind
 }
 
 // stage1 sets the container up, runs stage 2 and tears the container
@@ -147,7 +149,7 @@ func (st *stage1State) ensureDir(dst string) error {
 		return err
 	}
 	if _, err := os.Lstat(filepath.Join(st.final, r)); errors.Is(err, os.ErrNotExist) {
-		return st.mounted.Mountpoint(r, true)
+		return st.mountpoint(r, true)
 	}
 	return err
 }
