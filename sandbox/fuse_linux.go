@@ -47,6 +47,10 @@ var fuseUserNSKernel = [2]int{4, 18}
 // one of the host's limits: /dev/fuse not usable, or a kernel that
 // refuses FUSE mounts in user namespaces.
 func explainMountError(err error) error {
+	var errno syscall.Errno
+	if !errors.As(err, &errno) {
+		return err // not the kernel's refusal
+	}
 	if ferr := CheckFUSE(); ferr != nil {
 		return fmt.Errorf("%w (%v)", err, ferr)
 	}

@@ -26,6 +26,8 @@ type testUnion struct {
 	Tree string
 	// Fail makes Mount fail with EPERM (the error a FUSE mount gives).
 	Fail bool
+	// Panic makes Mount panic.
+	Panic bool
 	// FuseDevice replaces /dev/fuse for the explanation of the failure.
 	FuseDevice string
 	// NoMountpoints makes Mountpoint fail, as a read-only union would.
@@ -57,6 +59,9 @@ func (testMounter) Mount(spec *Spec, files []*os.File, target string) (Mounted, 
 	var u testUnion
 	if err := json.Unmarshal(spec.Union, &u); err != nil {
 		return nil, err
+	}
+	if u.Panic {
+		panic("test mounter panics")
 	}
 	if u.OldKernel {
 		mountSetattr = func(int, string, uint, *unix.MountAttr) error { return unix.ENOSYS }

@@ -26,6 +26,8 @@ type record struct {
 	Attrs []string `json:"a,omitempty"`
 	// Fatal marks the error that ends the stage before the payload runs.
 	Fatal bool `json:"f,omitempty"`
+	// Started is sent by stage 2 once the payload runs.
+	Started bool `json:"s,omitempty"`
 }
 
 // pipeHandler is a slog.Handler writing records to the log pipe.
@@ -83,10 +85,22 @@ func (h *pipeHandler) fatal(err error) {
 	_ = h.send(record{Level: slog.LevelError, Msg: err.Error(), Fatal: true})
 }
 
-// relay reads the log pipe until every writer has closed it, replays the
-// records into log and returns the first fatal error sent by a stage.
-func relay(r io.Reader, log *slog.Logger) error {
-	var fatal error
+// started tells stage 0 that the payload runs: from then on a failing
+// stage is no longer a setup failure.
+func (h *pipeHandler) started() {
+	_ = h.send(record{Level: slog.LevelDebug, Started: true})
+}
+
+// relayed is what the stages reported.
+type relayed struct {
+	fatal   error // the first fatal error
+	started bool  // the payload was started
+}
+
+// relay reads the log pipe until every writer has closed it and replays
+// the records into log.
+func relay(r io.Reader, log *slog.Logger) relayed {
+	var res relayed
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
@@ -95,9 +109,13 @@ func relay(r io.Reader, log *slog.Logger) error {
 			log.Warn("sandbox: bad message from a stage", "line", sc.Text())
 			continue
 		}
+		if rec.Started {
+			res.started = true
+			continue
+		}
 		if rec.Fatal {
-			if fatal == nil {
-				fatal = errors.New(rec.Msg)
+			if res.fatal == nil {
+				res.fatal = errors.New(rec.Msg)
 			}
 			log.Debug("stage failed", "error", rec.Msg)
 			continue
@@ -108,5 +126,5 @@ func relay(r io.Reader, log *slog.Logger) error {
 		}
 		log.Log(context.Background(), rec.Level, rec.Msg, args...)
 	}
-	return fatal
+	return res
 }

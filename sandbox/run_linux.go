@@ -140,8 +140,8 @@ func runStage1(ctx context.Context, p *plan, files []*os.File, log *slog.Logger)
 
 	// Send the plan. Stage 1 reads it before doing anything else, so this
 	// is also the point where an id mapper (newuidmap) would have run.
-	relayed := make(chan error, 1)
-	go func() { relayed <- relay(logR, log) }()
+	relayedc := make(chan relayed, 1)
+	go func() { relayedc <- relay(logR, log) }()
 	if err := json.NewEncoder(specW).Encode(p); err != nil {
 		_ = cmd.Process.Kill()
 	}
@@ -150,15 +150,19 @@ func runStage1(ctx context.Context, p *plan, files []*os.File, log *slog.Logger)
 	stop := context.AfterFunc(ctx, func() { _ = cmd.Process.Signal(syscall.SIGTERM) })
 	defer stop()
 	werr := cmd.Wait()
-	fatal := <-relayed
+	rep := <-relayedc
 
 	status := exitStatus(cmd.ProcessState)
 	log.Debug("stage 1 exited", "status", status, "wait", werr)
-	if fatal != nil {
-		return setupFailed, fatal
-	}
-	if werr != nil && cmd.ProcessState == nil {
+	switch {
+	case rep.fatal != nil:
+		return setupFailed, rep.fatal
+	case cmd.ProcessState == nil:
 		return setupFailed, fmt.Errorf("sandbox: wait for stage 1: %w", werr)
+	case !rep.started:
+		// A stage crashed (its panic is on stderr) or was killed.
+		return setupFailed, fmt.Errorf("sandbox: container setup ended with status %d "+
+			"before the command started", status)
 	}
 	return status, nil
 }

@@ -194,6 +194,13 @@ func TestMountFailure(t *testing.T) {
 	if res.Status != 255 || !strings.Contains(res.Err, want) {
 		t.Errorf("status %d, error %q, want 255 and %q", res.Status, res.Err, want)
 	}
+
+	s.Union = unionJSON(testUnion{Panic: true})
+	res = e.run(s)
+	want = "mounting the container: sandbox: Mounter panicked: test mounter panics"
+	if res.Status != 255 || res.Err != want {
+		t.Errorf("status %d, error %q, want 255 and %q", res.Status, res.Err, want)
+	}
 }
 
 // TestMountpointFailure: a missing bind destination that the union cannot

@@ -92,7 +92,7 @@ func (st *stage1State) setup(m Mounter) error {
 	}
 
 	spec := st.plan.Spec
-	mounted, err := m.Mount(spec, st.io.files, st.final)
+	mounted, err := callMount(m, spec, st.io.files, st.final)
 	if err != nil {
 		return fmt.Errorf("mounting the container: %w", explainMountError(err))
 	}
@@ -227,4 +227,16 @@ func (st *stage1State) teardown() error {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// callMount calls the Mounter, turning a panic into an error so that the
+// teardown still runs.
+func callMount(m Mounter, spec *Spec, files []*os.File, target string) (
+	mounted Mounted, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			mounted, err = nil, fmt.Errorf("sandbox: Mounter panicked: %v", r)
+		}
+	}()
+	return m.Mount(spec, files, target)
 }

@@ -38,6 +38,7 @@ func stage2(fw *forwarder, fds string) int {
 	if err != nil {
 		return sio.fail(err)
 	}
+	sio.h.started()
 	fw.target(proc, p.TTYSignals)
 	status := sup.wait(proc.Pid)
 	fw.stopIgnoring()
