@@ -73,17 +73,6 @@ func (m idMapping) apply(attr *syscall.SysProcAttr) {
 	attr.GidMappingsEnableSetgroups = m.Setgroups
 }
 
-// toHost translates a container id through ranges; ok is false when the
-// id is not mapped (it then shows as the overflow id, nobody).
-func toHost(ranges []idRange, id uint32) (host uint32, ok bool) {
-	for _, r := range ranges {
-		if id >= r.Container && id-r.Container < r.Size {
-			return r.Host + (id - r.Container), true
-		}
-	}
-	return 0, false
-}
-
 func (m idMapping) String() string {
 	var b strings.Builder
 	for _, r := range m.UIDs {

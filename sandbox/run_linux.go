@@ -117,7 +117,8 @@ func runStage1(ctx context.Context, p *plan, files []*os.File, log *slog.Logger)
 		// container down cleanly: the union is still synced.
 		Pdeathsig: syscall.SIGTERM,
 	}
-	rootMapping(p.Spec.UID, p.Spec.GID).apply(cmd.SysProcAttr)
+	mapping := rootMapping(p.Spec.UID, p.Spec.GID)
+	mapping.apply(cmd.SysProcAttr)
 
 	// Pdeathsig fires when the thread that forked exits, not the process;
 	// keep this goroutine on its thread until stage 1 is gone
@@ -127,7 +128,7 @@ func runStage1(ctx context.Context, p *plan, files []*os.File, log *slog.Logger)
 
 	fw := startForwarding()
 	defer fw.stop()
-	log.Debug("starting stage 1", "session", p.Session, "uid", p.Spec.UID, "gid", p.Spec.GID)
+	log.Debug("starting stage 1", "session", p.Session, "map", mapping.String())
 	if err := cmd.Start(); err != nil {
 		if isUsernsErrno(err) {
 			return setupFailed, usernsError(err)

@@ -28,7 +28,8 @@ type Spec struct {
 	// Args is the payload's argv. Args[0] is looked up on the PATH of Env
 	// inside the container when it has no slash.
 	Args []string
-	// Env is the payload's complete environment (KEY=value).
+	// Env is the payload's complete environment (KEY=value), HOME
+	// included: see [Spec.ContainerHome].
 	Env []string
 	// Cwd is the payload's working directory in the container. Empty means
 	// the host working directory (the container home with Contain).
@@ -42,7 +43,8 @@ type Spec struct {
 	// UID and GID are the host user's ids (os.Getuid, os.Getgid).
 	UID, GID uint32
 	// Username and HomeDir are the host passwd entry of UID. Run looks them
-	// up in /etc/passwd when empty.
+	// up in /etc/passwd when empty; users known only through NSS (LDAP,
+	// sssd) must be filled in by the caller (os/user).
 	Username, HomeDir string
 
 	// Fakeroot runs the payload as uid 0 of the user namespace instead of
