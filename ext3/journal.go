@@ -101,6 +101,9 @@ type journal struct {
 	// or 0. The core should then mark the filesystem as having errors, as
 	// e2fsck does ("journal transaction N was corrupt").
 	failedCommit uint32
+	// logBuf and runBuf are scratch buffers reused by commit for the log
+	// and the checkpoint runs; they grow to the largest commit seen.
+	logBuf, runBuf []byte
 	// replayed describes what the last recover found.
 	replayed jbdReplayStats
 	// now returns the commit time; tests replace it.

@@ -1,7 +1,6 @@
 package ext3
 
 import (
-	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -52,12 +51,17 @@ func (j *journal) checkCommit(blocks []metaBlock) error {
 // commitLocked runs the four steps of a commit.
 func (j *journal) commitLocked(blocks []metaBlock) error {
 	seq := j.sequence
-	log, crc := j.buildLog(seq, blocks)
+	// buf holds journal block 0 followed by the log, so that the common
+	// layout (s_first 1, contiguous blocks) takes a single WriteAt.
+	buf := j.scratchBuf(&j.logBuf, (1+j.logBlocks(len(blocks)))*j.bs)
+	log := buf[j.bs:]
+	crc := j.buildLog(seq, blocks, log)
 
 	// Step 1: superblock marking the log non-empty, descriptors, copies.
 	j.encodeSuper(j.first, seq)
 	if j.first == 1 && j.phys[1] == j.phys[0]+1 {
-		if err := j.writeBlocks(0, append(j.raw, log...)); err != nil {
+		copy(buf, j.raw)
+		if err := j.writeBlocks(0, buf); err != nil {
 			return err
 		}
 	} else {
@@ -96,13 +100,20 @@ func (j *journal) commitLocked(blocks []metaBlock) error {
 	return nil
 }
 
-// buildLog returns the descriptor blocks and journal copies of a
-// transaction, laid out as they go in the log from s_first, and the
-// COMPAT_CHECKSUM crc32_be over them.
-func (j *journal) buildLog(seq uint32, blocks []metaBlock) ([]byte, uint32) {
+// logBlocks is the number of log blocks before the commit block of a
+// transaction of n blocks: descriptors and copies.
+func (j *journal) logBlocks(n int) int {
+	per := j.tagsPerDescriptor()
+	return (n+per-1)/per + n
+}
+
+// buildLog writes into log, zeroed and logBlocks(len(blocks)) blocks
+// long, the descriptor blocks and journal copies of a transaction as they
+// go in the log from s_first, and returns the COMPAT_CHECKSUM crc32_be
+// over them.
+func (j *journal) buildLog(seq uint32, blocks []metaBlock, log []byte) uint32 {
 	bs, per := j.bs, j.tagsPerDescriptor()
 	ndesc := (len(blocks) + per - 1) / per
-	log := make([]byte, (ndesc+len(blocks))*bs)
 	crc := ^uint32(0)
 	for d := range ndesc {
 		group := blocks[d*per : min((d+1)*per, len(blocks))]
@@ -141,7 +152,18 @@ func (j *journal) buildLog(seq uint32, blocks []metaBlock) ([]byte, uint32) {
 			crc = crc32BE(crc, log[base:base+(len(group)+1)*bs])
 		}
 	}
-	return log, crc
+	return crc
+}
+
+// scratchBuf returns *buf resized to n zeroed bytes, reallocating only
+// when it is too small, so that commits of similar size reuse memory.
+func (j *journal) scratchBuf(buf *[]byte, n int) []byte {
+	if cap(*buf) < n {
+		*buf = make([]byte, n)
+	}
+	b := (*buf)[:n]
+	clear(b)
+	return b
 }
 
 // putHeader writes a journal_header_t at the start of b.
@@ -177,14 +199,24 @@ func (j *journal) checkpoint(blocks []metaBlock) error {
 	for i, m := range blocks {
 		last[m.nr] = i
 	}
-	var run bytes.Buffer
+	// Runs of consecutive blocks are copied together into one buffer; a
+	// lone block is written from the caller's slice.
+	if cap(j.runBuf) < len(blocks)*j.bs {
+		j.runBuf = make([]byte, 0, len(blocks)*j.bs)
+	}
+	run := j.runBuf[:0]
 	var runStart, runLen uint32
+	var lone []byte
 	flush := func() error {
 		if runLen == 0 {
 			return nil
 		}
-		_, err := j.dev.WriteAt(run.Bytes(), int64(runStart)*int64(j.bs))
-		run.Reset()
+		buf := run
+		if runLen == 1 {
+			buf = lone
+		}
+		_, err := j.dev.WriteAt(buf, int64(runStart)*int64(j.bs))
+		run = run[:0]
 		if err != nil {
 			return fmt.Errorf("ext3: checkpoint fs blocks %d-%d: %w",
 				runStart, runStart+runLen-1, err)
@@ -202,9 +234,14 @@ func (j *journal) checkpoint(blocks []metaBlock) error {
 			}
 		}
 		if runLen == 0 {
-			runStart = m.nr
+			runStart, lone = m.nr, m.data
 		}
-		run.Write(m.data)
+		if runLen == 1 {
+			run = append(run, lone...)
+		}
+		if runLen > 0 {
+			run = append(run, m.data...)
+		}
 		runLen++
 	}
 	if err := flush(); err != nil {
