@@ -92,8 +92,11 @@ type Request struct {
 
 // NewPlan opens the root image and overlays, locks the ext3 sections and
 // stacks the layers as Apptainer does (COMPAT §3.2-§3.3, §6). On error all
-// files are closed. Warnings go to log.
+// files are closed. Warnings go to log (nil: discarded).
 func NewPlan(req Request, log *slog.Logger) (_ *Plan, err error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	if req.Writable && len(req.Overlays) > 0 {
 		return nil, fmt.Errorf("cannot use --overlay in conjunction with --writable")
 	}
