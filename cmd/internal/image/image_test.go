@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -71,13 +72,19 @@ func mkFs(t *testing.T, tool string, extra ...string) string {
 // mkSIF builds a SIF from a squashfs root and optional extra partitions.
 func mkSIF(t *testing.T, root string, parts ...sif.DescriptorInput) string {
 	t.Helper()
+	return mkSIFArch(t, root, "amd64", parts...)
+}
+
+// mkSIFArch is mkSIF with the primary partition's arch.
+func mkSIFArch(t *testing.T, root, arch string, parts ...sif.DescriptorInput) string {
+	t.Helper()
 	f, err := os.Open(root)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
 	di, err := sif.NewDescriptorInput(sif.DataPartition, f,
-		sif.OptPartitionMetadata(sif.FsSquash, sif.PartPrimSys, "amd64"))
+		sif.OptPartitionMetadata(sif.FsSquash, sif.PartPrimSys, arch))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -184,6 +191,9 @@ func TestOpenRefuses(t *testing.T) {
 			"truncated SIF: partition 1"},
 		{"corrupt squashfs", writeFile(t, corrupt), "is not a squashfs filesystem"},
 		{"corrupt squashfs tables", writeFile(t, badTables), "partition 1: squash"},
+		{"foreign arch", mkSIFArch(t, sq, foreignArch()),
+			"the image's architecture (" + foreignArch() + ") could not run on the host's (" +
+				runtime.GOARCH + ")"},
 		{"ext2", noJournal, "file is not a valid ext3 image"},
 		{"ext4", ext4, "file is not a valid ext3 image"},
 	}
@@ -199,6 +209,14 @@ func TestOpenRefuses(t *testing.T) {
 			}
 		})
 	}
+}
+
+// foreignArch is an architecture this host cannot run.
+func foreignArch() string {
+	if runtime.GOARCH == "s390x" {
+		return "riscv64"
+	}
+	return "s390x"
 }
 
 func TestSIFOverlayPartitions(t *testing.T) {

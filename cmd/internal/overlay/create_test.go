@@ -1,6 +1,7 @@
 package overlay
 
 import (
+	"crypto"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -153,5 +154,60 @@ func TestCreateInSIF(t *testing.T) {
 	want := "a writable overlay partition already exists in " + img + " (ID: 2)"
 	if err == nil || !strings.Contains(err.Error(), want) {
 		t.Fatalf("second overlay: %v, want %q", err, want)
+	}
+}
+
+// mkSIF makes a SIF whose primary partition has fstype fs, plus extra
+// objects.
+func mkSIF(t *testing.T, fs sif.FSType, extra ...sif.DescriptorInput) string {
+	t.Helper()
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src")
+	os.MkdirAll(src, 0o755)
+	sq := filepath.Join(dir, "r.sqfs")
+	tool(t, "mksquashfs", src, sq, "-noappend", "-quiet")
+	f, _ := os.Open(sq)
+	defer f.Close()
+	di, err := sif.NewDescriptorInput(sif.DataPartition, f,
+		sif.OptPartitionMetadata(fs, sif.PartPrimSys, "amd64"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	img := filepath.Join(dir, "i.sif")
+	fi, err := sif.CreateContainerAtPath(img,
+		sif.OptCreateWithDescriptors(append([]sif.DescriptorInput{di}, extra...)...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fi.UnloadContainer()
+	return img
+}
+
+func TestCreateRefusesSIF(t *testing.T) {
+	sig, err := sif.NewDescriptorInput(sif.DataSignature, strings.NewReader("sig"),
+		sif.OptSignatureMetadata(crypto.SHA256, make([]byte, 20)), sif.OptNoGroup(),
+		sif.OptLinkedGroupID(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	signed := mkSIF(t, sif.FsSquash, sig)
+	encrypted := mkSIF(t, sif.FsEncryptedSquashfs)
+	cases := []struct{ name, path, want string }{
+		{"signed", signed, "SIF image " + signed + " is signed: could not add writable overlay"},
+		{"encrypted", encrypted, "encrypted root FS partition in " + encrypted +
+			": could not add writable overlay"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			before, _ := os.Stat(c.path)
+			err := Create(c.path, Options{SizeMiB: 64, Sparse: true})
+			if err == nil || err.Error() != c.want {
+				t.Fatalf("error %v, want %q", err, c.want)
+			}
+			after, _ := os.Stat(c.path)
+			if after.Size() != before.Size() || !after.ModTime().Equal(before.ModTime()) {
+				t.Errorf("%s was modified", c.path)
+			}
+		})
 	}
 }
