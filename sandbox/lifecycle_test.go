@@ -144,3 +144,33 @@ func TestForwarderTerminal(t *testing.T) {
 		t.Errorf("payload saw %q, want only TERM", rest)
 	}
 }
+
+// TestFUSE runs the container on a real FUSE mount served by stage 1 (a
+// go-fuse loopback of the test tree): the payload, in its nested user
+// namespace, reads and writes through it, and the server stops cleanly.
+func TestFUSE(t *testing.T) {
+	if err := CheckFUSE(); err != nil {
+		t.Fatalf("%v (CI must chmod 0666 /dev/fuse before the rootless tests)", err)
+	}
+	e := newEnv(t)
+	log := filepath.Join(e.userDir("log"), "unmount")
+	s := e.spec("sh", "-c", `id -u; echo written > /new; cat /new; stat -c %u /new
+		cat /proc/self/mountinfo`)
+	s.Union = unionJSON(testUnion{Tree: testTree, FUSE: true, Log: log})
+	out := ok(t, e.run(s))
+	if want := "65534\nwritten\n65534\n"; !strings.HasPrefix(out, want) {
+		t.Errorf("got %q, want it to start with %q", out, want)
+	}
+	root := ""
+	for _, line := range strings.Split(out, "\n") {
+		if f := strings.Fields(line); len(f) > 8 && f[4] == "/" {
+			root = line
+		}
+	}
+	if !strings.Contains(root, " - fuse") {
+		t.Errorf("root is not the FUSE mount: %q", root)
+	}
+	if b, err := os.ReadFile(log); string(b) != "unmounted\n" {
+		t.Errorf("Mounted.Unmount log: %q, %v", b, err)
+	}
+}

@@ -16,6 +16,8 @@ import (
 	"strings"
 	"syscall"
 
+	fusefs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
 )
 
@@ -37,6 +39,9 @@ type testUnion struct {
 	// Links are symbolic links (path: target) to make in the tree, over
 	// what is there.
 	Links map[string]string
+	// FUSE serves the tree through a go-fuse loopback file system mounted
+	// from stage 1 (DirectMountStrict), as husk's union is.
+	FUSE bool
 	// OldKernel makes mount_setattr(2) fail with ENOSYS in stage 1.
 	OldKernel bool
 	// Bind, when set, is a root file system to bind read-only instead of
@@ -53,6 +58,7 @@ type testMounted struct {
 	root  string
 	layer string // where entries are created; empty: none can be
 	u     testUnion
+	srv   *fuse.Server // with FUSE
 }
 
 func (testMounter) Mount(spec *Spec, files []*os.File, target string) (Mounted, error) {
@@ -111,6 +117,18 @@ func (testMounter) Mount(spec *Spec, files []*os.File, target string) (Mounted, 
 			return nil, err
 		}
 	}
+	if u.FUSE {
+		root, err := fusefs.NewLoopbackRoot(layer)
+		if err != nil {
+			return nil, err
+		}
+		srv, err := fusefs.Mount(target, root, &fusefs.Options{MountOptions: fuse.MountOptions{
+			DirectMount: true, DirectMountStrict: true, FsName: "husk-test"}})
+		if err != nil {
+			return nil, err
+		}
+		return &testMounted{root: target, layer: layer, u: u, srv: srv}, nil
+	}
 	if err := unix.Mount(layer, target, "", unix.MS_BIND, ""); err != nil {
 		return nil, err
 	}
@@ -132,7 +150,13 @@ func (m *testMounted) Mountpoint(path string, dir bool) error {
 }
 
 func (m *testMounted) Unmount() error {
-	err := unix.Unmount(m.root, 0)
+	var err error
+	if m.srv != nil {
+		err = m.srv.Unmount()
+		m.srv.Wait()
+	} else {
+		err = unix.Unmount(m.root, 0)
+	}
 	if errors.Is(err, unix.EBUSY) {
 		err = unix.Unmount(m.root, unix.MNT_DETACH)
 	}
