@@ -84,6 +84,7 @@ type journal struct {
 	compat   uint32 // s_feature_compat (0 for a V1 superblock)
 	incompat uint32 // s_feature_incompat (0 for a V1 superblock)
 	uuid     [16]byte
+	errno    int32  // s_errno: non-zero if the kernel aborted the journal
 	csumSeed uint32 // crc32c of uuid, for csum v2/v3
 	tagBytes int    // size of one block tag without UUID
 
@@ -155,7 +156,8 @@ func (j *journal) readSuper() error {
 	j.raw = raw
 	j.first, j.maxlen = sb.First, sb.MaxLen
 	j.start, j.sequence = sb.Start, sb.Sequence
-	j.uuid = sb.UUID
+	j.uuid, j.errno = sb.UUID, sb.Errno
+	j.compat, j.incompat = 0, 0
 	if sb.Header.BlockType == jbdSuperblockV2 {
 		j.compat, j.incompat = sb.Compat, sb.Incompat
 	}

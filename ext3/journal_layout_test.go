@@ -257,3 +257,41 @@ func TestRecoverFileDevice(t *testing.T) {
 		t.Error("fresh journal needs recovery")
 	}
 }
+
+// TestJournalSuperblockV1 loads a V1 superblock, whose feature fields do
+// not exist: whatever bytes sit there must be ignored, and commit and
+// recover must work without features.
+func TestJournalSuperblockV1(t *testing.T) {
+	bs := 1024
+	base := make([]byte, 2048*bs)
+	sb := formatJournal(bs, 256, [16]byte{})
+	binary.BigEndian.PutUint32(sb[4:], jbdSuperblockV1)
+	binary.BigEndian.PutUint32(sb[0x28:], 0xFFFFFFFF) // would be s_feature_incompat
+	copy(base[10*bs:], sb)
+	phys := make([]uint32, 256)
+	for i := range phys {
+		phys[i] = 10 + uint32(i)
+	}
+	dev := newCrashDev(base, bs, nil)
+	j, err := loadJournal(dev, bs, phys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if j.incompat != 0 || j.tagBytes != 8 {
+		t.Fatalf("V1 journal: incompat %#x, tag bytes %d", j.incompat, j.tagBytes)
+	}
+	dev.failAtSyncs = 2
+	blk := metaBlock{nr: 1500, data: make([]byte, bs)}
+	blk.data[5] = 42
+	if err := j.commit([]metaBlock{blk}); err == nil {
+		t.Fatal("commit on a failing device succeeded")
+	}
+	after := newCrashDev(base, bs, dev.durable)
+	rj, err := loadJournal(after, bs, phys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rj.recover(); err != nil || after.block(1500)[5] != 42 {
+		t.Fatalf("recover of a V1 journal: %v, block byte %d", err, after.block(1500)[5])
+	}
+}
