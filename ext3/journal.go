@@ -37,6 +37,25 @@
 // Data blocks that begin with the JBD2 magic are escaped in the log
 // (first four bytes zeroed, JBD2_FLAG_ESCAPE in their tag) so that a scan
 // can never take them for a journal metadata block.
+//
+// Why four syncs and not fewer: writing the commit block together with
+// the copies (steps 1 and 2 in one flush) is only safe when recovery
+// rejects a transaction with any torn block, which this package does for
+// checksummed journals but the kernel and e2fsck do not (they skip a bad
+// data block and replay the rest), and the images must stay safe for
+// them. The sync of step 4 keeps the journal durably empty when commit
+// returns, so a later crash can never replay a transaction over blocks
+// that were reused outside the journal (the job revoke records do for
+// the kernel; this package writes none). The sequence may still only
+// fall behind the log after a transaction with a bad checksum, as in the
+// kernel: recover then restarts past the first bad transaction.
+//
+// Formats: superblock V1 and V2; tags of 8/12 bytes, csum v2 (10/14) and
+// csum v3 (16); revoke records of 4 or 8 bytes; COMPAT_CHECKSUM (crc32_be
+// in the commit block), csum v2/v3 (crc32c) for superblock, descriptor,
+// revoke, commit and data blocks. Commits are written in the journal's
+// own format, so a kernel-made journal keeps working. fast_commit and
+// unknown incompat or ro_compat features are refused by name.
 
 package ext3
 
