@@ -273,3 +273,45 @@ func (f *FS) freeTree(in *inode, p uint32, level int, base, span, from, to uint6
 	}
 	return empty, firstErr
 }
+
+// holeSpan returns how many logical blocks from lblk on are certainly a
+// hole because an indirect block on their path is missing (at least 1).
+// Preconditions: in.mu held, lblk is a hole.
+func (f *FS) holeSpan(in *inode, lblk uint64) uint64 {
+	depth, idx, err := f.mapPath(lblk)
+	if err != nil || depth == 0 {
+		return 1
+	}
+	apb := uint64(f.apb)
+	// span[d] is how many logical blocks one pointer at level d maps.
+	spans := [4]uint64{}
+	spans[depth] = 1
+	for d := depth - 1; d >= 1; d-- {
+		spans[d] = spans[d+1] * apb
+	}
+	p := in.blockPtr(int(idx[0]))
+	if p == 0 {
+		// The whole tree under this i_block slot is missing.
+		rem := uint64(1)
+		for d := 1; d <= depth; d++ {
+			rem += uint64(apb-1-uint64(idx[d])) * spans[d]
+		}
+		return rem
+	}
+	for d := 1; d <= depth; d++ {
+		b, err := f.getInd(in, p)
+		if err != nil {
+			return 1
+		}
+		p = le.Uint32(b.data[4*idx[d]:])
+		f.cache.put(b)
+		if p == 0 {
+			rem := uint64(1)
+			for e := d + 1; e <= depth; e++ {
+				rem += uint64(apb-1-uint64(idx[e])) * spans[e]
+			}
+			return rem
+		}
+	}
+	return 1
+}

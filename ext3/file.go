@@ -40,6 +40,21 @@ func (f *FS) mapRun(in *inode, lblk uint64, max int) (uint32, int, error) {
 		return 0, 0, err
 	}
 	n := 1
+	if p == 0 {
+		// Skip missing indirect subtrees at once: sparse files can have
+		// holes of millions of blocks.
+		for n < max {
+			q, err := f.bmap(in, lblk+uint64(n))
+			if err != nil {
+				return 0, 0, err
+			}
+			if q != 0 {
+				break
+			}
+			n += int(min(f.holeSpan(in, lblk+uint64(n)), uint64(max-n)))
+		}
+		return 0, n, nil
+	}
 	for n < max {
 		q, err := f.bmap(in, lblk+uint64(n))
 		if err != nil {
