@@ -33,6 +33,7 @@ type jbdScan struct {
 	failed  uint32            // transaction whose commit block failed its checksum, or 0
 	txs     int               // committed transactions found
 	wrapped bool              // the log runs past the end of the journal area
+	badStop bool              // the scan ended on a damaged block of transaction end
 	logged  []jbdLogged       // blocks of committed transactions, log order
 	revokes map[uint64]uint32 // home block -> newest transaction revoking it
 }
@@ -73,7 +74,11 @@ func (j *journal) recover() error {
 	}
 	// As the kernel does, skip one ID past the end of the log so that no
 	// stale block can carry the next expected sequence.
-	if err := j.writeSuper(0, scan.end+1); err != nil {
+	next := scan.end + 1
+	if scan.badStop {
+		next = j.pastArea(next)
+	}
+	if err := j.writeSuper(0, next); err != nil {
 		return err
 	}
 	if err := j.dev.Sync(); err != nil {
@@ -157,11 +162,32 @@ func (j *journal) scanLog() (jbdScan, error) {
 			}
 		}
 		if !good {
+			s.badStop = true
 			break
 		}
 	}
 	s.end = seq
 	return s, nil
+}
+
+// pastArea returns next, or one past the newest transaction ID found in
+// any block header of the journal area if that is later. After a scan
+// that stopped on a damaged transaction, valid blocks of later
+// transactions may remain further on; the next commit must not reuse
+// their IDs, or a crash could replay them.
+func (j *journal) pastArea(next uint32) uint32 {
+	b := make([]byte, j.bs)
+	for p := j.first; p < j.maxlen; p++ {
+		if j.readBlock(p, b) != nil {
+			continue
+		}
+		var h jbdHeader
+		binary.Decode(b, binary.BigEndian, &h)
+		if h.Magic == jbdMagic && !tidGT(next, h.Sequence) {
+			next = h.Sequence + 1
+		}
+	}
+	return next
 }
 
 // scanDescriptor checks descriptor block b of transaction seq and the
