@@ -46,9 +46,10 @@
 // them. The sync of step 4 keeps the journal durably empty when commit
 // returns, so a later crash can never replay a transaction over blocks
 // that were reused outside the journal (the job revoke records do for
-// the kernel; this package writes none). The sequence may still only
-// fall behind the log after a transaction with a bad checksum, as in the
-// kernel: recover then restarts past the first bad transaction.
+// the kernel; this package writes none). After a transaction that fails
+// its checks, blocks of later transactions may remain in the log, so
+// recover then restarts the sequence past every ID in the journal area
+// (the kernel and e2fsck only past the damaged transaction).
 //
 // Formats: superblock V1 and V2; tags of 8/12 bytes, csum v2 (10/14) and
 // csum v3 (16); revoke records of 4 or 8 bytes; COMPAT_CHECKSUM (crc32_be
