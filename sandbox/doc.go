@@ -90,8 +90,9 @@
 //
 // # Known pitfalls
 //
-//   - Main must run before anything else in main: the stage processes have
-//     an empty environment and read their fds 3.. at once.
+//   - Main must run before anything else in main: a stage process reads
+//     its fds 3.. at once. The stages keep husk's environment; the payload
+//     gets Spec.Env only.
 //   - Stage 1 is the FUSE server and must not block on the union itself;
 //     Mounted.Mountpoint exists so that mount points are created in the
 //     layers, not through the mount.

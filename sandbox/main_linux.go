@@ -28,7 +28,8 @@ func Main(m Mounter) {
 	// signal as soon as this process exists.
 	fw := startForwarding()
 	fds := os.Getenv(specFDEnv)
-	os.Clearenv()
+	os.Unsetenv(stageEnv)
+	os.Unsetenv(specFDEnv)
 
 	var code int
 	switch stage {

@@ -176,10 +176,11 @@ func stageCommand(stage int, files []*os.File, spec, log *os.File) *exec.Cmd {
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 	cmd.ExtraFiles = append(append([]*os.File(nil), files...), spec, log)
 	n := 3 + len(files)
-	cmd.Env = []string{
+	// The stages keep husk's environment (Go runtime settings, the
+	// Mounter's own knobs); the payload gets Spec.Env only.
+	cmd.Env = append(os.Environ(),
 		fmt.Sprintf("%s=%d", stageEnv, stage),
-		fmt.Sprintf("%s=%d,%d", specFDEnv, n, n+1),
-	}
+		fmt.Sprintf("%s=%d,%d", specFDEnv, n, n+1))
 	return cmd
 }
 
