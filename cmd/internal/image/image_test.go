@@ -18,7 +18,7 @@ import (
 var quiet = slog.New(slog.DiscardHandler)
 
 // need fails the test when a host tool is missing.
-func need(t *testing.T, tool, pkg string) string {
+func need(t testing.TB, tool, pkg string) string {
 	t.Helper()
 	for _, p := range []string{"", "/usr/sbin/", "/sbin/"} {
 		if path, err := exec.LookPath(p + tool); err == nil {
@@ -29,7 +29,7 @@ func need(t *testing.T, tool, pkg string) string {
 	return ""
 }
 
-func run(t *testing.T, name string, args ...string) {
+func run(t testing.TB, name string, args ...string) {
 	t.Helper()
 	out, err := exec.Command(name, args...).CombinedOutput()
 	if err != nil {
@@ -38,7 +38,7 @@ func run(t *testing.T, name string, args ...string) {
 }
 
 // mkSquash builds a small squashfs with mksquashfs.
-func mkSquash(t *testing.T) string {
+func mkSquash(t testing.TB) string {
 	t.Helper()
 	dir := t.TempDir()
 	src := filepath.Join(dir, "src")
@@ -56,8 +56,14 @@ func mkExt3(t *testing.T, extra ...string) string {
 	return mkFs(t, "mkfs.ext3", extra...)
 }
 
+// mkExt3TB is mkExt3 for fuzz seeds: a small image.
+func mkExt3TB(t testing.TB) string {
+	t.Helper()
+	return mkFs(t, "mkfs.ext3")
+}
+
 // mkFs is mkExt3 with another mkfs tool.
-func mkFs(t *testing.T, tool string, extra ...string) string {
+func mkFs(t testing.TB, tool string, extra ...string) string {
 	t.Helper()
 	dir := t.TempDir()
 	stage := filepath.Join(dir, "stage")
@@ -70,13 +76,13 @@ func mkFs(t *testing.T, tool string, extra ...string) string {
 }
 
 // mkSIF builds a SIF from a squashfs root and optional extra partitions.
-func mkSIF(t *testing.T, root string, parts ...sif.DescriptorInput) string {
+func mkSIF(t testing.TB, root string, parts ...sif.DescriptorInput) string {
 	t.Helper()
 	return mkSIFArch(t, root, "amd64", parts...)
 }
 
 // mkSIFArch is mkSIF with the primary partition's arch.
-func mkSIFArch(t *testing.T, root, arch string, parts ...sif.DescriptorInput) string {
+func mkSIFArch(t testing.TB, root, arch string, parts ...sif.DescriptorInput) string {
 	t.Helper()
 	f, err := os.Open(root)
 	if err != nil {
