@@ -1,5 +1,3 @@
-// Command husk runs Apptainer/Singularity SIF images without root, setuid
-// helpers or kernel overlayfs. See README.md and `husk --help`.
 package main
 
 import (
