@@ -14,8 +14,9 @@ import (
 type DirOptions struct {
 	// IDMap translates owners between the container's view (Container,
 	// what Attr carries) and the host's view (Server, what the directory
-	// stores). Empty lists mean identity. Ids with no mapping read as
-	// 65534 and cannot be written (EINVAL).
+	// stores). Empty lists mean identity. Host ids with no mapping read as
+	// 65534; container ids with no mapping are written as the owner of
+	// the directory the layer was opened at.
 	IDMap IDMap
 }
 
@@ -32,6 +33,8 @@ type DirOptions struct {
 type DirLayer struct {
 	root    *os.File // the directory, O_RDONLY (syncfs needs a real fd)
 	rootIno uint64   // the directory's inode
+	rootUid uint32   // the directory's owner (host view), for unmapped ids
+	rootGid uint32
 	top     Node     // the layer's root: rootIno, or upper/ of an overlay dir
 	ids     IDMap
 
@@ -69,6 +72,7 @@ func OpenDirLayer(path string, opts *DirOptions) (*DirLayer, error) {
 		return nil, fmt.Errorf("fusefs: dir layer %s: %w", path, err)
 	}
 	d := &DirLayer{root: f, rootIno: st.Ino, top: Node(st.Ino),
+		rootUid: st.Uid, rootGid: st.Gid,
 		where: map[Node][]dirLink{}, fds: map[Node]*sharedFd{},
 		dirs: map[Node]int{}}
 	if opts != nil {

@@ -129,13 +129,18 @@ func (d *DirLayer) Removexattr(n Node, name string) error {
 	return nil
 }
 
-// hostIDs translates a container owner to the ids stored on disk.
+// hostIDs translates a container owner to the ids stored on disk. Ids
+// the map does not cover cannot be stored (the host would refuse them in a
+// user namespace): they are stored as the owner of the layer's directory,
+// as fuse-overlayfs's squash_to_uid does, so a copy-up of a root-owned
+// image file by an unprivileged user works and reads back as the user's.
 func (d *DirLayer) hostIDs(uid, gid uint32) (int, int, error) {
 	hu, hg := mapID(d.ids.UIDs, uid, true), mapID(d.ids.GIDs, gid, true)
-	if (len(d.ids.UIDs) > 0 && hu == overflowID && uid != overflowID) ||
-		(len(d.ids.GIDs) > 0 && hg == overflowID && gid != overflowID) {
-		return 0, 0, fmt.Errorf("fusefs: dir layer: owner %d:%d has no host id: %w",
-			uid, gid, unix.EINVAL)
+	if len(d.ids.UIDs) > 0 && hu == overflowID && uid != overflowID {
+		hu = d.rootUid
+	}
+	if len(d.ids.GIDs) > 0 && hg == overflowID && gid != overflowID {
+		hg = d.rootGid
 	}
 	return int(hu), int(hg), nil
 }

@@ -140,6 +140,9 @@ func (u *Union) Mount(dir string) error {
 			ExtraCapabilities: fuse.CAP_EXPORT_SUPPORT,
 		},
 	}
+	if u.upper == nil {
+		fopts.MountOptions.Options = append(fopts.MountOptions.Options, "ro")
+	}
 	if u.log != nil {
 		fopts.Logger = log.New(logWriter{u.log}, "", 0)
 	}
@@ -191,7 +194,8 @@ func (u *Union) Unmount() error {
 	err := u.server.Unmount()
 	if err != nil {
 		// Busy: detach it so that it goes away with its last user.
-		if lerr := lazyUnmount(u.mountDir); lerr != nil {
+		// EINVAL: no longer mounted (someone else unmounted it).
+		if lerr := lazyUnmount(u.mountDir); lerr != nil && !isErrno(lerr, syscall.EINVAL) {
 			return fmt.Errorf("fusefs: unmount: %w (lazy: %v)", err, lerr)
 		}
 	}

@@ -1,7 +1,9 @@
 package fusefs
 
 import (
+	"errors"
 	"os"
+	"strings"
 	"path/filepath"
 	"testing"
 
@@ -99,4 +101,64 @@ func TestRmdir(t *testing.T) {
 			t.Errorf("upper m %s = %q, %v", x, v[:n], err)
 		}
 	}
+}
+
+func TestReadOnlyUnion(t *testing.T) {
+	f := newFixture(t, 2)
+	tree(t, f.lowers[1], "a=1", "d/x=1")
+	tree(t, f.lowers[0], "wh:a", "d/y=2")
+	var o Options
+	for _, d := range f.lowers {
+		l, err := OpenDirLayer(d, nil)
+		must(t, err)
+		o.Lowers = append(o.Lowers, l)
+	}
+	mnt, _ := mountUnion(t, o)
+	wantListing(t, mnt, "d/", "d/x=1", "d/y=2")
+	if err := os.WriteFile(filepath.Join(mnt, "new"), nil, 0644); !errors.Is(err, unix.EROFS) {
+		t.Errorf("create on a read-only union: %v, want EROFS", err)
+	}
+	var st unix.Statfs_t
+	must(t, unix.Statfs(mnt, &st))
+	if st.Blocks == 0 {
+		t.Error("statfs reports no blocks")
+	}
+}
+
+// noTrusted is an upper that refuses trusted.* xattrs, as a directory
+// owned by an unprivileged user does.
+type noTrusted struct{ *DirLayer }
+
+func (n noTrusted) Setxattr(nd Node, name string, v []byte, flags uint32) error {
+	if strings.HasPrefix(name, "trusted.") {
+		return unix.EPERM
+	}
+	return n.DirLayer.Setxattr(nd, name, v, flags)
+}
+
+// Without trusted.* the opaque marker is fuse-overlayfs's dialect, which
+// fuse-overlayfs and husk read back.
+func TestOpaqueUnprivilegedDialect(t *testing.T) {
+	f := newFixture(t, 1)
+	tree(t, f.lowers[0], "d/old=1")
+	mnt, u := f.mount(func(o *Options) { o.Upper = noTrusted{o.Upper.(*DirLayer)} })
+	must(t, os.RemoveAll(filepath.Join(mnt, "d")))
+	must(t, os.Mkdir(filepath.Join(mnt, "d"), 0755))
+	must(t, os.WriteFile(filepath.Join(mnt, "d/new"), []byte("n"), 0644))
+	wantListing(t, mnt, "d/", "d/new=n")
+	up := filepath.Join(f.upper(), "d")
+	for _, x := range []string{"user.overlay.opaque", "user.fuseoverlayfs.opaque"} {
+		v := make([]byte, 4)
+		if n, err := unix.Getxattr(up, x, v); err != nil || string(v[:n]) != "y" {
+			t.Errorf("%s = %q %v", x, v[:n], err)
+		}
+	}
+	if st := stat(t, filepath.Join(up, ".wh..wh..opq")); st.Mode != unix.S_IFREG|0700 {
+		t.Errorf(".wh..wh..opq mode %o, want regular 0700", st.Mode)
+	}
+	must(t, u.Unmount())
+	mnt2, u2 := f.mount()
+	wantListing(t, mnt2, "d/", "d/new=n")
+	must(t, u2.Unmount())
+	wantListing(t, fuseOverlayfs(t, f), "d/", "d/new=n")
 }

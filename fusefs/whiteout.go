@@ -76,11 +76,21 @@ func (u *Union) hasWhiteoutFile(l int, dir Node, name string) bool {
 //
 // Preconditions: u.mu held for writing; name is free in dir.
 func (u *Union) makeWhiteout(dir Node, name string) error {
-	_, a, err := u.upper.Mknod(dir, name, syscall.S_IFCHR, 0, 0, 0)
+	uid, gid := u.markerOwner(dir)
+	_, a, err := u.upper.Mknod(dir, name, syscall.S_IFCHR, 0, uid, gid)
 	if err == nil {
 		u.newUpperInode(a.Ino)
 	}
 	return err
+}
+
+// markerOwner is the owner given to whiteouts and opaque markers in upper
+// directory dir: the directory's, which the upper can always store.
+func (u *Union) markerOwner(dir Node) (uid, gid uint32) {
+	if a, err := u.upper.Getattr(dir); err == nil {
+		return a.Uid, a.Gid
+	}
+	return 0, 0
 }
 
 // clearWhiteout removes a whiteout of name from upper directory dir, in
@@ -129,7 +139,8 @@ func (u *Union) markOpaque(dir Node) error {
 	if err := u.upper.Setxattr(dir, xFuseOp, y, 0); err != nil {
 		return err
 	}
-	_, a, err := u.upper.Create(dir, whOpqFile, 0700, 0, 0)
+	uid, gid := u.markerOwner(dir)
+	_, a, err := u.upper.Create(dir, whOpqFile, 0700, uid, gid)
 	if err == nil {
 		u.newUpperInode(a.Ino)
 	}
