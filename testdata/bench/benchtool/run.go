@@ -25,13 +25,15 @@ import (
 // does what runuser does for a command (uid, gid, groups, HOME, USER).
 // The command gets its own process group; on SIGINT/SIGTERM, and after it
 // exits, whatever is left of that group is killed, so no run leaks
-// processes.
+// processes. A command that outlives -timeout is killed and reported with
+// status 124, as timeout(1) does.
 func run(args []string) error {
 	fl := flag.NewFlagSet("run", flag.ContinueOnError)
 	userName := fl.String("user", "", "run the command as this user")
 	dir := fl.String("dir", "", "working directory (default: the user's home, or /)")
 	logPath := fl.String("log", "", "append the command's stdout and stderr to this file")
 	rss := fl.String("rss", "", "comma-separated executables whose peak RSS to sample")
+	timeout := fl.Duration("timeout", 15*time.Minute, "kill the command after this long")
 	if err := fl.Parse(args); err != nil {
 		return err
 	}
@@ -79,12 +81,18 @@ func run(args []string) error {
 	waited := make(chan error, 1)
 	go func() { waited <- cmd.Wait() }()
 	var werr error
+	timedOut := false
 	select {
 	case werr = <-waited:
 	case s := <-sigs:
 		killGroup(pgid)
 		<-waited
 		return fmt.Errorf("run: interrupted by %v, killed process group %d", s, pgid)
+	case <-time.After(*timeout):
+		fmt.Fprintf(cmd.Stderr, "benchtool: timed out after %v, killing group %d\n", *timeout, pgid)
+		killGroup(pgid)
+		werr = <-waited
+		timedOut = true
 	}
 	elapsed := time.Since(start)
 	var peak int64
@@ -107,6 +115,9 @@ func run(args []string) error {
 		}
 	case werr != nil:
 		return werr
+	}
+	if timedOut {
+		rc = 124 // as timeout(1)
 	}
 	fmt.Println(elapsed.Nanoseconds(), rc, peak)
 	return nil
