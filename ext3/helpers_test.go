@@ -5,6 +5,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -93,4 +94,10 @@ func newImageFile(t testing.TB, size int64) (*os.File, string) {
 	}
 	t.Cleanup(func() { fh.Close() })
 	return fh, img
+}
+
+var errnoENOENT = syscall.ENOENT
+
+func runOut(name string, args ...string) ([]byte, error) {
+	return exec.Command(name, args...).CombinedOutput()
 }
