@@ -45,29 +45,50 @@ func TestSignalForwarded(t *testing.T) {
 
 // TestLeftoversKilled: background processes die when the payload exits,
 // including one that ignores SIGTERM, before Run returns and before the
-// union is unmounted (the Mounter's Unmount runs and succeeds).
+// union is unmounted (the Mounter's Unmount runs and succeeds); with a
+// PID namespace too, and with one but no /proc in the container.
 func TestLeftoversKilled(t *testing.T) {
-	e := newEnv(t)
-	log := filepath.Join(e.userDir("log"), "unmount")
-	s := e.spec("sh", "-c", `
-		sleep 1000 & echo $!
-		sh -c 'trap "" TERM; exec sleep 1000' & echo $!
-		sleep 0.2`)
-	s.Union = unionJSON(testUnion{Tree: testTree, Log: log})
-	out := ok(t, e.run(s))
-	pids := strings.Fields(out)
-	if len(pids) != 2 {
-		t.Fatalf("want two pids, got %q", out)
+	for _, tc := range []struct {
+		name    string
+		pid     bool
+		noMount []string
+	}{
+		{"plain", false, nil},
+		{"pid", true, nil},
+		{"pid without proc", true, []string{"proc"}},
+		{"without proc", false, []string{"proc"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			log := filepath.Join(e.userDir("log"), "unmount")
+			s := e.spec("sh", "-c", `
+				sleep 987654 &
+				sh -c 'trap "" TERM; exec sleep 987654' &
+				sleep 0.2`)
+			s.PID, s.NoMount = tc.pid, tc.noMount
+			s.Union = unionJSON(testUnion{Tree: testTree, Log: log})
+			ok(t, e.run(s))
+			if pids := findProcesses("sleep\x00987654\x00"); len(pids) > 0 {
+				t.Errorf("background processes still run: %v", pids)
+			}
+			if b, err := os.ReadFile(log); err != nil || string(b) != "unmounted\n" {
+				t.Errorf("Mounted.Unmount log: %q, %v", b, err)
+			}
+		})
 	}
-	for _, pid := range pids {
-		if b, err := os.ReadFile("/proc/" + pid + "/cmdline"); err == nil &&
-			strings.Contains(string(b), "sleep") {
-			t.Errorf("background process %s still runs: %q", pid, b)
+}
+
+// findProcesses lists the host processes whose command line is cmdline.
+func findProcesses(cmdline string) []string {
+	ents, _ := os.ReadDir("/proc")
+	var pids []string
+	for _, e := range ents {
+		if b, err := os.ReadFile("/proc/" + e.Name() + "/cmdline"); err == nil &&
+			string(b) == cmdline {
+			pids = append(pids, e.Name())
 		}
 	}
-	if b, err := os.ReadFile(log); err != nil || string(b) != "unmounted\n" {
-		t.Errorf("Mounted.Unmount log: %q, %v", b, err)
-	}
+	return pids
 }
 
 // TestCommandErrors: a command that cannot be started fails the run with

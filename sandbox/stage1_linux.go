@@ -107,10 +107,11 @@ func (st *stage1State) setup(m Mounter) error {
 	if err := st.identityMounts(); err != nil {
 		return err
 	}
-	// Stage 2 mounts /proc itself with --pid; the mount point must exist.
-	if spec.PID && !spec.skips("proc", "/proc") {
+	// Stage 2 mounts /proc itself with --pid or --no-mount proc (see
+	// tempProc); the mount point must exist.
+	if spec.PID || tempProc(spec) {
 		if err := st.ensureDir("/proc"); err != nil {
-			return err
+			return fmt.Errorf("creating /proc in the container: %w", err)
 		}
 	}
 	return nil

@@ -35,6 +35,12 @@ func stage2(fw *forwarder, fds string) int {
 
 	sup := &supervisor{log: log, procfd: procfd}
 	proc, err := sup.start(p, cwd)
+	if tempProc(p.Spec) {
+		if uerr := unix.Unmount("/proc", unix.MNT_DETACH); uerr != nil && err == nil {
+			_ = proc.Kill()
+			err = &os.PathError{Op: "umount", Path: "/proc", Err: uerr}
+		}
+	}
 	if err != nil {
 		return sio.fail(err)
 	}
@@ -48,29 +54,25 @@ func stage2(fw *forwarder, fds string) int {
 }
 
 // enter makes the namespace-specific mounts, sets the host name and
-// pivots into p.Final. It returns a /proc directory fd of this PID
-// namespace that stays valid after the pivot, to find leftover processes
-// even when the container has no /proc.
+// pivots into p.Final. Without a PID namespace of our own, it returns a
+// /proc directory fd that stays valid after the pivot, to find leftover
+// processes even when the container has no /proc; -1 otherwise.
 func enter(p *plan, log *slog.Logger) (int, error) {
 	spec := p.Spec
-	proc := "/proc"
-	if spec.PID && !spec.skips("proc", "/proc") {
-		// A new procfs for the new PID namespace. The kernel allows it
-		// because this mount namespace still sees the host's /proc in
-		// full (mnt_already_visible); after the pivot it would not.
-		r, err := resolveIn(p.Final, "/proc")
+	// The host's /proc lists the host's PID namespace: with one of our own
+	// the supervisor does without (see killNamespace).
+	procfd := -1
+	if !spec.PID {
+		fd, err := unix.Open("/proc", unix.O_DIRECTORY|unix.O_RDONLY|unix.O_CLOEXEC, 0)
 		if err != nil {
-			return -1, err
+			return -1, &os.PathError{Op: "open", Path: "/proc", Err: err}
 		}
-		proc = filepath.Join(p.Final, r)
-		if err := mount("proc", proc, "proc",
-			unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
-			return -1, err
-		}
+		procfd = fd
 	}
-	procfd, err := unix.Open(proc, unix.O_DIRECTORY|unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return -1, &os.PathError{Op: "open", Path: proc, Err: err}
+	if spec.PID || tempProc(spec) {
+		if err := mountProc(p); err != nil {
+			return -1, err
+		}
 	}
 
 	if spec.IPC {
@@ -94,6 +96,31 @@ func enter(p *plan, log *slog.Logger) (int, error) {
 	}
 	log.Debug("pivoted", "root", p.Final)
 	return procfd, nil
+}
+
+// mountProc mounts the container's /proc: a new procfs for a new PID
+// namespace, else the host's. The kernel allows a new procfs because this
+// mount namespace still sees the host's /proc in full
+// (mnt_already_visible); after the pivot it would not.
+func mountProc(p *plan) error {
+	r, err := resolveIn(p.Final, "/proc")
+	if err != nil {
+		return err
+	}
+	target := filepath.Join(p.Final, r)
+	if p.Spec.PID {
+		return mount("proc", target, "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "")
+	}
+	return bindMount("/proc", target, attrBind)
+}
+
+// tempProc says /proc is mounted only while the payload starts: without
+// --fakeroot, Go writes the payload's uid_map through /proc/<pid> in this
+// mount namespace, after the pivot. The payload may glimpse it between
+// its exec and the unmount that follows StartProcess; --no-mount proc is
+// a preference, not an isolation boundary.
+func tempProc(spec *Spec) bool {
+	return spec.skips("proc", "/proc") && !spec.Fakeroot
 }
 
 // pivotRoot makes root the root directory of this mount namespace and

@@ -22,8 +22,11 @@ var leftoverGrace = 2 * time.Second
 // PR_SET_CHILD_SUBREAPER (or as PID 1 with --pid) every orphan of the
 // payload becomes its child.
 type supervisor struct {
-	log    *slog.Logger
-	procfd int // /proc of this PID namespace
+	log *slog.Logger
+	// procfd is a /proc of this PID namespace, to find descendants. It is
+	// -1 in a PID namespace of our own, where all processes but us are
+	// leftovers.
+	procfd int
 	chld   chan os.Signal
 }
 
@@ -66,6 +69,10 @@ func (s *supervisor) wait(pid int) int {
 // descendant is left. Stage 1 syncs the union only after this, so nothing
 // can write to it any more.
 func (s *supervisor) killLeftovers() {
+	if s.procfd < 0 {
+		s.killNamespace()
+		return
+	}
 	pids := s.descendants()
 	if len(pids) == 0 {
 		return
@@ -93,14 +100,47 @@ func (s *supervisor) killLeftovers() {
 	s.log.Warn("sandbox: leftover processes would not die", "pids", s.descendants())
 }
 
+// killNamespace is killLeftovers as init of a PID namespace: kill(-1)
+// reaches every other process of the namespace, and every orphan is our
+// child, so "no child left" means "no process left". Outside a PID
+// namespace of our own kill(-1) would hit all the user's processes on the
+// host: only call this as its PID 1.
+func (s *supervisor) killNamespace() {
+	if os.Getpid() != 1 {
+		panic("sandbox: killNamespace outside a PID namespace")
+	}
+	if s.reap() {
+		return
+	}
+	s.log.Debug("terminating leftover processes in the PID namespace")
+	_ = unix.Kill(-1, unix.SIGTERM)
+	deadline := time.Now().Add(leftoverGrace)
+	for time.Now().Before(deadline) {
+		if s.reap() {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for i := 0; i < 500; i++ {
+		s.log.Debug("killing leftover processes in the PID namespace")
+		_ = unix.Kill(-1, unix.SIGKILL)
+		time.Sleep(10 * time.Millisecond)
+		if s.reap() {
+			return
+		}
+	}
+	s.log.Warn("sandbox: leftover processes would not die")
+}
+
 func (s *supervisor) signalAll(pids []int, sig unix.Signal) {
 	for _, pid := range pids {
 		_ = unix.Kill(pid, sig)
 	}
 }
 
-// reap collects every exited child without blocking.
-func (s *supervisor) reap() {
+// reap collects every exited child without blocking and reports whether
+// no child is left at all.
+func (s *supervisor) reap() (none bool) {
 	for {
 		var ws unix.WaitStatus
 		got, err := unix.Wait4(-1, &ws, unix.WNOHANG, nil)
@@ -108,7 +148,7 @@ func (s *supervisor) reap() {
 			continue
 		}
 		if err != nil || got <= 0 {
-			return
+			return err == unix.ECHILD
 		}
 	}
 }
