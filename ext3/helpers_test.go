@@ -96,7 +96,10 @@ func newImageFile(t testing.TB, size int64) (*os.File, string) {
 	return fh, img
 }
 
-var errnoENOENT = syscall.ENOENT
+var (
+	errnoENOENT = syscall.ENOENT
+	errnoENOSPC = syscall.ENOSPC
+)
 
 func runOut(name string, args ...string) ([]byte, error) {
 	return exec.Command(name, args...).CombinedOutput()

@@ -1,0 +1,86 @@
+package ext3
+
+import (
+	"bytes"
+	"testing"
+)
+
+func TestENOSPC(t *testing.T) {
+	img := mkext3(t, 8<<20, "-b", "1024")
+	f := openImage(t, img, false)
+	chunk := bytes.Repeat([]byte("d"), 64<<10)
+
+	// A non-root owner stops at the reserve with ENOSPC, not EIO.
+	user := mustA(t)(f.Create(RootIno, "user", 0o644, 1000, 1000))
+	var off int64
+	for {
+		n, err := f.WriteAt(user.Ino, chunk, off)
+		off += int64(n)
+		if err != nil {
+			wantErr(t, err, errnoENOSPC)
+			break
+		}
+	}
+	st := f.Statfs()
+	if st.Bavail != 0 || st.Bfree == 0 {
+		t.Fatalf("after user ENOSPC: statfs %+v, want Bavail 0 and reserve left", st)
+	}
+	// Root may use the reserve, then also gets ENOSPC.
+	root := mustA(t)(f.Create(RootIno, "root", 0o644, 0, 0))
+	var roff int64
+	for {
+		n, err := f.WriteAt(root.Ino, chunk, roff)
+		roff += int64(n)
+		if err != nil {
+			wantErr(t, err, errnoENOSPC)
+			break
+		}
+	}
+	if roff == 0 {
+		t.Fatal("root could not use the reserved blocks")
+	}
+	// Metadata operations fail cleanly too.
+	for i := 0; ; i++ {
+		if _, err := f.Mkdir(RootIno, "d"+itoa(i), 0o755, 1000, 1000); err != nil {
+			wantErr(t, err, errnoENOSPC)
+			break
+		}
+	}
+	noErr(t, f.Sync())
+	fsck(t, img)
+
+	// Deleting frees space at once, even before a commit.
+	noErr(t, f.Unlink(RootIno, "user"))
+	if st2 := f.Statfs(); st2.Bfree <= st.Bfree {
+		t.Fatalf("statfs after unlink: %+v", st2)
+	}
+	again := mustA(t)(f.Create(RootIno, "again", 0o644, 1000, 1000))
+	mustN(t)(f.WriteAt(again.Ino, chunk, 0))
+	got := make([]byte, len(chunk))
+	mustN(t)(f.ReadAt(again.Ino, got, 0))
+	if !bytes.Equal(got, chunk) {
+		t.Fatal("data written after reclaiming space differs")
+	}
+	noErr(t, f.Close())
+	fsck(t, img)
+}
+
+func TestInodeExhaustion(t *testing.T) {
+	img := mkext3(t, 8<<20, "-b", "1024", "-N", "64")
+	f := openImage(t, img, false)
+	made := 0
+	for i := 0; ; i++ {
+		if _, err := f.Create(RootIno, "f"+itoa(i), 0o644, 0, 0); err != nil {
+			wantErr(t, err, errnoENOSPC)
+			break
+		}
+		made++
+	}
+	if st := f.Statfs(); st.Ffree != 0 || made == 0 {
+		t.Fatalf("made %d files, statfs %+v", made, st)
+	}
+	noErr(t, f.Unlink(RootIno, "f0"))
+	mustA(t)(f.Create(RootIno, "reuse", 0o644, 0, 0))
+	noErr(t, f.Close())
+	fsck(t, img)
+}
