@@ -10,7 +10,9 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
+	"strings"
 	"syscall"
 )
 
@@ -87,11 +89,30 @@ func newPlan(spec *Spec, log *slog.Logger) (*plan, error) {
 	if s.Cwd == "" && !s.Contain {
 		s.Cwd = p.HostCwd
 	}
+	// Stage 1 works from /: relative host paths are the caller's.
+	s.Binds = append([]Bind(nil), s.Binds...)
+	for i := range s.Binds {
+		s.Binds[i].Src = absFrom(p.HostCwd, s.Binds[i].Src)
+	}
+	if src, dst, ok := strings.Cut(s.Home, ":"); ok {
+		s.Home = absFrom(p.HostCwd, src) + ":" + dst
+	} else if s.Home != "" {
+		abs := absFrom(p.HostCwd, s.Home)
+		s.Home = abs + ":" + abs
+	}
 	if err := s.validate(); err != nil {
 		return nil, err
 	}
 	p.TTYSignals = terminalSignalsUs()
 	return p, nil
+}
+
+// absFrom makes a host path absolute relative to dir.
+func absFrom(dir, path string) string {
+	if path == "" || filepath.IsAbs(path) {
+		return path
+	}
+	return filepath.Join(dir, path)
 }
 
 // runStage1 starts stage 1 in new user and mount namespaces, feeds it the

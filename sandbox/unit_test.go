@@ -4,6 +4,7 @@ package sandbox
 
 import (
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -180,6 +181,39 @@ func TestReleaseOlder(t *testing.T) {
 	} {
 		if got := releaseOlder(rel, fuseUserNSKernel); got != want {
 			t.Errorf("releaseOlder(%q) = %v, want %v", rel, got, want)
+		}
+	}
+}
+
+// TestNewPlan: relative host paths are taken from the caller's working
+// directory; --home src alone means the same path inside.
+func TestNewPlan(t *testing.T) {
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ home, wantHome string }{
+		{"h", filepath.Join(wd, "h") + ":" + filepath.Join(wd, "h")},
+		{"/abs", "/abs:/abs"},
+		{"rel:/dst", filepath.Join(wd, "rel") + ":/dst"},
+	} {
+		s := &Spec{Args: []string{"x"}, HomeDir: "/home/u", Home: tc.home,
+			Binds: []Bind{{Src: "data", Dst: "/data"}}}
+		p, err := newPlan(s, slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.Spec.Home != tc.wantHome {
+			t.Errorf("Home %q: got %q, want %q", tc.home, p.Spec.Home, tc.wantHome)
+		}
+		if got := p.Spec.Binds[0].Src; got != filepath.Join(wd, "data") {
+			t.Errorf("bind source %q", got)
+		}
+		if s.Binds[0].Src != "data" {
+			t.Errorf("caller's Spec modified")
+		}
+		if p.Spec.Cwd != wd {
+			t.Errorf("Cwd %q, want %q", p.Spec.Cwd, wd)
 		}
 	}
 }
