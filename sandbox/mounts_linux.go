@@ -69,7 +69,7 @@ func defaultMounts(p *plan, sess *session) []hostMount {
 			add(hostMount{Tag: "hostfs", Src: f, Dst: f, Attr: attrBind, Optional: true})
 		}
 	}
-	if !s.Contain && !s.skips("files", "/etc/resolv.conf") {
+	if !s.skips("files", "/etc/resolv.conf") {
 		// TODO(resolv): Apptainer reproduces a symlink into /run and binds
 		// its directory; this binds the file it points to.
 		add(hostMount{Tag: "files", Src: "/etc/resolv.conf", Dst: "/etc/resolv.conf",

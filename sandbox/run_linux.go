@@ -33,9 +33,9 @@ const setupFailed = 255
 // opened (and locked) by the caller; they are passed to the Mounter in
 // stage 1, and the locks live as long as stage 1 holds them.
 //
-// An error means the container could not be set up or the payload could
-// not be started; status is then 255 and the error is one line for the
-// user. Signals SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2
+// An error means the container could not be set up, the payload could
+// not be started, or the union could not be unmounted cleanly after it
+// ran; status is then 255 and the error is one line for the user. Signals SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2
 // received while Run waits are forwarded to the payload. Cancelling ctx
 // sends SIGTERM to the container; Run still waits for the union to be
 // synced. log receives debug traces and warnings (nil: discard).
