@@ -45,7 +45,7 @@ type hostMount struct {
 // kernel file systems, /dev, the bind-path files, /tmp, home, the working
 // directory, then the user binds, so that narrower and user-chosen mounts
 // land on top of broader ones. passwd, group and hostname come after,
-// from stage 1 (identity.go).
+// from stage 1 (identity_linux.go).
 func defaultMounts(p *plan, sess *session) []hostMount {
 	s := p.Spec
 	var ms []hostMount
@@ -58,11 +58,11 @@ func defaultMounts(p *plan, sess *session) []hostMount {
 		add(hostMount{Tag: "kernel", Src: "/sys", Dst: "/sys", Attr: attrBind})
 	}
 	if !s.skips("dev", "/dev") {
-		src := "/dev"
-		add(hostMount{Tag: "dev", Src: src, Dst: "/dev", Attr: attrDev})
+		m := hostMount{Tag: "dev", Src: "/dev", Dst: "/dev", Attr: attrDev}
 		if s.Contain {
-			ms[len(ms)-1].Src, ms[len(ms)-1].Session = sess.path("dev"), true
+			m.Src, m.Session = sess.path("dev"), true
 		}
+		add(m)
 	}
 	for _, f := range []string{"/etc/localtime", "/etc/hosts"} {
 		if !s.skips("bind-paths", f) {
