@@ -33,7 +33,7 @@ type lruEntry[V any] struct {
 }
 
 type lruCall[V any] struct {
-	done chan struct{}
+	done sync.WaitGroup // released when val and err are set
 	val  V
 	err  error
 }
@@ -87,10 +87,11 @@ func (c *lru[V]) getOrLoad(key uint64, load func() (V, int64, error)) (V, error)
 	}
 	if call, ok := s.inflight[key]; ok {
 		s.mu.Unlock()
-		<-call.done
+		call.done.Wait()
 		return call.val, call.err
 	}
-	call := &lruCall[V]{done: make(chan struct{})}
+	call := &lruCall[V]{}
+	call.done.Add(1)
 	s.inflight[key] = call
 	s.mu.Unlock()
 
@@ -103,7 +104,7 @@ func (c *lru[V]) getOrLoad(key uint64, load func() (V, int64, error)) (V, error)
 		s.addLocked(key, call.val, cost)
 	}
 	s.mu.Unlock()
-	close(call.done)
+	call.done.Done()
 	return call.val, call.err
 }
 

@@ -54,6 +54,18 @@ func wrapFormat(off int64, what string, err error) error {
 	return &FormatError{Offset: off, What: what, Err: err}
 }
 
+// annotate prefixes the What of a *FormatError with the object it
+// concerns (an inode), computed only when there is an error.
+func annotate(err error, format string, args ...any) error {
+	fe, ok := err.(*FormatError)
+	if !ok {
+		return err
+	}
+	c := *fe
+	c.What = fmt.Sprintf(format, args...) + " " + fe.What
+	return &c
+}
+
 // errnoError is a POSIX condition that matches both a syscall.Errno and,
 // where one exists, the io/fs sentinel (fs.ErrNotExist for ENOENT).
 type errnoError struct {

@@ -25,7 +25,7 @@ func (f *FS) blocks(n *Inode) (*blockList, error) {
 	if bl := n.blocks.Load(); bl != nil {
 		return bl, nil
 	}
-	what := fmt.Sprintf("block list of inode %d", n.Ino)
+	const what = "block list"
 	m, err := f.newMetaReader(n.listBlock, n.listOffset, what)
 	if err != nil {
 		return nil, err
@@ -69,7 +69,7 @@ func (f *FS) ReadAt(n *Inode, p []byte, off int64) (int, error) {
 	}
 	bl, err := f.blocks(n)
 	if err != nil {
-		return 0, err
+		return 0, annotate(err, "inode %d", n.Ino)
 	}
 
 	bs := int64(f.sb.BlockSize)
@@ -80,7 +80,7 @@ func (f *FS) ReadAt(n *Inode, p []byte, off int64) (int, error) {
 		idx, within := pos/bs, pos%bs
 		k, err := f.readBlockInto(n, bl, idx, within, p[done:want])
 		if err != nil {
-			return int(done), err
+			return int(done), annotate(err, "inode %d", n.Ino)
 		}
 		done += int64(k)
 	}
@@ -95,7 +95,7 @@ func (f *FS) ReadAt(n *Inode, p []byte, off int64) (int, error) {
 func (f *FS) readBlockInto(n *Inode, bl *blockList, idx, within int64,
 	p []byte) (int, error) {
 	bs := int64(f.sb.BlockSize)
-	what := fmt.Sprintf("inode %d block %d", n.Ino, idx)
+	const what = "data block"
 	if idx >= int64(len(bl.sizes)) {
 		return f.readTailInto(n, idx, within, p)
 	}
@@ -111,8 +111,8 @@ func (f *FS) readBlockInto(n *Inode, bl *blockList, idx, within int64,
 		// Stored blocks are read straight into p; the page cache of the
 		// underlying file already caches them.
 		if int64(size&blockSizeMask) != blockLen {
-			return 0, formatErr(bl.offsets[idx], what, "stored block is %d bytes, want %d",
-				size&blockSizeMask, blockLen)
+			return 0, formatErr(bl.offsets[idx], what, "stored block %d is %d bytes, "+
+				"want %d", idx, size&blockSizeMask, blockLen)
 		}
 		if err := f.readRaw(avail, bl.offsets[idx]+within, what); err != nil {
 			return 0, err
@@ -129,7 +129,7 @@ func (f *FS) readBlockInto(n *Inode, bl *blockList, idx, within int64,
 // readTailInto copies from the file's tail in its fragment block.
 func (f *FS) readTailInto(n *Inode, idx, within int64, p []byte) (int, error) {
 	bs := int64(f.sb.BlockSize)
-	what := fmt.Sprintf("inode %d tail", n.Ino)
+	const what = "tail end"
 	if n.frag == noFragment || idx != n.nblocks {
 		return 0, formatErr(-1, what, "read past block list without a fragment")
 	}

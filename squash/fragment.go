@@ -2,10 +2,7 @@
 
 package squash
 
-import (
-	"encoding/binary"
-	"fmt"
-)
+import "encoding/binary"
 
 // Fragment blocks pack the tail ends of files (and whole small files). The
 // fragment table is an array of 16-byte entries (struct
@@ -37,10 +34,10 @@ func (f *FS) loadFragmentIndex() error {
 
 // fragmentBlock returns fragment block idx, decompressed and cached.
 func (f *FS) fragmentBlock(idx uint32) ([]byte, error) {
-	what := fmt.Sprintf("fragment %d", idx)
+	const what = "fragment"
 	if idx >= f.sb.Fragments {
-		return nil, formatErr(-1, what, "index past fragment table of %d entries",
-			f.sb.Fragments)
+		return nil, formatErr(-1, what, "index %d past fragment table of %d entries",
+			idx, f.sb.Fragments)
 	}
 	m, err := f.newMetaReader(f.fragIndex[idx/fragsPerBlock],
 		int(idx%fragsPerBlock)*fragEntrySize, what)

@@ -59,9 +59,9 @@ func (f *FS) loadIDs() error {
 }
 
 // id resolves an id table index.
-func (f *FS) id(idx uint16, ref Ref) (uint32, error) {
+func (f *FS) id(idx uint16) (uint32, error) {
 	if int(idx) >= len(f.ids) {
-		return 0, formatErr(-1, inodeWhat(ref), "id index %d past id table of %d",
+		return 0, formatErr(-1, "inode", "id index %d past id table of %d",
 			idx, len(f.ids))
 	}
 	return f.ids[idx], nil

@@ -102,17 +102,12 @@ type Inode struct {
 // IsDir reports whether n is a directory.
 func (n *Inode) IsDir() bool { return n.Mode&modeTypeMask == modeDir }
 
-// inodeWhat names an inode for errors.
-func inodeWhat(ref Ref) string {
-	return fmt.Sprintf("inode %d:%d", uint64(ref)>>16, uint64(ref)&0xffff)
-}
-
 // Inode returns the inode at ref, parsing it on first use.
 func (f *FS) Inode(ref Ref) (*Inode, error) {
 	return f.inodes.getOrLoad(uint64(ref), func() (*Inode, int64, error) {
 		n, err := f.parseInode(ref)
 		if err != nil {
-			return nil, 0, err
+			return nil, 0, annotate(err, "ref %d:%d", uint64(ref)>>16, uint64(ref)&0xffff)
 		}
 		return n, int64(200 + len(n.target)), nil
 	})
@@ -120,7 +115,7 @@ func (f *FS) Inode(ref Ref) (*Inode, error) {
 
 // parseInode reads the inode at ref from the inode table.
 func (f *FS) parseInode(ref Ref) (*Inode, error) {
-	what := inodeWhat(ref)
+	const what = "inode"
 	blk := int64(f.sb.InodeTableStart) + int64(uint64(ref)>>16)
 	if uint64(ref)>>16 >= f.sb.DirTableStart-f.sb.InodeTableStart {
 		return nil, formatErr(blk, what, "reference outside the inode table")
@@ -139,10 +134,10 @@ func (f *FS) parseInode(ref Ref) (*Inode, error) {
 	}
 
 	n := &Inode{Ref: ref, Ino: h.Ino, Mtime: int64(h.Mtime), Nlink: 1, xattr: noXattr}
-	if n.Uid, err = f.id(h.UID, ref); err != nil {
+	if n.Uid, err = f.id(h.UID); err != nil {
 		return nil, err
 	}
-	if n.Gid, err = f.id(h.GID, ref); err != nil {
+	if n.Gid, err = f.id(h.GID); err != nil {
 		return nil, err
 	}
 	if h.Type < typeDir || h.Type > typeLSocket {
