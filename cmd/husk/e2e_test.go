@@ -74,21 +74,35 @@ func TestOverlayPersistsAcrossRuns(t *testing.T) {
 	}
 }
 
+// A package file deleted in one run stays deleted in the next, as root
+// (--fakeroot) and as the user, who sees the image's root-owned files as
+// their own, as with Apptainer's squashfuse -o uid= (COMPAT §3.5).
 func TestDeletionPersistsAcrossRuns(t *testing.T) {
 	setup(t)
-	img, dir := debianSIF(t), workDir(t)
-	ov := overlayImg(t, dir, "--fakeroot")
+	img := debianSIF(t)
 	const victim = "/usr/share/doc/python3/copyright"
-
-	ok(t, dir, "exec", "--fakeroot", "--overlay", ov, img, "rm", victim)
-	fsckClean(t, ov, 0)
-	r := husk(t, dir, "exec", "--fakeroot", "--overlay", ov, img, "test", "-e", victim)
-	if r.code != 1 {
-		t.Fatalf("%s still exists in the second run: %s", victim, r)
+	for _, mode := range [][]string{{"--fakeroot"}, {}} {
+		t.Run(strings.Join(append([]string{"as"}, mode...), " "), func(t *testing.T) {
+			dir := workDir(t)
+			ov := overlayImg(t, dir, mode...)
+			exec := func(args ...string) []string {
+				return append(append(append([]string{"exec"}, mode...), "--overlay", ov, img),
+					args...)
+			}
+			ok(t, dir, exec("sh", "-c", "rm "+victim+" && echo new > /opt/new")...)
+			fsckClean(t, ov, 0)
+			r := husk(t, dir, exec("test", "-e", victim)...)
+			if r.code != 1 {
+				t.Fatalf("%s still exists in the second run: %s", victim, r)
+			}
+			if r := ok(t, dir, exec("cat", "/opt/new")...); r.stdout != "new\n" {
+				t.Errorf("/opt/new: %q", r.stdout)
+			}
+			// Without the overlay the image is unchanged.
+			ok(t, dir, "exec", img, "test", "-e", victim)
+			fsckClean(t, ov, 0)
+		})
 	}
-	// Without the overlay the image is unchanged.
-	ok(t, dir, "exec", img, "test", "-e", victim)
-	fsckClean(t, ov, 0)
 }
 
 func TestReadOnlyOverlay(t *testing.T) {

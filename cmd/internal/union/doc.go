@@ -14,7 +14,8 @@
 // requests arrive as that root. The union's IDMap therefore maps server
 // id 0 to the user's uid (or to 0 under --fakeroot), so files the user
 // creates are stored in ext3 images with the user's uid, as fuse2fs under
-// Apptainer stores them, and root's files show as nobody unless --fakeroot.
+// Apptainer stores them. The image's root-owned files are shown as the
+// user's, as Apptainer's squashfuse -o uid=,gid= shows them; see idMap.
 //
 // On Unmount the union is unmounted and synced, then every layer is closed
 // in order, which checkpoints the ext3 journals so that e2fsck -fn finds

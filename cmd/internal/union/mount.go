@@ -100,17 +100,37 @@ func (Mounter) Mount(spec *sandbox.Spec, files []*os.File, target string) (sandb
 }
 
 // idMap maps the FUSE server's view (stage 1: root is the user) to what
-// the container sees and the layers store: the user's ids, or root's under
-// --fakeroot.
+// the container sees and the layers store.
+//
+// Without --fakeroot the user's files are stored with the user's ids, and
+// the image's root-owned files are shown as the user's too, as Apptainer's
+// squashfuse -o uid=U,gid=G shows image files (COMPAT §3.5): the user can
+// then change the image through the overlay the way Apptainer users can.
+// With --fakeroot it is the other way round: root's files are root's and
+// the user's own files (an overlay made without --fakeroot) show as
+// root's, as in a root-mapped user namespace. Other owners show as nobody.
+// The first range decides how new files are stored.
 func idMap(spec *sandbox.Spec) fusefs.IDMap {
 	uid, gid := spec.UID, spec.GID
 	if spec.Fakeroot {
 		uid, gid = 0, 0
 	}
-	return fusefs.IDMap{
+	m := fusefs.IDMap{
 		UIDs: []fusefs.IDRange{{Container: uid, Server: 0, Size: 1}},
 		GIDs: []fusefs.IDRange{{Container: gid, Server: 0, Size: 1}},
 	}
+	other := func(ids []fusefs.IDRange, id uint32) []fusefs.IDRange {
+		if id == ids[0].Container {
+			return ids
+		}
+		return append(ids, fusefs.IDRange{Container: id, Server: 0, Size: 1})
+	}
+	if spec.Fakeroot {
+		m.UIDs, m.GIDs = other(m.UIDs, spec.UID), other(m.GIDs, spec.GID)
+	} else {
+		m.UIDs, m.GIDs = other(m.UIDs, 0), other(m.GIDs, 0)
+	}
+	return m
 }
 
 // Mountpoint implements sandbox.Mounted.
