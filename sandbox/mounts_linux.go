@@ -210,7 +210,7 @@ func unwrapPath(err error) error {
 // stageDev builds the minimal /dev of --contain in dir (COMPAT 7.2):
 // device files bound from the host (a user namespace cannot mknod),
 // the usual symbolic links, a private shm and a new devpts instance.
-func stageDev(dir string) error {
+func stageDev(dir string, devpts bool) error {
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		return err
 	}
@@ -239,6 +239,9 @@ func stageDev(dir string) error {
 	if err := mount("tmpfs", filepath.Join(dir, "shm"), "tmpfs",
 		unix.MS_NOSUID|unix.MS_NODEV, "mode=1777"); err != nil {
 		return err
+	}
+	if !devpts {
+		return nil
 	}
 	// No gid=5 (tty): that group is not mapped in the namespace.
 	return mount("devpts", filepath.Join(dir, "pts"), "devpts",

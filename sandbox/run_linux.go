@@ -103,6 +103,9 @@ func newPlan(spec *Spec, log *slog.Logger) (*plan, error) {
 	if err := s.validate(); err != nil {
 		return nil, err
 	}
+	for _, n := range s.unknownNoMount() {
+		log.Warn(fmt.Sprintf("--no-mount: unknown mount %q ignored", n))
+	}
 	p.TTYSignals = terminalSignalsUs()
 	return p, nil
 }

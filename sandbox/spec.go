@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 )
 
@@ -66,8 +67,9 @@ type Spec struct {
 	// Binds are the user binds, mounted in order after the default mounts.
 	Binds []Bind
 	// NoMount lists default mounts to skip (--no-mount): the tags proc,
-	// sys, dev, home, tmp, cwd, bind-paths, or the destination path of a
-	// bind-path entry such as /etc/localtime.
+	// sys, dev, devpts, home, tmp, cwd, bind-paths, files, or a default
+	// destination such as /etc/localtime, /etc/resolv.conf or /etc/passwd.
+	// Run warns about other names and ignores them.
 	NoMount []string
 
 	// PID runs the container in a new PID namespace with a new /proc.
@@ -190,6 +192,21 @@ func (s *Spec) homeSrcDst() (src, dst string) {
 		return s.HomeDir, "/root"
 	}
 	return s.HomeDir, s.HomeDir
+}
+
+// noMountNames are the tags NoMount accepts, besides paths.
+var noMountNames = []string{"proc", "sys", "dev", "devpts", "home", "tmp", "cwd",
+	"bind-paths", "files", "hostfs"}
+
+// unknownNoMount returns the NoMount entries that name nothing.
+func (s *Spec) unknownNoMount() []string {
+	var bad []string
+	for _, n := range s.NoMount {
+		if !filepath.IsAbs(n) && !slices.Contains(noMountNames, n) {
+			bad = append(bad, n)
+		}
+	}
+	return bad
 }
 
 // skips reports whether the default mount with this tag or destination

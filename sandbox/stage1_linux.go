@@ -138,7 +138,7 @@ func (st *stage1State) makeSessionDirs() error {
 		}
 	}
 	if !st.plan.Spec.skips("dev", "/dev") {
-		return stageDev(st.sess.path("dev"))
+		return stageDev(st.sess.path("dev"), !st.plan.Spec.skips("devpts", "/dev/pts"))
 	}
 	return nil
 }
