@@ -48,6 +48,7 @@ type FS struct {
 	xattr     *xattrTable
 
 	dirListLoads atomic.Int64 // full listings parsed; read by tests
+	xattrOOLRefs atomic.Int64 // out-of-line xattr values followed; read by tests
 }
 
 // Open validates the superblock and tables of the squashfs image held in the

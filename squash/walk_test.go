@@ -276,3 +276,27 @@ func TestLookupErrors(t *testing.T) {
 		t.Errorf("superblock: %s %d %d", f.Compression(), f.BlockSize(), f.Inodes())
 	}
 }
+
+// TestXattrOutOfLine checks that a value shared by two files is stored once
+// and reached through an out-of-line reference from the second.
+func TestXattrOutOfLine(t *testing.T) {
+	f := openImage(t, image(t), nil)
+	root, _ := f.Inode(f.Root())
+	want := string(textBytes(13, 3000))
+	for _, name := range []string{"xattrs/shared-1", "xattrs/shared-2"} {
+		xs, err := f.Xattrs(lookupPath(t, f, root, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		found := false
+		for _, x := range xs {
+			found = found || x.Name == "user.big" && string(x.Value) == want
+		}
+		if !found {
+			t.Errorf("%s: user.big missing or wrong in %d xattrs", name, len(xs))
+		}
+	}
+	if f.xattrOOLRefs.Load() == 0 {
+		t.Errorf("no out-of-line xattr value was followed")
+	}
+}

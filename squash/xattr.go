@@ -155,6 +155,7 @@ func (f *FS) readXattr(m *metaReader, what string) (Xattr, error) {
 		if r.err != nil {
 			return Xattr{}, r.err
 		}
+		f.xattrOOLRefs.Add(1)
 		var err error
 		if vm, err = f.xattrReader(ref, what); err != nil {
 			return Xattr{}, err
