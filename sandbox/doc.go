@@ -26,11 +26,12 @@
 //     everything, and the Mounter unmounts, syncs and closes the union.
 //   - Stage 2 runs in its own mount namespace (and PID, UTS, IPC
 //     namespaces for --pid, --hostname, --ipc), still as stage 1's root.
-//     It mounts a new /proc with --pid, sets the host name, pivots into
-//     the union and starts the payload as a child subreaper (or PID 1).
-//     When the payload exits it terminates what the payload left behind
-//     (SIGTERM, 2 s, SIGKILL), so nothing writes to the union while stage
-//     1 syncs it, and exits with the payload's status.
+//     It mounts a new /proc with --pid (and a new mqueue with --ipc), sets
+//     the host name, pivots into the union and starts the payload as a
+//     child subreaper (or PID 1). When the payload exits it terminates
+//     what the payload left behind (SIGTERM, 2 s, SIGKILL), so nothing
+//     writes to the union while stage 1 syncs it, and exits with the
+//     payload's status.
 //   - The payload runs as the user's own uid and gid in a nested user
 //     namespace that maps them to stage 1's root, without capabilities
 //     and with no_new_privs; with --fakeroot it runs as stage 1's root.
@@ -87,6 +88,10 @@
 //     instances.
 //   - A symbolic /etc/resolv.conf is bound as the file it points to, not
 //     reproduced; /dev/console is not staged with --contain.
+//   - File descriptors other than stdin, stdout and stderr that husk
+//     inherited are not passed to the payload.
+//   - With --no-mount proc, /proc is mounted while the payload starts (Go
+//     writes its uid_map there) and unmounted right after.
 //
 // # Known pitfalls
 //
