@@ -79,7 +79,8 @@ func (n *node) Create(ctx context.Context, name string, flags, mode uint32,
 }
 
 // Mkdir implements fs.NodeMkdirer.
-func (n *node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+func (n *node) Mkdir(ctx context.Context, name string, mode uint32,
+	out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
 	u := n.u
 	u.mu.Lock()
 	defer u.mu.Unlock()
@@ -104,7 +105,8 @@ func (n *node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.En
 }
 
 // Mknod implements fs.NodeMknoder.
-func (n *node) Mknod(ctx context.Context, name string, mode, dev uint32, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+func (n *node) Mknod(ctx context.Context, name string, mode, dev uint32,
+	out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
 	u := n.u
 	u.mu.Lock()
 	defer u.mu.Unlock()
@@ -124,7 +126,8 @@ func (n *node) Mknod(ctx context.Context, name string, mode, dev uint32, out *fu
 }
 
 // Symlink implements fs.NodeSymlinker.
-func (n *node) Symlink(ctx context.Context, target, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+func (n *node) Symlink(ctx context.Context, target, name string,
+	out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
 	u := n.u
 	u.mu.Lock()
 	defer u.mu.Unlock()

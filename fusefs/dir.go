@@ -92,7 +92,8 @@ func (u *Union) newChild(ctx context.Context, parent *node, refs []layerRef, a A
 }
 
 // Lookup implements fs.NodeLookuper.
-func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+func (n *node) Lookup(ctx context.Context, name string,
+	out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
 	u := n.u
 	u.mu.RLock()
 	refs, a, err := u.resolve(n, name, 0)
@@ -114,7 +115,8 @@ func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs
 
 // lookupLinked looks name up and links it to the upper copy of its lower
 // inode.
-func (n *node) lookupLinked(ctx context.Context, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+func (n *node) lookupLinked(ctx context.Context, name string,
+	out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
 	u := n.u
 	u.mu.Lock()
 	defer u.mu.Unlock()
@@ -206,7 +208,8 @@ var (
 // OpendirHandle implements fs.NodeOpendirHandler. Directories that no
 // writable layer backs have content that only a copy-up (which goes
 // through the kernel) can change, so the kernel may cache their listing.
-func (n *node) OpendirHandle(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
+func (n *node) OpendirHandle(ctx context.Context,
+	flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
 	u := n.u
 	u.mu.RLock()
 	defer u.mu.RUnlock()

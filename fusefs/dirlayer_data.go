@@ -7,7 +7,115 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Data and attribute changes of DirLayer.
+// File data and attribute changes of DirLayer.
+
+// withFile runs fn with a descriptor of n open for reading and, when
+// write is set, writing: the shared one from Open if any, else a fresh one.
+func (d *DirLayer) withFile(n Node, write bool, fn func(fd int) error) error {
+	d.mu.Lock()
+	s := d.fds[n]
+	if s != nil {
+		s.refs++
+	}
+	d.mu.Unlock()
+	if s != nil {
+		defer d.releaseFd(n, s)
+		return fn(int(s.f.Fd()))
+	}
+	flags := unix.O_RDONLY
+	if write {
+		flags = unix.O_RDWR
+	}
+	fd, err := d.openFile(n, flags)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	return fn(fd)
+}
+
+// openFile opens n itself with flags.
+func (d *DirLayer) openFile(n Node, flags int) (int, error) {
+	p, err := d.relPath(n)
+	if err != nil {
+		return -1, err
+	}
+	return d.openRel(p, flags)
+}
+
+func (d *DirLayer) releaseFd(n Node, s *sharedFd) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	s.refs--
+	if s.refs == 0 {
+		s.f.Close()
+		if d.fds[n] == s {
+			delete(d.fds, n)
+		}
+	}
+}
+
+// Open keeps a descriptor of n open until the matching Release, so that
+// reads and writes need no path walk and an unlinked open file keeps its
+// data. It opens read-write when it can, read-only otherwise.
+func (d *DirLayer) Open(n Node) error {
+	d.mu.Lock()
+	if s := d.fds[n]; s != nil {
+		s.refs++
+		d.mu.Unlock()
+		return nil
+	}
+	d.mu.Unlock()
+	fd, err := d.openFile(n, unix.O_RDWR)
+	if err != nil {
+		fd, err = d.openFile(n, unix.O_RDONLY)
+	}
+	if err != nil {
+		return err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if s := d.fds[n]; s != nil {
+		unix.Close(fd)
+		s.refs++
+		return nil
+	}
+	d.fds[n] = &sharedFd{f: os.NewFile(uintptr(fd), "dirlayer"), refs: 1}
+	return nil
+}
+
+// Release ends an Open.
+func (d *DirLayer) Release(n Node) error {
+	d.mu.Lock()
+	s := d.fds[n]
+	d.mu.Unlock()
+	if s != nil {
+		d.releaseFd(n, s)
+	}
+	return nil
+}
+
+// ReadAt implements Layer.
+func (d *DirLayer) ReadAt(n Node, p []byte, off int64) (int, error) {
+	var got int
+	err := d.withFile(n, false, func(fd int) error {
+		for got < len(p) {
+			k, err := unix.Pread(fd, p[got:], off+int64(got))
+			if err == unix.EINTR {
+				continue
+			}
+			if err != nil {
+				return &os.PathError{Op: "pread", Path: fmt.Sprint("inode ", n), Err: err}
+			}
+			if k == 0 {
+				break
+			}
+			got += k
+		}
+		return nil
+	})
+	return got, err
+}
 
 // Setattr implements Writable. The change time cannot be set on a host
 // file system; SetCtime is ignored (the host sets ctime itself).

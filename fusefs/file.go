@@ -86,7 +86,8 @@ func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 }
 
 // Read implements fs.FileReader.
-func (h *fileHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+func (h *fileHandle) Read(ctx context.Context, dest []byte,
+	off int64) (fuse.ReadResult, syscall.Errno) {
 	u := h.n.u
 	u.mu.RLock()
 	defer u.mu.RUnlock()

@@ -11,7 +11,8 @@ import (
 
 func TestMapID(t *testing.T) {
 	rootless := []IDRange{{Container: 1000, Server: 0, Size: 1}}
-	multi := []IDRange{{Container: 0, Server: 100000, Size: 1000}, {Container: 5000, Server: 7, Size: 2}}
+	multi := []IDRange{{Container: 0, Server: 100000, Size: 1000},
+		{Container: 5000, Server: 7, Size: 2}}
 	for _, c := range []struct {
 		name     string
 		ranges   []IDRange

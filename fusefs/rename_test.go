@@ -97,7 +97,8 @@ func TestRenameLowerDirMarks(t *testing.T) {
 		t.Errorf("upper d: mode %o, want a whiteout", st.Mode)
 	}
 	v := make([]byte, 8)
-	if n, err := unix.Getxattr(filepath.Join(f.upper(), "e"), "trusted.overlay.opaque", v); err != nil || string(v[:n]) != "y" {
+	n, err := unix.Getxattr(filepath.Join(f.upper(), "e"), "trusted.overlay.opaque", v)
+	if err != nil || string(v[:n]) != "y" {
 		t.Errorf("upper e not opaque: %q %v", v[:n], err)
 	}
 	if !exists(filepath.Join(f.upper(), "e/x")) {

@@ -137,7 +137,6 @@ func (u *Union) Mount(dir string) error {
 			MaxWrite:          1 << 20,
 			DirectMountStrict: u.opts.DirectMount,
 			Debug:             u.opts.Debug,
-			ExtraCapabilities: fuse.CAP_EXPORT_SUPPORT,
 		},
 	}
 	if u.upper == nil {
