@@ -196,6 +196,7 @@ func (u *Union) list(n *node) ([]mergedEntry, error) {
 // dirHandle is an open directory: a snapshot of the merged listing taken
 // at opendir, so that offsets stay valid for seekdir/telldir.
 type dirHandle struct {
+	n    *node
 	ents []fuse.DirEntry
 	pos  int
 }
@@ -203,7 +204,20 @@ type dirHandle struct {
 var (
 	_ fs.FileReaddirenter = (*dirHandle)(nil)
 	_ fs.FileSeekdirer    = (*dirHandle)(nil)
+	_ fs.FileFsyncdirer   = (*dirHandle)(nil)
 )
+
+// Fsyncdir implements fs.FileFsyncdirer: programs that fsync a directory
+// after creating in it (dpkg, databases) must not see ENOTSUP.
+func (h *dirHandle) Fsyncdir(ctx context.Context, flags uint32) syscall.Errno {
+	u := h.n.u
+	u.mu.RLock()
+	defer u.mu.RUnlock()
+	if !h.n.inUpper() {
+		return 0
+	}
+	return u.toErrno("fsyncdir", u.upper.Fsync(h.n.top().n, flags&1 != 0))
+}
 
 // OpendirHandle implements fs.NodeOpendirHandler. Directories that no
 // writable layer backs have content that only a copy-up (which goes
@@ -221,7 +235,7 @@ func (n *node) OpendirHandle(ctx context.Context,
 	if _, p := n.Parent(); p != nil {
 		parentIno = p.StableAttr().Ino
 	}
-	h := &dirHandle{ents: make([]fuse.DirEntry, 0, len(ents)+2)}
+	h := &dirHandle{n: n, ents: make([]fuse.DirEntry, 0, len(ents)+2)}
 	h.ents = append(h.ents, fuse.DirEntry{Name: ".", Ino: n.ino, Mode: syscall.S_IFDIR},
 		fuse.DirEntry{Name: "..", Ino: parentIno, Mode: syscall.S_IFDIR})
 	for _, e := range ents {

@@ -162,3 +162,25 @@ func TestOpaqueUnprivilegedDialect(t *testing.T) {
 	must(t, u2.Unmount())
 	wantListing(t, fuseOverlayfs(t, f), "d/", "d/new=n")
 }
+
+// fsync works on directories and files of every origin, and copy-ups
+// leave nothing in the work directory.
+func TestFsyncAndWorkDir(t *testing.T) {
+	f := newFixture(t, 1)
+	tree(t, f.lowers[0], "d/f=1", "e/")
+	mnt, _ := f.mount(func(o *Options) { o.DirectMount = true })
+	must(t, os.WriteFile(filepath.Join(mnt, "d/f"), []byte("2"), 0644))
+	for _, p := range []string{"", "d", "e", "d/f"} {
+		fh, err := os.Open(filepath.Join(mnt, p))
+		must(t, err)
+		if err := fh.Sync(); err != nil {
+			t.Errorf("fsync %q: %v", p, err)
+		}
+		fh.Close()
+	}
+	ents, err := os.ReadDir(filepath.Join(f.ovl, "work"))
+	must(t, err)
+	if len(ents) != 0 {
+		t.Errorf("work dir not empty: %v", ents)
+	}
+}
