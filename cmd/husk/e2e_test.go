@@ -4,6 +4,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -432,5 +433,37 @@ func TestSingularityDir(t *testing.T) {
 	if ee, isExit := err.(*exec.ExitError); !isExit || ee.ExitCode() != 4 ||
 		string(out) != "/bin/bash\n" {
 		t.Errorf("shell: %v, %q; want exit 4 and /bin/bash", err, out)
+	}
+}
+
+// A sandbox directory the user owns is written in place with --writable;
+// without it, it is read-only. The sandbox is a few files of the cached
+// rootfs (dash, cat and the C library).
+func TestWritableSandbox(t *testing.T) {
+	setup(t)
+	debianSIF(t)
+	dir := workDir(t)
+	sbx := filepath.Join(dir, "sbx")
+	os.Mkdir(sbx, 0o755)
+	cp := exec.Command("cp", "-a", "--parents", "bin", "lib", "lib64", "usr/bin/dash",
+		"usr/bin/sh", "usr/bin/cat", "usr/lib64", "usr/lib/x86_64-linux-gnu/libc.so.6",
+		"usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2", sbx)
+	cp.Dir = filepath.Join(cacheDir(), "rootfs")
+	if out, err := cp.CombinedOutput(); err != nil {
+		t.Fatalf("cp: %v\n%s", err, out)
+	}
+	tool(t, "chown", "-R", strconv.Itoa(testUID)+":"+strconv.Itoa(testUID), sbx)
+
+	r := husk(t, dir, "exec", sbx, "sh", "-c", "echo x > /f")
+	if r.code == 0 || !strings.Contains(r.stderr, "Read-only file system") {
+		t.Fatalf("write without --writable: %s", r)
+	}
+	ok(t, dir, "exec", "--writable", sbx, "sh", "-c", "echo in-place > /f")
+	if b, err := os.ReadFile(filepath.Join(sbx, "f")); err != nil || string(b) != "in-place\n" {
+		t.Fatalf("sandbox file: %q, %v", b, err)
+	}
+	// Mount points for the home directory and binds did not land in it.
+	if _, err := os.Stat(filepath.Join(sbx, "home")); err == nil {
+		t.Errorf("mount points were created in the sandbox directory")
 	}
 }

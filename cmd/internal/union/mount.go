@@ -68,6 +68,11 @@ func (Mounter) Mount(spec *sandbox.Spec, files []*os.File, target string) (sandb
 		}
 		opts.Lowers = append(opts.Lowers, layer)
 	}
+	if len(opts.Lowers) == 0 {
+		// A writable sandbox directory alone: mount points still go to a
+		// skeleton, not into the user's directory.
+		opts.Lowers = append(opts.Lowers, fusefs.NewMemLayer())
+	}
 	switch {
 	case plan.Upper != nil:
 		up, work, err := b.upper(*plan.Upper)
