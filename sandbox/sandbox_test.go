@@ -11,8 +11,9 @@ import (
 	"testing"
 )
 
-// TestIdentity: the payload runs as the caller's own uid (not 0), and as
-// 0 with Fakeroot.
+// TestIdentity: the payload runs as the caller's own uid (not 0) without
+// capabilities, and as 0 with all capabilities of the user namespace with
+// Fakeroot.
 func TestIdentity(t *testing.T) {
 	e := newEnv(t)
 	for _, tc := range []struct {
@@ -20,18 +21,22 @@ func TestIdentity(t *testing.T) {
 		fakeroot bool
 		want     string
 	}{
-		{"user", false, "65534 65534"},
-		{"fakeroot", true, "0 0"},
+		{"user", false, "65534 65534 0000000000000000"},
+		{"fakeroot", true, "0 0 bounding"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			s := e.spec("sh", "-c", "echo $(id -u) $(id -g)")
+			// The effective set, printed as "bounding" when it is full.
+			s := e.spec("sh", "-c", `while read k v; do case $k in
+				CapEff:) eff=$v;; CapBnd:) bnd=$v;; esac; done </proc/self/status
+				[ "$eff" = "$bnd" ] && eff=bounding
+				echo $(id -u) $(id -g) $eff`)
 			s.Fakeroot = tc.fakeroot
 			res := e.run(s)
 			if res.Err != "" || res.Status != 0 {
 				t.Fatalf("status %d, error %q, stderr:\n%s", res.Status, res.Err, res.Stderr)
 			}
 			if got := strings.TrimSpace(res.Stdout); got != tc.want {
-				t.Errorf("id -u, id -g = %q, want %q", got, tc.want)
+				t.Errorf("id -u, id -g, CapEff = %q, want %q", got, tc.want)
 			}
 		})
 	}
