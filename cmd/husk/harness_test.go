@@ -58,7 +58,7 @@ func TestMain(m *testing.M) {
 }
 
 // setup fails the test unless the binary, the user and /dev/fuse are ready.
-func setup(t *testing.T) {
+func setup(t testing.TB) {
 	t.Helper()
 	if setupErr != nil {
 		t.Fatal(setupErr)
@@ -88,7 +88,7 @@ func setup(t *testing.T) {
 }
 
 // workDir returns a fresh directory owned by the test user.
-func workDir(t *testing.T) string {
+func workDir(t testing.TB) string {
 	t.Helper()
 	d, err := os.MkdirTemp(scratch, "w-")
 	if err != nil {
@@ -99,7 +99,7 @@ func workDir(t *testing.T) string {
 	return d
 }
 
-func chown(t *testing.T, p string) {
+func chown(t testing.TB, p string) {
 	t.Helper()
 	if err := os.Chown(p, testUID, testUID); err != nil {
 		t.Fatal(err)
@@ -130,7 +130,7 @@ func userCmd(dir string, args ...string) *exec.Cmd {
 }
 
 // husk runs the binary as the test user and returns what it did.
-func husk(t *testing.T, dir string, args ...string) result {
+func husk(t testing.TB, dir string, args ...string) result {
 	t.Helper()
 	cmd := userCmd(dir, args...)
 	var out, errb bytes.Buffer
@@ -152,7 +152,7 @@ func husk(t *testing.T, dir string, args ...string) result {
 }
 
 // ok runs husk and fails the test unless it exits 0.
-func ok(t *testing.T, dir string, args ...string) result {
+func ok(t testing.TB, dir string, args ...string) result {
 	t.Helper()
 	r := husk(t, dir, args...)
 	if r.code != 0 {
@@ -162,7 +162,7 @@ func ok(t *testing.T, dir string, args ...string) result {
 }
 
 // tool runs a host tool as root and returns its combined output.
-func tool(t *testing.T, name string, args ...string) string {
+func tool(t testing.TB, name string, args ...string) string {
 	t.Helper()
 	path := lookTool(t, name)
 	out, err := exec.Command(path, args...).CombinedOutput()
@@ -172,7 +172,7 @@ func tool(t *testing.T, name string, args ...string) string {
 	return string(out)
 }
 
-func lookTool(t *testing.T, name string) string {
+func lookTool(t testing.TB, name string) string {
 	t.Helper()
 	for _, p := range []string{name, "/usr/sbin/" + name, "/sbin/" + name} {
 		if path, err := exec.LookPath(p); err == nil {
@@ -189,7 +189,7 @@ func lookTool(t *testing.T, name string) string {
 
 // fsckClean fails the test unless e2fsck -fn finds the ext3 at path
 // (optionally at a byte offset) clean.
-func fsckClean(t *testing.T, path string, offset int64) {
+func fsckClean(t testing.TB, path string, offset int64) {
 	t.Helper()
 	target := path
 	if offset > 0 {
@@ -210,7 +210,7 @@ func cacheDir() string {
 // debootstrap into <cache>/rootfs (through a temporary name), then
 // `husk build <cache>/debian.sif <cache>/rootfs`. testdata/mkimage.sh
 // does the same with the same paths.
-func debianSIF(t *testing.T) string {
+func debianSIF(t testing.TB) string {
 	t.Helper()
 	sifOnce.Do(func() { sifPath, sifErr = buildDebianSIF() })
 	if sifErr != nil {
@@ -290,7 +290,7 @@ func lastLines(b []byte, n int) string {
 }
 
 // waitFile waits for a file to appear, failing after a generous minute.
-func waitFile(t *testing.T, p string) {
+func waitFile(t testing.TB, p string) {
 	t.Helper()
 	for i := 0; i < 600; i++ {
 		if _, err := os.Stat(p); err == nil {
@@ -303,7 +303,7 @@ func waitFile(t *testing.T, p string) {
 
 // fatalLine checks r is husk's failure: exit 255 and exactly one stderr
 // line, "FATAL:   ..." containing every want.
-func fatalLine(t *testing.T, r result, want ...string) {
+func fatalLine(t testing.TB, r result, want ...string) {
 	t.Helper()
 	lines := strings.Split(strings.TrimRight(r.stderr, "\n"), "\n")
 	if r.code != 255 || len(lines) != 1 || !strings.HasPrefix(lines[0], "FATAL:   ") {
