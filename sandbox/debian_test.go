@@ -8,20 +8,28 @@ import (
 	"testing"
 )
 
-// debianRoot is a Debian bookworm minbase + python3 tree made by
-// debootstrap (see the project's test setup); HUSK_TEST_ROOTFS overrides.
+// debianRoot finds the Debian bookworm minbase + python3 tree that
+// testdata/mkimage.sh builds with debootstrap: $HUSK_TEST_ROOTFS, else
+// $HUSK_CACHE/rootfs (default /var/tmp/husk-cache), else the rootfs.tmp
+// an earlier setup left there.
 func debianRoot(t *testing.T) string {
 	t.Helper()
-	root := os.Getenv("HUSK_TEST_ROOTFS")
-	if root == "" {
-		root = "/var/tmp/husk-cache/rootfs.tmp"
+	cache := os.Getenv("HUSK_CACHE")
+	if cache == "" {
+		cache = "/var/tmp/husk-cache"
 	}
-	if _, err := os.Stat(root + "/usr/bin/python3"); err != nil {
-		t.Fatalf("no Debian root file system with python3 at %s: build it with "+
-			"debootstrap --variant=minbase --include=python3 bookworm %s, "+
-			"or set HUSK_TEST_ROOTFS (%v)", root, root, err)
+	candidates := []string{cache + "/rootfs", cache + "/rootfs.tmp"}
+	if r := os.Getenv("HUSK_TEST_ROOTFS"); r != "" {
+		candidates = []string{r}
 	}
-	return root
+	for _, root := range candidates {
+		if _, err := os.Stat(root + "/usr/bin/python3"); err == nil {
+			return root
+		}
+	}
+	t.Fatalf("no Debian root file system with python3 in %v: run testdata/mkimage.sh "+
+		"(debootstrap, as root) or set HUSK_TEST_ROOTFS", candidates)
+	return ""
 }
 
 // TestDebian runs python3 in a real distribution tree, bound read-only:
