@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"log/slog"
+	"os"
 	"reflect"
 	"strings"
 	"testing"
@@ -68,6 +69,17 @@ func TestOverlayEnv(t *testing.T) {
 	cli, _ := parse(t, "run", "i.sif")
 	if !reflect.DeepEqual(cli.Run.Overlay, []string{"x.img:ro", "y.img"}) {
 		t.Fatalf("overlay from APPTAINER_OVERLAY: %q", cli.Run.Overlay)
+	}
+}
+
+func TestOverlayEnvAlias(t *testing.T) {
+	t.Setenv("APPTAINER_OVERLAY", "")
+	os.Unsetenv("APPTAINER_OVERLAY")
+	t.Setenv("SINGULARITY_OVERLAY", "legacy.img")
+	applyEnvAliases()
+	cli, _ := parse(t, "run", "i.sif")
+	if !reflect.DeepEqual(cli.Run.Overlay, []string{"legacy.img"}) {
+		t.Fatalf("overlay from SINGULARITY_OVERLAY: %q", cli.Run.Overlay)
 	}
 }
 

@@ -15,6 +15,7 @@ func main() {
 	// The sandbox re-executes this binary for its inner stages; Main runs
 	// those and never returns in them.
 	sandbox.Main(union.Mounter{})
+	applyEnvAliases()
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 

@@ -1,0 +1,44 @@
+package main
+
+import "os"
+
+// envAliases are the other names Apptainer reads for a flag's variable:
+// APPTAINER_OVERLAYIMAGE and APPTAINER_BINDPATH, and the legacy
+// SINGULARITY_ names (COMPAT §3.2, §7.2). The first one set is copied to
+// the name kong reads, unless that is set already.
+var envAliases = map[string][]string{
+	"APPTAINER_OVERLAY": {"APPTAINER_OVERLAYIMAGE", "SINGULARITY_OVERLAY",
+		"SINGULARITY_OVERLAYIMAGE"},
+	"APPTAINER_BIND":           {"APPTAINER_BINDPATH", "SINGULARITY_BIND", "SINGULARITY_BINDPATH"},
+	"APPTAINER_WRITABLE":       {"SINGULARITY_WRITABLE"},
+	"APPTAINER_WRITABLE_TMPFS": {"SINGULARITY_WRITABLE_TMPFS"},
+	"APPTAINER_FAKEROOT":       {"SINGULARITY_FAKEROOT"},
+	"APPTAINER_CLEANENV":       {"SINGULARITY_CLEANENV"},
+	"APPTAINER_CONTAIN":        {"SINGULARITY_CONTAIN"},
+	"APPTAINER_CONTAINALL":     {"SINGULARITY_CONTAINALL"},
+	"APPTAINER_HOME":           {"SINGULARITY_HOME"},
+	"APPTAINER_NO_HOME":        {"SINGULARITY_NO_HOME"},
+	"APPTAINER_PWD":            {"APPTAINER_TARGET_PWD", "SINGULARITY_PWD"},
+	"APPTAINER_HOSTNAME":       {"SINGULARITY_HOSTNAME"},
+	"APPTAINER_PID":            {"SINGULARITY_PID"},
+	"APPTAINER_IPC":            {"SINGULARITY_IPC"},
+	"APPTAINER_NO_MOUNT":       {"SINGULARITY_NO_MOUNT"},
+	"APPTAINER_SPARSE":         {"SINGULARITY_SPARSE"},
+}
+
+// applyEnvAliases copies alias values to the names the flags read. Only
+// husk's own process environment changes: APPTAINER_ and SINGULARITY_
+// variables never reach the container.
+func applyEnvAliases() {
+	for name, aliases := range envAliases {
+		if _, set := os.LookupEnv(name); set {
+			continue
+		}
+		for _, a := range aliases {
+			if v, set := os.LookupEnv(a); set {
+				os.Setenv(name, v)
+				break
+			}
+		}
+	}
+}
