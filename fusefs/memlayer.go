@@ -71,6 +71,17 @@ func (m *MemLayer) Add(dir Node, name string, isDir bool) (Node, error) {
 	return ino, nil
 }
 
+// copyAttr gives directory n the owner, permissions and times of a.
+func (m *MemLayer) copyAttr(n Node, a Attr) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if x := m.nodes[n]; x != nil {
+		x.attr.Mode = x.attr.Mode&syscall.S_IFMT | a.Mode&07777
+		x.attr.Uid, x.attr.Gid = a.Uid, a.Gid
+		x.attr.Atime, x.attr.Mtime, x.attr.Ctime = a.Atime, a.Mtime, a.Ctime
+	}
+}
+
 // Root implements Layer.
 func (m *MemLayer) Root() Node { return 1 }
 
@@ -189,6 +200,11 @@ func (u *Union) Mountpoint(p string, dir bool) error {
 			}
 			if memDir, err = mem.Add(memDir, c, dir || !last); err != nil {
 				return fmt.Errorf("fusefs: mount point %s: %w", p, err)
+			}
+			if existed {
+				// The skeleton directory now sits above the image's:
+				// show the image's owner, mode and times, not its own.
+				mem.copyAttr(memDir, a)
 			}
 			if refs, a, err = u.resolve(cur, c, 0); err != nil {
 				return fmt.Errorf("fusefs: mount point %s: %s hidden: %w", p, c, err)

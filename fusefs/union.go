@@ -72,6 +72,16 @@ func New(opts Options) (*Union, error) {
 	if opts.Upper != nil {
 		u.layers[0] = opts.Upper
 	}
+	// A skeleton's root shows the attributes of the root below it, as
+	// its directories do for the directories they cover.
+	for i, l := range opts.Lowers {
+		if m, ok := l.(*MemLayer); ok && i+1 < len(opts.Lowers) {
+			below := opts.Lowers[i+1]
+			if a, err := below.Getattr(below.Root()); err == nil {
+				m.copyAttr(m.Root(), a)
+			}
+		}
+	}
 	root, err := u.newRoot()
 	if err != nil {
 		return nil, err
