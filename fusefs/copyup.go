@@ -213,8 +213,10 @@ func (u *Union) copyXattrs(layer Layer, src, dst Node) error {
 			return err
 		}
 		err = u.upper.Setxattr(dst, x, v, 0)
-		if e := errnoOf(err); (e == syscall.EPERM || e == syscall.ENOTSUP) &&
-			!strings.HasPrefix(x, "user.") {
+		e := errnoOf(err)
+		refused := e == syscall.EPERM || e == syscall.ENOTSUP || e == syscall.EACCES ||
+			e == syscall.EINVAL // a v2 file capability inside a user namespace
+		if refused && !strings.HasPrefix(x, "user.") {
 			if u.log != nil {
 				u.log.Warn("fusefs: copy-up skips xattr", slog.String("xattr", x),
 					slog.Any("err", err))

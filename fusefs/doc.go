@@ -15,7 +15,9 @@
 //     whiteouts and trusted+user (or fuse-overlayfs style user + ".wh..wh..opq")
 //     opaque markers when writing;
 //   - copy-up of data (sparse), mode, owner, times and xattrs, atomic through
-//     the work directory; hard-linked lower files copied once per inode;
+//     the work directory; a hard-linked lower file is copied once and all
+//     its visible names are linked to the copy (the lower is indexed by
+//     one walk on the first such copy-up);
 //   - rename of anything, including lower directories (copied up whole, not
 //     EXDEV), with RENAME_NOREPLACE and RENAME_EXCHANGE;
 //   - stable inode numbers: the layer index+1 in the top 16 bits and the
@@ -26,8 +28,10 @@
 //
 // Not supported:
 //   - overlayfs redirect_dir, metacopy, index and origin xattrs (not read,
-//     not written); a lower hard link is re-joined to its copied-up inode
-//     only when its other names are looked up during the same mount;
+//     not written), so inode numbers are stable for the life of a mount,
+//     not across mounts;
+//   - xattrs in namespaces the upper refuses (trusted.*, security.* for an
+//     unprivileged upper) are dropped on copy-up, with a warning;
 //   - POSIX and flock locks are left to the kernel (local to this host);
 //   - access(2) checks are left to the kernel (default_permissions);
 //   - changes made to the layers behind the union's back are not seen
@@ -40,6 +44,11 @@
 //	u, _ := fusefs.New(fusefs.Options{Upper: upper, WorkDir: work, Lowers: []fusefs.Layer{lower}})
 //	_ = u.Mount("/mnt")
 //	defer u.Unmount()
+//
+// Known pitfalls: the process serving the union must not itself block on
+// the mount while holding union state (go-fuse's usual caveat); DirLayer
+// reaches xattrs through /proc/self/fd, so /proc must be mounted in the
+// serving process's mount namespace.
 //
 // Locking: one RWMutex per union orders namespace changes and copy-ups
 // (writers) against lookups, listings and data transfer (readers).
