@@ -3,7 +3,6 @@
 package sandbox
 
 import (
-	"bufio"
 	"bytes"
 	"fmt"
 	"log/slog"
@@ -98,10 +97,8 @@ func hostIdentity(uid, gid uint32, log *slog.Logger) (passwdEntry, []groupEntry)
 func injectPasswd(container []byte, user passwdEntry, uid uint32, home string) []byte {
 	var out bytes.Buffer
 	found := false
-	sc := bufio.NewScanner(bytes.NewReader(container))
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
+	for line := range strings.Lines(string(container)) {
+		line = strings.TrimSuffix(line, "\n")
 		e, ok := parsePasswdLine(line)
 		if ok && e.UID == uid && !found {
 			found = true

@@ -3,6 +3,7 @@
 package sandbox
 
 import (
+	"bytes"
 	"errors"
 	"log/slog"
 	"os"
@@ -10,6 +11,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"unicode/utf8"
 
 	"golang.org/x/sys/unix"
 )
@@ -216,4 +218,36 @@ func TestNewPlan(t *testing.T) {
 			t.Errorf("Cwd %q, want %q", p.Spec.Cwd, wd)
 		}
 	}
+}
+
+// FuzzInjectPasswd: whatever the container's passwd holds, the result
+// keeps every other line and has exactly one entry for the uid, with the
+// container home.
+func FuzzInjectPasswd(f *testing.F) {
+	if b, err := os.ReadFile("/etc/passwd"); err == nil {
+		f.Add(b, uint32(65534))
+	}
+	f.Add([]byte("root:x:0:0:root:/root:/bin/bash\n"), uint32(0))
+	f.Add([]byte("a:x:1000:1000::/h:/bin/sh\na:x:1000:1:dup:/h:/bin/sh\nbad line\n"),
+		uint32(1000))
+	user := passwdEntry{Name: "u", Gecos: "U", Home: "/home/u", Shell: "/bin/sh"}
+	f.Fuzz(func(t *testing.T, in []byte, uid uint32) {
+		if !utf8.Valid(in) || bytes.Contains(in, []byte(":/home/u:")) {
+			return // the property counts lines with the injected home
+		}
+		out := string(injectPasswd(in, user, uid, "/home/u"))
+		n := 0
+		for line := range strings.Lines(out) {
+			if e, ok := parsePasswdLine(strings.TrimSuffix(line, "\n")); ok &&
+				e.UID == uid && e.Home == "/home/u" {
+				n++
+			}
+		}
+		if n != 1 {
+			t.Fatalf("%d entries for uid %d in\n%s", n, uid, out)
+		}
+		if !strings.HasSuffix(out, "\n") {
+			t.Fatalf("no final newline: %q", out)
+		}
+	})
 }
