@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/alecthomas/kong"
+
+	"github.com/husk-project/husk/cmd/internal/logfmt"
 )
 
 func parse(t *testing.T, args ...string) (*CLI, string) {
@@ -91,8 +93,8 @@ func TestFatalFormat(t *testing.T) {
 		t.Fatalf("exit %d, output %q; want 255 and one FATAL line", code, b.String())
 	}
 	b.Reset()
-	newLogger(&b, false).Warn("careful")
-	newLogger(&b, false).Info("hidden")
+	logfmt.New(&b, false).Warn("careful")
+	logfmt.New(&b, false).Info("hidden")
 	if b.String() != "WARNING: careful\n" {
 		t.Fatalf("log output %q", b.String())
 	}

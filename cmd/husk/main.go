@@ -7,6 +7,7 @@ import (
 
 	"github.com/alecthomas/kong"
 
+	"github.com/husk-project/husk/cmd/internal/logfmt"
 	"github.com/husk-project/husk/cmd/internal/union"
 	"github.com/husk-project/husk/sandbox"
 )
@@ -31,22 +32,22 @@ func run(args []string, stdout, stderr io.Writer) int {
 		kong.ConfigureHelp(kong.HelpOptions{Compact: true, WrapUpperBound: 100}),
 	)
 	if err != nil {
-		fatal(stderr, err)
+		logfmt.Fatal(stderr, err)
 		return 255
 	}
 	ctx, err := parser.Parse(args)
 	if err != nil {
 		var pe *kong.ParseError
 		if errors.As(err, &pe) {
-			fatal(stderr, errors.New(pe.Error()+" (see husk --help)"))
+			logfmt.Fatal(stderr, errors.New(pe.Error()+" (see husk --help)"))
 			return 255
 		}
-		fatal(stderr, err)
+		logfmt.Fatal(stderr, err)
 		return 255
 	}
-	g := &globals{Log: newLogger(stderr, cli.Debug), Debug: cli.Debug}
+	g := &globals{Log: logfmt.New(stderr, cli.Debug), Debug: cli.Debug}
 	if err := ctx.Run(g); err != nil {
-		fatal(stderr, err)
+		logfmt.Fatal(stderr, err)
 		return 255
 	}
 	return g.Code

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/husk-project/husk/cmd/internal/image"
+	"github.com/husk-project/husk/cmd/internal/logfmt"
 	"github.com/husk-project/husk/ext3"
 	"github.com/husk-project/husk/fusefs"
 	"github.com/husk-project/husk/sandbox"
@@ -39,11 +40,9 @@ func (Mounter) Mount(spec *sandbox.Spec, files []*os.File, target string) (sandb
 	if err := json.Unmarshal(spec.Union, &plan); err != nil {
 		return nil, fmt.Errorf("union: bad layer plan: %w", err)
 	}
-	log := slog.New(slog.DiscardHandler)
-	if spec.Debug {
-		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{
-			Level: slog.LevelDebug}))
-	}
+	// Stage 1's stderr is husk's: warnings about layer errors met while
+	// serving (a corrupt block, say) reach the user as WARNING lines.
+	log := logfmt.New(os.Stderr, spec.Debug)
 	m := &mounted{log: log}
 	ok := false
 	defer func() {

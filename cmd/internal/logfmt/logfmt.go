@@ -1,4 +1,9 @@
-package main
+// Package logfmt prints husk's messages the way Apptainer prints its own:
+// the level name and a colon padded to 8 columns, a space, the message
+// (COMPAT §7.7), e.g. "WARNING: ..." and "FATAL:   ...". Only the CLI and
+// its glue use it; library packages take whatever *slog.Logger they are
+// given.
+package logfmt
 
 import (
 	"context"
@@ -9,8 +14,8 @@ import (
 	"sync"
 )
 
-// levelFatal is the level of the one line husk prints before exiting 255.
-const levelFatal = slog.LevelError + 4
+// LevelFatal is the level of the one line husk prints before exiting 255.
+const LevelFatal = slog.LevelError + 4
 
 // logHandler prints records as Apptainer does: the level name and a colon
 // padded to 8 columns, a space, the message, then any attributes as
@@ -23,7 +28,9 @@ type logHandler struct {
 	attrs []slog.Attr
 }
 
-func newLogger(w io.Writer, debug bool) *slog.Logger {
+// New returns a logger writing to w: warnings and worse, and with debug
+// also debug and info messages.
+func New(w io.Writer, debug bool) *slog.Logger {
 	level := slog.LevelWarn
 	if debug {
 		level = slog.LevelDebug
@@ -65,7 +72,7 @@ func (h *logHandler) WithGroup(string) slog.Handler { return h }
 
 func levelName(l slog.Level) string {
 	switch {
-	case l >= levelFatal:
+	case l >= LevelFatal:
 		return "FATAL"
 	case l >= slog.LevelError:
 		return "ERROR"
@@ -77,9 +84,9 @@ func levelName(l slog.Level) string {
 	return "DEBUG"
 }
 
-// fatal prints err as the single FATAL line; newlines in the message are
+// Fatal prints err as the single FATAL line; newlines in the message are
 // folded so scripts can rely on one line.
-func fatal(w io.Writer, err error) {
+func Fatal(w io.Writer, err error) {
 	msg := strings.Join(strings.Fields(strings.ReplaceAll(err.Error(), "\n", " ")), " ")
 	fmt.Fprintf(w, "%-8s %s\n", "FATAL:", msg)
 }
