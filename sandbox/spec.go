@@ -14,7 +14,8 @@ import (
 
 // Bind is one user bind mount (`--bind src[:dst[:ro|rw]]`).
 type Bind struct {
-	// Src is the host path. It must exist; symbolic links are followed.
+	// Src is the host path, relative to the caller's working directory or
+	// absolute. It must exist; symbolic links are followed.
 	Src string
 	// Dst is the absolute path in the container. Symbolic links in the
 	// container are resolved inside the container root.
