@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -182,5 +183,28 @@ func TestFsyncAndWorkDir(t *testing.T) {
 	must(t, err)
 	if len(ents) != 0 {
 		t.Errorf("work dir not empty: %v", ents)
+	}
+}
+
+// Unmount of a busy union detaches it and returns once the last user is
+// gone; a second Unmount does nothing.
+func TestUnmountBusy(t *testing.T) {
+	f := newFixture(t, 1)
+	tree(t, f.lowers[0], "f=1")
+	mnt, u := f.mount()
+	fh, err := os.Open(filepath.Join(mnt, "f"))
+	must(t, err)
+	done := make(chan error)
+	go func() { done <- u.Unmount() }()
+	select {
+	case err := <-done:
+		t.Fatalf("Unmount returned %v while a file was open", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	fh.Close()
+	must(t, <-done)
+	must(t, u.Unmount())
+	if isMounted(t, mnt) {
+		t.Error("still mounted")
 	}
 }
