@@ -51,10 +51,21 @@ func (h *pipeHandler) Enabled(_ context.Context, l slog.Level) bool {
 func (h *pipeHandler) Handle(_ context.Context, r slog.Record) error {
 	rec := record{Level: r.Level, Msg: r.Message, Attrs: h.attrs}
 	r.Attrs(func(a slog.Attr) bool {
-		rec.Attrs = append(rec.Attrs, a.Key, a.Value.String())
+		rec.Attrs = append(rec.Attrs, a.Key, clip(a.Value.String()))
 		return true
 	})
 	return h.send(rec)
+}
+
+// maxAttr bounds an attribute value so that a record stays one atomic
+// pipe write (PIPE_BUF) with a few attributes.
+const maxAttr = 512
+
+func clip(v string) string {
+	if len(v) <= maxAttr {
+		return v
+	}
+	return v[:maxAttr] + "..."
 }
 
 func (h *pipeHandler) send(rec record) error {
