@@ -27,8 +27,9 @@
 //
 // husk is quiet unless something is wrong: WARNING lines for degraded
 // behaviour, and on failure one line "FATAL:   <what and where>" with exit
-// status 255. Otherwise the exit status is the container command's, or
-// 128+N when signal N killed it. --debug adds DEBUG lines (layer stack,
+// status 255. Otherwise the exit status is the container command's; when
+// signal N killed it, husk re-raises N on itself (terminating signals
+// without a core dump) or exits 128+N. --debug adds DEBUG lines (layer stack,
 // namespace steps, mounts).
 //
 // # Environment
@@ -46,6 +47,7 @@
 // (Apptainer clears them and restores them afterwards), APPTAINERENV_
 // values are not shell-evaluated (as with Apptainer's --no-eval), images
 // without /bin/sh cannot run, --env-file, --no-env, --mount, --security,
-// --userns and instances are not implemented, and a container killed by a
-// signal makes husk exit 128+N rather than re-raise the signal.
+// --userns and instances are not implemented. The sandbox reports a
+// death by signal N as status 128+N, so a command that exits 130 on its
+// own also makes husk re-raise SIGINT.
 package main

@@ -110,6 +110,8 @@ func chown(t testing.TB, p string) {
 type result struct {
 	stdout, stderr string
 	code           int
+	// signaled says husk itself died of a signal (code is then 128+N).
+	signaled bool
 }
 
 func (r result) String() string {
@@ -143,7 +145,7 @@ func husk(t testing.TB, dir string, args ...string) result {
 	case errors.As(err, &ee):
 		r.code = ee.ExitCode()
 		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-			r.code = 128 + int(ws.Signal())
+			r.code, r.signaled = 128+int(ws.Signal()), true
 		}
 	default:
 		t.Fatalf("husk %v: %v", args, err)

@@ -17,7 +17,7 @@ func main() {
 	// those and never returns in them.
 	sandbox.Main(union.Mounter{})
 	applyEnvAliases()
-	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
 // run parses args, runs the command and returns the exit status: the
