@@ -20,7 +20,7 @@ go test -count=1 -timeout 40m "$@" ./...
 # The fuzz targets get a fixed budget each, so a regression in input
 # validation shows up here and not in a user's overlay.
 fuzztime=${HUSK_FUZZTIME:-20s}
-for pkg in ./squash ./ext3; do
+for pkg in ./squash ./ext3 ./cmd/internal/image; do
 	for target in $(go test -list '^Fuzz' "$pkg" | grep '^Fuzz' || true); do
 		go test -run='^$' -fuzz="^$target\$" -fuzztime="$fuzztime" "$pkg"
 	done
