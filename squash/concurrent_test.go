@@ -18,7 +18,7 @@ import (
 // Run it with -race.
 func TestConcurrentReaders(t *testing.T) {
 	src := featureTree(t)
-	f := openImage(t, image(t, "-comp", "zstd", "-b", "4096"),
+	f := openImage(t, image(t, optsB4K...),
 		&Options{CacheBytes: 256 << 10, MetaCacheBytes: 64 << 10})
 	files := []string{"text-3m", "random-1m", "multi-tail", "sparse", "sub/hardlink-1",
 		"small.txt", "dup-a", "xattrs/shared-2", "big/entry-19000-nn"}

@@ -16,8 +16,8 @@ import (
 // listing for every name in the 20,000-entry directory, and for names that
 // fall between, before and after the stored ones.
 func TestDirectoryIndex(t *testing.T) {
-	for _, opts := range [][]string{nil, {"-noI"}, {"-comp", "lz4", "-b", "4096"}} {
-		t.Run(strings.Join(opts, ""), func(t *testing.T) {
+	for _, opts := range [][]string{nil, optsRaw, optsB4K} {
+		t.Run(strings.Join(opts, " "), func(t *testing.T) {
 			f := openImage(t, image(t, opts...), nil)
 			root, _ := f.Inode(f.Root())
 			big := lookupPath(t, f, root, "big")

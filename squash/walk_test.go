@@ -6,16 +6,24 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 
 	"golang.org/x/sys/unix"
+)
+
+// Option sets shared by several tests, so each image is built once.
+var (
+	optsB4K = []string{"-b", "4096", "-Xcompression-level", "1", "-Xwindow-size", "10"}
+	optsRaw = []string{"-noI", "-noD", "-noF", "-noX"}
 )
 
 // imageVariants is the mksquashfs option matrix every walk test covers.
@@ -23,23 +31,21 @@ var imageVariants = []struct {
 	name string
 	opts []string
 }{
-	{"gzip", []string{"-comp", "gzip"}},
+	{"gzip", nil},
 	{"xz", []string{"-comp", "xz"}},
 	{"lzma", []string{"-comp", "lzma"}},
 	{"lzo", []string{"-comp", "lzo"}},
 	{"lz4", []string{"-comp", "lz4"}},
-	{"lz4hc", []string{"-comp", "lz4", "-Xhc"}},
 	{"zstd", []string{"-comp", "zstd"}},
-	{"gzip-b4k", []string{"-b", "4096"}},
+	{"gzip-b4k-options", optsB4K},
 	{"zstd-b1m", []string{"-comp", "zstd", "-b", "1M"}},
 	{"lzo-b1m", []string{"-comp", "lzo", "-b", "1M"}},
-	{"uncompressed", []string{"-noI", "-noD", "-noF", "-noX"}},
+	{"uncompressed", optsRaw},
 	{"no-xattrs", []string{"-no-xattrs"}},
 	{"no-fragments", []string{"-no-fragments"}},
 	{"always-fragments", []string{"-always-use-fragments"}},
-	{"no-duplicates", []string{"-no-duplicates", "-comp", "lz4"}},
+	{"no-duplicates-lz4hc", []string{"-no-duplicates", "-comp", "lz4", "-Xhc"}},
 	{"tailends-no-exports", []string{"-tailends", "-no-exports", "-comp", "zstd"}},
-	{"gzip-options", []string{"-Xcompression-level", "1", "-Xwindow-size", "10"}},
 }
 
 func TestWalkMatchesSource(t *testing.T) {
@@ -53,8 +59,64 @@ func TestWalkMatchesSource(t *testing.T) {
 	}
 }
 
-// compareTree walks src and checks every entry against the image, looking
-// each one up by path from the root and comparing listings.
+// srcEntry is one entry of the feature tree as the host sees it.
+type srcEntry struct {
+	rel      string
+	st       unix.Stat_t
+	target   string            // symlinks
+	data     []byte            // regular files
+	xattrs   map[string]string // full names
+	children []string          // directories, sorted as os.ReadDir sorts
+}
+
+var (
+	snapOnce sync.Once
+	snap     []srcEntry
+	snapErr  error
+)
+
+// snapshot reads the feature tree once, so that each image variant is
+// compared without re-reading the host file system.
+func snapshot(t *testing.T, src string) []srcEntry {
+	t.Helper()
+	snapOnce.Do(func() {
+		snapErr = filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			e := srcEntry{}
+			e.rel, _ = filepath.Rel(src, p)
+			if err := unix.Lstat(p, &e.st); err != nil {
+				return err
+			}
+			switch e.st.Mode & unix.S_IFMT {
+			case unix.S_IFREG:
+				e.data, err = os.ReadFile(p)
+			case unix.S_IFLNK:
+				e.target, err = os.Readlink(p)
+			case unix.S_IFDIR:
+				var des []fs.DirEntry
+				des, err = os.ReadDir(p)
+				for _, de := range des {
+					e.children = append(e.children, de.Name())
+				}
+			}
+			if err != nil {
+				return err
+			}
+			e.xattrs, err = sourceXattrs(p)
+			snap = append(snap, e)
+			return err
+		})
+	})
+	if snapErr != nil {
+		t.Fatalf("snapshot of %s: %v", src, snapErr)
+	}
+	return snap
+}
+
+// compareTree checks every entry of src against the image, looking each
+// one up by path from the root and comparing listings.
 func compareTree(t *testing.T, f *FS, src string, wantXattrs bool) {
 	t.Helper()
 	root, err := f.Inode(f.Root())
@@ -62,31 +124,19 @@ func compareTree(t *testing.T, f *FS, src string, wantXattrs bool) {
 		t.Fatal(err)
 	}
 	inos := map[uint64]uint32{} // source inode -> squashfs inode number
-	err = filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(src, p)
+	for _, e := range snapshot(t, src) {
 		n := root
-		if rel != "." {
-			n = lookupPath(t, f, root, rel)
+		if e.rel != "." {
+			n = lookupPath(t, f, root, e.rel)
 		}
-		var st unix.Stat_t
-		if err := unix.Lstat(p, &st); err != nil {
-			return err
+		compareInode(t, f, &e, n, wantXattrs)
+		if prev, ok := inos[e.st.Ino]; ok && prev != n.Ino {
+			t.Errorf("%s: hard link has inode %d, want %d", e.rel, n.Ino, prev)
 		}
-		compareInode(t, f, rel, p, &st, n, wantXattrs)
-		if prev, ok := inos[st.Ino]; ok && prev != n.Ino {
-			t.Errorf("%s: hard link has inode %d, want %d", rel, n.Ino, prev)
+		inos[e.st.Ino] = n.Ino
+		if e.st.Mode&unix.S_IFMT == unix.S_IFDIR {
+			compareListing(t, f, &e, n)
 		}
-		inos[st.Ino] = n.Ino
-		if d.IsDir() {
-			compareListing(t, f, rel, p, n)
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
 	}
 }
 
@@ -103,9 +153,9 @@ func lookupPath(t *testing.T, f *FS, root *Inode, rel string) *Inode {
 	return n
 }
 
-func compareInode(t *testing.T, f *FS, rel, p string, st *unix.Stat_t, n *Inode,
-	wantXattrs bool) {
+func compareInode(t *testing.T, f *FS, e *srcEntry, n *Inode, wantXattrs bool) {
 	t.Helper()
+	rel, st := e.rel, &e.st
 	if n.Mode != st.Mode {
 		t.Errorf("%s: mode %o, want %o", rel, n.Mode, st.Mode)
 	}
@@ -123,33 +173,32 @@ func compareInode(t *testing.T, f *FS, rel, p string, st *unix.Stat_t, n *Inode,
 		if n.Size != uint64(st.Size) {
 			t.Errorf("%s: size %d, want %d", rel, n.Size, st.Size)
 		}
-		compareContent(t, f, rel, p, n)
+		compareContent(t, f, rel, e.data, n)
 	case unix.S_IFLNK:
-		want, _ := os.Readlink(p)
 		got, err := f.Readlink(n)
-		if err != nil || got != want {
-			t.Errorf("%s: readlink = %.40q, %v; want %.40q", rel, got, err, want)
+		if err != nil || got != e.target {
+			t.Errorf("%s: readlink = %.40q, %v; want %.40q", rel, got, err, e.target)
 		}
-		if n.Size != uint64(len(want)) {
-			t.Errorf("%s: symlink size %d, want %d", rel, n.Size, len(want))
+		if n.Size != uint64(len(e.target)) {
+			t.Errorf("%s: symlink size %d, want %d", rel, n.Size, len(e.target))
 		}
 	case unix.S_IFCHR, unix.S_IFBLK:
 		if n.Rdev != uint32(st.Rdev) {
 			t.Errorf("%s: rdev %#x, want %#x", rel, n.Rdev, st.Rdev)
 		}
 	}
-	compareXattrs(t, f, rel, p, n, wantXattrs)
+	want := e.xattrs
+	if !wantXattrs {
+		want = nil
+	}
+	compareXattrs(t, f, rel, want, n)
 }
 
-func compareContent(t *testing.T, f *FS, rel, p string, n *Inode) {
+func compareContent(t *testing.T, f *FS, rel string, want []byte, n *Inode) {
 	t.Helper()
-	want, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatal(err)
-	}
 	got := make([]byte, len(want)+10)
 	k, err := f.ReadAt(n, got, 0)
-	if k != len(want) || (err != io.EOF && !(err == nil && k == len(got))) {
+	if k != len(want) || err != io.EOF {
 		t.Errorf("%s: ReadAt = %d, %v; want %d, io.EOF", rel, k, err, len(want))
 		return
 	}
@@ -173,12 +222,8 @@ func compareContent(t *testing.T, f *FS, rel, p string, n *Inode) {
 	}
 }
 
-func compareXattrs(t *testing.T, f *FS, rel, p string, n *Inode, wantXattrs bool) {
+func compareXattrs(t *testing.T, f *FS, rel string, want map[string]string, n *Inode) {
 	t.Helper()
-	want := map[string]string{}
-	if wantXattrs {
-		want = sourceXattrs(t, p)
-	}
 	xs, err := f.Xattrs(n)
 	if err != nil {
 		t.Errorf("%s: Xattrs: %v", rel, err)
@@ -199,13 +244,12 @@ func compareXattrs(t *testing.T, f *FS, rel, p string, n *Inode, wantXattrs bool
 	}
 }
 
-func sourceXattrs(t *testing.T, p string) map[string]string {
-	t.Helper()
+func sourceXattrs(p string) (map[string]string, error) {
 	out := map[string]string{}
 	buf := make([]byte, 64<<10)
 	n, err := unix.Llistxattr(p, buf)
 	if err != nil {
-		t.Fatalf("listxattr %s: %v", p, err)
+		return nil, fmt.Errorf("listxattr %s: %w", p, err)
 	}
 	for name := range strings.SplitSeq(string(buf[:n]), "\x00") {
 		if name == "" {
@@ -214,40 +258,38 @@ func sourceXattrs(t *testing.T, p string) map[string]string {
 		val := make([]byte, 64<<10)
 		k, err := unix.Lgetxattr(p, name, val)
 		if err != nil {
-			t.Fatalf("getxattr %s %s: %v", p, name, err)
+			return nil, fmt.Errorf("getxattr %s %s: %w", p, name, err)
 		}
 		out[name] = string(val[:k])
 	}
-	return out
+	return out, nil
 }
 
-func compareListing(t *testing.T, f *FS, rel, p string, dir *Inode) {
+func compareListing(t *testing.T, f *FS, e *srcEntry, dir *Inode) {
 	t.Helper()
-	des, err := os.ReadDir(p)
-	if err != nil {
-		t.Fatal(err)
-	}
 	ents, err := f.ReadDir(dir)
 	if err != nil {
-		t.Fatalf("%s: ReadDir: %v", rel, err)
+		t.Fatalf("%s: ReadDir: %v", e.rel, err)
 	}
-	if len(ents) != len(des) {
-		t.Fatalf("%s: %d entries, want %d", rel, len(ents), len(des))
+	if len(ents) != len(e.children) {
+		t.Fatalf("%s: %d entries, want %d", e.rel, len(ents), len(e.children))
 	}
 	subdirs := 0
-	for i, e := range ents {
-		if e.Name != des[i].Name() {
-			t.Fatalf("%s: entry %d is %q, want %q", rel, i, e.Name, des[i].Name())
+	for i, de := range ents {
+		if de.Name != e.children[i] {
+			t.Fatalf("%s: entry %d is %q, want %q", e.rel, i, de.Name, e.children[i])
 		}
-		if e.Type == syscall.S_IFDIR {
+		if de.Type == syscall.S_IFDIR {
 			subdirs++
 		}
-		if fs.FileMode(0) != des[i].Type()&fs.ModeDir && e.Type != syscall.S_IFDIR {
-			t.Errorf("%s/%s: type %o, want a directory", rel, e.Name, e.Type)
+		n, err := f.Inode(de.Ref)
+		if err != nil || n.Ino != de.Ino || n.Mode&modeTypeMask != de.Type {
+			t.Errorf("%s/%s: entry ino %d type %o disagree with inode %+v (%v)", e.rel,
+				de.Name, de.Ino, de.Type, n, err)
 		}
 	}
 	if dir.Nlink != uint32(2+subdirs) {
-		t.Errorf("%s: directory nlink %d, want %d", rel, dir.Nlink, 2+subdirs)
+		t.Errorf("%s: directory nlink %d, want %d", e.rel, dir.Nlink, 2+subdirs)
 	}
 }
 
