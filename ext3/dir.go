@@ -133,6 +133,7 @@ func (f *FS) forEachEntry(in *inode, fn func(lblk uint64, e *dent) bool) error {
 			return err
 		}
 		if b == nil {
+			lblk += f.holeSpan(in, lblk) - 1
 			continue
 		}
 		stop := false

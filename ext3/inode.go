@@ -343,6 +343,9 @@ func (f *FS) checkInode(in *inode) error {
 	if x := in.extraSize(); x != 0 && (x < 4 || goodOldInode+x > len(in.raw) || x&3 != 0) {
 		return corrupt("inode", 0, in.ino, "i_extra_isize %d", x)
 	}
+	if in.isDir() && in.size()/uint64(f.bs) > uint64(f.sb.BlocksCount) {
+		return corrupt("directory inode", 0, in.ino, "size %d exceeds the file system", in.size())
+	}
 	if in.isDir() && in.size()%uint64(f.bs) != 0 {
 		return corrupt("directory inode", 0, in.ino, "size %d is not a multiple of the block size", in.size())
 	}
