@@ -36,26 +36,18 @@ type DirEntry struct {
 	Type uint32 // S_IF* bits
 }
 
-// dirListing is a parsed listing, cached per directory.
+// dirListing is a parsed listing, cached per directory. Names are strictly
+// increasing (checked when parsing), so lookups binary-search.
 type dirListing struct {
 	entries []DirEntry
-	sorted  bool // names strictly increasing: binary search is valid
 }
 
 func (l *dirListing) find(name string) (DirEntry, bool) {
-	if l.sorted {
-		i, ok := slices.BinarySearchFunc(l.entries, name, func(e DirEntry, n string) int {
-			return strings.Compare(e.Name, n)
-		})
-		if ok {
-			return l.entries[i], true
-		}
-		return DirEntry{}, false
-	}
-	for _, e := range l.entries {
-		if e.Name == name {
-			return e, true
-		}
+	i, ok := slices.BinarySearchFunc(l.entries, name, func(e DirEntry, n string) int {
+		return strings.Compare(e.Name, n)
+	})
+	if ok {
+		return l.entries[i], true
 	}
 	return DirEntry{}, false
 }
@@ -125,16 +117,27 @@ func (f *FS) Lookup(dir *Inode, name string) (*Inode, error) {
 func (f *FS) listing(dir *Inode) (*dirListing, error) {
 	return f.dirs.getOrLoad(uint64(dir.Ref), func() (*dirListing, int64, error) {
 		f.dirListLoads.Add(1)
-		l := &dirListing{sorted: true}
+		l := &dirListing{}
 		cost := int64(64)
+		var order error
 		err := f.scanDir(dir, 0, func(e DirEntry) bool {
+			// squashfs writers sort names (the directory index depends on
+			// it). Refusing duplicates and disorder also stops a small,
+			// highly compressible listing from repeating one entry into
+			// a huge allocation.
 			if n := len(l.entries); n > 0 && l.entries[n-1].Name >= e.Name {
-				l.sorted = false
+				order = formatErr(-1, fmt.Sprintf("directory inode %d", dir.Ino),
+					"entry %q after %q: names not sorted or repeated", e.Name,
+					l.entries[n-1].Name)
+				return false
 			}
 			l.entries = append(l.entries, e)
 			cost += int64(len(e.Name)) + 40
 			return true
 		})
+		if err == nil {
+			err = order
+		}
 		if err != nil {
 			return nil, 0, err
 		}

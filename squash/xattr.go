@@ -21,7 +21,8 @@ const (
 	xattrOOL         = 0x100
 	xattrPrefixMask  = 0xff
 	maxXattrValue    = 64 << 10 // XATTR_SIZE_MAX
-	maxXattrCount    = 64 << 10
+	maxXattrCount    = 32 << 10 // names alone must fit in XATTR_LIST_MAX (64 KiB)
+	maxXattrTotal    = 16 << 20 // bytes of values per inode; see Xattrs
 )
 
 // xattrPrefixes maps the namespace type to the prefix of full names.
@@ -106,10 +107,17 @@ func (f *FS) Xattrs(n *Inode) ([]Xattr, error) {
 		return nil, err
 	}
 	out := make([]Xattr, 0, min(count, 64))
+	total := 0
 	for range count {
 		x, err := f.readXattr(m, what)
 		if err != nil {
 			return nil, err
+		}
+		// Out-of-line values can be shared, so a small image could
+		// otherwise expand one value many times over.
+		if total += len(x.Name) + len(x.Value); total > maxXattrTotal {
+			return nil, formatErr(-1, what, "more than %d bytes of attributes",
+				maxXattrTotal)
 		}
 		out = append(out, x)
 	}
