@@ -117,6 +117,7 @@ func crashHelperMain(mode string) int {
 		return 2
 	}
 	w := &crashWorker{fs: fs, log: lf, rng: rng, run: run, dirs: map[string]uint32{}, all: all}
+	w.logf("run %d", w.run)
 	fmt.Println("ready") // the parent starts its kill timer now
 	if err := w.work(); err != nil {
 		w.logf("error %s", err)
@@ -138,7 +139,6 @@ func (w *crashWorker) logf(format string, args ...any) {
 }
 
 func (w *crashWorker) work() error {
-	w.logf("run %d", w.run)
 	if err := w.removeOldRuns(); err != nil {
 		return err
 	}
