@@ -45,8 +45,10 @@
 //	_ = u.Mount("/mnt")
 //	defer u.Unmount()
 //
-// Known pitfalls: the process serving the union must not itself block on
-// the mount while holding union state (go-fuse's usual caveat); DirLayer
+// Known pitfalls: the process serving the union must not touch memory
+// mapped from the union (a page fault there cannot stop for the garbage
+// collector while the collector waits for it: deadlock); it may use the
+// mount through system calls. DirLayer
 // reaches xattrs through /proc/self/fd, so /proc must be mounted in the
 // serving process's mount namespace.
 //
