@@ -58,7 +58,7 @@ func runAction(g *globals, command string, f *ActionFlags, img string, args []st
 		Union:    union,
 		Files:    len(plan.Files),
 		Debug:    g.Debug,
-		Umask:    currentUmask(),
+		Umask:    umask(f.NoUmask),
 	}
 	if u, err := user.LookupId(fmt.Sprint(spec.UID)); err == nil {
 		spec.Username, spec.HomeDir = u.Username, u.HomeDir
@@ -73,19 +73,11 @@ func runAction(g *globals, command string, f *ActionFlags, img string, args []st
 	if a, err := filepath.Abs(img); err == nil {
 		absImage = a
 	}
-	env, err := buildEnv(envInput{
-		Host:     os.Environ(),
-		Cleanenv: f.Cleanenv,
-		Home:     spec.ContainerHome(),
-		Image:    absImage,
-		Command:  command,
-		Env:      f.Env,
-	}, g.Log)
+	argv, env, err := actionProcess(g, command, f, absImage, spec.ContainerHome(), "", args)
 	if err != nil {
 		return err
 	}
-	spec.Env = env.Base
-	spec.Args = payloadArgs(command, args, env.Inject)
+	spec.Args, spec.Env = argv, env
 
 	code, err := sandbox.Run(context.Background(), spec, plan.Files, g.Log)
 	if err != nil {
@@ -93,6 +85,35 @@ func runAction(g *globals, command string, f *ActionFlags, img string, args []st
 	}
 	g.Code = code
 	return nil
+}
+
+// actionProcess computes the container's argv and initial environment for
+// an action (COMPAT §7.4-7.5).
+func actionProcess(g *globals, command string, f *ActionFlags, absImage, home,
+	instance string, args []string) (argv, env []string, err error) {
+	cenv, err := buildEnv(envInput{
+		Host:     os.Environ(),
+		Cleanenv: f.Cleanenv,
+		NoEnv:    f.NoEnv,
+		NoEval:   f.NoEval,
+		Home:     home,
+		Image:    absImage,
+		Command:  command,
+		Instance: instance,
+		Shell:    f.Shell,
+		Env:      f.Env,
+		EnvFiles: f.EnvFile,
+	}, g.Log)
+	if err != nil {
+		return nil, nil, err
+	}
+	argv, env = launcher(command, args, cenv)
+	// One argument may hold at most 128 KiB (MAX_ARG_STRLEN).
+	if len(argv[2]) > 128<<10-1 {
+		return nil, nil, fmt.Errorf("the environment to pass is too large (%d KiB of "+
+			"script); use --cleanenv or --no-env", len(argv[2])>>10)
+	}
+	return argv, env, nil
 }
 
 // parseBinds parses --bind values: src[:dst[:ro|rw]], dst defaulting to
@@ -130,6 +151,14 @@ func parseBinds(values []string) ([]sandbox.Bind, error) {
 		out = append(out, b)
 	}
 	return out, nil
+}
+
+// umask is the payload's umask: the caller's, or 0022 with --no-umask.
+func umask(noUmask bool) int {
+	if noUmask {
+		return 0o022
+	}
+	return currentUmask()
 }
 
 // currentUmask reads the process umask (there is no getter; setting it

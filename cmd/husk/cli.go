@@ -18,6 +18,7 @@ type CLI struct {
 	Exec    ExecCmd    `cmd:"" help:"Run a command in a container."`
 	Run     RunCmd     `cmd:"" help:"Run the container's runscript."`
 	Shell   ShellCmd   `cmd:"" help:"Start an interactive shell in a container."`
+	Test    TestCmd    `cmd:"" help:"Run the container's test script."`
 	Overlay OverlayCmd `cmd:"" help:"Manage persistent overlay images."`
 	Build   BuildCmd   `cmd:"" help:"Build a SIF from a root filesystem directory."`
 	Version VersionCmd `cmd:"" help:"Print husk's version."`
@@ -50,8 +51,14 @@ type ActionFlags struct {
 	Pwd      string   `placeholder:"DIR" help:"${pwd}" env:"HUSK_PWD,APPTAINER_PWD"`
 	Cleanenv bool     `short:"e" help:"${cleanenv}" env:"HUSK_CLEANENV,APPTAINER_CLEANENV"`
 	Env      []string `sep:"none" placeholder:"KEY=VALUE" help:"${env}"`
-	Pid      bool     `short:"p" help:"Run in a new PID namespace." env:"HUSK_PID,APPTAINER_PID"`
-	Hostname string   `help:"${hostname}" env:"HUSK_HOSTNAME,APPTAINER_HOSTNAME"`
+	EnvFile  []string `placeholder:"FILE" help:"${envfile}" env:"HUSK_ENV_FILE,APPTAINER_ENV_FILE"`
+	NoEnv    []string `placeholder:"VAR" help:"${noenv}" env:"HUSK_NO_ENV,APPTAINER_NO_ENV"`
+	NoEval   bool     `help:"${noeval}" env:"HUSK_NO_EVAL,APPTAINER_NO_EVAL"`
+	NoUmask  bool     `help:"${noumask}" env:"HUSK_NO_UMASK,APPTAINER_NO_UMASK"`
+	// Shell is set by `husk shell --shell` only.
+	Shell    string `kong:"-"`
+	Pid      bool   `short:"p" help:"Run in a new PID namespace." env:"HUSK_PID,APPTAINER_PID"`
+	Hostname string `help:"${hostname}" env:"HUSK_HOSTNAME,APPTAINER_HOSTNAME"`
 
 	Ipc        bool `short:"i" help:"Run in a new IPC namespace." env:"HUSK_IPC,APPTAINER_IPC"`
 	Contain    bool `short:"c" help:"${contain}" env:"HUSK_CONTAIN,APPTAINER_CONTAIN"`
@@ -79,6 +86,12 @@ var helpVars = map[string]string{
 	"cleanenv": "Do not forward the host environment (only TERM and proxies).",
 	"env": "Set an environment variable in the container, over the image's. " +
 		"Repeatable.",
+	"envfile": "Read KEY=VALUE assignments from FILE (evaluated on the host; " +
+		"--env wins). Repeatable.",
+	"noenv":   "Do not forward these host variables. Comma separated.",
+	"noeval":  "Do not shell-evaluate APPTAINERENV_ and --env values in the container.",
+	"noumask": "Use umask 0022 in the container instead of yours.",
+	"shell":   "Shell to run instead of /bin/bash --norc (sets SINGULARITY_SHELL).",
 	"contain": "Use private, empty home, /tmp and /var/tmp; do not bind the working " +
 		"directory.",
 	"call": "--contain plus new PID and IPC namespaces and --cleanenv.",
@@ -132,8 +145,9 @@ Example:
 // ShellCmd is `husk shell IMAGE`.
 type ShellCmd struct {
 	ActionFlags
-	Image string   `arg:"" help:"SIF, squashfs image or root filesystem directory."`
-	Args  []string `arg:"" optional:"" passthrough:"" help:"Arguments for the shell."`
+	ShellPath string   `name:"shell" short:"s" placeholder:"PATH" help:"${shell}" env:"HUSK_SHELL,APPTAINER_SHELL"`
+	Image     string   `arg:"" help:"SIF, squashfs image or root filesystem directory."`
+	Args      []string `arg:"" optional:"" passthrough:"" help:"Arguments for the shell."`
 }
 
 // Help implements kong.HelpProvider.
@@ -143,6 +157,22 @@ Apptainer does, so scripts that expect it keep working.
 
 Example:
   husk shell --writable-tmpfs debian.sif`
+}
+
+// TestCmd is `husk test IMAGE [ARGS...]`.
+type TestCmd struct {
+	ActionFlags
+	Image string   `arg:"" help:"SIF, squashfs image or root filesystem directory."`
+	Args  []string `arg:"" optional:"" passthrough:"" help:"Arguments for the test script."`
+}
+
+// Help implements kong.HelpProvider.
+func (TestCmd) Help() string {
+	return `Runs /.singularity.d/test with ARGS; exits 0 with an INFO line when the
+image has no test script.
+
+Example:
+  husk test debian.sif`
 }
 
 // OverlayCmd groups the overlay subcommands.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -103,39 +104,85 @@ func TestFatalFormat(t *testing.T) {
 func TestBuildEnv(t *testing.T) {
 	host := []string{"FOO=bar", "HOME=/h", "PATH=/x", "LD_LIBRARY_PATH=/l",
 		"APPTAINER_X=1", "SINGULARITYENV_A=s", "APPTAINERENV_A=a", "APPTAINERENV_B=b",
-		"HUSKENV_C=c", "APPTAINERENV_HOME=/bad", "TERM=xterm", "PS1=$ "}
+		"HUSKENV_C=c", "APPTAINERENV_HOME=/bad", "TERM=xterm", "PS1=$ ", "DROP=1"}
 	var logb bytes.Buffer
 	log := slog.New(slog.NewTextHandler(&logb, nil))
 	env, err := buildEnv(envInput{Host: host, Home: "/home/u", Image: "/i/d.sif",
-		Command: "exec", Env: []string{"B=override"}}, log)
+		Command: "exec", Env: []string{"B=override"}, NoEnv: []string{"DROP"}}, log)
 	if err != nil {
 		t.Fatal(err)
 	}
-	base := strings.Join(env.Base, " ")
-	for _, want := range []string{"FOO=bar", "HOME=/home/u", "PATH=" + DefaultPath, "TERM=xterm",
-		"APPTAINER_CONTAINER=/i/d.sif", "APPTAINER_NAME=d.sif", "SINGULARITY_NAME=d.sif"} {
-		if !strings.Contains(base, want) {
-			t.Errorf("base env lacks %s: %s", want, base)
+	got := map[string]string{}
+	for _, v := range env.Host {
+		got[v.Key] = v.Value
+	}
+	if got["FOO"] != "bar" || got["TERM"] != "xterm" || got["PS1"] != "$ " {
+		t.Errorf("host vars %v", env.Host)
+	}
+	for _, bad := range []string{"PATH", "HOME", "LD_LIBRARY_PATH", "APPTAINER_X", "DROP",
+		"APPTAINERENV_A"} {
+		if _, ok := got[bad]; ok {
+			t.Errorf("host var %s forwarded", bad)
 		}
 	}
-	for _, kv := range env.Base {
-		for _, bad := range []string{"PATH=/x", "HOME=/h", "LD_LIBRARY_PATH=", "APPTAINER_X=",
-			"PS1="} {
-			if kv == bad || strings.HasPrefix(kv, bad) && strings.HasSuffix(bad, "=") {
-				t.Errorf("base env has %s", kv)
-			}
-		}
+	eng := map[string]string{}
+	for _, v := range env.Engine {
+		eng[v.Key] = v.Value
 	}
-	want := []envVar{{"A", "a"}, {"B", "override"}, {"C", "c"}}
+	if eng["HOME"] != "/home/u" || eng["APPTAINER_CONTAINER"] != "/i/d.sif" ||
+		eng["SINGULARITY_NAME"] != "d.sif" || eng["APPTAINER_COMMAND"] != "exec" {
+		t.Errorf("engine vars %v", env.Engine)
+	}
+	want := []envVar{{"A", "a", true}, {"B", "override", true}, {"C", "c", true}}
 	if !reflect.DeepEqual(env.Inject, want) {
 		t.Errorf("inject %v, want %v", env.Inject, want)
 	}
+	if !strings.Contains(logb.String(), "APPTAINERENV_HOME is not permitted") ||
+		!strings.Contains(logb.String(), "SINGULARITYENV_A is set, but APPTAINERENV_A") {
+		t.Errorf("log: %s", logb.String())
+	}
 
 	env, _ = buildEnv(envInput{Host: host, Cleanenv: true, Home: "/r", Image: "/i"}, log)
-	base = strings.Join(env.Base, " ")
-	if strings.Contains(base, "FOO") || !strings.Contains(base, "TERM=xterm") ||
-		!strings.Contains(base, "LANG=C") {
-		t.Errorf("--cleanenv base env: %s", base)
+	got = map[string]string{}
+	for _, v := range env.Host {
+		got[v.Key] = v.Value
+	}
+	if len(got) != 2 || got["TERM"] != "xterm" || got["LANG"] != "C" {
+		t.Errorf("--cleanenv host vars: %v", env.Host)
+	}
+}
+
+func TestEnvFile(t *testing.T) {
+	dir := t.TempDir()
+	f := filepath.Join(dir, "env")
+	body := `# comment
+export A=1
+B="x $A ${HOSTV} ${NOPE:-dflt}" C='lit $A'
+D=a\ b  # trailing
+E="multi
+line"
+HOME=/ignored
+A=2
+F=$APPTAINER_IMAGE
+`
+	if err := os.WriteFile(f, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	got, err := parseEnvFile(f, map[string]string{"HOSTV": "h"}, "/i.sif")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []envVar{{Key: "A", Value: "2"}, {Key: "B", Value: "x 1 h dflt"},
+		{Key: "C", Value: "lit $A"}, {Key: "D", Value: "a b"},
+		{Key: "E", Value: "multi\nline"}, {Key: "F", Value: "/i.sif"}}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("got %v\nwant %v", got, want)
+	}
+	for _, bad := range []string{"A=$(id)\n", "A=`id`\n", "rm -rf x\n", "A='open\n"} {
+		os.WriteFile(f, []byte(bad), 0o644)
+		if _, err := parseEnvFile(f, nil, ""); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
 	}
 }
 

@@ -50,7 +50,13 @@ func (c *RunCmd) Run(g *globals) error {
 
 // Run implements `husk shell`.
 func (c *ShellCmd) Run(g *globals) error {
+	c.Shell = c.ShellPath
 	return runAction(g, "shell", &c.ActionFlags, c.Image, stripDashes(c.Args))
+}
+
+// Run implements `husk test`.
+func (c *TestCmd) Run(g *globals) error {
+	return runAction(g, "test", &c.ActionFlags, c.Image, stripDashes(c.Args))
 }
 
 // stripDashes drops the "--" kong keeps at the head of a passthrough

@@ -26,79 +26,114 @@ func init() {
 	}
 }
 
-// containerEnv is the environment of the container process, in two parts:
-// Base is set before the image's /.singularity.d/env scripts run, Inject is
-// applied after them, so that APPTAINERENV_ and --env values win over the
-// image, which wins over the host (COMPAT §7.5).
+// containerEnv is the environment of the container process in the three
+// parts Apptainer's action script handles separately (COMPAT §7.4):
+// Engine is set from the start (HOME and the APPTAINER_ variables), Inject
+// is applied right after the image's 99-base.sh so that APPTAINERENV_ and
+// --env values win over the image, and Host is restored after the image's
+// scripts only where the image left a variable unset.
 type containerEnv struct {
-	Base   []string
+	Engine []envVar
 	Inject []envVar
+	Host   []envVar
 }
 
-type envVar struct{ Key, Value string }
+// envVar is one variable. Eval marks an injected value that the container
+// shell expands (APPTAINERENV_ values without --no-eval).
+type envVar struct {
+	Key, Value string
+	Eval       bool
+}
 
 // envInput is what the environment is computed from.
 type envInput struct {
 	Host     []string // os.Environ()
 	Cleanenv bool
+	NoEnv    []string // --no-env: host variables not to forward
+	NoEval   bool
 	Home     string // container home destination
 	Image    string // absolute image path
-	Command  string // exec, run or shell
+	Command  string // exec, run, shell, test or start
+	Instance string // instance name, for APPTAINER_INSTANCE
+	Shell    string // --shell
 	Env      []string
+	EnvFiles []string // --env-file paths, evaluated on the host
 }
 
-// buildEnv applies Apptainer's forwarding rules to the host environment.
+// buildEnv applies Apptainer's forwarding and injection rules.
 func buildEnv(in envInput, log *slog.Logger) (containerEnv, error) {
 	var out containerEnv
 	byPrefix := make([]map[string]string, len(envPrefixes))
 	for i := range byPrefix {
 		byPrefix[i] = map[string]string{}
 	}
+	hostMap := map[string]string{}
+	noEnv := map[string]bool{}
+	for _, k := range in.NoEnv {
+		noEnv[k] = true
+	}
 	for _, kv := range in.Host {
 		k, v, ok := strings.Cut(kv, "=")
 		if !ok || k == "" {
 			continue
 		}
+		hostMap[k] = v
 		if i, name := envPrefixOf(k); i >= 0 {
 			if name != "" {
 				byPrefix[i][name] = v
 			}
 			continue
 		}
-		if forwarded(k, in.Cleanenv) {
-			out.Base = append(out.Base, kv)
+		if forwarded(k, in.Cleanenv) && !noEnv[k] && validName(k) {
+			out.Host = append(out.Host, envVar{Key: k, Value: v})
 		}
+	}
+	if in.Cleanenv {
+		out.Host = append(out.Host, envVar{Key: "LANG", Value: "C"})
 	}
 
-	// Later prefixes override earlier ones; a SINGULARITYENV_ value that
-	// loses to a different APPTAINERENV_ one is worth a warning.
-	inject := map[string]string{}
-	for i, m := range byPrefix {
-		for k, v := range m {
-			if prev, ok := inject[k]; ok && prev != v && i == 1 {
-				log.Warn(fmt.Sprintf("Environment variable %s%s is set, but %s%s is "+
-					"preferred", envPrefixes[0], k, envPrefixes[1], k))
+	// Later prefixes override earlier ones (COMPAT §7.5 messages).
+	inject := map[string]envVar{}
+	for k, v := range byPrefix[0] {
+		inject[k] = envVar{Key: k, Value: v, Eval: !in.NoEval}
+	}
+	for i := 1; i < len(byPrefix); i++ {
+		for k, v := range byPrefix[i] {
+			if prev, ok := inject[k]; ok && i == 1 {
+				if prev.Value != v {
+					log.Warn(fmt.Sprintf("Environment variable %s%s is set, but %s%s is "+
+						"preferred", envPrefixes[0], k, envPrefixes[1], k))
+				} else {
+					log.Info(fmt.Sprintf("Environment variable %s%s is set, but %s%s is "+
+						"preferred", envPrefixes[0], k, envPrefixes[1], k))
+				}
 			}
-			inject[k] = v
+			inject[k] = envVar{Key: k, Value: v, Eval: !in.NoEval}
 		}
 	}
+	cli := map[string]bool{}
 	for _, kv := range in.Env {
 		k, v, ok := strings.Cut(kv, "=")
 		if !ok || k == "" {
 			return out, fmt.Errorf("--env %q: want KEY=VALUE", kv)
 		}
-		inject[k] = v
+		inject[k] = envVar{Key: k, Value: v, Eval: !in.NoEval}
+		cli[k] = true
 	}
-
-	if in.Cleanenv {
-		out.Base = append(out.Base, "LANG=C")
-	}
-	name := filepath.Base(in.Image)
-	out.Base = append(out.Base, "HOME="+in.Home, "PATH="+DefaultPath)
-	for _, p := range []string{"APPTAINER_", "SINGULARITY_"} {
-		out.Base = append(out.Base, p+"CONTAINER="+in.Image, p+"NAME="+name,
-			p+"COMMAND="+in.Command,
-			p+"ENVIRONMENT=/.singularity.d/env/91-environment.sh")
+	for _, f := range in.EnvFiles {
+		vars, err := parseEnvFile(f, hostMap, in.Image)
+		if err != nil {
+			return out, err
+		}
+		for _, v := range vars {
+			if cli[v.Key] {
+				log.Warn(fmt.Sprintf("Ignored environment file variable %s: override "+
+					"from --env", v.Key))
+				continue
+			}
+			// Already evaluated on the host: inject verbatim.
+			inject[v.Key] = envVar{Key: v.Key, Value: v.Value}
+		}
 	}
 
 	keys := make([]string, 0, len(inject))
@@ -112,17 +147,44 @@ func buildEnv(in envInput, log *slog.Logger) (containerEnv, error) {
 			log.Warn("Overriding HOME environment variable with APPTAINERENV_HOME is not " +
 				"permitted")
 			continue
-		case "UID", "GID", "APPTAINER_SHELL", "APPTAINER_APPNAME", "SINGULARITY_SHELL",
+		case "APPTAINER_SHELL", "APPTAINER_APPNAME", "SINGULARITY_SHELL",
 			"SINGULARITY_APPNAME":
+			log.Warn(fmt.Sprintf("Overriding %s environment variable with "+
+				"APPTAINERENV_%s is not permitted", k, k))
+			continue
+		case "UID", "GID":
 			continue
 		}
 		if !validName(k) {
 			log.Warn(fmt.Sprintf("Ignoring environment variable %q: not a valid name", k))
 			continue
 		}
-		out.Inject = append(out.Inject, envVar{k, inject[k]})
+		out.Inject = append(out.Inject, inject[k])
 	}
+
+	out.Engine = engineVars(in)
 	return out, nil
+}
+
+// engineVars are the variables the runtime sets for the container
+// (COMPAT §7.5), with their SINGULARITY_ duplicates.
+func engineVars(in envInput) []envVar {
+	vars := []envVar{{Key: "HOME", Value: in.Home}}
+	add := func(k, v string) {
+		vars = append(vars, envVar{Key: "APPTAINER_" + k, Value: v},
+			envVar{Key: "SINGULARITY_" + k, Value: v})
+	}
+	add("CONTAINER", in.Image)
+	add("NAME", filepath.Base(in.Image))
+	add("COMMAND", in.Command)
+	add("ENVIRONMENT", "/.singularity.d/env/91-environment.sh")
+	if in.Instance != "" {
+		add("INSTANCE", in.Instance)
+	}
+	if in.Shell != "" {
+		add("SHELL", in.Shell)
+	}
+	return vars
 }
 
 // envPrefixOf returns the index in envPrefixes of k's injection prefix
@@ -142,13 +204,11 @@ func forwarded(k string, cleanenv bool) bool {
 		return cleanenvKeep[k]
 	}
 	switch k {
-	case "HOME", "PATH", "LD_LIBRARY_PATH", "PS1", "PROMPT_COMMAND":
-		// PS1: Apptainer clears the environment before the image's
-		// 99-base.sh sets its prompt, so a host PS1 never survives.
+	case "HOME", "PATH", "LD_LIBRARY_PATH":
 		return false
 	}
 	return !strings.HasPrefix(k, "APPTAINER_") && !strings.HasPrefix(k, "SINGULARITY_") &&
-		!strings.HasPrefix(k, "HUSK_")
+		!strings.HasPrefix(k, "HUSK_") && !strings.HasPrefix(k, "_HUSK_")
 }
 
 func validName(k string) bool {
@@ -164,4 +224,14 @@ func validName(k string) bool {
 // shellQuote quotes s for /bin/sh as one word, unevaluated.
 func shellQuote(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// shellEval quotes s for /bin/sh as one word that the shell still expands
+// ($VAR, $(cmd), `cmd`), as Apptainer writes APPTAINERENV_ values.
+func shellEval(s string) string {
+	s = strings.ReplaceAll(s, `"`, `\"`)
+	if strings.HasSuffix(s, `\`) && !strings.HasSuffix(s, `\\`) {
+		s += `\` // a lone trailing backslash would escape the closing quote
+	}
+	return `"` + s + `"`
 }

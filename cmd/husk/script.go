@@ -1,23 +1,42 @@
 package main
 
-import "strings"
+import (
+	"fmt"
+	"strings"
+)
 
-// The payload runs through /bin/sh so that the image's environment scripts
-// are sourced first, as Apptainer's built-in action script does (COMPAT
-// §7.4): every /.singularity.d/env/*.sh in lexical order, then the
-// APPTAINERENV_/--env values, then the action.
+// The payload runs through a /bin/sh script that husk generates for each
+// run, in the steps of Apptainer's built-in action script (COMPAT §7.4):
 //
-// TODO: Apptainer evaluates this with an embedded interpreter and a cleared
-// environment, restoring host variables the image did not set afterwards.
-// Here the host variables are already set while the scripts run, so
-// scripts that keep a value already set (10-docker2singularity.sh) keep the
-// host's; APPTAINERENV_ values are not evaluated (as with --no-eval); and an
-// image without /bin/sh cannot run.
-const envPrologue = `for __husk_f in /.singularity.d/env/*.sh; do
-	if [ -f "$__husk_f" ]; then . "$__husk_f"; fi
-done
-unset __husk_f
-`
+//  1. /bin/sh starts with only HOME and the engine's APPTAINER_ variables:
+//     the host environment is not visible while the image's scripts run;
+//  2. every /.singularity.d/env/*.sh is sourced in lexical order (PATH
+//     set to the default before 90-environment.sh when unset, missing
+//     default entries added after 10-docker*.sh, 99-runtimevars.sh
+//     replaced by the built-in step 4); images without that directory
+//     source /environment;
+//  3. right after 99-base.sh (or after the last script) the APPTAINERENV_
+//     and --env values are exported, double-quoted so that the container
+//     shell expands them (single-quoted with --no-eval);
+//  4. SING_USER_DEFINED_{PREPEND_PATH,APPEND_PATH,PATH} apply to PATH;
+//  5. host variables the image did not set are restored, and known
+//     variables that ended up empty are unset;
+//  6. PS1 defaults to "Apptainer> " and is re-asserted by PROMPT_COMMAND;
+//  7. the action runs.
+//
+// Apptainer interprets all this in-process (mvdan sh) and execs the final
+// command itself; husk needs a /bin/sh in the image.
+//
+// TODO: an image without /bin/sh cannot run; Apptainer's embedded shell
+// does not need one.
+
+// scriptPathKeys are the injected names that act on PATH in step 4
+// instead of being exported.
+var scriptPathKeys = map[string]string{
+	"PATH":         "SING_USER_DEFINED_PATH",
+	"PREPEND_PATH": "SING_USER_DEFINED_PREPEND_PATH",
+	"APPEND_PATH":  "SING_USER_DEFINED_APPEND_PATH",
+}
 
 // actionBodies are the per-command tails of the script; "$@" holds the
 // user's arguments.
@@ -34,29 +53,119 @@ if [ -x /singularity ]; then exec /singularity "$@"; fi
 echo 'INFO:    No runscript found in container, executing /bin/sh' >&2
 exec /bin/sh "$@"
 `,
-	"shell": `if [ -z "$PS1" ]; then PS1='Apptainer> '; fi
-export PS1
-if [ -n "$SINGULARITY_SHELL" ]; then exec "$SINGULARITY_SHELL" "$@"; fi
+	"test": `if [ -x /.singularity.d/test ]; then exec /.singularity.d/test "$@"; fi
+if [ -f /.singularity.d/test ]; then exec /bin/sh /.singularity.d/test "$@"; fi
+echo 'INFO:    No test script found in container, exiting' >&2
+exit 0
+`,
+	"start": `if [ -x /.singularity.d/startscript ]; then exec /.singularity.d/startscript "$@"; fi
+exit 0
+`,
+	"shell": `if [ -n "$SINGULARITY_SHELL" ]; then exec "$SINGULARITY_SHELL" "$@"; fi
 if [ -x /bin/bash ]; then SHELL=/bin/bash; export SHELL; exec /bin/bash --norc "$@"; fi
 SHELL=/bin/sh; export SHELL
 exec /bin/sh "$@"
 `,
 }
 
-// payloadArgs returns the argv of the container process for command.
-func payloadArgs(command string, args []string, inject []envVar) []string {
+// launcher returns the argv and the initial environment of the container
+// process for command.
+func launcher(command string, args []string, env containerEnv) (argv, initEnv []string) {
+	for _, v := range env.Engine {
+		initEnv = append(initEnv, v.Key+"="+v.Value)
+	}
 	var b strings.Builder
-	b.WriteString(envPrologue)
+	// dash sets PS1 itself; only the image or the host may.
+	b.WriteString("unset PS1\n")
+	b.WriteString(injectFunc(env.Inject))
+	fmt.Fprintf(&b, `__husk_inj=
+if [ -d /.singularity.d/env ]; then
+	for __husk_f in /.singularity.d/env/*.sh; do
+		[ -f "$__husk_f" ] || continue
+		case ${__husk_f##*/} in
+		99-runtimevars.sh) continue ;;
+		90-environment.sh) [ -n "${PATH+x}" ] || PATH=%[1]s; export PATH ;;
+		esac
+		. "$__husk_f"
+		case ${__husk_f##*/} in
+		10-docker*.sh) __husk_path ;;
+		99-base.sh) __husk_inject ;;
+		esac
+	done
+elif [ -f /environment ]; then
+	. /environment
+fi
+[ -n "$__husk_inj" ] || __husk_inject
+if [ -n "${SING_USER_DEFINED_PREPEND_PATH:-}" ]; then
+	PATH="$SING_USER_DEFINED_PREPEND_PATH:$PATH"
+fi
+if [ -n "${SING_USER_DEFINED_APPEND_PATH:-}" ]; then
+	PATH="$PATH:$SING_USER_DEFINED_APPEND_PATH"
+fi
+if [ -n "${SING_USER_DEFINED_PATH:-}" ]; then PATH="$SING_USER_DEFINED_PATH"; fi
+unset SING_USER_DEFINED_PREPEND_PATH SING_USER_DEFINED_APPEND_PATH SING_USER_DEFINED_PATH
+export PATH
+`, DefaultPath)
+
+	// Step 5: restore what the image did not set, unset what is empty.
+	known := map[string]bool{}
+	for _, v := range env.Host {
+		fmt.Fprintf(&b, "[ -n \"${%s+x}\" ] || export %s=%s\n", v.Key, v.Key,
+			shellQuote(v.Value))
+		known[v.Key] = true
+	}
+	for _, v := range env.Inject {
+		known[v.Key] = true
+	}
+	for k := range known {
+		if k == "PS1" {
+			continue // step 6 decides
+		}
+		fmt.Fprintf(&b, "[ -n \"${%s:-}\" ] || unset %s\n", k, k)
+	}
+
+	b.WriteString(`[ -n "${PS1:-}" ] || PS1='Apptainer> '
+export PS1
+PROMPT_COMMAND="PS1=\"$PS1\"; unset PROMPT_COMMAND"
+export PROMPT_COMMAND
+unset __husk_f __husk_inj
+unset -f __husk_inject __husk_path
+`)
+	b.WriteString(actionBodies[command])
+	argv = append([]string{"/bin/sh", "-c", b.String(), "husk-" + command}, args...)
+	return argv, initEnv
+}
+
+// injectFunc defines __husk_inject (step 3) and __husk_path (the default
+// PATH entries an OCI image's 10-docker2singularity.sh may lack).
+func injectFunc(inject []envVar) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, `__husk_path() {
+	__husk_d=
+	for __husk_d in %s; do
+		case ":$PATH:" in *":$__husk_d:"*) ;; *) PATH="$PATH:$__husk_d" ;; esac
+	done
+	unset __husk_d
+	export PATH
+}
+__husk_inject() {
+	__husk_inj=1
+	[ -n "${PATH+x}" ] || PATH=%s
+	export PATH
+`, strings.ReplaceAll(DefaultPath, ":", " "), DefaultPath)
 	for _, v := range inject {
-		switch v.Key {
-		case "PREPEND_PATH":
-			b.WriteString("PATH=" + shellQuote(v.Value) + `:"$PATH"; export PATH` + "\n")
-		case "APPEND_PATH":
-			b.WriteString(`PATH="$PATH":` + shellQuote(v.Value) + "; export PATH\n")
-		default:
-			b.WriteString("export " + v.Key + "=" + shellQuote(v.Value) + "\n")
+		key, val := v.Key, shellQuote(v.Value)
+		if v.Eval {
+			val = shellEval(v.Value)
+		}
+		if k, ok := scriptPathKeys[key]; ok {
+			key = k
+		}
+		fmt.Fprintf(&b, "\texport %s=%s\n", key, val)
+		if key == "LD_LIBRARY_PATH" {
+			b.WriteString("\tLD_LIBRARY_PATH=\"$LD_LIBRARY_PATH:/.singularity.d/libs\"\n")
 		}
 	}
-	b.WriteString(actionBodies[command])
-	return append([]string{"/bin/sh", "-c", b.String(), "husk-" + command}, args...)
+	b.WriteString("}\n")
+	return b.String()
 }

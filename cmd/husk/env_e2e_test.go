@@ -1,0 +1,171 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+)
+
+// huskEnv runs husk as the test user with extra host variables.
+func huskEnv(t *testing.T, dir string, extra []string, args ...string) result {
+	t.Helper()
+	cmd := userCmd(dir, args...)
+	cmd.Env = append(cmd.Env, extra...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	r := result{stdout: out.String(), stderr: errb.String()}
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		r.code = ee.ExitCode()
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			r.code, r.signaled = 128+int(ws.Signal()), true
+		}
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// containerEnviron runs `env -0` in the container and returns its
+// variables.
+func containerEnviron(t *testing.T, dir string, extra []string, args ...string) map[string]string {
+	t.Helper()
+	r := huskEnv(t, dir, extra, append(args, "env", "-0")...)
+	if r.code != 0 {
+		t.Fatalf("husk %v:\n%s", args, r)
+	}
+	m := map[string]string{}
+	for _, kv := range strings.Split(r.stdout, "\x00") {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			m[k] = v
+		}
+	}
+	return m
+}
+
+// metaOverlay writes a read-only directory overlay holding /.singularity.d
+// files, so the cached image stays as built.
+func metaOverlay(t *testing.T, dir string, files map[string]string) string {
+	t.Helper()
+	meta := filepath.Join(dir, "meta")
+	for name, body := range files {
+		p := filepath.Join(meta, ".singularity.d", name)
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		if err := os.WriteFile(p, []byte(body), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return meta + ":ro"
+}
+
+// Apptainer's precedence (COMPAT §7.5): APPTAINERENV_/--env/--env-file >
+// image env scripts > host, with the host hidden while the scripts run.
+func TestEnvPrecedence(t *testing.T) {
+	setup(t)
+	img, dir := debianSIF(t), workDir(t)
+	ov := metaOverlay(t, dir, map[string]string{
+		"env/90-environment.sh": "export IMG=image HOSTIMG=image ENVIMG=image\n" +
+			"export SEEN_HOST=\"${HOSTONLY:-hidden}\" SEEN_PATH=\"$PATH\"\n",
+		"env/99-base.sh": "if [ -z \"${PS1:-}\" ]; then PS1=\"Apptainer> \"; fi\n" +
+			"export PS1\n",
+	})
+	envFile := filepath.Join(dir, "envfile")
+	os.WriteFile(envFile, []byte("export FROMFILE=\"f-$HOSTONLY\"\nCLI=file\n"), 0o644)
+	host := []string{"HOSTONLY=h", "HOSTIMG=host", "PS1=host$ ", "APPTAINERENV_ENVIMG=env",
+		"APPTAINERENV_EVAL=$HOME/x", "SINGULARITYENV_OLD=s", "LD_LIBRARY_PATH=/hostlib",
+		"APPTAINER_SECRET=1", "EMPTY="}
+	m := containerEnviron(t, dir, host, "exec", "--overlay", ov, "--env", "CLI=c",
+		"--env-file", envFile, img)
+	want := map[string]string{
+		"HOSTONLY": "h", "HOSTIMG": "image", "ENVIMG": "env", "IMG": "image",
+		"SEEN_HOST": "hidden", "SEEN_PATH": DefaultPath, "PS1": "Apptainer> ",
+		"EVAL": "/home/" + testUser + "/x", "OLD": "s", "CLI": "c", "FROMFILE": "f-h",
+		"HOME": "/home/" + testUser, "PATH": DefaultPath,
+		"APPTAINER_COMMAND": "exec", "SINGULARITY_COMMAND": "exec",
+		"APPTAINER_NAME": filepath.Base(img), "APPTAINER_CONTAINER": img,
+		"APPTAINER_ENVIRONMENT": "/.singularity.d/env/91-environment.sh",
+	}
+	for k, v := range want {
+		if m[k] != v {
+			t.Errorf("%s=%q, want %q", k, m[k], v)
+		}
+	}
+	for _, k := range []string{"LD_LIBRARY_PATH", "APPTAINER_SECRET", "APPTAINERENV_ENVIMG",
+		"EMPTY", "__husk_inj"} {
+		if v, ok := m[k]; ok {
+			t.Errorf("%s=%q leaked into the container", k, v)
+		}
+	}
+
+	// --no-eval keeps the value literal; an image without 99-base.sh
+	// gets the host PS1 back.
+	m = containerEnviron(t, dir, host, "exec", "--no-eval", img)
+	if m["EVAL"] != "$HOME/x" || m["PS1"] != "host$ " || m["HOSTIMG"] != "host" {
+		t.Errorf("--no-eval / no image env: EVAL=%q PS1=%q HOSTIMG=%q", m["EVAL"], m["PS1"],
+			m["HOSTIMG"])
+	}
+
+	// --cleanenv forwards only TERM and the proxies, and sets LANG=C.
+	m = containerEnviron(t, dir, append(host, "http_proxy=p"), "exec", "--cleanenv", img)
+	if _, ok := m["HOSTONLY"]; ok || m["LANG"] != "C" || m["TERM"] != "dumb" ||
+		m["http_proxy"] != "p" || m["ENVIMG"] != "env" {
+		t.Errorf("--cleanenv: %v", m)
+	}
+	// --no-env drops a host variable.
+	if m = containerEnviron(t, dir, host, "exec", "--no-env", "HOSTONLY", img); m["HOSTONLY"] != "" {
+		t.Errorf("--no-env HOSTONLY: still %q", m["HOSTONLY"])
+	}
+
+	// APPTAINERENV_HOME is refused with Apptainer's warning.
+	r := huskEnv(t, dir, []string{"APPTAINERENV_HOME=/x"}, "exec", img, "sh", "-c",
+		"echo $HOME")
+	if r.code != 0 || r.stdout != "/home/"+testUser+"\n" ||
+		!strings.Contains(r.stderr, "Overriding HOME environment variable") {
+		t.Errorf("APPTAINERENV_HOME: %s", r)
+	}
+}
+
+// umask is the caller's, or 0022 with --no-umask.
+func TestUmask(t *testing.T) {
+	setup(t)
+	img, dir := debianSIF(t), workDir(t)
+	for _, c := range []struct{ flag, want string }{{"--pid", "0027"},
+		{"--no-umask", "0022"}} {
+		cmd := userCmd(dir)
+		cmd.Path = "/bin/sh"
+		cmd.Args = []string{"sh", "-c", "umask 027; exec \"$0\" \"$@\"", huskBin, "exec",
+			c.flag, img, "sh", "-c", "umask"}
+		out, err := cmd.Output()
+		if err != nil || strings.TrimSpace(string(out)) != c.want {
+			t.Errorf("umask with %s: %q %v, want %s", c.flag, out, err, c.want)
+		}
+	}
+}
+
+// test runs /.singularity.d/test, or says there is none and exits 0;
+// shell honours --shell.
+func TestTestAndShellActions(t *testing.T) {
+	setup(t)
+	img, dir := debianSIF(t), workDir(t)
+	r := ok(t, dir, "test", img)
+	if !strings.Contains(r.stderr, "No test script found in container, exiting") {
+		t.Errorf("test without script: %s", r)
+	}
+	ov := metaOverlay(t, dir, map[string]string{"test": "#!/bin/sh\necho tested $1\nexit 3\n"})
+	r = husk(t, dir, "test", "--overlay", ov, img, "a")
+	if r.code != 3 || r.stdout != "tested a\n" {
+		t.Errorf("test with script: %s", r)
+	}
+	cmd := userCmd(dir, "shell", "--shell", "/bin/dash", img)
+	cmd.Stdin = strings.NewReader("echo $SINGULARITY_SHELL $APPTAINER_SHELL $PS1\n")
+	out, err := cmd.Output()
+	if err != nil || string(out) != "/bin/dash /bin/dash Apptainer>\n" {
+		t.Errorf("shell --shell: %q %v", out, err)
+	}
+}
