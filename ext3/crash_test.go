@@ -72,7 +72,7 @@ func TestCrashKill(t *testing.T) {
 		t.Fatal(err)
 	}
 	var st crashStats
-	for run := 0; run < kills; run++ {
+	for run := 0; st.kills < kills; run++ {
 		logPath := filepath.Join(dir, fmt.Sprintf("run%d.log", run))
 		os.Remove(logPath) // a log of an earlier test run with the same dir
 		runSeed := rng.Uint64()

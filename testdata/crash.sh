@@ -251,15 +251,15 @@ for ((run = 0; run < kills; run++)); do
 	for p in "${servers[@]}" "${procs[@]}" "$pid"; do
 		kill -KILL "$p" 2>/dev/null || true
 	done
-	status=0 # unused: killed, or 0 when the workload ended first
-	{ wait "$pid"; } 2>/dev/null || status=$?
+	{ wait "$pid"; } 2>/dev/null || true # killed, or done before the kill
 	if grep -q '^closed' "$log"; then
 		clean=$((clean + 1))
 	else
 		kills_done=$((kills_done + 1))
 	fi
 	syncs=$((syncs + $(grep -c '^sync' "$log" || true)))
-	where="seed $seed run $run (workload seed $rseed, kill after ${delay}s, /dev/fuse held by pids ${server:-none})"
+	where="seed $seed run $run (workload seed $rseed, kill after ${delay}s,"
+	where+=" /dev/fuse held by pids ${server:-none})"
 	failed=0
 	cp --sparse=always "$img" "$work/killed.img"
 	# Replay with husk; its own exit must be clean.
