@@ -191,3 +191,32 @@ func (c *cache) landed(bufs []*buf) {
 	c.evictLocked()
 	c.mu.Unlock()
 }
+
+// readahead loads blocks [start, start+n) with one device read, keeping
+// the ones not cached yet as clean buffers. Inode tables are read this
+// way: a directory walk touches neighbouring inodes.
+func (c *cache) readahead(start uint32, n int) {
+	c.mu.Lock()
+	_, hit := c.m[start]
+	c.mu.Unlock()
+	if hit || n < 2 {
+		return
+	}
+	data := make([]byte, n*c.bs)
+	if _, err := c.dev.ReadAt(data, int64(start)*int64(c.bs)); err != nil {
+		return // the normal read path reports the error
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i := 0; i < n; i++ {
+		nr := start + uint32(i)
+		if c.m[nr] != nil {
+			continue
+		}
+		b := &buf{nr: nr, data: data[i*c.bs : (i+1)*c.bs : (i+1)*c.bs]}
+		b.once.Do(func() {})
+		c.m[nr] = b
+		b.elem = c.lru.PushFront(b)
+	}
+	c.evictLocked()
+}

@@ -41,6 +41,7 @@ func (f *FS) dirIndexFor(in *inode) (*dirIndex, error) {
 			return nil, err
 		}
 		if b == nil {
+			lblk += f.holeSpan(in, lblk) - 1
 			continue
 		}
 		m := 0

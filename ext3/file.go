@@ -293,13 +293,21 @@ func (f *FS) Fallocate(ino uint32, off, length int64, mode uint32) error {
 	if uint64(end) > f.maxFileSize() {
 		return syscall.EFBIG
 	}
+	if mode&fallocKeepSize != 0 {
+		// Block-mapped files cannot hold blocks past i_size (e2fsck
+		// reports them), so KEEP_SIZE only acts inside the file.
+		end = min(end, int64(in.size()))
+		if end <= off {
+			return nil
+		}
+	}
 	switch mode {
 	case 0, fallocKeepSize:
 		err = f.allocRange(in, off, end)
 	case fallocPunchHole | fallocKeepSize:
 		err = f.punch(in, off, end)
 	case fallocZeroRange, fallocZeroRange | fallocKeepSize:
-		err = f.zeroRange(in, off, length)
+		err = f.zeroRange(in, off, end-off)
 	default:
 		return syscall.EOPNOTSUPP
 	}

@@ -261,6 +261,9 @@ func (f *FS) validIno(ino uint32) bool {
 		ino == journalIno || ino == resizeIno
 }
 
+// inodeReadahead is how many inode table blocks a cache miss reads.
+const inodeReadahead = 16
+
 // iget returns the in-memory inode ino with a reference; release it with iput.
 func (f *FS) iget(ino uint32) (*inode, error) {
 	if ino < 1 || ino > f.sb.InodesCount {
@@ -275,6 +278,10 @@ func (f *FS) iget(ino uint32) (*inode, error) {
 	f.imu.Unlock()
 
 	blk, off := f.inodeLoc(ino)
+	g := (ino - 1) / f.sb.InodesPerGroup
+	if end := f.groups[g].desc.InodeTable + f.itBlocks; blk < end {
+		f.cache.readahead(blk, int(min(end-blk, inodeReadahead)))
+	}
 	b, err := f.cache.get(blk)
 	if err != nil {
 		return nil, err

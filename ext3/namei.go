@@ -398,6 +398,9 @@ func (f *FS) remove(dir uint32, name string, wantDir bool) error {
 	if err != nil {
 		return err
 	}
+	if ino == d.ino || !f.validIno(ino) {
+		return corrupt("directory entry", 0, d.ino, "%q points at inode %d", name, ino)
+	}
 	in, err := f.igetLive(ino)
 	if err != nil {
 		return err

@@ -73,6 +73,11 @@ func (f *FS) rename(oldDir uint32, oldName string, newDir uint32, newName string
 	if srcIno == dstIno {
 		return nil // same inode: POSIX says do nothing
 	}
+	for _, ino := range []uint32{srcIno, dstIno} {
+		if ino == oldDir || ino == newDir || (ino != 0 && !f.validIno(ino)) {
+			return corrupt("directory entry", 0, oldDir, "rename involves inode %d twice", ino)
+		}
+	}
 	src, err := f.igetLive(srcIno)
 	if err != nil {
 		return err

@@ -1,0 +1,99 @@
+package ext3
+
+import (
+	"fmt"
+	"os"
+	"testing"
+)
+
+// benchFS returns a writable FS on a fresh sparse image made by Mkfs.
+func benchFS(b *testing.B, size int64) *FS {
+	b.Helper()
+	fh, _ := newImageFile(b, size)
+	dev := NewSection(fh, 0, size)
+	if err := Mkfs(dev, size, MkfsOptions{}); err != nil {
+		b.Fatal(err)
+	}
+	f, err := Open(dev, size, Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { f.Close() })
+	return f
+}
+
+func BenchmarkAllocBlocks(b *testing.B) {
+	f := benchFS(b, 1<<30)
+	b.ReportAllocs()
+	f.op.RLock()
+	defer f.op.RUnlock()
+	for i := 0; b.Loop(); i++ {
+		p, n, err := f.allocBlocks(0, 8, true)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for j := 0; j < n; j++ {
+			f.freeBlock(p + uint32(j))
+		}
+		if i%1024 == 0 {
+			f.applyPendingFrees()
+		}
+	}
+}
+
+func BenchmarkCreateSmall(b *testing.B) {
+	f := benchFS(b, 1<<30)
+	data := make([]byte, 2000)
+	b.ReportAllocs()
+	var dir uint32
+	for i := 0; b.Loop(); i++ {
+		if i%5000 == 0 {
+			dir = mustA(b)(f.Mkdir(RootIno, fmt.Sprintf("d%d", i), 0o755, 0, 0)).Ino
+		}
+		a, err := f.Create(dir, fmt.Sprintf("file-%d", i), 0o644, 0, 0)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := f.WriteAt(a.Ino, data, 0); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkSeqWrite(b *testing.B) {
+	f := benchFS(b, 2<<30)
+	a := mustA(b)(f.Create(RootIno, "big", 0o644, 0, 0))
+	chunk := make([]byte, 1<<20)
+	b.SetBytes(int64(len(chunk)))
+	b.ReportAllocs()
+	var off int64
+	for b.Loop() {
+		if off >= 1<<30 {
+			off = 0
+		}
+		if _, err := f.WriteAt(a.Ino, chunk, off); err != nil {
+			b.Fatal(err)
+		}
+		off += int64(len(chunk))
+	}
+	if err := f.Fsync(a.Ino, false); err != nil {
+		b.Fatal(err)
+	}
+}
+
+func BenchmarkLookupBigDir(b *testing.B) {
+	f := benchFS(b, 1<<30)
+	d := mustA(b)(f.Mkdir(RootIno, "big", 0o755, 0, 0))
+	const n = 100000
+	for i := 0; i < n; i++ {
+		mustA(b)(f.Create(d.Ino, dirName(i), 0o644, 0, 0))
+	}
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		if _, err := f.Lookup(d.Ino, dirName(i*7919%n)); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+var _ = os.Getpid
