@@ -1,6 +1,8 @@
 package ext3
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -30,6 +32,12 @@ func TestMkfs(t *testing.T) {
 			for _, want := range []string{"upper", "work", "lost+found"} {
 				if !strings.Contains(ls, want) {
 					t.Errorf("debugfs ls -l / lacks %s:\n%s", want, ls)
+				}
+			}
+			mnt := mountRO(t, img)
+			for _, d := range []string{"upper", "work", "upper/a/b"} {
+				if st, err := os.Stat(filepath.Join(mnt, d)); err != nil || !st.IsDir() {
+					t.Errorf("kernel mount: %s: %v", d, err)
 				}
 			}
 			stats := debugfs(t, img, "stats")

@@ -5,7 +5,10 @@ import (
 	"errors"
 	"io"
 	"math/rand"
+	"os"
 	"os/exec"
+	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 )
@@ -264,4 +267,36 @@ func TestWriteWorkload(t *testing.T) {
 			compareTree(t, g, mnt, RootIno)
 		})
 	}
+}
+
+// TestOrphanAfterCrash commits an unlinked-but-open file, "crashes" by
+// copying the image while it is open, and checks that the next Open
+// frees the orphan so e2fsck finds nothing.
+func TestOrphanAfterCrash(t *testing.T) {
+	img := mkext3(t, 32<<20, "-b", "1024")
+	f := openImage(t, img, false)
+	a := mustA(t)(f.Create(RootIno, "orphan", 0o644, 0, 0))
+	mustN(t)(f.WriteAt(a.Ino, bytes.Repeat([]byte("o"), 300<<10), 0))
+	noErr(t, f.Open(a.Ino))
+	noErr(t, f.Unlink(RootIno, "orphan"))
+	noErr(t, f.Sync())
+	crashed := filepath.Join(t.TempDir(), "crashed.img")
+	b, err := os.ReadFile(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	noErr(t, os.WriteFile(crashed, b, 0o600))
+	if out := debugfs(t, crashed, "stats"); !strings.Contains(out, "needs_recovery") {
+		t.Fatalf("open image lacks needs_recovery:\n%s", out)
+	}
+	noErr(t, f.Release(a.Ino))
+	noErr(t, f.Close())
+	fsck(t, img)
+
+	g := openImage(t, crashed, false)
+	if _, err := g.Getattr(a.Ino); err == nil {
+		t.Fatal("orphan survived the reopen")
+	}
+	noErr(t, g.Close())
+	fsck(t, crashed)
 }
