@@ -157,7 +157,7 @@ func BenchmarkReadAtParallel(b *testing.B) {
 // BenchmarkReadAtCold reads with a cache too small to hold the file, so
 // every block is decompressed: the decompressor throughput.
 func BenchmarkReadAtCold(b *testing.B) {
-	for _, comp := range []string{"gzip", "zstd", "lz4", "lzo"} {
+	for _, comp := range []string{"gzip", "zstd", "lz4", "lzo", "xz"} {
 		b.Run(comp, func(b *testing.B) {
 			f := openImage(b, image(b, "-comp", comp), &Options{CacheBytes: 512 << 10})
 			root, _ := f.Inode(f.Root())
