@@ -15,8 +15,9 @@ type DirOptions struct {
 	// IDMap translates owners between the container's view (Container,
 	// what Attr carries) and the host's view (Server, what the directory
 	// stores). Empty lists mean identity. Host ids with no mapping read as
-	// 65534; container ids with no mapping are written as the owner of
-	// the directory the layer was opened at.
+	// 65534; container ids with no mapping (or that the host cannot store
+	// in its user namespace) are written as the owner of the directory the
+	// layer was opened at.
 	IDMap IDMap
 }
 

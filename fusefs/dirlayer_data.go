@@ -137,12 +137,8 @@ func (d *DirLayer) Setattr(n Node, in SetAttr) (Attr, error) {
 		if in.SetGid {
 			gid = in.Gid
 		}
-		hu, hg, err := d.hostIDs(uid, gid)
-		if err != nil {
+		if err := d.chown(fd, name, uid, gid); err != nil {
 			return Attr{}, err
-		}
-		if err := unix.Fchownat(fd, name, hu, hg, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-			return Attr{}, &os.PathError{Op: "fchownat", Path: name, Err: err}
 		}
 	}
 	if in.SetMode && a.Mode&unix.S_IFMT != unix.S_IFLNK {

@@ -129,12 +129,13 @@ func (d *DirLayer) Removexattr(n Node, name string) error {
 	return nil
 }
 
-// hostIDs translates a container owner to the ids stored on disk. Ids
-// the map does not cover cannot be stored (the host would refuse them in a
-// user namespace): they are stored as the owner of the layer's directory,
-// as fuse-overlayfs's squash_to_uid does, so a copy-up of a root-owned
-// image file by an unprivileged user works and reads back as the user's.
-func (d *DirLayer) hostIDs(uid, gid uint32) (int, int, error) {
+// chown sets the owner of name in directory fd to a container owner,
+// translated to the host's view. Ids the map does not cover, or that the
+// host refuses (EINVAL: not mapped in this user namespace), are stored as
+// the owner of the layer's directory, as fuse-overlayfs's squash_to_uid
+// does: a copy-up of a root-owned image file by an unprivileged user then
+// works, and reads back as the user's.
+func (d *DirLayer) chown(fd int, name string, uid, gid uint32) error {
 	hu, hg := mapID(d.ids.UIDs, uid, true), mapID(d.ids.GIDs, gid, true)
 	if len(d.ids.UIDs) > 0 && hu == overflowID && uid != overflowID {
 		hu = d.rootUid
@@ -142,17 +143,21 @@ func (d *DirLayer) hostIDs(uid, gid uint32) (int, int, error) {
 	if len(d.ids.GIDs) > 0 && hg == overflowID && gid != overflowID {
 		hg = d.rootGid
 	}
-	return int(hu), int(hg), nil
+	err := unix.Fchownat(fd, name, int(hu), int(hg), unix.AT_SYMLINK_NOFOLLOW)
+	if err == unix.EINVAL {
+		err = unix.Fchownat(fd, name, int(d.rootUid), int(d.rootGid), unix.AT_SYMLINK_NOFOLLOW)
+	}
+	if err != nil {
+		return &os.PathError{Op: "fchownat", Path: name, Err: err}
+	}
+	return nil
 }
 
 // made finishes a creation in dir: owner, mode, stat, and remembering the
 // new name. It undoes the creation when any step fails.
 func (d *DirLayer) made(fd int, dir Node, name string, mode, uid, gid uint32,
 	chmod bool) (Node, Attr, error) {
-	hu, hg, err := d.hostIDs(uid, gid)
-	if err == nil {
-		err = unix.Fchownat(fd, name, hu, hg, unix.AT_SYMLINK_NOFOLLOW)
-	}
+	err := d.chown(fd, name, uid, gid)
 	if err == nil && chmod {
 		err = unix.Fchmodat(fd, name, mode&07777, 0)
 	}

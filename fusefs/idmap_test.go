@@ -168,3 +168,19 @@ func TestConcurrent(t *testing.T) {
 		}
 	}
 }
+
+func TestSquash(t *testing.T) {
+	m := IDMap{UIDs: []IDRange{{Container: 1000, Server: 0, Size: 1}}, Squash: true}
+	for id, want := range map[uint32]uint32{1000: 0, 0: 0, 65534: 0, 5: 0} {
+		if got := m.uidToServer(id); got != want {
+			t.Errorf("squashed uid %d -> %d, want %d", id, got, want)
+		}
+	}
+	m.Squash = false
+	if got := m.uidToServer(0); got != overflowID {
+		t.Errorf("unsquashed uid 0 -> %d, want %d", got, overflowID)
+	}
+	if got := (&IDMap{}).gidToServer(77); got != 77 {
+		t.Errorf("identity gid 77 -> %d", got)
+	}
+}

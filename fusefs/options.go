@@ -46,6 +46,15 @@ type IDRange struct {
 }
 
 // IDMap holds the uid and gid ranges. Empty lists mean identity.
+//
+// Container ids outside the ranges are reported to the kernel as 65534.
+// Inside a user namespace that does not map 65534 the kernel cannot
+// represent that owner, and refuses to remove or rename such files
+// (EOVERFLOW, see may_delete in fs/namei.c). Squash reports them as the
+// first range's server id instead (the user, in the rootless layout), as
+// Apptainer does with squashfuse's uid=/gid= options; what is stored in
+// the layers does not change.
 type IDMap struct {
 	UIDs, GIDs []IDRange
+	Squash     bool
 }
