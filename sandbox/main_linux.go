@@ -51,17 +51,30 @@ type stageIO struct {
 	h     *pipeHandler
 	logW  *os.File
 	plan  *plan
+	// listen is an instance's socket for joins (nil otherwise).
+	listen *os.File
 }
 
 // openStage picks up the inherited fds, marks them close-on-exec so they
 // do not leak into the next stage or the payload, and reads the plan.
 func openStage(stage int, fds string) (*stageIO, error) {
-	var specFD, logFD int
-	if _, err := fmt.Sscanf(fds, "%d,%d", &specFD, &logFD); err != nil || specFD < 3 {
+	var nums []int
+	for _, f := range strings.Split(fds, ",") {
+		n, err := strconv.Atoi(f)
+		if err != nil {
+			return nil, fmt.Errorf("%w: fds %q", errStage, fds)
+		}
+		nums = append(nums, n)
+	}
+	if len(nums) < 2 || len(nums) > 3 || nums[0] < 3 {
 		return nil, fmt.Errorf("%w: fds %q", errStage, fds)
 	}
+	specFD, logFD := nums[0], nums[1]
 	closeExtraFDsOnExec()
 	s := &stageIO{logW: os.NewFile(uintptr(logFD), "log-pipe")}
+	if len(nums) == 3 {
+		s.listen = os.NewFile(uintptr(nums[2]), "join-socket")
+	}
 	for fd := 3; fd < specFD; fd++ {
 		s.files = append(s.files, os.NewFile(uintptr(fd), fmt.Sprintf("image-%d", fd-3)))
 	}

@@ -28,6 +28,10 @@ type record struct {
 	Fatal bool `json:"f,omitempty"`
 	// Started is sent by stage 2 once the payload runs.
 	Started bool `json:"s,omitempty"`
+	// Pid is sent by stage 1 of an instance: the host pid of its stage 2.
+	Pid int `json:"p,omitempty"`
+	// Exit ends a join's stream: the joined payload's status.
+	Exit *int `json:"x,omitempty"`
 }
 
 // pipeHandler is a slog.Handler writing records to the log pipe.
@@ -106,11 +110,19 @@ func (h *pipeHandler) started() {
 type relayed struct {
 	fatal   error // the first fatal error
 	started bool  // the payload was started
+	pid     int   // an instance's stage 2 pid
+	exit    *int  // a join's status
 }
 
 // relay reads the log pipe until every writer has closed it and replays
 // the records into log.
 func relay(r io.Reader, log *slog.Logger) relayed {
+	return relayNotify(r, log, nil)
+}
+
+// relayNotify is relay calling onStart (when not nil) with the instance's
+// stage 2 pid once the payload runs.
+func relayNotify(r io.Reader, log *slog.Logger, onStart func(pid int)) relayed {
 	var res relayed
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
@@ -120,8 +132,19 @@ func relay(r io.Reader, log *slog.Logger) relayed {
 			log.Warn("sandbox: bad message from a stage", "line", sc.Text())
 			continue
 		}
+		if rec.Pid != 0 {
+			res.pid = rec.Pid
+			continue
+		}
+		if rec.Exit != nil {
+			res.exit = rec.Exit
+			continue
+		}
 		if rec.Started {
 			res.started = true
+			if onStart != nil {
+				onStart(res.pid)
+			}
 			continue
 		}
 		if rec.Fatal {

@@ -40,6 +40,11 @@ const setupFailed = 255
 // sends SIGTERM to the container; Run still waits for the union to be
 // synced. log receives debug traces and warnings (nil: discard).
 func Run(ctx context.Context, spec *Spec, files []*os.File, log *slog.Logger) (int, error) {
+	return run(ctx, spec, files, nil, log, nil)
+}
+
+func run(ctx context.Context, spec *Spec, files []*os.File, listen *os.File,
+	log *slog.Logger, onStart func(pid int)) (int, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -61,7 +66,7 @@ func Run(ctx context.Context, spec *Spec, files []*os.File, log *slog.Logger) (i
 	}
 	defer os.Remove(p.Session)
 
-	return runStage1(ctx, p, files, log)
+	return runStage1(ctx, p, files, listen, log, onStart)
 }
 
 // newPlan validates spec and completes it with what only the host knows.
@@ -120,7 +125,8 @@ func absFrom(dir, path string) string {
 
 // runStage1 starts stage 1 in new user and mount namespaces, feeds it the
 // plan, forwards signals and waits.
-func runStage1(ctx context.Context, p *plan, files []*os.File, log *slog.Logger) (int, error) {
+func runStage1(ctx context.Context, p *plan, files []*os.File, listen *os.File,
+	log *slog.Logger, onStart func(pid int)) (int, error) {
 	specR, specW, err := os.Pipe()
 	if err != nil {
 		return setupFailed, fmt.Errorf("sandbox: pipe: %w", err)
@@ -134,7 +140,7 @@ func runStage1(ctx context.Context, p *plan, files []*os.File, log *slog.Logger)
 	defer logR.Close()
 	defer logW.Close()
 
-	cmd := stageCommand(1, files, specR, logW)
+	cmd := stageCommand(1, files, specR, logW, listen)
 	cmd.SysProcAttr = &syscall.SysProcAttr{
 		Cloneflags: syscall.CLONE_NEWUSER | syscall.CLONE_NEWNS,
 		// If husk is killed outright, stage 1 gets SIGTERM and tears the
@@ -166,7 +172,7 @@ func runStage1(ctx context.Context, p *plan, files []*os.File, log *slog.Logger)
 	// Send the plan. Stage 1 reads it before doing anything else, so this
 	// is also the point where an id mapper (newuidmap) would have run.
 	relayedc := make(chan relayed, 1)
-	go func() { relayedc <- relay(logR, log) }()
+	go func() { relayedc <- relayNotify(logR, log, onStart) }()
 	if err := json.NewEncoder(specW).Encode(p); err != nil {
 		_ = cmd.Process.Kill()
 	}
@@ -193,8 +199,9 @@ func runStage1(ctx context.Context, p *plan, files []*os.File, log *slog.Logger)
 }
 
 // stageCommand builds the re-execution of this binary as a stage. The
-// image files become fds 3.., followed by the spec pipe and the log pipe.
-func stageCommand(stage int, files []*os.File, spec, log *os.File) *exec.Cmd {
+// image files become fds 3.., followed by the spec pipe, the log pipe and,
+// for an instance's stage 1, the listening socket for joins.
+func stageCommand(stage int, files []*os.File, spec, log, listen *os.File) *exec.Cmd {
 	cmd := exec.Command("/proc/self/exe")
 	cmd.Args = []string{fmt.Sprintf("husk-stage%d", stage)}
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
@@ -202,9 +209,14 @@ func stageCommand(stage int, files []*os.File, spec, log *os.File) *exec.Cmd {
 	n := 3 + len(files)
 	// The stages keep husk's environment (Go runtime settings, the
 	// Mounter's own knobs); the payload gets Spec.Env only.
+	fds := fmt.Sprintf("%d,%d", n, n+1)
+	if listen != nil {
+		cmd.ExtraFiles = append(cmd.ExtraFiles, listen)
+		fds += fmt.Sprintf(",%d", n+2)
+	}
 	cmd.Env = append(os.Environ(),
 		fmt.Sprintf("%s=%d", stageEnv, stage),
-		fmt.Sprintf("%s=%d,%d", specFDEnv, n, n+1))
+		fmt.Sprintf("%s=%s", specFDEnv, fds))
 	return cmd
 }
 

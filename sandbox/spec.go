@@ -88,6 +88,11 @@ type Spec struct {
 	// them back in the same order (they are fds 3.. in the stages).
 	Files int
 
+	// Instance keeps the container up after the payload (the instance's
+	// startscript) exits, until stage 2 gets SIGINT, SIGTERM, SIGHUP or
+	// SIGQUIT: see [RunInstance].
+	Instance bool
+
 	// Debug makes the stages send debug traces to Run's logger. Run sets
 	// it when its logger is enabled for slog.LevelDebug.
 	Debug bool

@@ -37,6 +37,8 @@ type stage1State struct {
 	sessMounted bool
 	// binds are the bind mounts made so far, in order.
 	binds []madeBind
+	// joins serves `exec instance://` joins of an instance.
+	joins *joinServer
 }
 
 // stage1 sets the container up, runs stage 2 and tears the container
@@ -57,6 +59,9 @@ func stage1(m Mounter, fw *forwarder, fds string) int {
 		status, err = st.runStage2(fw)
 	}
 	fw.stopIgnoring()
+	if st.joins != nil {
+		st.joins.stop()
+	}
 	if terr := st.teardown(); terr != nil && err == nil {
 		err = terr
 	}
@@ -169,7 +174,7 @@ func (st *stage1State) runStage2(fw *forwarder) (int, error) {
 	defer specR.Close()
 	defer specW.Close()
 
-	cmd := stageCommand(2, nil, specR, st.io.logW)
+	cmd := stageCommand(2, nil, specR, st.io.logW, nil)
 	flags := uintptr(syscall.CLONE_NEWNS)
 	if spec.PID {
 		flags |= syscall.CLONE_NEWPID
@@ -189,6 +194,12 @@ func (st *stage1State) runStage2(fw *forwarder) (int, error) {
 		return setupFailed, fmt.Errorf("starting stage 2: %w", err)
 	}
 	fw.target(cmd.Process, st.plan.TTYSignals)
+	if st.io.listen != nil {
+		// Before stage 2 can report the payload started: stage 0 learns
+		// the pid first.
+		_ = st.io.h.send(record{Level: slog.LevelDebug, Pid: cmd.Process.Pid})
+		st.joins = startJoinServer(st, st.io.listen)
+	}
 	specR.Close()
 	if err := json.NewEncoder(specW).Encode(st.plan); err != nil {
 		_ = cmd.Process.Kill()

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/signal"
 	"path/filepath"
 
 	"golang.org/x/sys/unix"
@@ -33,6 +34,13 @@ func stage2(fw *forwarder, fds string) int {
 		return sio.fail(&os.SyscallError{Syscall: "prctl(PR_SET_CHILD_SUBREAPER)", Err: err})
 	}
 
+	// An instance ends on the first of these, once its payload is gone
+	// too (the payload gets the signal forwarded).
+	var stopc chan os.Signal
+	if p.Spec.Instance {
+		stopc = make(chan os.Signal, 1)
+		signal.Notify(stopc, instanceStopSignals...)
+	}
 	sup := &supervisor{log: log, procfd: procfd}
 	proc, err := sup.start(p, cwd)
 	if tempProc(p.Spec) {
@@ -47,6 +55,10 @@ func stage2(fw *forwarder, fds string) int {
 	sio.h.started()
 	fw.target(proc, p.TTYSignals)
 	status := sup.wait(proc.Pid)
+	if stopc != nil {
+		log.Debug("instance payload exited, waiting for a stop signal", "status", status)
+		sup.waitSignal(stopc)
+	}
 	fw.stopIgnoring()
 	sup.killLeftovers()
 	log.Debug("payload exited", "status", status)

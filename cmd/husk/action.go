@@ -15,9 +15,30 @@ import (
 )
 
 // runAction opens the images, builds the environment and the sandbox spec
-// for exec, run or shell, and runs the container. The container's exit
-// status is left in g.Code.
+// for exec, run, shell or test, and runs the container, or joins the
+// instance for an instance://NAME image. The container's exit status is
+// left in g.Code.
 func runAction(g *globals, command string, f *ActionFlags, img string, args []string) error {
+	if name, ok := strings.CutPrefix(img, instanceScheme); ok {
+		return joinInstance(g, command, f, name, args)
+	}
+	plan, spec, err := prepareAction(g, command, f, img, "", args)
+	if err != nil {
+		return err
+	}
+	defer plan.Close()
+	code, err := sandbox.Run(context.Background(), spec, plan.Files, g.Log)
+	if err != nil {
+		return err
+	}
+	g.Code = code
+	return nil
+}
+
+// prepareAction opens the images and builds the sandbox spec; the caller
+// closes the plan once the container has ended.
+func prepareAction(g *globals, command string, f *ActionFlags, img, instance string,
+	args []string) (_ *image.Plan, _ *sandbox.Spec, err error) {
 	if f.Containall {
 		f.Contain, f.Pid, f.Ipc, f.Cleanenv = true, true, true, true
 	}
@@ -29,18 +50,22 @@ func runAction(g *globals, command string, f *ActionFlags, img string, args []st
 	}
 	plan, err := image.NewPlan(req, g.Log)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	defer plan.Close()
+	defer func() {
+		if err != nil {
+			plan.Close()
+		}
+	}()
 	g.Log.Debug("layers (top first): " + plan.Describe())
 	union, err := json.Marshal(plan)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 
 	binds, err := parseBinds(f.Bind)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	spec := &sandbox.Spec{
 		UID:      uint32(os.Getuid()),
@@ -73,18 +98,13 @@ func runAction(g *globals, command string, f *ActionFlags, img string, args []st
 	if a, err := filepath.Abs(img); err == nil {
 		absImage = a
 	}
-	argv, env, err := actionProcess(g, command, f, absImage, spec.ContainerHome(), "", args)
+	argv, env, err := actionProcess(g, command, f, absImage, spec.ContainerHome(), instance,
+		args)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	spec.Args, spec.Env = argv, env
-
-	code, err := sandbox.Run(context.Background(), spec, plan.Files, g.Log)
-	if err != nil {
-		return err
-	}
-	g.Code = code
-	return nil
+	return plan, spec, nil
 }
 
 // actionProcess computes the container's argv and initial environment for

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"log/slog"
 	"runtime/debug"
 )
@@ -15,13 +16,14 @@ import (
 type CLI struct {
 	Debug bool `help:"Print debug messages (decisions, layer stack) on stderr." env:"HUSK_DEBUG"`
 
-	Exec    ExecCmd    `cmd:"" help:"Run a command in a container."`
-	Run     RunCmd     `cmd:"" help:"Run the container's runscript."`
-	Shell   ShellCmd   `cmd:"" help:"Start an interactive shell in a container."`
-	Test    TestCmd    `cmd:"" help:"Run the container's test script."`
-	Overlay OverlayCmd `cmd:"" help:"Manage persistent overlay images."`
-	Build   BuildCmd   `cmd:"" help:"Build a SIF from a root filesystem directory."`
-	Version VersionCmd `cmd:"" help:"Print husk's version."`
+	Exec     ExecCmd     `cmd:"" help:"Run a command in a container."`
+	Run      RunCmd      `cmd:"" help:"Run the container's runscript."`
+	Shell    ShellCmd    `cmd:"" help:"Start an interactive shell in a container."`
+	Test     TestCmd     `cmd:"" help:"Run the container's test script."`
+	Instance InstanceCmd `cmd:"" help:"Manage background container instances."`
+	Overlay  OverlayCmd  `cmd:"" help:"Manage persistent overlay images."`
+	Build    BuildCmd    `cmd:"" help:"Build a SIF from a root filesystem directory."`
+	Version  VersionCmd  `cmd:"" help:"Print husk's version."`
 }
 
 // globals is what every command's Run receives.
@@ -30,6 +32,16 @@ type globals struct {
 	Debug bool
 	// Code is the process exit status a command asks for.
 	Code int
+	// Stderr receives the INFO lines Apptainer always prints (instance
+	// start and stop).
+	Stderr io.Writer
+}
+
+// info prints an INFO line, shown even without --debug, as Apptainer's.
+func (g *globals) info(msg string) {
+	if g.Stderr != nil {
+		fmt.Fprintf(g.Stderr, "%-8s %s\n", "INFO:", msg)
+	}
 }
 
 // ActionFlags are the flags shared by exec, run and shell. Each also reads

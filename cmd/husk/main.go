@@ -45,7 +45,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		logfmt.Fatal(stderr, err)
 		return 255
 	}
-	g := &globals{Log: logfmt.New(stderr, cli.Debug), Debug: cli.Debug}
+	g := &globals{Log: logfmt.New(stderr, cli.Debug), Debug: cli.Debug, Stderr: stderr}
 	if err := ctx.Run(g); err != nil {
 		logfmt.Fatal(stderr, err)
 		return 255

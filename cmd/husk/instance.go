@@ -1,0 +1,333 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/husk-project/husk/sandbox"
+)
+
+// Instances (COMPAT §8). `husk instance start` starts a detached copy of
+// husk (the daemon, titled "Husk instance: <user> [<name>]") that runs the
+// container with sandbox.RunInstance and writes the record once the
+// startscript runs; the foreground process waits for that on a pipe.
+// Joins (`exec instance://NAME`) go through the socket in the record
+// directory to the instance's stage 1.
+
+const (
+	instanceScheme = "instance://"
+	// instanceTitle starts the daemon's argv[0]: `instance list` checks it
+	// in /proc/<ppid>/cmdline to tell a live record from a stale one.
+	instanceTitle = "Husk instance"
+	// instanceFDEnv marks the daemon and names its status pipe fd.
+	instanceFDEnv = "_HUSK_INSTANCE_FD"
+)
+
+var instanceName = regexp.MustCompile(`^[a-zA-Z0-9._-]+$`)
+
+// instanceRecord is the JSON record, with Apptainer's keys; the husk key
+// holds what a join needs.
+type instanceRecord struct {
+	Pid        int          `json:"pid"`
+	PPid       int          `json:"ppid"`
+	Name       string       `json:"name"`
+	User       string       `json:"user"`
+	Image      string       `json:"image"`
+	Config     []byte       `json:"config"`
+	UserNs     bool         `json:"userns"`
+	Cgroup     bool         `json:"cgroup"`
+	IP         string       `json:"ip"`
+	LogErrPath string       `json:"logErrPath"`
+	LogOutPath string       `json:"logOutPath"`
+	Checkpoint string       `json:"checkpoint"`
+	SharensMod bool         `json:"sharensMode"`
+	Husk       instanceHusk `json:"husk"`
+}
+
+type instanceHusk struct {
+	Socket  string `json:"socket"`
+	Home    string `json:"home"`
+	Contain bool   `json:"contain"`
+}
+
+// instancePaths are where an instance's files live:
+// <configdir>/instances/app/<host>/<user>/<name>/<name>.json and
+// <configdir>/instances/logs/<host>/<user>/<name>.{out,err}.
+type instancePaths struct {
+	Dir, Record, Socket, Out, Err string
+}
+
+// configDir is $HUSK_CONFIGDIR, else ~/.husk.
+func configDir() (string, error) {
+	if d := os.Getenv("HUSK_CONFIGDIR"); d != "" {
+		return d, nil
+	}
+	home := ""
+	if u, err := user.Current(); err == nil {
+		home = u.HomeDir
+	}
+	if home == "" {
+		home = os.Getenv("HOME")
+	}
+	if home == "" {
+		return "", errors.New("no home directory for ~/.husk; set HUSK_CONFIGDIR")
+	}
+	return filepath.Join(home, ".husk"), nil
+}
+
+func userName() string {
+	if u, err := user.Current(); err == nil {
+		return u.Username
+	}
+	return strconv.Itoa(os.Getuid())
+}
+
+// instanceBase is <configdir>/instances/app/<host>/<user>.
+func instanceBase() (string, error) {
+	cd, err := configDir()
+	if err != nil {
+		return "", err
+	}
+	host, err := os.Hostname()
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(cd, "instances", "app", host, userName()), nil
+}
+
+func pathsFor(name string) (instancePaths, error) {
+	base, err := instanceBase()
+	if err != nil {
+		return instancePaths{}, err
+	}
+	cd, _ := configDir()
+	host, _ := os.Hostname()
+	logs := filepath.Join(cd, "instances", "logs", host, userName())
+	dir := filepath.Join(base, name)
+	return instancePaths{Dir: dir, Record: filepath.Join(dir, name+".json"),
+		Socket: filepath.Join(dir, name+".sock"),
+		Out:    filepath.Join(logs, name+".out"), Err: filepath.Join(logs, name+".err")}, nil
+}
+
+// readRecord reads a record and reports whether its daemon still runs.
+func readRecord(path string) (*instanceRecord, bool, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, false, err
+	}
+	var r instanceRecord
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, false, fmt.Errorf("instance record %s: %w", path, err)
+	}
+	return &r, daemonAlive(r.PPid), nil
+}
+
+// daemonAlive says whether pid is a husk instance daemon.
+func daemonAlive(pid int) bool {
+	if pid <= 0 {
+		return false
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	return err == nil && strings.HasPrefix(string(b), instanceTitle)
+}
+
+// writeRecord writes the record file 0644, synced.
+func writeRecord(path string, r *instanceRecord) error {
+	b, err := json.MarshalIndent(r, "", "\t")
+	if err != nil {
+		return err
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|syscall.O_NOFOLLOW, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// Run implements `husk instance start`.
+func (c *InstanceStartCmd) Run(g *globals) error {
+	if !instanceName.MatchString(c.Name) {
+		return fmt.Errorf("instance name %q must match %s", c.Name, instanceName)
+	}
+	ip, err := pathsFor(c.Name)
+	if err != nil {
+		return err
+	}
+	if fd := os.Getenv(instanceFDEnv); fd != "" {
+		os.Unsetenv(instanceFDEnv)
+		return c.daemon(g, ip, fd)
+	}
+
+	if _, alive, err := readRecord(ip.Record); err == nil && alive {
+		return fmt.Errorf("instance %s already exists", c.Name)
+	}
+	os.RemoveAll(ip.Dir)
+	old := syscall.Umask(0)
+	err = os.MkdirAll(ip.Dir, 0o700)
+	if err == nil {
+		err = os.MkdirAll(filepath.Dir(ip.Out), 0o700)
+	}
+	syscall.Umask(old)
+	if err != nil {
+		return err
+	}
+	out, err := os.OpenFile(ip.Out, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	defer out.Close()
+	errf, err := os.OpenFile(ip.Err, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	defer errf.Close()
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	defer pr.Close()
+
+	cmd := exec.Command("/proc/self/exe", os.Args[1:]...)
+	cmd.Args[0] = fmt.Sprintf("%s: %s [%s]", instanceTitle, userName(), c.Name)
+	cmd.Stdout, cmd.Stderr = out, errf
+	cmd.ExtraFiles = []*os.File{pw}
+	cmd.Env = append(os.Environ(), instanceFDEnv+"=3")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		pw.Close()
+		return fmt.Errorf("starting the instance: %w", err)
+	}
+	pw.Close()
+	_ = cmd.Process.Release()
+
+	line, _ := bufio.NewReader(pr).ReadString('\n')
+	switch {
+	case line == "ok\n":
+		g.info("instance started successfully")
+		return nil
+	case strings.HasPrefix(line, "err "):
+		return errors.New(strings.TrimSpace(strings.TrimPrefix(line, "err ")))
+	}
+	return fmt.Errorf("failed to start instance %s: see %s", c.Name, ip.Err)
+}
+
+// daemon is the detached instance process: it runs the container until
+// the instance is stopped.
+func (c *InstanceStartCmd) daemon(g *globals, ip instancePaths, fd string) error {
+	n, err := strconv.Atoi(fd)
+	if err != nil {
+		return fmt.Errorf("bad %s %q", instanceFDEnv, fd)
+	}
+	status := os.NewFile(uintptr(n), "instance-status")
+	reported := false
+	report := func(msg string) {
+		if !reported {
+			reported = true
+			io.WriteString(status, msg)
+			status.Close()
+		}
+	}
+	err = c.serve(g, ip, func() { report("ok\n") })
+	if err != nil {
+		report("err " + strings.ReplaceAll(err.Error(), "\n", " ") + "\n")
+	}
+	os.RemoveAll(ip.Dir)
+	return err
+}
+
+func (c *InstanceStartCmd) serve(g *globals, ip instancePaths, started func()) error {
+	f := &c.ActionFlags
+	f.Pid = true // instances get a PID namespace (COMPAT §8)
+	plan, spec, err := prepareAction(g, "start", f, c.Image, c.Name, stripDashes(c.Args))
+	if err != nil {
+		return err
+	}
+	defer plan.Close()
+	os.Remove(ip.Socket)
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: ip.Socket, Net: "unix"})
+	if err != nil {
+		return fmt.Errorf("instance socket: %w", err)
+	}
+	defer l.Close()
+	lf, err := l.File()
+	if err != nil {
+		return err
+	}
+	absImage, _ := filepath.Abs(c.Image)
+	rec := &instanceRecord{PPid: os.Getpid(), Name: c.Name, User: userName(),
+		Image: absImage, UserNs: true, LogErrPath: ip.Err, LogOutPath: ip.Out,
+		Husk: instanceHusk{Socket: ip.Socket, Home: spec.ContainerHome(),
+			Contain: f.Contain}}
+	var werr error
+	code, err := sandbox.RunInstance(context.Background(), spec, plan.Files, lf, g.Log,
+		func(pid int) {
+			rec.Pid = pid
+			if werr = writeRecord(ip.Record, rec); werr != nil {
+				return
+			}
+			if c.PidFile != "" {
+				if werr = os.WriteFile(c.PidFile, fmt.Appendf(nil, "%d\n", pid),
+					0o644); werr != nil {
+					return
+				}
+			}
+			started()
+		})
+	lf.Close()
+	if err == nil && werr != nil {
+		err = werr
+	}
+	g.Code = code
+	return err
+}
+
+// joinInstance runs an action in a running instance.
+func joinInstance(g *globals, command string, f *ActionFlags, name string,
+	args []string) error {
+	ip, err := pathsFor(name)
+	if err != nil {
+		return err
+	}
+	rec, alive, err := readRecord(ip.Record)
+	if err != nil || !alive {
+		return fmt.Errorf("no instance found with name %s", name)
+	}
+	argv, env, err := actionProcess(g, command, f, rec.Image, rec.Husk.Home, name, args)
+	if err != nil {
+		return err
+	}
+	req := sandbox.JoinRequest{Args: argv, Env: env, Umask: umask(f.NoUmask)}
+	switch {
+	case f.Pwd != "":
+		req.Cwd, req.CwdExplicit = f.Pwd, true
+	case !rec.Husk.Contain:
+		req.Cwd, _ = os.Getwd()
+	}
+	code, err := sandbox.Join(context.Background(), rec.Husk.Socket, req, g.Log)
+	if err != nil {
+		return err
+	}
+	g.Code = code
+	return nil
+}

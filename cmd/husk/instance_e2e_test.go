@@ -1,0 +1,123 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// An instance runs its startscript, keeps its overlay open alone, runs
+// joined commands in the same union, and leaves the overlay clean when
+// stopped; a killed instance's record is cleaned up by the next list.
+func TestInstanceLifecycle(t *testing.T) {
+	setup(t)
+	img, dir := debianSIF(t), workDir(t)
+	ov := overlayImg(t, dir, "--create-dir", "/data")
+	meta := metaOverlay(t, dir, map[string]string{
+		"startscript": "#!/bin/sh\necho \"started $1 $APPTAINER_INSTANCE\" > /data/started\n",
+	})
+	cfg := []string{"HUSK_CONFIGDIR=" + filepath.Join(dir, "cfg")}
+	h := func(args ...string) result { return huskEnv(t, dir, cfg, args...) }
+	mustOK := func(args ...string) result {
+		t.Helper()
+		r := h(args...)
+		if r.code != 0 {
+			t.Fatalf("husk %s:\n%s", strings.Join(args, " "), r)
+		}
+		return r
+	}
+
+	r := mustOK("instance", "start", "--overlay", meta, "--overlay", ov, img, "web", "arg1")
+	if !strings.Contains(r.stderr, "instance started successfully") {
+		t.Errorf("start: %s", r)
+	}
+	if r := h("instance", "start", img, "web"); r.code != 255 ||
+		!strings.Contains(r.stderr, "instance web already exists") {
+		t.Errorf("second start: %s", r)
+	}
+	r = mustOK("instance", "list", "--json")
+	var list struct {
+		Instances []map[string]any `json:"instances"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &list); err != nil || len(list.Instances) != 1 {
+		t.Fatalf("list --json: %v\n%s", err, r.stdout)
+	}
+	in := list.Instances[0]
+	for _, k := range []string{"instance", "pid", "img", "ip", "logErrPath", "logOutPath"} {
+		if _, ok := in[k]; !ok {
+			t.Errorf("list --json lacks %q: %v", k, in)
+		}
+	}
+	if in["instance"] != "web" || in["img"] != img {
+		t.Errorf("list --json: %v", in)
+	}
+	r = mustOK("instance", "list")
+	if !strings.HasPrefix(r.stdout, "INSTANCE NAME") || !strings.Contains(r.stdout, "web") {
+		t.Errorf("list: %q", r.stdout)
+	}
+
+	// Joined commands see the startscript's file and write to the union.
+	r = mustOK("exec", "instance://web", "cat", "/data/started")
+	if r.stdout != "started arg1 web\n" {
+		t.Errorf("startscript output %q", r.stdout)
+	}
+	mustOK("exec", "instance://web", "sh", "-c", "echo joined > /data/x")
+	if r := h("exec", "instance://web", "sh", "-c", "cat /data/x; exit 3"); r.code != 3 ||
+		r.stdout != "joined\n" {
+		t.Errorf("exit status through the join: %s", r)
+	}
+	if r := h("exec", "instance://nope", "true"); r.code != 255 ||
+		!strings.Contains(r.stderr, "no instance found with name nope") {
+		t.Errorf("unknown instance: %s", r)
+	}
+
+	r = mustOK("instance", "stop", "web")
+	if !strings.Contains(r.stderr, "Stopping web instance of "+img) {
+		t.Errorf("stop: %s", r)
+	}
+	if r := mustOK("instance", "list"); strings.Contains(r.stdout, "web") {
+		t.Errorf("list after stop: %q", r.stdout)
+	}
+	fsckClean(t, ov, 0)
+	if out := tool(t, "debugfs", "-R", "cat /upper/data/x", ov); !strings.Contains(out,
+		"joined") {
+		t.Errorf("/upper/data/x after stop: %q", out)
+	}
+
+	// SIGKILL the daemon: the record goes stale and list removes it.
+	mustOK("instance", "start", "--overlay", ov, img, "doomed")
+	ip := filepath.Join(dir, "cfg", "instances", "app")
+	recs, _ := filepath.Glob(filepath.Join(ip, "*", testUser, "doomed", "doomed.json"))
+	if len(recs) != 1 {
+		t.Fatalf("record of doomed: %v", recs)
+	}
+	b, _ := os.ReadFile(recs[0])
+	var rec instanceRecord
+	if err := json.Unmarshal(b, &rec); err != nil || rec.PPid <= 0 || rec.Pid <= 0 {
+		t.Fatalf("record %s: %v", b, err)
+	}
+	syscall.Kill(rec.PPid, syscall.SIGKILL)
+	for daemonAlive(rec.PPid) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if r := mustOK("instance", "list"); strings.Contains(r.stdout, "doomed") {
+		t.Errorf("stale instance listed: %q", r.stdout)
+	}
+	if _, err := os.Stat(filepath.Dir(recs[0])); err == nil {
+		t.Errorf("stale record directory %s kept", filepath.Dir(recs[0]))
+	}
+	// Stage 1 still tears down cleanly: wait until the overlay is free.
+	for i := 0; ; i++ {
+		if r := h("exec", "--overlay", ov, img, "true"); r.code == 0 {
+			break
+		} else if i > 100 {
+			t.Fatalf("overlay still busy after the kill: %s", r)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	fsckClean(t, ov, 0)
+}

@@ -1,0 +1,394 @@
+// Copyright 2026 The husk Authors. SPDX-License-Identifier: Apache-2.0
+
+package sandbox
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Instances (COMPAT §8). [RunInstance] is [Run] for a container that stays
+// up after its payload exits; its stage 1 also serves joins on a unix
+// socket. A joining husk ([Join]) connects, passes its stdin, stdout and
+// stderr with SCM_RIGHTS and sends a [JoinRequest]; stage 1 starts a new
+// stage 2 in a copy of its mount namespace (the same union, served by the
+// same FUSE server: nothing opens the images twice), relays the signals
+// the client sends and answers with the stage's log records and the exit
+// status. Go cannot setns(2) into a user namespace from a multithreaded
+// process, which is why the instance's own stage 1 starts the process.
+
+// instanceStopSignals end an instance's stage 2.
+var instanceStopSignals = []os.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP,
+	syscall.SIGQUIT}
+
+// joinGrace is how long joined processes get after SIGTERM when the
+// instance stops.
+const joinGrace = 5 * time.Second
+
+// RunInstance runs spec as an instance: like [Run], but the container stays
+// up after the payload exits, until its stage 2 (pid) gets SIGINT, SIGTERM,
+// SIGHUP or SIGQUIT. listen is a listening unix socket (see
+// net.UnixListener.File) on which stage 1 serves [Join] requests. started
+// is called once the payload runs, with the host pid of the stage to
+// signal to stop the instance. RunInstance returns when the instance has
+// stopped and its union is synced and unmounted.
+func RunInstance(ctx context.Context, spec *Spec, files []*os.File, listen *os.File,
+	log *slog.Logger, started func(pid int)) (int, error) {
+	s := *spec
+	s.Instance = true
+	return run(ctx, &s, files, listen, log, started)
+}
+
+// JoinRequest is a command to run in a running instance.
+type JoinRequest struct {
+	// Args and Env are the payload's argv and environment, as Spec.Args
+	// and Spec.Env.
+	Args []string
+	Env  []string
+	// Cwd is the working directory in the container; empty means the
+	// instance's home. CwdExplicit makes failing to enter it fatal.
+	Cwd         string
+	CwdExplicit bool
+	Umask       int
+	// TTYSignals is set by Join: see plan.TTYSignals.
+	TTYSignals bool
+}
+
+// Join runs req in the instance whose stage 1 listens on socket, with this
+// process's stdin, stdout and stderr, and returns its status as [Run]
+// does. SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 are
+// forwarded to it.
+func Join(ctx context.Context, socket string, req JoinRequest, log *slog.Logger) (int, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if len(req.Args) == 0 {
+		return setupFailed, errors.New("sandbox: no command to run")
+	}
+	req.TTYSignals = terminalSignalsUs()
+	conn, err := net.DialUnix("unix", nil, &net.UnixAddr{Name: socket, Net: "unix"})
+	if err != nil {
+		return setupFailed, fmt.Errorf("connecting to the instance: %w", err)
+	}
+	defer conn.Close()
+
+	rights := unix.UnixRights(0, 1, 2)
+	if _, _, err := conn.WriteMsgUnix([]byte{0}, rights, nil); err != nil {
+		return setupFailed, fmt.Errorf("sending stdio to the instance: %w", err)
+	}
+	b, err := json.Marshal(req)
+	if err != nil {
+		return setupFailed, err
+	}
+	if _, err := conn.Write(append(b, '\n')); err != nil {
+		return setupFailed, fmt.Errorf("sending the command to the instance: %w", err)
+	}
+
+	// Signals travel as their numbers, one per line.
+	sigc := make(chan os.Signal, 16)
+	signal.Notify(sigc, forwardedSignals...)
+	defer signal.Stop(sigc)
+	done := make(chan struct{})
+	defer close(done)
+	var wmu sync.Mutex
+	send := func(sig syscall.Signal) {
+		wmu.Lock()
+		defer wmu.Unlock()
+		_, _ = fmt.Fprintf(conn, "%d\n", int(sig))
+	}
+	go func() {
+		for {
+			select {
+			case sig := <-sigc:
+				if !(req.TTYSignals && ttyGenerated(sig)) {
+					send(sig.(syscall.Signal))
+				}
+			case <-ctx.Done():
+				send(syscall.SIGTERM)
+				return
+			case <-done:
+				return
+			}
+		}
+	}()
+
+	rep := relay(conn, log)
+	switch {
+	case rep.fatal != nil:
+		return setupFailed, rep.fatal
+	case rep.exit == nil:
+		return setupFailed, errors.New("the instance ended the connection before the " +
+			"command finished (was it stopped?)")
+	}
+	return *rep.exit, nil
+}
+
+// joinServer is stage 1's side of joins.
+type joinServer struct {
+	st *stage1State
+	l  net.Listener
+
+	mu      sync.Mutex
+	closed  bool
+	running map[*os.Process]bool
+	wg      sync.WaitGroup
+}
+
+func startJoinServer(st *stage1State, f *os.File) *joinServer {
+	js := &joinServer{st: st, running: map[*os.Process]bool{}}
+	l, err := net.FileListener(f)
+	f.Close()
+	if err != nil {
+		st.log.Warn("instance: cannot serve joins", "error", err)
+		return js
+	}
+	js.l = l
+	go js.accept()
+	return js
+}
+
+func (js *joinServer) accept() {
+	for {
+		c, err := js.l.Accept()
+		if err != nil {
+			return
+		}
+		js.mu.Lock()
+		if js.closed {
+			js.mu.Unlock()
+			c.Close()
+			return
+		}
+		js.wg.Add(1)
+		js.mu.Unlock()
+		go func() {
+			defer js.wg.Done()
+			defer c.Close()
+			if err := js.serve(c.(*net.UnixConn)); err != nil {
+				js.st.log.Debug("join failed", "error", err)
+			}
+		}()
+	}
+}
+
+// stop refuses new joins, asks the running ones to end (SIGTERM, then
+// SIGKILL after joinGrace) and waits for them, so that nothing writes to
+// the union while it is synced.
+func (js *joinServer) stop() {
+	js.mu.Lock()
+	js.closed = true
+	if js.l != nil {
+		js.l.Close()
+	}
+	for p := range js.running {
+		_ = p.Signal(syscall.SIGTERM)
+	}
+	js.mu.Unlock()
+	done := make(chan struct{})
+	go func() { js.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return
+	case <-time.After(joinGrace):
+	}
+	js.mu.Lock()
+	for p := range js.running {
+		_ = p.Kill()
+	}
+	js.mu.Unlock()
+	<-done
+}
+
+// serve runs one join: read the stdio fds and the request, start a stage
+// 2, relay signals, report the status.
+func (js *joinServer) serve(c *net.UnixConn) error {
+	buf := make([]byte, 1)
+	oob := make([]byte, unix.CmsgSpace(3*4))
+	_, oobn, _, _, err := c.ReadMsgUnix(buf, oob)
+	if err != nil {
+		return err
+	}
+	stdio, err := parseRights(oob[:oobn])
+	if err != nil {
+		return err
+	}
+	defer func() {
+		for _, f := range stdio {
+			f.Close()
+		}
+	}()
+	r := bufio.NewReader(c)
+	line, err := r.ReadBytes('\n')
+	if err != nil {
+		return err
+	}
+	var req JoinRequest
+	if err := json.Unmarshal(line, &req); err != nil {
+		return err
+	}
+
+	// The stage's log records go to the client as they come.
+	logR, logW, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	var wmu sync.Mutex
+	copied := make(chan struct{})
+	go func() {
+		defer close(copied)
+		sc := bufio.NewScanner(logR)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			wmu.Lock()
+			_, _ = c.Write(append(sc.Bytes(), '\n'))
+			wmu.Unlock()
+		}
+		logR.Close()
+	}()
+
+	status, serr := js.runStage2(c, r, &req, stdio, logW)
+	<-copied
+	if serr != nil {
+		b, _ := json.Marshal(record{Level: slog.LevelError, Msg: serr.Error(), Fatal: true})
+		_, _ = c.Write(append(b, '\n'))
+		return serr
+	}
+	b, _ := json.Marshal(record{Level: slog.LevelDebug, Exit: &status})
+	_, err = c.Write(append(b, '\n'))
+	return err
+}
+
+func (js *joinServer) runStage2(c *net.UnixConn, r *bufio.Reader, req *JoinRequest,
+	stdio []*os.File, logW *os.File) (int, error) {
+	defer logW.Close()
+	st := js.st
+	p := *st.plan
+	spec := *p.Spec
+	spec.Args, spec.Env, spec.Umask = req.Args, req.Env, req.Umask
+	spec.Cwd, spec.CwdExplicit = req.Cwd, req.CwdExplicit
+	spec.Instance = false
+	p.Spec, p.TTYSignals = &spec, req.TTYSignals
+
+	specR, specW, err := os.Pipe()
+	if err != nil {
+		return setupFailed, err
+	}
+	defer specR.Close()
+	defer specW.Close()
+	cmd := stageCommand(2, nil, specR, logW, nil)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdio[0], stdio[1], stdio[2]
+	flags := uintptr(syscall.CLONE_NEWNS)
+	if spec.PID {
+		flags |= syscall.CLONE_NEWPID
+	}
+	if spec.Hostname != "" {
+		flags |= syscall.CLONE_NEWUTS
+	}
+	if spec.IPC {
+		flags |= syscall.CLONE_NEWIPC
+	}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: flags, Pdeathsig: syscall.SIGKILL}
+
+	runtime.LockOSThread() // Pdeathsig is per thread, see run_linux.go
+	defer runtime.UnlockOSThread()
+	js.mu.Lock()
+	if js.closed {
+		js.mu.Unlock()
+		return setupFailed, errors.New("the instance is stopping")
+	}
+	err = cmd.Start()
+	if err == nil {
+		js.running[cmd.Process] = true
+	}
+	js.mu.Unlock()
+	if err != nil {
+		return setupFailed, fmt.Errorf("starting stage 2: %w", err)
+	}
+	specR.Close()
+	logW.Close()
+	if err := json.NewEncoder(specW).Encode(&p); err != nil {
+		_ = cmd.Process.Kill()
+	}
+	specW.Close()
+
+	// Signals from the client; a client gone early ends the command.
+	go func() {
+		for {
+			line, err := r.ReadString('\n')
+			if err != nil {
+				_ = cmd.Process.Signal(syscall.SIGTERM)
+				return
+			}
+			n, err := strconv.Atoi(strings.TrimSpace(line))
+			if err == nil && n > 0 && n < 65 {
+				_ = cmd.Process.Signal(syscall.Signal(n))
+			}
+		}
+	}()
+
+	werr := cmd.Wait()
+	js.mu.Lock()
+	delete(js.running, cmd.Process)
+	js.mu.Unlock()
+	if cmd.ProcessState == nil {
+		return setupFailed, fmt.Errorf("waiting for stage 2: %w", werr)
+	}
+	return exitStatus(cmd.ProcessState), nil
+}
+
+// parseRights returns the three fds of an SCM_RIGHTS message.
+func parseRights(oob []byte) ([]*os.File, error) {
+	msgs, err := unix.ParseSocketControlMessage(oob)
+	if err != nil {
+		return nil, err
+	}
+	var fds []int
+	for _, m := range msgs {
+		got, err := unix.ParseUnixRights(&m)
+		if err != nil {
+			return nil, err
+		}
+		fds = append(fds, got...)
+	}
+	if len(fds) != 3 {
+		for _, fd := range fds {
+			unix.Close(fd)
+		}
+		return nil, fmt.Errorf("join: want 3 fds, got %d", len(fds))
+	}
+	files := make([]*os.File, 3)
+	for i, fd := range fds {
+		unix.CloseOnExec(fd)
+		files[i] = os.NewFile(uintptr(fd), "join-stdio")
+	}
+	return files, nil
+}
+
+// waitSignal keeps an instance's stage 2 reaping orphans until a stop
+// signal arrives.
+func (s *supervisor) waitSignal(stopc chan os.Signal) {
+	for {
+		select {
+		case sig := <-stopc:
+			s.log.Debug("instance stopping", "signal", sig)
+			return
+		case <-s.chld:
+			s.reap()
+		}
+	}
+}
