@@ -159,8 +159,10 @@ func (u *Union) list(n *node) ([]mergedEntry, error) {
 		var hide []string
 		for _, e := range ents {
 			if hiddenName(e.Name) {
+				// ".wh.<name>" files hide <name>; the ".wh..opq"
+				// char device fuse-overlayfs leaves hides nothing.
 				if e.Name != whOpqFile && len(e.Name) > len(whPrefix) &&
-					e.Mode&syscall.S_IFMT != syscall.S_IFDIR {
+					e.Mode&syscall.S_IFMT == syscall.S_IFREG {
 					hide = append(hide, e.Name[len(whPrefix):])
 				}
 				continue

@@ -68,8 +68,8 @@ func (u *Union) hasWhiteoutFile(l int, dir Node, name string) bool {
 	if len(whPrefix)+len(name) > 255 {
 		return false
 	}
-	_, _, err := u.layers[l].Lookup(dir, whPrefix+name)
-	return err == nil
+	_, a, err := u.layers[l].Lookup(dir, whPrefix+name)
+	return err == nil && a.Mode&syscall.S_IFMT == syscall.S_IFREG
 }
 
 // makeWhiteout hides name of the lower layers below upper directory dir.
