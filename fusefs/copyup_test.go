@@ -251,7 +251,8 @@ func TestMmapWrite(t *testing.T) {
 	// (the faulting thread cannot stop for it while the server waits).
 	py := "import mmap,sys\nf=open(sys.argv[1],'r+b')\nm=mmap.mmap(f.fileno(),11)\n" +
 		"m[0:5]=b'HELLO'\nm.flush()\nm.close()\nf.close()\n"
-	if out, err := exec.Command("python3", "-c", py, filepath.Join(mnt, "f")).CombinedOutput(); err != nil {
+	cmd := exec.Command("python3", "-c", py, filepath.Join(mnt, "f"))
+	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("python3 mmap: %v\n%s", err, out)
 	}
 	if b, _ := os.ReadFile(filepath.Join(f.upper(), "f")); string(b) != "HELLO world" {
