@@ -241,3 +241,63 @@ func openBytes(t testing.TB, img []byte) *FS {
 	}
 	return f
 }
+
+// TestCorruptTables damages specific table fields and checks the error
+// names the problem.
+func TestCorruptTables(t *testing.T) {
+	img := smallImage(t, 0, "-noI")
+	sb, err := readSuperblock(bytes.NewReader(img), int64(len(img)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name   string
+		mutate func([]byte)
+		want   string
+	}{
+		{"metadata block over 8 KiB", func(b []byte) {
+			binary.LittleEndian.PutUint16(b[sb.InodeTableStart:], 0x8000|0x3000)
+		}, "stored length 12288"},
+		{"empty metadata block", func(b []byte) {
+			binary.LittleEndian.PutUint16(b[sb.InodeTableStart:], 0x8000)
+		}, "stored length 0"},
+		{"id block pointer", func(b []byte) {
+			binary.LittleEndian.PutUint64(b[sb.IDTableStart:], 1<<40)
+		}, "block pointer 0"},
+		{"fragment block pointer", func(b []byte) {
+			binary.LittleEndian.PutUint64(b[sb.FragTableStart:], 3)
+		}, "fragment table"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			b := bytes.Clone(img)
+			tc.mutate(b)
+			err := walkAll(b)
+			var fe *FormatError
+			if !errors.As(err, &fe) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want *FormatError mentioning %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// TestCompressorOptions checks images that store compressor options after
+// the superblock are read.
+func TestCompressorOptions(t *testing.T) {
+	for _, opts := range [][]string{
+		{"-comp", "lz4", "-Xhc"},
+		{"-comp", "gzip", "-Xcompression-level", "1"},
+		{"-comp", "xz", "-Xdict-size", "50%"},
+		{"-comp", "zstd", "-Xcompression-level", "3"},
+		{"-comp", "lzo", "-Xalgorithm", "lzo1x_1"},
+	} {
+		img := smallImage(t, 0, opts...)
+		f := openBytes(t, img)
+		if f.sb.Flags&flagCompressorOptions == 0 {
+			t.Errorf("%v: image has no compressor options; test is vacuous", opts)
+		}
+		if err := walkAll(img); err != nil {
+			t.Errorf("%v: %v", opts, err)
+		}
+	}
+}

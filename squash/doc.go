@@ -39,6 +39,17 @@
 //   - xz images built with a BCJ filter (mksquashfs -Xbcj): the xz library
 //     refuses the filter and the error names it.
 //   - xattr namespaces other than user, trusted and security.
+//   - Directory listings whose names are not strictly sorted: every known
+//     writer sorts them (the directory index relies on it), and the
+//     reader refuses such listings as corrupt.
+//
+// # Known pitfalls
+//
+//   - A corrupt image can make a directory entry point at an ancestor.
+//     Each call stays bounded, but a caller walking the tree recursively
+//     must track visited inode references itself.
+//   - Inode numbers start at 1 and the root is usually the highest one;
+//     FUSE servers that reserve inode 1 must remap.
 //
 // # Caches
 //
