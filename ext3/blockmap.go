@@ -189,6 +189,7 @@ func (f *FS) freeRange(in *inode, from, to uint64) error {
 		to = f.maxBlocks()
 	}
 	var firstErr error
+	seen := map[uint32]bool{}
 	for i := uint64(0); i < nDirect; i++ {
 		if i >= from && i < to {
 			if p := in.blockPtr(int(i)); p != 0 {
@@ -202,7 +203,7 @@ func (f *FS) freeRange(in *inode, from, to uint64) error {
 		s := indSlot + level - 1
 		p := in.blockPtr(s)
 		if p != 0 && from < base+span && to > base {
-			empty, err := f.freeTree(in, p, level, base, span, from, to)
+			empty, err := f.freeTree(in, p, level, base, span, from, to, seen)
 			if err != nil && firstErr == nil {
 				firstErr = err
 			}
@@ -225,7 +226,14 @@ func (f *FS) freeData(in *inode, p uint32) {
 // freeTree frees the part of [from, to) under indirect block p, which maps
 // logical blocks [base, base+span) at the given level (1 = single
 // indirect). It reports whether p is left with no pointers.
-func (f *FS) freeTree(in *inode, p uint32, level int, base, span, from, to uint64) (bool, error) {
+func (f *FS) freeTree(in *inode, p uint32, level int, base, span, from, to uint64,
+	seen map[uint32]bool) (bool, error) {
+	if seen[p] {
+		// A loop or a shared indirect block: corrupt. Do not walk it
+		// again (that could take apb^3 steps) and do not free it twice.
+		return false, corrupt("block map", p, in.ino, "indirect block referenced twice")
+	}
+	seen[p] = true
 	b, err := f.getInd(in, p)
 	if err != nil {
 		// An unreadable or bogus pointer: drop it rather than fail the
@@ -250,7 +258,7 @@ func (f *FS) freeTree(in *inode, p uint32, level int, base, span, from, to uint6
 		free := true
 		if level > 1 {
 			var err error
-			free, err = f.freeTree(in, q, level-1, lo, child, from, to)
+			free, err = f.freeTree(in, q, level-1, lo, child, from, to, seen)
 			if err != nil && firstErr == nil {
 				firstErr = err
 			}
