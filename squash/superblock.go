@@ -4,9 +4,7 @@ package squash
 
 import (
 	"encoding/binary"
-	"fmt"
 	"io"
-	"strings"
 )
 
 // Superblock identity.
@@ -151,29 +149,4 @@ func (sb *superblock) checkGeometry(size int64) error {
 		return formatErr(26, "superblock", "id count is zero")
 	}
 	return nil
-}
-
-// flagNames lists the set flags by name, for diagnostics.
-func (sb *superblock) flagNames() string {
-	names := []string{"uncompressed-inodes", "uncompressed-data", "check",
-		"uncompressed-fragments", "no-fragments", "always-fragments", "duplicates",
-		"exportable", "uncompressed-xattrs", "no-xattrs", "compressor-options",
-		"uncompressed-ids"}
-	var set []string
-	for i, n := range names {
-		if sb.Flags&(1<<i) != 0 {
-			set = append(set, n)
-		}
-	}
-	if len(set) == 0 {
-		return "none"
-	}
-	return strings.Join(set, ",")
-}
-
-// String summarises the superblock for debugging.
-func (sb *superblock) String() string {
-	return fmt.Sprintf("squashfs %d.%d %s block=%d inodes=%d flags=%s",
-		sb.Major, sb.Minor, compressorNames[sb.Compression], sb.BlockSize, sb.Inodes,
-		sb.flagNames())
 }
