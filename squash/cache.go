@@ -3,6 +3,7 @@
 package squash
 
 import (
+	"errors"
 	"sync"
 )
 
@@ -96,7 +97,19 @@ func (c *lru[V]) getOrLoad(key uint64, load func() (V, int64, error)) (V, error)
 	s.mu.Unlock()
 
 	var cost int64
+	finished := false
+	// Release waiters even if load panics, so they cannot hang.
+	defer func() {
+		if !finished {
+			call.err = errLoadPanicked
+			s.mu.Lock()
+			delete(s.inflight, key)
+			s.mu.Unlock()
+			call.done.Done()
+		}
+	}()
 	call.val, cost, call.err = load()
+	finished = true
 
 	s.mu.Lock()
 	delete(s.inflight, key)
@@ -107,6 +120,10 @@ func (c *lru[V]) getOrLoad(key uint64, load func() (V, int64, error)) (V, error)
 	call.done.Done()
 	return call.val, call.err
 }
+
+// errLoadPanicked is what waiters get when the loader they waited on
+// panicked (a bug); the panic itself propagates in the loading goroutine.
+var errLoadPanicked = errors.New("squash: concurrent load failed")
 
 // put stores a value, replacing any previous one.
 func (c *lru[V]) put(key uint64, val V, cost int64) {
