@@ -22,6 +22,8 @@ type CLI struct {
 	Test     TestCmd     `cmd:"" help:"Run the container's test script."`
 	Instance InstanceCmd `cmd:"" help:"Manage background container instances."`
 	Overlay  OverlayCmd  `cmd:"" help:"Manage persistent overlay images."`
+	Inspect  InspectCmd  `cmd:"" help:"Show the metadata of an image."`
+	Sif      SifCmd      `cmd:"" aliases:"siftool" help:"Inspect and modify SIF files."`
 	Build    BuildCmd    `cmd:"" help:"Build a SIF from a root filesystem directory."`
 	Version  VersionCmd  `cmd:"" help:"Print husk's version."`
 }

@@ -1,0 +1,179 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/sylabs/sif/v2/pkg/sif"
+)
+
+// sifDescriptors loads path with the sif library, the oracle.
+func sifDescriptors(t *testing.T, path string) []sif.Descriptor {
+	t.Helper()
+	f, err := sif.LoadContainerFromPath(path, sif.OptLoadWithFlag(os.O_RDONLY))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.UnloadContainer()
+	var ds []sif.Descriptor
+	f.WithDescriptors(func(d sif.Descriptor) bool {
+		ds = append(ds, d)
+		return false
+	})
+	return ds
+}
+
+// husk sif new/add/list/info/dump/del/setprim round trips, checked with
+// the sif library.
+func TestSifTool(t *testing.T) {
+	setup(t)
+	dir := workDir(t)
+	s := filepath.Join(dir, "t.sif")
+	ok(t, dir, "sif", "new", s)
+	if ds := sifDescriptors(t, s); len(ds) != 0 {
+		t.Fatalf("new SIF has %d objects", len(ds))
+	}
+	blob := filepath.Join(dir, "blob.json")
+	os.WriteFile(blob, []byte(`{"a":1}`), 0o644)
+	part := filepath.Join(dir, "part.img")
+	os.WriteFile(part, bytes.Repeat([]byte{7}, 10000), 0o644)
+
+	ok(t, dir, "sif", "add", "--datatype", "6", "--groupid", "1", s, blob)
+	ok(t, dir, "sif", "add", "--datatype", "4", "--parttype", "3", "--partfs", "4",
+		"--partarch", "2", "--groupid", "1", "--link", "1", "--filename", "data", s, part)
+	ds := sifDescriptors(t, s)
+	if len(ds) != 2 || ds[0].DataType() != sif.DataGenericJSON || ds[0].GroupID() != 1 ||
+		ds[1].DataType() != sif.DataPartition ||
+		ds[1].Name() != "data" || ds[1].Offset()%4096 != 0 {
+		t.Fatalf("descriptors after add: %+v", ds)
+	}
+	if id, isGroup := ds[1].LinkedID(); id != 1 || isGroup {
+		t.Errorf("link %d %v", id, isGroup)
+	}
+	fs, pt, arch, err := ds[1].PartitionMetadata()
+	if err != nil || fs != sif.FsRaw || pt != sif.PartData || arch != "amd64" {
+		t.Errorf("partition metadata %v %v %v %v", fs, pt, arch, err)
+	}
+
+	r := ok(t, dir, "sif", "list", s)
+	for _, want := range []string{"ID   |GROUP   |LINK    |SIF POSITION (start-end)  |TYPE",
+		"|JSON.Generic", "|FS (Raw/Data/amd64)", "2    |1       |1       |"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("list lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	r = ok(t, dir, "sif", "info", "2", s)
+	if !strings.Contains(r.stdout, "Filesystem Type:  Raw") ||
+		!strings.Contains(r.stdout, "Name:             data") {
+		t.Errorf("info:\n%s", r.stdout)
+	}
+	if r := ok(t, dir, "sif", "dump", "1", s); r.stdout != `{"a":1}` {
+		t.Errorf("dump 1: %q", r.stdout)
+	}
+	r = ok(t, dir, "sif", "header", s)
+	if !strings.Contains(r.stdout, "Descriptors Total:  48\n") {
+		t.Errorf("header:\n%s", r.stdout)
+	}
+	ok(t, dir, "sif", "del", "1", s)
+	if ds := sifDescriptors(t, s); len(ds) != 1 || ds[0].ID() != 2 {
+		t.Fatalf("after del: %+v", ds)
+	}
+	if r := husk(t, dir, "sif", "add", "--datatype", "4", s, part); r.code != 255 ||
+		!strings.Contains(r.stderr, "--partfs, --parttype and --partarch") {
+		t.Errorf("partition without metadata: %s", r)
+	}
+	if r := husk(t, dir, "sif", "info", "9", s); r.code != 255 {
+		t.Errorf("info of a missing object: %s", r)
+	}
+}
+
+// smallRootfs copies a few programs of the cached Debian tree, enough
+// for the launcher script and env.
+func smallRootfs(t *testing.T, dst string) {
+	t.Helper()
+	os.MkdirAll(dst, 0o755)
+	cp := exec.Command("cp", "-a", "--parents", "bin", "lib", "lib64", "usr/bin/dash",
+		"usr/bin/sh", "usr/bin/cat", "usr/bin/env", "usr/lib64",
+		"usr/lib/x86_64-linux-gnu/libc.so.6",
+		"usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2", "etc/passwd", "etc/group", dst)
+	cp.Dir = filepath.Join(cacheDir(), "rootfs")
+	if out, err := cp.CombinedOutput(); err != nil {
+		t.Fatalf("cp: %v\n%s", err, out)
+	}
+}
+
+// An image built with /.singularity.d: inspect reads it from the
+// squashfs, run uses its runscript, and the image's own 99-base.sh sets
+// the prompt after the host environment was cleared.
+func TestBuiltImageMetadata(t *testing.T) {
+	setup(t)
+	debianSIF(t)
+	dir := workDir(t)
+	root := filepath.Join(dir, "rootfs")
+	smallRootfs(t, root)
+	sd := filepath.Join(root, ".singularity.d")
+	files := map[string]string{
+		"labels.json":           "{\n\t\"org.label\": \"v1\",\n\t\"author\": \"me\"\n}",
+		"runscript":             "#!/bin/sh\necho \"run $* $FROM_IMG\"\n",
+		"startscript":           "#!/bin/sh\n",
+		"env/01-base.sh":        "",
+		"env/90-environment.sh": "export FROM_IMG=img\n",
+		"env/99-base.sh": "if [ -z \"$LD_LIBRARY_PATH\" ]; then\n" +
+			"    LD_LIBRARY_PATH=/.singularity.d/libs\nelse\n" +
+			"    LD_LIBRARY_PATH=\"$LD_LIBRARY_PATH:/.singularity.d/libs\"\nfi\n" +
+			"PS1=\"Apptainer> \"\nexport LD_LIBRARY_PATH PS1\n",
+		"Singularity": "bootstrap: localimage\nfrom: x\n",
+	}
+	for name, body := range files {
+		p := filepath.Join(sd, name)
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		if err := os.WriteFile(p, []byte(body), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	os.Symlink(".singularity.d/runscript", filepath.Join(root, "singularity"))
+	out := filepath.Join(dir, "meta.sif")
+	tool(t, huskBin, "build", out, root)
+	os.Chmod(out, 0o644)
+
+	r := ok(t, dir, "inspect", out)
+	if r.stdout != "author: me\norg.label: v1\n" {
+		t.Errorf("inspect: %q", r.stdout)
+	}
+	r = ok(t, dir, "inspect", "--json", "--labels", "--runscript", "--deffile",
+		"--environment", out)
+	var js struct {
+		Data struct {
+			Attributes map[string]any `json:"attributes"`
+		} `json:"data"`
+		Type string `json:"type"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &js); err != nil || js.Type != "container" {
+		t.Fatalf("inspect --json: %v\n%s", err, r.stdout)
+	}
+	a := js.Data.Attributes
+	if a["runscript"] != files["runscript"] || a["deffile"] != files["Singularity"] ||
+		!strings.Contains(a["environment"].(string),
+			"=== /.singularity.d/env/90-environment.sh ===\nexport FROM_IMG=img") ||
+		a["labels"].(map[string]any)["author"] != "me" {
+		t.Errorf("inspect --json attributes: %v", a)
+	}
+
+	r = ok(t, dir, "run", out, "a", "b")
+	if r.stdout != "run a b img\n" {
+		t.Errorf("run: %q", r.stdout)
+	}
+	m := containerEnviron(t, dir, []string{"PS1=host> ", "LD_LIBRARY_PATH=/host"}, "exec", out)
+	if m["PS1"] != "Apptainer> " || m["LD_LIBRARY_PATH"] != "/.singularity.d/libs" {
+		t.Errorf("PS1=%q LD_LIBRARY_PATH=%q", m["PS1"], m["LD_LIBRARY_PATH"])
+	}
+	m = containerEnviron(t, dir, []string{"APPTAINERENV_PS1=mine> "}, "exec", out)
+	if m["PS1"] != "mine> " {
+		t.Errorf("APPTAINERENV_PS1: PS1=%q", m["PS1"])
+	}
+}
