@@ -2,6 +2,7 @@ package ext3
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -39,6 +40,7 @@ const crashDefaultKills = 40
 // crashStats counts what the crash test saw.
 type crashStats struct {
 	kills, cleanExits, recoverKills int
+	replays                         int // kills that left a journal to replay
 	fsckFailures, lostFiles, junk   int
 	syncs                           int
 }
@@ -85,14 +87,19 @@ func TestCrashKill(t *testing.T) {
 		}
 		where := fmt.Sprintf("seed %d run %d (run seed %d, killed %v after %v)",
 			seed, run, runSeed, killed, delay)
-		// Sometimes kill the recovery itself before the check.
+		crashed := crashCopy(t, img, filepath.Join(dir, "crashed.img"))
+		if crashNeedsRecovery(t, crashed) {
+			st.replays++
+			where += ", journal to replay"
+		}
+		// Sometimes kill the next Open (and the replay) before the check.
 		if killed && rng.IntN(6) == 0 {
 			d := time.Duration(rng.IntN(4000)) * time.Microsecond
-			crashRecoverChild(t, img, d)
-			st.recoverKills++
-			where += fmt.Sprintf(", recovery killed after %v", d)
+			if crashRecoverChild(t, img, d) {
+				st.recoverKills++
+				where += fmt.Sprintf(", recovery killed %v into Open", d)
+			}
 		}
-		crashed := crashCopy(t, img, filepath.Join(dir, "crashed.img"))
 		probs, m := crashCheck(t, img, logPath)
 		if m != nil {
 			st.syncs += m.syncs
@@ -119,10 +126,10 @@ func TestCrashKill(t *testing.T) {
 			}
 		}
 	}
-	t.Logf("crash: %d kills (%d during recovery), %d clean exits, %d fsyncs checked, "+
-		"%d e2fsck failures, %d lost synced files, %d files with foreign bytes",
-		st.kills, st.recoverKills, st.cleanExits, st.syncs, st.fsckFailures,
-		st.lostFiles, st.junk)
+	t.Logf("crash: %d kills (%d left a journal to replay, %d followed by a kill in the "+
+		"next Open), %d clean exits, %d fsyncs checked, %d e2fsck failures, "+
+		"%d lost synced files, %d files with foreign bytes", st.kills, st.replays,
+		st.recoverKills, st.cleanExits, st.syncs, st.fsckFailures, st.lostFiles, st.junk)
 }
 
 // crashDelay is log-uniform between 1 ms and 400 ms.
@@ -177,23 +184,36 @@ func crashRunChild(t *testing.T, img, logPath string, run int, seed uint64,
 	return false
 }
 
-// crashRecoverChild opens and closes img in a child killed after d, so
-// that the journal replay itself is interrupted.
-func crashRecoverChild(t *testing.T, img string, d time.Duration) {
+// crashRecoverChild opens and closes img in a child killed d after it
+// starts Open, so that the journal replay itself may be interrupted. It
+// reports whether the kill came before the child was done.
+func crashRecoverChild(t *testing.T, img string, d time.Duration) bool {
 	t.Helper()
 	cmd := crashChild(img, os.DevNull, 0, 0, "recover")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	line, _ := bufio.NewReader(out).ReadString('\n')
+	if line != "opening\n" {
+		cmd.Wait()
+		t.Fatalf("recovery child did not start: %s", stderr.String())
+	}
 	time.Sleep(d)
 	cmd.Process.Signal(syscall.SIGKILL)
-	if err := cmd.Wait(); err != nil {
-		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != -1 {
-			t.Fatalf("recovery child: %v\n%s", err, stderr.String())
-		}
+	err = cmd.Wait()
+	if ee, ok := err.(*exec.ExitError); ok && ee.ExitCode() == -1 {
+		return true
 	}
+	if err != nil {
+		t.Fatalf("recovery child: %v\n%s", err, stderr.String())
+	}
+	return false
 }
 
 // crashCheck reopens img, checks it against the log, closes it and runs
@@ -235,6 +255,26 @@ func crashCheck(t *testing.T, img, logPath string) ([]string, *crashModel) {
 		probs = append(probs, fmt.Sprintf("e2fsck -fn exit %d:\n%s", code, out))
 	}
 	return probs, m
+}
+
+// crashNeedsRecovery reports whether img has committed transactions to
+// replay: a read-only Open refuses it with ErrNeedsRecovery.
+func crashNeedsRecovery(t *testing.T, img string) bool {
+	t.Helper()
+	fh, err := os.Open(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fh.Close()
+	st, err := fh.Stat()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := Open(NewSection(fh, 0, st.Size()), st.Size(), Options{ReadOnly: true})
+	if err == nil {
+		f.Close()
+	}
+	return errors.Is(err, ErrNeedsRecovery)
 }
 
 // crashCopy copies the image as the kill left it, for the report of a

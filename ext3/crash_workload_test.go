@@ -100,6 +100,9 @@ func crashHelperMain(mode string) int {
 	if all {
 		interval = time.Duration(1+rng.IntN(50)) * time.Millisecond
 	}
+	if mode == "recover" {
+		fmt.Println("opening") // the parent starts its kill timer now
+	}
 	fs, err := Open(NewSection(fh, 0, st.Size()), st.Size(), Options{CommitInterval: interval})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "crash helper: open:", err)
