@@ -16,16 +16,17 @@ import (
 type CLI struct {
 	Debug bool `help:"Print debug messages (decisions, layer stack) on stderr." env:"HUSK_DEBUG"`
 
-	Exec     ExecCmd     `cmd:"" help:"Run a command in a container."`
-	Run      RunCmd      `cmd:"" help:"Run the container's runscript."`
-	Shell    ShellCmd    `cmd:"" help:"Start an interactive shell in a container."`
-	Test     TestCmd     `cmd:"" help:"Run the container's test script."`
-	Instance InstanceCmd `cmd:"" help:"Manage background container instances."`
-	Overlay  OverlayCmd  `cmd:"" help:"Manage persistent overlay images."`
-	Inspect  InspectCmd  `cmd:"" help:"Show the metadata of an image."`
-	Sif      SifCmd      `cmd:"" aliases:"siftool" help:"Inspect and modify SIF files."`
-	Build    BuildCmd    `cmd:"" help:"Build a SIF from a root filesystem directory."`
-	Version  VersionCmd  `cmd:"" help:"Print husk's version."`
+	Exec       ExecCmd       `cmd:"" help:"Run a command in a container."`
+	Run        RunCmd        `cmd:"" help:"Run the container's runscript."`
+	Shell      ShellCmd      `cmd:"" help:"Start an interactive shell in a container."`
+	Test       TestCmd       `cmd:"" help:"Run the container's test script."`
+	Instance   InstanceCmd   `cmd:"" help:"Manage background container instances."`
+	Overlay    OverlayCmd    `cmd:"" help:"Manage persistent overlay images."`
+	Inspect    InspectCmd    `cmd:"" help:"Show the metadata of an image."`
+	Sif        SifCmd        `cmd:"" aliases:"siftool" help:"Inspect and modify SIF files."`
+	Build      BuildCmd      `cmd:"" help:"Build a SIF from a root filesystem directory."`
+	Completion CompletionCmd `cmd:"" help:"Print a shell completion script."`
+	Version    VersionCmd    `cmd:"" help:"Print husk's version."`
 }
 
 // globals is what every command's Run receives.
@@ -121,7 +122,7 @@ var helpVars = map[string]string{
 // ExecCmd is `husk exec IMAGE CMD [ARGS...]`.
 type ExecCmd struct {
 	ActionFlags
-	Image   string   `arg:"" help:"SIF, squashfs image or root filesystem directory."`
+	Image   string   `arg:"" predictor:"image" help:"SIF, squashfs image or root filesystem directory."`
 	Command []string `arg:"" passthrough:"" help:"Command and its arguments."`
 }
 
@@ -144,7 +145,7 @@ a command that starts with "-".`
 // RunCmd is `husk run IMAGE [ARGS...]`.
 type RunCmd struct {
 	ActionFlags
-	Image string   `arg:"" help:"SIF, squashfs image or root filesystem directory."`
+	Image string   `arg:"" predictor:"image" help:"SIF, squashfs image or root filesystem directory."`
 	Args  []string `arg:"" optional:"" passthrough:"" help:"Arguments for the runscript."`
 }
 
@@ -176,7 +177,7 @@ Example:
 // TestCmd is `husk test IMAGE [ARGS...]`.
 type TestCmd struct {
 	ActionFlags
-	Image string   `arg:"" help:"SIF, squashfs image or root filesystem directory."`
+	Image string   `arg:"" predictor:"image" help:"SIF, squashfs image or root filesystem directory."`
 	Args  []string `arg:"" optional:"" passthrough:"" help:"Arguments for the test script."`
 }
 
@@ -233,6 +234,12 @@ Example:
 
 // VersionCmd is `husk version`.
 type VersionCmd struct{}
+
+// Help implements kong.HelpProvider.
+func (VersionCmd) Help() string {
+	return `Example:
+  husk version`
+}
 
 // Run prints the module version.
 func (VersionCmd) Run(g *globals) error {

@@ -6,6 +6,7 @@ import (
 	"os"
 
 	"github.com/alecthomas/kong"
+	"github.com/willabides/kongplete"
 
 	"github.com/husk-project/husk/cmd/internal/logfmt"
 	"github.com/husk-project/husk/cmd/internal/union"
@@ -35,6 +36,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		logfmt.Fatal(stderr, err)
 		return 255
+	}
+	if completing() {
+		kongplete.Complete(parser, completionPredictors())
 	}
 	ctx, err := parser.Parse(args)
 	if err != nil {
