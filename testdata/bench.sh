@@ -157,18 +157,25 @@ if [ "$skip_big" != 1 ]; then
 fi
 
 # The tarball for the untar workload: the first 20,000 entries (sorted) of
-# the host's /usr/share, all owner-writable so the user can delete them.
-tree_tar=$HUSK_CACHE/bench-tree.tar
+# the host's /usr/share, directories and files under 64 KiB (the workload is
+# about many files, not bytes), all owner-writable so the user can delete
+# them.
+tree_tar=$HUSK_CACHE/bench-tree20k.tar
 if [ ! -f "$tree_tar" ]; then
 	cache_tmp+=("$tree_tar.tmp")
-	(cd /usr/share && find . -xdev ! -path . | LC_ALL=C sort | awk 'NR <= 20000' >"$tmp/tree.list")
+	(cd /usr/share && find . -xdev ! -path . \( -type d -o -size -64k \) | LC_ALL=C sort |
+		awk 'NR <= 20000' >"$tmp/tree.list")
 	tar -C /usr/share -cf "$tree_tar.tmp" --no-recursion --mode=u+w -T "$tmp/tree.list"
 	mv "$tree_tar.tmp" "$tree_tar"
 	chmod 0644 "$tree_tar"
 fi
-# Inside every stack the host's /tmp is bound at /tmp, so this path works.
-ln "$tree_tar" "$tmp/tree.tar" 2>/dev/null || cp "$tree_tar" "$tmp/tree.tar"
-tree_entries=$(tar -tf "$tmp/tree.tar" | wc -l)
+# Every stack gets this directory as /tmp (husk with -B): the host's /tmp can
+# hold other people's FUSE mounts, which a recursive bind would drag in.
+ctmp=$tmp/ctmp
+mkdir -p "$ctmp"
+chmod 1777 "$ctmp"
+ln "$tree_tar" "$ctmp/tree.tar" 2>/dev/null || cp "$tree_tar" "$ctmp/tree.tar"
+tree_entries=$(tar -tf "$ctmp/tree.tar" | wc -l)
 
 declare -A off # image -> partition offset
 for s in "$base_sif" "$big_sif" "$large_sif"; do
@@ -213,7 +220,7 @@ W=(
 	"readusr-2p|4|base|0|find /usr -type f -print0 | xargs -0 -r -n 256 -P 2 cat >/dev/null"
 	"bigread|5|big|0|dd if=/bigfile of=/dev/null bs=1M status=none"
 	"bigread-cold|5|big|1|dd if=/bigfile of=/dev/null bs=1M status=none"
-	"untar|6|base|0|mkdir /bench/t && tar -x --no-same-owner -f $tmp/tree.tar -C /bench/t && rm -rf /bench/t"
+	"untar|6|base|0|mkdir /bench/t && tar -xof /tmp/tree.tar -C /bench/t && rm -rf /bench/t"
 	"write256|7|base|0|dd if=/dev/zero of=/bench/f bs=1M count=256 conv=fsync status=none"
 	"write1g|7|base|0|dd if=/dev/zero of=/bench/f bs=1M count=1024 conv=fsync status=none"
 	"find-large|8|large|0|find / -xdev | wc -l"
@@ -260,16 +267,17 @@ run_one() {
 	case $s in
 	a)
 		[ "$rss" = 1 ] && run+=(-rss "$husk")
-		run+=(-user "$user" -- "$husk" exec --overlay "$ov" "$sif" sh -c "$cmd")
+		run+=(-user "$user" -- "$husk" exec -B "$ctmp:/tmp" --overlay "$ov" "$sif"
+			sh -c "$cmd")
 		;;
 	b)
 		[ "$rss" = 1 ] && run+=(-rss squashfuse_ll,fuse2fs,fuse-overlayfs)
 		run+=(-user "$user" -- unshare -Ur --mount sh "$here/bench/helperstack.sh"
-			"$sif" "${off[$sif]}" "$ov" "$dir" "$tmp/run/pids" "$cmd")
+			"$sif" "${off[$sif]}" "$ov" "$dir" "$ctmp" "$tmp/run/pids" "$cmd")
 		;;
 	c)
 		run+=(-- unshare -m sh "$here/bench/kernelstack.sh" "$sif" "${off[$sif]}" "$ov" "$dir"
-			"$cmd")
+			"$ctmp" "$cmd")
 		;;
 	esac
 	echo "--- $(date -u +%T) ${run[*]}" >>"$log"
@@ -372,7 +380,7 @@ declare -A what=(
 	[true]='mount, `true`, unmount'
 	[find]='`find / -xdev | wc -l`'
 	[python]='python3 imports json, email, http.client, sqlite3, asyncio'
-	[readusr]='read every file in /usr once (`find | xargs cat`)'
+	[readusr]='read every file in /usr once (`find -print0`, `xargs -0 cat`)'
 	[readusr-2p]='the same, 2 readers in parallel (`xargs -P 2`)'
 	[bigread]='sequential read of a 1 GiB random file, page cache warm'
 	[bigread-cold]='the same, caches dropped before each run'
@@ -407,7 +415,8 @@ $([ -f "$large_sif" ] && [ "$skip_big" != 1 ] && echo "; 10x: $(sif_info "$large
 		"untimed run before them samples peak RSS (VmHWM, every 5 ms, summed over the husk"\
 		"processes or over the three helper daemons) and warms the page cache"
 	echo
-	echo "| # | workload | (a) husk ms | (b) helpers ms | (c) kernel ms | a/b | a/c | husk RSS MiB | helpers RSS MiB |"
+	echo "| # | workload | (a) husk ms | (b) helpers ms | (c) kernel ms | a/b | a/c |"\
+		"husk RSS MiB | helpers RSS MiB |"
 	echo "|---|---|---:|---:|---:|---:|---:|---:|---:|"
 	for w in "${selected[@]}"; do
 		IFS='|' read -r name grp _ _ _ <<<"$w"
@@ -428,14 +437,16 @@ $([ -f "$large_sif" ] && [ "$skip_big" != 1 ] && echo "; 10x: $(sif_info "$large
 		echo "- (${k%%,*}) ${k#*,} FAILED: ${fail[$k]}"
 	done
 	cat <<'NOTES'
-- (a) `husk exec --overlay OV.img IMAGE.sif sh -c WORKLOAD` as user husktest (uid 1500),
-  started with that user's uid, gids, HOME and USER (what runuser does, without PAM).
+- (a) `husk exec -B CTMP:/tmp --overlay OV.img IMAGE.sif sh -c WORKLOAD` as user husktest
+  (uid 1500), started with that user's uid, gids, HOME and USER (what runuser does, without
+  PAM). In all three stacks /tmp is the same private directory CTMP (it holds the tarball).
 - (b) as husktest in `unshare -Ur --mount`: `squashfuse_ll -f -o allow_other,ro,offset=N`,
   `fuse2fs -f -o allow_other,fakeroot`, `fuse-overlayfs -f -o allow_other,lowerdir,upperdir,
   workdir,noacl` mounted by the helpers themselves inside the namespace (no fusermount, as
-  Apptainer's user-namespace mode), binds of /proc /dev /sys /tmp, chroot; unmount waits for
-  every daemon to exit. The payload runs as the namespace's root (the user), where husk's runs
-  as the user's uid. Debian's fuse2fs 1.47.0 writes ext3 without its journal.
+  Apptainer's user-namespace mode), rbinds of /proc /dev /sys, CTMP on /tmp, chroot;
+  unmount waits for every daemon to exit. The payload runs as the namespace's root (the
+  user), where husk's runs as the user's uid. Debian's fuse2fs 1.47.0 writes ext3 without
+  its journal.
 - (c) as root in `unshare -m`: loop squashfs (offset=N), loop ext3, kernel overlayfs, the same
   binds, chroot, `umount`.
 - Caches: the host page cache is warm (the SIF file is cached) except for bigread-cold, where

@@ -1,5 +1,5 @@
 #!/bin/sh
-# helperstack.sh SIF OFFSET OVERLAY DIR PIDFILE WORKLOAD
+# helperstack.sh SIF OFFSET OVERLAY DIR TMPDIR PIDFILE WORKLOAD
 #
 # Stack (b) of bench.sh, run by the unprivileged user inside
 # `unshare -Ur --mount` (a root-mapped user namespace with a private mount
@@ -10,14 +10,15 @@
 #   fuse2fs -f -o allow_other,fakeroot OVERLAY DIR/ext
 #   fuse-overlayfs -f -o allow_other,lowerdir=sq,upperdir=ext/upper,
 #                        workdir=ext/work,noacl DIR/m
-# then binds /proc /dev /sys /tmp, chroots into DIR/m, runs WORKLOAD with
+# then binds /proc /dev /sys (recursively) and TMPDIR on /tmp (not
+# recursively: the host's /tmp may hold other FUSE mounts), chroots into DIR/m, runs WORKLOAD with
 # sh -c, and unmounts everything, waiting for each daemon to exit (fuse2fs
 # writes its metadata back on exit, so that is part of the time).
 # Daemon PIDs go to PIDFILE so bench.sh can kill them if this is killed.
 # The mounts live only in this mount namespace: they vanish with it.
 set -u
 PATH=$PATH:/usr/sbin:/sbin
-sif=$1 off=$2 ov=$3 dir=$4 pidfile=$5 workload=$6
+sif=$1 off=$2 ov=$3 dir=$4 tmpdir=$5 pidfile=$6 workload=$7
 p1= p2= p3=
 
 cleanup() {
@@ -60,9 +61,10 @@ fuse-overlayfs -f -o allow_other,lowerdir=sq,upperdir=ext/upper,workdir=ext/work
 p3=$!
 echo "$p1 $p2 $p3" >"$pidfile"
 await "$p3" "$dir/m"
-for d in proc dev sys tmp; do
+for d in proc dev sys; do
 	mount --rbind "/$d" "m/$d" || { cleanup; exit 125; }
 done
+mount --bind "$tmpdir" m/tmp || { cleanup; exit 125; }
 
 chroot m /bin/sh -c "$workload"
 rc=$?

@@ -1,5 +1,5 @@
 #!/bin/sh
-# kernelstack.sh SIF OFFSET OVERLAY DIR WORKLOAD
+# kernelstack.sh SIF OFFSET OVERLAY DIR TMPDIR WORKLOAD
 #
 # Stack (c) of bench.sh, run as root inside `unshare -m` (a private mount
 # namespace, so nothing shows on the host even if this is killed): the
@@ -7,12 +7,13 @@
 #   squashfs on a loop device at OFFSET (ro,nosuid,nodev),
 #   the ext3 overlay image on a loop device (nosuid,nodev),
 #   overlayfs lowerdir=sq,upperdir=ext/upper,workdir=ext/work,
-# then binds /proc /dev /sys /tmp, chroots into DIR/m, runs WORKLOAD with
+# then binds /proc /dev /sys (recursively) and TMPDIR on /tmp (not
+# recursively: the host's /tmp may hold other FUSE mounts), chroots into DIR/m, runs WORKLOAD with
 # sh -c, and unmounts everything (ext3's unmount writes back what is dirty;
 # the loop devices are autoclear and go with their mounts).
 set -u
 PATH=$PATH:/usr/sbin:/sbin
-sif=$1 off=$2 ov=$3 dir=$4 workload=$5
+sif=$1 off=$2 ov=$3 dir=$4 tmpdir=$5 workload=$6
 
 cleanup() {
 	umount -R -l "$dir/m" 2>/dev/null
@@ -29,9 +30,10 @@ mount -t ext3 -o loop,nosuid,nodev "$ov" "$dir/ext" || fail "ext3 mount of $ov f
 cd "$dir" || fail "cd $dir"
 mount -t overlay -o lowerdir=sq,upperdir=ext/upper,workdir=ext/work overlay m ||
 	fail "overlay mount failed"
-for d in proc dev sys tmp; do
+for d in proc dev sys; do
 	mount --rbind "/$d" "m/$d" || fail "bind /$d failed"
 done
+mount --bind "$tmpdir" m/tmp || fail "bind $tmpdir failed"
 
 chroot m /bin/sh -c "$workload"
 rc=$?
