@@ -98,8 +98,18 @@ func prepareAction(g *globals, command string, f *ActionFlags, img, instance str
 	if a, err := filepath.Abs(img); err == nil {
 		absImage = a
 	}
-	argv, env, err := actionProcess(g, command, f, absImage, spec.ContainerHome(), instance,
-		args)
+	var argv, env []string
+	if rootHasShell(img) {
+		argv, env, err = actionProcess(g, command, f, absImage, spec.ContainerHome(),
+			instance, args)
+	} else {
+		g.Log.Debug("no /bin/sh in the image: running the command directly")
+		var cenv containerEnv
+		if cenv, err = buildEnv(envInputFor(command, f, absImage, spec.ContainerHome(),
+			instance), g.Log); err == nil {
+			argv, env, err = directProcess(command, args, cenv)
+		}
+	}
 	if err != nil {
 		return nil, nil, err
 	}
@@ -111,7 +121,21 @@ func prepareAction(g *globals, command string, f *ActionFlags, img, instance str
 // an action (COMPAT §7.4-7.5).
 func actionProcess(g *globals, command string, f *ActionFlags, absImage, home,
 	instance string, args []string) (argv, env []string, err error) {
-	cenv, err := buildEnv(envInput{
+	cenv, err := buildEnv(envInputFor(command, f, absImage, home, instance), g.Log)
+	if err != nil {
+		return nil, nil, err
+	}
+	argv, env = launcher(command, args, cenv)
+	// One argument may hold at most 128 KiB (MAX_ARG_STRLEN).
+	if len(argv[2]) > 128<<10-1 {
+		return nil, nil, fmt.Errorf("the environment to pass is too large (%d KiB of "+
+			"script); use --cleanenv or --no-env", len(argv[2])>>10)
+	}
+	return argv, env, nil
+}
+
+func envInputFor(command string, f *ActionFlags, absImage, home, instance string) envInput {
+	return envInput{
 		Host:     os.Environ(),
 		Cleanenv: f.Cleanenv,
 		NoEnv:    f.NoEnv,
@@ -123,17 +147,7 @@ func actionProcess(g *globals, command string, f *ActionFlags, absImage, home,
 		Shell:    f.Shell,
 		Env:      f.Env,
 		EnvFiles: f.EnvFile,
-	}, g.Log)
-	if err != nil {
-		return nil, nil, err
 	}
-	argv, env = launcher(command, args, cenv)
-	// One argument may hold at most 128 KiB (MAX_ARG_STRLEN).
-	if len(argv[2]) > 128<<10-1 {
-		return nil, nil, fmt.Errorf("the environment to pass is too large (%d KiB of "+
-			"script); use --cleanenv or --no-env", len(argv[2])>>10)
-	}
-	return argv, env, nil
 }
 
 // parseBinds parses --bind values: src[:dst[:ro|rw]], dst defaulting to

@@ -169,3 +169,28 @@ func TestTestAndShellActions(t *testing.T) {
 		t.Errorf("shell --shell: %q %v", out, err)
 	}
 }
+
+// An image without /bin/sh runs exec commands directly, with the
+// environment computed by husk.
+func TestNoShellImage(t *testing.T) {
+	setup(t)
+	debianSIF(t)
+	dir := workDir(t)
+	sbx := filepath.Join(dir, "sbx")
+	os.Mkdir(sbx, 0o755)
+	cp := exec.Command("cp", "-a", "--parents", "lib", "lib64", "usr/bin/env", "usr/lib64",
+		"usr/lib/x86_64-linux-gnu/libc.so.6",
+		"usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2", sbx)
+	cp.Dir = filepath.Join(cacheDir(), "rootfs")
+	if out, err := cp.CombinedOutput(); err != nil {
+		t.Fatalf("cp: %v\n%s", err, out)
+	}
+	os.Symlink("usr/bin", filepath.Join(sbx, "bin"))
+	m := containerEnviron(t, dir, []string{"HOSTONLY=h", "APPTAINERENV_X=$HOME"}, "exec",
+		sbx)
+	if m["HOSTONLY"] != "h" || m["X"] != "$HOME" || m["PATH"] != DefaultPath ||
+		m["PS1"] != "Apptainer> " || m["APPTAINER_COMMAND"] != "exec" {
+		t.Errorf("direct exec env: %v", m)
+	}
+	fatalLine(t, husk(t, dir, "run", sbx), "needs /bin/sh in the image")
+}
