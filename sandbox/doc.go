@@ -40,6 +40,22 @@
 // stage 0 on a pipe and come out of the *slog.Logger given to Run (debug
 // traces of each step, with the ids after each namespace step).
 //
+// # Instances
+//
+// [RunInstance] runs a container that stays up after its payload exits
+// (until stage 2 gets SIGINT, SIGTERM, SIGHUP or SIGQUIT). Its stage 1
+// also accepts [Join] requests on a unix socket the caller listens on:
+// the client passes its stdin, stdout and stderr with SCM_RIGHTS and the
+// argv, environment and working directory as JSON; stage 1 starts a new
+// stage 2 in a copy of its mount namespace, so the joined command runs on
+// the same union served by the same FUSE server (the images are never
+// opened twice), relays the client's signals and returns the status. Go
+// cannot setns(2) into a user namespace from a multithreaded process,
+// hence this design. Joined commands get new PID, IPC and UTS namespaces
+// when the instance has them, not the instance's own. When the instance
+// stops, joined commands get SIGTERM, then SIGKILL after 5 s, before the
+// union is synced.
+//
 // # Status and errors
 //
 // Run returns the payload's exit code, or 128+N when signal N killed it.
@@ -84,8 +100,7 @@
 //
 //   - Subordinate id ranges for --fakeroot (newuidmap/newgidmap): see the
 //     TODO in idmap.go. --fakeroot maps root to the user only.
-//   - Apptainer's setuid mode, --net, --dns, seccomp, cgroups, --boot and
-//     instances.
+//   - Apptainer's setuid mode, --net, --dns, seccomp, cgroups and --boot.
 //   - A symbolic /etc/resolv.conf is bound as the file it points to, not
 //     reproduced; /dev/console is not staged with --contain.
 //   - File descriptors other than stdin, stdout and stderr that husk

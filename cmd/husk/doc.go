@@ -4,17 +4,24 @@
 //	husk exec IMAGE CMD [ARGS...]     run a command
 //	husk run IMAGE [ARGS...]          run /.singularity.d/runscript (else /bin/sh)
 //	husk shell IMAGE                  /bin/bash --norc (else /bin/sh), prompt "Apptainer> "
+//	husk test IMAGE                   run /.singularity.d/test (exit 0 if none)
+//	husk instance start|list|stop     background instances; IMAGE instance://NAME joins one
+//	husk inspect [--json] IMAGE       labels, runscript, environment ... from /.singularity.d
+//	husk sif list|info|dump|header|new|add|del|setprim   Apptainer's siftool
 //	husk overlay create [--size MiB] [--sparse] [--create-dir DIR]... [--fakeroot] IMAGE
 //	husk build OUT.sif ROOTFS_DIR
+//	husk completion bash|zsh|fish
 //	husk version
 //
 // Flags follow Apptainer's names and environment variables (COMPAT §3.2,
 // §6, §7): --overlay/-o PATH[:ro] (repeatable, comma lists,
 // APPTAINER_OVERLAY), --writable/-w, --writable-tmpfs, --bind/-B,
 // --fakeroot/-f, --home, --no-home, --pwd, --cleanenv/-e, --env K=V,
-// --pid/-p, --ipc/-i, --contain/-c, --containall/-C, --no-mount,
-// --hostname, and the global --debug. HUSK_* variables are read before
-// APPTAINER_* ones.
+// --env-file, --no-env, --no-eval, --no-umask, --pid/-p, --ipc/-i,
+// --contain/-c, --containall/-C, --no-mount, --hostname, shell's --shell,
+// and the global --debug. HUSK_* variables are read before APPTAINER_* and
+// SINGULARITY_* ones. Instance records live under $HUSK_CONFIGDIR (default
+// ~/.husk) in Apptainer's layout: instances/app/<host>/<user>/<name>/.
 //
 // # Parsing
 //
@@ -30,24 +37,43 @@
 // status 255. Otherwise the exit status is the container command's; when
 // signal N killed it, husk re-raises N on itself (terminating signals
 // without a core dump) or exits 128+N. --debug adds DEBUG lines (layer stack,
-// namespace steps, mounts).
+// namespace steps, mounts). Instance start and stop print Apptainer's INFO
+// lines.
 //
 // # Environment
 //
-// The host environment is forwarded except HOME, PATH, LD_LIBRARY_PATH,
-// PS1, PROMPT_COMMAND and APPTAINER_*, SINGULARITY_* and HUSK_* variables;
-// HOME is the container home and PATH Apptainer's default. APPTAINER_NAME,
-// APPTAINER_CONTAINER, APPTAINER_COMMAND and APPTAINER_ENVIRONMENT (and the
-// SINGULARITY_ names) are set. The payload runs through /bin/sh, which
-// sources /.singularity.d/env/*.sh in order and then applies
-// SINGULARITYENV_X, APPTAINERENV_X, HUSKENV_X and --env X=v (in rising
-// precedence) before the action.
+// As Apptainer (COMPAT §7.4-7.5): the host environment is forwarded except
+// HOME, PATH, LD_LIBRARY_PATH and APPTAINER_*, SINGULARITY_* and HUSK_*
+// variables (--cleanenv: only TERM and the proxies, LANG=C; --no-env drops
+// more). The payload starts through a generated /bin/sh script (script.go)
+// that sees only HOME and the APPTAINER_/SINGULARITY_ engine variables while
+// it sources /.singularity.d/env/*.sh, exports SINGULARITYENV_X <
+// APPTAINERENV_X < HUSKENV_X < --env-file < --env values right after
+// 99-base.sh (shell-evaluated unless --no-eval), applies the PATH
+// variables, restores the host variables the image left unset, sets PS1
+// to "Apptainer> " when empty, then runs the action. The umask is the
+// caller's (0022 with --no-umask).
 //
-// Known gaps: host variables are visible while the image's env scripts run
-// (Apptainer clears them and restores them afterwards), APPTAINERENV_
-// values are not shell-evaluated (as with Apptainer's --no-eval), images
-// without /bin/sh cannot run, --env-file, --no-env, --mount, --security,
-// --userns and instances are not implemented. The sandbox reports a
-// death by signal N as status 128+N, so a command that exits 130 on its
-// own also makes husk re-raise SIGINT.
+// # Differences from Apptainer
+//
+//   - --env-file is evaluated by husk on the host (envfile.go): KEY=VALUE,
+//     export, quotes and $VAR/${VAR}/${VAR:-x} expansion; anything else,
+//     command substitution included, is an error. Its values are not
+//     evaluated a second time in the container.
+//   - Variables that end up set but empty are unset only when husk knows
+//     their name (host and injected ones), not the image's own.
+//   - Images without /bin/sh run exec commands directly, without their env
+//     scripts; run, shell and test need /bin/sh.
+//   - Instances: joined commands share the instance's mount namespace,
+//     union and overlay, but get a PID (and IPC, UTS) namespace of their
+//     own; the record's "config" is empty and "ip" is always empty.
+//     `instance run`, --boot, --sharens, --dns and networking are missing.
+//   - `sif add` and `sif del` as the sif library does them; no `verify` or
+//     `sign` (the integrity package would add a large dependency tree).
+//   - inspect reads only the primary squashfs (or a sandbox directory), not
+//     overlays, and does not read inspect-metadata.json.
+//   - The sandbox reports a death by signal N as status 128+N, so a
+//     command that exits 130 on its own also makes husk re-raise SIGINT.
+//   - Not implemented: --mount, --security, --userns, --scratch, --workdir,
+//     --nv/--rocm, --app (SCIF), OCI images and remote URIs.
 package main
