@@ -72,8 +72,9 @@ func (f *FS) ReadDir(dir *Inode) ([]DirEntry, error) {
 
 // Lookup returns the inode named name in dir. A missing name gives an error
 // matching both fs.ErrNotExist and syscall.ENOENT; a dir that is not a
-// directory gives syscall.ENOTDIR. "." and ".." are not stored in squashfs
-// and are not resolved here.
+// directory gives syscall.ENOTDIR, a name over 256 bytes
+// syscall.ENAMETOOLONG. "." and ".." are not stored in squashfs and are not
+// resolved here.
 //
 // Small directories are parsed whole and cached on first lookup, so later
 // lookups are a binary search. Directories with a directory index (those
@@ -84,7 +85,11 @@ func (f *FS) Lookup(dir *Inode, name string) (*Inode, error) {
 	if !dir.IsDir() {
 		return nil, notDir("lookup", dir)
 	}
-	if name == "" || len(name) > maxNameLen || strings.IndexByte(name, '/') >= 0 {
+	if len(name) > maxNameLen {
+		// As the kernel's squashfs_lookup: no stored name can be longer.
+		return nil, &errnoError{op: "lookup", name: name, errno: syscall.ENAMETOOLONG}
+	}
+	if name == "" || strings.IndexByte(name, '/') >= 0 {
 		return nil, &errnoError{op: "lookup", name: name, errno: syscall.ENOENT}
 	}
 	var (

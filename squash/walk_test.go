@@ -304,6 +304,10 @@ func TestLookupErrors(t *testing.T) {
 	if _, err := f.Lookup(big, "entry-99999"); !errors.Is(err, syscall.ENOENT) {
 		t.Errorf("missing name in big dir: %v, want ENOENT", err)
 	}
+	long := strings.Repeat("x", 300)
+	if _, err := f.Lookup(root, long); !errors.Is(err, syscall.ENAMETOOLONG) {
+		t.Errorf("lookup of 300-byte name: %v, want ENAMETOOLONG", err)
+	}
 	file := lookupPath(t, f, root, "small.txt")
 	if _, err := f.Lookup(file, "x"); !errors.Is(err, syscall.ENOTDIR) {
 		t.Errorf("lookup in file: %v, want ENOTDIR", err)
