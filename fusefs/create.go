@@ -2,6 +2,7 @@ package fusefs
 
 import (
 	"context"
+	"fmt"
 	"syscall"
 
 	"github.com/hanwen/go-fuse/v2/fs"
@@ -76,6 +77,44 @@ func (n *node) Create(ctx context.Context, name string, flags, mode uint32,
 		return nil, nil, 0, u.toErrno("create open", err)
 	}
 	return ch, h, 0, 0
+}
+
+// Tmpfile implements fs.NodeTmpfiler (open with O_TMPFILE). The file is
+// made in the work directory, which the union does not show, and removed
+// from there when it is linked into the tree or its last handle closes.
+func (n *node) Tmpfile(ctx context.Context, flags, mode uint32,
+	out *fuse.EntryOut) (*fs.Inode, fs.FileHandle, uint32, syscall.Errno) {
+	u := n.u
+	if u.upper == nil {
+		return nil, nil, 0, syscall.EROFS
+	}
+	if u.opts.WorkDir == 0 {
+		return nil, nil, 0, syscall.EOPNOTSUPP
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	uid, gid := u.ids.caller(ctx)
+	if pa, err := n.attr(); err == nil && pa.Mode&syscall.S_ISGID != 0 {
+		gid = pa.Gid
+	}
+	u.tmpSeq++
+	name := fmt.Sprintf("#husk-tmpfile-%d", u.tmpSeq)
+	up, a, err := u.upper.Create(u.opts.WorkDir, name, mode&07777, uid, gid)
+	if err != nil {
+		return nil, nil, 0, u.toErrno("tmpfile", err)
+	}
+	u.newUpperInode(a.Ino)
+	ino := u.inoOf(layerRef{0, up}, a)
+	child := &node{u: u, ino: ino, refs: []layerRef{{0, up}}, tmp: name}
+	a.Nlink--
+	u.fillAttr(ino, a, &out.Attr)
+	h, err := u.openLayer(child, layerRef{0, up})
+	if err != nil {
+		u.upper.Unlink(u.opts.WorkDir, name)
+		return nil, nil, 0, u.toErrno("tmpfile open", err)
+	}
+	st := fs.StableAttr{Mode: syscall.S_IFREG, Ino: ino, Gen: u.gens[ino]}
+	return n.NewInode(ctx, child, st), h, 0, 0
 }
 
 // Mkdir implements fs.NodeMkdirer.
@@ -162,6 +201,13 @@ func (n *node) Link(ctx context.Context, target fs.InodeEmbedder, name string,
 	a, err := u.upper.Link(t.top().n, n.top().n, name)
 	if err != nil {
 		return nil, u.toErrno("link", err)
+	}
+	if t.tmp != "" {
+		// An O_TMPFILE file got its name: drop the one in work/.
+		if err := u.upper.Unlink(u.opts.WorkDir, t.tmp); err == nil {
+			a.Nlink--
+		}
+		t.tmp = ""
 	}
 	u.fillAttr(t.ino, a, &out.Attr)
 	return t.EmbeddedInode(), 0

@@ -141,8 +141,21 @@ func (h *fileHandle) Fsync(ctx context.Context, flags uint32) syscall.Errno {
 	return u.toErrno("fsync", u.upper.Fsync(h.n.top().n, flags&1 != 0))
 }
 
-// Release implements fs.FileReleaser.
+// Release implements fs.FileReleaser. The last close of an O_TMPFILE
+// file that was never linked removes it from the work directory.
 func (h *fileHandle) Release(ctx context.Context) syscall.Errno {
+	u := h.n.u
+	u.mu.RLock()
+	tmp := h.n.tmp != ""
+	u.mu.RUnlock()
+	if tmp {
+		u.mu.Lock()
+		if h.n.tmp != "" {
+			u.upper.Unlink(u.opts.WorkDir, h.n.tmp)
+			h.n.tmp = ""
+		}
+		u.mu.Unlock()
+	}
 	if o, ok := h.n.u.layers[h.ref.l].(opener); ok {
 		return h.n.u.toErrno("release", o.Release(h.ref.n))
 	}

@@ -27,6 +27,9 @@ type node struct {
 	// anything else the one that provides it (after a copy-up, the upper
 	// copy first and the lower original after it). Protected by u.mu.
 	refs []layerRef
+	// tmp is the work-directory name of an O_TMPFILE file that has not
+	// been linked into the tree yet, else "". Protected by u.mu.
+	tmp string
 }
 
 // Compile-time checks: node implements these go-fuse interfaces.
@@ -80,6 +83,9 @@ func (n *node) Getattr(ctx context.Context, f fs.FileHandle, out *fuse.AttrOut) 
 	a, err := n.attr()
 	if err != nil {
 		return n.u.toErrno("getattr", err)
+	}
+	if n.tmp != "" && a.Nlink > 0 {
+		a.Nlink-- // the work-directory name is not a name in the union
 	}
 	n.u.fillAttr(n.ino, a, &out.Attr)
 	return 0

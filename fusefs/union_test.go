@@ -179,11 +179,18 @@ func TestFsyncAndWorkDir(t *testing.T) {
 		}
 		fh.Close()
 	}
-	ents, err := os.ReadDir(filepath.Join(f.ovl, "work"))
-	must(t, err)
-	if len(ents) != 0 {
-		t.Errorf("work dir not empty: %v", ents)
+	// The kernel sends RELEASE after close returns: give it a moment.
+	var ents []os.DirEntry
+	for i := 0; i < 100; i++ {
+		var err error
+		ents, err = os.ReadDir(filepath.Join(f.ovl, "work"))
+		must(t, err)
+		if len(ents) == 0 {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
+	t.Errorf("work dir not empty: %v", ents)
 }
 
 // Unmount of a busy union detaches it and returns once the last user is
@@ -207,4 +214,39 @@ func TestUnmountBusy(t *testing.T) {
 	if isMounted(t, mnt) {
 		t.Error("still mounted")
 	}
+}
+
+// An O_TMPFILE file linked into place through /proc/self/fd becomes a
+// normal upper file; the work directory ends empty either way.
+func TestTmpfileLink(t *testing.T) {
+	f := newFixture(t, 1)
+	tree(t, f.lowers[0], "d/")
+	mnt, _ := f.mount()
+	for _, link := range []bool{true, false} {
+		fd, err := unix.Open(filepath.Join(mnt, "d"), unix.O_TMPFILE|unix.O_RDWR, 0640)
+		must(t, err)
+		_, err = unix.Write(fd, []byte("tmp"))
+		must(t, err)
+		if link {
+			must(t, unix.Linkat(unix.AT_FDCWD, "/proc/self/fd/"+itoa(fd),
+				unix.AT_FDCWD, filepath.Join(mnt, "d/named"), unix.AT_SYMLINK_FOLLOW))
+		}
+		unix.Close(fd)
+	}
+	wantListing(t, mnt, "d/", "d/named=tmp")
+	if st := stat(t, filepath.Join(mnt, "d/named")); st.Nlink != 1 || st.Mode&0777 != 0640 {
+		t.Errorf("d/named: nlink %d mode %o", st.Nlink, st.Mode)
+	}
+	// The kernel sends RELEASE after close returns: give it a moment.
+	var ents []os.DirEntry
+	for i := 0; i < 100; i++ {
+		var err error
+		ents, err = os.ReadDir(filepath.Join(f.ovl, "work"))
+		must(t, err)
+		if len(ents) == 0 {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Errorf("work dir not empty: %v", ents)
 }
