@@ -24,7 +24,10 @@
 //     layer's own number below, kept by a node across copy-up, and equal
 //     in readdir (d_ino) and stat (st_ino);
 //   - uid/gid translation between the container's and the FUSE server's
-//     views ([IDMap]).
+//     views ([IDMap]);
+//   - O_TMPFILE (assembled in the work directory), fallocate, SEEK_DATA
+//     and SEEK_HOLE (where the layer can find holes), fsync of files and
+//     directories.
 //
 // Not supported:
 //   - overlayfs redirect_dir, metacopy, index and origin xattrs (not read,
@@ -35,7 +38,10 @@
 //   - POSIX and flock locks are left to the kernel (local to this host);
 //   - access(2) checks are left to the kernel (default_permissions);
 //   - changes made to the layers behind the union's back are not seen
-//     until the kernel's caches expire (an hour by default).
+//     until the kernel's caches expire (an hour by default);
+//   - fstat of a directory that was removed while open fails (ENOENT), as
+//     with go-fuse's loopback (go-fuse issue 55): a DirLayer reaches
+//     directories by name.
 //
 // Use:
 //
