@@ -222,12 +222,20 @@ func (f *FS) dirAdd(in *inode, name string, ino uint32, ft uint8, root bool) err
 		return err
 	}
 	n := f.dirBlocks(in)
-	for lblk := uint64(0); lblk < n; lblk++ {
+	start := uint64(0)
+	if idx != nil && uint64(idx.fit) < n {
+		start = uint64(idx.fit)
+	}
+	for i := uint64(0); i < n; i++ {
+		lblk := (start + i) % n
 		if idx != nil && int(idx.free[lblk]) < need {
 			continue
 		}
 		done, err := f.addToBlock(in, lblk, name, ino, ft)
 		if err != nil || done {
+			if done && idx != nil {
+				idx.fit = int(lblk)
+			}
 			return err
 		}
 	}
@@ -245,6 +253,7 @@ func (f *FS) dirAdd(in *inode, name string, ino uint32, ft uint8, root bool) err
 	if idx != nil {
 		idx.free = append(idx.free, uint16(f.bs-need))
 		idx.names[name] = dirLoc{ino: ino, ft: ft, lblk: uint32(n)}
+		idx.fit = int(n)
 	}
 	return f.writeInode(in)
 }

@@ -19,6 +19,9 @@ type dirIndex struct {
 	// free[lblk] is the largest entry slack in that block, so inserts skip
 	// full blocks without reading them.
 	free []uint16
+	// fit is the block where the last insert found room; the search
+	// for the next one starts there.
+	fit int
 }
 
 // dirIndexFor returns the name index of directory in, building it when the

@@ -75,6 +75,8 @@ type FS struct {
 	wg     sync.WaitGroup
 	closed atomic.Bool
 	fresh  bool // opened by Mkfs
+	// jnlBlocks is the size of the journal in blocks (0 without one).
+	jnlBlocks uint32
 }
 
 // Open opens the file system on dev, which is size bytes long. It
@@ -204,6 +206,7 @@ func (f *FS) openJournal() (bool, error) {
 		}
 		phys[i] = p
 	}
+	f.jnlBlocks = uint32(len(phys))
 	j, err := loadJournal(f.dev, f.bs, phys)
 	if err != nil {
 		return false, err
@@ -486,17 +489,18 @@ func (f *FS) Statfs() Statfs {
 	}
 }
 
-// overhead counts blocks used by fixed metadata and the journal.
+// overhead counts blocks used by fixed metadata and the journal. Like
+// the kernel it trusts s_overhead_clusters when mke2fs recorded it.
 func (f *FS) overhead() uint64 {
 	sb := f.sb
+	if v := le.Uint32(sb.Rest[0x248-0x180:]); v != 0 && v < sb.BlocksCount {
+		return uint64(v)
+	}
 	o := uint64(sb.FirstDataBlock)
 	for g := uint32(0); g < sb.groupCount(); g++ {
 		o += uint64(sb.groupMetaBlocks(g)) + 2 + uint64(f.itBlocks)
 	}
-	if f.jnl != nil {
-		o += uint64(f.jnl.capacity())
-	}
-	return o
+	return o + uint64(f.jnlBlocks)
 }
 
 // Info describes an open file system.

@@ -1,8 +1,7 @@
 package ext3
 
 import (
-	"crypto/rand"
-	"encoding/binary"
+	"math/rand/v2"
 	"strings"
 	"syscall"
 )
@@ -164,9 +163,7 @@ func (f *FS) newInode(dir uint32, mode, uid, gid uint32) (*inode, error) {
 		in.set32(iCrtime, uint32(t.Sec))
 		in.set32(iCrtimeExtra, t.Nsec<<2)
 	}
-	var g [4]byte
-	rand.Read(g[:])
-	in.set32(iGeneration, binary.LittleEndian.Uint32(g[:]))
+	in.set32(iGeneration, rand.Uint32())
 	f.imu.Lock()
 	f.inodes[ino] = in
 	f.imu.Unlock()

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // mountRO loop-mounts img read-only with the kernel and returns the mount
@@ -265,6 +267,13 @@ func TestWriteWorkload(t *testing.T) {
 			mnt := mountRO(t, img)
 			g := openImage(t, img, true)
 			compareTree(t, g, mnt, RootIno)
+			var ks unix.Statfs_t
+			noErr(t, unix.Statfs(mnt, &ks))
+			hs := g.Statfs()
+			if hs.Bfree != ks.Bfree || hs.Bavail != ks.Bavail || hs.Files != ks.Files ||
+				hs.Ffree != ks.Ffree || hs.Bsize != uint32(ks.Bsize) || hs.Blocks != ks.Blocks {
+				t.Errorf("statfs: husk %+v, kernel %+v", hs, ks)
+			}
 		})
 	}
 }
