@@ -1,8 +1,6 @@
 package ext3
 
 import (
-	"runtime"
-	"time"
 	"fmt"
 	"os"
 	"sync"
@@ -136,17 +134,6 @@ func FuzzOpen(f *testing.F) {
 			off := int(p[0]) | int(p[1])<<8 | int(p[2])<<16
 			img[off%len(img)] = p[3]
 		}
-		done := make(chan struct{})
-		defer close(done)
-		go func() {
-			select {
-			case <-done:
-			case <-time.After(4 * time.Second):
-				os.WriteFile("/tmp/slow.patch", patch, 0o644)
-				buf := make([]byte, 1<<20)
-				os.WriteFile("/tmp/slow.stack", buf[:runtime.Stack(buf, true)], 0o644)
-			}
-		}()
 		exerciseImage(append([]byte(nil), img...), true)
 		exerciseImage(img, false)
 	})
