@@ -91,6 +91,12 @@ func (SifAddCmd) Help() string {
   husk sif add --datatype 4 --parttype 4 --partfs 2 --partarch 2 --groupid 1 debian.sif o.img`
 }
 
+func init() {
+	for k, v := range sifHelpVars {
+		helpVars[k] = v
+	}
+}
+
 var sifHelpVars = map[string]string{
 	"sif_datatype": "Data type (required): 1 Deffile, 2 EnvVar, 3 Labels, 4 Partition, " +
 		"5 Signature, 6 GenericJSON, 7 Generic, 8 CryptoMessage, 9 SBOM, 10 OCI.RootIndex, " +
