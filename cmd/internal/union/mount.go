@@ -112,16 +112,20 @@ func (Mounter) Mount(spec *sandbox.Spec, files []*os.File, target string) (sandb
 // then change the image through the overlay the way Apptainer users can.
 // With --fakeroot it is the other way round: root's files are root's and
 // the user's own files (an overlay made without --fakeroot) show as
-// root's, as in a root-mapped user namespace. Other owners show as nobody.
+// root's, as in a root-mapped user namespace.
 // The first range decides how new files are stored.
 func idMap(spec *sandbox.Spec) fusefs.IDMap {
 	uid, gid := spec.UID, spec.GID
 	if spec.Fakeroot {
 		uid, gid = 0, 0
 	}
+	// Squash: every other owner (an image's _apt or man files, say) is
+	// shown as the first range's owner too. Shown as nobody, the kernel
+	// would refuse to delete or rename them with EOVERFLOW.
 	m := fusefs.IDMap{
-		UIDs: []fusefs.IDRange{{Container: uid, Server: 0, Size: 1}},
-		GIDs: []fusefs.IDRange{{Container: gid, Server: 0, Size: 1}},
+		UIDs:   []fusefs.IDRange{{Container: uid, Server: 0, Size: 1}},
+		GIDs:   []fusefs.IDRange{{Container: gid, Server: 0, Size: 1}},
+		Squash: true,
 	}
 	other := func(ids []fusefs.IDRange, id uint32) []fusefs.IDRange {
 		if id == ids[0].Container {
