@@ -24,6 +24,10 @@ var envAliases = map[string][]string{
 	"APPTAINER_IPC":            {"SINGULARITY_IPC"},
 	"APPTAINER_NO_MOUNT":       {"SINGULARITY_NO_MOUNT"},
 	"APPTAINER_SPARSE":         {"SINGULARITY_SPARSE"},
+	"APPTAINER_SHELL":          {"SINGULARITY_SHELL"},
+	"APPTAINER_ENV_FILE":       {"SINGULARITY_ENV_FILE"},
+	"APPTAINER_NO_EVAL":        {"SINGULARITY_NO_EVAL"},
+	"APPTAINER_NO_UMASK":       {"SINGULARITY_NO_UMASK"},
 }
 
 // applyEnvAliases copies alias values to the names the flags read. Only

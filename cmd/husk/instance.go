@@ -222,12 +222,13 @@ func (c *InstanceStartCmd) Run(g *globals) error {
 	_ = cmd.Process.Release()
 
 	line, _ := bufio.NewReader(pr).ReadString('\n')
-	switch {
-	case line == "ok\n":
+	if line == "ok\n" {
 		g.info("instance started successfully")
 		return nil
-	case strings.HasPrefix(line, "err "):
-		return errors.New(strings.TrimSpace(strings.TrimPrefix(line, "err ")))
+	}
+	os.RemoveAll(ip.Dir)
+	if msg, ok := strings.CutPrefix(line, "err "); ok {
+		return errors.New(strings.TrimSpace(msg))
 	}
 	return fmt.Errorf("failed to start instance %s: see %s", c.Name, ip.Err)
 }

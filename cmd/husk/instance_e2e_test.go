@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -73,6 +74,24 @@ func TestInstanceLifecycle(t *testing.T) {
 	if r := h("exec", "instance://nope", "true"); r.code != 255 ||
 		!strings.Contains(r.stderr, "no instance found with name nope") {
 		t.Errorf("unknown instance: %s", r)
+	}
+
+	// SIGTERM to the joining husk reaches the joined command.
+	cmd := userCmd(dir, "exec", "instance://web", "sh", "-c",
+		"trap 'echo got-term; exit 7' TERM; echo ready; sleep 100 & wait")
+	cmd.Env = append(cmd.Env, cfg...)
+	stdout, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 6)
+	if _, err := io.ReadFull(stdout, buf); err != nil || string(buf) != "ready\n" {
+		t.Fatalf("joined command: %q %v", buf, err)
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	rest, _ := io.ReadAll(stdout)
+	if err := cmd.Wait(); cmd.ProcessState.ExitCode() != 7 || string(rest) != "got-term\n" {
+		t.Errorf("SIGTERM through the join: %v %q", err, rest)
 	}
 
 	r = mustOK("instance", "stop", "web")
