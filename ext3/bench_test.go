@@ -7,11 +7,11 @@ import (
 )
 
 // benchFS returns a writable FS on a fresh sparse image made by Mkfs.
-func benchFS(b *testing.B, size int64) *FS {
+func benchFS(b *testing.B, size int64, ratio uint32) *FS {
 	b.Helper()
 	fh, _ := newImageFile(b, size)
 	dev := NewSection(fh, 0, size)
-	if err := Mkfs(dev, size, MkfsOptions{}); err != nil {
+	if err := Mkfs(dev, size, MkfsOptions{InodeRatio: ratio}); err != nil {
 		b.Fatal(err)
 	}
 	f, err := Open(dev, size, Options{})
@@ -23,7 +23,7 @@ func benchFS(b *testing.B, size int64) *FS {
 }
 
 func BenchmarkAllocBlocks(b *testing.B) {
-	f := benchFS(b, 1<<30)
+	f := benchFS(b, 1<<30, 0)
 	b.ReportAllocs()
 	f.op.RLock()
 	defer f.op.RUnlock()
@@ -42,7 +42,7 @@ func BenchmarkAllocBlocks(b *testing.B) {
 }
 
 func BenchmarkCreateSmall(b *testing.B) {
-	f := benchFS(b, 1<<30)
+	f := benchFS(b, 1<<30, 0)
 	data := make([]byte, 2000)
 	b.ReportAllocs()
 	var dir uint32
@@ -61,7 +61,7 @@ func BenchmarkCreateSmall(b *testing.B) {
 }
 
 func BenchmarkSeqWrite(b *testing.B) {
-	f := benchFS(b, 2<<30)
+	f := benchFS(b, 2<<30, 0)
 	a := mustA(b)(f.Create(RootIno, "big", 0o644, 0, 0))
 	chunk := make([]byte, 1<<20)
 	b.SetBytes(int64(len(chunk)))
@@ -82,7 +82,7 @@ func BenchmarkSeqWrite(b *testing.B) {
 }
 
 func BenchmarkLookupBigDir(b *testing.B) {
-	f := benchFS(b, 1<<30)
+	f := benchFS(b, 1<<30, 8192)
 	d := mustA(b)(f.Mkdir(RootIno, "big", 0o755, 0, 0))
 	const n = 100000
 	for i := 0; i < n; i++ {

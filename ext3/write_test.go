@@ -121,6 +121,12 @@ func writeWorkload(t *testing.T, f *FS) {
 	if got := readAll(t, f, a.Ino); !bytes.Equal(got, want) {
 		t.Fatalf("edit: content differs")
 	}
+	// Nanosecond time stamps survive in 256-byte inodes.
+	ts := Timespec{Sec: 1700000000, Nsec: 123456789}
+	if got := mustA(t)(f.Setattr(a.Ino, SetAttr{SetMtime: true, Mtime: ts, SetAtime: true,
+		Atime: ts})); f.inodeSize > 128 && (got.Mtime != ts || got.Atime != ts) {
+		t.Fatalf("time stamps %+v %+v, want %+v", got.Mtime, got.Atime, ts)
+	}
 	// Sparse file past 4 GiB: holes stay unallocated.
 	sp := mustA(t)(f.Create(R, "sparse", 0o644, 0, 0))
 	mustN(t)(f.WriteAt(sp.Ino, []byte("start"), 0))
