@@ -35,8 +35,9 @@ const setupFailed = 255
 //
 // An error means the container could not be set up, the payload could
 // not be started, or the union could not be unmounted cleanly after it
-// ran; status is then 255 and the error is one line for the user. Signals SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2
-// received while Run waits are forwarded to the payload. Cancelling ctx
+// ran; status is then 255 and the error is one line for the user.
+// Signals SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 received
+// while Run waits are forwarded to the payload. Cancelling ctx
 // sends SIGTERM to the container; Run still waits for the union to be
 // synced. log receives debug traces and warnings (nil: discard).
 func Run(ctx context.Context, spec *Spec, files []*os.File, log *slog.Logger) (int, error) {

@@ -51,7 +51,7 @@ func (g *globals) info(msg string) {
 // the environment variables Apptainer reads (APPTAINER_*), and HUSK_*
 // first.
 type ActionFlags struct {
-	Overlay []string `short:"o" placeholder:"${ovp}" help:"${ov}" env:"HUSK_OVERLAY,APPTAINER_OVERLAY"`
+	Overlay []string `short:"o" placeholder:"${op}" help:"${ov}" env:"HUSK_OVERLAY,APPTAINER_OVERLAY"`
 
 	Writable bool `short:"w" help:"${writable}" env:"HUSK_WRITABLE,APPTAINER_WRITABLE"`
 
@@ -85,13 +85,14 @@ type ActionFlags struct {
 // helpVars hold the longer help texts and environment lists, interpolated
 // into the struct tags.
 var helpVars = map[string]string{
+	"img": "SIF, squashfs image or root filesystem directory.",
 	"ov": "Use an overlay image or directory: ext3 images and directories are " +
 		"writable unless :ro is given, squashfs ones are read-only. Repeatable; later " +
 		"ones lie above earlier ones.",
 	"writable": "Write to the image itself: a SIF's embedded ext3 overlay partition, " +
 		"or a sandbox directory.",
 	"tmpfs":   "Make the container writable in memory (64 MiB); changes vanish at exit.",
-	"ovp":     "PATH[:ro]",
+	"op":      "PATH[:ro]",
 	"ph_bind": "SRC[:DST[:ro|rw]]",
 	"bind":    "Bind a host path into the container. Repeatable, or comma separated.",
 	"fakeroot": "Run as root (uid 0) inside the container; files you create are " +
@@ -122,7 +123,7 @@ var helpVars = map[string]string{
 // ExecCmd is `husk exec IMAGE CMD [ARGS...]`.
 type ExecCmd struct {
 	ActionFlags
-	Image   string   `arg:"" predictor:"image" help:"SIF, squashfs image or root filesystem directory."`
+	Image   string   `arg:"" predictor:"image" help:"${img}"`
 	Command []string `arg:"" passthrough:"" help:"Command and its arguments."`
 }
 
@@ -137,6 +138,7 @@ Examples:
   husk exec --fakeroot --overlay o.img debian.sif rm /usr/bin/tail
   husk exec --fakeroot --writable-tmpfs debian.sif touch /opt/y
   husk exec -B /data:/mnt:ro debian.sif ls /mnt
+  husk exec instance://web ls /data
 
 Husk flags placed after IMAGE are still taken as husk flags; put "--" before
 a command that starts with "-".`
@@ -145,7 +147,7 @@ a command that starts with "-".`
 // RunCmd is `husk run IMAGE [ARGS...]`.
 type RunCmd struct {
 	ActionFlags
-	Image string   `arg:"" predictor:"image" help:"SIF, squashfs image or root filesystem directory."`
+	Image string   `arg:"" predictor:"image" help:"${img}"`
 	Args  []string `arg:"" optional:"" passthrough:"" help:"Arguments for the runscript."`
 }
 
@@ -160,8 +162,8 @@ Example:
 // ShellCmd is `husk shell IMAGE`.
 type ShellCmd struct {
 	ActionFlags
-	ShellPath string   `name:"shell" short:"s" placeholder:"PATH" help:"${shell}" env:"HUSK_SHELL,APPTAINER_SHELL"`
-	Image     string   `arg:"" help:"SIF, squashfs image or root filesystem directory."`
+	ShellPath string   `name:"shell" short:"s" help:"${shell}" env:"HUSK_SHELL,APPTAINER_SHELL"`
+	Image     string   `arg:"" help:"${img}"`
 	Args      []string `arg:"" optional:"" passthrough:"" help:"Arguments for the shell."`
 }
 
@@ -177,7 +179,7 @@ Example:
 // TestCmd is `husk test IMAGE [ARGS...]`.
 type TestCmd struct {
 	ActionFlags
-	Image string   `arg:"" predictor:"image" help:"SIF, squashfs image or root filesystem directory."`
+	Image string   `arg:"" predictor:"image" help:"${img}"`
 	Args  []string `arg:"" optional:"" passthrough:"" help:"Arguments for the test script."`
 }
 

@@ -50,7 +50,7 @@ func sortLines(s string) string {
 func TestHelpExamples(t *testing.T) {
 	setup(t)
 	for _, c := range [][]string{{"exec"}, {"run"}, {"shell"}, {"test"}, {"inspect"},
-		{"instance", "start"}, {"instance", "list"}, {"instance", "stop"}, {"sif"},
+		{"instance", "start"}, {"instance", "run"}, {"instance", "list"}, {"instance", "stop"}, {"sif"},
 		{"sif", "add"}, {"overlay", "create"}, {"build"}, {"completion"}, {"version"}} {
 		out, _ := exec.Command(huskBin, append(c, "--help")...).CombinedOutput()
 		if !strings.Contains(string(out), "Example") {

@@ -26,7 +26,7 @@ type InspectCmd struct {
 	Environment bool   `short:"e" help:"Show the environment scripts."`
 	Deffile     bool   `short:"d" help:"Show the definition file."`
 	Helpfile    bool   `short:"H" help:"Show the help text."`
-	Image       string `arg:"" help:"SIF, squashfs image or root filesystem directory."`
+	Image       string `arg:"" help:"${img}"`
 }
 
 // Help implements kong.HelpProvider.

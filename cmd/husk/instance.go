@@ -260,7 +260,11 @@ func (c *InstanceStartCmd) daemon(g *globals, ip instancePaths, fd string) error
 func (c *InstanceStartCmd) serve(g *globals, ip instancePaths, started func()) error {
 	f := &c.ActionFlags
 	f.Pid = true // instances get a PID namespace (COMPAT §8)
-	plan, spec, err := prepareAction(g, "start", f, c.Image, c.Name, stripDashes(c.Args))
+	action := c.action
+	if action == "" {
+		action = "start"
+	}
+	plan, spec, err := prepareAction(g, action, f, c.Image, c.Name, stripDashes(c.Args))
 	if err != nil {
 		return err
 	}

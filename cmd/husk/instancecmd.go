@@ -18,6 +18,7 @@ import (
 // InstanceCmd groups the instance subcommands.
 type InstanceCmd struct {
 	Start InstanceStartCmd `cmd:"" help:"Start a named instance of a container."`
+	Run   InstanceRunCmd   `cmd:"" help:"Start a named instance running its runscript."`
 	List  InstanceListCmd  `cmd:"" help:"List your running instances."`
 	Stop  InstanceStopCmd  `cmd:"" help:"Stop named instances."`
 }
@@ -26,9 +27,11 @@ type InstanceCmd struct {
 type InstanceStartCmd struct {
 	ActionFlags
 	PidFile string   `placeholder:"FILE" help:"Write the instance's PID to FILE."`
-	Image   string   `arg:"" help:"SIF, squashfs image or root filesystem directory."`
+	Image   string   `arg:"" help:"${img}"`
 	Name    string   `arg:"" help:"Instance name ([a-zA-Z0-9._-]+)."`
 	Args    []string `arg:"" optional:"" passthrough:"" help:"Arguments for the startscript."`
+	// action is the payload: "start" (the startscript) or "run".
+	action string
 }
 
 // Help implements kong.HelpProvider.
@@ -42,6 +45,27 @@ Example:
   husk instance start --overlay o.img debian.sif web
   husk exec instance://web sh -c 'echo hi > /data/x'
   husk instance stop web`
+}
+
+// InstanceRunCmd is `husk instance run [flags] IMAGE NAME [ARGS...]`: an
+// instance whose payload is the runscript instead of the startscript.
+type InstanceRunCmd struct {
+	InstanceStartCmd
+}
+
+// Help implements kong.HelpProvider.
+func (InstanceRunCmd) Help() string {
+	return `Like 'husk instance start', but runs the runscript with ARGS; the instance
+stays up after it exits, until 'husk instance stop'.
+
+Example:
+  husk instance run debian.sif job`
+}
+
+// Run implements `husk instance run`.
+func (c *InstanceRunCmd) Run(g *globals) error {
+	c.action = "run"
+	return c.InstanceStartCmd.Run(g)
 }
 
 // InstanceListCmd is `husk instance list [--json] [NAME]`.

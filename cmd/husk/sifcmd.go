@@ -74,7 +74,7 @@ type SifAddCmd struct {
 	Parttype   int32  `help:"Partition type: 1 System, 2 PrimSys, 3 Data, 4 Overlay."`
 	Partfs     int32  `help:"Partition file system: 1 Squash, 2 Ext3, 3 ImmuObj, 4 Raw."`
 	Partarch   int32  `help:"${sif_partarch}"`
-	Signhash   int32  `help:"Signature hash: 1 SHA256, 2 SHA384, 3 SHA512, 4 BLAKE2s_256, 5 BLAKE2b_256."`
+	Signhash   int32  `help:"${sif_signhash}"`
 	Signentity string `help:"Signing entity fingerprint (40 hex digits)."`
 	Sbomformat string `help:"SBOM format (cyclonedx-json, spdx-json, ...)."`
 	Groupid    uint32 `help:"Group ID (default 0: no group)."`
@@ -98,6 +98,8 @@ func init() {
 }
 
 var sifHelpVars = map[string]string{
+	"sif_signhash": "Signature hash: 1 SHA256, 2 SHA384, 3 SHA512, 4 BLAKE2s_256, " +
+		"5 BLAKE2b_256.",
 	"sif_datatype": "Data type (required): 1 Deffile, 2 EnvVar, 3 Labels, 4 Partition, " +
 		"5 Signature, 6 GenericJSON, 7 Generic, 8 CryptoMessage, 9 SBOM, 10 OCI.RootIndex, " +
 		"11 OCI.Blob.",
