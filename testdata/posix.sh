@@ -2,7 +2,7 @@
 # posix.sh: measures husk's union against POSIX with pjdfstest and fsx, and
 # compares it with the kernel's overlayfs on the same kind of layers. It
 # fetches nothing: build the tools first, outside the repository, and give
-# their paths (see README, "POSIX conformance"):
+# their paths (testdata/posix/README.md says how):
 #
 #   PJDFSTEST_DIR  a built pjdfstest tree (the pjdfstest binary, tests/)
 #   FSX            the fsx binary of xfstests (ltp/fsx.c)
@@ -38,7 +38,7 @@ fail() { echo "posix: $*" >&2; exit 1; }
 step() { printf '\n== %s\n' "$*" >&2; }
 
 [ -n "${PJDFSTEST_DIR:-}" ] || [ -n "${FSX:-}" ] ||
-	fail "set PJDFSTEST_DIR (built pjdfstest tree) and/or FSX (fsx binary); see README"
+	fail "set PJDFSTEST_DIR (built pjdfstest tree) and/or FSX (fsx binary); see testdata/posix/README.md"
 if [ -n "${PJDFSTEST_DIR:-}" ]; then
 	PJDFSTEST_DIR=$(cd "$PJDFSTEST_DIR" && pwd) || fail "PJDFSTEST_DIR: no such directory"
 	[ -x "$PJDFSTEST_DIR/pjdfstest" ] && [ -f "$PJDFSTEST_DIR/tests/misc.sh" ] ||
@@ -115,14 +115,18 @@ make_upper() { # KIND DIR: prints the --overlay argument
 
 # fsx_script FSXBIN: the fsx runs, as one sh -c script: a new file in
 # the upper, then a lower file copied up on open (-k keeps its contents,
-# which fsx reads as its reference); md5sums let a second container check
-# that the data persisted.
+# which fsx reads as its reference, so the copy-up itself is checked
+# first: an empty append copies it up, and its md5 must not change); the
+# md5sums at the end let a second container check that the data persisted.
 fsx_script() { # FSXBIN
 	local f=$1
 	cat <<EOF
 mkdir -p /fsx
 $f -N $fsx_ops -C -I -S 1 -p 20000 -P /res /fsx/new.dat >/res/fsx-new.log 2>&1
 echo "fsx-new rc=\$?" >>/res/fsx.rc
+md5sum </usr/bin/python3.11 >/res/md5.lower
+: >>/usr/bin/python3.11
+md5sum </usr/bin/python3.11 >/res/md5.copied
 $f -k -N $fsx_ops -C -I -S 2 -p 20000 -P /res /usr/bin/python3.11 >/res/fsx-copyup.log 2>&1
 echo "fsx-copyup rc=\$?" >>/res/fsx.rc
 md5sum /fsx/new.dat /usr/bin/python3.11 >/res/md5.1

@@ -94,6 +94,10 @@ if $have_fsx; then
 		mis=$(cat "$d"/fsx-*.log 2>/dev/null | grep -ciE 'miscompar|bad data|corrupt')
 		per=no
 		[ -s "$d/md5.1" ] && cmp -s "$d/md5.1" "$d/md5.2" && per=yes
+		# A copy-up that changed the data counts as a miscompare.
+		if [ -s "$d/md5.lower" ] && ! cmp -s "$d/md5.lower" "$d/md5.copied"; then
+			mis="$mis+copy-up"
+		fi
 		fsck=-
 		[ -f "$out/$r/e2fsck.log" ] && fsck=$(sed -n 's/^e2fsck rc=//p' "$out/$r/e2fsck.log")
 		printf '%-12s %10s %12s %12s %10s %8s\n' "$r" "rc=$new" "rc=$cu" "$mis" "$per" "$fsck"
