@@ -227,7 +227,7 @@ fuse_server() {
 	done
 }
 
-kills_done=0 fsck_fail=0 lost=0 junk=0 clean=0 replay_fail=0 syncs=0
+kills_done=0 fsck_fail=0 lost=0 junk=0 clean=0 replay_fail=0 syncs=0 replays=0 werr=0
 for ((run = 0; run < kills; run++)); do
 	log=$dir/run.log
 	rm -f "$log"
@@ -262,6 +262,19 @@ for ((run = 0; run < kills; run++)); do
 	where+=" /dev/fuse held by pids ${server:-none})"
 	failed=0
 	cp --sparse=always "$img" "$work/killed.img"
+	# A non-empty log (s_start != 0) is a commit the replay must finish.
+	if [ "$(dumpe2fs -h "$work/killed.img" 2>/dev/null |
+		awk '/^Journal start:/ { print $3 }')" != 0 ]; then
+		replays=$((replays + 1))
+		where+=" (journal to replay)"
+	fi
+	# The workload must only fail because its file system went away.
+	if grep -q Traceback "$work/run.out" &&
+		! grep -qE 'Errno (103|107)|Transport endpoint|connection abort' "$work/run.out"; then
+		werr=$((werr + 1)) failed=1
+		echo "$where: the workload failed before the kill:"
+		tail -5 "$work/run.out"
+	fi
 	# Replay with husk; its own exit must be clean.
 	if ! "${as_user[@]}" "$husk" exec --overlay "$img" "$sif" true >"$work/replay.out" 2>&1; then
 		replay_fail=$((replay_fail + 1)) failed=1
@@ -296,9 +309,14 @@ for ((run = 0; run < kills; run++)); do
 		e2fsck -fy "$img" >/dev/null 2>&1 || true
 		chown "$HUSK_TEST_USER" "$img"
 	fi
+	if (((run + 1) % 20 == 0)); then
+		echo "crash: $((run + 1))/$kills runs, $replays with a journal to replay," \
+			"$((fsck_fail + lost + junk + replay_fail + werr)) failures so far" >&2
+	fi
 done
-summary="crash: $kills_done kills, $clean clean exits, $syncs fsyncs checked,"
+summary="crash: $kills_done kills ($replays left a journal to replay), $clean clean exits,"
+summary+=" $syncs fsyncs checked, $werr workload errors,"
 summary+=" $fsck_fail e2fsck failures, $lost lost synced files,"
 summary+=" $junk files from nowhere, $replay_fail failed replays (seed $seed)"
 echo "$summary"
-[ $((fsck_fail + lost + junk + replay_fail)) = 0 ]
+[ $((fsck_fail + lost + junk + replay_fail + werr)) = 0 ]
