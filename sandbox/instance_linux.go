@@ -65,7 +65,7 @@ type JoinRequest struct {
 	Cwd         string
 	CwdExplicit bool
 	Umask       int
-	// TTYSignals is set by Join: see plan.TTYSignals.
+	// TTYSignals is set by Join (always false: see there).
 	TTYSignals bool
 }
 
@@ -80,7 +80,10 @@ func Join(ctx context.Context, socket string, req JoinRequest, log *slog.Logger)
 	if len(req.Args) == 0 {
 		return setupFailed, errors.New("sandbox: no command to run")
 	}
-	req.TTYSignals = terminalSignalsUs()
+	// The joined command runs in the instance's session, not in the
+	// terminal's foreground process group: a ^C reaches only this
+	// process, so every signal is forwarded.
+	req.TTYSignals = false
 	conn, err := net.DialUnix("unix", nil, &net.UnixAddr{Name: socket, Net: "unix"})
 	if err != nil {
 		return setupFailed, fmt.Errorf("connecting to the instance: %w", err)
@@ -115,9 +118,7 @@ func Join(ctx context.Context, socket string, req JoinRequest, log *slog.Logger)
 		for {
 			select {
 			case sig := <-sigc:
-				if !(req.TTYSignals && ttyGenerated(sig)) {
-					send(sig.(syscall.Signal))
-				}
+				send(sig.(syscall.Signal))
 			case <-ctx.Done():
 				send(syscall.SIGTERM)
 				return
