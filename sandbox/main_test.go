@@ -109,7 +109,17 @@ func runHelper(name string) int {
 		level = slog.LevelDebug
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	status, err := Run(context.Background(), &spec, files, log)
+	var status int
+	var err error
+	switch name {
+	case "instance":
+		status, err = runInstanceHelper(&spec, files, log)
+	case "join":
+		status, err = Join(context.Background(), os.Getenv("HUSK_SANDBOX_TEST_SOCKET"),
+			JoinRequest{Args: spec.Args, Env: spec.Env, Umask: 0o022}, log)
+	default:
+		status, err = Run(context.Background(), &spec, files, log)
+	}
 	res := helperResult{Status: status}
 	if err != nil {
 		res.Err = err.Error()
@@ -221,6 +231,7 @@ func (e *env) helper(name string, spec *Spec, files ...string) *helperProc {
 		"HUSK_SANDBOX_TEST_FILES=" + strings.Join(files, " "),
 		"TMPDIR=" + e.tmp,
 		"HUSK_SANDBOX_TEST_DEBUG=" + os.Getenv("HUSK_SANDBOX_TEST_DEBUG"),
+		"HUSK_SANDBOX_TEST_SOCKET=" + filepath.Join(e.wd, "sock"),
 	}
 	cmd.ExtraFiles = []*os.File{resW}
 	cmd.SysProcAttr = &syscall.SysProcAttr{
