@@ -145,6 +145,7 @@ func envInputFor(command string, f *ActionFlags, absImage, home, instance string
 		Command:  command,
 		Instance: instance,
 		Shell:    f.Shell,
+		Binds:    f.Bind,
 		Env:      f.Env,
 		EnvFiles: f.EnvFile,
 	}

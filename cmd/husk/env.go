@@ -51,11 +51,12 @@ type envInput struct {
 	Cleanenv bool
 	NoEnv    []string // --no-env: host variables not to forward
 	NoEval   bool
-	Home     string // container home destination
-	Image    string // absolute image path
-	Command  string // exec, run, shell, test or start
-	Instance string // instance name, for APPTAINER_INSTANCE
-	Shell    string // --shell
+	Home     string   // container home destination
+	Image    string   // absolute image path
+	Command  string   // exec, run, shell, test or start
+	Instance string   // instance name, for APPTAINER_INSTANCE
+	Shell    string   // --shell
+	Binds    []string // --bind values, for APPTAINER_BIND
 	Env      []string
 	EnvFiles []string // --env-file paths, evaluated on the host
 }
@@ -183,6 +184,9 @@ func engineVars(in envInput) []envVar {
 	}
 	if in.Shell != "" {
 		add("SHELL", in.Shell)
+	}
+	if len(in.Binds) > 0 {
+		add("BIND", strings.Join(in.Binds, ","))
 	}
 	return vars
 }

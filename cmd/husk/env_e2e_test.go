@@ -81,7 +81,7 @@ func TestEnvPrecedence(t *testing.T) {
 		"APPTAINERENV_EVAL=$HOME/x", "SINGULARITYENV_OLD=s", "LD_LIBRARY_PATH=/hostlib",
 		"APPTAINER_SECRET=1", "EMPTY="}
 	m := containerEnviron(t, dir, host, "exec", "--overlay", ov, "--env", "CLI=c",
-		"--env-file", envFile, img)
+		"--env-file", envFile, "-B", dir+":/mnt", img)
 	want := map[string]string{
 		"HOSTONLY": "h", "HOSTIMG": "image", "ENVIMG": "env", "IMG": "image",
 		"SEEN_HOST": "hidden", "SEEN_PATH": DefaultPath, "PS1": "Apptainer> ",
@@ -90,6 +90,7 @@ func TestEnvPrecedence(t *testing.T) {
 		"APPTAINER_COMMAND": "exec", "SINGULARITY_COMMAND": "exec",
 		"APPTAINER_NAME": filepath.Base(img), "APPTAINER_CONTAINER": img,
 		"APPTAINER_ENVIRONMENT": "/.singularity.d/env/91-environment.sh",
+		"APPTAINER_BIND":        dir + ":/mnt", "SINGULARITY_BIND": dir + ":/mnt",
 	}
 	for k, v := range want {
 		if m[k] != v {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -108,7 +109,8 @@ func TestInstanceLifecycle(t *testing.T) {
 	}
 
 	// SIGKILL the daemon: the record goes stale and list removes it.
-	mustOK("instance", "start", "--overlay", ov, img, "doomed")
+	pidFile := filepath.Join(dir, "doomed.pid")
+	mustOK("instance", "start", "--pid-file", pidFile, "--overlay", ov, img, "doomed")
 	ip := filepath.Join(dir, "cfg", "instances", "app")
 	recs, _ := filepath.Glob(filepath.Join(ip, "*", testUser, "doomed", "doomed.json"))
 	if len(recs) != 1 {
@@ -118,6 +120,10 @@ func TestInstanceLifecycle(t *testing.T) {
 	var rec instanceRecord
 	if err := json.Unmarshal(b, &rec); err != nil || rec.PPid <= 0 || rec.Pid <= 0 {
 		t.Fatalf("record %s: %v", b, err)
+	}
+	if b, err := os.ReadFile(pidFile); err != nil || string(b) != fmt.Sprintf("%d\n",
+		rec.Pid) {
+		t.Errorf("--pid-file holds %q (%v), want %d", b, err, rec.Pid)
 	}
 	syscall.Kill(rec.PPid, syscall.SIGKILL)
 	for daemonAlive(rec.PPid) {
