@@ -65,7 +65,7 @@ type ActionFlags struct {
 	NoHome   bool     `help:"Do not bind the home directory." env:"HUSK_NO_HOME,APPTAINER_NO_HOME"`
 	Pwd      string   `placeholder:"DIR" help:"${pwd}" env:"HUSK_PWD,APPTAINER_PWD"`
 	Cleanenv bool     `short:"e" help:"${cleanenv}" env:"HUSK_CLEANENV,APPTAINER_CLEANENV"`
-	Env      []string `sep:"none" placeholder:"KEY=VALUE" help:"${env}"`
+	Env      []string `sep:"none" placeholder:"KEY=VALUE" help:"${envflag}"`
 	EnvFile  []string `placeholder:"FILE" help:"${envfile}" env:"HUSK_ENV_FILE,APPTAINER_ENV_FILE"`
 	NoEnv    []string `placeholder:"VAR" help:"${noenv}" env:"HUSK_NO_ENV,APPTAINER_NO_ENV"`
 	NoEval   bool     `help:"${noeval}" env:"HUSK_NO_EVAL,APPTAINER_NO_EVAL"`
@@ -85,7 +85,8 @@ type ActionFlags struct {
 // helpVars hold the longer help texts and environment lists, interpolated
 // into the struct tags.
 var helpVars = map[string]string{
-	"img": "SIF, squashfs image or root filesystem directory.",
+	"pidfile": "Write the instance's PID to FILE.",
+	"img":     "SIF, squashfs image or root filesystem directory.",
 	"ov": "Use an overlay image or directory: ext3 images and directories are " +
 		"writable unless :ro is given, squashfs ones are read-only. Repeatable; later " +
 		"ones lie above earlier ones.",
@@ -100,7 +101,7 @@ var helpVars = map[string]string{
 	"home":     "Home directory to bind (default: yours; /root with --fakeroot).",
 	"pwd":      "Initial working directory in the container (default: the current one).",
 	"cleanenv": "Do not forward the host environment (only TERM and proxies).",
-	"env": "Set an environment variable in the container, over the image's. " +
+	"envflag": "Set an environment variable in the container, over the image's. " +
 		"Repeatable.",
 	"envfile": "Read KEY=VALUE assignments from FILE (evaluated on the host; " +
 		"--env wins). Repeatable.",

@@ -26,7 +26,7 @@ type InstanceCmd struct {
 // InstanceStartCmd is `husk instance start [flags] IMAGE NAME [ARGS...]`.
 type InstanceStartCmd struct {
 	ActionFlags
-	PidFile string   `placeholder:"FILE" help:"Write the instance's PID to FILE."`
+	PidFile string   `placeholder:"FILE" help:"${pidfile}" env:"HUSK_PID_FILE,APPTAINER_PID_FILE"`
 	Image   string   `arg:"" help:"${img}"`
 	Name    string   `arg:"" help:"Instance name ([a-zA-Z0-9._-]+)."`
 	Args    []string `arg:"" optional:"" passthrough:"" help:"Arguments for the startscript."`

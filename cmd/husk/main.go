@@ -30,6 +30,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		kong.Description("Run Apptainer/Singularity SIF containers rootless, in one binary."),
 		kong.Writers(stdout, stderr),
 		kong.Vars(helpVars),
+		kong.DefaultEnvars("HUSK"),
 		kong.ConfigureHelp(kong.HelpOptions{Compact: true, WrapUpperBound: 100}),
 	)
 	if err != nil {
