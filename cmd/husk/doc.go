@@ -19,8 +19,9 @@
 // --fakeroot/-f, --home, --no-home, --pwd, --cleanenv/-e, --env K=V,
 // --env-file, --no-env, --no-eval, --no-umask, --pid/-p, --ipc/-i,
 // --contain/-c, --containall/-C, --no-mount, --hostname, shell's --shell,
-// and the global --debug. HUSK_* variables are read before APPTAINER_* and
-// SINGULARITY_* ones. Instance records live under $HUSK_CONFIGDIR (default
+// and the global --debug. Every flag can also be set with HUSK_<FLAG>
+// (--no-home: HUSK_NO_HOME); HUSK_* variables are read before APPTAINER_*
+// and SINGULARITY_* ones. Instance records live under $HUSK_CONFIGDIR (default
 // ~/.husk) in Apptainer's layout: instances/app/<host>/<user>/<name>/.
 //
 // # Parsing
