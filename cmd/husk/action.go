@@ -39,6 +39,9 @@ func runAction(g *globals, command string, f *ActionFlags, img string, args []st
 // closes the plan once the container has ended.
 func prepareAction(g *globals, command string, f *ActionFlags, img, instance string,
 	args []string) (_ *image.Plan, _ *sandbox.Spec, err error) {
+	if f.Compat {
+		f.Containall, f.NoUmask, f.WritableTmpfs, f.NoEval = true, true, true, true
+	}
 	if f.Containall {
 		f.Contain, f.Pid, f.Ipc, f.Cleanenv = true, true, true, true
 	}

@@ -78,6 +78,7 @@ type ActionFlags struct {
 	Ipc        bool `short:"i" help:"Run in a new IPC namespace." env:"HUSK_IPC,APPTAINER_IPC"`
 	Contain    bool `short:"c" help:"${contain}" env:"HUSK_CONTAIN,APPTAINER_CONTAIN"`
 	Containall bool `short:"C" help:"${call}" env:"HUSK_CONTAINALL,APPTAINER_CONTAINALL"`
+	Compat     bool `help:"${compat}" env:"HUSK_COMPAT,APPTAINER_COMPAT"`
 
 	NoMount []string `placeholder:"TAG|PATH" help:"${nomount}" env:"HUSK_NO_MOUNT,APPTAINER_NO_MOUNT"`
 }
@@ -85,6 +86,7 @@ type ActionFlags struct {
 // helpVars hold the longer help texts and environment lists, interpolated
 // into the struct tags.
 var helpVars = map[string]string{
+	"compat":  "OCI-like defaults: --containall --no-umask --writable-tmpfs --no-eval.",
 	"pidfile": "Write the instance's PID to FILE.",
 	"img":     "SIF, squashfs image or root filesystem directory.",
 	"ov": "Use an overlay image or directory: ext3 images and directories are " +

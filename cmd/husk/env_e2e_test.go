@@ -137,7 +137,7 @@ func TestUmask(t *testing.T) {
 	setup(t)
 	img, dir := debianSIF(t), workDir(t)
 	for _, c := range []struct{ flag, want string }{{"--pid", "0027"},
-		{"--no-umask", "0022"}} {
+		{"--no-umask", "0022"}, {"--compat", "0022"}} {
 		cmd := userCmd(dir)
 		cmd.Path = "/bin/sh"
 		cmd.Args = []string{"sh", "-c", "umask 027; exec \"$0\" \"$@\"", huskBin, "exec",
