@@ -80,12 +80,20 @@ type ActionFlags struct {
 	Containall bool `short:"C" help:"${call}" env:"HUSK_CONTAINALL,APPTAINER_CONTAINALL"`
 	Compat     bool `help:"${compat}" env:"HUSK_COMPAT,APPTAINER_COMPAT"`
 
+	// Accepted for compatibility; husk always behaves this way.
+	Userns  bool `short:"u" help:"${userns}" env:"HUSK_USERNS,APPTAINER_USERNS"`
+	NoInit  bool `help:"${noinit}" env:"HUSK_NO_INIT,APPTAINER_NO_INIT"`
+	NoPrivs bool `help:"${noprivs}" env:"HUSK_NO_PRIVS,APPTAINER_NO_PRIVS"`
+
 	NoMount []string `placeholder:"TAG|PATH" help:"${nomount}" env:"HUSK_NO_MOUNT,APPTAINER_NO_MOUNT"`
 }
 
 // helpVars hold the longer help texts and environment lists, interpolated
 // into the struct tags.
 var helpVars = map[string]string{
+	"userns":  "Use a user namespace (husk always does; no effect).",
+	"noinit":  "No init shim as PID 1 (husk has none; its supervisor reaps; no effect).",
+	"noprivs": "Drop all capabilities (the payload never has any; no effect).",
 	"compat":  "OCI-like defaults: --containall --no-umask --writable-tmpfs --no-eval.",
 	"pidfile": "Write the instance's PID to FILE.",
 	"img":     "SIF, squashfs image or root filesystem directory.",

@@ -19,6 +19,7 @@ import (
 // InspectCmd is `husk inspect [flags] IMAGE`.
 type InspectCmd struct {
 	JSON        bool   `short:"j" help:"Print JSON."`
+	All         bool   `help:"Show all the metadata, as JSON."`
 	Labels      bool   `short:"l" help:"Show the labels (the default)."`
 	Runscript   bool   `short:"r" help:"Show the runscript."`
 	Startscript bool   `short:"s" help:"Show the startscript."`
@@ -66,6 +67,10 @@ func (c *InspectCmd) Run(g *globals) error {
 		r = &squashReader{fs: fs}
 	}
 
+	if c.All {
+		c.JSON, c.Labels, c.Runscript, c.Startscript, c.Test = true, true, true, true, true
+		c.Environment, c.Deffile, c.Helpfile = true, true, true
+	}
 	if !(c.Runscript || c.Startscript || c.Test || c.Environment || c.Deffile ||
 		c.Helpfile) {
 		c.Labels = true

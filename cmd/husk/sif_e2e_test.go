@@ -164,6 +164,11 @@ func TestBuiltImageMetadata(t *testing.T) {
 		t.Errorf("inspect --json attributes: %v", a)
 	}
 
+	r = ok(t, dir, "inspect", "--all", out)
+	if !strings.Contains(r.stdout, `"startscript": "#!/bin/sh\n"`) ||
+		!strings.Contains(r.stdout, `"org.label": "v1"`) {
+		t.Errorf("inspect --all:\n%s", r.stdout)
+	}
 	r = ok(t, dir, "run", out, "a", "b")
 	if r.stdout != "run a b img\n" {
 		t.Errorf("run: %q", r.stdout)
