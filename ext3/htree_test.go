@@ -55,6 +55,7 @@ func kernelDirs(t *testing.T, img string, dirs map[string]int) {
 	t.Helper()
 	mnt := t.TempDir()
 	run(t, "mount", "-o", "loop", "-t", "ext3", img, mnt)
+	defer waitLoopGone(t, img)
 	defer run(t, "umount", mnt)
 	for d, n := range dirs {
 		p := filepath.Join(mnt, d)
@@ -145,4 +146,27 @@ func TestHuskBigDir(t *testing.T) {
 	}
 	noErr(t, f.Close())
 	fsck(t, img)
+}
+
+// waitLoopGone waits (up to 5 s) until the loop device behind img is
+// detached, which the kernel does asynchronously after umount, then syncs
+// the image and drops its cached pages so the next reader sees exactly
+// what the kernel wrote.
+func waitLoopGone(t *testing.T, img string) {
+	t.Helper()
+	for i := 0; i < 50; i++ {
+		out, err := runOut("losetup", "-j", img)
+		if err == nil && len(strings.TrimSpace(string(out))) == 0 {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	run(t, "sync")
+	fh, err := os.Open(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fh.Close()
+	fh.Sync()
+	unix.Fadvise(int(fh.Fd()), 0, 0, unix.FADV_DONTNEED)
 }

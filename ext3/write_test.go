@@ -27,6 +27,7 @@ func mountRO(t *testing.T, img string) string {
 		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
 			t.Errorf("umount %s: %v\n%s", dir, err, out)
 		}
+		waitLoopGone(t, img)
 	})
 	return dir
 }
