@@ -158,7 +158,8 @@ func TestCorruptImages(t *testing.T) {
 	}
 	// Truncated images give a clear error.
 	for _, n := range []int{0, 1000, 2048, 8192, len(seeds[0]) / 2} {
-		_, err := Open(&fsMemDev{b: append([]byte(nil), seeds[0][:n]...)}, int64(n), Options{ReadOnly: true})
+		dev := &fsMemDev{b: append([]byte(nil), seeds[0][:n]...)}
+		_, err := Open(dev, int64(n), Options{ReadOnly: true})
 		if err == nil {
 			t.Errorf("Open of a %d-byte truncated image succeeded", n)
 		} else {

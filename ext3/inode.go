@@ -354,7 +354,8 @@ func (f *FS) checkInode(in *inode) error {
 		return corrupt("directory inode", 0, in.ino, "size %d exceeds the file system", in.size())
 	}
 	if in.isDir() && in.size()%uint64(f.bs) != 0 {
-		return corrupt("directory inode", 0, in.ino, "size %d is not a multiple of the block size", in.size())
+		return corrupt("directory inode", 0, in.ino,
+			"size %d is not a multiple of the block size", in.size())
 	}
 	return nil
 }

@@ -204,7 +204,8 @@ func (f *FS) Symlink(dir uint32, name, target string, uid, gid uint32) (Attr, er
 	return f.mknod(dir, name, sIFLNK|0777, 0, uid, gid, target)
 }
 
-func (f *FS) mknod(dir uint32, name string, mode, rdev, uid, gid uint32, target string) (Attr, error) {
+func (f *FS) mknod(dir uint32, name string, mode, rdev, uid, gid uint32,
+	target string) (Attr, error) {
 	if err := checkName(name); err != nil {
 		return Attr{}, err
 	}

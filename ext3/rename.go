@@ -18,7 +18,8 @@ const (
 // Locking follows the kernel's lock_rename: renames between directories
 // hold renameMu so ancestry is stable, parents are locked ancestor first,
 // then the two children in inode number order.
-func (f *FS) Rename(oldDir uint32, oldName string, newDir uint32, newName string, flags uint32) error {
+func (f *FS) Rename(oldDir uint32, oldName string, newDir uint32, newName string,
+	flags uint32) error {
 	for {
 		err := f.rename(oldDir, oldName, newDir, newName, flags)
 		if err != syscall.EAGAIN {
@@ -27,7 +28,8 @@ func (f *FS) Rename(oldDir uint32, oldName string, newDir uint32, newName string
 	}
 }
 
-func (f *FS) rename(oldDir uint32, oldName string, newDir uint32, newName string, flags uint32) error {
+func (f *FS) rename(oldDir uint32, oldName string, newDir uint32, newName string,
+	flags uint32) error {
 	if flags&^(renameNoReplace|renameExchange) != 0 || flags == renameNoReplace|renameExchange {
 		return syscall.EINVAL
 	}

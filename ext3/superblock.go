@@ -252,7 +252,8 @@ func (sb *superblock) validate(size int64) error {
 	case int64(sb.BlocksCount)*int64(bs) > size:
 		return bad("%d blocks of %d bytes do not fit the %d-byte device", sb.BlocksCount, bs, size)
 	case uint64(sb.InodesCount) != uint64(sb.groupCount())*uint64(sb.InodesPerGroup):
-		return bad("inode count %d is not %d groups x %d", sb.InodesCount, sb.groupCount(), sb.InodesPerGroup)
+		return bad("inode count %d is not %d groups x %d",
+			sb.InodesCount, sb.groupCount(), sb.InodesPerGroup)
 	case sb.firstIno() < 11 || sb.firstIno() >= sb.InodesCount:
 		return bad("first inode %d", sb.firstIno())
 	case sb.RBlocksCount > sb.BlocksCount:
@@ -287,7 +288,8 @@ func (sb *superblock) featureString() string {
 	add(sb.FeatureCompat, compatNames)
 	add(sb.FeatureIncompat, map[uint32]string{0x2: "filetype", 0x4: "needs_recovery"})
 	add(sb.FeatureIncompat&^(incompatFiletype|incompatRecover), incompatNames)
-	add(sb.FeatureROCompat, map[uint32]string{0x1: "sparse_super", 0x2: "large_file", 0x4: "btree_dir"})
+	add(sb.FeatureROCompat, map[uint32]string{
+		0x1: "sparse_super", 0x2: "large_file", 0x4: "btree_dir"})
 	add(sb.FeatureROCompat&^supportedRoCompat, roCompatNames)
 	return strings.Join(out, " ")
 }

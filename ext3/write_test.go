@@ -20,7 +20,8 @@ import (
 func mountRO(t *testing.T, img string) string {
 	t.Helper()
 	dir := t.TempDir()
-	if out, err := exec.Command("mount", "-o", "loop,ro", "-t", "ext3", img, dir).CombinedOutput(); err != nil {
+	cmd := exec.Command("mount", "-o", "loop,ro", "-t", "ext3", img, dir)
+	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("mount -o loop,ro %s (tests run as root): %v\n%s", img, err, out)
 	}
 	t.Cleanup(func() {
@@ -145,7 +146,8 @@ func writeWorkload(t *testing.T, f *FS) {
 		t.Fatal(err)
 	}
 	got := readAll(t, f, fa.Ino)
-	if len(got) != 64<<10 || got[4999] != 'z' || got[5000] != 0 || got[24999] != 0 || got[25000] != 'z' {
+	if len(got) != 64<<10 || got[4999] != 'z' || got[5000] != 0 || got[24999] != 0 ||
+		got[25000] != 'z' {
 		t.Fatalf("punch hole: wrong content")
 	}
 	// Symlinks, devices, fifo, socket.

@@ -87,7 +87,8 @@ func pad4(n int) int { return (n + 3) &^ 3 }
 
 // parseXattrs decodes the entry table at data[start:], with value offsets
 // relative to data[base:] and ending before limit.
-func parseXattrs(data []byte, start, base, limit int, what string, blk, ino uint32) ([]xattr, error) {
+func parseXattrs(data []byte, start, base, limit int, what string,
+	blk, ino uint32) ([]xattr, error) {
 	var out []xattr
 	off := start
 	for {
