@@ -297,7 +297,7 @@ func (js *joinServer) runStage2(c *net.UnixConn, r *bufio.Reader, req *JoinReque
 	if spec.PID {
 		flags |= syscall.CLONE_NEWPID
 	}
-	if spec.Hostname != "" {
+	if spec.Hostname != "" || spec.UTS {
 		flags |= syscall.CLONE_NEWUTS
 	}
 	if spec.IPC {

@@ -77,6 +77,8 @@ type Spec struct {
 	PID bool
 	// IPC runs the container in a new IPC namespace.
 	IPC bool
+	// UTS runs the container in a new UTS namespace (implied by Hostname).
+	UTS bool
 	// Hostname, when set, runs the container in a new UTS namespace with
 	// this host name and binds an /etc/hostname holding it.
 	Hostname string

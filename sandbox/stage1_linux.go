@@ -179,7 +179,7 @@ func (st *stage1State) runStage2(fw *forwarder) (int, error) {
 	if spec.PID {
 		flags |= syscall.CLONE_NEWPID
 	}
-	if spec.Hostname != "" {
+	if spec.Hostname != "" || spec.UTS {
 		flags |= syscall.CLONE_NEWUTS
 	}
 	if spec.IPC {

@@ -80,6 +80,7 @@ func prepareAction(g *globals, command string, f *ActionFlags, img, instance str
 		Binds:    binds,
 		PID:      f.Pid,
 		IPC:      f.Ipc,
+		UTS:      f.Uts,
 		Contain:  f.Contain,
 		NoMount:  f.NoMount,
 		Hostname: f.Hostname,

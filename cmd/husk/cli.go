@@ -76,6 +76,7 @@ type ActionFlags struct {
 	Hostname string `help:"${hostname}" env:"HUSK_HOSTNAME,APPTAINER_HOSTNAME"`
 
 	Ipc        bool `short:"i" help:"Run in a new IPC namespace." env:"HUSK_IPC,APPTAINER_IPC"`
+	Uts        bool `help:"Run in a new UTS namespace." env:"HUSK_UTS,APPTAINER_UTS"`
 	Contain    bool `short:"c" help:"${contain}" env:"HUSK_CONTAIN,APPTAINER_CONTAIN"`
 	Containall bool `short:"C" help:"${call}" env:"HUSK_CONTAINALL,APPTAINER_CONTAINALL"`
 	Compat     bool `help:"${compat}" env:"HUSK_COMPAT,APPTAINER_COMPAT"`

@@ -195,3 +195,16 @@ func TestNoShellImage(t *testing.T) {
 	}
 	fatalLine(t, husk(t, dir, "run", sbx), "needs /bin/sh in the image")
 }
+
+// --uts gives the container its own UTS namespace.
+func TestUTSNamespace(t *testing.T) {
+	setup(t)
+	img, dir := debianSIF(t), workDir(t)
+	host, _ := os.Readlink("/proc/self/ns/uts")
+	for flag, want := range map[string]bool{"--uts": false, "--ipc": true} {
+		r := ok(t, dir, "exec", flag, img, "readlink", "/proc/self/ns/uts")
+		if same := strings.TrimSpace(r.stdout) == host; same != want {
+			t.Errorf("%s: uts namespace %q, host %q", flag, r.stdout, host)
+		}
+	}
+}
