@@ -2,7 +2,6 @@ package ext3
 
 import (
 	"sort"
-	"syscall"
 )
 
 // Deleting inodes, and the orphan list.
@@ -146,5 +145,3 @@ func (f *FS) freeOrphansAtClose() error {
 	}
 	return nil
 }
-
-var _ = syscall.ENOENT

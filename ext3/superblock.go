@@ -261,9 +261,6 @@ func (sb *superblock) validate(size int64) error {
 	case sb.BlocksCountHi != 0:
 		return bad("blocks_count_hi set without 64bit")
 	}
-	if isz > 128 && sb.RevLevel > 0 {
-		// i_extra_isize is validated per inode; nothing global to check.
-	}
 	return nil
 }
 
