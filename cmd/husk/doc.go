@@ -61,8 +61,6 @@
 //     export, quotes and $VAR/${VAR}/${VAR:-x} expansion; anything else,
 //     command substitution included, is an error. Its values are not
 //     evaluated a second time in the container.
-//   - Variables that end up set but empty are unset only when husk knows
-//     their name (host and injected ones), not the image's own.
 //   - Images without /bin/sh run exec commands directly, without their env
 //     scripts; run, shell and test need /bin/sh.
 //   - Instances: joined commands share the instance's mount namespace,

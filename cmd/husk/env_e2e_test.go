@@ -71,7 +71,7 @@ func TestEnvPrecedence(t *testing.T) {
 	img, dir := debianSIF(t), workDir(t)
 	ov := metaOverlay(t, dir, map[string]string{
 		"env/90-environment.sh": "export IMG=image HOSTIMG=image ENVIMG=image\n" +
-			"export SEEN_HOST=\"${HOSTONLY:-hidden}\" SEEN_PATH=\"$PATH\"\n",
+			"export SEEN_HOST=\"${HOSTONLY:-hidden}\" SEEN_PATH=\"$PATH\" IMGEMPTY=\n",
 		"env/99-base.sh": "if [ -z \"${PS1:-}\" ]; then PS1=\"Apptainer> \"; fi\n" +
 			"export PS1\n",
 	})
@@ -98,7 +98,7 @@ func TestEnvPrecedence(t *testing.T) {
 		}
 	}
 	for _, k := range []string{"LD_LIBRARY_PATH", "APPTAINER_SECRET", "APPTAINERENV_ENVIMG",
-		"EMPTY", "__husk_inj"} {
+		"EMPTY", "IMGEMPTY", "__husk_inj"} {
 		if v, ok := m[k]; ok {
 			t.Errorf("%s=%q leaked into the container", k, v)
 		}

@@ -19,8 +19,8 @@ import (
 //     and --env values are exported, double-quoted so that the container
 //     shell expands them (single-quoted with --no-eval);
 //  4. SING_USER_DEFINED_{PREPEND_PATH,APPEND_PATH,PATH} apply to PATH;
-//  5. host variables the image did not set are restored, and known
-//     variables that ended up empty are unset;
+//  5. host variables the image did not set are restored, and variables
+//     that ended up empty are unset;
 //  6. PS1 defaults to "Apptainer> " and is re-asserted by PROMPT_COMMAND;
 //  7. the action runs.
 //
@@ -108,21 +108,11 @@ export PATH
 `, DefaultPath)
 
 	// Step 5: restore what the image did not set, unset what is empty.
-	known := map[string]bool{}
 	for _, v := range env.Host {
 		fmt.Fprintf(&b, "[ -n \"${%s+x}\" ] || export %s=%s\n", v.Key, v.Key,
 			shellQuote(v.Value))
-		known[v.Key] = true
 	}
-	for _, v := range env.Inject {
-		known[v.Key] = true
-	}
-	for k := range known {
-		if k == "PS1" {
-			continue // step 6 decides
-		}
-		fmt.Fprintf(&b, "[ -n \"${%s:-}\" ] || unset %s\n", k, k)
-	}
+	b.WriteString(unsetEmpty)
 
 	b.WriteString(`[ -n "${PS1:-}" ] || PS1='Apptainer> '
 export PS1
@@ -135,6 +125,29 @@ unset -f __husk_inject __husk_path
 	argv = append([]string{"/bin/sh", "-c", b.String(), "husk-" + command}, args...)
 	return argv, initEnv
 }
+
+// unsetEmpty unsets every exported variable whose value is empty (but
+// PS1, which step 6 handles), as Apptainer does after restoring the host
+// environment. It reads the names from `export -p` (dash: export NAME=...,
+// bash: declare -x NAME=...); a read-only variable is left alone rather
+// than ending the shell.
+const unsetEmpty = `__husk_e=$(export -p)
+while IFS= read -r __husk_l; do
+	case $__husk_l in
+	"export "*) __husk_n=${__husk_l#export } ;;
+	"declare -x "*) __husk_n=${__husk_l#declare -x } ;;
+	*) continue ;;
+	esac
+	__husk_n=${__husk_n%%=*}
+	case $__husk_n in ""|[0-9]*|*[!A-Za-z0-9_]*|PS1) continue ;; esac
+	if eval "[ -z \"\${$__husk_n:-}\" ]" && (unset "$__husk_n") 2>/dev/null; then
+		unset "$__husk_n"
+	fi
+done <<__HUSK_EOF__
+$__husk_e
+__HUSK_EOF__
+unset __husk_e __husk_l __husk_n
+`
 
 // injectFunc defines __husk_inject (step 3) and __husk_path (the default
 // PATH entries an OCI image's 10-docker2singularity.sh may lack).
