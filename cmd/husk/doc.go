@@ -51,9 +51,9 @@
 // it sources /.singularity.d/env/*.sh, exports SINGULARITYENV_X <
 // APPTAINERENV_X < HUSKENV_X < --env-file < --env values right after
 // 99-base.sh (shell-evaluated unless --no-eval), applies the PATH
-// variables, restores the host variables the image left unset, sets PS1
-// to "Apptainer> " when empty, then runs the action. The umask is the
-// caller's (0022 with --no-umask).
+// variables, restores the host variables the image left unset, unsets the
+// variables left empty, sets PS1 to "Apptainer> " when empty, then runs
+// the action. The umask is the caller's (0022 with --no-umask).
 //
 // # Differences from Apptainer
 //
