@@ -48,6 +48,15 @@ type GrowResult struct {
 // caller must hold the image exclusively (nothing else may have it open).
 func Grow(dev Device, newSize int64, opts Options) (*GrowResult, error) {
 	opts.ReadOnly = false
+	raw := make([]byte, superblockSize)
+	if _, err := dev.ReadAt(raw, superblockOffset); err != nil {
+		return nil, fmt.Errorf("ext3: read superblock: %w", err)
+	}
+	if sb := decodeSuperblock(raw); sb.Magic == ext2Magic && sb.LogBlockSize <= 6 &&
+		int64(sb.BlocksCount)*int64(sb.blockSize()) > newSize {
+		return nil, fmt.Errorf("ext3: shrinking from %d to %d bytes is not supported: %w",
+			int64(sb.BlocksCount)*int64(sb.blockSize()), newSize, syscall.EINVAL)
+	}
 	f, err := Open(dev, newSize, opts)
 	if err != nil {
 		return nil, err

@@ -207,6 +207,8 @@ Example:
 // OverlayCmd groups the overlay subcommands.
 type OverlayCmd struct {
 	Create OverlayCreateCmd `cmd:"" help:"Create an ext3 overlay image, or add one to a SIF."`
+	Resize OverlayResizeCmd `cmd:"" help:"Grow an ext3 overlay image or a SIF's overlay partition."`
+	Info   OverlayInfoCmd   `cmd:"" help:"Show an overlay's size, usage and journal state."`
 }
 
 // OverlayCreateCmd is `husk overlay create`.

@@ -1,0 +1,252 @@
+package overlay
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/sylabs/sif/v2/pkg/sif"
+
+	"github.com/husk-project/husk/cmd/internal/image"
+	"github.com/husk-project/husk/ext3"
+)
+
+// ParseSizeMiB reads a size in MiB: a number, or one with an M, G or T
+// suffix (MiB, GiB, TiB; "M", "MB", "MiB" all mean MiB).
+func ParseSizeMiB(s string) (int64, error) {
+	t := strings.ToUpper(strings.TrimSpace(s))
+	t = strings.TrimSuffix(strings.TrimSuffix(t, "B"), "I")
+	mul := int64(1)
+	switch {
+	case strings.HasSuffix(t, "M"):
+		t = t[:len(t)-1]
+	case strings.HasSuffix(t, "G"):
+		t, mul = t[:len(t)-1], 1024
+	case strings.HasSuffix(t, "T"):
+		t, mul = t[:len(t)-1], 1024*1024
+	}
+	n, err := strconv.ParseInt(t, 10, 64)
+	if err != nil || n <= 0 || n > (1<<43)/mul {
+		return 0, fmt.Errorf("invalid size %q: want a positive number of MiB, or one "+
+			"with an M or G suffix (e.g. 2048 or 2G)", s)
+	}
+	return n * mul, nil
+}
+
+// ResizeResult reports a growth.
+type ResizeResult struct {
+	OldSize, NewSize int64 // partition or file bytes
+	ext3.GrowResult
+}
+
+// Resize grows the ext3 overlay at path, a bare image or the overlay
+// partition of a SIF, to sizeMiB MiB. Only growth is possible. In a SIF the
+// partition must be the last object in the file, so that it can grow in
+// place. The image is locked for writing like `husk exec --overlay` does;
+// an image attached to a loop device, or marked in use by a mount or a
+// crash, is refused unless force is set (then only the in-use mark is
+// ignored).
+func Resize(path string, sizeMiB int64, force bool, log *slog.Logger) (*ResizeResult, error) {
+	img, sec, err := openOverlay(path, true)
+	if err != nil {
+		return nil, err
+	}
+	defer img.Close()
+	if err := image.Lock(img, sec, true, log); err != nil {
+		return nil, err
+	}
+	if dev := loopDevice(img.Path); dev != "" {
+		return nil, fmt.Errorf("%s is attached to %s (mounted by the kernel?): detach it first",
+			img.Path, dev)
+	}
+	newSize := sizeMiB << 20
+	if img.Kind == image.KindExt3 {
+		newSize -= sec.Offset // a launch line before the file system stays
+	}
+	switch {
+	case newSize < sec.Size:
+		return nil, fmt.Errorf("%s: shrinking the overlay from %d MiB to %d MiB is not "+
+			"supported: only growing", img.Path, sec.Size>>20, sizeMiB)
+	case newSize == sec.Size:
+		return nil, fmt.Errorf("%s: the overlay is already %d MiB", img.Path, sizeMiB)
+	}
+	sum, err := ext3.Describe(ext3.NewSection(img.File, sec.Offset, sec.Size), sec.Size)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", img.Path, err)
+	}
+	if sum.InUse && !sum.NeedsRecovery && !force {
+		return nil, fmt.Errorf("%s: the overlay is marked in use: mounted somewhere, or not "+
+			"closed after a crash; if nothing uses it, run 'e2fsck -f' on it or pass --force",
+			img.Path)
+	}
+
+	var slot int64 = -1
+	if img.Kind == image.KindSIF {
+		if slot, err = lastObjectSlot(img, sec); err != nil {
+			return nil, err
+		}
+	}
+	st, err := img.File.Stat()
+	if err != nil {
+		return nil, err
+	}
+	oldFileSize := st.Size()
+	end := sec.Offset + newSize
+	if end > oldFileSize {
+		if err := img.File.Truncate(end); err != nil {
+			return nil, fmt.Errorf("extending %s to %d bytes: %w", img.Path, end, err)
+		}
+	}
+	if slot >= 0 {
+		// The descriptor first: a crash before the file system grows
+		// leaves a partition larger than its file system, which is valid.
+		if err := setPartitionSize(img.File, slot, newSize-sec.Size); err != nil {
+			return nil, fmt.Errorf("%s: %w", img.Path, err)
+		}
+	}
+	res, err := ext3.Grow(ext3.NewSection(img.File, sec.Offset, newSize), newSize,
+		ext3.Options{Logger: log})
+	if err != nil {
+		if slot < 0 && res == nil && !errors.Is(err, ext3.ErrNotGrown) {
+			img.File.Truncate(oldFileSize) // nothing was grown: undo the extension
+		}
+		return nil, fmt.Errorf("%s: %w", img.Path, err)
+	}
+	if err := img.File.Sync(); err != nil {
+		return nil, err
+	}
+	return &ResizeResult{OldSize: sec.Size, NewSize: newSize, GrowResult: *res}, nil
+}
+
+// openOverlay opens path and returns its ext3 overlay section: the whole
+// of a bare ext3 image, or a SIF's ext3 overlay partition.
+func openOverlay(path string, write bool) (*image.Image, image.Section, error) {
+	img, err := image.Open(path, write)
+	if err != nil {
+		return nil, image.Section{}, err
+	}
+	fail := func(format string, args ...any) (*image.Image, image.Section, error) {
+		img.Close()
+		return nil, image.Section{}, fmt.Errorf(format, args...)
+	}
+	if write && !img.Writable {
+		return fail("%s is not writable by the current user", img.Path)
+	}
+	switch img.Kind {
+	case image.KindExt3:
+		return img, *img.Root, nil
+	case image.KindSIF:
+		for _, s := range img.Overlays {
+			if s.Overlay && s.FS == image.FSExt3 {
+				return img, s, nil
+			}
+		}
+		return fail("%s: the SIF has no ext3 overlay partition (add one with "+
+			"'husk overlay create %s')", img.Path, filepath.Base(img.Path))
+	}
+	return fail("%s is a %s image, not an ext3 overlay image or a SIF with one",
+		img.Path, img.Kind)
+}
+
+// SIF layout (sif/v2 header and rawDescriptor, little endian).
+const (
+	sifHdrModified  = 72
+	sifHdrDescrOff  = 96
+	sifHdrDescrN    = 88
+	sifHdrDataSize  = 120
+	sifDescrLen     = 585
+	sifDescUsed     = 4
+	sifDescID       = 5
+	sifDescOffset   = 17
+	sifDescSize     = 25
+	sifDescPadded   = 33
+	sifDescModified = 49
+)
+
+// lastObjectSlot checks that sec is the object ending last in the SIF and
+// returns its descriptor slot.
+func lastObjectSlot(img *image.Image, sec image.Section) (int64, error) {
+	fi, err := sif.LoadContainer(img.File, sif.OptLoadWithCloseOnUnload(false))
+	if err != nil {
+		return 0, fmt.Errorf("%s: invalid SIF: %w", img.Path, err)
+	}
+	defer fi.UnloadContainer()
+	all, err := fi.GetDescriptors(func(sif.Descriptor) (bool, error) { return true, nil })
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", img.Path, err)
+	}
+	for _, d := range all {
+		if d.ID() != sec.ID && d.Offset()+d.Size() > sec.Offset {
+			return 0, fmt.Errorf("%s: the overlay partition (ID %d) cannot grow in place: "+
+				"object %d (%s) lies after it in the file; only an overlay that is the "+
+				"last object of the SIF can be resized", img.Path, sec.ID, d.ID(), d.DataType())
+		}
+	}
+	h := make([]byte, 128)
+	if _, err := img.File.ReadAt(h, 0); err != nil {
+		return 0, err
+	}
+	off := int64(binary.LittleEndian.Uint64(h[sifHdrDescrOff:]))
+	n := int64(binary.LittleEndian.Uint64(h[sifHdrDescrN:]))
+	d := make([]byte, sifDescrLen)
+	for i := int64(0); i < n; i++ {
+		if _, err := img.File.ReadAt(d, off+i*sifDescrLen); err != nil {
+			return 0, fmt.Errorf("%s: descriptor %d: %w", img.Path, i, err)
+		}
+		if d[sifDescUsed] != 0 && binary.LittleEndian.Uint32(d[sifDescID:]) == sec.ID {
+			if o := int64(binary.LittleEndian.Uint64(d[sifDescOffset:])); o != sec.Offset {
+				return 0, fmt.Errorf("%s: descriptor %d has offset %d, want %d", img.Path,
+					sec.ID, o, sec.Offset)
+			}
+			return i, nil
+		}
+	}
+	return 0, fmt.Errorf("%s: no descriptor slot for partition %d", img.Path, sec.ID)
+}
+
+// setPartitionSize adds delta bytes to the size and padded size of the
+// descriptor in slot and to the header's data size, and stamps both
+// modification times, as the sif library does when it writes an object.
+func setPartitionSize(f *os.File, slot, delta int64) error {
+	le := binary.LittleEndian
+	h := make([]byte, 128)
+	if _, err := f.ReadAt(h, 0); err != nil {
+		return err
+	}
+	off := int64(le.Uint64(h[sifHdrDescrOff:])) + slot*sifDescrLen
+	d := make([]byte, sifDescrLen)
+	if _, err := f.ReadAt(d, off); err != nil {
+		return err
+	}
+	now := uint64(time.Now().Unix())
+	le.PutUint64(d[sifDescSize:], le.Uint64(d[sifDescSize:])+uint64(delta))
+	le.PutUint64(d[sifDescPadded:], le.Uint64(d[sifDescPadded:])+uint64(delta))
+	le.PutUint64(d[sifDescModified:], now)
+	le.PutUint64(h[sifHdrDataSize:], le.Uint64(h[sifHdrDataSize:])+uint64(delta))
+	le.PutUint64(h[sifHdrModified:], now)
+	if _, err := f.WriteAt(d, off); err != nil {
+		return fmt.Errorf("writing descriptor: %w", err)
+	}
+	if _, err := f.WriteAt(h, 0); err != nil {
+		return fmt.Errorf("writing header: %w", err)
+	}
+	return f.Sync()
+}
+
+// loopDevice returns the loop device backed by path, or "".
+func loopDevice(path string) string {
+	devs, _ := filepath.Glob("/sys/block/loop*/loop/backing_file")
+	for _, p := range devs {
+		b, err := os.ReadFile(p)
+		if err == nil && strings.TrimSpace(string(b)) == path {
+			return "/dev/" + filepath.Base(filepath.Dir(filepath.Dir(p)))
+		}
+	}
+	return ""
+}

@@ -1,0 +1,359 @@
+package ext3
+
+import (
+	"bytes"
+	"crypto/rand"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+)
+
+// growImage makes a sparse image of fromMiB with mkfs.ext3 ("mkfs") or
+// husk's Mkfs ("husk") and stores a few files with random contents.
+func growImage(t *testing.T, maker string, fromMiB int64, args ...string) (string,
+	map[string][32]byte) {
+	t.Helper()
+	size := fromMiB << 20
+	var img string
+	if maker == "mkfs" {
+		img = mkext3(t, size, args...)
+	} else {
+		fh, p := newImageFile(t, size)
+		if err := Mkfs(NewSection(fh, 0, size), size, MkfsOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		img = p
+	}
+	f := openImage(t, img, false)
+	sums := map[string][32]byte{}
+	for i, n := range []int{1, 5000, 300 << 10, 3 << 20} {
+		data := make([]byte, n)
+		rand.Read(data)
+		name := fmt.Sprintf("f%d", i)
+		a, err := f.Create(RootIno, name, 0o644, 0, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.WriteAt(a.Ino, data, 0); err != nil {
+			t.Fatal(err)
+		}
+		sums[name] = sha256.Sum256(data)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return img, sums
+}
+
+// growFile extends img to toMiB and grows its file system.
+func growFile(t *testing.T, img string, toMiB int64) (*GrowResult, error) {
+	t.Helper()
+	fh, err := os.OpenFile(img, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fh.Close()
+	size := toMiB << 20
+	if err := fh.Truncate(size); err != nil {
+		t.Fatal(err)
+	}
+	return Grow(NewSection(fh, 0, size), size, Options{})
+}
+
+// dumpe2fsHeader returns dumpe2fs -h fields as numbers where they are.
+func dumpe2fsHeader(t *testing.T, img string) map[string]uint64 {
+	t.Helper()
+	needTools(t, "dumpe2fs")
+	out, err := exec.Command("dumpe2fs", "-h", img).CombinedOutput()
+	if err != nil {
+		t.Fatalf("dumpe2fs -h %s: %v\n%s", img, err, out)
+	}
+	m := map[string]uint64{}
+	for _, l := range strings.Split(string(out), "\n") {
+		k, v, ok := strings.Cut(l, ":")
+		if !ok {
+			continue
+		}
+		if n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64); err == nil {
+			m[k] = n
+		}
+	}
+	return m
+}
+
+func checkFiles(t *testing.T, f *FS, sums map[string][32]byte) {
+	t.Helper()
+	for name, want := range sums {
+		a, err := f.Lookup(RootIno, name)
+		if err != nil {
+			t.Fatalf("%s after growing: %v", name, err)
+		}
+		data := make([]byte, a.Size)
+		if _, err := f.ReadAt(a.Ino, data, 0); err != nil {
+			t.Fatalf("read %s: %v", name, err)
+		}
+		if sha256.Sum256(data) != want {
+			t.Errorf("%s changed by growing", name)
+		}
+	}
+}
+
+// fillFS writes 1 MiB chunks into new files until ENOSPC and returns the
+// bytes written.
+func fillFS(t *testing.T, f *FS) int64 {
+	t.Helper()
+	chunk := make([]byte, 1<<20)
+	rand.Read(chunk)
+	var total int64
+	for i := 0; ; i++ {
+		a, err := f.Create(RootIno, fmt.Sprintf("fill%d", i), 0o644, 0, 0)
+		if errors.Is(err, syscall.ENOSPC) {
+			return total
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		for off := int64(0); off < 256<<20; off += int64(len(chunk)) {
+			n, err := f.WriteAt(a.Ino, chunk, off)
+			total += int64(n)
+			if errors.Is(err, syscall.ENOSPC) {
+				return total
+			}
+			if err != nil {
+				t.Fatalf("fill%d at %d: %v", i, off, err)
+			}
+		}
+	}
+}
+
+func TestGrow(t *testing.T) {
+	tests := []struct {
+		maker      string
+		from, to   int64 // MiB
+		bs         uint64
+		gdtAdded   uint32
+		mkfsParams []string
+	}{
+		{"mkfs", 64, 100, 1024, 0, nil},
+		{"mkfs", 64, 1024, 1024, 3, nil},
+		{"mkfs", 600, 3072, 4096, 0, nil},
+		{"husk", 64, 100, 1024, 0, nil},
+		{"husk", 64, 1024, 1024, 3, nil},
+		{"husk", 600, 3072, 4096, 0, nil},
+		{"mkfs", 70, 90, 2048, 0, []string{"-b", "2048", "-I", "128"}},
+	}
+	for _, tc := range tests {
+		t.Run(fmt.Sprintf("%s-%d-%d", tc.maker, tc.from, tc.to), func(t *testing.T) {
+			img, sums := growImage(t, tc.maker, tc.from, tc.mkfsParams...)
+			before := dumpe2fsHeader(t, img)
+			res, err := growFile(t, img, tc.to)
+			if err != nil {
+				t.Fatalf("Grow: %v", err)
+			}
+			if res.GDTBlocksAdded != tc.gdtAdded {
+				t.Errorf("GDT blocks added %d, want %d", res.GDTBlocksAdded, tc.gdtAdded)
+			}
+			fsck(t, img)
+			h := dumpe2fsHeader(t, img)
+			wantBlocks := uint64(tc.to<<20) / tc.bs
+			if h["Block count"] != wantBlocks {
+				t.Errorf("block count %d, want %d", h["Block count"], wantBlocks)
+			}
+			ipg := before["Inodes per group"]
+			groups := (wantBlocks - before["First block"] + before["Blocks per group"] - 1) /
+				before["Blocks per group"]
+			if h["Inode count"] != groups*ipg {
+				t.Errorf("inode count %d, want %d groups x %d", h["Inode count"], groups, ipg)
+			}
+			gotR := float64(h["Reserved block count"]) / float64(h["Block count"])
+			wantR := float64(before["Reserved block count"]) / float64(before["Block count"])
+			if d := gotR - wantR; d > 0.001 || d < -0.001 {
+				t.Errorf("reserved ratio %.4f, was %.4f", gotR, wantR)
+			}
+			if h["Free inodes"] != before["Free inodes"]+(groups*ipg-before["Inode count"]) {
+				t.Errorf("free inodes %d, before %d", h["Free inodes"], before["Free inodes"])
+			}
+
+			f := openImage(t, img, false)
+			checkFiles(t, f, sums)
+			st := f.Statfs()
+			free := st.Bfree * uint64(st.Bsize)
+			wrote := fillFS(t, f)
+			// Root may use the reserved blocks; indirect blocks take the rest.
+			if uint64(wrote) < free*98/100 || uint64(wrote) > free {
+				t.Errorf("filled %d bytes, %d were free", wrote, free)
+			}
+			if err := f.Close(); err != nil {
+				t.Fatal(err)
+			}
+			fsck(t, img)
+		})
+	}
+}
+
+func TestGrowRefuses(t *testing.T) {
+	t.Run("shrink", func(t *testing.T) {
+		img := mkext3(t, 64<<20)
+		fh, err := os.OpenFile(img, os.O_RDWR, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer fh.Close()
+		_, err = Grow(NewSection(fh, 0, 64<<20), 32<<20, Options{})
+		if err == nil || !strings.Contains(err.Error(), "shrinking") {
+			t.Fatalf("Grow to a smaller size: %v", err)
+		}
+		fsck(t, img)
+	})
+	t.Run("same size", func(t *testing.T) {
+		img := mkext3(t, 64<<20)
+		if _, err := growFile(t, img, 64); !errors.Is(err, ErrNotGrown) {
+			t.Fatalf("Grow to the same size: %v, want ErrNotGrown", err)
+		}
+		fsck(t, img)
+	})
+	t.Run("no resize_inode", func(t *testing.T) {
+		img := mkext3(t, 64<<20, "-O", "^resize_inode")
+		before := dumpe2fsHeader(t, img)["Block count"]
+		_, err := growFile(t, img, 1024)
+		if !errors.Is(err, syscall.EFBIG) || !strings.Contains(err.Error(), "reserved") {
+			t.Fatalf("Grow past the GDT without reserved blocks: %v", err)
+		}
+		fsck(t, img)
+		if got := dumpe2fsHeader(t, img)["Block count"]; got != before {
+			t.Fatalf("refused growth changed the block count to %d", got)
+		}
+		// Within the one GDT block it works.
+		if _, err := growFile(t, img, 200); err != nil {
+			t.Fatal(err)
+		}
+		fsck(t, img)
+	})
+}
+
+// failDev fails every write after the first n, like a crash after them.
+type failDev struct {
+	Device
+	n, writes int
+}
+
+var errInjected = errors.New("injected write failure")
+
+func (d *failDev) WriteAt(p []byte, off int64) (int, error) {
+	d.writes++
+	if d.writes > d.n {
+		return 0, errInjected
+	}
+	return d.Device.WriteAt(p, off)
+}
+
+// TestGrowInterrupted stops Grow after each of its writes in turn: the
+// next Open (which replays the journal) must find either the old or the
+// new file system, with the files intact and e2fsck clean.
+func TestGrowInterrupted(t *testing.T) {
+	for _, to := range []int64{100, 1024} {
+		t.Run(strconv.FormatInt(to, 10), func(t *testing.T) {
+			base, sums := growImage(t, "mkfs", 64)
+			oldBlocks := dumpe2fsHeader(t, base)["Block count"]
+			newBlocks := uint64(to << 10)
+			dir := t.TempDir()
+			for n := 0; ; n++ {
+				img := filepath.Join(dir, "img")
+				if out, err := exec.Command("cp", "--sparse=always", base, img).
+					CombinedOutput(); err != nil {
+					t.Fatalf("cp: %v %s", err, out)
+				}
+				fh, err := os.OpenFile(img, os.O_RDWR, 0)
+				if err != nil {
+					t.Fatal(err)
+				}
+				size := to << 20
+				fh.Truncate(size)
+				dev := &failDev{Device: NewSection(fh, 0, size), n: n}
+				_, gerr := Grow(dev, size, Options{})
+				fh.Close()
+				f := openImage(t, img, false)
+				checkFiles(t, f, sums)
+				if err := f.Close(); err != nil {
+					t.Fatal(err)
+				}
+				fsck(t, img)
+				got := dumpe2fsHeader(t, img)["Block count"]
+				if got != oldBlocks && got != newBlocks {
+					t.Fatalf("after %d writes: %d blocks, want %d or %d", n, got,
+						oldBlocks, newBlocks)
+				}
+				if gerr == nil {
+					if got != newBlocks {
+						t.Fatalf("Grow succeeded with %d blocks", got)
+					}
+					t.Logf("Grow needs %d writes", n)
+					return
+				}
+				if !errors.Is(gerr, errInjected) {
+					t.Fatalf("after %d writes: %v", n, gerr)
+				}
+			}
+		})
+	}
+}
+
+// TestGrowKernel mounts a grown image with the kernel: df shows the new
+// size, the old files are intact and the new space can be filled.
+func TestGrowKernel(t *testing.T) {
+	needTools(t, "mount", "umount", "df")
+	img, sums := growImage(t, "mkfs", 64)
+	if _, err := growFile(t, img, 1024); err != nil {
+		t.Fatal(err)
+	}
+	mnt := t.TempDir()
+	if out, err := exec.Command("mount", "-o", "loop", img, mnt).CombinedOutput(); err != nil {
+		t.Fatalf("mount -o loop: %v\n%s", err, out)
+	}
+	mounted := true
+	umount := func() {
+		if mounted {
+			if out, err := exec.Command("umount", mnt).CombinedOutput(); err != nil {
+				t.Errorf("umount: %v\n%s", err, out)
+			}
+			mounted = false
+		}
+	}
+	t.Cleanup(umount)
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(mnt, &st); err != nil {
+		t.Fatal(err)
+	}
+	if total := st.Blocks * uint64(st.Bsize); total < 950<<20 {
+		t.Fatalf("kernel sees %d bytes, want about 1 GiB", total)
+	}
+	for name, want := range sums {
+		data, err := os.ReadFile(filepath.Join(mnt, name))
+		if err != nil || sha256.Sum256(data) != want {
+			t.Errorf("%s through the kernel: %v, content changed: %v", name, err,
+				sha256.Sum256(data) != want)
+		}
+	}
+	avail := st.Bavail * uint64(st.Bsize)
+	out, _ := exec.Command("dd", "if=/dev/zero", "of="+filepath.Join(mnt, "fill"),
+		"bs=1M", "conv=fsync").CombinedOutput()
+	if !bytes.Contains(out, []byte("No space left")) {
+		t.Fatalf("dd did not fill the file system:\n%s", out)
+	}
+	fi, err := os.Stat(filepath.Join(mnt, "fill"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if uint64(fi.Size()) < avail*97/100 {
+		t.Errorf("kernel wrote %d bytes, %d were available", fi.Size(), avail)
+	}
+	umount()
+	fsck(t, img)
+}
