@@ -254,9 +254,11 @@ func (d *failDev) WriteAt(p []byte, off int64) (int, error) {
 	return d.Device.WriteAt(p, off)
 }
 
-// TestGrowInterrupted stops Grow after each of its writes in turn: the
-// next Open (which replays the journal) must find either the old or the
-// new file system, with the files intact and e2fsck clean.
+// TestGrowInterrupted stops Grow after a number of its writes: the next
+// Open (which replays the journal) must find either the old or the new
+// file system, with the files intact and e2fsck clean. Every stop among
+// the last writes (journal commit, checkpoint, backups) is tried, and a
+// spread of earlier ones (new groups).
 func TestGrowInterrupted(t *testing.T) {
 	for _, to := range []int64{100, 1024} {
 		t.Run(strconv.FormatInt(to, 10), func(t *testing.T) {
@@ -264,7 +266,7 @@ func TestGrowInterrupted(t *testing.T) {
 			oldBlocks := dumpe2fsHeader(t, base)["Block count"]
 			newBlocks := uint64(to << 10)
 			dir := t.TempDir()
-			for n := 0; ; n++ {
+			run := func(n int) (int, error) {
 				img := filepath.Join(dir, "img")
 				if out, err := exec.Command("cp", "--sparse=always", base, img).
 					CombinedOutput(); err != nil {
@@ -279,6 +281,9 @@ func TestGrowInterrupted(t *testing.T) {
 				dev := &failDev{Device: NewSection(fh, 0, size), n: n}
 				_, gerr := Grow(dev, size, Options{})
 				fh.Close()
+				if gerr != nil && !errors.Is(gerr, errInjected) {
+					t.Fatalf("after %d writes: %v", n, gerr)
+				}
 				f := openImage(t, img, false)
 				checkFiles(t, f, sums)
 				if err := f.Close(); err != nil {
@@ -286,19 +291,22 @@ func TestGrowInterrupted(t *testing.T) {
 				}
 				fsck(t, img)
 				got := dumpe2fsHeader(t, img)["Block count"]
-				if got != oldBlocks && got != newBlocks {
-					t.Fatalf("after %d writes: %d blocks, want %d or %d", n, got,
-						oldBlocks, newBlocks)
+				if got != oldBlocks && got != newBlocks || gerr == nil && got != newBlocks {
+					t.Fatalf("after %d writes (err %v): %d blocks, want %d or %d", n, gerr,
+						got, oldBlocks, newBlocks)
 				}
-				if gerr == nil {
-					if got != newBlocks {
-						t.Fatalf("Grow succeeded with %d blocks", got)
-					}
-					t.Logf("Grow needs %d writes", n)
-					return
+				return dev.writes, gerr
+			}
+			total, err := run(1 << 30)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for n := 0; n < total; n++ {
+				if n < total-40 && n%(total/10+1) != 0 {
+					continue
 				}
-				if !errors.Is(gerr, errInjected) {
-					t.Fatalf("after %d writes: %v", n, gerr)
+				if _, err := run(n); err == nil {
+					t.Fatalf("Grow succeeded with only %d of %d writes", n, total)
 				}
 			}
 		})

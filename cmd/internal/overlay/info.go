@@ -74,7 +74,7 @@ func Describe(path string, log *slog.Logger) (*Info, error) {
 		ReservedBlocks: s.ReservedBlocks, Inodes: s.Inodes, UsedInodes: s.Inodes - s.FreeInodes,
 		FreeInodes: s.FreeInodes, InodeSize: s.InodeSize, Groups: s.Groups,
 		ReservedGDT: s.ReservedGDTBlocks, Features: s.Features, Label: s.Label,
-		UUID: fmt.Sprintf("%x-%x-%x-%x-%x", u[0:4], u[4:6], u[6:8], u[8:10], u[10:16]),
+		UUID:      fmt.Sprintf("%x-%x-%x-%x-%x", u[0:4], u[4:6], u[6:8], u[8:10], u[10:16]),
 		HasErrors: s.HasErrors, HasUpper: s.HasUpper, HasWork: s.HasWork, State: "clean",
 	}
 	if s.InUse {

@@ -9,9 +9,11 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/sylabs/sif/v2/pkg/sif"
+	"golang.org/x/sys/unix"
 
 	"github.com/husk-project/husk/cmd/internal/image"
 	"github.com/husk-project/husk/ext3"
@@ -99,7 +101,7 @@ func Resize(path string, sizeMiB int64, force bool, log *slog.Logger) (*ResizeRe
 	oldFileSize := st.Size()
 	end := sec.Offset + newSize
 	if end > oldFileSize {
-		if err := img.File.Truncate(end); err != nil {
+		if err := extend(img.File, st, end); err != nil {
 			return nil, fmt.Errorf("extending %s to %d bytes: %w", img.Path, end, err)
 		}
 	}
@@ -249,4 +251,18 @@ func loopDevice(path string) string {
 		}
 	}
 	return ""
+}
+
+// extend grows f to end bytes. A fully allocated file (made without
+// --sparse) gets the new range allocated too, so the overlay cannot run
+// out of host space later; a sparse one stays sparse.
+func extend(f *os.File, st os.FileInfo, end int64) error {
+	sys, ok := st.Sys().(*syscall.Stat_t)
+	if ok && sys.Blocks*512 >= st.Size() {
+		err := unix.Fallocate(int(f.Fd()), 0, st.Size(), end-st.Size())
+		if err == nil || !errors.Is(err, unix.EOPNOTSUPP) {
+			return err
+		}
+	}
+	return f.Truncate(end)
 }
