@@ -1,6 +1,7 @@
 package ext3
 
 import (
+	"errors"
 	"math/bits"
 	"sync/atomic"
 	"syscall"
@@ -54,12 +55,7 @@ func (f *FS) allocBlocks(goal uint32, n int, root bool) (uint32, int, error) {
 	if n < 1 {
 		n = 1
 	}
-	for attempt := 0; ; attempt++ {
-		start, got, err := f.tryAllocBlocks(goal, n, root)
-		if err != syscall.ENOSPC || attempt > 0 || !f.reclaim() {
-			return start, got, err
-		}
-	}
+	return f.tryAllocBlocks(goal, n, root)
 }
 
 func (f *FS) tryAllocBlocks(goal uint32, n int, root bool) (uint32, int, error) {
@@ -112,17 +108,32 @@ func (f *FS) allocInGroup(g, off uint32, n int) (uint32, int, error) {
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	i := findZero(b.data, off, limit)
+	base := f.sb.groupFirstBlock(g)
+	held := func(i int64) bool {
+		_, q := grp.quarantine[base+uint32(i)]
+		return q
+	}
+	search := func(from uint32) int64 {
+		i := findZero(b.data, from, limit)
+		for i >= 0 && held(i) {
+			i = findZero(b.data, uint32(i)+1, limit)
+		}
+		return i
+	}
+	i := search(off)
 	if i < 0 && off > 0 {
-		i = findZero(b.data, 0, limit)
+		i = search(0)
 	}
 	if i < 0 {
+		if len(grp.quarantine) > 0 {
+			return 0, 0, nil // free only once the running commit ends
+		}
 		return 0, 0, corrupt("block bitmap", grp.desc.BlockBitmap, 0,
 			"group %d has %d free blocks but no clear bit", g, grp.desc.FreeBlocksCount)
 	}
 	first := uint32(i)
 	got := 0
-	for j := first; j < limit && got < n && !testBit(b.data, j); j++ {
+	for j := first; j < limit && got < n && !testBit(b.data, j) && !held(int64(j)); j++ {
 		setBit(b.data, j)
 		got++
 	}
@@ -150,9 +161,9 @@ func (f *FS) freeBlock(nr uint32) {
 	atomic.AddInt64(&f.pendingFrees, 1)
 }
 
-// applyPendingFrees clears the bitmap bits of queued frees.
-// Preconditions: no commit is in flight, and either the op lock is held
-// exclusively or (reclaim) shared with the flight wait done.
+// applyPendingFrees clears the bitmap bits of queued frees and puts the
+// blocks in quarantine until the commit that carries the change ends.
+// Preconditions: no commit is in flight; the op lock held exclusively.
 func (f *FS) applyPendingFrees() {
 	for g := range f.groups {
 		grp := &f.groups[g]
@@ -173,14 +184,15 @@ func (f *FS) releaseLocked(g uint32, grp *group) {
 	first := f.sb.groupFirstBlock(g)
 	b.mu.Lock()
 	n := 0
+	if grp.quarantine == nil {
+		grp.quarantine = make(map[uint32]struct{})
+	}
 	for _, nr := range grp.pendingFree {
 		i := nr - first
 		if testBit(b.data, i) {
 			clearBit(b.data, i)
 			n++
-			if i < grp.hint {
-				grp.hint = i
-			}
+			grp.quarantine[nr] = struct{}{}
 		}
 	}
 	f.cache.markDirty(b)
@@ -193,16 +205,31 @@ func (f *FS) releaseLocked(g uint32, grp *group) {
 	atomic.AddInt64(&f.freeBlocks, int64(n))
 }
 
-// reclaim applies pending frees early because an allocation found the
-// device full. It reports whether anything was pending.
-// Preconditions: the op lock held shared.
-func (f *FS) reclaim() bool {
-	if atomic.LoadInt64(&f.pendingFrees) == 0 {
-		return false
+// releaseQuarantine makes the blocks freed by a finished commit
+// allocatable.
+func (f *FS) releaseQuarantine() {
+	for g := range f.groups {
+		grp := &f.groups[g]
+		grp.mu.Lock()
+		clear(grp.quarantine)
+		grp.mu.Unlock()
 	}
-	f.waitFlight()
-	f.applyPendingFrees()
-	return true
+}
+
+// retryNoSpace runs op and, when it fails with ENOSPC while freed blocks
+// wait for their transaction to commit, commits and runs it once more.
+// Blocks freed by an uncommitted transaction cannot be reused before it
+// is durable, so "delete, then write" on a full image needs that commit.
+// Preconditions: no locks held (commit takes the op lock).
+func (f *FS) retryNoSpace(op func() error) error {
+	err := op()
+	if errors.Is(err, syscall.ENOSPC) && atomic.LoadInt64(&f.pendingFrees) > 0 {
+		if cerr := f.commit(); cerr != nil {
+			return err
+		}
+		err = op()
+	}
+	return err
 }
 
 // allocInode allocates an inode near the parent directory. Directories

@@ -37,6 +37,7 @@ func BenchmarkAllocBlocks(b *testing.B) {
 		}
 		if i%1024 == 0 {
 			f.applyPendingFrees()
+			f.releaseQuarantine()
 		}
 	}
 }

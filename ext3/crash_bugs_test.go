@@ -93,7 +93,6 @@ func crashExpectFile(t *testing.T, img, name string, want []byte) {
 // Found as: run 81, obj 0, synced 13373 bytes, then trunc to 3966 and
 // killed: bytes 3966-4095 read as zeros.
 func TestCrashBugTruncateZeroesTailBeforeCommit(t *testing.T) {
-	crashKnownBug(t, "truncate zeroes the block tail outside the transaction")
 	img := mkfsImage(t, "mkfs.ext3", 8192, "-b", "1024")
 	f := crashOpenFile(t, img, nil)
 	a, err := f.Create(RootIno, "f", 0o644, 0, 0)
@@ -148,7 +147,6 @@ func (g *gateDev) Sync() error {
 // corrupted" (a removed directory's block held an orphan's data) and
 // synced files with zeros or foreign bytes in the middle.
 func TestCrashBugAllocDuringCommitReusesFreedBlock(t *testing.T) {
-	crashKnownBug(t, "blocks freed by a commit in flight get new data")
 	img := mkfsImage(t, "mkfs.ext3", 8192, "-b", "1024")
 	gate := &gateDev{blocked: make(chan struct{}), release: make(chan struct{})}
 	f := crashOpenFile(t, img, func(d Device) Device { gate.Device = d; return gate })

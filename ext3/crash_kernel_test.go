@@ -28,7 +28,6 @@ func TestCrashKernelJournal(t *testing.T) {
 // (exit 0: e2fsck fixes these silently when it may), and Statfs is off
 // by as much until then.
 func TestCrashBugKernelReplayKeepsStaleFreeCounts(t *testing.T) {
-	crashKnownBug(t, "stale superblock free counts after replaying a kernel journal")
 	crashKernelJournal(t, true)
 }
 

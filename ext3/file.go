@@ -1,6 +1,7 @@
 package ext3
 
 import (
+	"errors"
 	"io"
 	"sync/atomic"
 	"syscall"
@@ -125,6 +126,19 @@ func (f *FS) ReadAt(ino uint32, p []byte, off int64) (int, error) {
 // transaction. Owner root may use the reserved blocks (husk has no caller
 // credentials here, so the file owner stands in for the caller).
 func (f *FS) WriteAt(ino uint32, p []byte, off int64) (int, error) {
+	n, err := f.writeAt(ino, p, off)
+	if errors.Is(err, syscall.ENOSPC) && n < len(p) && atomic.LoadInt64(&f.pendingFrees) > 0 {
+		// Space freed by the running transaction becomes usable once it
+		// commits (see retryNoSpace).
+		if f.commit() == nil {
+			m, err := f.writeAt(ino, p[n:], off+int64(n))
+			return n + m, err
+		}
+	}
+	return n, err
+}
+
+func (f *FS) writeAt(ino uint32, p []byte, off int64) (int, error) {
 	if err := f.begin(); err != nil {
 		return 0, err
 	}
@@ -144,6 +158,11 @@ func (f *FS) WriteAt(ino uint32, p []byte, off int64) (int, error) {
 	}
 	if uint64(off)+uint64(len(p)) > f.maxFileSize() {
 		return 0, syscall.EFBIG
+	}
+	if size := in.size(); uint64(off) > size {
+		if err := f.zeroTail(in, size, uint64(off)); err != nil {
+			return 0, err
+		}
 	}
 	n, werr := f.writeLocked(in, p, off)
 	if n > 0 {
@@ -241,6 +260,18 @@ func (f *FS) zeroMapped(in *inode, off, n int64) error {
 	return err
 }
 
+// zeroTail zeroes [size, min(upto, end of size's block)): bytes a shrink
+// left behind in the last block, about to become part of the file again.
+// Preconditions: in.mu held exclusively, op held shared.
+func (f *FS) zeroTail(in *inode, size, upto uint64) error {
+	bs := uint64(f.bs)
+	if size%bs == 0 || upto <= size {
+		return nil
+	}
+	end := min(upto, (size/bs+1)*bs)
+	return f.zeroMapped(in, int64(size), int64(end-size))
+}
+
 // truncateLocked sets the size, freeing blocks past the new end and
 // zeroing the tail of a partial last block so a later extension reads zeros.
 // Preconditions: in.mu held exclusively, op held shared.
@@ -251,14 +282,15 @@ func (f *FS) truncateLocked(in *inode, size uint64) error {
 	}
 	bs := uint64(f.bs)
 	if size < old {
-		if r := size % bs; r != 0 {
-			if err := f.zeroMapped(in, int64(size), int64(bs-r)); err != nil {
-				return err
-			}
-		}
+		// The tail of a partial last block is not zeroed here but when
+		// the file grows again (zeroTail): a data write now would reach
+		// the device before the size change commits, and a crash would
+		// bring back the old size with zeros in it.
 		if err := f.freeRange(in, (size+bs-1)/bs, f.maxBlocks()); err != nil {
 			f.logCorrupt(err)
 		}
+	} else if err := f.zeroTail(in, old, size); err != nil {
+		return err
 	}
 	in.setSize(size)
 	f.noteLargeFile(size)
@@ -272,6 +304,10 @@ func (f *FS) Fallocate(ino uint32, off, length int64, mode uint32) error {
 	if off < 0 || length <= 0 {
 		return syscall.EINVAL
 	}
+	return f.retryNoSpace(func() error { return f.fallocate(ino, off, length, mode) })
+}
+
+func (f *FS) fallocate(ino uint32, off, length int64, mode uint32) error {
 	if err := f.begin(); err != nil {
 		return err
 	}
@@ -299,6 +335,11 @@ func (f *FS) Fallocate(ino uint32, off, length int64, mode uint32) error {
 		end = min(end, int64(in.size()))
 		if end <= off {
 			return nil
+		}
+	}
+	if size := in.size(); uint64(end) > size {
+		if err := f.zeroTail(in, size, uint64(end)); err != nil {
+			return err
 		}
 	}
 	switch mode {

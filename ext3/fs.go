@@ -252,6 +252,10 @@ func (f *FS) writeSuperDirect() error {
 		return fmt.Errorf("ext3: read superblock: %w", err)
 	}
 	f.sbMu.Lock()
+	// The on-disk counts may be stale (the kernel does not keep them up
+	// to date either); the group descriptors, summed at load, are right.
+	f.sb.FreeBlocksCount = uint32(atomic.LoadInt64(&f.freeBlocks))
+	f.sb.FreeInodesCount = uint32(atomic.LoadInt64(&f.freeInodes))
 	f.sb.encode(raw)
 	f.sbMu.Unlock()
 	if _, err := f.dev.WriteAt(raw, superblockOffset); err != nil {
@@ -359,6 +363,9 @@ func (f *FS) commit() error {
 
 	err := f.writeTransaction(blocks)
 	f.cache.landed(bufs)
+	if err == nil {
+		f.releaseQuarantine()
+	}
 	f.setFlying(false)
 	if err != nil {
 		f.fatal = fmt.Errorf("ext3: commit of %d blocks: %w", len(blocks), err)

@@ -55,6 +55,11 @@ type group struct {
 	// pendingFree counts blocks freed in this group whose bitmap bits are
 	// cleared only when the freeing transaction commits (see alloc.go).
 	pendingFree []uint32
+	// quarantine holds blocks whose bitmap bits the committing
+	// transaction clears: free on disk once it is durable, but not to be
+	// handed out before, or new data could land in a block the last
+	// durable metadata still points at. Emptied when the commit ends.
+	quarantine map[uint32]struct{}
 	// dirty marks desc as changed since the last commit.
 	dirty bool
 	// hint is where the next block search in this group starts.

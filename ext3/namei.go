@@ -206,6 +206,17 @@ func (f *FS) Symlink(dir uint32, name, target string, uid, gid uint32) (Attr, er
 
 func (f *FS) mknod(dir uint32, name string, mode, rdev, uid, gid uint32,
 	target string) (Attr, error) {
+	var a Attr
+	err := f.retryNoSpace(func() error {
+		var err error
+		a, err = f.mknod1(dir, name, mode, rdev, uid, gid, target)
+		return err
+	})
+	return a, err
+}
+
+func (f *FS) mknod1(dir uint32, name string, mode, rdev, uid, gid uint32,
+	target string) (Attr, error) {
 	if err := checkName(name); err != nil {
 		return Attr{}, err
 	}
@@ -312,6 +323,16 @@ func (f *FS) undoNew(in *inode, isDir bool) {
 
 // Link adds a hard link name in dir to inode ino.
 func (f *FS) Link(ino, dir uint32, name string) (Attr, error) {
+	var a Attr
+	err := f.retryNoSpace(func() error {
+		var err error
+		a, err = f.link(ino, dir, name)
+		return err
+	})
+	return a, err
+}
+
+func (f *FS) link(ino, dir uint32, name string) (Attr, error) {
 	if err := checkName(name); err != nil {
 		return Attr{}, err
 	}

@@ -20,12 +20,14 @@ const (
 // then the two children in inode number order.
 func (f *FS) Rename(oldDir uint32, oldName string, newDir uint32, newName string,
 	flags uint32) error {
-	for {
-		err := f.rename(oldDir, oldName, newDir, newName, flags)
-		if err != syscall.EAGAIN {
-			return err
+	return f.retryNoSpace(func() error {
+		for {
+			err := f.rename(oldDir, oldName, newDir, newName, flags)
+			if err != syscall.EAGAIN {
+				return err
+			}
 		}
-	}
+	})
 }
 
 func (f *FS) rename(oldDir uint32, oldName string, newDir uint32, newName string,

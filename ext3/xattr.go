@@ -300,6 +300,11 @@ func (f *FS) Removexattr(ino uint32, name string) error {
 // value and whether to keep the attribute at all.
 func (f *FS) changeXattr(ino uint32, idx uint8, name string,
 	decide func(found bool) ([]byte, bool, error)) error {
+	return f.retryNoSpace(func() error { return f.changeXattr1(ino, idx, name, decide) })
+}
+
+func (f *FS) changeXattr1(ino uint32, idx uint8, name string,
+	decide func(found bool) ([]byte, bool, error)) error {
 	if err := f.begin(); err != nil {
 		return err
 	}
