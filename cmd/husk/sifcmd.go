@@ -10,13 +10,14 @@ import (
 	"os"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/sylabs/sif/v2/pkg/sif"
 )
 
-// `husk sif` is Apptainer's `sif` (siftool) command, built on the same
-// library and printing the same tables (COMPAT §9); the output code follows
-// sylabs/sif's internal/app/siftool (BSD-3-Clause).
+// `husk sif` is Apptainer's `sif` (siftool) command on the same library;
+// its tables print as Apptainer's do (COMPAT §9), so scripts that parse
+// them keep working.
 
 // SifCmd groups the SIF subcommands.
 type SifCmd struct {
@@ -260,171 +261,171 @@ func (c *SifAddCmd) Run(g *globals) error {
 	})
 }
 
-// readableSize is a size in B, KiB, MiB ... as siftool prints it.
-func readableSize(size int64) string {
-	if -1024 < size && size < 1024 {
-		return fmt.Sprintf("%d B", size)
+// sizeString prints n the way Apptainer's `sif header` does: plain bytes
+// below 1 KiB, otherwise rounded to a whole number of the largest binary
+// unit that keeps the value under 1024.
+func sizeString(n int64) string {
+	if n > -1024 && n < 1024 {
+		return fmt.Sprintf("%d B", n)
 	}
-	units := "KMGTPE"
-	div, exp := uint64(1024), 0
-	for n := size / 1024; (n <= -1024) || (1024 <= n); n /= 1024 {
-		div *= 1024
-		exp++
+	v, unit := float64(n)/1024, 0
+	for math.Abs(math.Trunc(v)) >= 1024 && unit < len("KMGTPE")-1 {
+		v /= 1024
+		unit++
 	}
-	return fmt.Sprintf("%.0f %ciB", math.Round(float64(size)/float64(div)), units[exp])
+	return fmt.Sprintf("%.0f %ciB", math.Round(v), "KMGTPE"[unit])
 }
 
-const nilUUID = "00000000-0000-0000-0000-000000000000"
+// field is one "Name: value" line of a header or descriptor report; lines
+// whose value is empty are left out, as Apptainer leaves out unset ones.
+type field struct{ name, value string }
+
+func writeFields(w io.Writer, fields []field, indent string, pad int) error {
+	tw := tabwriter.NewWriter(w, 0, 0, pad, ' ', 0)
+	for _, f := range fields {
+		if f.value != "" {
+			fmt.Fprintf(tw, "%s%s:\t%s\n", indent, f.name, f.value)
+		}
+	}
+	return tw.Flush()
+}
+
+func timeString(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().String()
+}
 
 func writeSIFHeader(w io.Writer, f *sif.FileImage) error {
-	tw := tabwriter.NewWriter(w, 0, 0, 1, ' ', 0)
-	if s := f.LaunchScript(); s != "" {
-		fmt.Fprintf(tw, "Launch Script:\t%v\n", strings.TrimSuffix(s, "\n"))
+	arch, id := f.PrimaryArch(), f.ID()
+	if arch == "unknown" {
+		arch = ""
 	}
-	fmt.Fprintf(tw, "Version:\t%v\n", f.Version())
-	if arch := f.PrimaryArch(); arch != "unknown" {
-		fmt.Fprintf(tw, "Primary Architecture:\t%v\n", arch)
+	if id == "00000000-0000-0000-0000-000000000000" {
+		id = "" // a deterministic build
 	}
-	if id := f.ID(); id != nilUUID {
-		fmt.Fprintf(tw, "ID:\t%v\n", id)
+	return writeFields(w, []field{
+		{"Launch Script", strings.TrimSuffix(f.LaunchScript(), "\n")},
+		{"Version", f.Version()},
+		{"Primary Architecture", arch},
+		{"ID", id},
+		{"Created At", timeString(f.CreatedAt())},
+		{"Modified At", timeString(f.ModifiedAt())},
+		{"Descriptors Free", fmt.Sprint(f.DescriptorsFree())},
+		{"Descriptors Total", fmt.Sprint(f.DescriptorsTotal())},
+		{"Descriptors Offset", fmt.Sprint(f.DescriptorsOffset())},
+		{"Descriptors Size", sizeString(f.DescriptorsSize())},
+		{"Data Offset", fmt.Sprint(f.DataOffset())},
+		{"Data Size", sizeString(f.DataSize())},
+	}, "", 1)
+}
+
+// groupString and linkString are the GROUP and LINK columns: NONE for an
+// object outside any group or unlinked, "(G)" after a link to a group.
+func groupString(d sif.Descriptor) string {
+	if d.GroupID() == 0 {
+		return "NONE"
 	}
-	if t := f.CreatedAt(); !t.IsZero() {
-		fmt.Fprintf(tw, "Created At:\t%v\n", t.UTC())
+	return fmt.Sprint(d.GroupID())
+}
+
+func linkString(d sif.Descriptor, groupMark string) string {
+	id, isGroup := d.LinkedID()
+	switch {
+	case id == 0:
+		return "NONE"
+	case isGroup:
+		return fmt.Sprintf(groupMark, id)
 	}
-	if t := f.ModifiedAt(); !t.IsZero() {
-		fmt.Fprintf(tw, "Modified At:\t%v\n", t.UTC())
-	}
-	fmt.Fprintf(tw, "Descriptors Free:\t%v\n", f.DescriptorsFree())
-	fmt.Fprintf(tw, "Descriptors Total:\t%v\n", f.DescriptorsTotal())
-	fmt.Fprintf(tw, "Descriptors Offset:\t%v\n", f.DescriptorsOffset())
-	fmt.Fprintf(tw, "Descriptors Size:\t%v\n", readableSize(f.DescriptorsSize()))
-	fmt.Fprintf(tw, "Data Offset:\t%v\n", f.DataOffset())
-	fmt.Fprintf(tw, "Data Size:\t%v\n", readableSize(f.DataSize()))
-	return tw.Flush()
+	return fmt.Sprint(id)
 }
 
 const sifRule = "------------------------------------------------------------------------------"
 
 func writeSIFList(w io.Writer, f *sif.FileImage) {
+	row := func(id, group, link, pos, typ string) {
+		fmt.Fprintf(w, "%-4s |%-7s |%-7s |%-25s |%s\n", id, group, link, pos, typ)
+	}
 	fmt.Fprintln(w, sifRule)
-	fmt.Fprintf(w, "%-4s %-8s %-8s %-26s %s\n", "ID", "|GROUP", "|LINK",
-		"|SIF POSITION (start-end)", "|TYPE")
+	row("ID", "GROUP", "LINK", "SIF POSITION (start-end)", "TYPE")
 	fmt.Fprintln(w, sifRule)
 	f.WithDescriptors(func(d sif.Descriptor) bool {
-		fmt.Fprintf(w, "%-4d ", d.ID())
-		if id := d.GroupID(); id == 0 {
-			fmt.Fprintf(w, "|%-7s ", "NONE")
-		} else {
-			fmt.Fprintf(w, "|%-7d ", id)
-		}
-		switch id, isGroup := d.LinkedID(); {
-		case id == 0:
-			fmt.Fprintf(w, "|%-7s ", "NONE")
-		case isGroup:
-			fmt.Fprintf(w, "|%-3d (G) ", id)
-		default:
-			fmt.Fprintf(w, "|%-7d ", id)
-		}
-		fmt.Fprintf(w, "%-26s ", fmt.Sprintf("|%d-%d ", d.Offset(), d.Offset()+d.Size()))
-		fmt.Fprintf(w, "|%s\n", sifTypeDetail(d))
+		pos := fmt.Sprintf("%d-%d", d.Offset(), d.Offset()+d.Size())
+		row(fmt.Sprint(d.ID()), groupString(d), linkString(d, "%-3d (G)"), pos,
+			sifTypeDetail(d))
 		return false
 	})
 }
 
-// sifTypeDetail is the TYPE column: the data type and its metadata.
+// sifTypeDetail is the TYPE column: the data type, then in parentheses
+// what its extra area says, when it can be read.
 func sifTypeDetail(d sif.Descriptor) string {
-	switch dt := d.DataType(); dt {
+	var detail string
+	switch d.DataType() {
 	case sif.DataPartition:
 		if fs, pt, arch, err := d.PartitionMetadata(); err == nil {
-			return fmt.Sprintf("%s (%s/%s/%s)", dt, fs, pt, arch)
+			detail = fmt.Sprintf("%s/%s/%s", fs, pt, arch)
 		}
 	case sif.DataSignature:
 		if ht, _, err := d.SignatureMetadata(); err == nil {
-			return fmt.Sprintf("%s (%s)", dt, ht)
+			detail = ht.String()
 		}
 	case sif.DataCryptoMessage:
 		if ft, mt, err := d.CryptoMessageMetadata(); err == nil {
-			return fmt.Sprintf("%s (%s/%s)", dt, ft, mt)
+			detail = fmt.Sprintf("%s/%s", ft, mt)
 		}
 	case sif.DataSBOM:
 		if f, err := d.SBOMMetadata(); err == nil {
-			return fmt.Sprintf("%s (%s)", dt, f)
+			detail = f.String()
 		}
-	default:
-		return dt.String()
 	}
-	return d.DataType().String()
+	if detail == "" {
+		return d.DataType().String()
+	}
+	return fmt.Sprintf("%s (%s)", d.DataType(), detail)
 }
 
-func writeSIFInfo(w io.Writer, v sif.Descriptor) error {
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(tw, "\tData Type:\t%v\n", v.DataType())
-	fmt.Fprintf(tw, "\tID:\t%v\n", v.ID())
-	fmt.Fprint(tw, "\tGroup ID:\t")
-	if id := v.GroupID(); id == 0 {
-		fmt.Fprintln(tw, "NONE")
-	} else {
-		fmt.Fprintln(tw, id)
+func writeSIFInfo(w io.Writer, d sif.Descriptor) error {
+	fields := []field{
+		{"Data Type", d.DataType().String()},
+		{"ID", fmt.Sprint(d.ID())},
+		{"Group ID", groupString(d)},
+		{"Linked ID", linkString(d, "%d (G)")},
+		{"Offset", fmt.Sprint(d.Offset())},
+		{"Size", fmt.Sprint(d.Size())},
+		{"Created At", timeString(d.CreatedAt())},
+		{"Modified At", timeString(d.ModifiedAt())},
+		{"Name", d.Name()},
 	}
-	fmt.Fprint(tw, "\tLinked ID:\t")
-	switch id, isGroup := v.LinkedID(); {
-	case id == 0:
-		fmt.Fprintln(tw, "NONE")
-	case isGroup:
-		fmt.Fprintln(tw, id, "(G)")
-	default:
-		fmt.Fprintln(tw, id)
+	more, err := typeFields(d)
+	if err != nil {
+		return err
 	}
-	fmt.Fprintf(tw, "\tOffset:\t%v\n", v.Offset())
-	fmt.Fprintf(tw, "\tSize:\t%v\n", v.Size())
-	if t := v.CreatedAt(); !t.IsZero() {
-		fmt.Fprintf(tw, "\tCreated At:\t%v\n", t.UTC())
-	}
-	if t := v.ModifiedAt(); !t.IsZero() {
-		fmt.Fprintf(tw, "\tModified At:\t%v\n", t.UTC())
-	}
-	if nm := v.Name(); nm != "" {
-		fmt.Fprintf(tw, "\tName:\t%v\n", nm)
-	}
-	switch v.DataType() {
+	return writeFields(w, append(fields, more...), "\t", 2)
+}
+
+// typeFields are the lines `sif info` adds for the object's data type.
+func typeFields(d sif.Descriptor) ([]field, error) {
+	switch d.DataType() {
 	case sif.DataPartition:
-		fs, pt, arch, err := v.PartitionMetadata()
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(tw, "\tFilesystem Type:\t%v\n", fs)
-		fmt.Fprintf(tw, "\tPartition Type:\t%v\n", pt)
-		fmt.Fprintf(tw, "\tArchitecture:\t%v\n", arch)
+		fs, pt, arch, err := d.PartitionMetadata()
+		return []field{{"Filesystem Type", fs.String()}, {"Partition Type", pt.String()},
+			{"Architecture", arch}}, err
 	case sif.DataSignature:
-		ht, fp, err := v.SignatureMetadata()
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(tw, "\tHash Type:\t%v\n", ht)
-		if len(fp) > 0 {
-			fmt.Fprintf(tw, "\tEntity:\t%X\n", fp)
-		}
+		ht, fp, err := d.SignatureMetadata()
+		return []field{{"Hash Type", ht.String()}, {"Entity", fmt.Sprintf("%X", fp)}}, err
 	case sif.DataCryptoMessage:
-		ft, mt, err := v.CryptoMessageMetadata()
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(tw, "\tFormat Type:\t%v\n", ft)
-		fmt.Fprintf(tw, "\tMessage Type:\t%v\n", mt)
+		ft, mt, err := d.CryptoMessageMetadata()
+		return []field{{"Format Type", ft.String()}, {"Message Type", mt.String()}}, err
 	case sif.DataSBOM:
-		f, err := v.SBOMMetadata()
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(tw, "\tFormat:\t%v\n", f)
+		f, err := d.SBOMMetadata()
+		return []field{{"Format", f.String()}}, err
 	case sif.DataOCIRootIndex, sif.DataOCIBlob:
-		h, err := v.OCIBlobDigest()
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(tw, "\tDigest:\t%s\n", h)
+		h, err := d.OCIBlobDigest()
+		return []field{{"Digest", h.String()}}, err
 	}
-	return tw.Flush()
+	return nil, nil
 }
 
 var sifHashes = []crypto.Hash{crypto.SHA256, crypto.SHA384, crypto.SHA512,
@@ -434,14 +435,13 @@ var sifHashes = []crypto.Hash{crypto.SHA256, crypto.SHA384, crypto.SHA512,
 func signatureOpt(hash int32, entity string) (sif.DescriptorInputOpt, error) {
 	b, err := hex.DecodeString(entity)
 	if err != nil {
-		return nil, fmt.Errorf("failed to decode signing entity fingerprint: %w", err)
+		return nil, fmt.Errorf("--signentity: not hexadecimal: %w", err)
 	}
 	if len(b) != 20 {
-		return nil, fmt.Errorf("invalid signing entity fingerprint length: got %d, want 20",
-			len(b))
+		return nil, fmt.Errorf("--signentity: %d bytes, a fingerprint has 20", len(b))
 	}
 	if hash < 1 || int(hash) > len(sifHashes) {
-		return nil, fmt.Errorf("invalid hash type: %d", hash)
+		return nil, fmt.Errorf("--signhash: no hash type %d", hash)
 	}
 	return sif.OptSignatureMetadata(sifHashes[hash-1], b), nil
 }
