@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -52,4 +53,32 @@ func TestOverlayResize(t *testing.T) {
 			t.Errorf("overlay info lacks %q:\n%s", want, text)
 		}
 	}
+}
+
+// TestOverlayResizeInSIF grows a SIF's overlay partition (the last object)
+// and writes past its old size with --writable.
+func TestOverlayResizeInSIF(t *testing.T) {
+	setup(t)
+	img, dir := debianSIF(t), workDir(t)
+	own := filepath.Join(dir, "own.sif")
+	tool(t, "cp", "--sparse=always", img, own)
+	chown(t, own)
+	ok(t, dir, "overlay", "create", "--sparse", "--create-dir", "/data", own)
+	ok(t, dir, "exec", "--writable", own, "sh", "-c", "echo in-sif > /data/f")
+
+	ok(t, dir, "overlay", "resize", own, "400M")
+	fsckClean(t, own, overlayOffset(t, own))
+	r := ok(t, dir, "exec", "--writable", own, "sh", "-c",
+		"cat /data/f && dd if=/dev/zero of=/data/big bs=1M count=300 status=none && "+
+			"stat -c %s /data/big")
+	if got := strings.Fields(r.stdout); len(got) != 2 || got[0] != "in-sif" ||
+		got[1] != "314572800" {
+		t.Errorf("container after growing printed %q", r.stdout)
+	}
+	fsckClean(t, own, overlayOffset(t, own))
+	if out := ok(t, dir, "overlay", "info", own).stdout; !strings.Contains(out,
+		"Size:          400 MiB") {
+		t.Errorf("overlay info after growing:\n%s", out)
+	}
+	ok(t, dir, "sif", "list", own)
 }
