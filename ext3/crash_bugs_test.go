@@ -9,20 +9,11 @@ import (
 	"time"
 )
 
-// Reproducers of the crash bugs TestCrashKill found with HUSK_CRASH_ALL=1.
-// Each one takes the image as a SIGKILL would leave it (every WriteAt
-// done so far, nothing more) by copying the image file while the FS is
-// still open, then opens the copy, which replays the journal, and checks
-// a file whose fsync returned. They fail until the bug is fixed, so they
-// run only with HUSK_CRASH_KNOWN_BUGS=1; whoever fixes one removes its
-// gate.
-
-func crashKnownBug(t *testing.T, what string) {
-	t.Helper()
-	if os.Getenv("HUSK_CRASH_KNOWN_BUGS") == "" {
-		t.Skipf("known bug, not fixed yet: %s; run with HUSK_CRASH_KNOWN_BUGS=1", what)
-	}
-}
+// Regression tests for the crash bugs TestCrashKill found (fixed in
+// f9bec98). Each one takes the image as a SIGKILL would leave it (every
+// WriteAt done so far, nothing more) by copying the image file while the
+// FS is still open, then opens the copy, which replays the journal, and
+// checks a file whose fsync returned.
 
 // crashSnapshot copies img as it is now on the device.
 func crashSnapshot(t *testing.T, img string) string {
@@ -86,7 +77,7 @@ func crashExpectFile(t *testing.T, img, name string, want []byte) {
 	fsck(t, img)
 }
 
-// Bug: Setattr to a smaller size zeroes the tail of the new last block
+// Bug (fixed): Setattr to a smaller size zeroes the tail of the new last block
 // on the device at once, while the size change waits for the next
 // commit. A kill before that commit leaves the old size with zeros in
 // [new size, end of block) of a file whose fsync returned.
@@ -138,10 +129,10 @@ func (g *gateDev) Sync() error {
 	return g.Device.Sync()
 }
 
-// Bug: commit applies the pending frees to the bitmaps and then writes
-// the transaction without the op lock. While it is in flight, an
-// allocation can hand out a block that transaction frees, and WriteAt
-// writes file data to it at once. A kill before the commit block is
+// Bug (fixed): commit applied the pending frees to the bitmaps and then
+// wrote the transaction without the op lock. While it was in flight, an
+// allocation could hand out a block that transaction freed, and WriteAt
+// wrote file data to it at once. A kill before the commit block is
 // durable brings back the old owner, now holding the new file's data.
 // Found as: e2fsck "Directory inode 2049, block #0, offset 0: directory
 // corrupted" (a removed directory's block held an orphan's data) and

@@ -20,7 +20,7 @@ func TestCrashKernelJournal(t *testing.T) {
 	crashKernelJournal(t, false)
 }
 
-// Bug: after replaying a kernel journal, husk keeps the superblock's
+// Bug (fixed): after replaying a kernel journal, husk kept the superblock's
 // free block and inode counts, which the kernel does not update at each
 // commit (it sums the group descriptors at mount), and Close writes them
 // back: e2fsck -fn then says "Free blocks count wrong (26197,

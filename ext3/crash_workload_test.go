@@ -28,10 +28,6 @@ const (
 	crashEnvLog    = "HUSK_CRASH_LOG"
 	crashEnvSeed   = "HUSK_CRASH_SEED"
 	crashEnvRun    = "HUSK_CRASH_RUN"
-	// crashEnvAll turns on the two parts of the workload that hit known
-	// bugs (see crash_bugs_test.go): background commits racing with the
-	// workload, and truncates that shrink a file.
-	crashEnvAll = "HUSK_CRASH_ALL"
 )
 
 // crashMaxOps ends a workload that was not killed; it then closes the
@@ -73,7 +69,6 @@ type crashWorker struct {
 	objs []*crashObj       // objects with a path
 	next int               // next object id
 	tmp  int               // next tmp directory number
-	all  bool              // shrinking truncates too
 }
 
 // crashHelperMain is the body of the child process; it returns the exit
@@ -93,13 +88,9 @@ func crashHelperMain(mode string) int {
 		return 2
 	}
 	rng := rand.New(rand.NewPCG(seed, uint64(run)))
-	all := os.Getenv(crashEnvAll) != ""
-	// Background commits at a random interval interleave with the ops;
-	// without them, only the workload's own fsyncs commit.
-	interval := time.Hour
-	if all {
-		interval = time.Duration(1+rng.IntN(50)) * time.Millisecond
-	}
+	// Background commits at a random interval interleave with the ops,
+	// so kills land in commits that run beside the workload.
+	interval := time.Duration(1+rng.IntN(50)) * time.Millisecond
 	if mode == "recover" {
 		fmt.Println("opening") // the parent starts its kill timer now
 	}
@@ -120,7 +111,7 @@ func crashHelperMain(mode string) int {
 		fmt.Fprintln(os.Stderr, "crash helper:", err)
 		return 2
 	}
-	w := &crashWorker{fs: fs, log: lf, rng: rng, run: run, dirs: map[string]uint32{}, all: all}
+	w := &crashWorker{fs: fs, log: lf, rng: rng, run: run, dirs: map[string]uint32{}}
 	w.logf("run %d", w.run)
 	fmt.Println("ready") // the parent starts its kill timer now
 	if err := w.work(); err != nil {
@@ -231,11 +222,7 @@ func (w *crashWorker) step() error {
 	case n < 45:
 		return w.write(o, int64(len(o.content))+w.rng.Int64N(40000), 1+w.rng.IntN(3000))
 	case n < 51:
-		size := len(o.content) + w.rng.IntN(5000)
-		if w.all {
-			size = w.rng.IntN(len(o.content) + 5000)
-		}
-		return w.truncate(o, int64(size))
+		return w.truncate(o, int64(w.rng.IntN(len(o.content)+5000)))
 	case n < 56:
 		return w.setxattr(o)
 	case n < 64:
