@@ -115,8 +115,12 @@ func Resize(path string, sizeMiB int64, force bool, log *slog.Logger) (*ResizeRe
 	res, err := ext3.Grow(ext3.NewSection(img.File, sec.Offset, newSize), newSize,
 		ext3.Options{Logger: log})
 	if err != nil {
-		if slot < 0 && res == nil && !errors.Is(err, ext3.ErrNotGrown) {
-			img.File.Truncate(oldFileSize) // nothing was grown: undo the extension
+		if !errors.Is(err, ext3.ErrGrowIncomplete) {
+			// The file system is as it was: give the space back.
+			if slot >= 0 {
+				setPartitionSize(img.File, slot, sec.Size-newSize)
+			}
+			img.File.Truncate(oldFileSize)
 		}
 		return nil, fmt.Errorf("%s: %w", img.Path, err)
 	}
