@@ -64,16 +64,27 @@ func Grow(dev Device, newSize int64, opts Options) (*GrowResult, error) {
 	res, err := f.grow(newSize)
 	if err != nil {
 		f.commitMu.Lock()
-		if f.fatal == nil && errors.Is(err, errGrowWritten) {
+		if f.fatal == nil && errors.Is(err, ErrGrowIncomplete) {
 			f.fatal = err // keep Close from marking a half-grown image clean
 		}
 		f.commitMu.Unlock()
 	}
-	return res, errors.Join(err, f.Close())
+	cerr := f.Close()
+	if err == nil && cerr != nil {
+		// Grown and committed; only the final clean mark failed.
+		return nil, fmt.Errorf("%w: %w", ErrGrowIncomplete, cerr)
+	}
+	if err != nil {
+		return nil, errors.Join(err, cerr)
+	}
+	return res, nil
 }
 
-// errGrowWritten marks an error after the journal transaction was started.
-var errGrowWritten = errors.New("ext3: growth interrupted")
+// ErrGrowIncomplete is wrapped by Grow's errors once it has started to
+// commit the new geometry: the image then holds the old or the new file
+// system (the next Open tells), so the caller must not shrink the device
+// back. Errors without it left the file system as it was.
+var ErrGrowIncomplete = errors.New("ext3: growth not completed")
 
 // growPlan is the geometry a growth computes before writing.
 type growPlan struct {
@@ -197,7 +208,7 @@ func (f *FS) grow(newSize int64) (*GrowResult, error) {
 	tx[sbBlk] = raw
 
 	if err := f.writeGrowTx(tx); err != nil {
-		return nil, fmt.Errorf("%w: %w", errGrowWritten, err)
+		return nil, fmt.Errorf("%w: %w", ErrGrowIncomplete, err)
 	}
 	// The new geometry is committed: adopt it, then refresh old backups.
 	f.sbMu.Lock()
@@ -214,7 +225,8 @@ func (f *FS) grow(newSize int64) (*GrowResult, error) {
 	f.size = newSize
 	f.freeBlocks, f.freeInodes = int64(freeB), int64(freeI)
 	if err := f.writeBackups(p, gdt, 1, p.oldNg); err != nil {
-		return nil, fmt.Errorf("ext3: grew, but refreshing backup superblocks: %w", err)
+		return nil, fmt.Errorf("%w: grown, but refreshing backup superblocks: %w",
+			ErrGrowIncomplete, err)
 	}
 	return &GrowResult{OldBlocks: p.old.BlocksCount, NewBlocks: p.sb.BlocksCount,
 		OldGroups: p.oldNg, NewGroups: p.ng, GDTBlocksAdded: p.gdt - p.oldGdt}, nil
