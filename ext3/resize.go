@@ -1,8 +1,10 @@
 package ext3
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
+	"slices"
 	"syscall"
 )
 
@@ -430,6 +432,8 @@ func (f *FS) writeGrowTx(tx map[uint32][]byte) error {
 			blocks = append(blocks, metaBlock{nr: nr, data: data})
 		}
 	}
+	// In block order: the checkpoint merges neighbours into one write.
+	slices.SortFunc(blocks, func(a, b metaBlock) int { return cmp.Compare(a.nr, b.nr) })
 	blocks = append(blocks, metaBlock{nr: sbBlk, data: tx[sbBlk]})
 	for nr := range tx {
 		f.cache.forget(nr)

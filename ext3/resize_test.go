@@ -253,6 +253,30 @@ func (d *failDev) WriteAt(p []byte, off int64) (int, error) {
 	return d.Device.WriteAt(p, off)
 }
 
+// describeStopped checks Describe on an interrupted image and reports
+// whether its journal needed recovery.
+func describeStopped(t *testing.T, img string, oldBlocks, newBlocks uint64) bool {
+	t.Helper()
+	fh, err := os.Open(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fh.Close()
+	st, _ := fh.Stat()
+	s, err := Describe(NewSection(fh, 0, st.Size()), st.Size())
+	if err != nil {
+		t.Fatalf("Describe: %v", err)
+	}
+	if s.Blocks != oldBlocks && s.Blocks != newBlocks || s.Journal != "internal" ||
+		s.JournalBlocks != 4096 || s.BlockSize != 1024 {
+		t.Fatalf("Describe of an interrupted growth: %+v", s)
+	}
+	if s.NeedsRecovery && (!s.InUse || s.HasUpper) {
+		t.Errorf("Describe of an image needing recovery: %+v", s)
+	}
+	return s.NeedsRecovery
+}
+
 // TestGrowInterrupted stops Grow after a number of its writes: the next
 // Open (which replays the journal) must find either the old or the new
 // file system, with the files intact and e2fsck clean. Every stop among
@@ -265,6 +289,7 @@ func TestGrowInterrupted(t *testing.T) {
 			oldBlocks := dumpe2fsHeader(t, base)["Block count"]
 			newBlocks := uint64(to << 10)
 			dir := t.TempDir()
+			sawRecovery := false
 			run := func(n int) (int, error) {
 				img := filepath.Join(dir, "img")
 				if out, err := exec.Command("cp", "--sparse=always", base, img).
@@ -283,6 +308,7 @@ func TestGrowInterrupted(t *testing.T) {
 				if gerr != nil && !errors.Is(gerr, errInjected) {
 					t.Fatalf("after %d writes: %v", n, gerr)
 				}
+				sawRecovery = sawRecovery || describeStopped(t, img, oldBlocks, newBlocks)
 				f := openImage(t, img, false)
 				checkFiles(t, f, sums)
 				if err := f.Close(); err != nil {
@@ -307,6 +333,9 @@ func TestGrowInterrupted(t *testing.T) {
 				if _, err := run(n); err == nil {
 					t.Fatalf("Grow succeeded with only %d of %d writes", n, total)
 				}
+			}
+			if !sawRecovery {
+				t.Errorf("no stop left a journal to replay")
 			}
 		})
 	}
