@@ -53,9 +53,15 @@ tmp=$(mktemp -d /tmp/husk-bench.XXXXXX)
 chmod 0755 "$tmp"
 cur_pid=      # the benchtool process of the run in progress
 cache_tmp=()  # half-built cache files
+completed=() # workloads measured so far, for the report
+reported=
 cleanup() {
 	local rc=$? p m
 	trap - EXIT INT TERM HUP ERR
+	# Interrupted: still report what was measured.
+	if [ -z "$reported" ] && [ ${#completed[@]} -gt 0 ]; then
+		report "interrupted: only the workloads that finished" || true
+	fi
 	if [ -n "$cur_pid" ] && kill -0 "$cur_pid" 2>/dev/null; then
 		kill -TERM "$cur_pid" 2>/dev/null || true # benchtool kills its group
 		wait "$cur_pid" 2>/dev/null || true
@@ -322,6 +328,117 @@ median_ms() {
 ratio() { awk -v x="$1" -v y="$2" 'BEGIN { if (x > 0 && y > 0) printf "%.2f", x / y }'; }
 mib() { awk -v k="$1" 'BEGIN { if (k > 0) printf "%.1f", k / 1024 }'; }
 
+# --- report -----------------------------------------------------------------
+ver() { "$@" 2>&1 | head -1 || true; }
+cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
+sif_info() {
+	local inodes
+	inodes=$(unsquashfs -s -o "${off[$1]}" "$1" 2>/dev/null |
+		awk '/^Number of inodes/ { print $4 }')
+	echo "$(basename "$1") ($(du -m --apparent-size "$1" | cut -f1) MB, $inodes inodes)"
+}
+declare -A what=(
+	[true]='mount, `true`, unmount'
+	[find]='`find / -xdev | wc -l`'
+	[python]='python3 imports json, email, http.client, sqlite3, asyncio'
+	[readusr]='read every file in /usr once (`find -print0`, `xargs -0 cat`)'
+	[readusr-2p]='the same, 2 readers in parallel (`xargs -P 2`)'
+	[bigread]='sequential read of a 1 GiB random file, page cache warm'
+	[bigread-cold]='the same, caches dropped before each run'
+	[untar]="untar $tree_entries entries into the overlay, then \`rm -rf\` them"
+	[write256]='write 256 MiB into the overlay, fsync (`dd conv=fsync`)'
+	[write1g]='write 1 GiB into the overlay, fsync'
+	[find-large]='`find / -xdev | wc -l` on the 10x image'
+	[python-large]='python3 imports on the 10x image'
+	[lookup100k]='`stat` of one name in a 100,000-entry directory'
+)
+# report [REMARK]: the Markdown result, for the completed workloads.
+report() {
+	local stamp outfile end_load
+	reported=1
+	end_load=$(cut -d' ' -f1-3 /proc/loadavg)
+	stamp=$(date -u +%Y-%m-%dT%H%MZ)
+	outfile=$HUSK_CACHE/bench-$stamp.md
+	report_md "${1:-}" | tee "$outfile"
+	note "written to $outfile"
+}
+report_md() {
+	echo "## husk benchmark, $(date -u '+%Y-%m-%d %H:%M UTC')"
+	echo
+	[ -n "$1" ] && echo "**$1**" && echo
+	echo "- machine: $cpu, $(nproc) CPUs, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' \
+		/proc/meminfo), kernel $(uname -r); load average $start_load at the start, \
+$end_load at the end"
+	echo "- husk: $(git -C "$repo" rev-parse --short HEAD)$(git -C "$repo" diff --quiet HEAD \
+		-- cmd fusefs ext3 squash sandbox 2>/dev/null || echo ' + uncommitted changes'), \
+$(go version | cut -d' ' -f3)"
+	echo "- helpers: $(ver squashfuse_ll --version); fuse2fs $(ver fuse2fs -V |
+		awk '{ print $2 }') ($(fuse2fs -V 2>&1 | sed -n 's/^FUSE library version: /libfuse /p'));\
+ $(fuse-overlayfs --version 2>&1 | grep -m1 "fuse-overlayfs: version" || true); $(ver mksquashfs -version)"
+	echo "- images: $(sif_info "$base_sif") (Debian bookworm minbase + python3)\
+$([ -f "$large_sif" ] && [ "$skip_big" != 1 ] && echo "; 10x: $(sif_info "$large_sif") (base\
+ + host /usr/share, /usr/include, /usr/local/go); big: $(sif_info "$big_sif") (base + /bigfile\
+ + /bigdir)")"
+	echo "- overlay: a fresh 2 GiB sparse ext3 image for every run; (a): $tmpl_a_how;\
+ (b), (c): $tmpl_how, owned by root"
+	echo "- $runs timed runs per cell, median in ms; each includes mount and unmount; one"\
+		"untimed run before them samples peak RSS (VmHWM, every 5 ms, summed over the husk"\
+		"processes or over the three helper daemons) and warms the page cache"
+	echo
+	echo "| # | workload | (a) husk ms | (b) helpers ms | (c) kernel ms | a/b | a/c |"\
+		"husk RSS MiB | helpers RSS MiB |"
+	echo "|---|---|---:|---:|---:|---:|---:|---:|---:|"
+	for w in "${completed[@]}"; do
+		IFS='|' read -r name grp _ _ _ <<<"$w"
+		cell() {
+			if [ -n "${why[$1]:-}" ]; then echo "n/a"
+			elif [ -n "${fail[$1,$name]:-}" ]; then echo "FAIL"
+			else echo "${med[$1,$name]:-}"; fi
+		}
+		echo "| $grp | $name: ${what[$name]} | $(cell a) | $(cell b) | $(cell c) |\
+ $(ratio "${med[a,$name]:-}" "${med[b,$name]:-}") | $(ratio "${med[a,$name]:-}" \
+"${med[c,$name]:-}") | $(mib "${rssk[a,$name]:-}") | $(mib "${rssk[b,$name]:-}") |"
+	done
+	echo
+	for s in a b c; do
+		[ -n "${why[$s]:-}" ] && echo "- ($s) ${desc[$s]} did not run: ${why[$s]}"
+	done
+	for k in "${!fail[@]}"; do
+		echo "- (${k%%,*}) ${k#*,} FAILED: ${fail[$k]}"
+	done
+	cat <<'NOTES'
+- (a) `husk exec -B CTMP:/tmp --overlay OV.img IMAGE.sif sh -c WORKLOAD` as user husktest
+  (uid 1500), started with that user's uid, gids, HOME and USER (what runuser does, without
+  PAM). In all three stacks /tmp is the same private directory CTMP (it holds the tarball).
+- (b) as husktest in `unshare -Ur --mount`: `squashfuse_ll -f -o allow_other,ro,offset=N`,
+  `fuse2fs -f -o allow_other,fakeroot`, `fuse-overlayfs -f -o allow_other,lowerdir,upperdir,
+  workdir,noacl` mounted by the helpers themselves inside the namespace (no fusermount, as
+  Apptainer's user-namespace mode), rbinds of /proc /dev /sys, CTMP on /tmp, chroot;
+  unmount waits for every daemon to exit. The payload runs as the namespace's root (the
+  user), where husk's runs as the user's uid. Debian's fuse2fs 1.47.0 writes ext3 without
+  its journal.
+- (c) as root in `unshare -m`: loop squashfs (offset=N), loop ext3, kernel overlayfs, the same
+  binds, chroot, `umount`.
+- Caches: the host page cache is warm (the SIF file is cached) except for bigread-cold, where
+  `echo 3 > /proc/sys/vm/drop_caches` runs before every run of every stack. `sync` runs
+  before every run, outside the timing. Stacks are interleaved run by run.
+NOTES
+	echo
+	echo "<details><summary>raw times (ms)</summary>"
+	echo
+	for w in "${completed[@]}"; do
+		IFS='|' read -r name _ _ _ _ <<<"$w"
+		for s in a b c; do
+			[ -n "${raw[$s,$name]:-}" ] || continue
+			# shellcheck disable=SC2086
+			echo "- $name ($s):$(printf ' %.0f' $(printf '%s\n' ${raw[$s,$name]} |
+				awk '{ print $1 / 1e6 }'))"
+		done
+	done
+	echo
+	echo "</details>"
+}
+
 start_load=$(cut -d' ' -f1-3 /proc/loadavg)
 declare -A med rssk raw fail
 n=0
@@ -364,108 +481,7 @@ for w in "${selected[@]}"; do
 		fi
 	done
 	note "  median ms: a=${med[a,$name]:--} b=${med[b,$name]:--} c=${med[c,$name]:--}"
+	completed+=("$w")
 done
-end_load=$(cut -d' ' -f1-3 /proc/loadavg)
 
-# --- report -----------------------------------------------------------------
-ver() { "$@" 2>&1 | head -1 || true; }
-cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
-sif_info() {
-	local inodes
-	inodes=$(unsquashfs -s -o "${off[$1]}" "$1" 2>/dev/null |
-		awk '/^Number of inodes/ { print $4 }')
-	echo "$(basename "$1") ($(du -m --apparent-size "$1" | cut -f1) MB, $inodes inodes)"
-}
-declare -A what=(
-	[true]='mount, `true`, unmount'
-	[find]='`find / -xdev | wc -l`'
-	[python]='python3 imports json, email, http.client, sqlite3, asyncio'
-	[readusr]='read every file in /usr once (`find -print0`, `xargs -0 cat`)'
-	[readusr-2p]='the same, 2 readers in parallel (`xargs -P 2`)'
-	[bigread]='sequential read of a 1 GiB random file, page cache warm'
-	[bigread-cold]='the same, caches dropped before each run'
-	[untar]="untar $tree_entries entries into the overlay, then \`rm -rf\` them"
-	[write256]='write 256 MiB into the overlay, fsync (`dd conv=fsync`)'
-	[write1g]='write 1 GiB into the overlay, fsync'
-	[find-large]='`find / -xdev | wc -l` on the 10x image'
-	[python-large]='python3 imports on the 10x image'
-	[lookup100k]='`stat` of one name in a 100,000-entry directory'
-)
-stamp=$(date -u +%Y-%m-%dT%H%MZ)
-outfile=$HUSK_CACHE/bench-$stamp.md
-{
-	echo "## husk benchmark, $(date -u '+%Y-%m-%d %H:%M UTC')"
-	echo
-	echo "- machine: $cpu, $(nproc) CPUs, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' \
-		/proc/meminfo), kernel $(uname -r); load average $start_load at the start, \
-$end_load at the end"
-	echo "- husk: $(git -C "$repo" rev-parse --short HEAD)$(git -C "$repo" diff --quiet HEAD \
-		-- cmd fusefs ext3 squash sandbox 2>/dev/null || echo ' + uncommitted changes'), \
-$(go version | cut -d' ' -f3)"
-	echo "- helpers: $(ver squashfuse_ll --version); fuse2fs $(ver fuse2fs -V |
-		awk '{ print $2 }') ($(fuse2fs -V 2>&1 | sed -n 's/^FUSE library version: /libfuse /p'));\
- $(fuse-overlayfs --version 2>&1 | grep -m1 version || true); $(ver mksquashfs -version)"
-	echo "- images: $(sif_info "$base_sif") (Debian bookworm minbase + python3)\
-$([ -f "$large_sif" ] && [ "$skip_big" != 1 ] && echo "; 10x: $(sif_info "$large_sif") (base\
- + host /usr/share, /usr/include, /usr/local/go); big: $(sif_info "$big_sif") (base + /bigfile\
- + /bigdir)")"
-	echo "- overlay: a fresh 2 GiB sparse ext3 image for every run; (a): $tmpl_a_how;\
- (b), (c): $tmpl_how, owned by root"
-	echo "- $runs timed runs per cell, median in ms; each includes mount and unmount; one"\
-		"untimed run before them samples peak RSS (VmHWM, every 5 ms, summed over the husk"\
-		"processes or over the three helper daemons) and warms the page cache"
-	echo
-	echo "| # | workload | (a) husk ms | (b) helpers ms | (c) kernel ms | a/b | a/c |"\
-		"husk RSS MiB | helpers RSS MiB |"
-	echo "|---|---|---:|---:|---:|---:|---:|---:|---:|"
-	for w in "${selected[@]}"; do
-		IFS='|' read -r name grp _ _ _ <<<"$w"
-		cell() {
-			if [ -n "${why[$1]:-}" ]; then echo "n/a"
-			elif [ -n "${fail[$1,$name]:-}" ]; then echo "FAIL"
-			else echo "${med[$1,$name]:-}"; fi
-		}
-		echo "| $grp | $name: ${what[$name]} | $(cell a) | $(cell b) | $(cell c) |\
- $(ratio "${med[a,$name]:-}" "${med[b,$name]:-}") | $(ratio "${med[a,$name]:-}" \
-"${med[c,$name]:-}") | $(mib "${rssk[a,$name]:-}") | $(mib "${rssk[b,$name]:-}") |"
-	done
-	echo
-	for s in a b c; do
-		[ -n "${why[$s]:-}" ] && echo "- ($s) ${desc[$s]} did not run: ${why[$s]}"
-	done
-	for k in "${!fail[@]}"; do
-		echo "- (${k%%,*}) ${k#*,} FAILED: ${fail[$k]}"
-	done
-	cat <<'NOTES'
-- (a) `husk exec -B CTMP:/tmp --overlay OV.img IMAGE.sif sh -c WORKLOAD` as user husktest
-  (uid 1500), started with that user's uid, gids, HOME and USER (what runuser does, without
-  PAM). In all three stacks /tmp is the same private directory CTMP (it holds the tarball).
-- (b) as husktest in `unshare -Ur --mount`: `squashfuse_ll -f -o allow_other,ro,offset=N`,
-  `fuse2fs -f -o allow_other,fakeroot`, `fuse-overlayfs -f -o allow_other,lowerdir,upperdir,
-  workdir,noacl` mounted by the helpers themselves inside the namespace (no fusermount, as
-  Apptainer's user-namespace mode), rbinds of /proc /dev /sys, CTMP on /tmp, chroot;
-  unmount waits for every daemon to exit. The payload runs as the namespace's root (the
-  user), where husk's runs as the user's uid. Debian's fuse2fs 1.47.0 writes ext3 without
-  its journal.
-- (c) as root in `unshare -m`: loop squashfs (offset=N), loop ext3, kernel overlayfs, the same
-  binds, chroot, `umount`.
-- Caches: the host page cache is warm (the SIF file is cached) except for bigread-cold, where
-  `echo 3 > /proc/sys/vm/drop_caches` runs before every run of every stack. `sync` runs
-  before every run, outside the timing. Stacks are interleaved run by run.
-NOTES
-	echo
-	echo "<details><summary>raw times (ms)</summary>"
-	echo
-	for w in "${selected[@]}"; do
-		IFS='|' read -r name _ _ _ _ <<<"$w"
-		for s in a b c; do
-			[ -n "${raw[$s,$name]:-}" ] || continue
-			# shellcheck disable=SC2086
-			echo "- $name ($s):$(printf ' %.0f' $(printf '%s\n' ${raw[$s,$name]} |
-				awk '{ print $1 / 1e6 }'))"
-		done
-	done
-	echo
-	echo "</details>"
-} | tee "$outfile"
-note "written to $outfile"
+report
