@@ -400,3 +400,61 @@ func TestGrowKernel(t *testing.T) {
 	}
 	fsck(t, img)
 }
+
+// TestGrowMatchesResize2fs grows copies of one image with Grow and with
+// resize2fs: dumpe2fs must print the same for both, every group's layout
+// and counts included, except times, mount count and journal sequence.
+func TestGrowMatchesResize2fs(t *testing.T) {
+	needTools(t, "resize2fs", "dumpe2fs")
+	for _, c := range []struct {
+		maker    string
+		from, to int64
+		args     []string
+	}{
+		{"mkfs", 64, 100, nil}, {"mkfs", 64, 8000, nil}, {"mkfs", 600, 3072, nil},
+		{"mkfs", 70, 90, []string{"-b", "2048"}}, {"husk", 64, 1024, nil},
+	} {
+		t.Run(fmt.Sprintf("%s-%d-%d", c.maker, c.from, c.to), func(t *testing.T) {
+			img, _ := growImage(t, c.maker, c.from, c.args...)
+			ref := filepath.Join(t.TempDir(), "ref.img")
+			if out, err := exec.Command("cp", "--sparse=always", img, ref).
+				CombinedOutput(); err != nil {
+				t.Fatalf("cp: %v %s", err, out)
+			}
+			if err := os.Truncate(ref, c.to<<20); err != nil {
+				t.Fatal(err)
+			}
+			if out, err := exec.Command("resize2fs", "-f", ref).CombinedOutput(); err != nil {
+				t.Fatalf("resize2fs: %v\n%s", err, out)
+			}
+			if _, err := growFile(t, img, c.to); err != nil {
+				t.Fatal(err)
+			}
+			dump := func(p string) []string {
+				out, err := exec.Command("dumpe2fs", p).CombinedOutput()
+				if err != nil {
+					t.Fatalf("dumpe2fs %s: %v\n%s", p, err, out)
+				}
+				var keep []string
+				for _, l := range strings.Split(string(out), "\n") {
+					if !strings.Contains(l, "time:") && !strings.HasPrefix(l, "Mount count") &&
+						!strings.HasPrefix(l, "Journal sequence") &&
+						!strings.HasPrefix(l, "Lifetime writes") {
+						keep = append(keep, l)
+					}
+				}
+				return keep
+			}
+			got, want := dump(img), dump(ref)
+			if len(got) != len(want) {
+				t.Fatalf("dumpe2fs prints %d lines after Grow, %d after resize2fs",
+					len(got), len(want))
+			}
+			for i := range got {
+				if got[i] != want[i] {
+					t.Fatalf("dumpe2fs line %d: Grow %q, resize2fs %q", i, got[i], want[i])
+				}
+			}
+		})
+	}
+}
