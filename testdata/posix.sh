@@ -116,7 +116,8 @@ make_upper() { # KIND DIR: prints the --overlay argument
 # fsx_script FSXBIN: the fsx runs, as one sh -c script: a new file in
 # the upper, then a lower file copied up on open (-k keeps its contents,
 # which fsx reads as its reference, so the copy-up itself is checked
-# first: an empty append copies it up, and its md5 must not change); the
+# first: an empty append copies it up, and its md5 must not change; not
+# with ":", a special builtin, whose failed redirection would end sh); the
 # md5sums at the end let a second container check that the data persisted.
 fsx_script() { # FSXBIN
 	local f=$1
@@ -125,7 +126,7 @@ mkdir -p /fsx
 $f -N $fsx_ops -C -I -S 1 -p 20000 -P /res /fsx/new.dat >/res/fsx-new.log 2>&1
 echo "fsx-new rc=\$?" >>/res/fsx.rc
 md5sum </usr/bin/python3.11 >/res/md5.lower
-: >>/usr/bin/python3.11
+cat /dev/null >>/usr/bin/python3.11
 md5sum </usr/bin/python3.11 >/res/md5.copied
 $f -k -N $fsx_ops -C -I -S 2 -p 20000 -P /res /usr/bin/python3.11 >/res/fsx-copyup.log 2>&1
 echo "fsx-copyup rc=\$?" >>/res/fsx.rc
