@@ -339,7 +339,7 @@ sif_info() {
 }
 declare -A what=(
 	[true]='mount, `true`, unmount'
-	[find]='`find / -xdev | wc -l`'
+	[find]='`find / -xdev`, counted by `wc -l`'
 	[python]='python3 imports json, email, http.client, sqlite3, asyncio'
 	[readusr]='read every file in /usr once (`find -print0`, `xargs -0 cat`)'
 	[readusr-2p]='the same, 2 readers in parallel (`xargs -P 2`)'
@@ -348,7 +348,7 @@ declare -A what=(
 	[untar]="untar $tree_entries entries into the overlay, then \`rm -rf\` them"
 	[write256]='write 256 MiB into the overlay, fsync (`dd conv=fsync`)'
 	[write1g]='write 1 GiB into the overlay, fsync'
-	[find-large]='`find / -xdev | wc -l` on the 10x image'
+	[find-large]='`find / -xdev`, counted, on the 10x image'
 	[python-large]='python3 imports on the 10x image'
 	[lookup100k]='`stat` of one name in a 100,000-entry directory'
 )
