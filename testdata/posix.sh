@@ -229,6 +229,12 @@ run_kernel() {
 		"$dir/mnt" || fail "mount overlay"
 	host_run "$name" "$dir/mnt"
 	umount "$dir/mnt" "$l/ext3" "$l/lower"
+	# The loop device lets go of the image after umount returns; checked
+	# before that, e2fsck sees a journal still to recover and stale blocks.
+	for _ in $(seq 100); do
+		[ -z "$(losetup -j "$dir/o.img")" ] && break
+		sleep 0.1
+	done
 	e2fsck -fn "$dir/o.img" >"$dir/e2fsck.log" 2>&1
 	echo "e2fsck rc=$?" >>"$dir/e2fsck.log"
 }
