@@ -45,9 +45,13 @@ func prepareAction(g *globals, command string, f *ActionFlags, img, instance str
 	if f.Containall {
 		f.Contain, f.Pid, f.Ipc, f.Cleanenv = true, true, true, true
 	}
+	overlays, err := image.ParseOverlayArgs(f.Overlay)
+	if err != nil {
+		return nil, nil, err
+	}
 	req := image.Request{
 		Image:         img,
-		Overlays:      image.ParseOverlays(f.Overlay),
+		Overlays:      overlays,
 		Writable:      f.Writable,
 		WritableTmpfs: f.WritableTmpfs,
 	}

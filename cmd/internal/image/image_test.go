@@ -251,9 +251,11 @@ func TestPlanStacking(t *testing.T) {
 	a, b := mkExt3(t), mkExt3(t)
 	dir := t.TempDir()
 
+	// A squashfs --overlay without :ro is read-only by nature: no warning.
+	var warnings bytes.Buffer
 	p, err := NewPlan(Request{Image: s, Overlays: ParseOverlays([]string{
 		a, b + ":ro", dir + ":ro", sq}),
-	}, quiet)
+	}, slog.New(slog.NewTextHandler(&warnings, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -278,6 +280,9 @@ func TestPlanStacking(t *testing.T) {
 	}
 	if len(p.Files) != 4 {
 		t.Errorf("%d files, want 4 (sif, a, b, squashfs)", len(p.Files))
+	}
+	if warnings.Len() != 0 {
+		t.Errorf("warnings: %s", warnings.String())
 	}
 }
 
@@ -333,14 +338,33 @@ func TestWritableSIF(t *testing.T) {
 }
 
 func TestParseOverlays(t *testing.T) {
-	got := ParseOverlays([]string{"a.img", "b.img:ro", "c:rw", "d:ro:x", ""})
-	want := []OverlayArg{{"a.img", false}, {"b.img", true}, {"c", false}, {"d", false}}
+	got, err := ParseOverlayArgs([]string{"a.img", "b.img:ro", "c:rw", "/d/e.sif:ro"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []OverlayArg{{"a.img", false}, {"b.img", true}, {"c", false},
+		{"/d/e.sif", true}}
 	if len(got) != len(want) {
 		t.Fatalf("got %v, want %v", got, want)
 	}
 	for i := range want {
 		if got[i] != want[i] {
 			t.Errorf("%d: got %v, want %v", i, got[i], want[i])
+		}
+	}
+	bad := []struct{ value, want string }{
+		{"a.img:RO", `--overlay a.img:RO: unknown option "RO" (want ro or rw)`},
+		{"a.img:r0", `unknown option "r0"`},
+		{"a.img:bogus", `unknown option "bogus"`},
+		{"a.img:", `unknown option ""`},
+		{"d:ro:x", `unknown option "ro:x"`},
+		{"", `--overlay "": want an image path`},
+		{":ro", `want an image path`},
+	}
+	for _, b := range bad {
+		_, err := ParseOverlayArgs([]string{"ok.img", b.value})
+		if err == nil || !strings.Contains(err.Error(), b.want) {
+			t.Errorf("%q: got error %v, want %q", b.value, err, b.want)
 		}
 	}
 }

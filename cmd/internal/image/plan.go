@@ -67,17 +67,40 @@ type OverlayArg struct {
 	ReadOnly bool
 }
 
-// ParseOverlays parses --overlay values (already split at commas): each is
-// split at its first ':', and only a remainder of exactly "ro" makes it
-// read-only (COMPAT §3.2). Paths containing ':' therefore cannot be used.
+// ParseOverlayArgs parses --overlay values (already split at commas): each
+// is split at its first ':' and the remainder must be "ro" or "rw" (COMPAT
+// §3.2). Apptainer opens the image writable for any other suffix, so a
+// typo such as ":RO" would write to an image meant to stay untouched;
+// husk refuses it, and an empty value. Paths containing ':' cannot be
+// used.
+func ParseOverlayArgs(values []string) ([]OverlayArg, error) {
+	var out []OverlayArg
+	for _, v := range values {
+		path, rest, hasOpt := strings.Cut(v, ":")
+		if path == "" {
+			return nil, fmt.Errorf("--overlay %q: want an image path[:ro|rw]", v)
+		}
+		arg := OverlayArg{Path: path}
+		switch {
+		case !hasOpt || rest == "rw":
+		case rest == "ro":
+			arg.ReadOnly = true
+		default:
+			return nil, fmt.Errorf("--overlay %s: unknown option %q (want ro or rw)", v, rest)
+		}
+		out = append(out, arg)
+	}
+	return out, nil
+}
+
+// ParseOverlays is ParseOverlayArgs for values known to be valid, as in
+// tests: invalid ones are left out.
 func ParseOverlays(values []string) []OverlayArg {
 	var out []OverlayArg
 	for _, v := range values {
-		if v == "" {
-			continue
+		if a, err := ParseOverlayArgs([]string{v}); err == nil {
+			out = append(out, a...)
 		}
-		path, rest, _ := strings.Cut(v, ":")
-		out = append(out, OverlayArg{Path: path, ReadOnly: rest == "ro"})
 	}
 	return out
 }
@@ -261,7 +284,11 @@ func (p *Plan) overlayLayers(ov OverlayArg, log *slog.Logger) ([]Layer, error) {
 			img.Path))
 		writable = false
 	}
-	if writable && (!img.Writable || img.Kind == KindSquashfs) {
+	switch {
+	case img.Kind == KindSquashfs:
+		// Always a read-only layer: nothing to warn about.
+		writable = false
+	case writable && !img.Writable:
 		notWritable()
 	}
 

@@ -42,11 +42,17 @@ func Create(dst string, opts Options) error {
 		return err
 	}
 
-	// An existing file the user may write is a SIF to add to or an error;
-	// one the user cannot write counts as absent, as in Apptainer.
+	// An existing file the user may write is a SIF to add to or an error.
+	// Apptainer counts one the user cannot write as absent and renames a
+	// fresh overlay over it; husk refuses, since that destroys a file the
+	// user protected (a read-only SIF or overlay full of data).
 	var target *os.File
 	var info *image.SIFInfo
-	if unix.Access(dst, unix.W_OK) == nil {
+	if _, err := os.Lstat(dst); err == nil {
+		if unix.Access(dst, unix.W_OK) != nil {
+			return fmt.Errorf("%s exists and is not writable by you: "+
+				"husk overlay create will not replace it", dst)
+		}
 		target, info, err = openExisting(dst)
 		if err != nil {
 			return err
