@@ -236,6 +236,7 @@ Examples:
 type BuildCmd struct {
 	Out    string `arg:"" name:"OUT.sif" help:"SIF to write."`
 	Rootfs string `arg:"" name:"ROOTFS_DIR" help:"Root filesystem directory."`
+	Force  bool   `short:"F" help:"Overwrite OUT.sif if it exists."`
 }
 
 // Help implements kong.HelpProvider.

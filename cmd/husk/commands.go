@@ -25,7 +25,7 @@ func (c *OverlayCreateCmd) Run(g *globals) error {
 // Run implements `husk build`.
 func (c *BuildCmd) Run(g *globals) error {
 	var out bytes.Buffer
-	if err := build.Build(c.Out, c.Rootfs, &out); err != nil {
+	if err := build.Build(c.Out, c.Rootfs, c.Force, &out); err != nil {
 		return err
 	}
 	if g.Debug && out.Len() > 0 {

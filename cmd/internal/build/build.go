@@ -21,6 +21,7 @@ import (
 	"runtime"
 
 	"github.com/sylabs/sif/v2/pkg/sif"
+	"golang.org/x/sys/unix"
 )
 
 // LaunchScript is the first line of every SIF Apptainer builds.
@@ -29,9 +30,15 @@ const LaunchScript = "#!/usr/bin/env run-singularity\n"
 // MissingMksquashfs is the error text when mksquashfs cannot be found.
 const MissingMksquashfs = "husk build needs mksquashfs (Debian: apt-get install squashfs-tools)"
 
-// Build makes the SIF out from the directory rootfs. stderr receives
-// mksquashfs's complaints.
-func Build(out, rootfs string, stderr *bytes.Buffer) error {
+// Build makes the SIF out from the directory rootfs. An existing out is
+// replaced only with force: Apptainer's build asks first and, without a
+// terminal, refuses. stderr receives mksquashfs's complaints.
+func Build(out, rootfs string, force bool, stderr *bytes.Buffer) error {
+	if !force {
+		if err := refuseExisting(out); err != nil {
+			return err
+		}
+	}
 	// mksquashfs would pack a symbolic link given as source as the link
 	// itself.
 	if real, err := filepath.EvalSymlinks(rootfs); err == nil {
@@ -69,12 +76,20 @@ func Build(out, rootfs string, stderr *bytes.Buffer) error {
 	if err := cmd.Run(); err != nil {
 		return fmt.Errorf("mksquashfs %s: %w: %s", rootfs, err, bytes.TrimSpace(stderr.Bytes()))
 	}
-	return writeSIF(out, sqfs.Name(), elfArch(rootfs))
+	return writeSIF(out, sqfs.Name(), elfArch(rootfs), force)
+}
+
+// refuseExisting fails when out exists (a dangling symbolic link too).
+func refuseExisting(out string) error {
+	if _, err := os.Lstat(out); err == nil {
+		return fmt.Errorf("%s already exists; use --force to overwrite", out)
+	}
+	return nil
 }
 
 // writeSIF writes the SIF to a temporary name next to out and renames it
 // into place, so out is never a half-written image.
-func writeSIF(out, sqfsPath, arch string) error {
+func writeSIF(out, sqfsPath, arch string, force bool) error {
 	sq, err := os.Open(sqfsPath)
 	if err != nil {
 		return err
@@ -102,8 +117,33 @@ func writeSIF(out, sqfsPath, arch string) error {
 		os.Remove(tmp)
 		return err
 	}
-	if err := os.Rename(tmp, out); err != nil {
+	if err := moveIntoPlace(tmp, out, force); err != nil {
 		os.Remove(tmp)
+		return err
+	}
+	return nil
+}
+
+// moveIntoPlace renames tmp to out; without force it will not replace an
+// out that appeared while mksquashfs ran (RENAME_NOREPLACE, or a check
+// where the file system lacks it).
+func moveIntoPlace(tmp, out string, force bool) error {
+	if !force {
+		err := unix.Renameat2(unix.AT_FDCWD, tmp, unix.AT_FDCWD, out, unix.RENAME_NOREPLACE)
+		if errors.Is(err, unix.EEXIST) {
+			return fmt.Errorf("%s already exists; use --force to overwrite", out)
+		}
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOSYS) {
+			return fmt.Errorf("moving %s into place: %w", out, err)
+		}
+		if err := refuseExisting(out); err != nil {
+			return err
+		}
+	}
+	if err := os.Rename(tmp, out); err != nil {
 		return fmt.Errorf("moving %s into place: %w", out, err)
 	}
 	return nil

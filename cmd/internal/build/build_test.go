@@ -24,7 +24,7 @@ func TestBuildMatchesApptainerLayout(t *testing.T) {
 
 	out := filepath.Join(dir, "x.sif")
 	var log bytes.Buffer
-	if err := Build(out, filepath.Join(dir, "link"), &log); err != nil {
+	if err := Build(out, filepath.Join(dir, "link"), false, &log); err != nil {
 		t.Fatal(err)
 	}
 	st, err := os.Stat(out)
@@ -60,7 +60,7 @@ func TestBuildMatchesApptainerLayout(t *testing.T) {
 
 func TestBuildErrors(t *testing.T) {
 	var log bytes.Buffer
-	err := Build(filepath.Join(t.TempDir(), "x.sif"), "/nonexistent", &log)
+	err := Build(filepath.Join(t.TempDir(), "x.sif"), "/nonexistent", false, &log)
 	if err == nil || !strings.Contains(err.Error(), "/nonexistent") {
 		t.Fatalf("error %v", err)
 	}
@@ -68,8 +68,41 @@ func TestBuildErrors(t *testing.T) {
 	saved := sbinDirs
 	sbinDirs = nil
 	defer func() { sbinDirs = saved }()
-	err = Build(filepath.Join(t.TempDir(), "x.sif"), t.TempDir(), &log)
+	err = Build(filepath.Join(t.TempDir(), "x.sif"), t.TempDir(), false, &log)
 	if err == nil || err.Error() != MissingMksquashfs {
 		t.Fatalf("error %v, want %q", err, MissingMksquashfs)
+	}
+}
+
+func TestBuildRefusesExisting(t *testing.T) {
+	dir := t.TempDir()
+	root := filepath.Join(dir, "rootfs")
+	os.MkdirAll(filepath.Join(root, "etc"), 0o755)
+	out := filepath.Join(dir, "x.sif")
+	precious := []byte("precious data\n")
+	os.WriteFile(out, precious, 0o644)
+	var log bytes.Buffer
+	err := Build(out, root, false, &log)
+	want := out + " already exists; use --force to overwrite"
+	if err == nil || err.Error() != want {
+		t.Fatalf("error %v, want %q", err, want)
+	}
+	if b, _ := os.ReadFile(out); !bytes.Equal(b, precious) {
+		t.Fatalf("%s was changed", out)
+	}
+	// A file that appears while mksquashfs runs is not replaced either.
+	tmp := filepath.Join(dir, "tmp")
+	os.WriteFile(tmp, []byte("new"), 0o644)
+	if err := moveIntoPlace(tmp, out, false); err == nil || err.Error() != want {
+		t.Fatalf("moveIntoPlace: %v, want %q", err, want)
+	}
+	if b, _ := os.ReadFile(out); !bytes.Equal(b, precious) {
+		t.Fatalf("%s was changed by moveIntoPlace", out)
+	}
+	if err := Build(out, root, true, &log); err != nil {
+		t.Fatalf("with force: %v", err)
+	}
+	if _, err := sif.LoadContainerFromPath(out, sif.OptLoadWithFlag(os.O_RDONLY)); err != nil {
+		t.Fatalf("forced build is not a SIF: %v", err)
 	}
 }
