@@ -264,7 +264,7 @@ func (u *Union) copyTree(n, parent *node, name string) error {
 		}
 		child := n.liveChild(e.name)
 		if child == nil {
-			child = &node{u: u, ino: u.inoOf(refs[0], a), refs: refs}
+			child = &node{u: u, ino: u.inoOf(refs, a), refs: refs}
 		}
 		if a.Mode&syscall.S_IFMT == syscall.S_IFDIR {
 			err = u.copyTree(child, n, e.name)

@@ -104,7 +104,7 @@ func (n *node) Tmpfile(ctx context.Context, flags, mode uint32,
 		return nil, nil, 0, u.toErrno("tmpfile", err)
 	}
 	u.newUpperInode(a.Ino)
-	ino := u.inoOf(layerRef{0, up}, a)
+	ino := u.inoOf([]layerRef{{0, up}}, a)
 	child := &node{u: u, ino: ino, refs: []layerRef{{0, up}}, tmp: name}
 	a.Nlink--
 	u.fillAttr(ino, a, &out.Attr)

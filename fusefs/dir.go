@@ -56,10 +56,29 @@ func (u *Union) resolve(dir *node, name string, from int) ([]layerRef, Attr, err
 	return refs, top, nil
 }
 
-// inoOf is the stable inode number of an inode whose top is ref.
+// inoOf is the stable inode number of an inode whose layer inodes are
+// refs (top first) and whose top has attributes a.
+//
+// A skeleton ([MemLayer]) directory that merges with a directory below it
+// does not give the number: [Union.Mountpoint] adds such directories
+// while the union is mounted, and the number (hence the FUSE node id) of
+// a directory the kernel has cached must not change, or the kernel drops
+// the dentry and every mount under it.
 //
 // Preconditions: u.mu held.
-func (u *Union) inoOf(ref layerRef, a Attr) uint64 {
+func (u *Union) inoOf(refs []layerRef, a Attr) uint64 {
+	ref := refs[0]
+	if _, ok := u.layers[ref.l].(*MemLayer); ok {
+		for _, r := range refs[1:] {
+			if _, skel := u.layers[r.l].(*MemLayer); skel {
+				continue
+			}
+			if ra, err := u.layers[r.l].Getattr(r.n); err == nil {
+				return stableIno(r.l, ra.Ino)
+			}
+			break
+		}
+	}
 	if ref.l == 0 {
 		if ino, ok := u.copied[a.Ino]; ok {
 			return ino
@@ -84,7 +103,14 @@ func (u *Union) newUpperInode(ino uint64) {
 // Preconditions: u.mu held.
 func (u *Union) newChild(ctx context.Context, parent *node, refs []layerRef, a Attr,
 	out *fuse.EntryOut) *fs.Inode {
-	ino := u.inoOf(refs[0], a)
+	return u.newChildIno(ctx, parent, u.inoOf(refs, a), refs, a, out)
+}
+
+// newChildIno is newChild with the inode number given.
+//
+// Preconditions: u.mu held.
+func (u *Union) newChildIno(ctx context.Context, parent *node, ino uint64, refs []layerRef,
+	a Attr, out *fuse.EntryOut) *fs.Inode {
 	n := &node{u: u, ino: ino, refs: refs}
 	u.fillAttr(ino, a, &out.Attr)
 	st := fs.StableAttr{Mode: a.Mode & syscall.S_IFMT, Ino: ino, Gen: u.gens[ino]}
@@ -110,7 +136,30 @@ func (n *node) Lookup(ctx context.Context, name string,
 	if err != nil {
 		return nil, u.toErrno("lookup", err)
 	}
-	return u.newChild(ctx, n, refs, a, out), 0
+	ino := u.inoOf(refs, a)
+	if live := n.liveChild(name); live != nil && sameDir(live.refs, refs, a) {
+		// Still the directory the kernel knows: keep its number (and so
+		// its node id), whatever layers now back it. A new number would
+		// make the kernel drop the dentry and every mount under it.
+		ino = live.ino
+	}
+	return u.newChildIno(ctx, n, ino, refs, a, out), 0
+}
+
+// sameDir reports whether refs, a directory with attributes a, shares a
+// layer directory with old, the refs of a live node.
+func sameDir(old, refs []layerRef, a Attr) bool {
+	if a.Mode&syscall.S_IFMT != syscall.S_IFDIR {
+		return false
+	}
+	for _, o := range old {
+		for _, r := range refs {
+			if o == r {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // lookupLinked looks name up and links it to the upper copy of its lower
@@ -124,7 +173,7 @@ func (n *node) lookupLinked(ctx context.Context, name string,
 	if err != nil {
 		return nil, u.toErrno("lookup", err)
 	}
-	ino := u.inoOf(refs[0], a)
+	ino := u.inoOf(refs, a)
 	child := &node{u: u, ino: ino, refs: refs}
 	if err := u.copyUpIn(child, n, name, -1); err != nil {
 		return nil, u.toErrno("lookup link copy-up", err)
@@ -181,6 +230,12 @@ func (u *Union) list(n *node) ([]mergedEntry, error) {
 			if r.l == 0 {
 				if c, ok := u.copied[e.Ino]; ok {
 					ino = c
+				}
+			}
+			if _, skel := layer.(*MemLayer); skel && e.Mode&syscall.S_IFMT == syscall.S_IFDIR {
+				// Numbered by the directory it covers, if any.
+				if refs, a, err := u.resolve(n, e.Name, 0); err == nil {
+					ino = u.inoOf(refs, a)
 				}
 			}
 			if live := n.GetChild(e.Name); live != nil {

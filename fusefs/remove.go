@@ -29,7 +29,7 @@ func (u *Union) childNode(dir *node, name string, refs []layerRef, a Attr) *node
 	if c := dir.liveChild(name); c != nil {
 		return c
 	}
-	return &node{u: u, ino: u.inoOf(refs[0], a), refs: refs}
+	return &node{u: u, ino: u.inoOf(refs, a), refs: refs}
 }
 
 // Unlink implements fs.NodeUnlinker.
