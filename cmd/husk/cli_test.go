@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -178,10 +179,19 @@ F=$APPTAINER_IMAGE
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("got %v\nwant %v", got, want)
 	}
-	for _, bad := range []string{"A=$(id)\n", "A=`id`\n", "rm -rf x\n", "A='open\n"} {
-		os.WriteFile(f, []byte(bad), 0o644)
-		if _, err := parseEnvFile(f, nil, ""); err == nil {
-			t.Errorf("%q accepted", bad)
+	bad := []struct {
+		body string
+		line int
+	}{
+		{"A=$(id)\n", 1}, {"A=`id`\n", 1}, {"rm -rf x\n", 1}, {"A='open\n", 1},
+		{"A=1\nrm x\nB=2\n", 2}, {"A=1\nB=2\n\nrm x", 4}, {"A=\"a\nb\"\nrm\n", 3},
+	}
+	for _, b := range bad {
+		os.WriteFile(f, []byte(b.body), 0o644)
+		_, err := parseEnvFile(f, nil, "")
+		if want := fmt.Sprintf(": line %d: ", b.line); err == nil ||
+			!strings.Contains(err.Error(), want) {
+			t.Errorf("%q: error %v, want %q", b.body, err, want)
 		}
 	}
 }

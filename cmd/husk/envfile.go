@@ -49,6 +49,9 @@ func (p *envParser) parse() ([]envVar, error) {
 	var out []envVar
 	index := map[string]int{}
 	for {
+		// lineWords consumes the newline: an error about the words is
+		// reported at the line they started on.
+		start := p.line
 		words, err := p.lineWords()
 		if err != nil {
 			return nil, err
@@ -62,6 +65,7 @@ func (p *envParser) parse() ([]envVar, error) {
 		for _, w := range words {
 			k, v, ok := strings.Cut(w, "=")
 			if !ok || !validName(k) {
+				p.line = start
 				return nil, fmt.Errorf("%q is not an assignment (commands are not run)", w)
 			}
 			p.vars[k] = v
