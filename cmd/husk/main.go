@@ -9,14 +9,13 @@ import (
 	"github.com/willabides/kongplete"
 
 	"github.com/husk-project/husk/cmd/internal/logfmt"
-	"github.com/husk-project/husk/cmd/internal/union"
 	"github.com/husk-project/husk/sandbox"
 )
 
 func main() {
 	// The sandbox re-executes this binary for its inner stages; Main runs
 	// those and never returns in them.
-	sandbox.Main(union.Mounter{})
+	sandbox.Main(namingMounter{})
 	applyEnvAliases()
 	exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }

@@ -18,24 +18,53 @@ import (
 const LevelFatal = slog.LevelError + 4
 
 // logHandler prints records as Apptainer does: the level name and a colon
-// padded to 8 columns, a space, the message, then any attributes as
-// key=value (COMPAT §7.7). It is the only place that decides how husk's
-// own messages look.
+// padded to 8 columns, a space, the message, then attributes as key=value
+// (COMPAT §7.7). Without debug only attributes a user can act on are
+// shown (an error, a file), and a warning already printed is not printed
+// again: a corrupt block read a thousand times is one line. It is the
+// only place that decides how husk's own messages look.
 type logHandler struct {
 	mu    *sync.Mutex
 	w     io.Writer
 	level slog.Level
+	debug bool
 	attrs []slog.Attr
+	seen  map[string]bool // warnings printed, without debug
+}
+
+// userKeys are the attributes shown without debug.
+var userKeys = map[string]bool{"err": true, "path": true, "file": true, "image": true,
+	"layer": true, "xattr": true}
+
+// maxDistinct bounds the warnings remembered for deduplication; past it
+// further warnings are dropped, with one line saying so.
+const maxDistinct = 100
+
+// images names the image files of this process's container, added to
+// warnings that carry an error (see SetImages).
+var images struct {
+	sync.Mutex
+	names string
+}
+
+// SetImages records the image files (and partitions) the union of this
+// process is built from, so warnings about errors read from them name
+// them: the layers themselves do not know their file names.
+func SetImages(names string) {
+	images.Lock()
+	images.names = names
+	images.Unlock()
 }
 
 // New returns a logger writing to w: warnings and worse, and with debug
-// also debug and info messages.
+// also debug and info messages and every attribute.
 func New(w io.Writer, debug bool) *slog.Logger {
 	level := slog.LevelWarn
 	if debug {
 		level = slog.LevelDebug
 	}
-	return slog.New(&logHandler{mu: &sync.Mutex{}, w: w, level: level})
+	return slog.New(&logHandler{mu: &sync.Mutex{}, w: w, level: level, debug: debug,
+		seen: map[string]bool{}})
 }
 
 // Enabled implements slog.Handler.
@@ -45,18 +74,44 @@ func (h *logHandler) Enabled(_ context.Context, l slog.Level) bool { return l >=
 func (h *logHandler) Handle(_ context.Context, r slog.Record) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%-8s %s", levelName(r.Level)+":", r.Message)
+	hasErr, hasImage := false, false
 	add := func(a slog.Attr) bool {
-		fmt.Fprintf(&b, " %s=%v", a.Key, a.Value)
+		hasErr = hasErr || a.Key == "err"
+		hasImage = hasImage || a.Key == "image"
+		if h.debug || userKeys[a.Key] {
+			fmt.Fprintf(&b, " %s=%v", a.Key, a.Value)
+		}
 		return true
 	}
 	for _, a := range h.attrs {
 		add(a)
 	}
 	r.Attrs(add)
+	if hasErr && !hasImage {
+		images.Lock()
+		if images.names != "" {
+			fmt.Fprintf(&b, " image=%s", images.names)
+		}
+		images.Unlock()
+	}
 	b.WriteByte('\n')
+	line := b.String()
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	_, err := io.WriteString(h.w, b.String())
+	if !h.debug && r.Level < slog.LevelError {
+		switch {
+		case h.seen[line]:
+			return nil
+		case len(h.seen) == maxDistinct:
+			h.seen[""] = true
+			line = fmt.Sprintf("%-8s %s\n", "WARNING:", "further warnings suppressed "+
+				"(--debug shows them all)")
+		case len(h.seen) > maxDistinct:
+			return nil
+		}
+		h.seen[line] = true
+	}
+	_, err := io.WriteString(h.w, line)
 	return err
 }
 
