@@ -48,6 +48,20 @@ func (n *node) prepareCreate(ctx context.Context, name string) (uid, gid uint32,
 	return uid, gid, hadWhiteout, nil
 }
 
+// createFailed undoes prepareCreate after the creation of name failed:
+// the whiteout it removed goes back, so a deleted lower entry does not
+// reappear because a create failed (ENOSPC, a refused owner ...).
+//
+// Preconditions: u.mu held for writing.
+func (n *node) createFailed(name string, hadWhiteout bool) {
+	if hadWhiteout {
+		if err := n.u.makeWhiteout(n.top().n, name); err != nil && n.u.log != nil {
+			n.u.log.Warn("fusefs: whiteout lost after a failed create",
+				"name", name, "err", err)
+		}
+	}
+}
+
 // created finishes a creation: registers the new upper inode and returns
 // its go-fuse inode.
 //
@@ -63,17 +77,21 @@ func (n *node) Create(ctx context.Context, name string, flags, mode uint32,
 	u := n.u
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	uid, gid, _, err := n.prepareCreate(ctx, name)
+	uid, gid, wh, err := n.prepareCreate(ctx, name)
 	if err != nil {
 		return nil, nil, 0, u.toErrno("create", err)
 	}
 	up, a, err := u.upper.Create(n.top().n, name, mode&07777, uid, gid)
 	if err != nil {
+		n.createFailed(name, wh)
 		return nil, nil, 0, u.toErrno("create", err)
 	}
 	ch := n.created(ctx, up, a, out)
 	h, err := u.openLayer(ch.Operations().(*node), layerRef{0, up})
 	if err != nil {
+		// The kernel sees the create fail: the file must not stay.
+		u.upper.Unlink(n.top().n, name)
+		n.createFailed(name, wh)
 		return nil, nil, 0, u.toErrno("create open", err)
 	}
 	return ch, h, 0, 0
@@ -132,11 +150,13 @@ func (n *node) Mkdir(ctx context.Context, name string, mode uint32,
 	}
 	up, a, err := u.upper.Mkdir(n.top().n, name, mode&07777, uid, gid)
 	if err != nil {
+		n.createFailed(name, wh)
 		return nil, u.toErrno("mkdir", err)
 	}
 	if wh {
 		if err := u.markOpaque(up); err != nil {
 			u.upper.Rmdir(n.top().n, name)
+			n.createFailed(name, wh)
 			return nil, u.toErrno("mkdir opaque", err)
 		}
 	}
@@ -149,16 +169,18 @@ func (n *node) Mknod(ctx context.Context, name string, mode, dev uint32,
 	u := n.u
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	uid, gid, _, err := n.prepareCreate(ctx, name)
+	uid, gid, wh, err := n.prepareCreate(ctx, name)
 	if err != nil {
 		return nil, u.toErrno("mknod", err)
 	}
 	if mode&syscall.S_IFMT == syscall.S_IFCHR && dev == 0 {
 		// A 0/0 device would read back as a whiteout.
+		n.createFailed(name, wh)
 		return nil, syscall.EPERM
 	}
 	up, a, err := u.upper.Mknod(n.top().n, name, mode, dev, uid, gid)
 	if err != nil {
+		n.createFailed(name, wh)
 		return nil, u.toErrno("mknod", err)
 	}
 	return n.created(ctx, up, a, out), 0
@@ -170,12 +192,13 @@ func (n *node) Symlink(ctx context.Context, target, name string,
 	u := n.u
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	uid, gid, _, err := n.prepareCreate(ctx, name)
+	uid, gid, wh, err := n.prepareCreate(ctx, name)
 	if err != nil {
 		return nil, u.toErrno("symlink", err)
 	}
 	up, a, err := u.upper.Symlink(n.top().n, name, target, uid, gid)
 	if err != nil {
+		n.createFailed(name, wh)
 		return nil, u.toErrno("symlink", err)
 	}
 	return n.created(ctx, up, a, out), 0
@@ -192,14 +215,17 @@ func (n *node) Link(ctx context.Context, target fs.InodeEmbedder, name string,
 	}
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	if _, _, _, err := n.prepareCreate(ctx, name); err != nil {
+	_, _, wh, err := n.prepareCreate(ctx, name)
+	if err != nil {
 		return nil, u.toErrno("link", err)
 	}
 	if err := u.copyUp(t, -1); err != nil {
+		n.createFailed(name, wh)
 		return nil, u.toErrno("link copy-up", err)
 	}
 	a, err := u.upper.Link(t.top().n, n.top().n, name)
 	if err != nil {
+		n.createFailed(name, wh)
 		return nil, u.toErrno("link", err)
 	}
 	if t.tmp != "" {

@@ -48,6 +48,10 @@ type DirLayer struct {
 // maxDirFds bounds the directory descriptor cache.
 const maxDirFds = 4096
 
+// maxDepth bounds a walk up the remembered names: PATH_MAX allows no more
+// than 2048 directories, and this also stops a loop of names.
+const maxDepth = 4096
+
 // dirLink is one name of an inode: its parent directory and its name.
 type dirLink struct {
 	parent Node
@@ -129,48 +133,63 @@ func OpenOverlayDir(dir string, opts *DirOptions) (*DirLayer, Node, error) {
 	return d, work, nil
 }
 
-// relPath returns the path of n relative to the root directory.
-func (d *DirLayer) relPath(n Node) (string, error) {
-	var parts []string
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	for n != Node(d.rootIno) {
-		ls := d.where[n]
-		if len(ls) == 0 || len(parts) > 4096 {
-			return "", fmt.Errorf("fusefs: dir layer: inode %d has no name: %w", n, syscall.ENOENT)
-		}
-		parts = append(parts, ls[0].name)
-		n = ls[0].parent
-	}
-	if len(parts) == 0 {
-		return ".", nil
-	}
-	for i, j := 0, len(parts)-1; i < j; i, j = i+1, j-1 {
-		parts[i], parts[j] = parts[j], parts[i]
-	}
-	return strings.Join(parts, "/"), nil
-}
-
 // openRel opens path relative to the root, never leaving the tree.
 func (d *DirLayer) openRel(path string, flags int) (int, error) {
+	return d.openBeneath(int(d.root.Fd()), path, flags)
+}
+
+// openBeneath opens path relative to directory fd, never leaving it, not
+// following symlinks and not crossing mounts.
+func (d *DirLayer) openBeneath(fd int, path string, flags int) (int, error) {
 	how := unix.OpenHow{Flags: uint64(flags | unix.O_CLOEXEC | unix.O_NOFOLLOW),
 		Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_XDEV}
 	for {
-		fd, err := unix.Openat2(int(d.root.Fd()), path, &how)
+		nfd, err := unix.Openat2(fd, path, &how)
 		if err == unix.EINTR || err == unix.EAGAIN {
 			continue
 		}
 		if err != nil {
 			return -1, &os.PathError{Op: "openat2", Path: path, Err: err}
 		}
-		return fd, nil
+		return nfd, nil
 	}
+}
+
+// openNode opens n itself with flags. It goes through n's parent
+// directory descriptor, one name at a time: a whole path from the root
+// may be longer than the host accepts (PATH_MAX), although every name in
+// it is fine.
+func (d *DirLayer) openNode(n Node, flags int) (int, error) {
+	return d.openNodeAt(n, flags, 0)
+}
+
+// openNodeAt is openNode for a node depth directories below the one that
+// asked; the depth bounds the walk should the remembered names loop.
+func (d *DirLayer) openNodeAt(n Node, flags, depth int) (int, error) {
+	if n == Node(d.rootIno) {
+		return d.openRel(".", flags)
+	}
+	fd, name, err := d.parentOfAt(n, depth)
+	if err != nil {
+		return -1, err
+	}
+	defer unix.Close(fd)
+	return d.openBeneath(fd, name, flags)
 }
 
 // openDir opens directory dir as an O_PATH descriptor, which the caller
 // closes. Descriptors are cached per directory and handed out as dups: a
-// dup is much cheaper than walking the path again.
-func (d *DirLayer) openDir(dir Node) (int, error) {
+// dup is much cheaper than walking the path again, and opening a
+// directory opens (and caches) its parent first, so a deep walk costs one
+// openat2 per directory not seen before.
+func (d *DirLayer) openDir(dir Node) (int, error) { return d.openDirAt(dir, 0) }
+
+// openDirAt is openDir at a depth of the walk (see openNodeAt).
+func (d *DirLayer) openDirAt(dir Node, depth int) (int, error) {
+	if depth > maxDepth {
+		return -1, fmt.Errorf("fusefs: dir layer: inode %d: deeper than %d: %w",
+			dir, maxDepth, syscall.ELOOP)
+	}
 	d.mu.Lock()
 	if fd, ok := d.dirs[dir]; ok {
 		nfd, err := unix.Dup(fd)
@@ -181,18 +200,14 @@ func (d *DirLayer) openDir(dir Node) (int, error) {
 		return nfd, nil
 	}
 	d.mu.Unlock()
-	p, err := d.relPath(dir)
-	if err != nil {
-		return -1, err
-	}
-	fd, err := d.openRel(p, unix.O_PATH|unix.O_DIRECTORY)
+	fd, err := d.openNodeAt(dir, unix.O_PATH|unix.O_DIRECTORY, depth)
 	if err != nil {
 		return -1, err
 	}
 	nfd, err := unix.Dup(fd)
 	if err != nil {
 		unix.Close(fd)
-		return -1, &os.PathError{Op: "dup", Path: p, Err: err}
+		return -1, &os.PathError{Op: "dup", Path: fmt.Sprint("inode ", dir), Err: err}
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -230,7 +245,10 @@ func (d *DirLayer) dropDirsLocked() {
 
 // parentOf opens n's parent directory (O_PATH) and returns it with n's
 // name. For the root it returns the root itself and ".".
-func (d *DirLayer) parentOf(n Node) (int, string, error) {
+func (d *DirLayer) parentOf(n Node) (int, string, error) { return d.parentOfAt(n, 0) }
+
+// parentOfAt is parentOf at a depth of the walk (see openNodeAt).
+func (d *DirLayer) parentOfAt(n Node, depth int) (int, string, error) {
 	if n == Node(d.rootIno) {
 		fd, err := d.openRel(".", unix.O_PATH|unix.O_DIRECTORY)
 		return fd, ".", err
@@ -241,7 +259,7 @@ func (d *DirLayer) parentOf(n Node) (int, string, error) {
 	if len(ls) == 0 {
 		return -1, "", fmt.Errorf("fusefs: dir layer: inode %d has no name: %w", n, syscall.ENOENT)
 	}
-	fd, err := d.openDir(ls[0].parent)
+	fd, err := d.openDirAt(ls[0].parent, depth+1)
 	return fd, ls[0].name, err
 }
 
@@ -351,15 +369,12 @@ func (d *DirLayer) Getattr(n Node) (Attr, error) {
 
 // ReadDir implements Layer.
 func (d *DirLayer) ReadDir(dir Node) ([]Dirent, error) {
-	p, err := d.relPath(dir)
-	if err != nil {
-		return nil, err
-	}
-	fd, err := d.openRel(p, unix.O_RDONLY|unix.O_DIRECTORY)
+	fd, err := d.openNode(dir, unix.O_RDONLY|unix.O_DIRECTORY)
 	if err != nil {
 		return nil, err
 	}
 	defer unix.Close(fd)
+	p := fmt.Sprint("inode ", dir)
 	var out []Dirent
 	buf := make([]byte, 32<<10)
 	for {

@@ -36,11 +36,7 @@ func (d *DirLayer) withFile(n Node, write bool, fn func(fd int) error) error {
 
 // openFile opens n itself with flags.
 func (d *DirLayer) openFile(n Node, flags int) (int, error) {
-	p, err := d.relPath(n)
-	if err != nil {
-		return -1, err
-	}
-	return d.openRel(p, flags)
+	return d.openNode(n, flags)
 }
 
 func (d *DirLayer) releaseFd(n Node, s *sharedFd) {
