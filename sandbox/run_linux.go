@@ -12,8 +12,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // Environment variables that mark a stage process. Main acts only when
@@ -191,6 +194,11 @@ func runStage1(ctx context.Context, p *plan, files []*os.File, listen *os.File,
 		return setupFailed, rep.fatal
 	case cmd.ProcessState == nil:
 		return setupFailed, fmt.Errorf("sandbox: wait for stage 1: %w", werr)
+	case killedBy(cmd.ProcessState) != 0:
+		// Stage 1 always exits with the payload's status (128+N for its
+		// death by signal N); dying of a signal itself means husk's own
+		// supervisor and FUSE server are gone, not the command.
+		return setupFailed, supervisorKilled(killedBy(cmd.ProcessState))
 	case !rep.started:
 		// A stage crashed (its panic is on stderr) or was killed.
 		return setupFailed, fmt.Errorf("sandbox: container setup ended with status %d "+
@@ -231,6 +239,24 @@ func exitStatus(ps *os.ProcessState) int {
 		return ps.ExitCode()
 	}
 	return waitStatus(ws)
+}
+
+// killedBy is the signal that killed the process, 0 if it exited.
+func killedBy(ps *os.ProcessState) syscall.Signal {
+	if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		return ws.Signal()
+	}
+	return 0
+}
+
+// supervisorKilled is the error for stage 1 killed by sig.
+func supervisorKilled(sig syscall.Signal) error {
+	name := strings.TrimPrefix(unix.SignalName(sig), "SIG")
+	if name == "" {
+		name = strconv.Itoa(int(sig))
+	}
+	return fmt.Errorf("husk's container supervisor was killed by signal %s; the overlay "+
+		"may need journal replay on next use", name)
 }
 
 // waitStatus is the exit code, or 128+N for death by signal N.

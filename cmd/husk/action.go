@@ -191,6 +191,14 @@ func parseBinds(values []string) ([]sandbox.Bind, error) {
 		if !filepath.IsAbs(b.Dst) {
 			return nil, fmt.Errorf("--bind %s: destination %s is not an absolute path", v, b.Dst)
 		}
+		// A bind over the kernel file systems hides what the container
+		// needs to start (/proc/self/exe, /dev/null) and fails later with
+		// a misleading error.
+		switch d := filepath.Clean(b.Dst); d {
+		case "/proc", "/dev", "/sys":
+			return nil, fmt.Errorf("--bind %s: cannot bind over %s, which the container "+
+				"needs (bind to a path below it, or use --no-mount)", v, d)
+		}
 		out = append(out, b)
 	}
 	return out, nil

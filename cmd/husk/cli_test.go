@@ -207,4 +207,13 @@ func TestParseBinds(t *testing.T) {
 	if _, err := parseBinds([]string{"/a:/b:xx"}); err == nil {
 		t.Fatal("bad bind option accepted")
 	}
+	for _, v := range []string{"/a:/proc", "/a:/dev/", "/a:/sys:ro", "/proc", "/a://dev"} {
+		_, err := parseBinds([]string{v})
+		if err == nil || !strings.Contains(err.Error(), "cannot bind over") {
+			t.Errorf("%s: error %v", v, err)
+		}
+	}
+	if _, err := parseBinds([]string{"/a:/dev/shm/x", "/a:/proc2"}); err != nil {
+		t.Errorf("bind below /dev refused: %v", err)
+	}
 }
