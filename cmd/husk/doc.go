@@ -73,6 +73,16 @@
 //     overlays, and does not read inspect-metadata.json.
 //   - The sandbox reports a death by signal N as status 128+N, so a
 //     command that exits 130 on its own also makes husk re-raise SIGINT.
+//   - `overlay create` refuses an existing path the user cannot write
+//     (exit 255, file untouched); Apptainer treats it as absent and
+//     replaces it with a new overlay, destroying e.g. a chmod 444 SIF.
+//   - `--overlay IMG:x` accepts only x = ro or rw; Apptainer ignores any
+//     other suffix and opens the image writable (":RO" would write).
+//   - `build` refuses an existing OUT.sif unless --force/-F is given
+//     (Apptainer asks, and refuses when it cannot ask).
+//   - `--bind` over /proc, /dev or /sys themselves is refused.
+//   - If husk's own supervisor (stage 1, the FUSE server) dies of a
+//     signal, husk exits 255 with a FATAL line, not 128+N.
 //   - Not implemented: --mount, --security, --userns, --scratch, --workdir,
 //     --nv/--rocm, --app (SCIF), OCI images and remote URIs.
 package main

@@ -1,0 +1,180 @@
+package main
+
+// Regression tests for defects found by a new-user trial: each checks the
+// behaviour the user saw was wrong.
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/husk-project/husk/cmd/internal/image"
+)
+
+// An existing file the user cannot write is never replaced by overlay
+// create (Apptainer renames over it).
+func TestOverlayCreateKeepsUnwritableFiles(t *testing.T) {
+	setup(t)
+	img, dir := debianSIF(t), workDir(t)
+	data := overlayImg(t, dir, "--create-dir", "/data")
+	ok(t, dir, "exec", "--overlay", data, img, "sh", "-c", "echo keep > /data/f")
+	sifCopy := filepath.Join(dir, "ro.sif")
+	b, err := os.ReadFile(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(sifCopy, b, 0o644)
+	text := filepath.Join(dir, "notes.txt")
+	os.WriteFile(text, []byte("my notes\n"), 0o644)
+
+	for _, p := range []string{data, sifCopy, text} {
+		chown(t, p)
+		os.Chmod(p, 0o444)
+		before, _ := os.ReadFile(p)
+		r := husk(t, dir, "overlay", "create", p)
+		fatalLine(t, r, p+" exists and is not writable by you: "+
+			"husk overlay create will not replace it")
+		after, _ := os.ReadFile(p)
+		if !bytes.Equal(before, after) {
+			t.Errorf("%s changed", p)
+		}
+	}
+}
+
+// --overlay takes :ro or :rw only.
+func TestOverlayOptionChecked(t *testing.T) {
+	setup(t)
+	img, dir := debianSIF(t), workDir(t)
+	ov := overlayImg(t, dir)
+	st, _ := os.Stat(ov)
+	for _, x := range []string{"RO", "r0", "bogus"} {
+		r := husk(t, dir, "exec", "--overlay", ov+":"+x, img, "touch", "/x")
+		fatalLine(t, r, "--overlay "+ov+":"+x+": unknown option \""+x+"\" (want ro or rw)")
+	}
+	if st2, _ := os.Stat(ov); !st2.ModTime().Equal(st.ModTime()) {
+		t.Errorf("%s was written", ov)
+	}
+	ok(t, dir, "exec", "--overlay", ov+":rw", img, "touch", "/x")
+}
+
+// build does not overwrite OUT.sif without --force.
+func TestBuildRefusesToOverwrite(t *testing.T) {
+	setup(t)
+	dir := workDir(t)
+	root := filepath.Join(dir, "root")
+	os.MkdirAll(filepath.Join(root, "etc"), 0o755)
+	chown(t, root)
+	out := filepath.Join(dir, "out.sif")
+	os.WriteFile(out, []byte("precious"), 0o644)
+	chown(t, out)
+	fatalLine(t, husk(t, dir, "build", out, root),
+		out+" already exists; use --force to overwrite")
+	if b, _ := os.ReadFile(out); string(b) != "precious" {
+		t.Fatalf("%s overwritten", out)
+	}
+	ok(t, dir, "build", "--force", out, root)
+	if b, _ := os.ReadFile(out); !bytes.HasPrefix(b, []byte("#!/usr/bin/env run-singularity")) {
+		t.Fatalf("--force did not build %s", out)
+	}
+}
+
+// Warnings and errors a user meets say what is wrong in plain words.
+func TestTrialMessages(t *testing.T) {
+	setup(t)
+	img, dir := debianSIF(t), workDir(t)
+	fatalLine(t, husk(t, dir, "exec", "-B", dir+":/proc", img, "true"),
+		"cannot bind over /proc")
+
+	// A squashfs overlay is read-only by nature: no warning.
+	sq := filepath.Join(dir, "extra.sqfs")
+	src := filepath.Join(dir, "src")
+	os.MkdirAll(filepath.Join(src, "opt"), 0o755)
+	tool(t, "mksquashfs", src, sq, "-noappend", "-quiet")
+	chown(t, sq)
+	r := ok(t, dir, "exec", "-o", sq, img, "true")
+	if r.stderr != "" {
+		t.Errorf("squashfs overlay: stderr %q, want nothing", r.stderr)
+	}
+}
+
+// Killing husk's stage 1 is husk failing, not the command dying.
+func TestSupervisorKilled(t *testing.T) {
+	setup(t)
+	img, dir := debianSIF(t), workDir(t)
+	cmd := userCmd(dir, "exec", img, "sleep", "60")
+	var errb bytes.Buffer
+	cmd.Stderr = &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill() })
+	stage1 := 0
+	for i := 0; i < 300 && stage1 == 0; i++ {
+		stage1 = childNamed(cmd.Process.Pid, "husk-stage1")
+		time.Sleep(100 * time.Millisecond)
+	}
+	if stage1 == 0 {
+		t.Fatal("stage 1 did not start")
+	}
+	time.Sleep(time.Second) // let the payload start
+	syscall.Kill(stage1, syscall.SIGKILL)
+	cmd.Wait()
+	r := result{stderr: errb.String(), code: cmd.ProcessState.ExitCode()}
+	if ws := cmd.ProcessState.Sys().(syscall.WaitStatus); ws.Signaled() {
+		r.code, r.signaled = 128+int(ws.Signal()), true
+	}
+	fatalLine(t, r, "husk's container supervisor was killed by signal KILL")
+}
+
+// childNamed is the pid of a child of parent whose argv[0] is name, or 0.
+func childNamed(parent int, name string) int {
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		// Fields after the command name in parentheses: state, ppid.
+		f := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
+		if len(f) < 2 || f[1] != strconv.Itoa(parent) {
+			continue
+		}
+		argv, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if string(bytes.SplitN(argv, []byte{0}, 2)[0]) == name {
+			return pid
+		}
+	}
+	return 0
+}
+
+func TestImageNames(t *testing.T) {
+	plan := image.Plan{
+		Upper: &image.Layer{Kind: image.LayerExt3, File: 1, Path: "/o.img"},
+		Lowers: []image.Layer{
+			{Kind: image.LayerDir, File: -1, Path: "/d"},
+			{Kind: image.LayerExt3, File: 0, Path: "/a.sif", Section: image.Section{ID: 3}},
+			{Kind: image.LayerSquashfs, File: 0, Path: "/a.sif"},
+		},
+	}
+	b, err := json.Marshal(plan)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := imageNames(b), "/o.img, /a.sif (partition 3), /a.sif"; got != want {
+		t.Errorf("imageNames %q, want %q", got, want)
+	}
+	err = corruptImage(os.NewSyscallError("lstat", syscall.EIO), b)
+	if err == nil || !strings.HasSuffix(err.Error(), "/a.sif is likely corrupt") {
+		t.Errorf("corruptImage: %v", err)
+	}
+}
