@@ -304,7 +304,7 @@ func (c *InstanceStartCmd) serve(g *globals, ip instancePaths, started func()) e
 		err = werr
 	}
 	g.Code = code
-	return err
+	return corruptImage(err, spec.Union)
 }
 
 // joinInstance runs an action in a running instance.
