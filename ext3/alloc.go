@@ -97,6 +97,9 @@ func (f *FS) allocInGroup(g, off uint32, n int) (uint32, int, error) {
 	if grp.desc.FreeBlocksCount == 0 {
 		return 0, 0, nil
 	}
+	if err := f.checkGroupLocked(g, grp); err != nil {
+		return 0, 0, err
+	}
 	b, err := f.cache.get(grp.desc.BlockBitmap)
 	if err != nil {
 		return 0, 0, err
@@ -132,8 +135,14 @@ func (f *FS) allocInGroup(g, off uint32, n int) (uint32, int, error) {
 			"group %d has %d free blocks but no clear bit", g, grp.desc.FreeBlocksCount)
 	}
 	first := uint32(i)
+	if f.reservedBlock(base + first) {
+		return 0, 0, f.refuseBlock(g, grp, base+first)
+	}
 	got := 0
 	for j := first; j < limit && got < n && !testBit(b.data, j) && !held(int64(j)); j++ {
+		if f.reservedBlock(base + j) {
+			break // refused by the next allocation that starts here
+		}
 		setBit(b.data, j)
 		got++
 	}
@@ -176,6 +185,14 @@ func (f *FS) applyPendingFrees() {
 }
 
 func (f *FS) releaseLocked(g uint32, grp *group) {
+	if err := f.checkGroupLocked(g, grp); err != nil {
+		// Never write to a damaged group: the frees are lost (e2fsck
+		// finds the blocks unowned and frees them).
+		f.logCorrupt(err)
+		atomic.AddInt64(&f.pendingFrees, -int64(len(grp.pendingFree)))
+		grp.pendingFree = grp.pendingFree[:0]
+		return
+	}
 	b, err := f.cache.get(grp.desc.BlockBitmap)
 	if err != nil {
 		f.logCorrupt(err)
@@ -267,6 +284,9 @@ func (f *FS) allocInodeInGroup(g uint32, dir bool) (uint32, error) {
 	if grp.desc.FreeInodesCount == 0 {
 		return 0, nil
 	}
+	if err := f.checkGroupLocked(g, grp); err != nil {
+		return 0, err
+	}
 	b, err := f.cache.get(grp.desc.InodeBitmap)
 	if err != nil {
 		return 0, err
@@ -279,6 +299,10 @@ func (f *FS) allocInodeInGroup(g uint32, dir bool) (uint32, error) {
 		start = f.sb.firstIno() - 1
 	}
 	i := findZero(b.data, start, f.sb.InodesPerGroup)
+	if i >= 0 && g*f.sb.InodesPerGroup+uint32(i)+1 < f.sb.firstIno() {
+		return 0, corrupt("inode bitmap", grp.desc.InodeBitmap, uint32(i)+1,
+			"reserved inode marked free")
+	}
 	if i < 0 {
 		return 0, corrupt("inode bitmap", grp.desc.InodeBitmap, 0,
 			"group %d has %d free inodes but no clear bit", g, grp.desc.FreeInodesCount)
@@ -301,6 +325,12 @@ func (f *FS) freeInodeBit(ino uint32, dir bool) error {
 	grp := &f.groups[g]
 	grp.mu.Lock()
 	defer grp.mu.Unlock()
+	if ino < f.sb.firstIno() {
+		return corrupt("inode", 0, ino, "freeing a reserved inode")
+	}
+	if err := f.checkGroupLocked(g, grp); err != nil {
+		return err
+	}
 	b, err := f.cache.get(grp.desc.InodeBitmap)
 	if err != nil {
 		return err

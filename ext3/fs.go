@@ -77,12 +77,24 @@ type FS struct {
 	fresh  bool // opened by Mkfs
 	// jnlBlocks is the size of the journal in blocks (0 without one).
 	jnlBlocks uint32
+	// jnlRuns are the journal's fs blocks as sorted [first, end) runs,
+	// which the allocator must never hand out.
+	jnlRuns [][2]uint32
+
+	// mounted is set once the superblock says "in use" on disk (see
+	// markMounted); mountMu serialises the first write.
+	mounted  atomic.Bool
+	mountMu  sync.Mutex
+	mountErr error // guarded by mountMu
 }
 
 // Open opens the file system on dev, which is size bytes long. It
-// validates the superblock and group descriptors before writing anything,
-// replays the journal if it needs recovery (writable opens only), and for
-// writable opens marks the file system in use like the kernel does.
+// validates the superblock, group descriptors and journal superblock
+// before writing anything, replays the journal if it needs recovery
+// (writable opens only), and checks the root inode is a directory. The
+// superblock is marked in use (mount count and time, needs_recovery) only
+// before the first change, so an image that a caller refuses after Open,
+// or only reads, is left byte for byte as it was.
 func Open(dev Device, size int64, opts Options) (*FS, error) {
 	return open(dev, size, opts, false)
 }
@@ -110,15 +122,30 @@ func open(dev Device, size int64, opts Options, fresh bool) (*FS, error) {
 			if err := f.load(); err != nil {
 				return nil, err
 			}
+			// The image changed; the superblock gets its mount fields and
+			// the free counts summed from the replayed descriptors.
+			f.mounted.Store(false)
+			if err := f.markMounted(); err != nil {
+				return nil, err
+			}
 		}
 	} else if f.sb.FeatureIncompat&incompatRecover != 0 {
 		return nil, corrupt("superblock", 0, 0, "needs_recovery set without a journal")
 	}
+	if err := f.checkRoot(); err != nil {
+		return nil, err
+	}
 	if f.ro {
 		return f, nil
 	}
-	if err := f.mountRW(); err != nil {
-		return nil, err
+	if f.sb.LastOrphan != 0 {
+		// A crash left unlinked inodes to free: that is a change.
+		if err := f.markMounted(); err != nil {
+			return nil, err
+		}
+		if err := f.processOrphans(); err != nil {
+			return nil, err
+		}
 	}
 	f.kick = make(chan struct{}, 1)
 	f.stop = make(chan struct{})
@@ -212,6 +239,10 @@ func (f *FS) openJournal() (bool, error) {
 		return false, err
 	}
 	f.jnl = j
+	f.jnlRuns = blockRuns(j.own)
+	if !f.ro {
+		j.beforeWrite = f.markMounted
+	}
 	if !j.needsRecovery() {
 		return false, nil
 	}
@@ -225,11 +256,37 @@ func (f *FS) openJournal() (bool, error) {
 	return true, nil
 }
 
-// mountRW marks the file system in use (ext4_setup_super): mount count and
-// time, and needs_recovery when journaled, or a cleared valid bit without
-// a journal. Then it finishes any orphan list left by a crash.
-func (f *FS) mountRW() error {
+// checkRoot refuses an image whose root inode is not a directory.
+func (f *FS) checkRoot() error {
+	in, err := f.iget(RootIno)
+	if err != nil {
+		return fmt.Errorf("ext3: root inode: %w", err)
+	}
+	defer f.iput(in)
+	if !in.isDir() || in.nlink() == 0 {
+		return corrupt("root inode", 0, RootIno, "mode %o, %d links: not a directory",
+			in.mode(), in.nlink())
+	}
+	return nil
+}
+
+// markMounted marks the file system in use (ext4_setup_super) before the
+// first change: mount count and time, and needs_recovery when journaled,
+// or a cleared valid bit without a journal. It writes and syncs the
+// superblock in place, so needs_recovery is on disk before any journal
+// commit. Opening alone never writes: a caller may still refuse the image.
+// Preconditions: no op lock held by the caller's goroutine is needed.
+func (f *FS) markMounted() error {
+	if f.mounted.Load() {
+		return nil
+	}
+	f.mountMu.Lock()
+	defer f.mountMu.Unlock()
+	if f.mounted.Load() || f.mountErr != nil {
+		return f.mountErr
+	}
 	sb := f.sb
+	f.sbMu.Lock()
 	if !f.fresh {
 		sb.MntCount++
 		sb.Mtime = uint32(time.Now().Unix())
@@ -239,10 +296,13 @@ func (f *FS) mountRW() error {
 	} else {
 		sb.State &^= stateValid
 	}
+	f.sbMu.Unlock()
 	if err := f.writeSuperDirect(); err != nil {
+		f.mountErr = err
 		return err
 	}
-	return f.processOrphans()
+	f.mounted.Store(true)
+	return nil
 }
 
 // writeSuperDirect writes the primary superblock in place and syncs.
@@ -278,6 +338,9 @@ func (f *FS) begin() error {
 	}
 	if f.ro {
 		return syscall.EROFS
+	}
+	if err := f.markMounted(); err != nil {
+		return err
 	}
 	if f.jnl != nil && f.cache.dirtyCount() > f.jnl.capacity()*3/4 {
 		if err := f.commit(); err != nil {
@@ -351,6 +414,15 @@ func (f *FS) commit() error {
 	f.applyPendingFrees()
 	f.flushOrphansLocked()
 	f.flushGroupsLocked()
+	if !f.mounted.Load() && (f.cache.dirtyCount() > 0 || f.sbDirty) {
+		// Every change goes through begin, which marks the superblock;
+		// keep the order (needs_recovery before any journal write) even
+		// if some path forgot.
+		if err := f.markMounted(); err != nil {
+			f.op.Unlock()
+			return err
+		}
+	}
 	if f.cache.dirtyCount() > 0 || f.sbDirty {
 		if err := f.flushSuperLocked(); err != nil {
 			f.op.Unlock()
@@ -459,6 +531,9 @@ func (f *FS) Close() error {
 	errs = append(errs, f.commit())
 	if err := errors.Join(errs...); err != nil {
 		return err
+	}
+	if !f.mounted.Load() {
+		return nil // nothing was ever changed: the image is as it was
 	}
 	f.sbMu.Lock()
 	f.sb.FeatureIncompat &^= incompatRecover

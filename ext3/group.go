@@ -64,6 +64,11 @@ type group struct {
 	dirty bool
 	// hint is where the next block search in this group starts.
 	hint uint32
+	// checked is set once the group's bitmaps were validated (see
+	// bitmapcheck.go); bad is the sticky error if they failed: nothing is
+	// allocated from or freed into the group afterwards.
+	checked bool
+	bad     error
 }
 
 // gdtBlocks is the number of blocks the group descriptor table occupies.

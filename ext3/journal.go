@@ -129,6 +129,9 @@ type journal struct {
 	replayed jbdReplayStats
 	// now returns the commit time; tests replace it.
 	now func() time.Time
+	// beforeWrite, if set, runs before a commit writes anything (the file
+	// system sets needs_recovery in its superblock there).
+	beforeWrite func() error
 }
 
 // loadJournal reads and validates the journal superblock. phys maps

@@ -18,6 +18,12 @@ func (j *journal) commit(blocks []metaBlock) error {
 	if len(blocks) == 0 {
 		return nil
 	}
+	if j.beforeWrite != nil {
+		// The file system marks itself in use (needs_recovery) first.
+		if err := j.beforeWrite(); err != nil {
+			return err
+		}
+	}
 	if err := j.commitLocked(blocks); err != nil {
 		j.aborted = err
 		return err
