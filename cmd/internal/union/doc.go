@@ -17,6 +17,13 @@
 // Apptainer stores them. The image's root-owned files are shown as the
 // user's, as Apptainer's squashfuse -o uid=,gid= shows them; see idMap.
 //
+// An ext3 overlay is validated before anything is written to it:
+// ext3.Open checks the superblock, descriptors, journal and root inode and
+// marks the image in use only at its first change, and checkOverlayDirs
+// reads upper/ and work/ (directories, or missing: then created, as
+// Apptainer does) before fusefs.NewExt3Layer may create them. A refused
+// image is left unchanged.
+//
 // On Unmount the union is unmounted and synced, then every layer is closed
 // in order, which checkpoints the ext3 journals so that e2fsck -fn finds
 // the images clean.

@@ -211,6 +211,9 @@ func (b *builder) lower(l image.Layer) (fusefs.Layer, error) {
 		if err != nil {
 			return nil, err
 		}
+		if err := checkOverlayDirs(fs, false); err != nil {
+			return nil, fmt.Errorf("%s: %w", describe(l), err)
+		}
 		layer, _, err := fusefs.NewExt3Layer(fs, false)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", describe(l), err)
@@ -237,6 +240,9 @@ func (b *builder) upper(l image.Layer) (fusefs.Writable, fusefs.Node, error) {
 		fs, err := b.ext3(l, false)
 		if err != nil {
 			return nil, 0, err
+		}
+		if err := checkOverlayDirs(fs, true); err != nil {
+			return nil, 0, fmt.Errorf("%s: %w", describe(l), err)
 		}
 		layer, work, err := fusefs.NewExt3Layer(fs, true)
 		if err != nil {
