@@ -22,7 +22,11 @@
 //     EXDEV), with RENAME_NOREPLACE and RENAME_EXCHANGE;
 //   - stable inode numbers: the layer index+1 in the top 16 bits and the
 //     layer's own number below, kept by a node across copy-up, and equal
-//     in readdir (d_ino) and stat (st_ino);
+//     in readdir (d_ino) and stat (st_ino); a skeleton directory that
+//     covers an image directory takes the image's number, so mount points
+//     added under cached directories do not change them;
+//   - paths of any length in a [DirLayer] (opened a name at a time from
+//     cached parent descriptors, never a whole path beyond PATH_MAX);
 //   - uid/gid translation between the container's and the FUSE server's
 //     views ([IDMap]);
 //   - O_TMPFILE (assembled in the work directory), fallocate, SEEK_DATA
