@@ -79,7 +79,36 @@ func Grow(dev Device, newSize int64, opts Options) (*GrowResult, error) {
 	if err != nil {
 		return nil, errors.Join(err, cerr)
 	}
+	// The journal is empty now: make sure the home superblock says so,
+	// whatever Close chose to write.
+	if err := setRecoverBit(dev, false); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrGrowIncomplete, err)
+	}
 	return res, nil
+}
+
+// setRecoverBit sets or clears needs_recovery in the primary superblock
+// on the device, touching nothing else, and syncs. A committed journal
+// transaction is replayed by the kernel and e2fsck only when the flag is
+// set, so it must be on disk before the growth's commit.
+func setRecoverBit(dev Device, on bool) error {
+	raw := make([]byte, superblockSize)
+	if _, err := dev.ReadAt(raw, superblockOffset); err != nil {
+		return fmt.Errorf("ext3: read superblock: %w", err)
+	}
+	v := le.Uint32(raw[0x60:])
+	nv := v &^ incompatRecover
+	if on {
+		nv = v | incompatRecover
+	}
+	if nv == v {
+		return nil
+	}
+	le.PutUint32(raw[0x60:], nv)
+	if _, err := dev.WriteAt(raw, superblockOffset); err != nil {
+		return fmt.Errorf("ext3: write superblock: %w", err)
+	}
+	return dev.Sync()
 }
 
 // ErrGrowIncomplete is wrapped by Grow's errors once it has started to
@@ -200,6 +229,13 @@ func (f *FS) grow(newSize int64) (*GrowResult, error) {
 	gdt := p.encodeGDT(f.bs)
 	for i := uint32(0); i < p.gdt; i++ {
 		tx[p.sb.FirstDataBlock+1+i] = gdt[int(i)*f.bs : int(i+1)*f.bs]
+	}
+	if f.jnl != nil {
+		p.sb.FeatureIncompat |= incompatRecover
+		if err := setRecoverBit(f.dev, true); err != nil {
+			return nil, err
+		}
+		f.cache.forget(superblockOffset / uint32(f.bs))
 	}
 	sbBlk := uint32(superblockOffset / f.bs)
 	raw := make([]byte, f.bs)
