@@ -30,6 +30,14 @@
 //     blocks are kept for files owned by root.
 //   - The journal (JBD2, see journal.go): replayed on Open when needed,
 //     and every metadata change is committed through it in ordered mode.
+//   - Damaged images are not written to before validation: Open checks the
+//     superblock, group descriptors and journal superblock before a replay
+//     and the root inode after it, and writes the "mounted" superblock
+//     fields (needs_recovery, mount count) only before the first change,
+//     so an image that is only read, or that the caller refuses, stays
+//     byte for byte the same. A group whose bitmaps mark its own metadata,
+//     the journal or a reserved inode free is refused for allocation
+//     (CorruptError, EIO: run e2fsck) instead of handing those out.
 //
 // # Not supported
 //
