@@ -5,6 +5,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -176,5 +177,44 @@ func TestImageNames(t *testing.T) {
 	err = corruptImage(os.NewSyscallError("lstat", syscall.EIO), b)
 	if err == nil || !strings.HasSuffix(err.Error(), "/a.sif is likely corrupt") {
 		t.Errorf("corruptImage: %v", err)
+	}
+}
+
+// A damaged squashfs directory table: the warnings and the error name the
+// image, and each distinct warning is printed once.
+func TestCorruptDirectoryTableNamed(t *testing.T) {
+	setup(t)
+	img, dir := debianSIF(t), workDir(t)
+	data, err := os.ReadFile(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	off := primOffset(t, img)
+	dirTable := int(binary.LittleEndian.Uint64(data[off+72:]))
+	for i := off + dirTable + 20; i < off+dirTable+84; i++ {
+		data[i] ^= 0x5a
+	}
+	bad := filepath.Join(dir, "bad.sif")
+	if err := os.WriteFile(bad, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := husk(t, dir, "exec", bad, "ls", "/")
+	if r.code != 255 {
+		t.Fatalf("want exit 255:\n%s", r)
+	}
+	lines := strings.Split(strings.TrimSpace(r.stderr), "\n")
+	seen := map[string]bool{}
+	for _, l := range lines {
+		if seen[l] {
+			t.Errorf("repeated line %q", l)
+		}
+		seen[l] = true
+		if !strings.Contains(l, bad) {
+			t.Errorf("line does not name %s: %q", bad, l)
+		}
+	}
+	if last := lines[len(lines)-1]; !strings.HasPrefix(last, "FATAL:") ||
+		!strings.Contains(last, "likely corrupt") {
+		t.Errorf("last line %q", last)
 	}
 }
