@@ -51,7 +51,7 @@ func (g *globals) info(msg string) {
 // the environment variables Apptainer reads (APPTAINER_*), and HUSK_*
 // first.
 type ActionFlags struct {
-	Overlay []string `short:"o" placeholder:"${op}" help:"${ov}" env:"HUSK_OVERLAY,APPTAINER_OVERLAY"`
+	Overlay overlayFlag `short:"o" placeholder:"${op}" help:"${ov}" env:"HUSK_OVERLAY,APPTAINER_OVERLAY"`
 
 	Writable bool `short:"w" help:"${writable}" env:"HUSK_WRITABLE,APPTAINER_WRITABLE"`
 

@@ -40,7 +40,7 @@ func TestParseAction(t *testing.T) {
 		{[]string{"exec", "i.sif", "echo", "--bind", "x"}, []string{"echo", "--bind", "x"}, nil},
 		{[]string{"exec", "-o", "a.img,b.img:ro", "--overlay", "c", "i.sif", "true"},
 			[]string{"true"}, func(f *ActionFlags) bool {
-				return reflect.DeepEqual(f.Overlay, []string{"a.img", "b.img:ro", "c"})
+				return reflect.DeepEqual([]string(f.Overlay), []string{"a.img", "b.img:ro", "c"})
 			}},
 		{[]string{"exec", "--env", "A=1,2", "--env", "B=x", "i.sif", "env"}, []string{"env"},
 			func(f *ActionFlags) bool {
@@ -71,7 +71,7 @@ func TestParseAction(t *testing.T) {
 func TestOverlayEnv(t *testing.T) {
 	t.Setenv("APPTAINER_OVERLAY", "x.img:ro,y.img")
 	cli, _ := parse(t, "run", "i.sif")
-	if !reflect.DeepEqual(cli.Run.Overlay, []string{"x.img:ro", "y.img"}) {
+	if !reflect.DeepEqual([]string(cli.Run.Overlay), []string{"x.img:ro", "y.img"}) {
 		t.Fatalf("overlay from APPTAINER_OVERLAY: %q", cli.Run.Overlay)
 	}
 }
@@ -82,8 +82,16 @@ func TestOverlayEnvAlias(t *testing.T) {
 	t.Setenv("SINGULARITY_OVERLAY", "legacy.img")
 	applyEnvAliases()
 	cli, _ := parse(t, "run", "i.sif")
-	if !reflect.DeepEqual(cli.Run.Overlay, []string{"legacy.img"}) {
+	if !reflect.DeepEqual([]string(cli.Run.Overlay), []string{"legacy.img"}) {
 		t.Fatalf("overlay from SINGULARITY_OVERLAY: %q", cli.Run.Overlay)
+	}
+	// An empty variable is no overlay, unlike an empty --overlay value.
+	t.Setenv("SINGULARITY_OVERLAY", "")
+	t.Setenv("HUSK_OVERLAY", "")
+	os.Unsetenv("APPTAINER_OVERLAY")
+	applyEnvAliases()
+	if cli, _ := parse(t, "run", "i.sif"); len(cli.Run.Overlay) != 0 {
+		t.Fatalf("overlay from empty variables: %q", cli.Run.Overlay)
 	}
 }
 
@@ -215,5 +223,20 @@ func TestParseBinds(t *testing.T) {
 	}
 	if _, err := parseBinds([]string{"/a:/dev/shm/x", "/a:/proc2"}); err != nil {
 		t.Errorf("bind below /dev refused: %v", err)
+	}
+}
+
+func TestEmptyOverlayRefused(t *testing.T) {
+	var cli CLI
+	p, err := kong.New(&cli, kong.Name("husk"), kong.Vars(helpVars), kong.Exit(func(int) {}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"exec", "--overlay", "", "i.sif", "true"},
+		{"exec", "-o", "", "i.sif", "true"}} {
+		_, err := p.Parse(args)
+		if err == nil || !strings.Contains(err.Error(), `"" is not an image path`) {
+			t.Errorf("%q: error %v", args, err)
+		}
 	}
 }

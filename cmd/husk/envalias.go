@@ -47,4 +47,11 @@ func applyEnvAliases() {
 			}
 		}
 	}
+	// An empty overlay variable means no overlay, as it did before
+	// --overlay "" became an error (overlayflag.go).
+	for _, name := range []string{"HUSK_OVERLAY", "APPTAINER_OVERLAY"} {
+		if v, set := os.LookupEnv(name); set && v == "" {
+			os.Unsetenv(name)
+		}
+	}
 }
