@@ -77,7 +77,9 @@
 //     (exit 255, file untouched); Apptainer treats it as absent and
 //     replaces it with a new overlay, destroying e.g. a chmod 444 SIF.
 //   - `--overlay IMG:x` accepts only x = ro or rw; Apptainer ignores any
-//     other suffix and opens the image writable (":RO" would write).
+//     other suffix and opens the image writable (":RO" would write). An
+//     empty --overlay value is an error; an empty HUSK_OVERLAY or
+//     APPTAINER_OVERLAY variable means no overlay.
 //   - `build` refuses an existing OUT.sif unless --force/-F is given
 //     (Apptainer asks, and refuses when it cannot ask).
 //   - `--bind` over /proc, /dev or /sys themselves is refused.
