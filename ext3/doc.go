@@ -38,6 +38,13 @@
 //     byte for byte the same. A group whose bitmaps mark its own metadata,
 //     the journal or a reserved inode free is refused for allocation
 //     (CorruptError, EIO: run e2fsck) instead of handing those out.
+//   - Offline growth (Grow, resize.go): a partial last group is filled,
+//     new groups are added, and reserved GDT blocks are taken into use
+//     through the resize inode; the old file system's changed blocks go
+//     through the journal in one transaction, so an interrupted growth
+//     leaves the old or the new file system. dumpe2fs after Grow matches
+//     resize2fs. Describe (info.go) reports an image without opening it
+//     for writing.
 //
 // # Not supported
 //

@@ -9,6 +9,8 @@
 //	husk inspect [--json] IMAGE       labels, runscript, environment ... from /.singularity.d
 //	husk sif list|info|dump|header|new|add|del|setprim   Apptainer's siftool
 //	husk overlay create [--size MiB] [--sparse] [--create-dir DIR]... [--fakeroot] IMAGE
+//	husk overlay info [--json] IMAGE   size, free space, journal state
+//	husk overlay resize IMAGE SIZE    grow an overlay (bare, or last in a SIF)
 //	husk build OUT.sif ROOTFS_DIR
 //	husk completion bash|zsh|fish
 //	husk version
