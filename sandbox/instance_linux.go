@@ -293,16 +293,7 @@ func (js *joinServer) runStage2(c *net.UnixConn, r *bufio.Reader, req *JoinReque
 	defer specW.Close()
 	cmd := stageCommand(2, nil, specR, logW, nil)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdio[0], stdio[1], stdio[2]
-	flags := uintptr(syscall.CLONE_NEWNS)
-	if spec.PID {
-		flags |= syscall.CLONE_NEWPID
-	}
-	if spec.Hostname != "" || spec.UTS {
-		flags |= syscall.CLONE_NEWUTS
-	}
-	if spec.IPC {
-		flags |= syscall.CLONE_NEWIPC
-	}
+	flags := stage2Cloneflags(&spec)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: flags, Pdeathsig: syscall.SIGKILL}
 
 	runtime.LockOSThread() // Pdeathsig is per thread, see run_linux.go

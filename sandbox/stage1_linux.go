@@ -175,16 +175,7 @@ func (st *stage1State) runStage2(fw *forwarder) (int, error) {
 	defer specW.Close()
 
 	cmd := stageCommand(2, nil, specR, st.io.logW, nil)
-	flags := uintptr(syscall.CLONE_NEWNS)
-	if spec.PID {
-		flags |= syscall.CLONE_NEWPID
-	}
-	if spec.Hostname != "" || spec.UTS {
-		flags |= syscall.CLONE_NEWUTS
-	}
-	if spec.IPC {
-		flags |= syscall.CLONE_NEWIPC
-	}
+	flags := stage2Cloneflags(spec)
 	// Without its FUSE server, stage 2 could only fail: it dies with us.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: flags, Pdeathsig: syscall.SIGKILL}
 	runtime.LockOSThread() // Pdeathsig is per thread, see run_linux.go
@@ -251,4 +242,21 @@ func callMount(m Mounter, spec *Spec, files []*os.File, target string) (
 		}
 	}()
 	return m.Mount(spec, files, target)
+}
+
+// stage2Cloneflags are the namespaces stage 2 starts in: always its own
+// mount namespace (it pivots into the union), and the PID, UTS and IPC
+// namespaces the spec asks for.
+func stage2Cloneflags(spec *Spec) uintptr {
+	flags := uintptr(syscall.CLONE_NEWNS)
+	if spec.PID {
+		flags |= syscall.CLONE_NEWPID
+	}
+	if spec.Hostname != "" || spec.UTS {
+		flags |= syscall.CLONE_NEWUTS
+	}
+	if spec.IPC {
+		flags |= syscall.CLONE_NEWIPC
+	}
+	return flags
 }
