@@ -207,12 +207,9 @@ func (f *FS) getXattrBlock(in *inode, p uint32) (*buf, error) {
 	return b, nil
 }
 
-// Getxattr returns the value of xattr name, or ENODATA.
-func (f *FS) Getxattr(ino uint32, name string) ([]byte, error) {
-	idx, n, err := splitXattrName(name)
-	if err != nil {
-		return nil, err
-	}
+// xattrsOf returns every xattr of a live inode, in-inode ones first, read
+// under the inode's read lock.
+func (f *FS) xattrsOf(ino uint32) ([]xattr, error) {
 	in, err := f.igetLive(ino)
 	if err != nil {
 		return nil, err
@@ -221,10 +218,20 @@ func (f *FS) Getxattr(ino uint32, name string) ([]byte, error) {
 	in.mu.RLock()
 	body, block, err := f.readXattrs(in)
 	in.mu.RUnlock()
+	return append(body, block...), err
+}
+
+// Getxattr returns the value of xattr name, or ENODATA.
+func (f *FS) Getxattr(ino uint32, name string) ([]byte, error) {
+	idx, n, err := splitXattrName(name)
 	if err != nil {
 		return nil, err
 	}
-	for _, x := range append(body, block...) {
+	xs, err := f.xattrsOf(ino)
+	if err != nil {
+		return nil, err
+	}
+	for _, x := range xs {
 		if x.index == idx && x.name == n {
 			if idx == 2 || idx == 3 {
 				return aclFromDisk(x.value, ino)
@@ -237,19 +244,12 @@ func (f *FS) Getxattr(ino uint32, name string) ([]byte, error) {
 
 // Listxattr returns the full names of all xattrs of ino.
 func (f *FS) Listxattr(ino uint32) ([]string, error) {
-	in, err := f.igetLive(ino)
-	if err != nil {
-		return nil, err
-	}
-	defer f.iput(in)
-	in.mu.RLock()
-	body, block, err := f.readXattrs(in)
-	in.mu.RUnlock()
+	xs, err := f.xattrsOf(ino)
 	if err != nil {
 		return nil, err
 	}
 	var out []string
-	for _, x := range append(body, block...) {
+	for _, x := range xs {
 		if n := x.fullName(); n != "" {
 			out = append(out, n)
 		}
