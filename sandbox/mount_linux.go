@@ -192,8 +192,17 @@ func resolveIn(root, p string) (string, error) {
 // subtree with it. Unmounting deeper ones one by one would fail, since
 // host mounts copied into a user namespace are locked to their parent
 // (mount_namespaces(7)) and can only go together with it.
+//
+// umount(2) takes a path and detaches the topmost mount there, so a
+// destination with several mounts stacked on it (a user bind over /tmp
+// lands on the default /tmp bind) is unmounted once per mount until it
+// is no mount point any more (EINVAL). Leaving the bottom one would keep
+// dir busy, and the union's unmount would then retry for a third of a
+// second before detaching it lazily.
 func unmountUnder(dir string) error {
-	b, err := os.ReadFile("/proc/self/mountinfo")
+	// thread-self: a test may call this from a thread that has a mount
+	// namespace of its own; in stage 1 it is the process's.
+	b, err := os.ReadFile("/proc/thread-self/mountinfo")
 	if err != nil {
 		return err
 	}
@@ -211,14 +220,33 @@ func unmountUnder(dir string) error {
 			top = e.id // the last one listed is the top of a stack
 		}
 	}
-	var first error
+	if top == "" {
+		return nil
+	}
+	// How many mounts each path has at most: the children of top there,
+	// and what is stacked on them at the same path.
+	stacked := map[string]int{}
 	for _, e := range ents {
-		if e.parent != top || top == "" {
+		stacked[e.target]++
+	}
+	var first error
+	done := map[string]bool{}
+	for _, e := range ents {
+		if e.parent != top || done[e.target] {
 			continue
 		}
-		err := unix.Unmount(e.target, unix.MNT_DETACH)
-		if err != nil && !errors.Is(err, unix.EINVAL) && first == nil {
-			first = &os.PathError{Op: "umount", Path: e.target, Err: err}
+		done[e.target] = true
+		for range stacked[e.target] {
+			err := unix.Unmount(e.target, unix.MNT_DETACH)
+			if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOENT) {
+				break // no mount point there any more
+			}
+			if err != nil {
+				if first == nil {
+					first = &os.PathError{Op: "umount", Path: e.target, Err: err}
+				}
+				break
+			}
 		}
 	}
 	return first
