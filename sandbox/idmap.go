@@ -3,7 +3,10 @@
 package sandbox
 
 import (
+	"bufio"
 	"fmt"
+	"os"
+	"sort"
 	"strings"
 	"syscall"
 )
@@ -26,13 +29,9 @@ func (r idRange) String() string {
 // (/etc/subuid) need the setuid newuidmap(1) and newgidmap(1) helpers
 // instead, run by the parent on the child's pid.
 //
-// TODO(fakeroot-subuid): for --fakeroot with an /etc/subuid range
-// (COMPAT 7.8), start stage 1 with CLONE_NEWUSER but no mappings, run
-// newuidmap/newgidmap on its pid from stage 0, then send the plan. Stage 1
-// already waits for the plan before doing anything, but it will have
-// exec'd as an unmapped uid and lost its capabilities, so it must re-exec
-// itself once the plan arrives. The payload then keeps running as
-// stage 1's root (no nested namespace), as it does now.
+// With --fakeroot and a subordinate range, stage 1's namespace maps root
+// to the user and 1..N to the range (fakeroot_linux.go); the payload then
+// runs as stage 1's root, in no nested namespace.
 type idMapping struct {
 	UIDs, GIDs []idRange
 	// Setgroups allows setgroups(2) in the namespace. It must stay false
@@ -82,4 +81,40 @@ func (m idMapping) String() string {
 		fmt.Fprintf(&b, "gid %v; ", r)
 	}
 	return strings.TrimSuffix(b.String(), "; ")
+}
+
+// MappedIDs returns how many uids and how many gids this process's user
+// namespace maps, counting up from 0 without a gap. In stage 1 that is
+// 1 and 1 for the one-id mapping, and 1+N with --fakeroot's subordinate
+// range of N ids; the union uses it to pick its owner translation.
+// Unreadable maps count as 1.
+func MappedIDs() (uids, gids uint32) {
+	return mappedFrom0("/proc/self/uid_map"), mappedFrom0("/proc/self/gid_map")
+}
+
+// mappedFrom0 reads a uid_map or gid_map file: the length of the run of
+// mapped ids that starts at 0.
+func mappedFrom0(file string) uint32 {
+	f, err := os.Open(file)
+	if err != nil {
+		return 1
+	}
+	defer f.Close()
+	var rs []idRange
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		var r idRange
+		if _, err := fmt.Sscan(sc.Text(), &r.Container, &r.Host, &r.Size); err == nil {
+			rs = append(rs, r)
+		}
+	}
+	sort.Slice(rs, func(i, j int) bool { return rs[i].Container < rs[j].Container })
+	var n uint32
+	for _, r := range rs {
+		if r.Container != n {
+			break
+		}
+		n += r.Size
+	}
+	return max(n, 1)
 }

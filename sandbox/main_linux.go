@@ -30,6 +30,13 @@ func Main(m Mounter) {
 	fds := os.Getenv(specFDEnv)
 	os.Unsetenv(stageEnv)
 	os.Unsetenv(specFDEnv)
+	if stage == "1" {
+		// First: with --fakeroot's subordinate ids this re-executes.
+		if err := awaitIDMap(fds); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(setupFailed)
+		}
+	}
 
 	var code int
 	switch stage {

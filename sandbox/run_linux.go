@@ -151,8 +151,12 @@ func runStage1(ctx context.Context, p *plan, files []*os.File, listen *os.File,
 		// container down cleanly: the union is still synced.
 		Pdeathsig: syscall.SIGTERM,
 	}
-	mapping := rootMapping(p.Spec.UID, p.Spec.GID)
-	mapping.apply(cmd.SysProcAttr)
+	mapping, helpers := stage1Mapping(p, log)
+	if helpers == nil {
+		mapping.apply(cmd.SysProcAttr)
+	} else {
+		cmd.Env = append(cmd.Env, idmapEnv+"=wait") // see fakeroot_linux.go
+	}
 
 	// Pdeathsig fires when the thread that forked exits, not the process;
 	// keep this goroutine on its thread until stage 1 is gone
@@ -172,9 +176,19 @@ func runStage1(ctx context.Context, p *plan, files []*os.File, listen *os.File,
 	fw.target(cmd.Process, p.TTYSignals)
 	specR.Close()
 	logW.Close()
+	if helpers != nil {
+		err := helpers.write(cmd.Process.Pid, mapping)
+		if err == nil {
+			_, err = specW.Write([]byte{0})
+		}
+		if err != nil {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+			return setupFailed, err
+		}
+	}
 
-	// Send the plan. Stage 1 reads it before doing anything else, so this
-	// is also the point where an id mapper (newuidmap) would have run.
+	// Send the plan. Stage 1 reads it before doing anything else.
 	relayedc := make(chan relayed, 1)
 	go func() { relayedc <- relayNotify(logR, log, onStart) }()
 	if err := json.NewEncoder(specW).Encode(p); err != nil {

@@ -114,7 +114,20 @@ func (Mounter) Mount(spec *sandbox.Spec, files []*os.File, target string) (sandb
 // the user's own files (an overlay made without --fakeroot) show as
 // root's, as in a root-mapped user namespace.
 // The first range decides how new files are stored.
+//
+// With --fakeroot and subordinate ids, stage 1's namespace maps 0..N (see
+// sandbox.MappedIDs): the server's view is the container's, every owner
+// is stored as it is (a chown to 100 stores 100), and an owner beyond N
+// shows as nobody, which the namespace maps, as the kernel shows it.
 func idMap(spec *sandbox.Spec) fusefs.IDMap {
+	if spec.Fakeroot {
+		if uids, gids := sandbox.MappedIDs(); uids > 1 && gids > 1 {
+			return fusefs.IDMap{
+				UIDs: []fusefs.IDRange{{Container: 0, Server: 0, Size: uids}},
+				GIDs: []fusefs.IDRange{{Container: 0, Server: 0, Size: gids}},
+			}
+		}
+	}
 	uid, gid := spec.UID, spec.GID
 	if spec.Fakeroot {
 		uid, gid = 0, 0
