@@ -13,7 +13,8 @@ husk_need_tools() {
 	for t in mksquashfs:squashfs-tools unsquashfs:squashfs-tools e2fsck:e2fsprogs \
 		debugfs:e2fsprogs mkfs.ext3:e2fsprogs debootstrap:debootstrap \
 		fusermount3:fuse3 fuse-overlayfs:fuse-overlayfs fuse2fs:fuse2fs \
-		squashfuse_ll:squashfuse setfattr:attr setfacl:acl; do
+		squashfuse_ll:squashfuse setfattr:attr setfacl:acl newuidmap:uidmap \
+		newgidmap:uidmap; do
 		command -v "${t%%:*}" >/dev/null 2>&1 || PATH=$PATH:/usr/sbin:/sbin \
 			command -v "${t%%:*}" >/dev/null 2>&1 || missing+=("${t#*:}")
 	done
