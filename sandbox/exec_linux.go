@@ -49,6 +49,9 @@ func startPayload(p *plan, cwd string) (*os.Process, error) {
 		return nil, &os.SyscallError{Syscall: "prctl(PR_SET_NO_NEW_PRIVS)", Err: err}
 	}
 	syscall.Umask(spec.Umask)
+	if err := preparePayload(spec, attr.Sys); err != nil { // payload_linux.go
+		return nil, err
+	}
 
 	argv := append([]string{spec.Args[0]}, spec.Args[1:]...)
 	proc, err := os.StartProcess(path, argv, attr)

@@ -39,6 +39,11 @@ type hostMount struct {
 	// NotSameAs skips the mount when Dst resolves to the same container
 	// path as this one (/var/tmp linked to /tmp).
 	NotSameAs string
+	// Make creates Src before the mount when it does not exist: a
+	// directory of this mode (missing parents 0755), or, with Content, a
+	// file of this mode holding Content.
+	Make    os.FileMode
+	Content []byte
 }
 
 // defaultMounts lists the mounts of COMPAT 7.2 in the order they are made:
@@ -69,33 +74,64 @@ func defaultMounts(p *plan, sess *session) []hostMount {
 			add(hostMount{Tag: "hostfs", Src: f, Dst: f, Attr: attrBind, Optional: true})
 		}
 	}
-	if !s.skips("files", "/etc/resolv.conf") {
+	if len(s.DNS) > 0 {
+		// --dns replaces the host file even with --no-mount files, as
+		// Apptainer's generated resolv.conf does.
+		add(hostMount{Tag: "files", Src: sess.path("resolv.conf"), Dst: "/etc/resolv.conf",
+			Attr: attrBind, Make: 0o644, Content: resolvConf(s.DNS), Session: true})
+	} else if !s.skips("files", "/etc/resolv.conf") {
 		// TODO(resolv): Apptainer reproduces a symlink into /run and binds
 		// its directory; this binds the file it points to.
 		add(hostMount{Tag: "files", Src: "/etc/resolv.conf", Dst: "/etc/resolv.conf",
 			Attr: attrBind, Optional: true})
 	}
 
+	// With --contain and --workdir, /tmp, /var/tmp and home live in the
+	// work directory and outlast the container, as in Apptainer.
+	work := s.Contain && s.Workdir != ""
 	if !s.skips("tmp", "/tmp") {
 		tmp, varTmp := "/tmp", "/var/tmp"
-		if s.Contain {
+		var mode os.FileMode
+		switch {
+		case work:
+			tmp, varTmp = filepath.Join(s.Workdir, "tmp"), filepath.Join(s.Workdir, "var_tmp")
+			mode = 0o777 | os.ModeSticky
+		case s.Contain:
 			tmp, varTmp = sess.path("tmp"), sess.path("var_tmp")
 		}
+		session := s.Contain && !work
 		add(hostMount{Tag: "tmp", Src: tmp, Dst: "/tmp", Attr: attrBind,
-			Session: s.Contain})
+			Session: session, Make: mode})
 		add(hostMount{Tag: "tmp", Src: varTmp, Dst: "/var/tmp", Attr: attrBind,
-			NotSameAs: "/tmp", Session: s.Contain})
+			NotSameAs: "/tmp", Session: session, Make: mode})
 	}
 
 	if !s.NoHome && !s.skips("home", "") {
 		src, dst := s.homeSrcDst()
-		if s.Contain && s.Home == "" {
+		private := s.Contain && s.Home == ""
+		var mode os.FileMode
+		switch {
+		case private && work:
+			src, mode = filepath.Join(s.Workdir, "home"), 0o700
+		case private:
 			src = sess.path("home")
 		}
 		// An explicit --home must exist; a default home that does not
 		// (nobody's /nonexistent) is skipped like a bind path.
 		add(hostMount{Tag: "home", Src: src, Dst: dst, Attr: attrBind,
-			Optional: s.Home == "", Fatal: true, Session: s.Contain && s.Home == ""})
+			Optional: s.Home == "" && mode == 0, Fatal: true, Session: private && !work,
+			Make: mode})
+	}
+
+	for _, d := range s.Scratch {
+		m := hostMount{Tag: "scratch", Dst: filepath.Clean(d), Attr: attrBind, Fatal: true,
+			Make: 0o750}
+		if s.Workdir != "" {
+			m.Src = filepath.Join(s.Workdir, "scratch", m.Dst)
+		} else {
+			m.Src, m.Session = sess.path(filepath.Join("scratch", m.Dst)), true
+		}
+		add(m)
 	}
 
 	// The working directory only when the container does not already have
@@ -120,6 +156,12 @@ func defaultMounts(p *plan, sess *session) []hostMount {
 // resolved inside the container; a missing one is created through the
 // Mounter, and skipped with a warning when it cannot be (COMPAT 7.2).
 func (st *stage1State) bindInto(m hostMount) error {
+	if m.Make != 0 {
+		if err := makeSource(m); err != nil {
+			return fmt.Errorf("creating mount source %s [%s]: %w", m.Src, m.Tag,
+				unwrapPath(err))
+		}
+	}
 	fi, err := os.Stat(m.Src)
 	if err != nil {
 		if m.Optional && errors.Is(err, os.ErrNotExist) {
@@ -163,6 +205,34 @@ func (st *stage1State) bindInto(m hostMount) error {
 	st.binds = append(st.binds, madeBind{dst: dst, src: m.Src, session: m.Session})
 	st.log.Debug("mounted", "tag", m.Tag, "src", m.Src, "dst", dst)
 	return nil
+}
+
+// makeSource creates m.Src as m.Make says, leaving an existing one alone
+// (a work directory's tmp of an earlier run).
+func makeSource(m hostMount) error {
+	if _, err := os.Lstat(m.Src); err == nil {
+		return nil
+	}
+	if err := os.MkdirAll(filepath.Dir(m.Src), 0o755); err != nil {
+		return err
+	}
+	if m.Content != nil {
+		return os.WriteFile(m.Src, m.Content, m.Make.Perm())
+	}
+	if err := os.Mkdir(m.Src, m.Make.Perm()); err != nil {
+		return err
+	}
+	// Mkdir applies the umask and drops the sticky bit.
+	return os.Chmod(m.Src, m.Make)
+}
+
+// resolvConf is the /etc/resolv.conf written for --dns.
+func resolvConf(servers []string) []byte {
+	var b []byte
+	for _, s := range servers {
+		b = fmt.Appendf(b, "nameserver %s\n", s)
+	}
+	return b
 }
 
 // madeBind is a bind mount stage 1 made in the container.

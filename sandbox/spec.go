@@ -67,6 +67,18 @@ type Spec struct {
 	Home string
 	// Binds are the user binds, mounted in order after the default mounts.
 	Binds []Bind
+	// Scratch lists container directories that each get a fresh, private,
+	// writable directory (--scratch): <Workdir>/scratch/<dir> when
+	// Workdir is set, else a directory in the session tmpfs.
+	Scratch []string
+	// Workdir is an absolute host directory (--workdir): with Contain,
+	// /tmp, /var/tmp and the home directory come from its tmp, var_tmp and
+	// home subdirectories, which are created as needed; scratch
+	// directories come from its scratch subdirectory.
+	Workdir string
+	// DNS, when set, replaces the bound host /etc/resolv.conf with one
+	// listing these name servers (--dns), one "nameserver" line each.
+	DNS []string
 	// NoMount lists default mounts to skip (--no-mount): the tags proc,
 	// sys, dev, devpts, home, tmp, cwd, bind-paths, files, or a default
 	// destination such as /etc/localtime, /etc/resolv.conf or /etc/passwd.
@@ -82,6 +94,13 @@ type Spec struct {
 	// Hostname, when set, runs the container in a new UTS namespace with
 	// this host name and binds an /etc/hostname holding it.
 	Hostname string
+
+	// Net runs the container in a new network namespace with only a
+	// loopback interface, brought up (--network none).
+	Net bool
+
+	// Caps says which capabilities the payload keeps: see [Caps].
+	Caps Caps
 
 	// Union is opaque to sandbox: what the [Mounter] needs to build the
 	// union (layer descriptions, options).
@@ -167,6 +186,18 @@ func (s *Spec) validate() error {
 		if !filepath.IsAbs(b.Dst) {
 			return fmt.Errorf("sandbox: bind destination %q is not absolute", b.Dst)
 		}
+	}
+	for _, d := range s.Scratch {
+		if !filepath.IsAbs(d) || filepath.Clean(d) == "/" {
+			return fmt.Errorf("sandbox: scratch directory %q is not an absolute path "+
+				"below /", d)
+		}
+	}
+	if s.Workdir != "" && !filepath.IsAbs(s.Workdir) {
+		return fmt.Errorf("sandbox: work directory %q is not absolute", s.Workdir)
+	}
+	if err := s.Caps.validate(); err != nil {
+		return err
 	}
 	if _, dst := s.homeSrcDst(); !filepath.IsAbs(dst) && !s.NoHome {
 		return fmt.Errorf("sandbox: home directory %q is not absolute", dst)

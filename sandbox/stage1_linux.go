@@ -258,5 +258,8 @@ func stage2Cloneflags(spec *Spec) uintptr {
 	if spec.IPC {
 		flags |= syscall.CLONE_NEWIPC
 	}
+	if spec.Net {
+		flags |= syscall.CLONE_NEWNET // --network none, see payload_linux.go
+	}
 	return flags
 }

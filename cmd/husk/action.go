@@ -93,6 +93,12 @@ func prepareAction(g *globals, command string, f *ActionFlags, img, instance str
 		Debug:    g.Debug,
 		Umask:    umask(f.NoUmask),
 	}
+	if err := mountSpec(f, spec); err != nil {
+		return nil, nil, err
+	}
+	if err := securitySpec(&f.SecurityFlags, spec, g.Log); err != nil {
+		return nil, nil, err
+	}
 	if u, err := user.LookupId(fmt.Sprint(spec.UID)); err == nil {
 		spec.Username, spec.HomeDir = u.Username, u.HomeDir
 	} else {

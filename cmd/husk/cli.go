@@ -82,19 +82,29 @@ type ActionFlags struct {
 	Compat     bool `help:"${compat}" env:"HUSK_COMPAT,APPTAINER_COMPAT"`
 
 	// Accepted for compatibility; husk always behaves this way.
-	Userns  bool `short:"u" help:"${userns}" env:"HUSK_USERNS,APPTAINER_USERNS"`
-	NoInit  bool `help:"${noinit}" env:"HUSK_NO_INIT,APPTAINER_NO_INIT"`
-	NoPrivs bool `help:"${noprivs}" env:"HUSK_NO_PRIVS,APPTAINER_NO_PRIVS"`
+	Userns bool `short:"u" help:"${userns}" env:"HUSK_USERNS,APPTAINER_USERNS"`
+	NoInit bool `help:"${noinit}" env:"HUSK_NO_INIT,APPTAINER_NO_INIT"`
 
 	NoMount []string `placeholder:"TAG|PATH" help:"${nomount}" env:"HUSK_NO_MOUNT,APPTAINER_NO_MOUNT"`
+
+	Mount   []string `sep:"none" placeholder:"SPEC" help:"${mount}" env:"HUSK_MOUNT,APPTAINER_MOUNT"`
+	Scratch []string `short:"S" placeholder:"DIR" help:"${scratch}" env:"HUSK_SCRATCH,APPTAINER_SCRATCH"`
+	Workdir string   `short:"W" placeholder:"DIR" help:"${workdir}" env:"HUSK_WORKDIR,APPTAINER_WORKDIR"`
+	DNS     string   `name:"dns" placeholder:"IP[,IP]" help:"${dns}" env:"HUSK_DNS,APPTAINER_DNS"`
+	App     string   `placeholder:"NAME" help:"${app}" env:"HUSK_APP,APPTAINER_APP"`
+
+	SecurityFlags
 }
 
 // helpVars hold the longer help texts and environment lists, interpolated
 // into the struct tags.
 var helpVars = map[string]string{
+	"cpuprofile": "Write a CPU profile (pprof) to FILE, and the container stages' " +
+		"to FILE.stage1 (FUSE server) and FILE.stage2.",
+	"memprofile": "Write a heap profile (pprof) to FILE at exit, and the container " +
+		"stages' to FILE.stage1 and FILE.stage2.",
 	"userns":  "Use a user namespace (husk always does; no effect).",
 	"noinit":  "No init shim as PID 1 (husk has none; its supervisor reaps; no effect).",
-	"noprivs": "Drop all capabilities (the payload never has any; no effect).",
 	"compat":  "OCI-like defaults: --containall --no-umask --writable-tmpfs --no-eval.",
 	"pidfile": "Write the instance's PID to FILE.",
 	"img":     "SIF, squashfs image or root filesystem directory.",
@@ -123,6 +133,16 @@ var helpVars = map[string]string{
 	"contain": "Use private, empty home, /tmp and /var/tmp; do not bind the working " +
 		"directory.",
 	"call": "--contain plus new PID and IPC namespaces and --cleanenv.",
+	"mount": "Bind mount, Docker style: type=bind,source=SRC,destination=DST[,ro]. " +
+		"Repeatable.",
+	"scratch": "Give DIR in the container a fresh private directory (under --workdir " +
+		"if given, else in memory). Repeatable, or comma separated.",
+	"workdir": "Host directory for /tmp, /var/tmp and home with --contain, and for " +
+		"--scratch directories.",
+	"dns": "Name servers to write into the container's /etc/resolv.conf, comma " +
+		"separated.",
+	"app": "Run the SCIF app NAME (/scif/apps/NAME): its runscript, environment " +
+		"and labels.",
 	"nomount": "Skip a default mount: proc, sys, dev, home, tmp, cwd, bind-paths, or a " +
 		"destination such as /etc/localtime. Comma separated.",
 	"hostname": "Set the container's hostname (new UTS namespace).",

@@ -1,0 +1,204 @@
+package main
+
+// End-to-end tests of Apptainer's mount, network and capability flags:
+// --mount, --scratch, --workdir, --dns, --add-caps, --drop-caps,
+// --no-privs, --keep-privs, --security, --net and --network.
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// --mount binds like --bind, read-only with ro; bad specs fail like
+// Apptainer's parser.
+func TestMountFlag(t *testing.T) {
+	setup(t)
+	img, dir := debianSIF(t), workDir(t)
+	src := filepath.Join(dir, "src")
+	os.Mkdir(src, 0o755)
+	os.WriteFile(filepath.Join(src, "f"), []byte("from host\n"), 0o644)
+	chown(t, src)
+
+	r := ok(t, dir, "exec", "--mount", "type=bind,source="+src+",destination=/mnt/a,ro",
+		"--mount", "src="+src+",dst=/mnt/b", img, "sh", "-c",
+		"cat /mnt/a/f; touch /mnt/a/x 2>/dev/null && echo a-writable; echo b > /mnt/b/y")
+	if r.stdout != "from host\n" {
+		t.Errorf("stdout %q, want the host file and a read-only /mnt/a", r.stdout)
+	}
+	if b, err := os.ReadFile(filepath.Join(src, "y")); err != nil || string(b) != "b\n" {
+		t.Errorf("write through the rw --mount: %q, %v", b, err)
+	}
+	// One flag value may hold several mounts, one per line (CSV records).
+	r = ok(t, dir, "exec", "--mount", "type=bind,src="+src+",dst=/one\n"+
+		"\"src="+src+"\",dst=/two,readonly", img, "sh", "-c", "cat /one/f /two/f")
+	if r.stdout != "from host\nfrom host\n" {
+		t.Errorf("two mounts in one value: stdout %q", r.stdout)
+	}
+	for _, c := range []struct{ spec, want string }{
+		{"type=volume,src=/tmp,dst=/x", "unsupported mount type \"volume\""},
+		{"src=/tmp", "mounts must specify a source and a destination"},
+		{"src=/tmp,dst=/x,bogus=1", "invalid key \"bogus\" in mount specification"},
+		{"src=/tmp,dst=/x,bind-propagation=shared", "bind-propagation not supported"},
+	} {
+		fatalLine(t, husk(t, dir, "exec", "--mount", c.spec, img, "true"), c.want)
+	}
+}
+
+// --scratch gives each container fresh directories: in memory without
+// --workdir, under WORKDIR/scratch with it. --workdir with --contain
+// holds /tmp, /var/tmp and home.
+func TestScratchAndWorkdir(t *testing.T) {
+	setup(t)
+	img, dir := debianSIF(t), workDir(t)
+	script := "ls -A /scratch /s2; touch /scratch/f /s2/g && echo ok"
+	for i := 0; i < 2; i++ {
+		r := ok(t, dir, "exec", "--scratch", "/scratch,/s2", img, "sh", "-c", script)
+		if r.stdout != "/s2:\n\n/scratch:\nok\n" && r.stdout != "/scratch:\n\n/s2:\nok\n" {
+			t.Fatalf("run %d: scratch not empty and writable: %q", i, r.stdout)
+		}
+	}
+
+	work := filepath.Join(dir, "work")
+	os.Mkdir(work, 0o755)
+	chown(t, work)
+	ok(t, dir, "exec", "--contain", "--workdir", work, "--scratch", "/data", img, "sh", "-c",
+		"echo t > /tmp/t; echo v > /var/tmp/v; echo h > $HOME/h; echo d > /data/d")
+	for p, want := range map[string]string{"tmp/t": "t\n", "var_tmp/v": "v\n",
+		"home/h": "h\n", "scratch/data/d": "d\n"} {
+		if b, err := os.ReadFile(filepath.Join(work, p)); err != nil || string(b) != want {
+			t.Errorf("%s: %q, %v; want %q", p, b, err, want)
+		}
+	}
+	st, err := os.Stat(filepath.Join(work, "tmp"))
+	if err != nil || st.Mode()&os.ModeSticky == 0 || st.Mode().Perm() != 0o777 {
+		t.Errorf("work tmp mode: %v, %v; want sticky 0777", st.Mode(), err)
+	}
+	// Without --contain, /tmp stays the host's.
+	os.WriteFile(filepath.Join(work, "tmp", "t2"), nil, 0o644)
+	if r := husk(t, dir, "exec", "--workdir", work, img, "test", "-e", "/tmp/t2"); r.code == 0 {
+		t.Errorf("/tmp came from --workdir without --contain")
+	}
+	fatalLine(t, husk(t, dir, "exec", "--workdir", filepath.Join(dir, "none"), img, "true"),
+		"--workdir", "no such file or directory")
+}
+
+// --dns writes the container's resolv.conf; bad addresses are refused.
+func TestDNSFlag(t *testing.T) {
+	setup(t)
+	img, dir := debianSIF(t), workDir(t)
+	r := ok(t, dir, "exec", "--dns", "192.0.2.1, 2001:db8::1", img, "cat", "/etc/resolv.conf")
+	if want := "nameserver 192.0.2.1\nnameserver 2001:db8::1\n"; r.stdout != want {
+		t.Errorf("resolv.conf %q, want %q", r.stdout, want)
+	}
+	fatalLine(t, husk(t, dir, "exec", "--dns", "example.org", img, "true"),
+		"dns ip example.org is not a valid IP address")
+}
+
+// capLine returns the hex mask of a Cap* line of /proc/self/status.
+func capLine(t *testing.T, status, name string) string {
+	t.Helper()
+	for _, l := range strings.Split(status, "\n") {
+		if v, ok := strings.CutPrefix(l, name+":"); ok {
+			return strings.TrimSpace(v)
+		}
+	}
+	t.Fatalf("no %s in %q", name, status)
+	return ""
+}
+
+// Capabilities: a user payload gets --add-caps as ambient capabilities;
+// root (--fakeroot) loses --drop-caps, or all with --no-privs;
+// --keep-privs needs root.
+func TestCapabilityFlags(t *testing.T) {
+	setup(t)
+	img, dir := debianSIF(t), workDir(t)
+	status := []string{"cat", "/proc/self/status"}
+	cases := []struct {
+		flags      []string
+		eff, bound string
+	}{
+		{nil, "0000000000000000", ""},
+		// CAP_DAC_OVERRIDE is 1, CAP_NET_RAW 13.
+		{[]string{"--add-caps", "net_raw,CAP_DAC_OVERRIDE"}, "0000000000002002", ""},
+		{[]string{"--add-caps", "CAP_NET_RAW", "--drop-caps", "CAP_NET_RAW"},
+			"0000000000000000", ""},
+		{[]string{"--fakeroot", "--drop-caps", "CAP_CHOWN,CAP_DAC_OVERRIDE"},
+			"000001fffffffffc", "000001fffffffffc"},
+		{[]string{"--fakeroot", "--no-privs", "--add-caps", "CAP_KILL"},
+			"0000000000000020", "0000000000000020"},
+		{[]string{"--fakeroot", "--keep-privs"}, "000001ffffffffff", "000001ffffffffff"},
+	}
+	for _, c := range cases {
+		args := append(append([]string{"exec"}, c.flags...), append([]string{img},
+			status...)...)
+		r := ok(t, dir, args...)
+		if got := capLine(t, r.stdout, "CapEff"); got != c.eff {
+			t.Errorf("%v: CapEff %s, want %s", c.flags, got, c.eff)
+		}
+		if c.bound != "" {
+			if got := capLine(t, r.stdout, "CapBnd"); got != c.bound {
+				t.Errorf("%v: CapBnd %s, want %s", c.flags, got, c.bound)
+			}
+		}
+	}
+	// What the capabilities are for: root without CAP_DAC_OVERRIDE and
+	// CAP_DAC_READ_SEARCH cannot read its own mode 000 file.
+	script := "echo x > /tmp/f; chmod 000 /tmp/f; cat /tmp/f"
+	if r := ok(t, dir, "exec", "-c", "--fakeroot", img, "sh", "-c", script); r.stdout != "x\n" {
+		t.Errorf("root could not read a mode 000 file: %s", r)
+	}
+	r := husk(t, dir, "exec", "-c", "--fakeroot", "--drop-caps",
+		"dac_override,dac_read_search", img, "sh", "-c", script)
+	if r.code == 0 || !strings.Contains(r.stderr, "Permission denied") {
+		t.Errorf("root without CAP_DAC_OVERRIDE read a mode 000 file: %s", r)
+	}
+
+	r = husk(t, dir, "exec", "--add-caps", "CAP_BOGUS", img, "true")
+	if r.code != 0 || r.stderr != "WARNING: won't add unknown capability: CAP_BOGUS\n" {
+		t.Errorf("unknown capability: %s", r)
+	}
+	fatalLine(t, husk(t, dir, "exec", "--keep-privs", img, "true"),
+		"--keep-privs requires root privileges")
+}
+
+// --network none gives a network namespace with loopback only; other
+// networks need Apptainer's setuid setup (--fakeroot falls back to none).
+func TestNetworkFlags(t *testing.T) {
+	setup(t)
+	img, dir := debianSIF(t), workDir(t)
+	script := "sed -n '3,$p' /proc/net/dev | cut -d: -f1 | tr -d ' '; python3 -c '" +
+		"import socket; s = socket.socket(); s.bind((\"127.0.0.1\", 0)); s.listen(); " +
+		"c = socket.create_connection(s.getsockname()); print(\"lo up\")'"
+	r := ok(t, dir, "exec", "--net", "--network", "none", img, "sh", "-c", script)
+	if r.stdout != "lo\nlo up\n" {
+		t.Errorf("--network none: stdout %q, want only lo, up", r.stdout)
+	}
+	r = ok(t, dir, "exec", "--fakeroot", "--net", img, "sh", "-c", script)
+	if r.stdout != "lo\nlo up\n" || !strings.Contains(r.stderr, "fallback to 'none' network") {
+		t.Errorf("--fakeroot --net: %s", r)
+	}
+	fatalLine(t, husk(t, dir, "exec", "--net", img, "true"),
+		"network requires root or a suid installation", "--network=none")
+	fatalLine(t, husk(t, dir, "exec", "--network", "bridge", img, "true"),
+		"network requires root or a suid installation")
+}
+
+// --security: profiles are warned about and ignored, uid and gid must be
+// the mapped ones.
+func TestSecurityFlag(t *testing.T) {
+	setup(t)
+	img, dir := debianSIF(t), workDir(t)
+	r := ok(t, dir, "exec", "--security", "seccomp:/none.json", "--security", "uid:1500",
+		"--security", "gid:1500", img, "id", "-u")
+	if r.stdout != "1500\n" || !strings.Contains(r.stderr,
+		"WARNING: --security seccomp:/none.json: husk cannot apply seccomp profiles") {
+		t.Errorf("--security seccomp: %s", r)
+	}
+	ok(t, dir, "exec", "--fakeroot", "--security", "uid:0", img, "true")
+	fatalLine(t, husk(t, dir, "exec", "--security", "uid:0", img, "true"),
+		"only uid 1500 is mapped")
+	fatalLine(t, husk(t, dir, "exec", "--security", "bogus:1", img, "true"),
+		"unknown type \"bogus\"")
+}
