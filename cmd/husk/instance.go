@@ -167,6 +167,10 @@ func writeRecord(path string, r *instanceRecord) error {
 
 // Run implements `husk instance start`.
 func (c *InstanceStartCmd) Run(g *globals) error {
+	if c.Boot {
+		// Apptainer allows --boot to root only; husk never runs as root.
+		return errors.New("Could not configure --boot: --boot requires root privileges")
+	}
 	if !instanceName.MatchString(c.Name) {
 		return fmt.Errorf("instance name %q must match %s", c.Name, instanceName)
 	}

@@ -146,3 +146,81 @@ func TestInstanceLifecycle(t *testing.T) {
 	}
 	fsckClean(t, ov, 0)
 }
+
+// `instance run` runs the runscript with its arguments and keeps the
+// instance up; `instance stats` reports its processes from /proc;
+// --boot is refused as Apptainer refuses it to non-root users.
+func TestInstanceRunAndStats(t *testing.T) {
+	setup(t)
+	img, dir := debianSIF(t), workDir(t)
+	meta := metaOverlay(t, dir, map[string]string{
+		"runscript": "#!/bin/sh\necho \"run $*\"\nexec python3 -c " +
+			"'import time; b = b\"x\" * (64 << 20); print(\"holding\", flush=True); " +
+			"time.sleep(600)'\n",
+	})
+	cfg := []string{"HUSK_CONFIGDIR=" + filepath.Join(dir, "cfg")}
+	h := func(args ...string) result { return huskEnv(t, dir, cfg, args...) }
+	if r := h("instance", "run", "--overlay", meta, img, "job", "a", "b"); r.code != 0 {
+		t.Fatalf("instance run: %s", r)
+	}
+	defer h("instance", "stop", "--all")
+	r := h("instance", "list", "--logs")
+	logOut := ""
+	for _, f := range strings.Fields(r.stdout) {
+		if strings.HasSuffix(f, "job.out") {
+			logOut = f
+		}
+	}
+	if logOut == "" {
+		t.Fatalf("no log path in %s", r)
+	}
+	waitFor(t, func() bool {
+		b, _ := os.ReadFile(logOut)
+		return string(b) == "run a b\nholding\n"
+	}, "runscript output in "+logOut)
+
+	r = h("instance", "stats", "--no-stream", "job")
+	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	if r.code != 0 || len(lines) != 2 ||
+		!strings.HasPrefix(lines[0], "INSTANCE NAME") || !strings.HasPrefix(lines[1], "job ") ||
+		!strings.Contains(r.stderr, "Stats for job instance of "+img) {
+		t.Fatalf("stats: %s", r)
+	}
+	r = h("instance", "stats", "--json", "job")
+	var st struct {
+		Memory struct {
+			Usage struct{ Usage, Limit uint64 } `json:"usage"`
+		} `json:"memory_stats"`
+		Pids struct{ Current int } `json:"pids_stats"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &st); err != nil || r.code != 0 {
+		t.Fatalf("stats --json: %v\n%s", err, r)
+	}
+	// stage 1, the container's init and python holding 64 MiB.
+	if st.Pids.Current < 3 || st.Memory.Usage.Usage < 64<<20 ||
+		st.Memory.Usage.Limit < st.Memory.Usage.Usage {
+		t.Errorf("stats --json: %+v\n%s", st, r.stdout)
+	}
+	if r := h("instance", "stats", "nope"); r.code != 255 ||
+		!strings.Contains(r.stderr, "no instance found with name nope") {
+		t.Errorf("stats of a missing instance: %s", r)
+	}
+	if r := h("instance", "stop", "job"); r.code != 0 {
+		t.Errorf("stop: %s", r)
+	}
+
+	r = h("instance", "start", "--boot", img, "booted")
+	fatalLine(t, r, "Could not configure --boot: --boot requires root privileges")
+}
+
+// waitFor polls cond for up to a minute.
+func waitFor(t *testing.T, cond func() bool, what string) {
+	t.Helper()
+	for i := 0; i < 600; i++ {
+		if cond() {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("timed out waiting for %s", what)
+}

@@ -21,12 +21,14 @@ type InstanceCmd struct {
 	Run   InstanceRunCmd   `cmd:"" help:"Start a named instance running its runscript."`
 	List  InstanceListCmd  `cmd:"" help:"List your running instances."`
 	Stop  InstanceStopCmd  `cmd:"" help:"Stop named instances."`
+	Stats InstanceStatsCmd `cmd:"" help:"Show an instance's CPU, memory and process count."`
 }
 
 // InstanceStartCmd is `husk instance start [flags] IMAGE NAME [ARGS...]`.
 type InstanceStartCmd struct {
 	ActionFlags
 	PidFile string   `placeholder:"FILE" help:"${pidfile}" env:"HUSK_PID_FILE,APPTAINER_PID_FILE"`
+	Boot    bool     `help:"Run /sbin/init (needs root; refused, as by Apptainer)." env:"HUSK_BOOT,APPTAINER_BOOT"`
 	Image   string   `arg:"" help:"${img}"`
 	Name    string   `arg:"" help:"Instance name ([a-zA-Z0-9._-]+)."`
 	Args    []string `arg:"" optional:"" passthrough:"" help:"Arguments for the startscript."`
