@@ -159,6 +159,7 @@ func envInputFor(command string, f *ActionFlags, absImage, home, instance string
 		Command:  command,
 		Instance: instance,
 		Shell:    f.Shell,
+		App:      f.App,
 		Binds:    f.Bind,
 		Env:      f.Env,
 		EnvFiles: f.EnvFile,

@@ -36,6 +36,8 @@ type containerEnv struct {
 	Engine []envVar
 	Inject []envVar
 	Host   []envVar
+	// App is the SCIF app of --app, or empty (scif.go).
+	App string
 }
 
 // envVar is one variable. Eval marks an injected value that the container
@@ -56,6 +58,7 @@ type envInput struct {
 	Command  string   // exec, run, shell, test or start
 	Instance string   // instance name, for APPTAINER_INSTANCE
 	Shell    string   // --shell
+	App      string   // --app
 	Binds    []string // --bind values, for APPTAINER_BIND
 	Env      []string
 	EnvFiles []string // --env-file paths, evaluated on the host
@@ -164,6 +167,7 @@ func buildEnv(in envInput, log *slog.Logger) (containerEnv, error) {
 	}
 
 	out.Engine = engineVars(in)
+	out.App = in.App
 	return out, nil
 }
 
@@ -184,6 +188,9 @@ func engineVars(in envInput) []envVar {
 	}
 	if in.Shell != "" {
 		add("SHELL", in.Shell)
+	}
+	if in.App != "" {
+		add("APPNAME", in.App)
 	}
 	if len(in.Binds) > 0 {
 		add("BIND", strings.Join(in.Binds, ","))

@@ -27,6 +27,8 @@ type InspectCmd struct {
 	Environment bool   `short:"e" help:"Show the environment scripts."`
 	Deffile     bool   `short:"d" help:"Show the definition file."`
 	Helpfile    bool   `short:"H" help:"Show the help text."`
+	App         string `placeholder:"NAME" help:"Inspect the SCIF app NAME (/scif/apps/NAME/scif)."`
+	ListApps    bool   `help:"List the SCIF apps in the image."`
 	Image       string `arg:"" help:"${img}"`
 }
 
@@ -67,6 +69,16 @@ func (c *InspectCmd) Run(g *globals) error {
 		r = &squashReader{fs: fs}
 	}
 
+	if c.ListApps {
+		return listApps(r)
+	}
+	meta := "/.singularity.d"
+	if c.App != "" {
+		meta = appMeta(c.App)
+		if _, err := r.Glob(meta, ""); err != nil {
+			return fmt.Errorf("%s: no app %q in the image (%s)", img.Path, c.App, meta)
+		}
+	}
 	if c.All {
 		c.JSON, c.Labels, c.Runscript, c.Startscript, c.Test = true, true, true, true, true
 		c.Environment, c.Deffile, c.Helpfile = true, true, true
@@ -94,9 +106,9 @@ func (c *InspectCmd) Run(g *globals) error {
 	}
 	if c.Labels {
 		labels := map[string]string{}
-		if b, err := r.ReadFile("/.singularity.d/labels.json"); err == nil {
+		if b, err := r.ReadFile(meta + "/labels.json"); err == nil {
 			if err := json.Unmarshal(b, &labels); err != nil {
-				return fmt.Errorf("%s: /.singularity.d/labels.json: %w", img.Path, err)
+				return fmt.Errorf("%s: %s/labels.json: %w", img.Path, meta, err)
 			}
 		}
 		attrs["labels"] = labels
@@ -110,12 +122,12 @@ func (c *InspectCmd) Run(g *globals) error {
 		}
 	}
 	file(c.Deffile, "deffile", "/.singularity.d/Singularity")
-	file(c.Helpfile, "helpfile", "/.singularity.d/runscript.help")
-	file(c.Runscript, "runscript", "/.singularity.d/runscript")
-	file(c.Startscript, "startscript", "/.singularity.d/startscript")
-	file(c.Test, "test", "/.singularity.d/test")
+	file(c.Helpfile, "helpfile", meta+"/runscript.help")
+	file(c.Runscript, "runscript", meta+"/runscript")
+	file(c.Startscript, "startscript", meta+"/startscript")
+	file(c.Test, "test", meta+"/test")
 	if c.Environment {
-		names, _ := r.Glob("/.singularity.d/env", ".sh")
+		names, _ := r.Glob(meta+"/env", ".sh")
 		var env strings.Builder
 		for _, n := range names {
 			b, err := r.ReadFile(n)

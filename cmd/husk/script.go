@@ -78,12 +78,19 @@ func launcher(command string, args []string, env containerEnv) (argv, initEnv []
 	// dash sets PS1 itself; only the image or the host may.
 	b.WriteString("unset PS1\n")
 	b.WriteString(injectFunc(env.Inject))
+	if env.App != "" {
+		b.WriteString(appFunc)
+	} else {
+		b.WriteString("__husk_appdone=1\n")
+	}
 	fmt.Fprintf(&b, `__husk_inj=
 if [ -d /.singularity.d/env ]; then
 	for __husk_f in /.singularity.d/env/*.sh; do
 		[ -f "$__husk_f" ] || continue
 		case ${__husk_f##*/} in
 		99-runtimevars.sh) continue ;;
+		95-apps.sh) [ -z "${SINGULARITY_APPNAME:-}" ] || continue ;;
+		99-base.sh) [ -n "$__husk_appdone" ] || __husk_apps ;;
 		90-environment.sh) [ -n "${PATH+x}" ] || PATH=%[1]s; export PATH ;;
 		esac
 		. "$__husk_f"
@@ -95,6 +102,7 @@ if [ -d /.singularity.d/env ]; then
 elif [ -f /environment ]; then
 	. /environment
 fi
+[ -n "$__husk_appdone" ] || __husk_apps
 [ -n "$__husk_inj" ] || __husk_inject
 if [ -n "${SING_USER_DEFINED_PREPEND_PATH:-}" ]; then
 	PATH="$SING_USER_DEFINED_PREPEND_PATH:$PATH"
@@ -118,9 +126,12 @@ export PATH
 export PS1
 PROMPT_COMMAND="PS1=\"$PS1\"; unset PROMPT_COMMAND"
 export PROMPT_COMMAND
-unset __husk_f __husk_inj
-unset -f __husk_inject __husk_path
+unset __husk_f __husk_inj __husk_appdone
+unset -f __husk_inject __husk_path __husk_apps
 `)
+	if env.App != "" {
+		b.WriteString(appBodies[command])
+	}
 	b.WriteString(actionBodies[command])
 	argv = append([]string{"/bin/sh", "-c", b.String(), "husk-" + command}, args...)
 	return argv, initEnv
