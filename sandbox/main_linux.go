@@ -19,7 +19,12 @@ import (
 // flags are parsed: it returns at once in the husk process the user
 // started, and never returns in a stage process (a re-execution of this
 // binary by [Run]). m builds the union in stage 1; stage 2 ignores it.
-func Main(m Mounter) {
+//
+// Each hook runs first thing in a stage process, before the stage reads
+// its plan (while the host's file system is still visible to stage 2);
+// the function it returns, if not nil, runs when the stage is done, just
+// before it exits. cmd/husk profiles the stages with one.
+func Main(m Mounter, hooks ...StageHook) {
 	stage := os.Getenv(stageEnv)
 	if stage == "" {
 		return
@@ -38,6 +43,13 @@ func Main(m Mounter) {
 		}
 	}
 
+	var done []func()
+	n, _ := strconv.Atoi(stage)
+	for _, h := range hooks {
+		if d := h(n); d != nil {
+			done = append(done, d)
+		}
+	}
 	var code int
 	switch stage {
 	case "1":
@@ -48,8 +60,17 @@ func Main(m Mounter) {
 		fmt.Fprintf(os.Stderr, "%v: unknown stage %q\n", errStage, stage)
 		code = setupFailed
 	}
+	for i := len(done) - 1; i >= 0; i-- {
+		done[i]()
+	}
 	os.Exit(code)
 }
+
+// StageHook is called by [Main] in a stage process with the stage's
+// number (1: the FUSE server and supervisor of the container, 2: the
+// payload's reaper inside it). The function it returns runs when the
+// stage ends.
+type StageHook func(stage int) (done func())
 
 // stageIO is what a stage inherited from its parent.
 type stageIO struct {

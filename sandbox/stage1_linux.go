@@ -95,6 +95,7 @@ func (st *stage1State) setup(m Mounter) error {
 	if err := st.makeSessionDirs(); err != nil {
 		return err
 	}
+	st.log.Debug("session tmpfs mounted", "dir", st.sess.dir)
 
 	spec := st.plan.Spec
 	mounted, err := callMount(m, spec, st.io.files, st.final)
@@ -109,9 +110,11 @@ func (st *stage1State) setup(m Mounter) error {
 			return err
 		}
 	}
+	st.log.Debug("binds mounted", "count", len(st.binds))
 	if err := st.identityMounts(); err != nil {
 		return err
 	}
+	st.log.Debug("passwd and group bound")
 	// Stage 2 mounts /proc itself with --pid or --no-mount proc (see
 	// tempProc); the mount point must exist.
 	if spec.PID || tempProc(spec) {
@@ -184,6 +187,7 @@ func (st *stage1State) runStage2(fw *forwarder) (int, error) {
 	if err := cmd.Start(); err != nil {
 		return setupFailed, fmt.Errorf("starting stage 2: %w", err)
 	}
+	st.log.Debug("stage 2 started", "pid", cmd.Process.Pid)
 	fw.target(cmd.Process, st.plan.TTYSignals)
 	if st.io.listen != nil {
 		// Before stage 2 can report the payload started: stage 0 learns
@@ -215,6 +219,7 @@ func (st *stage1State) teardown() error {
 		if err := unmountUnder(st.final); err != nil {
 			errs = append(errs, err)
 		}
+		st.log.Debug("binds unmounted")
 		if err := st.mounted.Unmount(); err != nil {
 			errs = append(errs, fmt.Errorf("unmounting the container: %w", err))
 		}
@@ -229,6 +234,7 @@ func (st *stage1State) teardown() error {
 	if err := os.Remove(st.sess.dir); err != nil && !errors.Is(err, os.ErrNotExist) {
 		errs = append(errs, err)
 	}
+	st.log.Debug("session removed")
 	return errors.Join(errs...)
 }
 

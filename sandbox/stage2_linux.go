@@ -55,13 +55,14 @@ func stage2(fw *forwarder, fds string) int {
 	sio.h.started()
 	fw.target(proc, p.TTYSignals)
 	status := sup.wait(proc.Pid)
+	log.Debug("payload exited", "status", status)
 	if stopc != nil {
 		log.Debug("instance payload exited, waiting for a stop signal", "status", status)
 		sup.waitSignal(stopc)
 	}
 	fw.stopIgnoring()
 	sup.killLeftovers()
-	log.Debug("payload exited", "status", status)
+	log.Debug("no process left")
 	return status
 }
 

@@ -18,3 +18,21 @@ func BenchmarkExecTrue(b *testing.B) {
 		ok(b, dir, "exec", "--overlay", ov, img, "true")
 	}
 }
+
+// BenchmarkParse measures what every husk command pays before it starts:
+// building the kong parser (the CLI model and its help texts) and parsing
+// an exec command line.
+func BenchmarkParse(b *testing.B) {
+	args := []string{"exec", "-B", "/tmp:/mnt", "--overlay", "o.img", "x.sif", "true"}
+	b.ReportAllocs()
+	for b.Loop() {
+		var cli CLI
+		p, err := newParser(&cli)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := p.Parse(args); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
