@@ -16,10 +16,11 @@ import (
 // fuseDevice is the FUSE device; tests point it at another file.
 var fuseDevice = "/dev/fuse"
 
-// CheckFUSE reports whether this process can open /dev/fuse, with an
-// error that tells the user what to ask for when it cannot. Opening it as
-// root of a user namespace gives the same answer as here: the device
-// belongs to host root, whom the namespace does not map.
+// CheckFUSE reports whether this process can open /dev/fuse, with a
+// one-line error that says what is wrong and what to ask for when it
+// cannot; the error wraps the open's *os.PathError. Opening it as root of
+// a user namespace gives the same answer as here: the device belongs to
+// host root, whom the namespace does not map.
 func CheckFUSE() error {
 	f, err := os.OpenFile(fuseDevice, os.O_RDWR, 0)
 	if err == nil {
@@ -27,14 +28,16 @@ func CheckFUSE() error {
 	}
 	switch {
 	case errors.Is(err, syscall.EACCES), errors.Is(err, syscall.EPERM):
-		return fmt.Errorf("open %s: permission denied: ask your administrator to make "+
-			"%s mode 0666 (the distribution default)", fuseDevice, fuseDevice)
+		return fmt.Errorf("%s is not accessible (%w): ask your administrator to make it "+
+			"mode 0666, the distribution default (chmod 0666 %s)", fuseDevice,
+			errors.Unwrap(err), fuseDevice)
 	case errors.Is(err, syscall.ENOENT):
-		return fmt.Errorf("open %s: no such file or directory: ask your administrator to "+
-			"load the fuse kernel module (modprobe fuse)", fuseDevice)
+		return fmt.Errorf("%s does not exist (%w): ask your administrator to load the "+
+			"fuse kernel module (modprobe fuse)", fuseDevice, errors.Unwrap(err))
 	case errors.Is(err, syscall.ENODEV), errors.Is(err, syscall.ENXIO):
-		return fmt.Errorf("open %s: %v: this kernel has no FUSE support "+
-			"(the fuse module is not loaded)", fuseDevice, err)
+		return fmt.Errorf("%s: %w: this kernel has no FUSE support; ask your "+
+			"administrator to load the fuse kernel module (modprobe fuse)", fuseDevice,
+			errors.Unwrap(err))
 	}
 	return err
 }
@@ -43,22 +46,34 @@ func CheckFUSE() error {
 // a user namespace mount FUSE.
 var fuseUserNSKernel = [2]int{4, 18}
 
-// explainMountError adds the cause to an error of the Mounter when it is
-// one of the host's limits: /dev/fuse not usable, or a kernel that
-// refuses FUSE mounts in user namespaces.
+// explainMountError words an error of the Mounter for the user when the
+// host is at fault: /dev/fuse not usable (the error then says only that,
+// in one line), or a kernel that refuses FUSE mounts in user namespaces.
+//
+// TODO(fusermount3): fall back to the setuid fusermount3 (the _FUSE_COMMFD
+// protocol) where the kernel or a policy refuses the mount. fusermount3
+// mounts in the host's mount namespace only, so the mount must exist
+// before stage 1 is cloned, and stage 1's copy of it is then locked
+// (mount_namespaces(7)): stage 1 cannot unmount it, the FUSE connection
+// outlives the container while stage 1 lives, and the union's Unmount
+// would wait for its serve loops forever. It needs the FUSE server
+// outside stage 1's mount namespace (a stage in the host's namespace that
+// serves the fusermount3 mount and unmounts it after stage 1 exits, with
+// mount points made through Mounted over a channel) or a union that can
+// stop serving without the kernel's unmount.
 func explainMountError(err error) error {
 	var errno syscall.Errno
 	if !errors.As(err, &errno) {
 		return err // not the kernel's refusal
 	}
 	if ferr := CheckFUSE(); ferr != nil {
-		return fmt.Errorf("%w (%v)", err, ferr)
+		return ferr
 	}
 	if errors.Is(err, syscall.EPERM) {
 		if rel, ok := kernelOlderThan(fuseUserNSKernel); ok {
-			return fmt.Errorf("%w (kernel %s is too old to mount FUSE in a user "+
-				"namespace: Linux %d.%d or newer is needed)", err, rel,
-				fuseUserNSKernel[0], fuseUserNSKernel[1])
+			return fmt.Errorf("kernel %s is too old to mount FUSE in a user namespace: "+
+				"Linux %d.%d or newer is needed (%w)", rel, fuseUserNSKernel[0],
+				fuseUserNSKernel[1], err)
 		}
 	}
 	return err

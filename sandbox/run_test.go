@@ -210,9 +210,10 @@ func TestMountFailure(t *testing.T) {
 	s := e.spec("true")
 	s.Union = unionJSON(testUnion{Fail: true, FuseDevice: dev})
 	res := e.run(s)
-	want := "open " + dev + ": permission denied: ask your administrator to make " + dev +
-		" mode 0666 (the distribution default)"
-	if res.Status != 255 || !strings.Contains(res.Err, want) {
+	want := "mounting the container: " + dev + " is not accessible (permission denied): " +
+		"ask your administrator to make it mode 0666, the distribution default " +
+		"(chmod 0666 " + dev + ")"
+	if res.Status != 255 || res.Err != want {
 		t.Errorf("status %d, error %q, want 255 and %q", res.Status, res.Err, want)
 	}
 
