@@ -84,6 +84,11 @@ func stage1Mapping(p *plan, log *slog.Logger) (idMapping, *idHelpers) {
 	if !spec.Fakeroot {
 		return single, nil
 	}
+	if spec.UID == 0 {
+		// Host root may write any mapping itself: the same ids inside.
+		all := subRange{Start: 1, Count: minSubIDs}
+		return fakerootMapping(0, spec.GID, all, all), nil
+	}
 	name := p.User.Name
 	if name == "" {
 		name = spec.Username

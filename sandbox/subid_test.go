@@ -78,19 +78,22 @@ func TestStage1Mapping(t *testing.T) {
 
 	tests := []struct {
 		name           string
+		uid            uint32
 		fakeroot       bool
 		subuid, subgid string
 		want, warn     string
 		helpers        bool
 	}{
-		{"no fakeroot", false, "u:100000:65536\n", "u:100000:65536\n",
+		{"no fakeroot", 7, false, "u:100000:65536\n", "u:100000:65536\n",
 			"uid 0 7 1; gid 0 8 1", "", false},
-		{"fakeroot", true, "u:100000:65536\n", "u:300000:65536\n",
+		{"fakeroot", 7, true, "u:100000:65536\n", "u:300000:65536\n",
 			"uid 0 7 1; uid 1 100000 65536; gid 0 8 1; gid 1 300000 65536", "", true},
-		{"no subuid", true, "", "u:300000:65536\n", "uid 0 7 1; gid 0 8 1",
+		{"no subuid", 7, true, "", "u:300000:65536\n", "uid 0 7 1; gid 0 8 1",
 			"u is not listed in " + uids, false},
-		{"no subgid", true, "u:100000:65536\n", "v:1:65536\n", "uid 0 7 1; gid 0 8 1",
+		{"no subgid", 7, true, "u:100000:65536\n", "v:1:65536\n", "uid 0 7 1; gid 0 8 1",
 			"u is not listed in " + gids, false},
+		{"host root", 0, true, "", "", "uid 0 0 1; uid 1 1 65536; gid 0 8 1; gid 1 1 65536",
+			"", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -98,7 +101,7 @@ func TestStage1Mapping(t *testing.T) {
 			os.WriteFile(gids, []byte(tt.subgid), 0o644)
 			var logs strings.Builder
 			log := slog.New(slog.NewTextHandler(&logs, nil))
-			p := &plan{Spec: &Spec{UID: 7, GID: 8, Fakeroot: tt.fakeroot}}
+			p := &plan{Spec: &Spec{UID: tt.uid, GID: 8, Fakeroot: tt.fakeroot}}
 			p.User.Name = "u"
 			m, h := stage1Mapping(p, log)
 			if m.String() != tt.want || (h != nil) != tt.helpers {

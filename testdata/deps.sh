@@ -59,6 +59,19 @@ husk_need_user() {
 			return 1
 		fi
 	fi
+	# --fakeroot maps a subordinate range when the user has one (useradd
+	# usually allocates it; older systems do not).
+	local f
+	for f in /etc/subuid /etc/subgid; do
+		grep -q "^$HUSK_TEST_USER:" "$f" 2>/dev/null && continue
+		if [ "$(id -u)" = 0 ]; then
+			echo "$HUSK_TEST_USER:100000:65536" >>"$f"
+		else
+			echo "deps: $f has no range for $HUSK_TEST_USER" \
+				"(root: echo $HUSK_TEST_USER:100000:65536 >>$f)" >&2
+			return 1
+		fi
+	done
 }
 
 husk_need_cache() {
