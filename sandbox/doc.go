@@ -15,7 +15,12 @@
 //     session directory in $TMPDIR, starts stage 1 with CLONE_NEWUSER and
 //     CLONE_NEWNS mapping root to the user (one id, setgroups denied),
 //     sends it the [Spec] on a pipe, forwards signals and returns stage
-//     1's status. The image files are passed as fds 3.. (their OFD locks
+//     1's status. With --fakeroot and a range of at least 65536 ids for
+//     the user in /etc/subuid and /etc/subgid, ids 1..N map to the range
+//     as in Apptainer (newuidmap and newgidmap write the maps, and stage 1
+//     re-executes itself to gain its capabilities; see fakeroot_linux.go);
+//     without a range or the helpers, husk warns once that files cannot be
+//     chowned to other ids, and maps root only. The image files are passed as fds 3.. (their OFD locks
 //     live as long as stage 1 holds them).
 //   - Stage 1 is root of the new user namespace and the FUSE server. It
 //     makes every mount private, mounts a 64 MiB tmpfs on the session
@@ -98,8 +103,9 @@
 //
 // # Not supported
 //
-//   - Subordinate id ranges for --fakeroot (newuidmap/newgidmap): see the
-//     TODO in idmap.go. --fakeroot maps root to the user only.
+//   - The fusermount3 fallback where the kernel or a policy refuses FUSE
+//     mounts in a user namespace: see the TODO in fuse_linux.go. Device
+//     nodes cannot be made (mknod needs CAP_MKNOD in the host namespace).
 //   - Apptainer's setuid mode, --net, --dns, seccomp, cgroups and --boot.
 //   - A symbolic /etc/resolv.conf is bound as the file it points to, not
 //     reproduced; /dev/console is not staged with --contain.

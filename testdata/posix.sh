@@ -14,7 +14,7 @@
 #   husk-dir     husk exec --fakeroot --overlay DIR (DIR/upper, DIR/work)
 #   union-ext3   the same union (fusefs) served on the host by
 #   union-dir    testdata/posix/unionmount, no user namespace, tests as root:
-#                the union's semantics without the single-uid namespace
+#                the union's semantics without a user namespace
 #   kernel-ext3  mount -t overlay over a loop squashfs and a loop ext3 image
 # husk-* run as $HUSK_TEST_USER when started as root, as demo.sh does;
 # union-* and kernel-* need root.
