@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+
+	"golang.org/x/sys/unix"
 )
 
 // Device is the block device an FS lives on: an image file, or a window of
@@ -50,4 +52,19 @@ func (s *section) WriteAt(p []byte, off int64) (int, error) {
 	return s.f.WriteAt(p, s.off+off)
 }
 
-func (s *section) Sync() error { return s.f.Sync() }
+// Sync flushes the file's data and the metadata needed to read it back
+// (fdatasync): the image's timestamps do not matter for durability.
+func (s *section) Sync() error {
+	rc, err := s.f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) { serr = unix.Fdatasync(int(fd)) }); err != nil {
+		return err
+	}
+	if serr != nil {
+		return &os.PathError{Op: "fdatasync", Path: s.f.Name(), Err: serr}
+	}
+	return nil
+}

@@ -58,11 +58,15 @@
 //
 // All methods may be called from many goroutines. Each inode has its own
 // read-write lock, each block group its own allocator lock, and there is
-// no global lock on the data path. File data goes straight to the device;
-// metadata lives in a block cache with a byte budget (Options.CacheBytes).
-// Changed metadata blocks form the running transaction. A commit (on
-// Sync, Fsync, every Options.CommitInterval, when the transaction passes a
-// quarter of the journal, and on Close) briefly takes the operation lock
+// no global lock on the data path. File data goes straight to the device,
+// and the write-out of every 8 MiB of contiguous data is started at once
+// (sync_file_range), so fsync after a large write waits only for the
+// tail. Metadata lives in a block cache with a byte budget
+// (Options.CacheBytes, which also bounds the in-memory inodes). Changed
+// metadata blocks form the running transaction. A commit (on Sync, Fsync,
+// every Options.CommitInterval, when the transaction passes
+// Options.TransactionBytes or a quarter of the journal, and on Close)
+// briefly takes the operation lock
 // exclusively to copy the dirty blocks, syncs the data, then writes the
 // copies through the journal without holding any lock. Blocks freed by a
 // transaction are reused only after it commits, so new data never lands

@@ -212,6 +212,7 @@ func (f *FS) writeLocked(in *inode, p []byte, off int64) (int, error) {
 		if _, err := f.dev.WriteAt(chunk, int64(phys)*bs+boff); err != nil {
 			return done, err
 		}
+		f.noteWritten(in, int64(phys)*bs+boff, int64(len(chunk)))
 		done += int(n)
 	}
 	return done, nil

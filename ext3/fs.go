@@ -20,9 +20,29 @@ type Options struct {
 	// Logger receives debug traces and warnings about corruption found
 	// while working; nil discards them.
 	Logger *slog.Logger
-	// CacheBytes bounds the metadata block cache; 0 means 64 MiB.
+	// CacheBytes bounds the clean metadata blocks and in-memory inodes
+	// kept for reuse; 0 means DefaultCacheBytes. Blocks of the running
+	// and the committing transaction are kept on top of it.
 	CacheBytes int64
+	// TransactionBytes is the size of changed metadata at which the
+	// running transaction is committed in the background; at twice that
+	// size changes wait for the commit. 0 means DefaultTransactionBytes.
+	// Both are also capped by the journal's size. Memory use peaks near
+	// CacheBytes + 3*TransactionBytes.
+	TransactionBytes int64
 }
+
+// Defaults for Options. They keep the package's memory use near 30 MiB
+// whatever the workload, while a commit still takes a few thousand
+// blocks.
+const (
+	DefaultCacheBytes       = 16 << 20
+	DefaultTransactionBytes = 4 << 20
+)
+
+// inodeCost is roughly what one cached in-memory inode costs, for
+// sharing CacheBytes between blocks and inodes.
+const inodeCost = 512
 
 // FS is an open ext2/ext3 file system. All methods are safe for concurrent use.
 type FS struct {
@@ -72,6 +92,7 @@ type FS struct {
 
 	kick   chan struct{}
 	stop   chan struct{}
+	wbq    chan wbRange // ranges for early write-back (writeback.go)
 	wg     sync.WaitGroup
 	closed atomic.Bool
 	fresh  bool // opened by Mkfs
@@ -107,6 +128,12 @@ func open(dev Device, size int64, opts Options, fresh bool) (*FS, error) {
 	}
 	if f.opts.CommitInterval <= 0 {
 		f.opts.CommitInterval = 5 * time.Second
+	}
+	if f.opts.CacheBytes <= 0 {
+		f.opts.CacheBytes = DefaultCacheBytes
+	}
+	if f.opts.TransactionBytes <= 0 {
+		f.opts.TransactionBytes = DefaultTransactionBytes
 	}
 	f.flyCond = sync.NewCond(&f.flyMu)
 	if err := f.load(); err != nil {
@@ -151,6 +178,7 @@ func open(dev Device, size int64, opts Options, fresh bool) (*FS, error) {
 	f.stop = make(chan struct{})
 	f.wg.Add(1)
 	go f.commitLoop()
+	f.startWritebackLoop()
 	return f, nil
 }
 
@@ -176,10 +204,11 @@ func (f *FS) load() error {
 	f.inodeSize = sb.inodeSize()
 	f.itBlocks = (sb.InodesPerGroup*uint32(f.inodeSize) + uint32(f.bs) - 1) / uint32(f.bs)
 	f.filetype = sb.FeatureIncompat&incompatFiletype != 0
-	f.cache = newCache(f.dev, f.bs, f.opts.CacheBytes)
+	// Three quarters of the budget for blocks, one for inodes.
+	f.cache = newCache(f.dev, f.bs, f.opts.CacheBytes/4*3)
 	f.inodes = make(map[uint32]*inode)
 	f.orphans = make(map[uint32]*inode)
-	f.maxInodes = int(max(f.opts.CacheBytes, 64<<20) / 1024)
+	f.maxInodes = int(max(f.opts.CacheBytes/4/inodeCost, 1024))
 
 	ng := sb.groupCount()
 	gdt := make([]byte, int(sb.gdtBlocks())*f.bs)
@@ -342,7 +371,8 @@ func (f *FS) begin() error {
 	if err := f.markMounted(); err != nil {
 		return err
 	}
-	if f.jnl != nil && f.cache.dirtyCount() > f.jnl.capacity()*3/4 {
+	if f.cache.dirtyCount() > f.txLimit()*2 {
+		// The background commit did not keep up: wait for one.
 		if err := f.commit(); err != nil {
 			return err
 		}
@@ -354,16 +384,24 @@ func (f *FS) begin() error {
 // end finishes an operation started with begin.
 func (f *FS) end() {
 	f.op.RUnlock()
-	limit := 4096
-	if f.jnl != nil {
-		limit = f.jnl.capacity() / 4
-	}
-	if f.cache.dirtyCount() > limit {
+	if f.cache.dirtyCount() > f.txLimit() {
 		select {
 		case f.kick <- struct{}{}:
 		default:
 		}
 	}
+}
+
+// txLimit is the number of dirty metadata blocks past which the running
+// transaction is committed in the background (see begin for the hard
+// limit at twice that). A commit must fit the journal with room to spare:
+// blocks dirtied between the kick and the snapshot join it.
+func (f *FS) txLimit() int {
+	n := int(f.opts.TransactionBytes / int64(f.bs))
+	if f.jnl != nil {
+		n = min(n, f.jnl.capacity()/4)
+	}
+	return max(n, 16)
 }
 
 func (f *FS) commitLoop() {

@@ -91,6 +91,9 @@ type inode struct {
 	// goal is where the next block allocation for this inode should start
 	// (guarded by mu; 0 = the inode's group).
 	goal uint32
+	// wbStart and wbEnd are the device byte range of file data written
+	// last and not yet handed to write-back (guarded by mu; writeback.go).
+	wbStart, wbEnd int64
 }
 
 var le = binary.LittleEndian

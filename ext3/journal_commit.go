@@ -57,33 +57,21 @@ func (j *journal) checkCommit(blocks []metaBlock) error {
 // commitLocked runs the four steps of a commit.
 func (j *journal) commitLocked(blocks []metaBlock) error {
 	seq := j.sequence
-	// buf holds journal block 0 followed by the log, so that the common
-	// layout (s_first 1, contiguous blocks) takes a single WriteAt.
-	buf := j.scratchBuf(&j.logBuf, (1+j.logBlocks(len(blocks)))*j.bs)
-	log := buf[j.bs:]
-	crc := j.buildLog(seq, blocks, log)
 
 	// Step 1: superblock marking the log non-empty, descriptors, copies.
-	j.encodeSuper(j.first, seq)
-	if j.first == 1 && j.phys[1] == j.phys[0]+1 {
-		copy(buf, j.raw)
-		if err := j.writeBlocks(0, buf); err != nil {
-			return err
-		}
-	} else {
-		if err := j.writeSuper(j.first, seq); err != nil {
-			return err
-		}
-		if err := j.writeBlocks(j.first, log); err != nil {
-			return err
-		}
+	if err := j.writeSuper(j.first, seq); err != nil {
+		return err
+	}
+	crc, err := j.writeLog(seq, blocks)
+	if err != nil {
+		return err
 	}
 	if err := j.dev.Sync(); err != nil {
 		return fmt.Errorf("ext3: sync journal transaction %d: %w", seq, err)
 	}
 
 	// Step 2: the commit block makes the transaction durable.
-	end := j.first + uint32(len(log)/j.bs)
+	end := j.first + uint32(j.logBlocks(len(blocks)))
 	if err := j.writeBlocks(end, j.commitBlock(seq, crc)); err != nil {
 		return err
 	}
@@ -113,52 +101,64 @@ func (j *journal) logBlocks(n int) int {
 	return (n+per-1)/per + n
 }
 
-// buildLog writes into log, zeroed and logBlocks(len(blocks)) blocks
-// long, the descriptor blocks and journal copies of a transaction as they
-// go in the log from s_first, and returns the COMPAT_CHECKSUM crc32_be
-// over them.
-func (j *journal) buildLog(seq uint32, blocks []metaBlock, log []byte) uint32 {
-	bs, per := j.bs, j.tagsPerDescriptor()
-	ndesc := (len(blocks) + per - 1) / per
+// writeLog writes the descriptor blocks and journal copies of a
+// transaction to the log from s_first and returns the COMPAT_CHECKSUM
+// crc32_be over them. It builds one descriptor block and its copies at a
+// time, so the scratch memory is bounded by one descriptor's worth of
+// blocks whatever the size of the transaction.
+func (j *journal) writeLog(seq uint32, blocks []metaBlock) (uint32, error) {
+	per := j.tagsPerDescriptor()
 	crc := ^uint32(0)
-	for d := range ndesc {
+	at := j.first
+	for d := 0; d*per < len(blocks); d++ {
 		group := blocks[d*per : min((d+1)*per, len(blocks))]
-		base := (d * (per + 1)) * bs
-		desc := log[base : base+bs]
-		j.putHeader(desc, jbdDescriptorBlock, seq)
-		off := jbdHeaderSize
-		for i, m := range group {
-			copyBlk := log[base+(i+1)*bs : base+(i+2)*bs]
-			copy(copyBlk, m.data)
-			t := jbdTag{nr: uint64(m.nr)}
-			if binary.BigEndian.Uint32(m.data) == jbdMagic {
-				t.flags |= jbdFlagEscape
-				binary.BigEndian.PutUint32(copyBlk, 0)
-			}
-			if i > 0 {
-				t.flags |= jbdFlagSameUUID
-			}
-			if i == len(group)-1 {
-				t.flags |= jbdFlagLastTag
-			}
-			if j.csumV23() {
-				t.csum = j.dataCsum(seq, copyBlk)
-			}
-			j.encodeTag(desc[off:off+j.tagBytes], t)
-			off += j.tagBytes
-			if i == 0 {
-				copy(desc[off:], j.uuid[:])
-				off += jbdUUIDSize
-			}
+		buf := j.scratchBuf(&j.logBuf, (len(group)+1)*j.bs)
+		j.buildGroup(seq, group, buf)
+		if j.compat&jbdCompatChecksum != 0 {
+			crc = crc32BE(crc, buf)
+		}
+		if err := j.writeBlocks(at, buf); err != nil {
+			return 0, err
+		}
+		at += uint32(len(group) + 1)
+	}
+	return crc, nil
+}
+
+// buildGroup writes into out, zeroed and len(group)+1 blocks long, one
+// descriptor block followed by the journal copies of group.
+func (j *journal) buildGroup(seq uint32, group []metaBlock, out []byte) {
+	bs := j.bs
+	desc := out[:bs]
+	j.putHeader(desc, jbdDescriptorBlock, seq)
+	off := jbdHeaderSize
+	for i, m := range group {
+		copyBlk := out[(i+1)*bs : (i+2)*bs]
+		copy(copyBlk, m.data)
+		t := jbdTag{nr: uint64(m.nr)}
+		if binary.BigEndian.Uint32(m.data) == jbdMagic {
+			t.flags |= jbdFlagEscape
+			binary.BigEndian.PutUint32(copyBlk, 0)
+		}
+		if i > 0 {
+			t.flags |= jbdFlagSameUUID
+		}
+		if i == len(group)-1 {
+			t.flags |= jbdFlagLastTag
 		}
 		if j.csumV23() {
-			binary.BigEndian.PutUint32(desc[bs-jbdTailSize:], j.blockTailCsum(desc))
+			t.csum = j.dataCsum(seq, copyBlk)
 		}
-		if j.compat&jbdCompatChecksum != 0 {
-			crc = crc32BE(crc, log[base:base+(len(group)+1)*bs])
+		j.encodeTag(desc[off:off+j.tagBytes], t)
+		off += j.tagBytes
+		if i == 0 {
+			copy(desc[off:], j.uuid[:])
+			off += jbdUUIDSize
 		}
 	}
-	return crc
+	if j.csumV23() {
+		binary.BigEndian.PutUint32(desc[bs-jbdTailSize:], j.blockTailCsum(desc))
+	}
 }
 
 // scratchBuf returns *buf resized to n zeroed bytes, reallocating only
@@ -197,6 +197,9 @@ func (j *journal) commitBlock(seq, crc uint32) []byte {
 	return b
 }
 
+// checkpointRun bounds the bytes checkpoint merges into one write.
+const checkpointRun = 1 << 20
+
 // checkpoint writes every block home, merging runs of consecutive
 // blocks into one WriteAt, and syncs. A block listed twice ends with its
 // last contents, as replay would leave it.
@@ -205,10 +208,12 @@ func (j *journal) checkpoint(blocks []metaBlock) error {
 	for i, m := range blocks {
 		last[m.nr] = i
 	}
-	// Runs of consecutive blocks are copied together into one buffer; a
-	// lone block is written from the caller's slice.
-	if cap(j.runBuf) < len(blocks)*j.bs {
-		j.runBuf = make([]byte, 0, len(blocks)*j.bs)
+	// Runs of consecutive blocks are copied together into one buffer of
+	// at most checkpointRun bytes; a lone block is written from the
+	// caller's slice.
+	maxRun := uint32(max(1, checkpointRun/j.bs))
+	if cap(j.runBuf) < int(maxRun)*j.bs {
+		j.runBuf = make([]byte, 0, int(maxRun)*j.bs)
 	}
 	run := j.runBuf[:0]
 	var runStart, runLen uint32
@@ -234,7 +239,7 @@ func (j *journal) checkpoint(blocks []metaBlock) error {
 		if last[m.nr] != i {
 			continue
 		}
-		if runLen > 0 && m.nr != runStart+runLen {
+		if runLen > 0 && (m.nr != runStart+runLen || runLen == maxRun) {
 			if err := flush(); err != nil {
 				return err
 			}
