@@ -58,9 +58,26 @@ func lookIDHelpers() (idHelpers, error) {
 		if err != nil {
 			return h, fmt.Errorf("%s is not installed (package uidmap)", p.name)
 		}
+		if !privileged(path) {
+			return h, fmt.Errorf("%s is neither setuid root nor given cap_setuid", path)
+		}
 		*p.dst = path
 	}
 	return h, nil
+}
+
+// privileged reports whether the helper at path can do its work: setuid
+// root, or file capabilities (some distributions ship it so).
+func privileged(path string) bool {
+	var st unix.Stat_t
+	if unix.Stat(path, &st) != nil {
+		return false
+	}
+	if st.Mode&unix.S_ISUID != 0 && st.Uid == 0 {
+		return true
+	}
+	n, err := unix.Getxattr(path, "security.capability", nil)
+	return err == nil && n > 0
 }
 
 // fakerootMapping is stage 1's mapping for --fakeroot with subordinate

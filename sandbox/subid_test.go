@@ -136,3 +136,21 @@ func TestMappedFrom0(t *testing.T) {
 		}
 	}
 }
+
+// TestPrivileged: the helpers count only when they can write the maps.
+func TestPrivileged(t *testing.T) {
+	h, err := lookIDHelpers()
+	if err != nil {
+		t.Fatalf("%v: apt-get install uidmap", err)
+	}
+	if !privileged(h.uid) || !privileged(h.gid) {
+		t.Errorf("%s, %s: not privileged", h.uid, h.gid)
+	}
+	plain := filepath.Join(t.TempDir(), "newuidmap")
+	if err := os.WriteFile(plain, []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if privileged(plain) {
+		t.Errorf("%s: a plain file counts as privileged", plain)
+	}
+}
