@@ -103,8 +103,8 @@ func stage1Mapping(p *plan, log *slog.Logger) (idMapping, *idHelpers) {
 	}
 	if spec.UID == 0 {
 		// Host root may write any mapping itself: the same ids inside.
-		all := subRange{Start: 1, Count: minSubIDs}
-		return fakerootMapping(0, spec.GID, all, all), nil
+		all := []idRange{{Container: 0, Host: 0, Size: 1 + minSubIDs}}
+		return idMapping{UIDs: all, GIDs: all, Setgroups: true}, nil
 	}
 	name := p.User.Name
 	if name == "" {

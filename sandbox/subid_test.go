@@ -92,7 +92,7 @@ func TestStage1Mapping(t *testing.T) {
 			"u is not listed in " + uids, false},
 		{"no subgid", 7, true, "u:100000:65536\n", "v:1:65536\n", "uid 0 7 1; gid 0 8 1",
 			"u is not listed in " + gids, false},
-		{"host root", 0, true, "", "", "uid 0 0 1; uid 1 1 65536; gid 0 8 1; gid 1 1 65536",
+		{"host root", 0, true, "", "", "uid 0 0 65537; gid 0 0 65537",
 			"", false},
 	}
 	for _, tt := range tests {
