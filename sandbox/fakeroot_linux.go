@@ -148,6 +148,11 @@ func (h *idHelpers) write(pid int, m idMapping) error {
 			args = append(args, strings.Fields(r.String())...)
 		}
 		out, err := exec.Command(c.bin, args...).CombinedOutput()
+		if v, _ := readSysctl("kernel/apparmor_restrict_unprivileged_userns"); err != nil &&
+			v == "1" {
+			// Ubuntu 24.04: the namespace has no capabilities to map.
+			return usernsError(syscall.EPERM)
+		}
 		if err != nil {
 			msg := strings.TrimSpace(string(out))
 			if msg == "" {

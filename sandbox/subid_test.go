@@ -154,3 +154,26 @@ func TestPrivileged(t *testing.T) {
 		t.Errorf("%s: a plain file counts as privileged", plain)
 	}
 }
+
+// TestHelperFailure: a helper's refusal is reported with its message, or
+// as AppArmor's restriction where the sysctl says so.
+func TestHelperFailure(t *testing.T) {
+	old := procSys
+	t.Cleanup(func() { procSys = old })
+	procSys = t.TempDir()
+	h := &idHelpers{uid: "/bin/false", gid: "/bin/false"}
+	m := fakerootMapping(7, 8, subRange{100000, 65536}, subRange{100000, 65536})
+	err := h.write(1, m)
+	if err == nil || !strings.Contains(err.Error(), "--fakeroot: /bin/false 1 0 7 1 1 100000 "+
+		"65536 failed: exit status 1") {
+		t.Errorf("got %v", err)
+	}
+	p := filepath.Join(procSys, "kernel", "apparmor_restrict_unprivileged_userns")
+	os.MkdirAll(filepath.Dir(p), 0o755)
+	os.WriteFile(p, []byte("1\n"), 0o644)
+	err = h.write(1, m)
+	if err == nil || !strings.Contains(err.Error(), "AppArmor restricts unprivileged user "+
+		"namespaces") {
+		t.Errorf("got %v", err)
+	}
+}
