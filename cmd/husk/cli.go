@@ -16,9 +16,6 @@ import (
 type CLI struct {
 	Debug bool `help:"Print debug messages (decisions, layer stack) on stderr." env:"HUSK_DEBUG"`
 
-	CPUProfile string `name:"cpuprofile" placeholder:"FILE" help:"${cpuprofile}" env:"HUSK_CPUPROFILE"`
-	MemProfile string `name:"memprofile" placeholder:"FILE" help:"${memprofile}" env:"HUSK_MEMPROFILE"`
-
 	Exec       ExecCmd       `cmd:"" help:"Run a command in a container."`
 	Run        RunCmd        `cmd:"" help:"Run the container's runscript."`
 	Shell      ShellCmd      `cmd:"" help:"Start an interactive shell in a container."`
@@ -27,6 +24,8 @@ type CLI struct {
 	Overlay    OverlayCmd    `cmd:"" help:"Manage persistent overlay images."`
 	Inspect    InspectCmd    `cmd:"" help:"Show the metadata of an image."`
 	Sif        SifCmd        `cmd:"" aliases:"siftool" help:"Inspect and modify SIF files."`
+	Verify     VerifyCmd     `cmd:"" help:"Verify the PGP signatures of a SIF."`
+	Sign       SignCmd       `cmd:"" help:"Add PGP signatures to a SIF."`
 	Build      BuildCmd      `cmd:"" help:"Build a SIF from a root filesystem directory."`
 	Completion CompletionCmd `cmd:"" help:"Print a shell completion script."`
 	Version    VersionCmd    `cmd:"" help:"Print husk's version."`

@@ -1,0 +1,269 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/ProtonMail/go-crypto/openpgp"
+	"github.com/ProtonMail/go-crypto/openpgp/packet"
+	"github.com/sylabs/sif/v2/pkg/integrity"
+	"github.com/sylabs/sif/v2/pkg/sif"
+)
+
+// SIF signatures (`husk verify`, `husk sign`) through the sif library's
+// integrity package, which Apptainer uses too: PGP clear-signed
+// descriptions of each object group. husk reads keys from keyring files
+// only; it never asks a key server, and has no x509 or sigstore keys.
+
+// globalKeyring is Apptainer's system-wide public keyring (package
+// installs put APPTAINER_CONFDIR at /etc/apptainer).
+const globalKeyring = "/etc/apptainer/global-pgp-public"
+
+// VerifyCmd is `husk verify [flags] IMAGE`.
+type VerifyCmd struct {
+	Keyring []string `placeholder:"FILE" help:"${vkeyring}" env:"HUSK_KEYRING"`
+	GroupID uint32   `short:"g" name:"group-id" help:"Verify the object group with this ID."`
+	SifID   uint32   `short:"i" name:"sif-id" help:"Verify the object with this ID."`
+	Legacy  bool     `name:"legacy-insecure" help:"Verify (insecure) legacy signatures."`
+	All     bool     `short:"a" help:"With --legacy-insecure, verify all objects."`
+	Local   bool     `short:"l" help:"Only use local keys (husk always does)."`
+	Image   string   `arg:"" help:"SIF to verify."`
+}
+
+// Help implements kong.HelpProvider.
+func (VerifyCmd) Help() string {
+	return `Checks the PGP signatures of a SIF, as 'apptainer verify' does with local keys:
+each object group must carry a signature made by a key of the keyrings. The
+default keyrings are Apptainer's: ~/.apptainer/keys/pgp-public (or
+$APPTAINER_KEYSDIR/pgp-public) and ` + globalKeyring + `.
+
+Example:
+  husk verify --keyring alice.pub debian.sif`
+}
+
+// SignCmd is `husk sign [flags] IMAGE`.
+type SignCmd struct {
+	Keyring string `placeholder:"FILE" help:"${skeyring}" env:"HUSK_SECRET_KEYRING"`
+	KeyIdx  int    `short:"k" name:"keyidx" help:"Index of the key in the keyring (0 first)."`
+	GroupID uint32 `short:"g" name:"group-id" help:"Sign only the object group with this ID."`
+	SifID   uint32 `short:"i" name:"sif-id" help:"Sign only the object with this ID."`
+	Image   string `arg:"" help:"SIF to sign."`
+}
+
+// Help implements kong.HelpProvider.
+func (SignCmd) Help() string {
+	return `Adds a PGP signature for each object group of a SIF, as 'apptainer sign'
+does, with a key of a secret keyring file (default ~/.apptainer/keys/pgp-secret,
+as Apptainer's). The key must not be passphrase-protected, or the passphrase
+must be in $APPTAINER_PASSPHRASE (or $HUSK_PASSPHRASE).
+
+Example:
+  husk sign --keyring alice.sec --keyidx 0 debian.sif`
+}
+
+func init() {
+	helpVars["vkeyring"] = "Public keyring file (armored or binary). Repeatable; " +
+		"default: Apptainer's keyrings."
+	helpVars["skeyring"] = "Secret keyring file (armored or binary)."
+}
+
+// keysDir is Apptainer's key directory: $APPTAINER_KEYSDIR, else
+// ~/.apptainer/keys.
+func keysDir() string {
+	if d := os.Getenv("APPTAINER_KEYSDIR"); d != "" {
+		return d
+	}
+	home, _ := os.UserHomeDir()
+	return filepath.Join(home, ".apptainer", "keys")
+}
+
+// readKeyring reads an armored or binary OpenPGP keyring file.
+func readKeyring(path string) (openpgp.EntityList, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	el, err := openpgp.ReadArmoredKeyRing(bytes.NewReader(b))
+	if err != nil {
+		el, err = openpgp.ReadKeyRing(bytes.NewReader(b))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("keyring %s: %w", path, err)
+	}
+	return el, nil
+}
+
+// Run implements `husk verify`.
+func (c *VerifyCmd) Run(g *globals) error {
+	paths, explicit := c.Keyring, len(c.Keyring) > 0
+	if !explicit {
+		paths = []string{filepath.Join(keysDir(), "pgp-public"), globalKeyring}
+	}
+	var kr openpgp.EntityList
+	for _, p := range paths {
+		el, err := readKeyring(p)
+		if err != nil {
+			if !explicit && errors.Is(err, os.ErrNotExist) {
+				continue
+			}
+			return err
+		}
+		kr = append(kr, el...)
+	}
+
+	f, err := sif.LoadContainerFromPath(c.Image, sif.OptLoadWithFlag(os.O_RDONLY))
+	if err != nil {
+		return fmt.Errorf("%s: %w", c.Image, err)
+	}
+	defer f.UnloadContainer()
+
+	g.info("Verifying image with PGP key material")
+	opts := []integrity.VerifierOpt{
+		integrity.OptVerifyWithKeyRing(kr),
+		integrity.OptVerifyCallback(func(r integrity.VerifyResult) bool {
+			printVerifyResult(os.Stdout, r, kr)
+			return false
+		}),
+	}
+	if c.GroupID != 0 {
+		opts = append(opts, integrity.OptVerifyGroup(c.GroupID))
+	}
+	if c.SifID != 0 {
+		opts = append(opts, integrity.OptVerifyObject(c.SifID))
+	}
+	if c.Legacy {
+		if c.All {
+			opts = append(opts, integrity.OptVerifyLegacyAll())
+		} else {
+			opts = append(opts, integrity.OptVerifyLegacy())
+			if c.GroupID == 0 && c.SifID == 0 {
+				od, err := f.GetDescriptor(sif.WithPartitionType(sif.PartPrimSys))
+				if err != nil {
+					return fmt.Errorf("Failed to verify container: %w", err)
+				}
+				opts = append(opts, integrity.OptVerifyObject(od.ID()))
+			}
+		}
+	}
+	v, err := integrity.NewVerifier(f, opts...)
+	if err == nil {
+		err = v.Verify()
+	}
+	if err != nil {
+		return fmt.Errorf("Failed to verify container: %w", err)
+	}
+	g.info(fmt.Sprintf("Verified signature(s) from image '%s'", c.Image))
+	return nil
+}
+
+// printVerifyResult prints a result as Apptainer's outputVerify does:
+// the signing entity, then the verified objects.
+func printVerifyResult(w io.Writer, r integrity.VerifyResult, local openpgp.EntityList) {
+	if e := r.Entity(); e != nil {
+		prefix := "[REMOTE]"
+		if len(local.KeysByIdUsage(e.PrimaryKey.KeyId, packet.KeyFlagSign)) > 0 {
+			prefix = "[LOCAL]"
+		}
+		if id := primaryIdentity(e); id != nil {
+			fmt.Fprintf(w, "%-18v Signing entity: %v\n", prefix, id.Name)
+		}
+		fmt.Fprintf(w, "%-18v Fingerprint: %X\n", prefix, e.PrimaryKey.Fingerprint)
+	}
+	if len(r.Verified()) > 0 {
+		fmt.Fprintf(w, "Objects verified:\n%-4s|%-8s|%-8s|%s\n", "ID", "GROUP", "LINK", "TYPE")
+		fmt.Fprint(w, "------------------------------------------------\n")
+	}
+	for _, od := range r.Verified() {
+		group := "NONE"
+		if gid := od.GroupID(); gid != 0 {
+			group = fmt.Sprint(gid)
+		}
+		link := "NONE"
+		if l, isGroup := od.LinkedID(); l != 0 {
+			link = fmt.Sprint(l)
+			if isGroup {
+				link += " (G)"
+			}
+		}
+		fmt.Fprintf(w, "%-4d|%-8s|%-8s|%s\n", od.ID(), group, link, od.DataType())
+	}
+	if err := r.Error(); err != nil {
+		fmt.Fprintf(w, "\nValidation error: %v\n", err)
+	}
+}
+
+// primaryIdentity is the identity marked primary, else the first one.
+func primaryIdentity(e *openpgp.Entity) *openpgp.Identity {
+	var first *openpgp.Identity
+	for _, id := range e.Identities {
+		if first == nil {
+			first = id
+		}
+		if id.SelfSignature != nil && id.SelfSignature.IsPrimaryId != nil &&
+			*id.SelfSignature.IsPrimaryId {
+			return id
+		}
+	}
+	return first
+}
+
+// Run implements `husk sign`.
+func (c *SignCmd) Run(g *globals) error {
+	path := c.Keyring
+	if path == "" {
+		path = filepath.Join(keysDir(), "pgp-secret")
+	}
+	el, err := readKeyring(path)
+	if err != nil {
+		return err
+	}
+	if c.KeyIdx < 0 || c.KeyIdx >= len(el) {
+		return fmt.Errorf("--keyidx %d: %s holds %d keys", c.KeyIdx, path, len(el))
+	}
+	e := el[c.KeyIdx]
+	if e.PrivateKey == nil {
+		return fmt.Errorf("key %d of %s has no private key", c.KeyIdx, path)
+	}
+	if e.PrivateKey.Encrypted {
+		pass := os.Getenv("HUSK_PASSPHRASE")
+		if pass == "" {
+			pass = os.Getenv("APPTAINER_PASSPHRASE")
+		}
+		if pass == "" {
+			return fmt.Errorf("key %d of %s is passphrase-protected: set APPTAINER_PASSPHRASE",
+				c.KeyIdx, path)
+		}
+		if err := e.DecryptPrivateKeys([]byte(pass)); err != nil {
+			return fmt.Errorf("key %d of %s: %w", c.KeyIdx, path, err)
+		}
+	}
+
+	f, err := sif.LoadContainerFromPath(c.Image)
+	if err != nil {
+		return fmt.Errorf("%s: %w", c.Image, err)
+	}
+	g.info("Signing image with PGP key material")
+	opts := []integrity.SignerOpt{integrity.OptSignWithEntity(e)}
+	if c.GroupID != 0 {
+		opts = append(opts, integrity.OptSignGroup(c.GroupID))
+	}
+	if c.SifID != 0 {
+		opts = append(opts, integrity.OptSignObjects(c.SifID))
+	}
+	s, err := integrity.NewSigner(f, opts...)
+	if err == nil {
+		err = s.Sign()
+	}
+	if uerr := f.UnloadContainer(); err == nil {
+		err = uerr
+	}
+	if err != nil {
+		return fmt.Errorf("Failed to sign container: %w", err)
+	}
+	g.info(fmt.Sprintf("Signature created and applied to image '%s'", c.Image))
+	return nil
+}
