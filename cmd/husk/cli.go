@@ -16,6 +16,9 @@ import (
 type CLI struct {
 	Debug bool `help:"Print debug messages (decisions, layer stack) on stderr." env:"HUSK_DEBUG"`
 
+	CPUProfile string `name:"cpuprofile" placeholder:"FILE" help:"${cpuprofile}" env:"HUSK_CPUPROFILE"`
+	MemProfile string `name:"memprofile" placeholder:"FILE" help:"${memprofile}" env:"HUSK_MEMPROFILE"`
+
 	Exec       ExecCmd       `cmd:"" help:"Run a command in a container."`
 	Run        RunCmd        `cmd:"" help:"Run the container's runscript."`
 	Shell      ShellCmd      `cmd:"" help:"Start an interactive shell in a container."`
