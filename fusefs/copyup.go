@@ -25,7 +25,7 @@ const (
 // already. limit >= 0 copies only the first limit bytes of data (for a
 // truncation that would drop the rest).
 //
-// Preconditions: u.mu held for writing; u.upper != nil.
+// Preconditions: u.upper != nil; no directory locked (see locking.go).
 func (u *Union) copyUp(n *node, limit int64) error {
 	if n.inUpper() {
 		return nil
@@ -41,9 +41,11 @@ func (u *Union) copyUp(n *node, limit int64) error {
 	return u.copyUpIn(n, parent, name, limit)
 }
 
-// copyUpIn copies n, which is name in parent, to the upper.
+// copyUpIn copies n, which is name in parent, to the upper. The data are
+// copied into the work directory with no directory locked; parent is
+// locked only to check that name is still n and to rename the copy there.
 //
-// Preconditions: u.mu held for writing.
+// Preconditions: no directory locked.
 func (u *Union) copyUpIn(n, parent *node, name string, limit int64) error {
 	if n.inUpper() {
 		return nil
@@ -51,38 +53,47 @@ func (u *Union) copyUpIn(n, parent *node, name string, limit int64) error {
 	if err := u.copyUp(parent, -1); err != nil {
 		return err
 	}
-	dir := parent.top().n
-	src := n.top()
+	src := n.top() // a lower inode, which stays the top until copied up
 	layer := u.layers[src.l]
 	a, err := layer.Getattr(src.n)
 	if err != nil {
 		return fmt.Errorf("copy-up %q: %w", name, err)
 	}
 	isDir := a.Mode&syscall.S_IFMT == syscall.S_IFDIR
+	linked := a.Nlink > 1 && !isDir
+	if linked {
+		u.linkMu.Lock()
+		defer u.linkMu.Unlock()
+	}
+	n.cuMu.Lock()
+	defer n.cuMu.Unlock()
+	if n.inUpper() {
+		return nil
+	}
 	key := layerIno{src.l, a.Ino}
 
 	// A second name of a hard-linked lower inode becomes a link.
-	if up, ok := u.links[key]; ok && !isDir {
-		if _, err := u.upper.Link(up, dir, name); err != nil {
+	if up, ok := u.linkedCopy(key); ok && linked {
+		parent.dirMu.Lock()
+		defer parent.dirMu.Unlock()
+		if done, err := u.landing(n, parent, name, src); done || err != nil {
+			return err
+		}
+		if _, err := u.upper.Link(up, parent.top().n, name); err != nil {
 			return fmt.Errorf("copy-up link %q: %w", name, err)
 		}
-		n.refs = append([]layerRef{{0, up}}, n.refs...)
+		u.landed(n, parent, name, layerRef{0, up})
 		return nil
 	}
 
-	up, err := u.copyInode(src, a, dir, name, limit)
-	if err != nil {
-		return fmt.Errorf("copy-up %q: %w", name, err)
+	up, err := u.copyInode(n, parent, name, src, a, limit)
+	if err != nil || up == 0 {
+		return err
 	}
-	ua, err := u.upper.Getattr(up)
-	if err != nil {
-		return fmt.Errorf("copy-up %q: %w", name, err)
-	}
-	u.newUpperInode(ua.Ino)
-	u.copied[ua.Ino] = n.ino
-	n.refs = append([]layerRef{{0, up}}, n.refs...)
-	if a.Nlink > 1 && !isDir {
+	if linked {
+		u.stMu.Lock()
 		u.links[key] = up
+		u.stMu.Unlock()
 		if err := u.linkOtherNames(src, a, up); err != nil {
 			return fmt.Errorf("copy-up %q: %w", name, err)
 		}
@@ -90,27 +101,92 @@ func (u *Union) copyUpIn(n, parent *node, name string, limit int64) error {
 	return nil
 }
 
-// copyInode writes a copy of lower inode src (attributes a) as name in
-// upper directory dir and returns the upper inode.
+// landing checks, with parent locked, that name in parent is still the
+// lower inode src that n is a copy-up of. It reports done if another node
+// of the same inode copied it up meanwhile (n now points at that copy),
+// and ESTALE if name went away or is something else now.
 //
-// Preconditions: u.mu held for writing.
-func (u *Union) copyInode(src layerRef, a Attr, dir Node, name string, limit int64) (Node, error) {
-	tmpDir, tmpName := dir, name
-	if u.opts.WorkDir != 0 {
-		u.tmpSeq++
-		tmpDir, tmpName = u.opts.WorkDir, fmt.Sprintf("#husk-copyup-%d", u.tmpSeq)
-	}
-	up, err := u.makeCopy(src, a, tmpDir, tmpName, limit)
+// Preconditions: parent.dirMu held for writing.
+func (u *Union) landing(n, parent *node, name string, src layerRef) (done bool, err error) {
+	refs, a, err := u.resolve(parent, name, 0)
 	if err != nil {
-		return 0, err
+		return false, fmt.Errorf("copy-up %q: %w", name, syscall.ESTALE)
 	}
-	if tmpDir != dir || tmpName != name {
-		if err := u.upper.Rename(tmpDir, tmpName, dir, name, 0); err != nil {
-			u.removeTemp(tmpDir, tmpName, a.Mode)
-			return 0, err
+	if refs[0] == src {
+		return false, nil
+	}
+	if refs[0].l == 0 {
+		if ino, ok := u.copiedIno(a.Ino); ok && ino == n.ino {
+			n.setRefs(append([]layerRef{refs[0]}, n.getRefs()...))
+			return true, nil
 		}
 	}
-	return up, nil
+	return false, fmt.Errorf("copy-up %q: replaced: %w", name, syscall.ESTALE)
+}
+
+// landed points n, and the node the kernel knows as name in parent if
+// that is another one, at their new upper inode up.
+//
+// Preconditions: parent.dirMu held for writing.
+func (u *Union) landed(n, parent *node, name string, up layerRef) {
+	n.setRefs(append([]layerRef{up}, n.getRefs()...))
+	if live := parent.liveChild(name); live != nil && live != n && !live.inUpper() {
+		live.setRefs(append([]layerRef{up}, live.getRefs()...))
+	}
+}
+
+// copyInode copies lower inode src of n (attributes a), which is name in
+// parent, into the upper and returns the upper inode, or 0 if another
+// node of the same inode did it meanwhile. The copy is assembled in the
+// work directory and renamed into place.
+func (u *Union) copyInode(n, parent *node, name string, src layerRef, a Attr,
+	limit int64) (Node, error) {
+	if u.opts.WorkDir == 0 {
+		// No work directory: copy in place, with parent locked throughout.
+		parent.dirMu.Lock()
+		defer parent.dirMu.Unlock()
+		if done, err := u.landing(n, parent, name, src); done || err != nil {
+			return 0, err
+		}
+		up, err := u.makeCopy(src, a, parent.top().n, name, limit)
+		if err != nil {
+			return 0, fmt.Errorf("copy-up %q: %w", name, err)
+		}
+		return up, u.register(n, parent, name, up)
+	}
+	tmpName := fmt.Sprintf("#husk-copyup-%d", u.tmpSeq.Add(1))
+	up, err := u.makeCopy(src, a, u.opts.WorkDir, tmpName, limit)
+	if err != nil {
+		return 0, fmt.Errorf("copy-up %q: %w", name, err)
+	}
+	parent.dirMu.Lock()
+	defer parent.dirMu.Unlock()
+	done, err := u.landing(n, parent, name, src)
+	if err == nil && !done {
+		err = u.upper.Rename(u.opts.WorkDir, tmpName, parent.top().n, name, 0)
+	}
+	if err != nil || done {
+		u.removeTemp(u.opts.WorkDir, tmpName, a.Mode)
+		return 0, err
+	}
+	return up, u.register(n, parent, name, up)
+}
+
+// register records that upper inode up is the copy of n, so lookups keep
+// n's inode number, and points n at it.
+//
+// Preconditions: parent.dirMu held for writing.
+func (u *Union) register(n, parent *node, name string, up Node) error {
+	ua, err := u.upper.Getattr(up)
+	if err != nil {
+		return fmt.Errorf("copy-up %q: %w", name, err)
+	}
+	u.newUpperInode(ua.Ino)
+	u.stMu.Lock()
+	u.copied[ua.Ino] = n.ino
+	u.stMu.Unlock()
+	u.landed(n, parent, name, layerRef{0, up})
+	return nil
 }
 
 // makeCopy creates the copy under tmpName: inode, data, xattrs, then
@@ -245,26 +321,33 @@ func (u *Union) removeTemp(dir Node, name string, mode uint32) {
 // directories would otherwise merge in (rename of a lower directory). Live
 // nodes below are switched to their copies.
 //
-// Preconditions: u.mu held for writing.
+// Preconditions: no directory locked.
 func (u *Union) copyTree(n, parent *node, name string) error {
 	if err := u.copyUpIn(n, parent, name, -1); err != nil {
 		return err
 	}
-	if n.top().l == 0 && len(n.refs) == 1 {
+	if refs := n.getRefs(); refs[0].l == 0 && len(refs) == 1 {
 		return nil // upper only: nothing below to copy
 	}
+	n.dirMu.RLock()
 	ents, err := u.list(n)
+	n.dirMu.RUnlock()
 	if err != nil {
 		return err
 	}
 	for _, e := range ents {
+		n.dirMu.RLock()
 		refs, a, err := u.resolve(n, e.name, 0)
+		var child *node
+		if err == nil {
+			child = u.childNode(n, e.name, refs, a)
+		}
+		n.dirMu.RUnlock()
+		if isErrno(err, syscall.ENOENT) {
+			continue // removed meanwhile
+		}
 		if err != nil {
 			return err
-		}
-		child := n.liveChild(e.name)
-		if child == nil {
-			child = &node{u: u, ino: u.inoOf(refs, a), refs: refs}
 		}
 		if a.Mode&syscall.S_IFMT == syscall.S_IFDIR {
 			err = u.copyTree(child, n, e.name)
@@ -275,10 +358,12 @@ func (u *Union) copyTree(n, parent *node, name string) error {
 			return err
 		}
 	}
+	n.dirMu.Lock()
+	defer n.dirMu.Unlock()
 	if err := u.markOpaque(n.top().n); err != nil {
 		return err
 	}
-	n.refs = n.refs[:1]
+	n.setRefs(n.getRefs()[:1])
 	return nil
 }
 

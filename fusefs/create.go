@@ -14,28 +14,36 @@ import (
 // directory made over a whiteout is opaque, so the whited-out lower
 // directory does not reappear in it.
 
-// prepareCreate gets directory n ready for a new entry name: n copied up,
-// name free in the union, any whiteout of name removed. It returns the
-// owner for the new inode (the caller's, with the gid inherited from a
-// set-gid parent) and whether a whiteout was removed.
-//
-// Preconditions: u.mu held for writing.
-func (n *node) prepareCreate(ctx context.Context, name string) (uid, gid uint32,
-	hadWhiteout bool, err error) {
+// lockForCreate copies directory n up and write-locks its namespace for
+// a new entry name. On success the caller must call n.dirMu.Unlock.
+func (n *node) lockForCreate(name string) error {
 	u := n.u
 	if u.upper == nil {
-		return 0, 0, false, syscall.EROFS
+		return syscall.EROFS
 	}
 	if hiddenName(name) {
 		// The upper could not show such a name back.
-		return 0, 0, false, syscall.EINVAL
+		return syscall.EINVAL
 	}
+	if err := u.copyUp(n, -1); err != nil {
+		return err
+	}
+	n.dirMu.Lock()
+	return nil
+}
+
+// prepareCreate gets directory n ready for a new entry name: name free
+// in the union, any whiteout of name removed. It returns the owner for
+// the new inode (the caller's, with the gid inherited from a set-gid
+// parent) and whether a whiteout was removed.
+//
+// Preconditions: n.dirMu held for writing (lockForCreate).
+func (n *node) prepareCreate(ctx context.Context, name string) (uid, gid uint32,
+	hadWhiteout bool, err error) {
+	u := n.u
 	if _, _, err := u.resolve(n, name, 0); err == nil {
 		return 0, 0, false, syscall.EEXIST
 	} else if !isErrno(err, syscall.ENOENT) {
-		return 0, 0, false, err
-	}
-	if err := u.copyUp(n, -1); err != nil {
 		return 0, 0, false, err
 	}
 	if hadWhiteout, err = u.clearWhiteout(n.top().n, name); err != nil {
@@ -52,7 +60,7 @@ func (n *node) prepareCreate(ctx context.Context, name string) (uid, gid uint32,
 // the whiteout it removed goes back, so a deleted lower entry does not
 // reappear because a create failed (ENOSPC, a refused owner ...).
 //
-// Preconditions: u.mu held for writing.
+// Preconditions: n.dirMu held for writing.
 func (n *node) createFailed(name string, hadWhiteout bool) {
 	if hadWhiteout {
 		if err := n.u.makeWhiteout(n.top().n, name); err != nil && n.u.log != nil {
@@ -65,7 +73,7 @@ func (n *node) createFailed(name string, hadWhiteout bool) {
 // created finishes a creation: registers the new upper inode and returns
 // its go-fuse inode.
 //
-// Preconditions: u.mu held for writing.
+// Preconditions: n.dirMu held for writing.
 func (n *node) created(ctx context.Context, up Node, a Attr, out *fuse.EntryOut) *fs.Inode {
 	n.u.newUpperInode(a.Ino)
 	return n.u.newChild(ctx, n, []layerRef{{0, up}}, a, out)
@@ -75,8 +83,10 @@ func (n *node) created(ctx context.Context, up Node, a Attr, out *fuse.EntryOut)
 func (n *node) Create(ctx context.Context, name string, flags, mode uint32,
 	out *fuse.EntryOut) (*fs.Inode, fs.FileHandle, uint32, syscall.Errno) {
 	u := n.u
-	u.mu.Lock()
-	defer u.mu.Unlock()
+	if err := n.lockForCreate(name); err != nil {
+		return nil, nil, 0, u.toErrno("create", err)
+	}
+	defer n.dirMu.Unlock()
 	uid, gid, wh, err := n.prepareCreate(ctx, name)
 	if err != nil {
 		return nil, nil, 0, u.toErrno("create", err)
@@ -109,14 +119,11 @@ func (n *node) Tmpfile(ctx context.Context, flags, mode uint32,
 	if u.opts.WorkDir == 0 {
 		return nil, nil, 0, syscall.EOPNOTSUPP
 	}
-	u.mu.Lock()
-	defer u.mu.Unlock()
 	uid, gid := u.ids.caller(ctx)
 	if pa, err := n.attr(); err == nil && pa.Mode&syscall.S_ISGID != 0 {
 		gid = pa.Gid
 	}
-	u.tmpSeq++
-	name := fmt.Sprintf("#husk-tmpfile-%d", u.tmpSeq)
+	name := fmt.Sprintf("#husk-tmpfile-%d", u.tmpSeq.Add(1))
 	up, a, err := u.upper.Create(u.opts.WorkDir, name, mode&07777, uid, gid)
 	if err != nil {
 		return nil, nil, 0, u.toErrno("tmpfile", err)
@@ -131,7 +138,7 @@ func (n *node) Tmpfile(ctx context.Context, flags, mode uint32,
 		u.upper.Unlink(u.opts.WorkDir, name)
 		return nil, nil, 0, u.toErrno("tmpfile open", err)
 	}
-	st := fs.StableAttr{Mode: syscall.S_IFREG, Ino: ino, Gen: u.gens[ino]}
+	st := fs.StableAttr{Mode: syscall.S_IFREG, Ino: ino, Gen: u.genOf(ino)}
 	return n.NewInode(ctx, child, st), h, 0, 0
 }
 
@@ -139,8 +146,10 @@ func (n *node) Tmpfile(ctx context.Context, flags, mode uint32,
 func (n *node) Mkdir(ctx context.Context, name string, mode uint32,
 	out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
 	u := n.u
-	u.mu.Lock()
-	defer u.mu.Unlock()
+	if err := n.lockForCreate(name); err != nil {
+		return nil, u.toErrno("mkdir", err)
+	}
+	defer n.dirMu.Unlock()
 	uid, gid, wh, err := n.prepareCreate(ctx, name)
 	if err != nil {
 		return nil, u.toErrno("mkdir", err)
@@ -167,8 +176,10 @@ func (n *node) Mkdir(ctx context.Context, name string, mode uint32,
 func (n *node) Mknod(ctx context.Context, name string, mode, dev uint32,
 	out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
 	u := n.u
-	u.mu.Lock()
-	defer u.mu.Unlock()
+	if err := n.lockForCreate(name); err != nil {
+		return nil, u.toErrno("mknod", err)
+	}
+	defer n.dirMu.Unlock()
 	uid, gid, wh, err := n.prepareCreate(ctx, name)
 	if err != nil {
 		return nil, u.toErrno("mknod", err)
@@ -190,8 +201,10 @@ func (n *node) Mknod(ctx context.Context, name string, mode, dev uint32,
 func (n *node) Symlink(ctx context.Context, target, name string,
 	out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
 	u := n.u
-	u.mu.Lock()
-	defer u.mu.Unlock()
+	if err := n.lockForCreate(name); err != nil {
+		return nil, u.toErrno("symlink", err)
+	}
+	defer n.dirMu.Unlock()
 	uid, gid, wh, err := n.prepareCreate(ctx, name)
 	if err != nil {
 		return nil, u.toErrno("symlink", err)
@@ -213,27 +226,33 @@ func (n *node) Link(ctx context.Context, target fs.InodeEmbedder, name string,
 	if !ok {
 		return nil, syscall.EXDEV
 	}
-	u.mu.Lock()
-	defer u.mu.Unlock()
+	if u.upper != nil && !t.inUpper() {
+		if err := u.copyUp(t, -1); err != nil {
+			return nil, u.toErrno("link copy-up", err)
+		}
+	}
+	if err := n.lockForCreate(name); err != nil {
+		return nil, u.toErrno("link", err)
+	}
+	defer n.dirMu.Unlock()
 	_, _, wh, err := n.prepareCreate(ctx, name)
 	if err != nil {
 		return nil, u.toErrno("link", err)
 	}
-	if err := u.copyUp(t, -1); err != nil {
+	if !t.inUpper() {
 		n.createFailed(name, wh)
-		return nil, u.toErrno("link copy-up", err)
+		return nil, syscall.ESTALE
 	}
 	a, err := u.upper.Link(t.top().n, n.top().n, name)
 	if err != nil {
 		n.createFailed(name, wh)
 		return nil, u.toErrno("link", err)
 	}
-	if t.tmp != "" {
+	if tmp := t.takeTmp(); tmp != "" {
 		// An O_TMPFILE file got its name: drop the one in work/.
-		if err := u.upper.Unlink(u.opts.WorkDir, t.tmp); err == nil {
+		if err := u.upper.Unlink(u.opts.WorkDir, tmp); err == nil {
 			a.Nlink--
 		}
-		t.tmp = ""
 	}
 	u.fillAttr(t.ino, a, &out.Attr)
 	return t.EmbeddedInode(), 0
@@ -241,8 +260,6 @@ func (n *node) Link(ctx context.Context, target fs.InodeEmbedder, name string,
 
 // Readlink implements fs.NodeReadlinker.
 func (n *node) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
-	n.u.mu.RLock()
-	defer n.u.mu.RUnlock()
 	t := n.top()
 	s, err := n.u.layers[t.l].Readlink(t.n)
 	if err != nil {

@@ -2,6 +2,7 @@ package fusefs
 
 import (
 	"context"
+	"fmt"
 	"syscall"
 
 	"github.com/hanwen/go-fuse/v2/fs"
@@ -15,15 +16,16 @@ import (
 // top one's attributes. from skips dir's first refs (to ask "what do the
 // lower layers have here").
 //
-// Preconditions: u.mu held.
+// Preconditions: dir.dirMu held, or dir not reachable by others.
 func (u *Union) resolve(dir *node, name string, from int) ([]layerRef, Attr, error) {
 	if hiddenName(name) {
 		return nil, Attr{}, syscall.ENOENT
 	}
 	var refs []layerRef
 	var top Attr
-	for i := from; i < len(dir.refs); i++ {
-		r := dir.refs[i]
+	drefs := dir.getRefs()
+	for i := from; i < len(drefs); i++ {
+		r := drefs[i]
 		layer := u.layers[r.l]
 		n, a, err := layer.Lookup(r.n, name)
 		if isErrno(err, syscall.ENOENT) {
@@ -46,7 +48,7 @@ func (u *Union) resolve(dir *node, name string, from int) ([]layerRef, Attr, err
 		} else {
 			break
 		}
-		if !isDir || i == len(dir.refs)-1 || u.isOpaque(r.l, n) {
+		if !isDir || i == len(drefs)-1 || u.isOpaque(r.l, n) {
 			break
 		}
 	}
@@ -64,8 +66,6 @@ func (u *Union) resolve(dir *node, name string, from int) ([]layerRef, Attr, err
 // while the union is mounted, and the number (hence the FUSE node id) of
 // a directory the kernel has cached must not change, or the kernel drops
 // the dentry and every mount under it.
-//
-// Preconditions: u.mu held.
 func (u *Union) inoOf(refs []layerRef, a Attr) uint64 {
 	ref := refs[0]
 	if _, ok := u.layers[ref.l].(*MemLayer); ok {
@@ -80,7 +80,7 @@ func (u *Union) inoOf(refs []layerRef, a Attr) uint64 {
 		}
 	}
 	if ref.l == 0 {
-		if ino, ok := u.copied[a.Ino]; ok {
+		if ino, ok := u.copiedIno(a.Ino); ok {
 			return ino
 		}
 	}
@@ -90,17 +90,17 @@ func (u *Union) inoOf(refs []layerRef, a Attr) uint64 {
 // newUpperInode forgets what was known about an earlier upper inode with
 // the same number, which the upper may reuse, and gives the new one a new
 // generation so go-fuse does not confuse it with a node still cached.
-//
-// Preconditions: u.mu held for writing.
 func (u *Union) newUpperInode(ino uint64) {
+	u.stMu.Lock()
 	delete(u.copied, ino)
 	u.gen++
 	u.gens[stableIno(0, ino)] = u.gen
+	u.stMu.Unlock()
 }
 
 // newChild makes the go-fuse inode for refs under parent and fills out.
 //
-// Preconditions: u.mu held.
+// Preconditions: parent.dirMu held.
 func (u *Union) newChild(ctx context.Context, parent *node, refs []layerRef, a Attr,
 	out *fuse.EntryOut) *fs.Inode {
 	return u.newChildIno(ctx, parent, u.inoOf(refs, a), refs, a, out)
@@ -108,12 +108,12 @@ func (u *Union) newChild(ctx context.Context, parent *node, refs []layerRef, a A
 
 // newChildIno is newChild with the inode number given.
 //
-// Preconditions: u.mu held.
+// Preconditions: parent.dirMu held.
 func (u *Union) newChildIno(ctx context.Context, parent *node, ino uint64, refs []layerRef,
 	a Attr, out *fuse.EntryOut) *fs.Inode {
 	n := &node{u: u, ino: ino, refs: refs}
 	u.fillAttr(ino, a, &out.Attr)
-	st := fs.StableAttr{Mode: a.Mode & syscall.S_IFMT, Ino: ino, Gen: u.gens[ino]}
+	st := fs.StableAttr{Mode: a.Mode & syscall.S_IFMT, Ino: ino, Gen: u.genOf(ino)}
 	return parent.NewInode(ctx, n, st)
 }
 
@@ -121,27 +121,39 @@ func (u *Union) newChildIno(ctx context.Context, parent *node, ino uint64, refs 
 func (n *node) Lookup(ctx context.Context, name string,
 	out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
 	u := n.u
-	u.mu.RLock()
+	n.dirMu.RLock()
 	refs, a, err := u.resolve(n, name, 0)
 	if err == nil && u.upper != nil && refs[0].l != 0 && a.Nlink > 1 &&
 		a.Mode&syscall.S_IFMT != syscall.S_IFDIR {
-		if _, ok := u.links[layerIno{refs[0].l, a.Ino}]; ok {
+		if _, ok := u.linkedCopy(layerIno{refs[0].l, a.Ino}); ok {
 			// Another name of this lower inode was copied up: make this
 			// name a link to the copy, as the lower had it.
-			u.mu.RUnlock()
-			return n.lookupLinked(ctx, name, out)
+			n.dirMu.RUnlock()
+			if err := n.linkName(name); err != nil {
+				return nil, u.toErrno("lookup link copy-up", err)
+			}
+			n.dirMu.RLock()
+			refs, a, err = u.resolve(n, name, 0)
 		}
 	}
-	defer u.mu.RUnlock()
+	defer n.dirMu.RUnlock()
 	if err != nil {
 		return nil, u.toErrno("lookup", err)
 	}
 	ino := u.inoOf(refs, a)
-	if live := n.liveChild(name); live != nil && sameDir(live.refs, refs, a) {
-		// Still the directory the kernel knows: keep its number (and so
-		// its node id), whatever layers now back it. A new number would
-		// make the kernel drop the dentry and every mount under it.
-		ino = live.ino
+	if live := n.liveChild(name); live != nil {
+		if sameDir(live.getRefs(), refs, a) {
+			// Still the directory the kernel knows: keep its number (and
+			// so its node id), whatever layers now back it. A new number
+			// would make the kernel drop the dentry and every mount
+			// under it.
+			ino = live.ino
+		}
+		if live.ino == ino && live.StableAttr().Gen == u.genOf(ino) {
+			// What go-fuse would pick anyway: no new node to throw away.
+			u.fillAttr(ino, a, &out.Attr)
+			return live.EmbeddedInode(), 0
+		}
 	}
 	return u.newChildIno(ctx, n, ino, refs, a, out), 0
 }
@@ -162,28 +174,32 @@ func sameDir(old, refs []layerRef, a Attr) bool {
 	return false
 }
 
-// lookupLinked looks name up and links it to the upper copy of its lower
-// inode.
-func (n *node) lookupLinked(ctx context.Context, name string,
-	out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+// linkName links name, a lower file whose inode another name copied up,
+// to that copy in the upper, as the lower had it.
+func (n *node) linkName(name string) error {
 	u := n.u
-	u.mu.Lock()
-	defer u.mu.Unlock()
+	if err := u.copyUp(n, -1); err != nil {
+		return err
+	}
+	u.linkMu.Lock()
+	defer u.linkMu.Unlock()
+	n.dirMu.Lock()
+	defer n.dirMu.Unlock()
 	refs, a, err := u.resolve(n, name, 0)
-	if err != nil {
-		return nil, u.toErrno("lookup", err)
+	if err != nil || refs[0].l == 0 {
+		return err // gone, or linked meanwhile
 	}
-	ino := u.inoOf(refs, a)
-	child := &node{u: u, ino: ino, refs: refs}
-	if err := u.copyUpIn(child, n, name, -1); err != nil {
-		return nil, u.toErrno("lookup link copy-up", err)
+	up, ok := u.linkedCopy(layerIno{refs[0].l, a.Ino})
+	if !ok {
+		return nil
 	}
-	if a, err = u.upper.Getattr(child.top().n); err != nil {
-		return nil, u.toErrno("lookup", err)
+	if _, err := u.upper.Link(up, n.top().n, name); err != nil {
+		return fmt.Errorf("link %q: %w", name, err)
 	}
-	u.fillAttr(ino, a, &out.Attr)
-	st := fs.StableAttr{Mode: a.Mode & syscall.S_IFMT, Ino: ino, Gen: u.gens[ino]}
-	return n.NewInode(ctx, child, st), 0
+	if live := n.liveChild(name); live != nil && !live.inUpper() {
+		live.setRefs(append([]layerRef{{0, up}}, live.getRefs()...))
+	}
+	return nil
 }
 
 // mergedEntry is one name of a merged directory listing.
@@ -195,11 +211,12 @@ type mergedEntry struct {
 
 // list returns the merged listing of directory n, without "." and "..".
 //
-// Preconditions: u.mu held.
+// Preconditions: n.dirMu held, or n is being removed (the kernel holds
+// its inode lock).
 func (u *Union) list(n *node) ([]mergedEntry, error) {
 	seen := map[string]bool{}
 	var out []mergedEntry
-	for _, r := range n.refs {
+	for _, r := range n.getRefs() {
 		layer := u.layers[r.l]
 		ents, err := layer.ReadDir(r.n)
 		if err != nil {
@@ -228,7 +245,7 @@ func (u *Union) list(n *node) ([]mergedEntry, error) {
 			seen[e.Name] = true
 			ino := stableIno(r.l, e.Ino)
 			if r.l == 0 {
-				if c, ok := u.copied[e.Ino]; ok {
+				if c, ok := u.copiedIno(e.Ino); ok {
 					ino = c
 				}
 			}
@@ -268,8 +285,6 @@ var (
 // after creating in it (dpkg, databases) must not see ENOTSUP.
 func (h *dirHandle) Fsyncdir(ctx context.Context, flags uint32) syscall.Errno {
 	u := h.n.u
-	u.mu.RLock()
-	defer u.mu.RUnlock()
 	if !h.n.inUpper() {
 		return 0
 	}
@@ -282,9 +297,9 @@ func (h *dirHandle) Fsyncdir(ctx context.Context, flags uint32) syscall.Errno {
 func (n *node) OpendirHandle(ctx context.Context,
 	flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
 	u := n.u
-	u.mu.RLock()
-	defer u.mu.RUnlock()
+	n.dirMu.RLock()
 	ents, err := u.list(n)
+	n.dirMu.RUnlock()
 	if err != nil {
 		return nil, 0, u.toErrno("readdir", err)
 	}

@@ -60,19 +60,14 @@ func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 		if u.upper == nil {
 			return nil, 0, syscall.EROFS
 		}
-		u.mu.Lock()
 		limit := int64(-1)
 		if flags&syscall.O_TRUNC != 0 {
 			limit = 0
 		}
-		err := u.copyUp(n, limit)
-		u.mu.Unlock()
-		if err != nil {
+		if err := u.copyUp(n, limit); err != nil {
 			return nil, 0, u.toErrno("open copy-up", err)
 		}
 	}
-	u.mu.RLock()
-	defer u.mu.RUnlock()
 	ref := n.top()
 	h, err := u.openLayer(n, ref)
 	if err != nil {
@@ -89,8 +84,6 @@ func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 func (h *fileHandle) Read(ctx context.Context, dest []byte,
 	off int64) (fuse.ReadResult, syscall.Errno) {
 	u := h.n.u
-	u.mu.RLock()
-	defer u.mu.RUnlock()
 	t := h.n.top()
 	k, err := u.layers[t.l].ReadAt(t.n, dest, off)
 	if err != nil && k == 0 && !errors.Is(err, io.EOF) {
@@ -101,8 +94,6 @@ func (h *fileHandle) Read(ctx context.Context, dest []byte,
 
 // writable returns the upper inode of the handle's node, or EBADF when
 // the file was not copied up (not opened for writing).
-//
-// Preconditions: u.mu held.
 func (h *fileHandle) writable() (Node, syscall.Errno) {
 	if !h.n.inUpper() {
 		return 0, syscall.EBADF
@@ -113,8 +104,6 @@ func (h *fileHandle) writable() (Node, syscall.Errno) {
 // Write implements fs.FileWriter.
 func (h *fileHandle) Write(ctx context.Context, data []byte, off int64) (uint32, syscall.Errno) {
 	u := h.n.u
-	u.mu.RLock()
-	defer u.mu.RUnlock()
 	up, e := h.writable()
 	if e != 0 {
 		return 0, e
@@ -133,8 +122,6 @@ func (h *fileHandle) Flush(ctx context.Context) syscall.Errno { return 0 }
 // Fsync implements fs.FileFsyncer.
 func (h *fileHandle) Fsync(ctx context.Context, flags uint32) syscall.Errno {
 	u := h.n.u
-	u.mu.RLock()
-	defer u.mu.RUnlock()
 	if !h.n.inUpper() {
 		return 0
 	}
@@ -145,16 +132,8 @@ func (h *fileHandle) Fsync(ctx context.Context, flags uint32) syscall.Errno {
 // file that was never linked removes it from the work directory.
 func (h *fileHandle) Release(ctx context.Context) syscall.Errno {
 	u := h.n.u
-	u.mu.RLock()
-	tmp := h.n.tmp != ""
-	u.mu.RUnlock()
-	if tmp {
-		u.mu.Lock()
-		if h.n.tmp != "" {
-			u.upper.Unlink(u.opts.WorkDir, h.n.tmp)
-			h.n.tmp = ""
-		}
-		u.mu.Unlock()
+	if tmp := h.n.takeTmp(); tmp != "" {
+		u.upper.Unlink(u.opts.WorkDir, tmp)
 	}
 	if o, ok := h.n.u.layers[h.ref.l].(opener); ok {
 		return h.n.u.toErrno("release", o.Release(h.ref.n))
@@ -165,8 +144,6 @@ func (h *fileHandle) Release(ctx context.Context) syscall.Errno {
 // Allocate implements fs.FileAllocater.
 func (h *fileHandle) Allocate(ctx context.Context, off, size uint64, mode uint32) syscall.Errno {
 	u := h.n.u
-	u.mu.RLock()
-	defer u.mu.RUnlock()
 	up, e := h.writable()
 	if e != 0 {
 		return e
@@ -178,8 +155,6 @@ func (h *fileHandle) Allocate(ctx context.Context, off, size uint64, mode uint32
 // cannot find holes report the whole file as data.
 func (h *fileHandle) Lseek(ctx context.Context, off uint64, whence uint32) (uint64, syscall.Errno) {
 	u := h.n.u
-	u.mu.RLock()
-	defer u.mu.RUnlock()
 	t := h.n.top()
 	if s, ok := u.layers[t.l].(seeker); ok {
 		r, err := s.Lseek(t.n, int64(off), int(whence))

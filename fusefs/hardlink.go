@@ -15,7 +15,7 @@ import (
 // lowerLinks returns the paths (as name lists) of every name of inode ino
 // in lower layer l.
 //
-// Preconditions: u.mu held for writing.
+// Preconditions: u.linkMu held.
 func (u *Union) lowerLinks(l int, ino uint64) ([][]string, error) {
 	if u.linkIndex == nil {
 		u.linkIndex = map[int]map[uint64][][]string{}
@@ -63,7 +63,7 @@ func indexLinks(layer Layer, dir Node, path []string, idx map[uint64][][]string)
 // linkOtherNames links, in the upper, every other name under which the
 // union shows lower inode src (attributes a) to its copy up.
 //
-// Preconditions: u.mu held for writing.
+// Preconditions: u.linkMu held; no directory locked.
 func (u *Union) linkOtherNames(src layerRef, a Attr, up Node) error {
 	paths, err := u.lowerLinks(src.l, a.Ino)
 	if err != nil {
@@ -82,14 +82,19 @@ func (u *Union) linkPath(src layerRef, a Attr, up Node, p []string) error {
 	chain := []*node{u.root}
 	for i, name := range p {
 		dir := chain[i]
+		dir.dirMu.RLock()
 		refs, ca, err := u.resolve(dir, name, 0)
+		var child *node
+		if err == nil {
+			child = u.childNode(dir, name, refs, ca)
+		}
+		dir.dirMu.RUnlock()
 		if isErrno(err, syscall.ENOENT) {
 			return nil // hidden by a whiteout or an opaque directory
 		}
 		if err != nil {
 			return err
 		}
-		child := u.childNode(dir, name, refs, ca)
 		if i < len(p)-1 {
 			if ca.Mode&syscall.S_IFMT != syscall.S_IFDIR {
 				return nil
@@ -107,11 +112,18 @@ func (u *Union) linkPath(src layerRef, a Attr, up Node, p []string) error {
 				return err
 			}
 		}
+		dir.dirMu.Lock()
+		defer dir.dirMu.Unlock()
+		if refs, _, err := u.resolve(dir, name, 0); err != nil || refs[0] != src {
+			return nil // changed meanwhile
+		}
 		if _, err := u.upper.Link(up, dir.top().n, name); err != nil {
 			return err
 		}
-		if !child.inUpper() {
-			child.refs = append([]layerRef{{0, up}}, child.refs...)
+		for _, c := range []*node{child, dir.liveChild(name)} {
+			if c != nil && !c.inUpper() {
+				c.setRefs(append([]layerRef{{0, up}}, c.getRefs()...))
+			}
 		}
 	}
 	return nil

@@ -182,43 +182,47 @@ func (u *Union) Mountpoint(p string, dir bool) error {
 		name   string
 	}
 	var notes []notify
-	u.mu.Lock()
-	err := func() error {
-		cur, memDir := u.root, mem.Root()
-		for i, c := range comps {
-			last := i == len(comps)-1
-			refs, a, err := u.resolve(cur, c, 0)
-			if err == nil && last {
-				return nil
-			}
-			existed := err == nil
-			if err != nil && !isErrno(err, syscall.ENOENT) {
-				return fmt.Errorf("fusefs: mount point %s: %w", p, err)
-			}
-			if err == nil && a.Mode&syscall.S_IFMT != syscall.S_IFDIR {
-				return fmt.Errorf("fusefs: mount point %s: %s: %w", p, c, syscall.ENOTDIR)
-			}
-			if memDir, err = mem.Add(memDir, c, dir || !last); err != nil {
-				return fmt.Errorf("fusefs: mount point %s: %w", p, err)
-			}
-			if existed {
-				// The skeleton directory now sits above the image's:
-				// show the image's owner, mode and times, not its own.
-				mem.copyAttr(memDir, a)
-			}
-			if refs, a, err = u.resolve(cur, c, 0); err != nil {
-				return fmt.Errorf("fusefs: mount point %s: %s hidden: %w", p, c, err)
-			}
-			if !existed {
-				notes = append(notes, notify{cur, c})
-			}
-			child := u.childNode(cur, c, refs, a)
-			child.refs = refs
-			cur = child
+	// step adds component c (the last one if last) below cur and returns
+	// the node for it.
+	step := func(cur *node, memDir Node, c string, last bool) (*node, Node, error) {
+		cur.dirMu.Lock()
+		defer cur.dirMu.Unlock()
+		refs, a, err := u.resolve(cur, c, 0)
+		if err == nil && last {
+			return nil, 0, nil
 		}
-		return nil
-	}()
-	u.mu.Unlock()
+		existed := err == nil
+		if err != nil && !isErrno(err, syscall.ENOENT) {
+			return nil, 0, fmt.Errorf("fusefs: mount point %s: %w", p, err)
+		}
+		if err == nil && a.Mode&syscall.S_IFMT != syscall.S_IFDIR {
+			return nil, 0, fmt.Errorf("fusefs: mount point %s: %s: %w", p, c, syscall.ENOTDIR)
+		}
+		if memDir, err = mem.Add(memDir, c, dir || !last); err != nil {
+			return nil, 0, fmt.Errorf("fusefs: mount point %s: %w", p, err)
+		}
+		if existed {
+			// The skeleton directory now sits above the image's: show
+			// the image's owner, mode and times, not its own.
+			mem.copyAttr(memDir, a)
+		}
+		if refs, a, err = u.resolve(cur, c, 0); err != nil {
+			return nil, 0, fmt.Errorf("fusefs: mount point %s: %s hidden: %w", p, c, err)
+		}
+		if !existed {
+			notes = append(notes, notify{cur, c})
+		}
+		child := u.childNode(cur, c, refs, a)
+		child.setRefs(refs)
+		return child, memDir, nil
+	}
+	var err error
+	cur, memDir := u.root, mem.Root()
+	for i, c := range comps {
+		if cur, memDir, err = step(cur, memDir, c, i == len(comps)-1); err != nil || cur == nil {
+			break
+		}
+	}
 	// Drop what the kernel may have cached: a negative entry for the new
 	// name, the parent's listing. Without a mount there is nothing to drop.
 	for _, nt := range notes {

@@ -2,6 +2,7 @@ package fusefs
 
 import (
 	"context"
+	"sync"
 	"syscall"
 	"time"
 
@@ -16,19 +17,27 @@ type layerRef struct {
 	n Node
 }
 
-// node is one inode of the union.
+// node is one inode of the union. See locking.go for the locks.
 type node struct {
 	fs.Inode
 	u   *Union
 	ino uint64 // stable inode number; immutable
 
+	// dirMu guards the namespace of a directory: held for writing to
+	// change a name in it, for reading to look names up or list them.
+	dirMu sync.RWMutex
+	// cuMu makes copy-ups of this node one at a time.
+	cuMu sync.Mutex
+	// mu guards refs and tmp.
+	mu sync.Mutex
 	// refs are the layer inodes behind this node, top first: for a
 	// directory every merged directory down to the first opaque one, for
 	// anything else the one that provides it (after a copy-up, the upper
-	// copy first and the lower original after it). Protected by u.mu.
+	// copy first and the lower original after it). Never changed in
+	// place (getRefs hands out the slice).
 	refs []layerRef
 	// tmp is the work-directory name of an O_TMPFILE file that has not
-	// been linked into the tree yet, else "". Protected by u.mu.
+	// been linked into the tree yet, else "".
 	tmp string
 }
 
@@ -45,16 +54,7 @@ var (
 	_ fs.NodeStatfser       = (*node)(nil)
 )
 
-func (n *node) top() layerRef { return n.refs[0] }
-
-// inUpper reports whether the node's top inode is in the upper.
-//
-// Preconditions: u.mu held.
-func (n *node) inUpper() bool { return n.u.upper != nil && n.refs[0].l == 0 }
-
 // attr reads the node's attributes from its top layer.
-//
-// Preconditions: u.mu held.
 func (n *node) attr() (Attr, error) {
 	t := n.top()
 	return n.u.layers[t.l].Getattr(t.n)
@@ -78,13 +78,11 @@ func (u *Union) fillAttr(ino uint64, a Attr, out *fuse.Attr) {
 
 // Getattr implements fs.NodeGetattrer.
 func (n *node) Getattr(ctx context.Context, f fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	n.u.mu.RLock()
-	defer n.u.mu.RUnlock()
 	a, err := n.attr()
 	if err != nil {
 		return n.u.toErrno("getattr", err)
 	}
-	if n.tmp != "" && a.Nlink > 0 {
+	if a.Nlink > 0 && n.tmpName() != "" {
 		a.Nlink-- // the work-directory name is not a name in the union
 	}
 	n.u.fillAttr(n.ino, a, &out.Attr)
@@ -99,8 +97,6 @@ func (n *node) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttrIn,
 	if u.upper == nil {
 		return syscall.EROFS
 	}
-	u.mu.Lock()
-	defer u.mu.Unlock()
 	limit := int64(-1)
 	if sz, ok := in.GetSize(); ok {
 		limit = int64(sz)
@@ -152,8 +148,6 @@ func (n *node) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, 
 	if privateXattr(attr) {
 		return 0, syscall.ENODATA
 	}
-	n.u.mu.RLock()
-	defer n.u.mu.RUnlock()
 	t := n.top()
 	v, err := n.u.layers[t.l].Getxattr(t.n, attr)
 	if err != nil {
@@ -167,8 +161,6 @@ func (n *node) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, 
 
 // Listxattr implements fs.NodeListxattrer.
 func (n *node) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errno) {
-	n.u.mu.RLock()
-	defer n.u.mu.RUnlock()
 	t := n.top()
 	names, err := n.u.layers[t.l].Listxattr(t.n)
 	if err != nil {
@@ -210,8 +202,6 @@ func (n *node) changeXattr(change func(Node) error) syscall.Errno {
 	if u.upper == nil {
 		return syscall.EROFS
 	}
-	u.mu.Lock()
-	defer u.mu.Unlock()
 	if err := u.copyUp(n, -1); err != nil {
 		return u.toErrno("xattr copy-up", err)
 	}

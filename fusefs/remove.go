@@ -11,7 +11,7 @@ import (
 // lowerHas reports whether a layer below dir's upper directory provides
 // name, i.e. whether removing name from the upper needs a whiteout.
 //
-// Preconditions: u.mu held.
+// Preconditions: dir.dirMu held.
 func (u *Union) lowerHas(dir *node, name string) bool {
 	from := 0
 	if dir.inUpper() {
@@ -23,8 +23,6 @@ func (u *Union) lowerHas(dir *node, name string) bool {
 
 // childNode returns the live node of name in dir or, when the kernel
 // has none, a detached one with the given refs.
-//
-// Preconditions: u.mu held.
 func (u *Union) childNode(dir *node, name string, refs []layerRef, a Attr) *node {
 	if c := dir.liveChild(name); c != nil {
 		return c
@@ -38,8 +36,11 @@ func (n *node) Unlink(ctx context.Context, name string) syscall.Errno {
 	if u.upper == nil {
 		return syscall.EROFS
 	}
-	u.mu.Lock()
-	defer u.mu.Unlock()
+	if err := u.copyUp(n, -1); err != nil {
+		return u.toErrno("unlink copy-up", err)
+	}
+	n.dirMu.Lock()
+	defer n.dirMu.Unlock()
 	refs, a, err := u.resolve(n, name, 0)
 	if err != nil {
 		return u.toErrno("unlink", err)
@@ -56,8 +57,11 @@ func (n *node) Rmdir(ctx context.Context, name string) syscall.Errno {
 	if u.upper == nil {
 		return syscall.EROFS
 	}
-	u.mu.Lock()
-	defer u.mu.Unlock()
+	if err := u.copyUp(n, -1); err != nil {
+		return u.toErrno("rmdir copy-up", err)
+	}
+	n.dirMu.Lock()
+	defer n.dirMu.Unlock()
 	refs, a, err := u.resolve(n, name, 0)
 	if err != nil {
 		return u.toErrno("rmdir", err)
@@ -78,12 +82,9 @@ func (n *node) Rmdir(ctx context.Context, name string) syscall.Errno {
 // remove takes name (whose top inode is top) out of directory n: from the
 // upper if it is there, and hidden by a whiteout if a lower has it.
 //
-// Preconditions: u.mu held for writing.
+// Preconditions: n copied up; n.dirMu held for writing.
 func (u *Union) remove(n *node, name string, top layerRef, isDir bool) error {
 	needWh := u.lowerHas(n, name)
-	if err := u.copyUp(n, -1); err != nil {
-		return err
-	}
 	dir := n.top().n
 	if top.l == 0 {
 		var err error

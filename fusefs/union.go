@@ -6,6 +6,7 @@ import (
 	"log"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -23,10 +24,20 @@ type Union struct {
 	ids    *IDMap
 	root   *node
 
-	// mu orders namespace changes and copy-ups (write side) against
-	// lookups, listings and data access (read side). Node fields marked
-	// "protected by u.mu" follow it.
-	mu sync.RWMutex
+	// renameMu makes renames between two directories (and other
+	// changes that lock two directories) one at a time; see locking.go.
+	renameMu sync.Mutex
+	// linkMu makes copy-ups of hard-linked lower files one at a time
+	// and guards linkIndex.
+	linkMu sync.Mutex
+	// linkIndex lists, per lower layer, the names of its hard-linked
+	// files by inode; built on the first copy-up of such a file.
+	// Protected by linkMu.
+	linkIndex map[int]map[uint64][][]string
+	tmpSeq    atomic.Uint64
+
+	// stMu guards the bookkeeping below; it is a leaf lock.
+	stMu sync.Mutex
 	// copied maps the layer-local inode number of an upper inode made by
 	// a copy-up to the stable inode number its node had before, so a
 	// later lookup of the upper inode reports the same number.
@@ -34,14 +45,10 @@ type Union struct {
 	// links maps a hard-linked lower inode (layer, ino) to its upper copy,
 	// so that its other names become links to that copy.
 	links map[layerIno]Node
-	// linkIndex lists, per lower layer, the names of its hard-linked
-	// files by inode; built on the first copy-up of such a file.
-	linkIndex map[int]map[uint64][][]string
 	// gens holds the generation of stable inode numbers whose upper inode
 	// number was reused by a new inode.
-	gens   map[uint64]uint64
-	gen    uint64
-	tmpSeq uint64
+	gens map[uint64]uint64
+	gen  uint64
 	// opaqueTrusted is 1 when the upper accepts trusted.* xattrs, -1
 	// when it refused them, 0 before the first try.
 	opaqueTrusted int
@@ -186,8 +193,6 @@ func (u *Union) Sync() error {
 	if u.upper == nil {
 		return nil
 	}
-	u.mu.Lock()
-	defer u.mu.Unlock()
 	return u.upper.Sync()
 }
 

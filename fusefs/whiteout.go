@@ -74,7 +74,8 @@ func (u *Union) hasWhiteoutFile(l int, dir Node, name string) bool {
 
 // makeWhiteout hides name of the lower layers below upper directory dir.
 //
-// Preconditions: u.mu held for writing; name is free in dir.
+// Preconditions: the union directory of dir locked for writing; name is
+// free in dir.
 func (u *Union) makeWhiteout(dir Node, name string) error {
 	uid, gid := u.markerOwner(dir)
 	_, a, err := u.upper.Mknod(dir, name, syscall.S_IFCHR, 0, uid, gid)
@@ -96,7 +97,7 @@ func (u *Union) markerOwner(dir Node) (uid, gid uint32) {
 // clearWhiteout removes a whiteout of name from upper directory dir, in
 // either dialect, and reports whether there was one.
 //
-// Preconditions: u.mu held for writing.
+// Preconditions: the union directory of dir locked for writing.
 func (u *Union) clearWhiteout(dir Node, name string) (bool, error) {
 	found := false
 	if _, a, err := u.upper.Lookup(dir, name); err == nil && isWhiteout(a) {
@@ -118,20 +119,23 @@ func (u *Union) clearWhiteout(dir Node, name string) (bool, error) {
 
 // markOpaque marks upper directory dir opaque.
 //
-// Preconditions: u.mu held for writing.
+// Preconditions: the union directory of dir locked for writing.
 func (u *Union) markOpaque(dir Node) error {
 	y := []byte("y")
-	if u.opaqueTrusted >= 0 {
+	u.stMu.Lock()
+	trusted := u.opaqueTrusted
+	u.stMu.Unlock()
+	if trusted >= 0 {
 		err := u.upper.Setxattr(dir, xTrustedOp, y, 0)
 		if err == nil {
-			u.opaqueTrusted = 1
+			u.setOpaqueTrusted(1)
 			return u.upper.Setxattr(dir, xUserOp, y, 0)
 		}
 		if e := errnoOf(err); e != syscall.EPERM && e != syscall.ENOTSUP &&
 			e != syscall.EACCES {
 			return err
 		}
-		u.opaqueTrusted = -1
+		u.setOpaqueTrusted(-1)
 	}
 	if err := u.upper.Setxattr(dir, xUserOp, y, 0); err != nil {
 		return err
@@ -154,7 +158,7 @@ func (u *Union) markOpaque(dir Node) error {
 // left in upper directory dir so that it can be removed or replaced. It
 // fails with ENOTEMPTY if dir holds anything else.
 //
-// Preconditions: u.mu held for writing.
+// Preconditions: the union directory of dir locked for writing.
 func (u *Union) cleanUpperDir(dir Node) error {
 	ents, err := u.upper.ReadDir(dir)
 	if err != nil {
@@ -176,4 +180,11 @@ func (u *Union) cleanUpperDir(dir Node) error {
 		return syscall.ENOTEMPTY
 	}
 	return nil
+}
+
+// setOpaqueTrusted records whether the upper takes trusted.* xattrs.
+func (u *Union) setOpaqueTrusted(v int) {
+	u.stMu.Lock()
+	u.opaqueTrusted = v
+	u.stMu.Unlock()
 }
