@@ -251,16 +251,14 @@ func (f *FS) openJournal() (bool, error) {
 	if n > uint64(sb.BlocksCount) {
 		return false, corrupt("journal inode", 0, journalIno, "%d blocks", n)
 	}
-	phys := make([]uint32, n)
-	for i := range phys {
-		p, err := f.bmap(in, uint64(i))
-		if err != nil {
-			return false, fmt.Errorf("ext3: journal block map: %w", err)
-		}
+	phys, err := f.bmapAll(in, n)
+	if err != nil {
+		return false, fmt.Errorf("ext3: journal block map: %w", err)
+	}
+	for i, p := range phys {
 		if p == 0 {
 			return false, corrupt("journal inode", 0, journalIno, "hole at block %d", i)
 		}
-		phys[i] = p
 	}
 	f.jnlBlocks = uint32(len(phys))
 	j, err := loadJournal(f.dev, f.bs, phys)
