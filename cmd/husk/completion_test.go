@@ -15,7 +15,7 @@ func TestCompletion(t *testing.T) {
 	}
 	for line, want := range map[string]string{
 		"husk ins":             "inspect\ninstance\n",
-		"husk instance st":     "start\nstop\n",
+		"husk instance st":     "start\nstats\nstop\n",
 		"husk exec --cleanen":  "--cleanenv\n",
 		"husk sif ":            "add\ndel\ndump\nheader\ninfo\nlist\nnew\nsetprim\n",
 		"husk completion f":    "fish\n",
@@ -51,7 +51,8 @@ func TestHelpExamples(t *testing.T) {
 	setup(t)
 	for _, c := range [][]string{{"exec"}, {"run"}, {"shell"}, {"test"}, {"inspect"},
 		{"instance", "start"}, {"instance", "run"}, {"instance", "list"}, {"instance", "stop"}, {"sif"},
-		{"sif", "add"}, {"overlay", "create"}, {"build"}, {"completion"}, {"version"}} {
+		{"sif", "add"}, {"overlay", "create"}, {"build"}, {"completion"}, {"version"},
+		{"instance", "stats"}, {"verify"}, {"sign"}} {
 		out, _ := exec.Command(huskBin, append(c, "--help")...).CombinedOutput()
 		if !strings.Contains(string(out), "Example") {
 			t.Errorf("husk %s --help has no example:\n%s", strings.Join(c, " "), out)
