@@ -229,3 +229,40 @@ chown 100 /f 2>/dev/null || echo chown refused`)
 		t.Errorf("want one WARNING line about /etc/subuid, got:\n%s", r.stderr)
 	}
 }
+
+// TestE2EFakerootHelpersNotPrivileged: where newuidmap cannot write maps
+// (installed without its setuid bit, as in some container images), the
+// user gets the one-id mapping and the warning names the helper.
+func TestE2EFakerootHelpersNotPrivileged(t *testing.T) {
+	e2eNeedUser(t, e2eUser, e2eUID, true)
+	sif, dir := e2eSIF(t), e2eDir(t, e2eUID)
+	helper, err := exec.LookPath("newuidmap")
+	if err != nil {
+		t.Fatalf("%v: apt-get install uidmap", err)
+	}
+	plain := filepath.Join(dir, "newuidmap")
+	if err := os.WriteFile(plain, []byte("#!/bin/sh\nexit 1\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	script := "mount --bind " + plain + " " + helper + " && exec setpriv --reuid " +
+		strconv.Itoa(e2eUID) + " --regid " + strconv.Itoa(e2eUID) + " --clear-groups " +
+		e2eHusk(t) + " exec --fakeroot " + sif + " sh -c \"tr -s ' ' </proc/self/uid_map\""
+	cmd := exec.Command("unshare", "-m", "--propagation", "private", "sh", "-c", script)
+	cmd.Dir = dir
+	cmd.Env = []string{"PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", "HOME=" + dir,
+		"TMPDIR=" + dir}
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("%v\nstdout:\n%s\nstderr:\n%s", err, &stdout, &stderr)
+	}
+	if want := " 0 1500 1\n"; stdout.String() != want {
+		t.Errorf("uid_map %q, want %q", &stdout, want)
+	}
+	want := "WARNING: --fakeroot maps root only: " + helper + " is neither setuid root nor " +
+		"given cap_setuid; files cannot be chowned to other ids, so apt, dpkg and other " +
+		"tools that change owners fail\n"
+	if stderr.String() != want {
+		t.Errorf("stderr\n%s\nwant\n%s", &stderr, want)
+	}
+}
