@@ -39,6 +39,10 @@ type lruCall[V any] struct {
 	err  error
 }
 
+// lruEntryCost is the bookkeeping of one cached item (entry, map slot),
+// added to its payload's cost.
+const lruEntryCost = 96
+
 // newLRU returns a cache holding about budget cost units. maxItem is the
 // largest single item expected; the shard count is chosen so that each
 // shard can hold several such items.
@@ -74,6 +78,34 @@ func (c *lru[V]) get(key uint64) (V, bool) {
 	}
 	var zero V
 	return zero, false
+}
+
+// has reports whether key is cached or being loaded.
+func (c *lru[V]) has(key uint64) bool {
+	s := c.shard(key)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.items[key]
+	if !ok {
+		_, ok = s.inflight[key]
+	}
+	return ok
+}
+
+// demote moves key, if cached, to the eviction end: its reader is done
+// with it, so it should go before entries that may still be used.
+func (c *lru[V]) demote(key uint64) {
+	s := c.shard(key)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, ok := s.items[key]
+	if !ok || s.head.prev == e {
+		return
+	}
+	e.prev.next, e.next.prev = e.next, e.prev
+	e.prev, e.next = s.head.prev, &s.head
+	s.head.prev.next = e
+	s.head.prev = e
 }
 
 // getOrLoad returns the value for key, calling load on a miss. load returns

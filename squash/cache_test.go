@@ -87,3 +87,15 @@ func TestLRULoaderPanicReleasesWaiters(t *testing.T) {
 	// afresh after it was cleaned up (nil); it must not hang.
 	<-done
 }
+
+// used sums the cost held by all shards.
+func (c *lru[V]) used() int64 {
+	total := int64(0)
+	for i := range c.shards {
+		s := &c.shards[i]
+		s.mu.Lock()
+		total += s.used
+		s.mu.Unlock()
+	}
+	return total
+}

@@ -3,6 +3,7 @@
 package squash
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"fmt"
 	"io"
@@ -95,4 +96,101 @@ func concurrentWorker(f *FS, g int, files []string, want map[string][32]byte) er
 		}
 	}
 	return nil
+}
+
+// TestConcurrentReadersOneBlock starts 64 readers of one compressed block
+// at once on a fresh FS: the block is decompressed once and every reader
+// gets its bytes.
+func TestConcurrentReadersOneBlock(t *testing.T) {
+	src := featureTree(t)
+	want, err := os.ReadFile(filepath.Join(src, "text-3m"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := image(t)
+	for round := range 4 {
+		f := openImage(t, path, &Options{Readahead: -1})
+		root, _ := f.Inode(f.Root())
+		n, err := f.Lookup(root, "text-3m")
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := make(chan struct{})
+		var wg sync.WaitGroup
+		for g := range 64 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				off := int64(g * 1000)
+				buf := make([]byte, 500)
+				if k, err := f.ReadAt(n, buf, off); err != nil || k != len(buf) {
+					t.Errorf("round %d reader %d: %d bytes, %v", round, g, k, err)
+				} else if !bytes.Equal(buf, want[off:off+500]) {
+					t.Errorf("round %d reader %d: content differs", round, g)
+				}
+			}()
+		}
+		close(start)
+		wg.Wait()
+		if loads := f.blockLoads.Load(); loads != 1 {
+			t.Errorf("round %d: 64 readers of one block decoded it %d times, want 1",
+				round, loads)
+		}
+	}
+}
+
+// TestReadaheadDecodesOnce reads files sequentially with readahead on and
+// checks the content and that background and foreground decodes of a
+// block were never both done: every compressed block is decoded once.
+func TestReadaheadDecodesOnce(t *testing.T) {
+	src := featureTree(t)
+	for _, chunk := range []int{128 << 10, 100 << 10, 4096} {
+		f := openImage(t, image(t), &Options{Readahead: 3})
+		root, _ := f.Inode(f.Root())
+		n, err := f.Lookup(root, "text-3m")
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := os.ReadFile(filepath.Join(src, "text-3m"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := make([]byte, 0, len(want))
+		buf := make([]byte, chunk)
+		for off := int64(0); ; {
+			k, err := f.ReadAt(n, buf, off)
+			got = append(got, buf[:k]...)
+			off += int64(k)
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		if !bytes.Equal(got, want) {
+			t.Fatalf("chunk %d: content differs", chunk)
+		}
+		bl, err := f.blocks(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		blocks := int64(0) // stored blocks are read without a decode
+		for _, s := range bl.sizes {
+			if s&blockUncompBit == 0 && s != 0 {
+				blocks++
+			}
+		}
+		// Background decodes may still be finishing; wait for them.
+		for range cap(f.ra.slots) {
+			f.ra.slots <- struct{}{}
+		}
+		if loads := f.blockLoads.Load(); loads != blocks {
+			t.Errorf("chunk %d: %d decodes for %d compressed blocks", chunk, loads, blocks)
+		}
+		if f.raStarts.Load() == 0 {
+			t.Errorf("chunk %d: a sequential read started no readahead", chunk)
+		}
+	}
 }

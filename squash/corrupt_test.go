@@ -70,6 +70,11 @@ func walkAll(data []byte) error {
 	if err != nil {
 		return err
 	}
+	return walkFS(f)
+}
+
+// walkFS visits everything reachable in f; see walkAll.
+func walkFS(f *FS) error {
 	var firstErr error
 	note := func(err error) {
 		if err != nil && firstErr == nil {

@@ -23,9 +23,18 @@ const (
 	maxNameLen      = 256 // SQUASHFS_NAME_LEN
 	dirIndexSize    = 12  // squashfs_dir_index without the name
 	dirPhantomBytes = 3
-	// indexLookupsBeforeCache is how many index-guided lookups a big
-	// directory gets before its whole listing is parsed and cached.
+	// indexLookupsBeforeCache is how many index-guided lookups a
+	// directory with an index gets before its whole listing is parsed
+	// and cached as a sorted table.
 	indexLookupsBeforeCache = 2
+	// indexOnlyListing is the listing size above which lookups always go
+	// through the directory index: the whole table would cost more cache
+	// than it saves (a 100,000-entry listing is about 2 MiB on disk and
+	// 6 MiB parsed), and one index range is a single metadata block.
+	indexOnlyListing = 64 << 10
+	// maxCachedListing sizes the dirs cache's shards: listings of up to
+	// this cost share a shard with a few others.
+	maxCachedListing = 64 << 10
 )
 
 // DirEntry is one name in a directory listing.
@@ -36,10 +45,12 @@ type DirEntry struct {
 	Type uint32 // S_IF* bits
 }
 
-// dirListing is a parsed listing, cached per directory. Names are strictly
-// increasing (checked when parsing), so lookups binary-search.
+// dirListing is a parsed listing, cached per directory, or (under the
+// directory's key with indexKeyBit) its parsed directory index. Names are
+// strictly increasing (checked when parsing), so lookups binary-search.
 type dirListing struct {
 	entries []DirEntry
+	index   []indexRec
 }
 
 func (l *dirListing) find(name string) (DirEntry, bool) {
@@ -78,9 +89,9 @@ func (f *FS) ReadDir(dir *Inode) ([]DirEntry, error) {
 //
 // Small directories are parsed whole and cached on first lookup, so later
 // lookups are a binary search. Directories with a directory index (those
-// spanning several metadata blocks) are first searched through the index,
-// which touches one index run; after a few lookups the whole listing is
-// cached as well.
+// spanning several metadata blocks) are searched through the index, which
+// touches one metadata block of the listing; after a few lookups the
+// whole listing is cached as well, unless it is over 64 KiB on disk.
 func (f *FS) Lookup(dir *Inode, name string) (*Inode, error) {
 	if !dir.IsDir() {
 		return nil, notDir("lookup", dir)
@@ -100,7 +111,8 @@ func (f *FS) Lookup(dir *Inode, name string) (*Inode, error) {
 	switch {
 	case cached:
 		e, found = l.find(name)
-	case dir.idxCount > 0 && dir.dirLookups.Add(1) <= indexLookupsBeforeCache:
+	case dir.idxCount > 0 && (dir.Size > indexOnlyListing ||
+		dir.dirLookups.Add(1) <= indexLookupsBeforeCache):
 		var err error
 		if e, found, err = f.lookupIndexed(dir, name); err != nil {
 			return nil, err
@@ -125,7 +137,7 @@ func (f *FS) listing(dir *Inode) (*dirListing, error) {
 		l := &dirListing{}
 		cost := int64(64)
 		var order error
-		err := f.scanDir(dir, 0, func(e DirEntry) bool {
+		err := f.scanDir(dir, func(e DirEntry) bool {
 			// squashfs writers sort names (the directory index depends on
 			// it). Refusing duplicates and disorder also stops a small,
 			// highly compressible listing from repeating one entry into
@@ -137,7 +149,7 @@ func (f *FS) listing(dir *Inode) (*dirListing, error) {
 				return false
 			}
 			l.entries = append(l.entries, e)
-			cost += int64(len(e.Name)) + 40
+			cost += int64(len(e.Name)) + 48
 			return true
 		})
 		if err == nil {
@@ -145,6 +157,10 @@ func (f *FS) listing(dir *Inode) (*dirListing, error) {
 		}
 		if err != nil {
 			return nil, 0, err
+		}
+		// append can leave up to half of the array unused.
+		if cap(l.entries) > len(l.entries)+len(l.entries)/8 {
+			l.entries = slices.Clone(l.entries)
 		}
 		return l, cost, nil
 	})
@@ -155,91 +171,132 @@ func (f *FS) dirStart(dir *Inode) (int64, int) {
 	return int64(f.sb.DirTableStart) + int64(dir.dirBlock), int(dir.dirOffset)
 }
 
-// scanDir parses dir's listing from a position: skip bytes of the
-// listing are already consumed (a directory index entry's "index"), and
-// the reader starts at the block and offset that position maps to. visit
-// returns false to stop early.
-func (f *FS) scanDir(dir *Inode, skip uint32, visit func(DirEntry) bool) error {
+// scanDir parses dir's whole listing. visit returns false to stop early.
+func (f *FS) scanDir(dir *Inode, visit func(DirEntry) bool) error {
 	blk, off := f.dirStart(dir)
-	return f.scanDirFrom(dir, blk, off, skip, visit)
-}
-
-func (f *FS) scanDirFrom(dir *Inode, blk int64, off int, skip uint32,
-	visit func(DirEntry) bool) error {
-	what := fmt.Sprintf("directory inode %d", dir.Ino)
-	if dir.Size <= dirPhantomBytes {
-		return nil
-	}
-	remain := int64(dir.Size) - dirPhantomBytes - int64(skip)
-	if remain < 0 {
-		return formatErr(blk, what, "directory index points past listing")
-	}
-	m, err := f.newMetaReader(blk, off, what)
+	s, err := f.newDirScanner(dir, blk, off, 0)
 	if err != nil {
 		return err
 	}
-	var hdr [dirHeaderSize]byte
-	var ent [dirEntrySize]byte
-	var name [maxNameLen]byte
-	// Every header and entry consumes bytes of remain, so this ends.
-	for remain > 0 {
-		if remain < dirHeaderSize {
-			return formatErr(blk, what, "%d stray bytes at end of listing", remain)
-		}
-		if err := m.read(hdr[:]); err != nil {
+	for {
+		ok, err := s.next()
+		if err != nil || !ok {
 			return err
 		}
-		remain -= dirHeaderSize
-		count := le32(hdr[0:]) + 1
-		start := le32(hdr[4:])
-		base := le32(hdr[8:])
-		if count > dirMaxRun {
-			return formatErr(blk, what, "directory header claims %d entries", count)
+		e, err := s.entry()
+		if err != nil {
+			return err
 		}
-		for range count {
-			if remain < dirEntrySize+1 {
-				return formatErr(blk, what, "entry runs past end of listing")
-			}
-			if err := m.read(ent[:]); err != nil {
-				return err
-			}
-			nlen := int(le16(ent[6:])) + 1
-			remain -= dirEntrySize + int64(nlen)
-			if nlen > maxNameLen || remain < 0 {
-				return formatErr(blk, what, "entry name length %d", nlen)
-			}
-			if err := m.read(name[:nlen]); err != nil {
-				return err
-			}
-			e, err := f.dirEntry(ent[:], name[:nlen], start, base, what, blk)
-			if err != nil {
-				return err
-			}
-			if !visit(e) {
-				return nil
-			}
+		if !visit(e) {
+			return nil
 		}
 	}
-	return nil
+}
+
+// dirScanner walks the entries of a listing from a position without
+// allocating: names are compared in place and turned into a [DirEntry]
+// only when wanted.
+type dirScanner struct {
+	f      *FS
+	dir    *Inode
+	m      *metaReader
+	blk    int64 // where the scan started, for errors
+	remain int64 // listing bytes not yet consumed
+	left   uint32
+	start  uint32 // current header's inode metadata block
+	base   uint32 // current header's base inode number
+	ent    [dirEntrySize]byte
+	name   [maxNameLen]byte
+	nlen   int
+}
+
+// newDirScanner starts at block blk, offset off, where skip bytes of the
+// listing are already consumed (a directory index entry's "index").
+func (f *FS) newDirScanner(dir *Inode, blk int64, off int, skip uint32) (*dirScanner, error) {
+	s := &dirScanner{f: f, dir: dir, blk: blk}
+	if dir.Size <= dirPhantomBytes {
+		return s, nil
+	}
+	s.remain = int64(dir.Size) - dirPhantomBytes - int64(skip)
+	if s.remain < 0 {
+		return nil, s.corrupt("directory index points past listing")
+	}
+	var err error
+	s.m, err = f.newMetaReader(blk, off, "directory listing")
+	if err != nil {
+		return nil, annotate(err, "directory inode %d", dir.Ino)
+	}
+	return s, nil
+}
+
+func (s *dirScanner) corrupt(format string, args ...any) error {
+	return formatErr(s.blk, fmt.Sprintf("directory inode %d", s.dir.Ino), format, args...)
+}
+
+// next reads the next entry; false means the listing ended. Every header
+// and entry consumes bytes of remain, so a scan ends.
+func (s *dirScanner) next() (bool, error) {
+	if s.left == 0 {
+		if s.remain == 0 {
+			return false, nil
+		}
+		if s.remain < dirHeaderSize {
+			return false, s.corrupt("%d stray bytes at end of listing", s.remain)
+		}
+		var hdr [dirHeaderSize]byte
+		if err := s.m.read(hdr[:]); err != nil {
+			return false, annotate(err, "directory inode %d", s.dir.Ino)
+		}
+		s.remain -= dirHeaderSize
+		count := le32(hdr[0:]) + 1
+		if count > dirMaxRun {
+			return false, s.corrupt("directory header claims %d entries", count)
+		}
+		s.left, s.start, s.base = count, le32(hdr[4:]), le32(hdr[8:])
+	}
+	if s.remain < dirEntrySize+1 {
+		return false, s.corrupt("entry runs past end of listing")
+	}
+	if err := s.m.read(s.ent[:]); err != nil {
+		return false, annotate(err, "directory inode %d", s.dir.Ino)
+	}
+	s.nlen = int(le16(s.ent[6:])) + 1
+	s.remain -= dirEntrySize + int64(s.nlen)
+	if s.nlen > maxNameLen || s.remain < 0 {
+		return false, s.corrupt("entry name length %d", s.nlen)
+	}
+	if err := s.m.read(s.name[:s.nlen]); err != nil {
+		return false, annotate(err, "directory inode %d", s.dir.Ino)
+	}
+	s.left--
+	return true, nil
+}
+
+// rawName is the current entry's name, valid until the next call to next.
+func (s *dirScanner) rawName() []byte { return s.name[:s.nlen] }
+
+// entry builds the current entry, checking it.
+func (s *dirScanner) entry() (DirEntry, error) {
+	return s.f.dirEntry(s.ent[:], s.rawName(), s.start, s.base, s)
 }
 
 // dirEntry builds a DirEntry and checks the name is a valid file name.
-func (f *FS) dirEntry(ent, name []byte, start, base uint32, what string,
-	blk int64) (DirEntry, error) {
+func (f *FS) dirEntry(ent, name []byte, start, base uint32, sc *dirScanner) (DirEntry,
+	error) {
 	typ := le16(ent[4:])
 	if typ < typeDir || typ > typeLSocket {
-		return DirEntry{}, formatErr(blk, what, "entry type %d", typ)
+		return DirEntry{}, sc.corrupt("entry type %d", typ)
 	}
 	if typ > typeSocket {
 		typ -= longOffset
 	}
 	s := string(name)
 	if s == "." || s == ".." || strings.ContainsAny(s, "/\x00") {
-		return DirEntry{}, formatErr(blk, what, "invalid entry name %q", s)
+		return DirEntry{}, sc.corrupt("invalid entry name %q", s)
 	}
 	offset := le16(ent[0:])
 	if offset >= metaSize {
-		return DirEntry{}, formatErr(blk, what, "entry %q inode offset %d", s, offset)
+		return DirEntry{}, sc.corrupt("entry %q inode offset %d", s, offset)
 	}
 	delta := int16(le16(ent[2:]))
 	return DirEntry{

@@ -4,11 +4,14 @@ package squash
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -54,21 +57,50 @@ func TestDirectoryIndex(t *testing.T) {
 	}
 }
 
-// TestLookupCachesListing checks that repeated lookups in a big directory
-// parse its listing once.
+// TestLookupCachesListing checks that repeated lookups in a directory
+// with an index parse its listing once, and that lookups in a directory
+// too big to cache whole parse only its index, once.
 func TestLookupCachesListing(t *testing.T) {
-	f := openImage(t, image(t), nil)
+	img := smallImage(t, 2000)
+	f := openBytes(t, img)
 	root, _ := f.Inode(f.Root())
-	big := lookupPath(t, f, root, "big")
+	d := lookupPath(t, f, root, "d")
+	if d.idxCount == 0 || d.Size > indexOnlyListing {
+		t.Fatalf("d has %d index records and %d bytes; want a small indexed listing",
+			d.idxCount, d.Size)
+	}
 	before := f.dirListLoads.Load()
+	for i := range 500 {
+		name := fmt.Sprintf("n%04d", i)
+		if _, err := f.Lookup(d, name); err != nil {
+			t.Fatalf("lookup %s: %v", name, err)
+		}
+	}
+	if loads := f.dirListLoads.Load() - before; loads != 1 {
+		t.Errorf("500 lookups in d parsed the listing %d times, want 1", loads)
+	}
+
+	f = openImage(t, image(t), nil)
+	root, _ = f.Inode(f.Root())
+	big := lookupPath(t, f, root, "big")
+	if big.Size <= indexOnlyListing {
+		t.Fatalf("big has %d bytes; want a listing too big to cache", big.Size)
+	}
+	before, idxBefore := f.dirListLoads.Load(), f.dirIndexLoads.Load()
 	for i := range 500 {
 		name := fmt.Sprintf("entry-%05d-%s", i*37, strings.Repeat("n", (i*37)%7))
 		if _, err := f.Lookup(big, name); err != nil {
 			t.Fatalf("lookup %s: %v", name, err)
 		}
+		if _, err := f.Lookup(big, name+"x"); !errors.Is(err, syscall.ENOENT) {
+			t.Fatalf("lookup %sx: %v, want ENOENT", name, err)
+		}
 	}
-	if loads := f.dirListLoads.Load() - before; loads != 1 {
-		t.Errorf("500 lookups parsed the listing %d times, want 1", loads)
+	if loads := f.dirListLoads.Load() - before; loads != 0 {
+		t.Errorf("1000 lookups in big parsed the listing %d times, want 0", loads)
+	}
+	if loads := f.dirIndexLoads.Load() - idxBefore; loads != 1 {
+		t.Errorf("1000 lookups in big parsed the index %d times, want 1", loads)
 	}
 }
 
@@ -180,4 +212,50 @@ func TestSectionOffset(t *testing.T) {
 		t.Fatal(err)
 	}
 	compareTree(t, f, featureTree(t), true)
+}
+
+// TestRecordAtBlockEnd reads files whose inodes end exactly at the end of
+// a metadata block, so their (here empty) block list starts in the next
+// block. One-byte files have 32-byte inodes; a symlink with a target of
+// the right length in front shifts them until one ends at byte 8192.
+func TestRecordAtBlockEnd(t *testing.T) {
+	requireTool(t, "mksquashfs")
+	for shift := 1; shift <= 32; shift++ {
+		src := t.TempDir()
+		if err := os.Symlink(strings.Repeat("t", shift), filepath.Join(src, "a")); err != nil {
+			t.Fatal(err)
+		}
+		for i := range 300 {
+			name := filepath.Join(src, fmt.Sprintf("f%03d", i))
+			if err := os.WriteFile(name, []byte{byte(i), 1}, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		img := filepath.Join(t.TempDir(), "img")
+		if err := mksquashfs(src, img, "-no-duplicates"); err != nil {
+			t.Fatal(err)
+		}
+		f := openImage(t, img, nil)
+		root, _ := f.Inode(f.Root())
+		ents, err := f.ReadDir(root)
+		if err != nil || len(ents) != 301 {
+			t.Fatalf("readdir: %d entries, %v", len(ents), err)
+		}
+		atEnd := false
+		for i, e := range ents[1:] {
+			n, err := f.Inode(e.Ref)
+			if err != nil {
+				t.Fatal(err)
+			}
+			atEnd = atEnd || uint64(e.Ref)&0xffff+32 == metaSize
+			var b [3]byte
+			if k, err := f.ReadAt(n, b[:], 0); k != 2 || b[0] != byte(i) {
+				t.Fatalf("%s: read %d bytes %x, %v; want %02x01", e.Name, k, b[:k], err, i)
+			}
+		}
+		if atEnd {
+			return
+		}
+	}
+	t.Fatalf("no inode ended at a metadata block boundary; the test needs one")
 }

@@ -4,7 +4,7 @@ package squash
 
 import (
 	"fmt"
-	"strings"
+	"sort"
 )
 
 // The directory index follows a long directory inode in the inode table:
@@ -13,52 +13,121 @@ import (
 // to the directory table, size u32 = name length-1, name = first name
 // under that header). mksquashfs writes one record per metadata block the
 // listing crosses, so the records split the sorted names into ranges.
+//
+// The parsed index is cached beside the listings (one record per 8 KiB of
+// listing, so about 1/300 of the listing's size), and a lookup scans only
+// the range that can hold the name, comparing names in place.
 
-// lookupIndexed finds name in dir by scanning the directory index for the
-// last range starting at or before name, then scanning only that range.
-// This mirrors the kernel's get_dir_index_using_name.
-func (f *FS) lookupIndexed(dir *Inode, name string) (DirEntry, bool, error) {
+// indexRec is one parsed squashfs_dir_index record.
+type indexRec struct {
+	name  string // first name of the range
+	index uint32 // listing bytes before the range
+	start uint32 // range's metadata block, relative to the directory table
+}
+
+// indexKeyBit marks a directory's cached index in the dirs cache, whose
+// other keys are inode references (48 bits).
+const indexKeyBit = 1 << 63
+
+// dirIndex returns dir's parsed directory index through the dirs cache.
+func (f *FS) dirIndex(dir *Inode) ([]indexRec, error) {
+	l, err := f.dirs.getOrLoad(uint64(dir.Ref)|indexKeyBit,
+		func() (*dirListing, int64, error) {
+			recs, cost, err := f.parseDirIndex(dir)
+			if err != nil {
+				return nil, 0, err
+			}
+			return &dirListing{index: recs}, cost, nil
+		})
+	if err != nil {
+		return nil, err
+	}
+	return l.index, nil
+}
+
+func (f *FS) parseDirIndex(dir *Inode) ([]indexRec, int64, error) {
+	f.dirIndexLoads.Add(1)
 	what := fmt.Sprintf("directory index of inode %d", dir.Ino)
 	m, err := f.newMetaReader(dir.idxBlock, dir.idxOffset, what)
+	if err != nil {
+		return nil, 0, err
+	}
+	recs := make([]indexRec, 0, dir.idxCount)
+	cost := int64(lruEntryCost)
+	var rec [dirIndexSize]byte
+	var buf [maxNameLen]byte
+	for range dir.idxCount {
+		if err := m.read(rec[:]); err != nil {
+			return nil, 0, err
+		}
+		index, start, size := le32(rec[0:]), le32(rec[4:]), le32(rec[8:])+1
+		if size > maxNameLen {
+			return nil, 0, formatErr(dir.idxBlock, what, "index name length %d", size)
+		}
+		if err := m.read(buf[:size]); err != nil {
+			return nil, 0, err
+		}
+		if uint64(index) >= dir.Size || uint64(start) >= uint64(f.end) {
+			return nil, 0, formatErr(dir.idxBlock, what,
+				"index record points outside the listing")
+		}
+		r := indexRec{name: string(buf[:size]), index: index, start: start}
+		// Binary search needs increasing ranges; the kernel's linear scan
+		// would stop at the first disorder, so refusing it loses nothing.
+		if n := len(recs); n > 0 && (recs[n-1].name >= r.name || recs[n-1].index >= index) {
+			return nil, 0, formatErr(dir.idxBlock, what, "index records not in order")
+		}
+		recs = append(recs, r)
+		cost += int64(len(r.name)) + 40
+	}
+	return recs, cost, nil
+}
+
+// lookupIndexed finds name in dir by picking the last index range that
+// starts at or before name, then scanning only that range. This mirrors
+// the kernel's get_dir_index_using_name.
+func (f *FS) lookupIndexed(dir *Inode, name string) (DirEntry, bool, error) {
+	recs, err := f.dirIndex(dir)
 	if err != nil {
 		return DirEntry{}, false, err
 	}
 	blk, off := f.dirStart(dir)
 	skip := uint32(0)
-	var rec [dirIndexSize]byte
-	var buf [maxNameLen]byte
-	for range dir.idxCount {
-		if err := m.read(rec[:]); err != nil {
-			return DirEntry{}, false, err
-		}
-		index, start, size := le32(rec[0:]), le32(rec[4:]), le32(rec[8:])+1
-		if size > maxNameLen {
-			return DirEntry{}, false, formatErr(dir.idxBlock, what,
-				"index name length %d", size)
-		}
-		if err := m.read(buf[:size]); err != nil {
-			return DirEntry{}, false, err
-		}
-		if strings.Compare(string(buf[:size]), name) > 0 {
-			break
-		}
-		if uint64(index) >= dir.Size || uint64(start) >= uint64(f.end) {
-			return DirEntry{}, false, formatErr(dir.idxBlock, what,
-				"index record points outside the listing")
-		}
-		skip = index
-		blk = int64(f.sb.DirTableStart) + int64(start)
-		off = (int(dir.dirOffset) + int(index)) % metaSize
+	// The first range whose first name is past name; the one before it
+	// is where name would be.
+	if i := sort.Search(len(recs), func(i int) bool { return recs[i].name > name }); i > 0 {
+		r := recs[i-1]
+		skip = r.index
+		blk = int64(f.sb.DirTableStart) + int64(r.start)
+		off = (int(dir.dirOffset) + int(r.index)) % metaSize
 	}
-
-	var found DirEntry
-	ok := false
-	err = f.scanDirFrom(dir, blk, off, skip, func(e DirEntry) bool {
-		if c := strings.Compare(e.Name, name); c >= 0 {
-			found, ok = e, c == 0
-			return false
+	s, err := f.newDirScanner(dir, blk, off, skip)
+	if err != nil {
+		return DirEntry{}, false, err
+	}
+	for {
+		ok, err := s.next()
+		if err != nil || !ok {
+			return DirEntry{}, false, err
 		}
-		return true
-	})
-	return found, ok, err
+		switch c := compareName(s.rawName(), name); {
+		case c == 0:
+			e, err := s.entry()
+			return e, err == nil, err
+		case c > 0:
+			return DirEntry{}, false, nil
+		}
+	}
+}
+
+// compareName compares a stored name with a wanted one without
+// allocating.
+func compareName(stored []byte, want string) int {
+	switch s := string(stored); {
+	case s < want:
+		return -1
+	case s > want:
+		return 1
+	}
+	return 0
 }

@@ -74,6 +74,9 @@ func (f *FS) ReadAt(n *Inode, p []byte, off int64) (int, error) {
 
 	bs := int64(f.sb.BlockSize)
 	want := min(int64(len(p)), int64(n.Size)-off)
+	if len(bl.sizes) > 1 && want > 0 {
+		f.startReadahead(n, bl, off/bs, (off+want-1)/bs)
+	}
 	done := int64(0)
 	for done < want {
 		pos := off + done
@@ -123,7 +126,14 @@ func (f *FS) readBlockInto(n *Inode, bl *blockList, idx, within int64,
 	if err != nil {
 		return 0, err
 	}
-	return copy(avail, data[within:]), nil
+	k := copy(avail, data[within:])
+	if within+int64(k) == blockLen {
+		// A sequential reader is done with this block, and the kernel
+		// keeps what it read in its page cache: let the block go before
+		// fragments and partly read blocks.
+		f.data.demote(uint64(bl.offsets[idx]))
+	}
+	return k, nil
 }
 
 // readTailInto copies from the file's tail in its fragment block.

@@ -54,6 +54,20 @@ func (f *FS) fragmentBlock(idx uint32) ([]byte, error) {
 	return f.dataBlock(start, size, int(f.sb.BlockSize), true, what)
 }
 
+// rawBuf holds the compressed bytes of one block while it is decoded;
+// pooled so block reads do not allocate a buffer each.
+type rawBuf struct{ b []byte }
+
+// getRaw returns a pooled buffer of n bytes. Return it with rawPool.Put.
+func (f *FS) getRaw(n int) *rawBuf {
+	r := f.rawPool.Get().(*rawBuf)
+	if cap(r.b) < n {
+		r.b = make([]byte, max(n, int(f.sb.BlockSize)))
+	}
+	r.b = r.b[:n]
+	return r
+}
+
 // dataBlock returns the decompressed block stored at section offset start
 // with on-disk size word size (bit 24: stored uncompressed). want is the
 // exact expected decompressed length; with upTo (fragment blocks) it is an
@@ -68,19 +82,24 @@ func (f *FS) dataBlock(start int64, size uint32, want int, upTo bool,
 		return nil, formatErr(start, what, "block of %d bytes outside image", n)
 	}
 	out, err := f.data.getOrLoad(uint64(start), func() ([]byte, int64, error) {
-		raw := make([]byte, n)
-		if err := f.readRaw(raw, start, what); err != nil {
+		f.blockLoads.Add(1)
+		if size&blockUncompBit != 0 {
+			out := make([]byte, n)
+			if err := f.readRaw(out, start, what); err != nil {
+				return nil, 0, err
+			}
+			return out, n + lruEntryCost, nil
+		}
+		raw := f.getRaw(int(n))
+		defer f.rawPool.Put(raw)
+		if err := f.readRaw(raw.b, start, what); err != nil {
 			return nil, 0, err
 		}
-		out := raw
-		if size&blockUncompBit == 0 {
-			var err error
-			out, err = f.dec.decompress(make([]byte, 0, want), raw)
-			if err != nil {
-				return nil, 0, wrapFormat(start, what, err)
-			}
+		out, err := f.dec.decompress(make([]byte, 0, want), raw.b)
+		if err != nil {
+			return nil, 0, wrapFormat(start, what, err)
 		}
-		return out, int64(cap(out)) + 64, nil
+		return out, int64(cap(out)) + lruEntryCost, nil
 	})
 	if err != nil {
 		return nil, err

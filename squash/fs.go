@@ -5,26 +5,70 @@ package squash
 import (
 	"fmt"
 	"io"
+	"sync"
 	"sync/atomic"
 )
 
-// Options tunes an [FS]. A nil *Options means defaults.
+// Options tunes an [FS]. A nil *Options means defaults. Every cache is
+// bounded; together they stay within MemoryBytes unless a field below
+// sets one cache's size explicitly.
 type Options struct {
+	// MemoryBytes is the budget for all caches together; 0 means 32 MiB.
+	// Caches whose own size is not set get a share of it: data and
+	// fragment blocks 1/2, metadata blocks 1/4, parsed inodes 1/8 and
+	// parsed directory listings and indexes 1/8.
+	MemoryBytes int64
 	// CacheBytes is the budget for decompressed data and fragment blocks;
-	// 0 means 32 MiB.
+	// 0 means half of MemoryBytes.
 	CacheBytes int64
 	// MetaCacheBytes is the budget for decompressed metadata blocks;
-	// 0 means 8 MiB.
+	// 0 means a quarter of MemoryBytes.
 	MetaCacheBytes int64
+	// Readahead is how many data blocks past the current one are
+	// decompressed in the background while a file is read sequentially;
+	// 0 means 2, a negative value turns readahead off.
+	Readahead int
 }
 
-// Defaults for [Options] and the parsed-record caches.
+// Defaults for [Options].
 const (
-	defaultCacheBytes     = 32 << 20
-	defaultMetaCacheBytes = 8 << 20
-	inodeCacheCost        = 32 << 20 // estimated bytes of parsed inodes
-	dirCacheCost          = 32 << 20 // estimated bytes of parsed listings
+	defaultMemoryBytes = 32 << 20
+	defaultReadahead   = 2
+	minCacheBytes      = 64 << 10 // keep caches usable when budgets are tiny
 )
+
+// budgets is how Options split into per-cache sizes.
+type budgets struct {
+	data, meta, inodes, dirs int64
+	readahead                int
+}
+
+func (o *Options) budgets() budgets {
+	var v Options
+	if o != nil {
+		v = *o
+	}
+	if v.MemoryBytes <= 0 {
+		v.MemoryBytes = defaultMemoryBytes
+	}
+	b := budgets{data: v.CacheBytes, meta: v.MetaCacheBytes,
+		inodes: v.MemoryBytes / 8, dirs: v.MemoryBytes / 8, readahead: v.Readahead}
+	if b.data <= 0 {
+		b.data = v.MemoryBytes / 2
+	}
+	if b.meta <= 0 {
+		b.meta = v.MemoryBytes / 4
+	}
+	b.data, b.meta = max(b.data, minCacheBytes), max(b.meta, minCacheBytes)
+	b.inodes, b.dirs = max(b.inodes, minCacheBytes), max(b.dirs, minCacheBytes)
+	switch {
+	case b.readahead == 0:
+		b.readahead = defaultReadahead
+	case b.readahead < 0:
+		b.readahead = 0
+	}
+	return b
+}
 
 // Ref is an inode reference as stored on disk: the start of the inode's
 // metadata block relative to the inode table, shifted left 16, ORed with
@@ -47,8 +91,14 @@ type FS struct {
 	fragIndex []int64  // section offsets of fragment table metadata blocks
 	xattr     *xattrTable
 
-	dirListLoads atomic.Int64 // full listings parsed; read by tests
-	xattrOOLRefs atomic.Int64 // out-of-line xattr values followed; read by tests
+	ra      *readahead // background decompression for sequential reads
+	rawPool sync.Pool  // *rawBuf: compressed bytes of a block being decoded
+
+	dirListLoads  atomic.Int64 // full listings parsed; read by tests
+	dirIndexLoads atomic.Int64 // directory indexes parsed; read by tests
+	blockLoads    atomic.Int64 // data and fragment blocks decoded; read by tests
+	raStarts      atomic.Int64 // background decodes started; read by tests
+	xattrOOLRefs  atomic.Int64 // out-of-line xattr values followed; read by tests
 }
 
 // Open validates the superblock and tables of the squashfs image held in the
@@ -59,23 +109,15 @@ func Open(r io.ReaderAt, size int64, opts *Options) (*FS, error) {
 	if err != nil {
 		return nil, err
 	}
-	var o Options
-	if opts != nil {
-		o = *opts
-	}
-	if o.CacheBytes <= 0 {
-		o.CacheBytes = defaultCacheBytes
-	}
-	if o.MetaCacheBytes <= 0 {
-		o.MetaCacheBytes = defaultMetaCacheBytes
-	}
-
+	b := opts.budgets()
 	f := &FS{r: r, end: int64(sb.BytesUsed), sb: sb,
-		meta:   newLRU[*metaBlock](o.MetaCacheBytes, metaSize),
-		data:   newLRU[[]byte](o.CacheBytes, int64(sb.BlockSize)),
-		inodes: newLRU[*Inode](inodeCacheCost, 1<<10),
-		dirs:   newLRU[*dirListing](dirCacheCost, 1<<20),
+		meta:   newLRU[*metaBlock](b.meta, metaSize),
+		data:   newLRU[[]byte](b.data, int64(sb.BlockSize)),
+		inodes: newLRU[*Inode](b.inodes, inodeCost),
+		dirs:   newLRU[*dirListing](b.dirs, maxCachedListing),
+		ra:     newReadahead(b.readahead),
 	}
+	f.rawPool.New = func() any { return new(rawBuf) }
 	if f.dec, err = newDecompressor(sb.Compression, int(sb.BlockSize)); err != nil {
 		return nil, &FormatError{Offset: 20, What: "superblock", Err: err}
 	}

@@ -95,9 +95,17 @@ type Inode struct {
 	listBlock  int64
 	listOffset int
 	blocks     atomic.Pointer[blockList]
+	raNext     atomic.Int64 // block after the last one read; see readahead
 
 	target string // symlinks
 }
+
+// inodeCost is the cache cost of a parsed inode without its symlink
+// target: the struct (about 200 bytes) and the cache entry. Block lists
+// read later are not counted.
+// TODO: count block lists (12 bytes a block) once the cache can re-cost
+// an entry; a cached inode of a huge file holds its whole list.
+const inodeCost = 200 + lruEntryCost
 
 // IsDir reports whether n is a directory.
 func (n *Inode) IsDir() bool { return n.Mode&modeTypeMask == modeDir }
@@ -109,7 +117,7 @@ func (f *FS) Inode(ref Ref) (*Inode, error) {
 		if err != nil {
 			return nil, 0, annotate(err, "ref %d:%d", uint64(ref)>>16, uint64(ref)&0xffff)
 		}
-		return n, int64(200 + len(n.target)), nil
+		return n, inodeCost + int64(len(n.target)), nil
 	})
 }
 

@@ -31,7 +31,7 @@ func (f *FS) metaBlock(pos int64) (*metaBlock, error) {
 		if err != nil {
 			return nil, 0, err
 		}
-		return b, int64(cap(b.data)) + 64, nil
+		return b, int64(cap(b.data)) + lruEntryCost + 32, nil
 	})
 }
 
@@ -46,15 +46,20 @@ func (f *FS) loadMetaBlock(pos int64) (*metaBlock, error) {
 		return nil, formatErr(pos, "metadata block", "stored length %d not in 1..%d",
 			n, metaSize)
 	}
-	raw := make([]byte, n)
-	if err := f.readRaw(raw, pos+2, "metadata block"); err != nil {
-		return nil, err
-	}
-	b := &metaBlock{data: raw, next: pos + 2 + n}
+	b := &metaBlock{next: pos + 2 + n}
 	if h&metaUncompressed != 0 {
+		b.data = make([]byte, n)
+		if err := f.readRaw(b.data, pos+2, "metadata block"); err != nil {
+			return nil, err
+		}
 		return b, nil
 	}
-	out, err := f.dec.decompress(make([]byte, 0, metaSize), raw)
+	raw := f.getRaw(int(n))
+	defer f.rawPool.Put(raw)
+	if err := f.readRaw(raw.b, pos+2, "metadata block"); err != nil {
+		return nil, err
+	}
+	out, err := f.dec.decompress(make([]byte, 0, metaSize), raw.b)
 	if err != nil {
 		return nil, wrapFormat(pos, "metadata block", err)
 	}
@@ -150,4 +155,12 @@ func (m *metaReader) u32() (uint32, error) {
 }
 
 // pos returns the current position as block offset and in-block offset.
-func (m *metaReader) pos() (int64, int) { return m.blk, m.off }
+// A position at the very end of a block is the start of the next one: a
+// record that ends exactly at a block boundary is followed by data (a
+// block list, a directory index) in the next block.
+func (m *metaReader) pos() (int64, int) {
+	if m.off >= len(m.cur.data) {
+		return m.cur.next, 0
+	}
+	return m.blk, m.off
+}

@@ -1,0 +1,52 @@
+// Copyright 2026 The husk Authors. SPDX-License-Identifier: Apache-2.0
+
+package squash
+
+import "testing"
+
+func TestOptionsBudgets(t *testing.T) {
+	const mib = 1 << 20
+	tests := []struct {
+		name string
+		opts *Options
+		want budgets
+	}{
+		{"nil", nil, budgets{16 * mib, 8 * mib, 4 * mib, 4 * mib, defaultReadahead}},
+		{"total", &Options{MemoryBytes: 64 * mib},
+			budgets{32 * mib, 16 * mib, 8 * mib, 8 * mib, defaultReadahead}},
+		{"explicit caches", &Options{CacheBytes: 3 * mib, MetaCacheBytes: 5 * mib},
+			budgets{3 * mib, 5 * mib, 4 * mib, 4 * mib, defaultReadahead}},
+		{"tiny", &Options{MemoryBytes: 1, Readahead: -1},
+			budgets{minCacheBytes, minCacheBytes, minCacheBytes, minCacheBytes, 0}},
+		{"readahead", &Options{Readahead: 7},
+			budgets{16 * mib, 8 * mib, 4 * mib, 4 * mib, 7}},
+	}
+	for _, tt := range tests {
+		if got := tt.opts.budgets(); got != tt.want {
+			t.Errorf("%s: budgets %+v, want %+v", tt.name, got, tt.want)
+		}
+	}
+}
+
+// TestCachesStayInBudget walks and reads the whole feature tree with a
+// small memory budget and checks no cache holds more than its share.
+func TestCachesStayInBudget(t *testing.T) {
+	opts := &Options{MemoryBytes: 2 << 20}
+	f := openImage(t, image(t), opts)
+	if err := walkFS(f); err != nil {
+		t.Fatal(err)
+	}
+	b := opts.budgets()
+	check := func(name string, used, budget int64) {
+		if used > budget {
+			t.Errorf("%s cache holds %d bytes, budget %d", name, used, budget)
+		}
+		if used == 0 {
+			t.Errorf("%s cache is empty after a walk", name)
+		}
+	}
+	check("data", f.data.used(), b.data)
+	check("meta", f.meta.used(), b.meta)
+	check("inode", f.inodes.used(), b.inodes)
+	check("dir", f.dirs.used(), b.dirs)
+}

@@ -1,0 +1,70 @@
+// Copyright 2026 The husk Authors. SPDX-License-Identifier: Apache-2.0
+
+package squash
+
+import "runtime"
+
+// Readahead: when a file is read sequentially, the next few compressed
+// blocks are decompressed by background goroutines into the data cache
+// while the reader copies the current one, so one sequential reader uses
+// more than one core. The loads go through the cache's in-flight
+// tracking: a reader that reaches a block still being prefetched waits
+// for that decode instead of starting its own.
+//
+// Stored (uncompressed) and sparse blocks are skipped: reads of those go
+// straight to the image file, whose page cache does its own readahead.
+
+// readahead bounds the background decodes of one FS.
+type readahead struct {
+	blocks int           // blocks to decode past the one being read
+	slots  chan struct{} // one token per running background decode
+}
+
+// newReadahead returns nil when blocks is 0 (readahead off).
+func newReadahead(blocks int) *readahead {
+	if blocks <= 0 {
+		return nil
+	}
+	return &readahead{blocks: blocks, slots: make(chan struct{}, runtime.GOMAXPROCS(0))}
+}
+
+// startReadahead notes that a read of n covers blocks first..last and, when
+// the read continues where the previous one ended, starts background
+// decodes of the blocks after last. It never blocks: when every slot is
+// busy the block is left for the reader.
+func (f *FS) startReadahead(n *Inode, bl *blockList, first, last int64) {
+	ra := f.ra
+	if ra == nil {
+		return
+	}
+	// A sequential reader starts in the block after the previous read's
+	// last, or in that last block again when reads are not block-aligned.
+	prev := n.raNext.Swap(last + 1)
+	if first != prev && first != prev-1 {
+		return
+	}
+	bs := int64(f.sb.BlockSize)
+	for idx := last + 1; idx <= last+int64(ra.blocks) && idx < int64(len(bl.sizes)); idx++ {
+		size := bl.sizes[idx]
+		if size&blockSizeMask == 0 || size&blockUncompBit != 0 {
+			continue
+		}
+		start := bl.offsets[idx]
+		if f.data.has(uint64(start)) {
+			continue
+		}
+		select {
+		case ra.slots <- struct{}{}:
+		default:
+			return
+		}
+		want := int(min(bs, int64(n.Size)-idx*bs))
+		f.raStarts.Add(1)
+		go func() {
+			defer func() { <-ra.slots }()
+			// Errors are left for the reader, which retries the load
+			// and reports them with context.
+			_, _ = f.dataBlock(start, size, want, false, "data block")
+		}()
+	}
+}
