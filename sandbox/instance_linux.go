@@ -384,3 +384,14 @@ func (s *supervisor) waitSignal(stopc chan os.Signal) {
 		}
 	}
 }
+
+// RunShared runs spec as [Run] does, and also serves [Join] requests on
+// listen while the payload runs (Apptainer's --sharens): when the payload
+// exits, the container ends as for Run. started is called once the
+// payload runs, with the host pid of its stage 2.
+func RunShared(ctx context.Context, spec *Spec, files []*os.File, listen *os.File,
+	log *slog.Logger, started func(pid int)) (int, error) {
+	s := *spec
+	s.Instance = false
+	return run(ctx, &s, files, listen, log, started)
+}

@@ -22,6 +22,9 @@ func runAction(g *globals, command string, f *ActionFlags, img string, args []st
 	if name, ok := strings.CutPrefix(img, instanceScheme); ok {
 		return joinInstance(g, command, f, name, args)
 	}
+	if f.Sharens {
+		return runSharens(g, command, f, img, args)
+	}
 	plan, spec, err := prepareAction(g, command, f, img, "", args)
 	if err != nil {
 		return err

@@ -97,6 +97,7 @@ type ActionFlags struct {
 	Workdir string   `short:"W" placeholder:"DIR" help:"${workdir}" env:"HUSK_WORKDIR,APPTAINER_WORKDIR"`
 	DNS     string   `name:"dns" placeholder:"IP[,IP]" help:"${dns}" env:"HUSK_DNS,APPTAINER_DNS"`
 	App     string   `placeholder:"NAME" help:"${app}" env:"HUSK_APP,APPTAINER_APP"`
+	Sharens bool     `help:"${sharens}" env:"HUSK_SHARENS,APPTAINER_SHARENS"`
 
 	SecurityFlags
 }
@@ -146,6 +147,8 @@ var helpVars = map[string]string{
 		"--scratch directories.",
 	"dns": "Name servers to write into the container's /etc/resolv.conf, comma " +
 		"separated.",
+	"sharens": "Share one container with the other --sharens commands started by " +
+		"the same parent process.",
 	"app": "Run the SCIF app NAME (/scif/apps/NAME): its runscript, environment " +
 		"and labels.",
 	"nomount": "Skip a default mount: proc, sys, dev, home, tmp, cwd, bind-paths, or a " +

@@ -132,7 +132,7 @@ func readRecord(path string) (*instanceRecord, bool, error) {
 	if err := json.Unmarshal(b, &r); err != nil {
 		return nil, false, fmt.Errorf("instance record %s: %w", path, err)
 	}
-	return &r, daemonAlive(r.PPid), nil
+	return &r, daemonAlive(r.PPid) || (r.SharensMod && sharensAlive(r.PPid)), nil
 }
 
 // daemonAlive says whether pid is a husk instance daemon.

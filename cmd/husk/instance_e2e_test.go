@@ -224,3 +224,27 @@ func waitFor(t *testing.T, cond func() bool, what string) {
 	}
 	t.Fatalf("timed out waiting for %s", what)
 }
+
+// --sharens: two commands of one parent share one container (the second
+// sees the first's in-memory file); the record is gone afterwards.
+func TestSharens(t *testing.T) {
+	setup(t)
+	img, dir := debianSIF(t), workDir(t)
+	cfg := filepath.Join(dir, "cfg")
+	script := fmt.Sprintf(`%[1]s exec --sharens --writable-tmpfs %[2]s sh -c 'echo first > /f; sleep 4' &
+%[1]s exec --sharens %[2]s sh -c 'for i in 1 2 3 4 5 6 7 8 9 10; do [ -f /f ] && break; sleep 0.3; done; cat /f'
+wait
+%[1]s exec --writable-tmpfs %[2]s sh -c 'cat /f 2>/dev/null || echo alone'
+`, huskBin, img)
+	cmd := userCmd(dir)
+	cmd.Path, cmd.Args = "/bin/sh", []string{"sh", "-c", script}
+	cmd.Env = append(cmd.Env, "HUSK_CONFIGDIR="+cfg)
+	out, err := cmd.CombinedOutput()
+	if err != nil || string(out) != "first\nalone\n" {
+		t.Fatalf("--sharens: %v\n%s", err, out)
+	}
+	r := huskEnv(t, dir, []string{"HUSK_CONFIGDIR=" + cfg}, "instance", "list")
+	if strings.Contains(r.stdout, "sharens") {
+		t.Errorf("sharens record left behind: %s", r.stdout)
+	}
+}

@@ -1,0 +1,126 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/husk-project/husk/sandbox"
+)
+
+// --sharens (Apptainer's shared namespace mode): the containers that
+// processes of one parent start with the same flags share one container.
+// The first one runs its command in a new container that also serves
+// joins, recorded as instance sharens_instance_<ppid>; the others wait
+// until it runs and join it as `exec instance://` does.
+//
+// A lock file next to the instance records orders them, as Apptainer's
+// /dev/shm file does: the first holds it exclusively until its container
+// runs, then shared; the others wait for a shared lock.
+
+// sharensName is the hidden instance of this process's parent.
+func sharensName() string {
+	return fmt.Sprintf("sharens_instance_%d", os.Getppid())
+}
+
+// runSharens runs an action with --sharens.
+func runSharens(g *globals, command string, f *ActionFlags, img string, args []string) error {
+	name := sharensName()
+	ip, err := pathsFor(name)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(ip.Dir), 0o700); err != nil {
+		return err
+	}
+	lock, err := os.OpenFile(ip.Dir+".lock", os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return err
+	}
+	defer lock.Close()
+	fd := int(lock.Fd())
+	if err := unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB); err == nil {
+		return firstSharens(g, command, f, img, args, name, ip, lock)
+	}
+	// Wait until the first process's container runs, then join it.
+	if err := unix.Flock(fd, unix.LOCK_SH); err != nil {
+		return &os.PathError{Op: "flock", Path: lock.Name(), Err: err}
+	}
+	if _, alive, err := readRecord(ip.Record); err != nil || !alive {
+		return fmt.Errorf("first process with --sharens has already exited, could not "+
+			"execute process (pid %d)", os.Getpid())
+	}
+	return joinInstance(g, command, f, name, args)
+}
+
+// firstSharens runs the container of the first process, serving joins.
+func firstSharens(g *globals, command string, f *ActionFlags, img string, args []string,
+	name string, ip instancePaths, lock *os.File) error {
+	os.RemoveAll(ip.Dir)
+	if err := os.Mkdir(ip.Dir, 0o700); err != nil {
+		return err
+	}
+	defer os.RemoveAll(ip.Dir)
+	plan, spec, err := prepareAction(g, command, f, img, "", args)
+	if err != nil {
+		return err
+	}
+	defer plan.Close()
+	// The record path holds the parent's pid and may be too long for a
+	// socket address (108 bytes).
+	sockDir, err := os.MkdirTemp("", "husk-sharens-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(sockDir)
+	ip.Socket = filepath.Join(sockDir, "s")
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: ip.Socket, Net: "unix"})
+	if err != nil {
+		return fmt.Errorf("--sharens socket: %w", err)
+	}
+	defer l.Close()
+	lf, err := l.File()
+	if err != nil {
+		return err
+	}
+	defer lf.Close()
+	absImage, _ := filepath.Abs(img)
+	rec := &instanceRecord{PPid: os.Getpid(), Name: name, User: userName(),
+		Image: absImage, UserNs: true, SharensMod: true,
+		Husk: instanceHusk{Socket: ip.Socket, Home: spec.ContainerHome(),
+			Contain: f.Contain}}
+	var werr error
+	code, err := sandbox.RunShared(context.Background(), spec, plan.Files, lf, g.Log,
+		func(pid int) {
+			rec.Pid = pid
+			if werr = writeRecord(ip.Record, rec); werr != nil {
+				return
+			}
+			// Release the others.
+			_, _ = lock.WriteAt([]byte{1}, 0)
+			_ = unix.Flock(int(lock.Fd()), unix.LOCK_SH)
+		})
+	os.Remove(ip.Record)
+	_ = lock.Truncate(0)
+	if err == nil && werr != nil {
+		err = werr
+	}
+	g.Code = code
+	return corruptImage(err, spec.Union)
+}
+
+// sharensAlive says whether pid is a husk process, the first one of a
+// --sharens group (which has no instance title).
+func sharensAlive(pid int) bool {
+	self, err := os.Readlink("/proc/self/exe")
+	if err != nil || pid <= 0 {
+		return false
+	}
+	exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
+	return err == nil && exe == self && syscall.Kill(pid, 0) == nil
+}
