@@ -231,11 +231,14 @@ func TestSharens(t *testing.T) {
 	setup(t)
 	img, dir := debianSIF(t), workDir(t)
 	cfg := filepath.Join(dir, "cfg")
-	script := fmt.Sprintf(`%[1]s exec --sharens --writable-tmpfs %[2]s sh -c 'echo first > /f; sleep 4' &
-%[1]s exec --sharens %[2]s sh -c 'for i in 1 2 3 4 5 6 7 8 9 10; do [ -f /f ] && break; sleep 0.3; done; cat /f'
-wait
-%[1]s exec --writable-tmpfs %[2]s sh -c 'cat /f 2>/dev/null || echo alone'
-`, huskBin, img)
+	// The second waits until the first's file exists, then reads it.
+	wait := "for i in 1 2 3 4 5 6 7 8 9 10; do [ -f /f ] && break; sleep 0.3; done; cat /f"
+	script := fmt.Sprintf("%[1]s exec --sharens --writable-tmpfs %[2]s sh -c "+
+		"'echo first > /f; sleep 4' &\n"+
+		"%[1]s exec --sharens %[2]s sh -c '%[3]s'\n"+
+		"wait\n"+
+		"%[1]s exec --writable-tmpfs %[2]s sh -c 'cat /f 2>/dev/null || echo alone'\n",
+		huskBin, img, wait)
 	cmd := userCmd(dir)
 	cmd.Path, cmd.Args = "/bin/sh", []string{"sh", "-c", script}
 	cmd.Env = append(cmd.Env, "HUSK_CONFIGDIR="+cfg)
