@@ -5,13 +5,14 @@
 //	husk run IMAGE [ARGS...]          run /.singularity.d/runscript (else /bin/sh)
 //	husk shell IMAGE                  /bin/bash --norc (else /bin/sh), prompt "Apptainer> "
 //	husk test IMAGE                   run /.singularity.d/test (exit 0 if none)
-//	husk instance start|list|stop     background instances; IMAGE instance://NAME joins one
+//	husk instance start|run|list|stop|stats   background instances; instance://NAME joins one
 //	husk inspect [--json] IMAGE       labels, runscript, environment ... from /.singularity.d
 //	husk sif list|info|dump|header|new|add|del|setprim   Apptainer's siftool
 //	husk overlay create [--size MiB] [--sparse] [--create-dir DIR]... [--fakeroot] IMAGE
 //	husk overlay info [--json] IMAGE   size, free space, journal state
 //	husk overlay resize IMAGE SIZE    grow an overlay (bare, or last in a SIF)
 //	husk build OUT.sif ROOTFS_DIR
+//	husk verify|sign [--keyring FILE] IMAGE    PGP signatures of a SIF (sif integrity)
 //	husk completion bash|zsh|fish
 //	husk version
 //
@@ -20,8 +21,10 @@
 // APPTAINER_OVERLAY), --writable/-w, --writable-tmpfs, --bind/-B,
 // --fakeroot/-f, --home, --no-home, --pwd, --cleanenv/-e, --env K=V,
 // --env-file, --no-env, --no-eval, --no-umask, --pid/-p, --ipc/-i,
-// --contain/-c, --containall/-C, --no-mount, --hostname, shell's --shell,
-// and the global --debug. Every flag can also be set with HUSK_<FLAG>
+// --contain/-c, --containall/-C, --no-mount, --hostname, --mount,
+// --scratch/-S, --workdir/-W, --dns, --app, --sharens, --add-caps,
+// --drop-caps, --no-privs, --keep-privs, --security, --net/-n, --network,
+// shell's --shell, and the global --debug. Every flag can also be set with HUSK_<FLAG>
 // (--no-home: HUSK_NO_HOME); HUSK_* variables are read before APPTAINER_*
 // and SINGULARITY_* ones. Instance records live under $HUSK_CONFIGDIR (default
 // ~/.husk) in Apptainer's layout: instances/app/<host>/<user>/<name>/.
@@ -68,9 +71,13 @@
 //   - Instances: joined commands share the instance's mount namespace,
 //     union and overlay, but get a PID (and IPC, UTS) namespace of their
 //     own; the record's "config" is empty and "ip" is always empty.
-//     `instance run`, --boot, --sharens, --dns and networking are missing.
-//   - `sif add` and `sif del` as the sif library does them; no `verify` or
-//     `sign` (the integrity package would add a large dependency tree).
+//     `instance stats` reads /proc, not a cgroup. --boot is refused.
+//   - Capabilities (security.go, sandbox/caps.go) live in the container's
+//     user namespace; --security profiles warn and are not applied;
+//     networks other than --network none are refused (they need
+//     Apptainer's setuid network setup).
+//   - `sif add` and `sif del` as the sif library does them; `verify` and
+//     `sign` use keyring files only (no key server, x509 or sigstore).
 //   - inspect reads only the primary squashfs (or a sandbox directory), not
 //     overlays, and does not read inspect-metadata.json.
 //   - The sandbox reports a death by signal N as status 128+N, so a
@@ -87,6 +94,6 @@
 //   - `--bind` over /proc, /dev or /sys themselves is refused.
 //   - If husk's own supervisor (stage 1, the FUSE server) dies of a
 //     signal, husk exits 255 with a FATAL line, not 128+N.
-//   - Not implemented: --mount, --security, --userns, --scratch, --workdir,
-//     --nv/--rocm, --app (SCIF), OCI images and remote URIs.
+//   - Not implemented: --nv/--rocm, --fusemount, OCI images and remote
+//     URIs. --userns and --no-init are accepted and change nothing.
 package main
