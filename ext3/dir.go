@@ -205,13 +205,14 @@ func (f *FS) dirEmpty(in *inode) (bool, error) {
 func (f *FS) dirAdd(in *inode, name string, ino uint32, ft uint8, root bool) error {
 	need := recLenFor(len(name))
 	if f.isIndexed(in) {
-		ok, err := f.htreeAdd(in, name, ino, ft)
+		ok, err := f.htreeAdd(in, name, ino, ft, root)
 		if err != nil || ok {
 			return err
 		}
-		// The leaf is full. Splitting leaves is not implemented, so turn
-		// the directory into a plain linear one: clearing EXT2_INDEX_FL is
-		// legal, the index blocks read as empty entries to a linear reader.
+		// The index cannot take the entry (htree_insert.go says when), so
+		// turn the directory into a plain linear one: clearing
+		// EXT2_INDEX_FL is legal, the index blocks read as empty entries
+		// to a linear reader.
 		in.set32(iFlags, in.flags()&^flIndex)
 		if err := f.writeInode(in); err != nil {
 			return err

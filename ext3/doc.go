@@ -12,11 +12,15 @@
 //     4 GiB (i_size_high), truncate, fallocate (allocate, punch, zero).
 //   - Directories: linear, and hashed (htree) as the kernel writes them,
 //     with the legacy, half-MD4 and TEA hashes in their signed and unsigned
-//     variants. Inserting into an indexed directory goes into the leaf the
-//     index designates; when that leaf is full the index flag is cleared,
-//     which is legal (index blocks read as empty entries) and keeps e2fsck
-//     clean. Directories of 8 blocks or more get an in-memory name index,
-//     so lookups in a 100,000-entry directory cost a map access.
+//     variants. The index is kept as the kernel keeps it: an insert goes
+//     into the leaf the index designates, a full leaf is split by hash, a
+//     full index node is split and a full root grows a level
+//     (htree_insert.go). Only where the kernel would need largedir, or a
+//     leaf holds nothing but one hash, is the index flag cleared instead,
+//     which is legal (index blocks read as empty entries). husk does not
+//     index directories it makes itself; those, and all directories of 8
+//     blocks or more, get an in-memory name index, so lookups in a
+//     100,000-entry directory cost a map access.
 //   - Fast and slow symlinks, character and block devices (old and new
 //     device number encodings), fifos, sockets, hard links, rename with
 //     RENAME_NOREPLACE and RENAME_EXCHANGE.
@@ -51,7 +55,8 @@
 // ext4 features are refused by name, e.g. "ext3: uses ext4 feature
 // extents, which husk does not support": extents, flex_bg, 64bit,
 // huge_file, dir_nlink, extra_isize, metadata_csum, uninit_bg, meta_bg,
-// inline_data, ... Also: external journals, splitting htree leaves (the
+// inline_data, ... Also: external journals, building an htree index for
+// a directory that has none, htree collision chains on insert (the
 // index is dropped instead), quota, and data journalling.
 //
 // # Concurrency and durability

@@ -177,74 +177,11 @@ func (f *FS) htreeLeaf(in *inode, name string) (uint64, error) {
 // htreeProbe also returns the hash of the entry after the chosen one at
 // the last level (0 if none), used to follow hash-collision chains.
 func (f *FS) htreeProbe(in *inode, name string) (uint64, uint32, error) {
-	nblocks := f.dirBlocks(in)
-	b, p, err := f.dirBlock(in, 0)
+	path, err := f.htreePath(in, name)
 	if err != nil {
 		return 0, 0, err
 	}
-	if b == nil {
-		return 0, 0, corrupt("htree root", 0, in.ino, "block 0 is a hole")
-	}
-	d := b.data
-	bad := func(format string, args ...any) (uint64, uint32, error) {
-		f.cache.put(b)
-		return 0, 0, corrupt("htree", p, in.ino, format, args...)
-	}
-	if d[24] != 0 || d[25] != 0 || d[26] != 0 || d[27] != 0 || d[29] != 8 {
-		return bad("bad dx_root_info")
-	}
-	version, levels := d[28], int(d[30])
-	if version > hashTea || levels > 2 {
-		return bad("hash version %d, %d levels", version, levels)
-	}
-	if version <= hashTea && f.sb.Flags&flagsUnsignedHash != 0 {
-		version += hashUnsign
-	}
-	h := f.dxHash(name, version)
-	off, limitWant := 32, (f.bs-32)/8
-	var next uint32
-	for level := 0; ; level++ {
-		limit, count := int(le.Uint16(d[off:])), int(le.Uint16(d[off+2:]))
-		if limit != limitWant || count < 1 || count > limit {
-			return bad("dx node limit %d count %d at level %d", limit, count, level)
-		}
-		// Binary search for the last entry whose hash <= h; entry 0 has
-		// an implicit hash of 0.
-		lo, hi := 1, count-1
-		for lo <= hi {
-			m := (lo + hi) / 2
-			if le.Uint32(d[off+8*m:]) > h {
-				hi = m - 1
-			} else {
-				lo = m + 1
-			}
-		}
-		e := lo - 1
-		child := uint64(le.Uint32(d[off+8*e+4:]) & 0x0fffffff)
-		next = 0
-		if e+1 < count {
-			next = le.Uint32(d[off+8*(e+1):])
-		}
-		if child == 0 || child >= nblocks {
-			return bad("dx entry points at block %d of %d", child, nblocks)
-		}
-		if level == levels {
-			f.cache.put(b)
-			return child, next, nil
-		}
-		f.cache.put(b)
-		if b, p, err = f.dirBlock(in, child); err != nil {
-			return 0, 0, err
-		}
-		if b == nil {
-			return 0, 0, corrupt("htree", 0, in.ino, "dx node %d is a hole", child)
-		}
-		d = b.data
-		if le.Uint32(d[0:]) != 0 || f.recLen(d, 0) != f.bs {
-			return bad("dx node %d has no empty header entry", child)
-		}
-		off, limitWant = 8, (f.bs-8)/8
-	}
+	return path.leaf, path.next, nil
 }
 
 // htreeLookup finds name through the index, following a collision chain
@@ -282,18 +219,4 @@ func (f *FS) htreeLookup(in *inode, name string) (uint32, uint8, error) {
 		return 0, 0, corrupt("htree", 0, in.ino, "collision chain")
 	}
 	return 0, 0, syscall.ENOENT
-}
-
-// htreeAdd inserts into the leaf the index designates, if it has room. It
-// reports false when the leaf is full (the caller then drops the index).
-func (f *FS) htreeAdd(in *inode, name string, ino uint32, ft uint8) (bool, error) {
-	lblk, next, err := f.htreeProbe(in, name)
-	if err != nil {
-		f.logCorrupt(err)
-		return false, nil
-	}
-	if next&1 != 0 {
-		return false, nil
-	}
-	return f.addToBlock(in, lblk, name, ino, ft)
 }

@@ -111,6 +111,12 @@ func TestKernelHtree(t *testing.T) {
 	}
 	noErr(t, f.Close())
 	fsck(t, img)
+	for _, d := range []string{"/small", "/big"} {
+		if out := debugfs(t, img, "stat "+d); !strings.Contains(out, "Flags: 0x1000") {
+			t.Fatalf("husk dropped the index of %s:\n%s", d, out)
+		}
+		checkHtree(t, img, d)
+	}
 	mnt := mountRO(t, img)
 	for i := 0; i < big+2000; i += 13 {
 		_, err := os.Lstat(filepath.Join(mnt, "big", dirName(i)))
