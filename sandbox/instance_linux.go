@@ -67,6 +67,9 @@ type JoinRequest struct {
 	Umask       int
 	// TTYSignals is set by Join (always false: see there).
 	TTYSignals bool
+	// Caps, when set, replaces the instance's capabilities for this
+	// command.
+	Caps *Caps
 }
 
 // Join runs req in the instance whose stage 1 listens on socket, with this
@@ -79,6 +82,11 @@ func Join(ctx context.Context, socket string, req JoinRequest, log *slog.Logger)
 	}
 	if len(req.Args) == 0 {
 		return setupFailed, errors.New("sandbox: no command to run")
+	}
+	if req.Caps != nil {
+		if err := req.Caps.validate(); err != nil {
+			return setupFailed, err
+		}
 	}
 	// The joined command runs in the instance's session, not in the
 	// terminal's foreground process group: a ^C reaches only this
@@ -283,6 +291,9 @@ func (js *joinServer) runStage2(c *net.UnixConn, r *bufio.Reader, req *JoinReque
 	spec.Args, spec.Env, spec.Umask = req.Args, req.Env, req.Umask
 	spec.Cwd, spec.CwdExplicit = req.Cwd, req.CwdExplicit
 	spec.Instance = false
+	if req.Caps != nil {
+		spec.Caps = *req.Caps
+	}
 	p.Spec, p.TTYSignals = &spec, req.TTYSignals
 
 	specR, specW, err := os.Pipe()

@@ -155,6 +155,18 @@ func TestCapabilityFlags(t *testing.T) {
 		t.Errorf("root without CAP_DAC_OVERRIDE read a mode 000 file: %s", r)
 	}
 
+	// A joined command gets its own capability flags.
+	cfg := []string{"HUSK_CONFIGDIR=" + filepath.Join(dir, "cfg")}
+	if r := huskEnv(t, dir, cfg, "instance", "start", img, "caps"); r.code != 0 {
+		t.Fatalf("instance start: %s", r)
+	}
+	defer huskEnv(t, dir, cfg, "instance", "stop", "caps")
+	r = huskEnv(t, dir, cfg, append([]string{"exec", "--add-caps", "CAP_KILL",
+		"instance://caps"}, status...)...)
+	if got := capLine(t, r.stdout, "CapEff"); r.code != 0 || got != "0000000000000020" {
+		t.Errorf("joined --add-caps CAP_KILL: CapEff %s\n%s", got, r)
+	}
+
 	r = husk(t, dir, "exec", "--add-caps", "CAP_BOGUS", img, "true")
 	if r.code != 0 || r.stderr != "WARNING: won't add unknown capability: CAP_BOGUS\n" {
 		t.Errorf("unknown capability: %s", r)

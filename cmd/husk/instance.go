@@ -327,6 +327,10 @@ func joinInstance(g *globals, command string, f *ActionFlags, name string,
 		return err
 	}
 	req := sandbox.JoinRequest{Args: argv, Env: env, Umask: umask(f.NoUmask)}
+	if f.AddCaps != "" || f.DropCaps != "" || f.NoPrivs {
+		caps := capsFrom(&f.SecurityFlags, g.Log)
+		req.Caps = &caps
+	}
 	switch {
 	case f.Pwd != "":
 		req.Cwd, req.CwdExplicit = f.Pwd, true

@@ -59,6 +59,17 @@ func securitySpec(f *SecurityFlags, spec *sandbox.Spec, log *slog.Logger) error 
 		return errors.New("Could not configure --keep-privs: --keep-privs requires root " +
 			"privileges")
 	}
+	spec.Caps = capsFrom(f, log)
+
+	if err := networkSpec(f, spec, log); err != nil {
+		return err
+	}
+	return securityOptions(f.Security, spec, log)
+}
+
+// capsFrom computes the payload's capabilities from the flags, warning
+// about unknown names as Apptainer does.
+func capsFrom(f *SecurityFlags, log *slog.Logger) sandbox.Caps {
 	add, unknown := sandbox.ParseCaps(f.AddCaps)
 	if len(unknown) > 0 {
 		log.Warn("won't add unknown capability: " + strings.Join(unknown, ","))
@@ -67,12 +78,7 @@ func securitySpec(f *SecurityFlags, spec *sandbox.Spec, log *slog.Logger) error 
 	if len(unknown) > 0 {
 		log.Warn("won't drop unknown capability: " + strings.Join(unknown, ","))
 	}
-	spec.Caps = sandbox.Caps{Add: add, Drop: drop, NoPrivs: f.NoPrivs && !f.KeepPrivs}
-
-	if err := networkSpec(f, spec, log); err != nil {
-		return err
-	}
-	return securityOptions(f.Security, spec, log)
+	return sandbox.Caps{Add: add, Drop: drop, NoPrivs: f.NoPrivs && !f.KeepPrivs}
 }
 
 // networkSpec handles --net, --network and --network-args: a network
