@@ -4,6 +4,7 @@ package sandbox
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -33,8 +34,10 @@ func Main(m Mounter, hooks ...StageHook) {
 	// signal as soon as this process exists.
 	fw := startForwarding()
 	fds := os.Getenv(specFDEnv)
+	unshare := os.Getenv(unshareEnv) != ""
 	os.Unsetenv(stageEnv)
 	os.Unsetenv(specFDEnv)
+	os.Unsetenv(unshareEnv)
 	if stage == "1" {
 		// First: with --fakeroot's subordinate ids this re-executes.
 		if err := awaitIDMap(fds); err != nil {
@@ -55,7 +58,7 @@ func Main(m Mounter, hooks ...StageHook) {
 	case "1":
 		code = stage1(m, fw, fds)
 	case "2":
-		code = stage2(fw, fds)
+		code = stage2(fw, fds, unshare)
 	default:
 		fmt.Fprintf(os.Stderr, "%v: unknown stage %q\n", errStage, stage)
 		code = setupFailed
@@ -161,6 +164,9 @@ func (s *stageIO) fail(err error) int {
 // logIDs traces the process's ids and capabilities after a namespace
 // step, as Charliecloud's LOG_IDS does.
 func logIDs(log *slog.Logger, step string) {
+	if !log.Enabled(context.Background(), slog.LevelDebug) {
+		return // do not read /proc for nothing
+	}
 	ruid, euid, suid := unix.Getresuid()
 	rgid, egid, sgid := unix.Getresgid()
 	capEff := ""

@@ -25,6 +25,9 @@ const (
 	stageEnv = "_HUSK_STAGE"
 	// specFDEnv holds the fd numbers of the spec pipe and the log pipe.
 	specFDEnv = "_HUSK_FDS"
+	// unshareEnv marks a stage 2 started in stage 1's namespaces, which
+	// unshares its own once it has the plan (see startStage2Early).
+	unshareEnv = "_HUSK_UNSHARE"
 )
 
 // setupFailed is the exit status for any failure before the payload runs

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"syscall"
@@ -39,6 +40,8 @@ type stage1State struct {
 	binds []madeBind
 	// joins serves `exec instance://` joins of an instance.
 	joins *joinServer
+	// stage2 is stage 2 once started (see startStage2Early).
+	stage2 *stage2Proc
 }
 
 // stage1 sets the container up, runs stage 2 and tears the container
@@ -54,9 +57,12 @@ func stage1(m Mounter, fw *forwarder, fds string) int {
 	logIDs(st.log, "user+mount namespace")
 
 	status := setupFailed
+	st.startStage2Early()
 	err = st.setup(m)
 	if err == nil {
 		status, err = st.runStage2(fw)
+	} else {
+		st.abandonStage2()
 	}
 	fw.stopIgnoring()
 	if st.joins != nil {
@@ -163,31 +169,90 @@ func (st *stage1State) ensureDir(dst string) error {
 	return err
 }
 
-// runStage2 starts stage 2 in new mount (and PID, UTS, IPC) namespaces
-// and waits for it.
+// stage2Proc is a started stage 2 and the pipe its plan goes through.
+type stage2Proc struct {
+	cmd   *exec.Cmd
+	specW *os.File
+}
+
+// startStage2 starts stage 2 with the given namespaces (clone flags). Its
+// parent-death signal belongs to this thread, which stays locked until
+// stage 2 is gone (see run_linux.go).
+func (st *stage1State) startStage2(flags uintptr, unshare bool) (*stage2Proc, error) {
+	specR, specW, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	cmd := stageCommand(2, nil, specR, st.io.logW, nil)
+	if unshare {
+		cmd.Env = append(cmd.Env, unshareEnv+"=1")
+	}
+	// Without its FUSE server, stage 2 could only fail: it dies with us.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: flags, Pdeathsig: syscall.SIGKILL}
+	runtime.LockOSThread()
+	if err := cmd.Start(); err != nil {
+		runtime.UnlockOSThread()
+		specR.Close()
+		specW.Close()
+		return nil, fmt.Errorf("starting stage 2: %w", err)
+	}
+	specR.Close()
+	st.log.Debug("stage 2 started", "pid", cmd.Process.Pid, "early", unshare)
+	return &stage2Proc{cmd: cmd, specW: specW}, nil
+}
+
+// startStage2Early starts stage 2 before the container is set up, in
+// stage 1's own namespaces, so that its exec and Go start-up overlap the
+// union mount and the binds. It waits for the plan, which stage 1 sends
+// once the tree is complete, and then unshares its namespaces on the
+// thread that pivots and starts the payload (stage2Unshare). A new PID
+// namespace cannot be entered that way (the supervisor must be its PID
+// 1), and an instance's stage 2 is looked up by its pid: both start stage
+// 2 after the setup, in new namespaces. A failure here is not one: stage
+// 2 is then started late.
+func (st *stage1State) startStage2Early() {
+	if st.plan.Spec.PID || st.io.listen != nil {
+		return
+	}
+	p, err := st.startStage2(0, true)
+	if err != nil {
+		st.log.Debug("starting stage 2 early failed, starting it later", "error", err)
+		return
+	}
+	st.stage2 = p
+}
+
+// abandonStage2 kills an early stage 2 that will get no plan because the
+// setup failed; it dies quietly (SIGKILL while it waits for the plan).
+func (st *stage1State) abandonStage2() {
+	if st.stage2 == nil {
+		return
+	}
+	_ = st.stage2.cmd.Process.Kill()
+	_ = st.stage2.cmd.Wait()
+	st.stage2.specW.Close()
+	st.stage2 = nil
+	runtime.UnlockOSThread()
+}
+
+// runStage2 starts stage 2 in new mount (and PID, UTS, IPC) namespaces,
+// unless it was started early, sends it the plan and waits for it.
 func (st *stage1State) runStage2(fw *forwarder) (int, error) {
 	spec := st.plan.Spec
 	st.plan.Final = st.final
 	_, st.plan.Home = spec.homeSrcDst()
 
-	specR, specW, err := os.Pipe()
-	if err != nil {
-		return setupFailed, err
+	if st.stage2 == nil {
+		p, err := st.startStage2(stage2Cloneflags(spec), false)
+		if err != nil {
+			return setupFailed, err
+		}
+		st.stage2 = p
 	}
-	defer specR.Close()
+	cmd, specW := st.stage2.cmd, st.stage2.specW
+	defer runtime.UnlockOSThread() // locked by startStage2
 	defer specW.Close()
 
-	cmd := stageCommand(2, nil, specR, st.io.logW, nil)
-	flags := stage2Cloneflags(spec)
-	// Without its FUSE server, stage 2 could only fail: it dies with us.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: flags, Pdeathsig: syscall.SIGKILL}
-	runtime.LockOSThread() // Pdeathsig is per thread, see run_linux.go
-	defer runtime.UnlockOSThread()
-
-	if err := cmd.Start(); err != nil {
-		return setupFailed, fmt.Errorf("starting stage 2: %w", err)
-	}
-	st.log.Debug("stage 2 started", "pid", cmd.Process.Pid)
 	fw.target(cmd.Process, st.plan.TTYSignals)
 	if st.io.listen != nil {
 		// Before stage 2 can report the payload started: stage 0 learns
@@ -195,13 +260,12 @@ func (st *stage1State) runStage2(fw *forwarder) (int, error) {
 		_ = st.io.h.send(record{Level: slog.LevelDebug, Pid: cmd.Process.Pid})
 		st.joins = startJoinServer(st, st.io.listen)
 	}
-	specR.Close()
 	if err := json.NewEncoder(specW).Encode(st.plan); err != nil {
 		_ = cmd.Process.Kill()
 	}
 	specW.Close()
 
-	err = cmd.Wait()
+	err := cmd.Wait()
 	status := exitStatus(cmd.ProcessState)
 	st.log.Debug("stage 2 exited", "status", status, "wait", err)
 	if cmd.ProcessState == nil {

@@ -8,18 +8,26 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 
 	"golang.org/x/sys/unix"
 )
 
 // stage2 enters the container: it pivots into the union in its own mount
 // namespace, then starts the payload and supervises it as its reaper.
-func stage2(fw *forwarder, fds string) int {
+// With unshare it was started in stage 1's namespaces and enters new ones
+// itself, on this thread (see stage2Unshare).
+func stage2(fw *forwarder, fds string, unshare bool) int {
 	sio, err := openStage(2, fds)
 	if err != nil {
 		return sio.fail(err)
 	}
 	p, log := sio.plan, sio.log
+	if unshare {
+		if err := stage2Unshare(p.Spec); err != nil {
+			return sio.fail(err)
+		}
+	}
 	logIDs(log, "mount namespace")
 
 	procfd, err := enter(p, log)
@@ -64,6 +72,24 @@ func stage2(fw *forwarder, fds string) int {
 	sup.killLeftovers()
 	log.Debug("no process left")
 	return status
+}
+
+// stage2Unshare moves the calling thread into new mount (and UTS, IPC,
+// network) namespaces and locks the goroutine to it for good: the pivot,
+// the mounts and the payload (forked from this thread) all happen in
+// them, while the runtime's other threads, which only signal and wait,
+// stay where they were. Go starts new threads from a template thread, not
+// from a locked one, so none inherits these namespaces.
+func stage2Unshare(spec *Spec) error {
+	flags := stage2Cloneflags(spec)
+	if flags&unix.CLONE_NEWPID != 0 {
+		return fmt.Errorf("%w: a PID namespace cannot be unshared", errStage)
+	}
+	runtime.LockOSThread()
+	if err := unix.Unshare(int(flags) | unix.CLONE_FS); err != nil {
+		return &os.SyscallError{Syscall: "unshare", Err: err}
+	}
+	return nil
 }
 
 // enter makes the namespace-specific mounts, sets the host name and
