@@ -156,10 +156,21 @@ type joinServer struct {
 	closed  bool
 	running map[*os.Process]bool
 	wg      sync.WaitGroup
+	// netns is the instance's network namespace with Spec.Net, which
+	// joined commands enter (netns_linux.go); nil otherwise.
+	netns *os.File
 }
 
 func startJoinServer(st *stage1State, f *os.File) *joinServer {
 	js := &joinServer{st: st, running: map[*os.Process]bool{}}
+	if st.plan.Spec.Net {
+		ns, err := childNetns()
+		if err != nil {
+			st.log.Warn("instance: joined commands get their own network namespace",
+				"error", err)
+		}
+		js.netns = ns
+	}
 	l, err := net.FileListener(f)
 	f.Close()
 	if err != nil {
@@ -199,6 +210,11 @@ func (js *joinServer) accept() {
 // SIGKILL after joinGrace) and waits for them, so that nothing writes to
 // the union while it is synced.
 func (js *joinServer) stop() {
+	defer func() {
+		if js.netns != nil {
+			js.netns.Close()
+		}
+	}()
 	js.mu.Lock()
 	js.closed = true
 	if js.l != nil {
@@ -291,6 +307,9 @@ func (js *joinServer) runStage2(c *net.UnixConn, r *bufio.Reader, req *JoinReque
 	spec.Args, spec.Env, spec.Umask = req.Args, req.Env, req.Umask
 	spec.Cwd, spec.CwdExplicit = req.Cwd, req.CwdExplicit
 	spec.Instance = false
+	if js.netns != nil {
+		spec.Net = false // it joins the instance's, see enterNetns
+	}
 	if req.Caps != nil {
 		spec.Caps = *req.Caps
 	}
@@ -314,7 +333,12 @@ func (js *joinServer) runStage2(c *net.UnixConn, r *bufio.Reader, req *JoinReque
 		js.mu.Unlock()
 		return setupFailed, errors.New("the instance is stopping")
 	}
-	err = cmd.Start()
+	if js.netns != nil {
+		err = enterNetns(js.netns)
+	}
+	if err == nil {
+		err = cmd.Start()
+	}
 	if err == nil {
 		js.running[cmd.Process] = true
 	}

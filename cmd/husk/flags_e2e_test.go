@@ -214,3 +214,35 @@ func TestSecurityFlag(t *testing.T) {
 	fatalLine(t, husk(t, dir, "exec", "--security", "bogus:1", img, "true"),
 		"unknown type \"bogus\"")
 }
+
+// An instance with --network none keeps one network namespace: a joined
+// command reaches a server the instance listens with on its loopback.
+func TestInstanceNetworkNone(t *testing.T) {
+	setup(t)
+	img, dir := debianSIF(t), workDir(t)
+	meta := metaOverlay(t, dir, map[string]string{
+		"startscript": "#!/bin/sh\nexec python3 -c 'import socket, time; s = socket.socket(); " +
+			"s.bind((\"127.0.0.1\", 7777)); s.listen(); print(\"listening\", flush=True); " +
+			"time.sleep(600)'\n",
+	})
+	cfg := []string{"HUSK_CONFIGDIR=" + filepath.Join(dir, "cfg")}
+	if r := huskEnv(t, dir, cfg, "instance", "start", "--network", "none", "--overlay", meta,
+		img, "srv"); r.code != 0 {
+		t.Fatalf("instance start: %s", r)
+	}
+	defer huskEnv(t, dir, cfg, "instance", "stop", "srv")
+	client := "import socket, time\nfor i in range(100):\n    try:\n" +
+		"        socket.create_connection((\"127.0.0.1\", 7777)); print(\"connected\"); break\n" +
+		"    except OSError:\n        time.sleep(0.1)\n"
+	r := huskEnv(t, dir, cfg, "exec", "instance://srv", "python3", "-c", client)
+	if r.code != 0 || r.stdout != "connected\n" {
+		t.Errorf("joined command could not reach the instance's loopback: %s", r)
+	}
+	// The host's network namespace is not the instance's.
+	r = ok(t, dir, "exec", img, "python3", "-c", "import socket\ntry:\n"+
+		"    socket.create_connection((\"127.0.0.1\", 7777)); print(\"host\")\n"+
+		"except OSError:\n    print(\"refused\")\n")
+	if r.stdout != "refused\n" {
+		t.Errorf("the instance's server is reachable from the host: %q", r.stdout)
+	}
+}

@@ -1,0 +1,50 @@
+// Copyright 2026 The husk Authors. SPDX-License-Identifier: Apache-2.0
+
+package sandbox
+
+import (
+	"errors"
+	"os"
+	"runtime"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// An instance run with Spec.Net has its network namespace from its
+// stage 2. Joined commands enter that one rather than getting a new,
+// empty one, so that they reach what the instance serves on its
+// loopback interface.
+
+// childNetns opens the network namespace of stage 1's only child, the
+// instance's stage 2, right after it was started.
+func childNetns() (*os.File, error) {
+	tasks, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		return nil, err
+	}
+	for _, t := range tasks {
+		b, err := os.ReadFile("/proc/self/task/" + t.Name() + "/children")
+		if err != nil {
+			continue
+		}
+		if f := strings.Fields(string(b)); len(f) > 0 {
+			return os.Open("/proc/" + f[0] + "/ns/net")
+		}
+	}
+	return nil, errors.New("sandbox: no stage 2 to take the network namespace from")
+}
+
+// enterNetns moves the calling thread into network namespace ns for
+// good: it cannot come back, as stage 1 has no capability over the host's
+// network namespace. The thread therefore stays locked to the calling
+// goroutine (one more runtime.LockOSThread than the caller's), and Go ends
+// it when the goroutine ends; the stage 2 started from it keeps its
+// parent-death signal thread until then.
+func enterNetns(ns *os.File) error {
+	runtime.LockOSThread()
+	if err := unix.Setns(int(ns.Fd()), unix.CLONE_NEWNET); err != nil {
+		return &os.SyscallError{Syscall: "setns(instance network namespace)", Err: err}
+	}
+	return nil
+}
