@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -31,6 +33,7 @@ type VerifyCmd struct {
 	Legacy  bool     `name:"legacy-insecure" help:"Verify (insecure) legacy signatures."`
 	All     bool     `short:"a" help:"With --legacy-insecure, verify all objects."`
 	Local   bool     `short:"l" help:"Only use local keys (husk always does)."`
+	JSON    bool     `short:"j" help:"Print the results as JSON, as Apptainer does."`
 	Image   string   `arg:"" help:"SIF to verify."`
 }
 
@@ -122,10 +125,15 @@ func (c *VerifyCmd) Run(g *globals) error {
 	defer f.UnloadContainer()
 
 	g.info("Verifying image with PGP key material")
+	var kl keyList
 	opts := []integrity.VerifierOpt{
 		integrity.OptVerifyWithKeyRing(kr),
 		integrity.OptVerifyCallback(func(r integrity.VerifyResult) bool {
-			printVerifyResult(os.Stdout, r, kr)
+			if c.JSON {
+				kl.add(f, r, kr)
+			} else {
+				printVerifyResult(os.Stdout, r, kr)
+			}
 			return false
 		}),
 	}
@@ -152,6 +160,14 @@ func (c *VerifyCmd) Run(g *globals) error {
 	v, err := integrity.NewVerifier(f, opts...)
 	if err == nil {
 		err = v.Verify()
+	}
+	if c.JSON {
+		// Always printed, as by Apptainer, also when verification fails.
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		if jerr := enc.Encode(kl); jerr != nil && err == nil {
+			err = jerr
+		}
 	}
 	if err != nil {
 		return fmt.Errorf("Failed to verify container: %w", err)
@@ -193,6 +209,55 @@ func printVerifyResult(w io.Writer, r integrity.VerifyResult, local openpgp.Enti
 	}
 	if err := r.Error(); err != nil {
 		fmt.Fprintf(w, "\nValidation error: %v\n", err)
+	}
+}
+
+// keyList is Apptainer's verify --json output.
+type keyList struct {
+	Signatures int
+	SignerKeys []*signerKey
+}
+
+type signerKey struct {
+	Signer keyEntity
+}
+
+type keyEntity struct {
+	Partition   string
+	Name        string
+	Fingerprint string
+	KeyLocal    bool
+	KeyCheck    bool
+	DataCheck   bool
+}
+
+// add records one result as Apptainer's JSON callback does: one entry
+// per verified object, and one for an object whose data did not match.
+func (kl *keyList) add(f *sif.FileImage, r integrity.VerifyResult, local openpgp.EntityList) {
+	name, fp := "unknown", ""
+	var keyLocal, keyCheck bool
+	kl.Signatures++
+	if e := r.Entity(); e != nil {
+		if id := primaryIdentity(e); id != nil {
+			name = id.Name
+		}
+		fp = hex.EncodeToString(e.PrimaryKey.Fingerprint[:])
+		keyLocal = len(local.KeysByIdUsage(e.PrimaryKey.KeyId, packet.KeyFlagSign)) > 0
+		keyCheck = true
+	}
+	entry := func(od sif.Descriptor, data bool) {
+		kl.SignerKeys = append(kl.SignerKeys, &signerKey{keyEntity{
+			Partition: od.DataType().String(), Name: name, Fingerprint: fp,
+			KeyLocal: keyLocal, KeyCheck: keyCheck, DataCheck: data}})
+	}
+	for _, od := range r.Verified() {
+		entry(od, true)
+	}
+	var ie *integrity.ObjectIntegrityError
+	if errors.As(r.Error(), &ie) {
+		if od, err := f.GetDescriptor(sif.WithID(ie.ID)); err == nil {
+			entry(od, false)
+		}
 	}
 }
 

@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -98,6 +100,28 @@ func TestSignVerify(t *testing.T) {
 	if !strings.Contains(r.stderr, "Verified signature(s) from image '"+img+"'") {
 		t.Errorf("verify: %s", r)
 	}
+	r = ok(t, dir, "verify", "--json", "--keyring", pub, img)
+	var kl struct {
+		Signatures int
+		SignerKeys []struct {
+			Signer struct {
+				Partition, Name, Fingerprint  string
+				KeyLocal, KeyCheck, DataCheck bool
+			}
+		}
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &kl); err != nil || kl.Signatures != 1 ||
+		len(kl.SignerKeys) == 0 {
+		t.Fatalf("verify --json: %v\n%s", err, r)
+	}
+	for _, k := range kl.SignerKeys {
+		s := k.Signer
+		if !s.KeyLocal || !s.KeyCheck || !s.DataCheck || s.Name == "unknown" ||
+			!strings.EqualFold(s.Fingerprint, fmt.Sprintf("%x", alice.PrimaryKey.Fingerprint)) {
+			t.Errorf("verify --json entry: %+v", s)
+		}
+	}
+
 	// The default keyring is Apptainer's, under APPTAINER_KEYSDIR.
 	keys := filepath.Join(dir, "keys")
 	os.Mkdir(keys, 0o755)
