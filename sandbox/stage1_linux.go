@@ -169,15 +169,20 @@ func (st *stage1State) ensureDir(dst string) error {
 	return err
 }
 
-// stage2Proc is a started stage 2 and the pipe its plan goes through.
+// stage2Proc is stage 2, started and reaped by a goroutine of its own
+// whose thread stays locked while stage 2 runs: the parent-death signal
+// belongs to the thread that forked (see run_linux.go).
 type stage2Proc struct {
 	cmd   *exec.Cmd
-	specW *os.File
+	specW *os.File // the plan goes here
+	// started is closed once cmd.Start returned startErr; done once cmd.Wait
+	// returned waitErr.
+	started, done     chan struct{}
+	startErr, waitErr error
 }
 
-// startStage2 starts stage 2 with the given namespaces (clone flags). Its
-// parent-death signal belongs to this thread, which stays locked until
-// stage 2 is gone (see run_linux.go).
+// startStage2 starts stage 2 with the given namespaces (clone flags)
+// without waiting for the fork and exec.
 func (st *stage1State) startStage2(flags uintptr, unshare bool) (*stage2Proc, error) {
 	specR, specW, err := os.Pipe()
 	if err != nil {
@@ -189,16 +194,21 @@ func (st *stage1State) startStage2(flags uintptr, unshare bool) (*stage2Proc, er
 	}
 	// Without its FUSE server, stage 2 could only fail: it dies with us.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: flags, Pdeathsig: syscall.SIGKILL}
-	runtime.LockOSThread()
-	if err := cmd.Start(); err != nil {
-		runtime.UnlockOSThread()
+	p := &stage2Proc{cmd: cmd, specW: specW, started: make(chan struct{}),
+		done: make(chan struct{})}
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		defer close(p.done)
+		p.startErr = cmd.Start()
 		specR.Close()
-		specW.Close()
-		return nil, fmt.Errorf("starting stage 2: %w", err)
-	}
-	specR.Close()
-	st.log.Debug("stage 2 started", "pid", cmd.Process.Pid, "early", unshare)
-	return &stage2Proc{cmd: cmd, specW: specW}, nil
+		close(p.started)
+		if p.startErr == nil {
+			st.log.Debug("stage 2 started", "pid", cmd.Process.Pid, "early", unshare)
+			p.waitErr = cmd.Wait()
+		}
+	}()
+	return p, nil
 }
 
 // startStage2Early starts stage 2 before the container is set up, in
@@ -208,31 +218,32 @@ func (st *stage1State) startStage2(flags uintptr, unshare bool) (*stage2Proc, er
 // thread that pivots and starts the payload (stage2Unshare). A new PID
 // namespace cannot be entered that way (the supervisor must be its PID
 // 1), and an instance's stage 2 is looked up by its pid: both start stage
-// 2 after the setup, in new namespaces. A failure here is not one: stage
-// 2 is then started late.
+// 2 after the setup, in new namespaces. If the early start fails, stage 2
+// is started late.
 func (st *stage1State) startStage2Early() {
 	if st.plan.Spec.PID || st.io.listen != nil {
 		return
 	}
 	p, err := st.startStage2(0, true)
-	if err != nil {
-		st.log.Debug("starting stage 2 early failed, starting it later", "error", err)
-		return
+	if err == nil {
+		st.stage2 = p
 	}
-	st.stage2 = p
 }
 
 // abandonStage2 kills an early stage 2 that will get no plan because the
 // setup failed; it dies quietly (SIGKILL while it waits for the plan).
 func (st *stage1State) abandonStage2() {
-	if st.stage2 == nil {
+	p := st.stage2
+	if p == nil {
 		return
 	}
-	_ = st.stage2.cmd.Process.Kill()
-	_ = st.stage2.cmd.Wait()
-	st.stage2.specW.Close()
+	<-p.started
+	if p.startErr == nil {
+		_ = p.cmd.Process.Kill()
+	}
+	<-p.done
+	p.specW.Close()
 	st.stage2 = nil
-	runtime.UnlockOSThread()
 }
 
 // runStage2 starts stage 2 in new mount (and PID, UTS, IPC) namespaces,
@@ -242,15 +253,28 @@ func (st *stage1State) runStage2(fw *forwarder) (int, error) {
 	st.plan.Final = st.final
 	_, st.plan.Home = spec.homeSrcDst()
 
+	if p := st.stage2; p != nil {
+		<-p.started
+		if p.startErr != nil {
+			st.log.Debug("starting stage 2 early failed, starting it now", "error", p.startErr)
+			p.specW.Close()
+			st.stage2 = nil
+		}
+	}
 	if st.stage2 == nil {
 		p, err := st.startStage2(stage2Cloneflags(spec), false)
 		if err != nil {
 			return setupFailed, err
 		}
+		<-p.started
+		if p.startErr != nil {
+			p.specW.Close()
+			return setupFailed, fmt.Errorf("starting stage 2: %w", p.startErr)
+		}
 		st.stage2 = p
 	}
-	cmd, specW := st.stage2.cmd, st.stage2.specW
-	defer runtime.UnlockOSThread() // locked by startStage2
+	p := st.stage2
+	cmd, specW := p.cmd, p.specW
 	defer specW.Close()
 
 	fw.target(cmd.Process, st.plan.TTYSignals)
@@ -265,11 +289,11 @@ func (st *stage1State) runStage2(fw *forwarder) (int, error) {
 	}
 	specW.Close()
 
-	err := cmd.Wait()
+	<-p.done
 	status := exitStatus(cmd.ProcessState)
-	st.log.Debug("stage 2 exited", "status", status, "wait", err)
+	st.log.Debug("stage 2 exited", "status", status, "wait", p.waitErr)
 	if cmd.ProcessState == nil {
-		return setupFailed, fmt.Errorf("waiting for stage 2: %w", err)
+		return setupFailed, fmt.Errorf("waiting for stage 2: %w", p.waitErr)
 	}
 	return status, nil
 }
