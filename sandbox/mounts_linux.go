@@ -70,9 +70,16 @@ func defaultMounts(p *plan, sess *session) []hostMount {
 		add(m)
 	}
 	for _, f := range []string{"/etc/localtime", "/etc/hosts"} {
-		if !s.skips("bind-paths", f) {
-			add(hostMount{Tag: "hostfs", Src: f, Dst: f, Attr: attrBind, Optional: true})
+		if s.skips("bind-paths", f) {
+			continue
 		}
+		m := hostMount{Tag: "hostfs", Src: f, Dst: f, Attr: attrBind, Optional: true}
+		if f == "/etc/hosts" && s.Contain && s.Net {
+			// The host's names mean nothing in a network namespace of
+			// its own: Apptainer writes a localhost-only file.
+			m.Src, m.Make, m.Content, m.Session = sess.path("hosts"), 0o644, defaultHosts, true
+		}
+		add(m)
 	}
 	if len(s.DNS) > 0 {
 		// --dns replaces the host file even with --no-mount files, as
@@ -225,6 +232,14 @@ func makeSource(m hostMount) error {
 	// Mkdir applies the umask and drops the sticky bit.
 	return os.Chmod(m.Src, m.Make)
 }
+
+// defaultHosts is Apptainer's /etc/hosts for --contain with a network
+// namespace.
+var defaultHosts = []byte(`127.0.0.1   localhost
+::1         localhost ip6-localhost ip6-loopback
+ff02::1     ip6-allnodes
+ff02::2     ip6-allrouters
+`)
 
 // resolvConf is the /etc/resolv.conf written for --dns.
 func resolvConf(servers []string) []byte {

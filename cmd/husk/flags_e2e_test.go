@@ -191,6 +191,11 @@ func TestNetworkFlags(t *testing.T) {
 	if r.stdout != "lo\nlo up\n" || !strings.Contains(r.stderr, "fallback to 'none' network") {
 		t.Errorf("--fakeroot --net: %s", r)
 	}
+	// With --contain, /etc/hosts is Apptainer's localhost-only file.
+	r = ok(t, dir, "exec", "-c", "--network", "none", img, "cat", "/etc/hosts")
+	if !strings.HasPrefix(r.stdout, "127.0.0.1   localhost\n::1 ") {
+		t.Errorf("--contain --network none: /etc/hosts %q", r.stdout)
+	}
 	fatalLine(t, husk(t, dir, "exec", "--net", img, "true"),
 		"network requires root or a suid installation", "--network=none")
 	fatalLine(t, husk(t, dir, "exec", "--network", "bridge", img, "true"),
