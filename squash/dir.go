@@ -23,15 +23,6 @@ const (
 	maxNameLen      = 256 // SQUASHFS_NAME_LEN
 	dirIndexSize    = 12  // squashfs_dir_index without the name
 	dirPhantomBytes = 3
-	// indexLookupsBeforeCache is how many index-guided lookups a
-	// directory with an index gets before its whole listing is parsed
-	// and cached as a sorted table.
-	indexLookupsBeforeCache = 2
-	// indexOnlyListing is the listing size above which lookups always go
-	// through the directory index: the whole table would cost more cache
-	// than it saves (a 100,000-entry listing is about 2 MiB on disk and
-	// 6 MiB parsed), and one index range is a single metadata block.
-	indexOnlyListing = 64 << 10
 	// maxCachedListing sizes the dirs cache's shards: listings of up to
 	// this cost share a shard with a few others.
 	maxCachedListing = 64 << 10
@@ -89,9 +80,11 @@ func (f *FS) ReadDir(dir *Inode) ([]DirEntry, error) {
 //
 // Small directories are parsed whole and cached on first lookup, so later
 // lookups are a binary search. Directories with a directory index (those
-// spanning several metadata blocks) are searched through the index, which
-// touches one metadata block of the listing; after a few lookups the
-// whole listing is cached as well, unless it is over 64 KiB on disk.
+// spanning several metadata blocks) are searched through the index: only
+// the range of the listing that can hold the name (about one metadata
+// block) is parsed, and cached, so a lookup in a 100,000-entry directory
+// neither reads nor keeps the whole listing. A listing cached by ReadDir
+// serves lookups too.
 func (f *FS) Lookup(dir *Inode, name string) (*Inode, error) {
 	if !dir.IsDir() {
 		return nil, notDir("lookup", dir)
@@ -111,8 +104,7 @@ func (f *FS) Lookup(dir *Inode, name string) (*Inode, error) {
 	switch {
 	case cached:
 		e, found = l.find(name)
-	case dir.idxCount > 0 && (dir.Size > indexOnlyListing ||
-		dir.dirLookups.Add(1) <= indexLookupsBeforeCache):
+	case dir.idxCount > 0:
 		var err error
 		if e, found, err = f.lookupIndexed(dir, name); err != nil {
 			return nil, err

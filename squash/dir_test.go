@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 	"syscall"
 	"testing"
@@ -34,11 +35,23 @@ func TestDirectoryIndex(t *testing.T) {
 			if len(ents) != bigDirEntries+1 {
 				t.Fatalf("%d entries, want %d", len(ents), bigDirEntries+1)
 			}
-			for _, e := range ents {
+			recs, err := f.dirIndex(big)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, e := range ents {
 				got, ok, err := f.lookupIndexed(big, e.Name)
 				if err != nil || !ok || got != e {
 					t.Fatalf("indexed lookup %q = %+v, %v, %v; want %+v", e.Name, got, ok,
 						err, e)
+				}
+				if i%97 == 0 {
+					// The uncached scan, used when a range number does
+					// not fit a cache key.
+					r := sort.Search(len(recs), func(i int) bool { return recs[i].name > e.Name })
+					if got, ok, err := f.scanRange(big, recs, r, e.Name); !ok || got != e {
+						t.Fatalf("range scan %q = %+v, %v, %v", e.Name, got, ok, err)
+					}
 				}
 				for _, miss := range []string{e.Name + "\x01", e.Name[:len(e.Name)-1]} {
 					if _, ok, err := f.lookupIndexed(big, miss); ok || err != nil {
@@ -57,50 +70,66 @@ func TestDirectoryIndex(t *testing.T) {
 	}
 }
 
-// TestLookupCachesListing checks that repeated lookups in a directory
-// with an index parse its listing once, and that lookups in a directory
-// too big to cache whole parse only its index, once.
+// TestLookupCachesListing checks that repeated lookups in a small
+// directory parse its listing once, and that lookups in directories with
+// an index parse the index once and each range at most once, never the
+// whole listing.
 func TestLookupCachesListing(t *testing.T) {
-	img := smallImage(t, 2000)
-	f := openBytes(t, img)
+	f := openImage(t, image(t), nil)
 	root, _ := f.Inode(f.Root())
-	d := lookupPath(t, f, root, "d")
-	if d.idxCount == 0 || d.Size > indexOnlyListing {
-		t.Fatalf("d has %d index records and %d bytes; want a small indexed listing",
-			d.idxCount, d.Size)
-	}
 	before := f.dirListLoads.Load()
-	for i := range 500 {
-		name := fmt.Sprintf("n%04d", i)
-		if _, err := f.Lookup(d, name); err != nil {
-			t.Fatalf("lookup %s: %v", name, err)
+	for range 100 {
+		if _, err := f.Lookup(root, "text-3m"); err != nil {
+			t.Fatal(err)
 		}
+		if _, err := f.Lookup(root, "missing"); !errors.Is(err, syscall.ENOENT) {
+			t.Fatalf("lookup missing: %v, want ENOENT", err)
+		}
+	}
+	if root.idxCount != 0 {
+		t.Fatalf("root has a directory index; want a small directory")
 	}
 	if loads := f.dirListLoads.Load() - before; loads != 1 {
-		t.Errorf("500 lookups in d parsed the listing %d times, want 1", loads)
+		t.Errorf("200 lookups in / parsed the listing %d times, want 1", loads)
 	}
 
-	f = openImage(t, image(t), nil)
-	root, _ = f.Inode(f.Root())
-	big := lookupPath(t, f, root, "big")
-	if big.Size <= indexOnlyListing {
-		t.Fatalf("big has %d bytes; want a listing too big to cache", big.Size)
-	}
-	before, idxBefore := f.dirListLoads.Load(), f.dirIndexLoads.Load()
-	for i := range 500 {
-		name := fmt.Sprintf("entry-%05d-%s", i*37, strings.Repeat("n", (i*37)%7))
-		if _, err := f.Lookup(big, name); err != nil {
-			t.Fatalf("lookup %s: %v", name, err)
+	for _, dir := range []struct {
+		img  func() *FS
+		path string
+		name func(i int) string
+	}{
+		{func() *FS { return openBytes(t, smallImage(t, 2000)) }, "d",
+			func(i int) string { return fmt.Sprintf("n%04d", i*3%2000) }},
+		{func() *FS { return openImage(t, image(t), nil) }, "big",
+			func(i int) string { return bigName(i * 37) }},
+	} {
+		f := dir.img()
+		root, _ := f.Inode(f.Root())
+		d := lookupPath(t, f, root, dir.path)
+		if d.idxCount == 0 {
+			t.Fatalf("%s has no directory index", dir.path)
 		}
-		if _, err := f.Lookup(big, name+"x"); !errors.Is(err, syscall.ENOENT) {
-			t.Fatalf("lookup %sx: %v, want ENOENT", name, err)
+		before, idx, ranges := f.dirListLoads.Load(), f.dirIndexLoads.Load(),
+			f.dirRangeLoads.Load()
+		for i := range 500 {
+			name := dir.name(i)
+			if _, err := f.Lookup(d, name); err != nil {
+				t.Fatalf("lookup %s/%s: %v", dir.path, name, err)
+			}
+			if _, err := f.Lookup(d, name+"x"); !errors.Is(err, syscall.ENOENT) {
+				t.Fatalf("lookup %s/%sx: %v, want ENOENT", dir.path, name, err)
+			}
 		}
-	}
-	if loads := f.dirListLoads.Load() - before; loads != 0 {
-		t.Errorf("1000 lookups in big parsed the listing %d times, want 0", loads)
-	}
-	if loads := f.dirIndexLoads.Load() - idxBefore; loads != 1 {
-		t.Errorf("1000 lookups in big parsed the index %d times, want 1", loads)
+		if loads := f.dirListLoads.Load() - before; loads != 0 {
+			t.Errorf("%s: lookups parsed the listing %d times, want 0", dir.path, loads)
+		}
+		if loads := f.dirIndexLoads.Load() - idx; loads != 1 {
+			t.Errorf("%s: lookups parsed the index %d times, want 1", dir.path, loads)
+		}
+		if loads := f.dirRangeLoads.Load() - ranges; loads < 1 ||
+			loads > int64(d.idxCount)+1 {
+			t.Errorf("%s: lookups parsed %d ranges of %d", dir.path, loads, d.idxCount+1)
+		}
 	}
 }
 

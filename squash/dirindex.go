@@ -4,6 +4,7 @@ package squash
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 )
 
@@ -15,8 +16,9 @@ import (
 // listing crosses, so the records split the sorted names into ranges.
 //
 // The parsed index is cached beside the listings (one record per 8 KiB of
-// listing, so about 1/300 of the listing's size), and a lookup scans only
-// the range that can hold the name, comparing names in place.
+// listing, so about 1/300 of the listing's size), and so is each range a
+// lookup needed, parsed into a sorted table: memory follows the ranges
+// in use, not the directory's size.
 
 // indexRec is one parsed squashfs_dir_index record.
 type indexRec struct {
@@ -83,25 +85,102 @@ func (f *FS) parseDirIndex(dir *Inode) ([]indexRec, int64, error) {
 	return recs, cost, nil
 }
 
+// rangeKey is the dirs cache key of range r (0..len(index)) of dir's
+// listing: range 0 runs from the listing's start to the first index
+// record, range r from record r-1 to record r. ok is false when the
+// range number does not fit in the key.
+func rangeKey(dir *Inode, r int) (key uint64, ok bool) {
+	const rangeBits = 15 // bits 48..62; bit 63 is indexKeyBit
+	if r+1 >= 1<<rangeBits {
+		return 0, false
+	}
+	return uint64(dir.Ref) | uint64(r+1)<<48 | indexKeyBit, true
+}
+
 // lookupIndexed finds name in dir by picking the last index range that
-// starts at or before name, then scanning only that range. This mirrors
-// the kernel's get_dir_index_using_name.
+// starts at or before name (as the kernel's get_dir_index_using_name),
+// then searching that range. Ranges are parsed into sorted tables on
+// first use and cached, so a warm lookup in a huge directory is two
+// binary searches and touches no metadata block.
 func (f *FS) lookupIndexed(dir *Inode, name string) (DirEntry, bool, error) {
 	recs, err := f.dirIndex(dir)
 	if err != nil {
 		return DirEntry{}, false, err
 	}
+	r := sort.Search(len(recs), func(i int) bool { return recs[i].name > name })
+	key, ok := rangeKey(dir, r)
+	if !ok {
+		return f.scanRange(dir, recs, r, name)
+	}
+	l, err := f.dirs.getOrLoad(key, func() (*dirListing, int64, error) {
+		return f.parseRange(dir, recs, r)
+	})
+	if err != nil {
+		return DirEntry{}, false, err
+	}
+	e, found := l.find(name)
+	return e, found, nil
+}
+
+// rangeScanner starts a scanner at range r and returns the first name of
+// the following range ("" for the last), where the scan must stop.
+func (f *FS) rangeScanner(dir *Inode, recs []indexRec, r int) (*dirScanner, string,
+	error) {
 	blk, off := f.dirStart(dir)
 	skip := uint32(0)
-	// The first range whose first name is past name; the one before it
-	// is where name would be.
-	if i := sort.Search(len(recs), func(i int) bool { return recs[i].name > name }); i > 0 {
-		r := recs[i-1]
-		skip = r.index
-		blk = int64(f.sb.DirTableStart) + int64(r.start)
-		off = (int(dir.dirOffset) + int(r.index)) % metaSize
+	if r > 0 {
+		rec := recs[r-1]
+		skip = rec.index
+		blk = int64(f.sb.DirTableStart) + int64(rec.start)
+		off = (int(dir.dirOffset) + int(rec.index)) % metaSize
+	}
+	stop := ""
+	if r < len(recs) {
+		stop = recs[r].name
 	}
 	s, err := f.newDirScanner(dir, blk, off, skip)
+	return s, stop, err
+}
+
+// parseRange parses range r of dir's listing into a sorted table.
+func (f *FS) parseRange(dir *Inode, recs []indexRec, r int) (*dirListing, int64, error) {
+	f.dirRangeLoads.Add(1)
+	s, stop, err := f.rangeScanner(dir, recs, r)
+	if err != nil {
+		return nil, 0, err
+	}
+	l := &dirListing{}
+	cost := int64(lruEntryCost)
+	for {
+		ok, err := s.next()
+		if err != nil {
+			return nil, 0, err
+		}
+		if !ok || (stop != "" && compareName(s.rawName(), stop) >= 0) {
+			break
+		}
+		e, err := s.entry()
+		if err != nil {
+			return nil, 0, err
+		}
+		if n := len(l.entries); n > 0 && l.entries[n-1].Name >= e.Name {
+			return nil, 0, s.corrupt("entry %q after %q: names not sorted or repeated",
+				e.Name, l.entries[n-1].Name)
+		}
+		l.entries = append(l.entries, e)
+		cost += int64(len(e.Name)) + 48
+	}
+	if cap(l.entries) > len(l.entries)+len(l.entries)/8 {
+		l.entries = slices.Clone(l.entries)
+	}
+	return l, cost, nil
+}
+
+// scanRange searches range r for name without caching it: a linear scan
+// that compares names in place.
+func (f *FS) scanRange(dir *Inode, recs []indexRec, r int, name string) (DirEntry, bool,
+	error) {
+	s, _, err := f.rangeScanner(dir, recs, r)
 	if err != nil {
 		return DirEntry{}, false, err
 	}

@@ -27,9 +27,11 @@
 //   - Fragments, sparse blocks, uncompressed blocks and tables.
 //   - Compressors gzip, xz, lzma, lzo (in-house LZO1X decoder), lz4 and
 //     zstd; compressor options in the image are read and ignored.
-//   - Directory index: lookups in large directories scan one index range;
-//     directories that are looked up repeatedly or listed get a cached,
-//     sorted name table.
+//   - Directory index: a lookup in a directory with an index parses (and
+//     caches) only the index and the one range of the listing that can
+//     hold the name, so a 100,000-entry directory costs one metadata
+//     block per range used; small directories get a cached, sorted name
+//     table.
 //
 // # Not supported
 //
@@ -51,13 +53,31 @@
 //   - Inode numbers start at 1 and the root is usually the highest one;
 //     FUSE servers that reserve inode 1 must remap.
 //
-// # Caches
+// # Caches and memory
 //
-// Decompressed data and fragment blocks share one byte-budgeted LRU
-// ([Options.CacheBytes]); metadata blocks have another
-// ([Options.MetaCacheBytes]). Parsed inodes and directory listings are
-// cached with fixed cost-estimated budgets.
+// Every cache is a sharded LRU with a cost budget (one mutex per shard, no
+// lock shared by all readers), and concurrent misses on one key load it
+// once: 64 readers of one cold block decompress it once. The budgets come
+// from [Options.MemoryBytes] (default 32 MiB): half for decompressed data
+// and fragment blocks, a quarter for metadata blocks, an eighth each for
+// parsed inodes and for directory tables (whole small listings, directory
+// indexes, index ranges). Data blocks a sequential reader has finished
+// are evicted first, since the kernel's page cache keeps what was read.
+// Memory does not grow with the image: Open reads only the superblock,
+// the id table and the fragment and xattr lookup arrays.
 //
+// Sequential reads of a file decode the next [Options.Readahead] blocks
+// in the background (at most GOMAXPROCS decodes at once), through the
+// same in-flight tracking, so a reader never decodes a block twice.
+// Compressed input is read with ReadAt (pread on an *os.File: no shared
+// file offset) into pooled buffers; gzip decoders are pooled, zstd uses
+// one concurrent decoder with a window capped at the block size. Stored
+// (uncompressed) data blocks are read straight into the caller's buffer.
+//
+// xz and lzma blocks are decoded by github.com/ulikunitz/xz, which cannot
+// reuse a decoder and runs at a few MB/s: images meant to be read fast
+// should use gzip, zstd or lz4.
+
 // # Robustness
 //
 // Every offset and length read from the image is checked against the

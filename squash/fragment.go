@@ -2,7 +2,10 @@
 
 package squash
 
-import "encoding/binary"
+import (
+	"encoding/binary"
+	"sync"
+)
 
 // Fragment blocks pack the tail ends of files (and whole small files). The
 // fragment table is an array of 16-byte entries (struct
@@ -55,12 +58,14 @@ func (f *FS) fragmentBlock(idx uint32) ([]byte, error) {
 }
 
 // rawBuf holds the compressed bytes of one block while it is decoded;
-// pooled so block reads do not allocate a buffer each.
+// pooled (across all open images) so block reads do not allocate.
 type rawBuf struct{ b []byte }
+
+var rawPool = sync.Pool{New: func() any { return new(rawBuf) }}
 
 // getRaw returns a pooled buffer of n bytes. Return it with rawPool.Put.
 func (f *FS) getRaw(n int) *rawBuf {
-	r := f.rawPool.Get().(*rawBuf)
+	r := rawPool.Get().(*rawBuf)
 	if cap(r.b) < n {
 		r.b = make([]byte, max(n, int(f.sb.BlockSize)))
 	}
@@ -91,7 +96,7 @@ func (f *FS) dataBlock(start int64, size uint32, want int, upTo bool,
 			return out, n + lruEntryCost, nil
 		}
 		raw := f.getRaw(int(n))
-		defer f.rawPool.Put(raw)
+		defer rawPool.Put(raw)
 		if err := f.readRaw(raw.b, start, what); err != nil {
 			return nil, 0, err
 		}

@@ -5,7 +5,6 @@ package squash
 import (
 	"fmt"
 	"io"
-	"sync"
 	"sync/atomic"
 )
 
@@ -91,11 +90,11 @@ type FS struct {
 	fragIndex []int64  // section offsets of fragment table metadata blocks
 	xattr     *xattrTable
 
-	ra      *readahead // background decompression for sequential reads
-	rawPool sync.Pool  // *rawBuf: compressed bytes of a block being decoded
+	ra *readahead // background decompression for sequential reads
 
 	dirListLoads  atomic.Int64 // full listings parsed; read by tests
 	dirIndexLoads atomic.Int64 // directory indexes parsed; read by tests
+	dirRangeLoads atomic.Int64 // directory index ranges parsed; read by tests
 	blockLoads    atomic.Int64 // data and fragment blocks decoded; read by tests
 	raStarts      atomic.Int64 // background decodes started; read by tests
 	xattrOOLRefs  atomic.Int64 // out-of-line xattr values followed; read by tests
@@ -117,7 +116,6 @@ func Open(r io.ReaderAt, size int64, opts *Options) (*FS, error) {
 		dirs:   newLRU[*dirListing](b.dirs, maxCachedListing),
 		ra:     newReadahead(b.readahead),
 	}
-	f.rawPool.New = func() any { return new(rawBuf) }
 	if f.dec, err = newDecompressor(sb.Compression, int(sb.BlockSize)); err != nil {
 		return nil, &FormatError{Offset: 20, What: "superblock", Err: err}
 	}

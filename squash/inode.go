@@ -79,12 +79,11 @@ type Inode struct {
 
 	// Directories: the listing's position in the directory table and the
 	// position and count of the directory index that follows the inode.
-	dirBlock   uint32
-	dirOffset  uint16
-	idxCount   uint16
-	idxBlock   int64
-	idxOffset  int
-	dirLookups atomic.Int32 // index-guided lookups done; see [FS.Lookup]
+	dirBlock  uint32
+	dirOffset uint16
+	idxCount  uint16
+	idxBlock  int64
+	idxOffset int
 
 	// Regular files: first data block, fragment, and the block list that
 	// follows the inode (read on first use into blocks).

@@ -55,7 +55,7 @@ func (f *FS) loadMetaBlock(pos int64) (*metaBlock, error) {
 		return b, nil
 	}
 	raw := f.getRaw(int(n))
-	defer f.rawPool.Put(raw)
+	defer rawPool.Put(raw)
 	if err := f.readRaw(raw.b, pos+2, "metadata block"); err != nil {
 		return nil, err
 	}
