@@ -36,6 +36,13 @@ func TestMountFlag(t *testing.T) {
 	if r.stdout != "from host\nfrom host\n" {
 		t.Errorf("two mounts in one value: stdout %q", r.stdout)
 	}
+	// Apptainer's variables, and their aliases, set the flags too.
+	r = huskEnv(t, dir, []string{"APPTAINER_MOUNT=src=" + src + ",dst=/e1\nsrc=" + src +
+		",dst=/e2", "SINGULARITY_SCRATCHDIR=/s9", "APPTAINER_DNS=192.0.2.9"}, "exec", img,
+		"sh", "-c", "cat /e1/f /e2/f; test -d /s9 && grep -c 192.0.2.9 /etc/resolv.conf")
+	if r.code != 0 || r.stdout != "from host\nfrom host\n1\n" {
+		t.Errorf("mount, scratch and dns variables: %s", r)
+	}
 	for _, c := range []struct{ spec, want string }{
 		{"type=volume,src=/tmp,dst=/x", "unsupported mount type \"volume\""},
 		{"src=/tmp", "mounts must specify a source and a destination"},
