@@ -122,6 +122,10 @@ func TestSignVerify(t *testing.T) {
 		}
 	}
 
+	// A signed SIF gets no overlay partition, as in Apptainer.
+	fatalLine(t, husk(t, dir, "overlay", "create", img),
+		"SIF image "+img+" is signed: could not add writable overlay")
+
 	// The default keyring is Apptainer's, under APPTAINER_KEYSDIR.
 	keys := filepath.Join(dir, "keys")
 	os.Mkdir(keys, 0o755)
