@@ -45,8 +45,9 @@ func init() {
 	}
 }
 
-// securityErrorPrefix marks husk refusals that Apptainer also makes in
-// user-namespace mode.
+// errNetwork is Apptainer's refusal of a network other than "none" without
+// setuid network setup, word for word (hence the capital letters in this
+// file's errors: scripts match Apptainer's messages).
 var errNetwork = errors.New("network requires root or a suid installation with " +
 	"/etc/subuid --fakeroot; non-root users can only use --network=none unless permitted " +
 	"by the administrator")
