@@ -14,7 +14,7 @@ set -u
 pjd=${1:?usage: pjdfstest-run.sh PJDFSTEST_DIR OUT WORKDIR}
 out=${2:?usage: pjdfstest-run.sh PJDFSTEST_DIR OUT WORKDIR}
 work=${3:?usage: pjdfstest-run.sh PJDFSTEST_DIR OUT WORKDIR}
-limit=${PJDFSTEST_TIMEOUT:-600}
+limit=${PJDFSTEST_TIMEOUT:-1800}
 export PATH=$(cd "$(dirname "$0")" && pwd)/bin:$PATH
 tests=$pjd/tests
 
