@@ -69,14 +69,18 @@ func explainMountError(err error) error {
 	if ferr := CheckFUSE(); ferr != nil {
 		return ferr
 	}
-	if errors.Is(err, syscall.EPERM) {
-		if rel, ok := kernelOlderThan(fuseUserNSKernel); ok {
-			return fmt.Errorf("kernel %s is too old to mount FUSE in a user namespace: "+
-				"Linux %d.%d or newer is needed (%w)", rel, fuseUserNSKernel[0],
-				fuseUserNSKernel[1], err)
-		}
+	if !errors.Is(err, syscall.EPERM) {
+		return err
 	}
-	return err
+	if rel, ok := kernelOlderThan(fuseUserNSKernel); ok {
+		return fmt.Errorf("kernel %s is too old to mount FUSE in a user namespace: "+
+			"Linux %d.%d or newer is needed (%w)", rel, fuseUserNSKernel[0],
+			fuseUserNSKernel[1], err)
+	}
+	// /dev/fuse opens and the kernel is recent: something forbids mounts.
+	return fmt.Errorf("the kernel refused the mount in husk's user namespace (%w): a "+
+		"security policy (SELinux, AppArmor, seccomp or a container runtime) forbids it; "+
+		"ask your administrator", syscall.EPERM)
 }
 
 // kernelOlderThan reports whether the running kernel's release is older
