@@ -74,8 +74,8 @@ func (u *Union) copyUpIn(n, parent *node, name string, limit int64) error {
 
 	// A second name of a hard-linked lower inode becomes a link.
 	if up, ok := u.linkedCopy(key); ok && linked {
-		parent.dirMu.Lock()
-		defer parent.dirMu.Unlock()
+		parent.dir().Lock()
+		defer parent.dir().Unlock()
 		if done, err := u.landing(n, parent, name, src); done || err != nil {
 			return err
 		}
@@ -143,8 +143,8 @@ func (u *Union) copyInode(n, parent *node, name string, src layerRef, a Attr,
 	limit int64) (Node, error) {
 	if u.opts.WorkDir == 0 {
 		// No work directory: copy in place, with parent locked throughout.
-		parent.dirMu.Lock()
-		defer parent.dirMu.Unlock()
+		parent.dir().Lock()
+		defer parent.dir().Unlock()
 		if done, err := u.landing(n, parent, name, src); done || err != nil {
 			return 0, err
 		}
@@ -159,8 +159,8 @@ func (u *Union) copyInode(n, parent *node, name string, src layerRef, a Attr,
 	if err != nil {
 		return 0, fmt.Errorf("copy-up %q: %w", name, err)
 	}
-	parent.dirMu.Lock()
-	defer parent.dirMu.Unlock()
+	parent.dir().Lock()
+	defer parent.dir().Unlock()
 	done, err := u.landing(n, parent, name, src)
 	if err == nil && !done {
 		err = u.upper.Rename(u.opts.WorkDir, tmpName, parent.top().n, name, 0)
@@ -329,20 +329,20 @@ func (u *Union) copyTree(n, parent *node, name string) error {
 	if refs := n.getRefs(); refs[0].l == 0 && len(refs) == 1 {
 		return nil // upper only: nothing below to copy
 	}
-	n.dirMu.RLock()
+	n.dir().RLock()
 	ents, err := u.list(n)
-	n.dirMu.RUnlock()
+	n.dir().RUnlock()
 	if err != nil {
 		return err
 	}
 	for _, e := range ents {
-		n.dirMu.RLock()
+		n.dir().RLock()
 		refs, a, err := u.resolve(n, e.name, 0)
 		var child *node
 		if err == nil {
 			child = u.childNode(n, e.name, refs, a)
 		}
-		n.dirMu.RUnlock()
+		n.dir().RUnlock()
 		if isErrno(err, syscall.ENOENT) {
 			continue // removed meanwhile
 		}
@@ -358,8 +358,8 @@ func (u *Union) copyTree(n, parent *node, name string) error {
 			return err
 		}
 	}
-	n.dirMu.Lock()
-	defer n.dirMu.Unlock()
+	n.dir().Lock()
+	defer n.dir().Unlock()
 	if err := u.markOpaque(n.top().n); err != nil {
 		return err
 	}

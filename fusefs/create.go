@@ -15,7 +15,7 @@ import (
 // directory does not reappear in it.
 
 // lockForCreate copies directory n up and write-locks its namespace for
-// a new entry name. On success the caller must call n.dirMu.Unlock.
+// a new entry name. On success the caller must call n.dir().Unlock.
 func (n *node) lockForCreate(name string) error {
 	u := n.u
 	if u.upper == nil {
@@ -28,7 +28,7 @@ func (n *node) lockForCreate(name string) error {
 	if err := u.copyUp(n, -1); err != nil {
 		return err
 	}
-	n.dirMu.Lock()
+	n.dir().Lock()
 	return nil
 }
 
@@ -86,7 +86,7 @@ func (n *node) Create(ctx context.Context, name string, flags, mode uint32,
 	if err := n.lockForCreate(name); err != nil {
 		return nil, nil, 0, u.toErrno("create", err)
 	}
-	defer n.dirMu.Unlock()
+	defer n.dir().Unlock()
 	uid, gid, wh, err := n.prepareCreate(ctx, name)
 	if err != nil {
 		return nil, nil, 0, u.toErrno("create", err)
@@ -130,7 +130,7 @@ func (n *node) Tmpfile(ctx context.Context, flags, mode uint32,
 	}
 	u.newUpperInode(a.Ino)
 	ino := u.inoOf([]layerRef{{0, up}}, a)
-	child := &node{u: u, ino: ino, refs: []layerRef{{0, up}}, tmp: name}
+	child := &node{u: u, ino: ino, refs: []layerRef{{0, up}}, x: &nodeExtra{tmp: name}}
 	a.Nlink--
 	u.fillAttr(ino, a, &out.Attr)
 	h, err := u.openLayer(child, layerRef{0, up})
@@ -149,7 +149,7 @@ func (n *node) Mkdir(ctx context.Context, name string, mode uint32,
 	if err := n.lockForCreate(name); err != nil {
 		return nil, u.toErrno("mkdir", err)
 	}
-	defer n.dirMu.Unlock()
+	defer n.dir().Unlock()
 	uid, gid, wh, err := n.prepareCreate(ctx, name)
 	if err != nil {
 		return nil, u.toErrno("mkdir", err)
@@ -179,7 +179,7 @@ func (n *node) Mknod(ctx context.Context, name string, mode, dev uint32,
 	if err := n.lockForCreate(name); err != nil {
 		return nil, u.toErrno("mknod", err)
 	}
-	defer n.dirMu.Unlock()
+	defer n.dir().Unlock()
 	uid, gid, wh, err := n.prepareCreate(ctx, name)
 	if err != nil {
 		return nil, u.toErrno("mknod", err)
@@ -204,7 +204,7 @@ func (n *node) Symlink(ctx context.Context, target, name string,
 	if err := n.lockForCreate(name); err != nil {
 		return nil, u.toErrno("symlink", err)
 	}
-	defer n.dirMu.Unlock()
+	defer n.dir().Unlock()
 	uid, gid, wh, err := n.prepareCreate(ctx, name)
 	if err != nil {
 		return nil, u.toErrno("symlink", err)
@@ -234,7 +234,7 @@ func (n *node) Link(ctx context.Context, target fs.InodeEmbedder, name string,
 	if err := n.lockForCreate(name); err != nil {
 		return nil, u.toErrno("link", err)
 	}
-	defer n.dirMu.Unlock()
+	defer n.dir().Unlock()
 	_, _, wh, err := n.prepareCreate(ctx, name)
 	if err != nil {
 		return nil, u.toErrno("link", err)

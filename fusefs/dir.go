@@ -121,22 +121,22 @@ func (u *Union) newChildIno(ctx context.Context, parent *node, ino uint64, refs 
 func (n *node) Lookup(ctx context.Context, name string,
 	out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
 	u := n.u
-	n.dirMu.RLock()
+	n.dir().RLock()
 	refs, a, err := u.resolve(n, name, 0)
 	if err == nil && u.upper != nil && refs[0].l != 0 && a.Nlink > 1 &&
 		a.Mode&syscall.S_IFMT != syscall.S_IFDIR {
 		if _, ok := u.linkedCopy(layerIno{refs[0].l, a.Ino}); ok {
 			// Another name of this lower inode was copied up: make this
 			// name a link to the copy, as the lower had it.
-			n.dirMu.RUnlock()
+			n.dir().RUnlock()
 			if err := n.linkName(name); err != nil {
 				return nil, u.toErrno("lookup link copy-up", err)
 			}
-			n.dirMu.RLock()
+			n.dir().RLock()
 			refs, a, err = u.resolve(n, name, 0)
 		}
 	}
-	defer n.dirMu.RUnlock()
+	defer n.dir().RUnlock()
 	if err != nil {
 		return nil, u.toErrno("lookup", err)
 	}
@@ -183,8 +183,8 @@ func (n *node) linkName(name string) error {
 	}
 	u.linkMu.Lock()
 	defer u.linkMu.Unlock()
-	n.dirMu.Lock()
-	defer n.dirMu.Unlock()
+	n.dir().Lock()
+	defer n.dir().Unlock()
 	refs, a, err := u.resolve(n, name, 0)
 	if err != nil || refs[0].l == 0 {
 		return err // gone, or linked meanwhile
@@ -214,9 +214,13 @@ type mergedEntry struct {
 // Preconditions: n.dirMu held, or n is being removed (the kernel holds
 // its inode lock).
 func (u *Union) list(n *node) ([]mergedEntry, error) {
+	refs := n.getRefs()
+	if len(refs) == 1 {
+		return u.listOne(n, refs[0])
+	}
 	seen := map[string]bool{}
 	var out []mergedEntry
-	for _, r := range n.getRefs() {
+	for _, r := range refs {
 		layer := u.layers[r.l]
 		ents, err := layer.ReadDir(r.n)
 		if err != nil {
@@ -267,6 +271,45 @@ func (u *Union) list(n *node) ([]mergedEntry, error) {
 	return out, nil
 }
 
+// listOne is list for a directory that one layer provides alone (most
+// of an image): nothing to merge, only whiteout machinery to leave out.
+func (u *Union) listOne(n *node, r layerRef) ([]mergedEntry, error) {
+	layer := u.layers[r.l]
+	ents, err := layer.ReadDir(r.n)
+	if err != nil {
+		return nil, err
+	}
+	_, skel := layer.(*MemLayer)
+	out := make([]mergedEntry, 0, len(ents))
+	for _, e := range ents {
+		mode := e.Mode & syscall.S_IFMT
+		if hiddenName(e.Name) {
+			continue
+		}
+		if mode == syscall.S_IFCHR {
+			if a, err := layer.Getattr(e.Node); err == nil && isWhiteout(a) {
+				continue
+			}
+		}
+		ino := stableIno(r.l, e.Ino)
+		if r.l == 0 {
+			if c, ok := u.copiedIno(e.Ino); ok {
+				ino = c
+			}
+		}
+		if skel && mode == syscall.S_IFDIR {
+			if refs, a, err := u.resolve(n, e.Name, 0); err == nil {
+				ino = u.inoOf(refs, a)
+			}
+		}
+		if live := n.GetChild(e.Name); live != nil {
+			ino = live.StableAttr().Ino
+		}
+		out = append(out, mergedEntry{e.Name, ino, mode})
+	}
+	return out, nil
+}
+
 // dirHandle is an open directory: a snapshot of the merged listing taken
 // at opendir, so that offsets stay valid for seekdir/telldir.
 type dirHandle struct {
@@ -276,6 +319,7 @@ type dirHandle struct {
 }
 
 var (
+	_ fs.FileLookuper     = (*dirHandle)(nil)
 	_ fs.FileReaddirenter = (*dirHandle)(nil)
 	_ fs.FileSeekdirer    = (*dirHandle)(nil)
 	_ fs.FileFsyncdirer   = (*dirHandle)(nil)
@@ -297,9 +341,9 @@ func (h *dirHandle) Fsyncdir(ctx context.Context, flags uint32) syscall.Errno {
 func (n *node) OpendirHandle(ctx context.Context,
 	flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
 	u := n.u
-	n.dirMu.RLock()
+	n.dir().RLock()
 	ents, err := u.list(n)
-	n.dirMu.RUnlock()
+	n.dir().RUnlock()
 	if err != nil {
 		return nil, 0, u.toErrno("readdir", err)
 	}
@@ -331,6 +375,24 @@ func (h *dirHandle) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Err
 	e := h.ents[h.pos]
 	h.pos++
 	return &e, 0
+}
+
+// Lookup implements fs.FileLookuper: go-fuse calls it for each name of
+// a READDIRPLUS reply, which then carries the name's attributes and node
+// so the kernel need not look it up. Only subdirectories are worth it: a
+// walk descends into them, but mostly does not stat files (find takes
+// their type from the listing), and every name given to the kernel costs
+// a kernel inode and a union node for as long as the kernel keeps it.
+// Other names are left out of the reply's attributes (node id 0, which
+// the kernel skips) and looked up when they are used.
+func (h *dirHandle) Lookup(ctx context.Context, name string,
+	out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	if h.pos > 0 && h.pos <= len(h.ents) {
+		if e := h.ents[h.pos-1]; e.Name == name && e.Mode&syscall.S_IFMT != syscall.S_IFDIR {
+			return nil, syscall.ENOENT
+		}
+	}
+	return h.n.Lookup(ctx, name, out)
 }
 
 // Seekdir implements fs.FileSeekdirer: offset k resumes after entry k.

@@ -116,8 +116,9 @@ func (h *fileHandle) Write(ctx context.Context, data []byte, off int64) (uint32,
 }
 
 // Flush implements fs.FileFlusher. Writes go to the layer at once, so
-// there is nothing to flush.
-func (h *fileHandle) Flush(ctx context.Context) syscall.Errno { return 0 }
+// there is nothing to flush; ENOSYS tells the kernel so, and it stops
+// sending FLUSH on every close (one round trip per close saved).
+func (h *fileHandle) Flush(ctx context.Context) syscall.Errno { return syscall.ENOSYS }
 
 // Fsync implements fs.FileFsyncer.
 func (h *fileHandle) Fsync(ctx context.Context, flags uint32) syscall.Errno {

@@ -82,13 +82,13 @@ func (u *Union) linkPath(src layerRef, a Attr, up Node, p []string) error {
 	chain := []*node{u.root}
 	for i, name := range p {
 		dir := chain[i]
-		dir.dirMu.RLock()
+		dir.dir().RLock()
 		refs, ca, err := u.resolve(dir, name, 0)
 		var child *node
 		if err == nil {
 			child = u.childNode(dir, name, refs, ca)
 		}
-		dir.dirMu.RUnlock()
+		dir.dir().RUnlock()
 		if isErrno(err, syscall.ENOENT) {
 			return nil // hidden by a whiteout or an opaque directory
 		}
@@ -112,8 +112,8 @@ func (u *Union) linkPath(src layerRef, a Attr, up Node, p []string) error {
 				return err
 			}
 		}
-		dir.dirMu.Lock()
-		defer dir.dirMu.Unlock()
+		dir.dir().Lock()
+		defer dir.dir().Unlock()
 		if refs, _, err := u.resolve(dir, name, 0); err != nil || refs[0] != src {
 			return nil // changed meanwhile
 		}

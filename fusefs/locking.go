@@ -1,5 +1,7 @@
 package fusefs
 
+import "sync"
+
 // Locking. There is no union-wide lock: lookups, listings and data
 // transfer in different directories never wait for each other, and a
 // copy-up holds its parent directory only while the finished copy is
@@ -15,10 +17,10 @@ package fusefs
 //     the other names of a hard-linked file), never the reverse.
 //  3. Union.renameMu: a rename between two directories (as the kernel's
 //     s_vfs_rename_mutex), the only thing that holds two directory locks.
-//  4. node.dirMu: the namespace of a directory. Written by whatever adds
-//     or removes a name in it (create, remove, rename, a copy-up landing
-//     there), read by lookups and listings, so that nobody sees, and the
-//     kernel caches, a half-made change. A thread holds at most one, but
+//  4. node.dir(), a directory's dirMu: its namespace. Written by
+//     whatever adds or removes a name in it (create, remove, rename, a
+//     copy-up landing there), read by lookups and listings, so that
+//     nobody sees, and the kernel caches, a half-made change. A thread holds at most one, but
 //     for a rename between two directories, which takes them under
 //     renameMu, an ancestor before its descendants.
 //  5. node.mu and Union.stMu: leaves, held for a few instructions.
@@ -57,21 +59,40 @@ func (n *node) top() layerRef {
 // true it stays true.
 func (n *node) inUpper() bool { return n.u.upper != nil && n.top().l == 0 }
 
+// extra returns n.x, made if need be.
+func (n *node) extra() *nodeExtra {
+	n.mu.Lock()
+	if n.x == nil {
+		n.x = &nodeExtra{}
+	}
+	x := n.x
+	n.mu.Unlock()
+	return x
+}
+
+// dir returns the lock of the directory's namespace.
+func (n *node) dir() *sync.RWMutex { return &n.extra().dirMu }
+
 // tmpName returns the work-directory name of an unlinked O_TMPFILE file.
 func (n *node) tmpName() string {
 	n.mu.Lock()
-	t := n.tmp
-	n.mu.Unlock()
-	return t
+	defer n.mu.Unlock()
+	if n.x == nil {
+		return ""
+	}
+	return n.x.tmp
 }
 
 // takeTmp returns the work-directory name of an O_TMPFILE file and
 // clears it, so that exactly one caller removes it.
 func (n *node) takeTmp() string {
 	n.mu.Lock()
-	t := n.tmp
-	n.tmp = ""
-	n.mu.Unlock()
+	defer n.mu.Unlock()
+	if n.x == nil {
+		return ""
+	}
+	t := n.x.tmp
+	n.x.tmp = ""
 	return t
 }
 
@@ -79,18 +100,18 @@ func (n *node) takeTmp() string {
 // be the same) and returns the function that unlocks them.
 func (u *Union) lockDirs(a, b *node) (unlock func()) {
 	if a == b {
-		a.dirMu.Lock()
-		return a.dirMu.Unlock
+		a.dir().Lock()
+		return a.dir().Unlock
 	}
 	u.renameMu.Lock()
 	if isAncestor(b, a) {
 		a, b = b, a
 	}
-	a.dirMu.Lock()
-	b.dirMu.Lock()
+	a.dir().Lock()
+	b.dir().Lock()
 	return func() {
-		b.dirMu.Unlock()
-		a.dirMu.Unlock()
+		b.dir().Unlock()
+		a.dir().Unlock()
 		u.renameMu.Unlock()
 	}
 }

@@ -185,8 +185,8 @@ func (u *Union) Mountpoint(p string, dir bool) error {
 	// step adds component c (the last one if last) below cur and returns
 	// the node for it.
 	step := func(cur *node, memDir Node, c string, last bool) (*node, Node, error) {
-		cur.dirMu.Lock()
-		defer cur.dirMu.Unlock()
+		cur.dir().Lock()
+		defer cur.dir().Unlock()
 		refs, a, err := u.resolve(cur, c, 0)
 		if err == nil && last {
 			return nil, 0, nil

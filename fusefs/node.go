@@ -23,12 +23,9 @@ type node struct {
 	u   *Union
 	ino uint64 // stable inode number; immutable
 
-	// dirMu guards the namespace of a directory: held for writing to
-	// change a name in it, for reading to look names up or list them.
-	dirMu sync.RWMutex
 	// cuMu makes copy-ups of this node one at a time.
 	cuMu sync.Mutex
-	// mu guards refs and tmp.
+	// mu guards refs and x.
 	mu sync.Mutex
 	// refs are the layer inodes behind this node, top first: for a
 	// directory every merged directory down to the first opaque one, for
@@ -36,6 +33,18 @@ type node struct {
 	// copy first and the lower original after it). Never changed in
 	// place (getRefs hands out the slice).
 	refs []layerRef
+	// x holds what few nodes need, made on first use (see extra): most
+	// nodes are files the kernel looked up, and a walk of a large image
+	// keeps one node per name.
+	x *nodeExtra
+}
+
+// nodeExtra is the part of a node that directories and O_TMPFILE files
+// need.
+type nodeExtra struct {
+	// dirMu guards the namespace of a directory: held for writing to
+	// change a name in it, for reading to look names up or list them.
+	dirMu sync.RWMutex
 	// tmp is the work-directory name of an O_TMPFILE file that has not
 	// been linked into the tree yet, else "".
 	tmp string

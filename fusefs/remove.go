@@ -39,8 +39,8 @@ func (n *node) Unlink(ctx context.Context, name string) syscall.Errno {
 	if err := u.copyUp(n, -1); err != nil {
 		return u.toErrno("unlink copy-up", err)
 	}
-	n.dirMu.Lock()
-	defer n.dirMu.Unlock()
+	n.dir().Lock()
+	defer n.dir().Unlock()
 	refs, a, err := u.resolve(n, name, 0)
 	if err != nil {
 		return u.toErrno("unlink", err)
@@ -60,8 +60,8 @@ func (n *node) Rmdir(ctx context.Context, name string) syscall.Errno {
 	if err := u.copyUp(n, -1); err != nil {
 		return u.toErrno("rmdir copy-up", err)
 	}
-	n.dirMu.Lock()
-	defer n.dirMu.Unlock()
+	n.dir().Lock()
+	defer n.dir().Unlock()
 	refs, a, err := u.resolve(n, name, 0)
 	if err != nil {
 		return u.toErrno("rmdir", err)

@@ -73,13 +73,13 @@ func (u *Union) prepareRename(n *node, name string, np *node, newName string,
 // prepareMove makes name in dir moveable (see moveable) unless it is
 // missing, which rename then reports.
 func (u *Union) prepareMove(dir *node, name string) error {
-	dir.dirMu.RLock()
+	dir.dir().RLock()
 	refs, a, err := u.resolve(dir, name, 0)
 	var c *node
 	if err == nil {
 		c = u.childNode(dir, name, refs, a)
 	}
-	dir.dirMu.RUnlock()
+	dir.dir().RUnlock()
 	if isErrno(err, syscall.ENOENT) {
 		return nil
 	}

@@ -149,11 +149,14 @@ func (u *Union) Mount(dir string) error {
 		NullPermissions: true,
 		MountOptions: fuse.MountOptions{
 			AllowOther: u.opts.AllowOther, FsName: "husk", Name: "husk",
-			Options:           []string{"default_permissions"},
-			MaxReadAhead:      1 << 20,
-			MaxWrite:          1 << 20,
-			DirectMountStrict: u.opts.DirectMount,
-			Debug:             u.opts.Debug,
+			Options:      []string{"default_permissions"},
+			MaxReadAhead: 1 << 20,
+			// Symlinks never change (a new one is a new inode): let the
+			// kernel keep their targets instead of asking every time.
+			EnableSymlinkCaching: true,
+			MaxWrite:             1 << 20,
+			DirectMountStrict:    u.opts.DirectMount,
+			Debug:                u.opts.Debug,
 		},
 	}
 	if u.upper == nil {
