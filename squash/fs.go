@@ -15,7 +15,10 @@ type Options struct {
 	// MemoryBytes is the budget for all caches together; 0 means 32 MiB.
 	// Caches whose own size is not set get a share of it: data and
 	// fragment blocks 1/2, metadata blocks 1/4, parsed inodes 1/8 and
-	// parsed directory listings and indexes 1/8.
+	// parsed directory listings and indexes 1/8. Outside the budget are
+	// decoder state (zstd: about 300 KiB a core), one pooled input buffer
+	// per block being decoded, and the block lists of cached inodes
+	// (12 bytes per data block of a file that was read).
 	MemoryBytes int64
 	// CacheBytes is the budget for decompressed data and fragment blocks;
 	// 0 means half of MemoryBytes.
@@ -29,12 +32,14 @@ type Options struct {
 	Readahead int
 }
 
-// Defaults for [Options].
+// Defaults for [Options]: what zero fields mean.
 const (
-	defaultMemoryBytes = 32 << 20
-	defaultReadahead   = 2
-	minCacheBytes      = 64 << 10 // keep caches usable when budgets are tiny
+	DefaultMemoryBytes = 32 << 20
+	DefaultReadahead   = 2
 )
+
+// minCacheBytes keeps every cache usable when budgets are tiny.
+const minCacheBytes = 64 << 10
 
 // budgets is how Options split into per-cache sizes.
 type budgets struct {
@@ -48,7 +53,7 @@ func (o *Options) budgets() budgets {
 		v = *o
 	}
 	if v.MemoryBytes <= 0 {
-		v.MemoryBytes = defaultMemoryBytes
+		v.MemoryBytes = DefaultMemoryBytes
 	}
 	b := budgets{data: v.CacheBytes, meta: v.MetaCacheBytes,
 		inodes: v.MemoryBytes / 8, dirs: v.MemoryBytes / 8, readahead: v.Readahead}
@@ -62,7 +67,7 @@ func (o *Options) budgets() budgets {
 	b.inodes, b.dirs = max(b.inodes, minCacheBytes), max(b.dirs, minCacheBytes)
 	switch {
 	case b.readahead == 0:
-		b.readahead = defaultReadahead
+		b.readahead = DefaultReadahead
 	case b.readahead < 0:
 		b.readahead = 0
 	}

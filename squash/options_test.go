@@ -11,11 +11,11 @@ func TestOptionsBudgets(t *testing.T) {
 		opts *Options
 		want budgets
 	}{
-		{"nil", nil, budgets{16 * mib, 8 * mib, 4 * mib, 4 * mib, defaultReadahead}},
+		{"nil", nil, budgets{16 * mib, 8 * mib, 4 * mib, 4 * mib, DefaultReadahead}},
 		{"total", &Options{MemoryBytes: 64 * mib},
-			budgets{32 * mib, 16 * mib, 8 * mib, 8 * mib, defaultReadahead}},
+			budgets{32 * mib, 16 * mib, 8 * mib, 8 * mib, DefaultReadahead}},
 		{"explicit caches", &Options{CacheBytes: 3 * mib, MetaCacheBytes: 5 * mib},
-			budgets{3 * mib, 5 * mib, 4 * mib, 4 * mib, defaultReadahead}},
+			budgets{3 * mib, 5 * mib, 4 * mib, 4 * mib, DefaultReadahead}},
 		{"tiny", &Options{MemoryBytes: 1, Readahead: -1},
 			budgets{minCacheBytes, minCacheBytes, minCacheBytes, minCacheBytes, 0}},
 		{"readahead", &Options{Readahead: 7},
