@@ -19,7 +19,13 @@ func (u *Union) toErrno(op string, err error) syscall.Errno {
 		return e
 	}
 	if u.log != nil {
-		u.log.Warn("fusefs: layer error", slog.String("op", op), slog.Any("err", err))
+		var le *LayerError
+		if errors.As(err, &le) {
+			u.log.Warn("fusefs: layer error", slog.String("op", op), slog.Any("err", le.Err),
+				slog.String("image", le.Image))
+		} else {
+			u.log.Warn("fusefs: layer error", slog.String("op", op), slog.Any("err", err))
+		}
 	}
 	return syscall.EIO
 }
@@ -27,4 +33,33 @@ func (u *Union) toErrno(op string, err error) syscall.Errno {
 // isErrno reports whether err is (or wraps) the errno e.
 func isErrno(err error, e syscall.Errno) bool {
 	return errors.Is(err, e)
+}
+
+// LayerError is a layer failure that is not a POSIX condition (a corrupt
+// block, a read error of the image file), naming the image the layer
+// reads, so that the one warning toErrno prints says which image failed.
+type LayerError struct {
+	Image string // the image file, and partition, as the user named it
+	Err   error
+}
+
+// Error implements error as "<image>: <err>".
+func (e *LayerError) Error() string { return e.Image + ": " + e.Err.Error() }
+
+// Unwrap returns the cause.
+func (e *LayerError) Unwrap() error { return e.Err }
+
+// nameErr wraps err in a *LayerError naming image, unless err is nil, a
+// POSIX condition (the hot path: ENOENT of lookups costs nothing), already
+// named, or image is "".
+func nameErr(image string, err error) error {
+	if err == nil || image == "" {
+		return err
+	}
+	var e syscall.Errno
+	var le *LayerError
+	if errors.As(err, &e) || errors.As(err, &le) {
+		return err
+	}
+	return &LayerError{Image: image, Err: err}
 }

@@ -16,9 +16,26 @@ import (
 type Ext3Layer struct {
 	fs    *ext3.FS
 	upper uint32
+	name  string // the image, for errors; "" if unknown
 }
 
 var _ Writable = (*Ext3Layer)(nil)
+
+// Named sets the name of the image (file, and partition) that errors other
+// than POSIX conditions carry (see [LayerError]), and returns e.
+func (e *Ext3Layer) Named(name string) *Ext3Layer {
+	e.name = name
+	return e
+}
+
+// err names the image in err (see nameErr).
+func (e *Ext3Layer) err(err error) error { return nameErr(e.name, err) }
+
+// node converts an ext3 result to a layer one.
+func (e *Ext3Layer) node(a ext3.Attr, err error) (Node, Attr, error) {
+	n, at, err := ext3Node(a, err)
+	return n, at, e.err(err)
+}
 
 // NewExt3Layer wraps an open ext3 image. For a writable image, upper/ and
 // work/ are made (mode 0755, root-owned) if missing, as Apptainer does;
@@ -71,20 +88,20 @@ func (e *Ext3Layer) Root() Node { return Node(e.upper) }
 
 // Lookup implements Layer.
 func (e *Ext3Layer) Lookup(dir Node, name string) (Node, Attr, error) {
-	return ext3Node(e.fs.Lookup(uint32(dir), name))
+	return e.node(e.fs.Lookup(uint32(dir), name))
 }
 
 // Getattr implements Layer.
 func (e *Ext3Layer) Getattr(n Node) (Attr, error) {
 	a, err := e.fs.Getattr(uint32(n))
-	return ext3Attr(a), err
+	return ext3Attr(a), e.err(err)
 }
 
 // ReadDir implements Layer.
 func (e *Ext3Layer) ReadDir(dir Node) ([]Dirent, error) {
 	ents, err := e.fs.ReadDir(uint32(dir))
 	if err != nil {
-		return nil, err
+		return nil, e.err(err)
 	}
 	out := make([]Dirent, 0, len(ents))
 	for _, d := range ents {
@@ -95,7 +112,7 @@ func (e *Ext3Layer) ReadDir(dir Node) ([]Dirent, error) {
 		if mode == 0 { // no file type feature: ask the inode
 			a, err := e.fs.Getattr(d.Ino)
 			if err != nil {
-				return nil, err
+				return nil, e.err(err)
 			}
 			mode = a.Mode & syscall.S_IFMT
 		}
@@ -111,18 +128,25 @@ func (e *Ext3Layer) ReadAt(n Node, p []byte, off int64) (int, error) {
 	if errors.Is(err, io.EOF) {
 		err = nil
 	}
-	return k, err
+	return k, e.err(err)
 }
 
 // Readlink implements Layer.
-func (e *Ext3Layer) Readlink(n Node) (string, error) { return e.fs.Readlink(uint32(n)) }
+func (e *Ext3Layer) Readlink(n Node) (string, error) {
+	t, err := e.fs.Readlink(uint32(n))
+	return t, e.err(err)
+}
 
 // Listxattr implements Layer.
-func (e *Ext3Layer) Listxattr(n Node) ([]string, error) { return e.fs.Listxattr(uint32(n)) }
+func (e *Ext3Layer) Listxattr(n Node) ([]string, error) {
+	x, err := e.fs.Listxattr(uint32(n))
+	return x, e.err(err)
+}
 
 // Getxattr implements Layer.
 func (e *Ext3Layer) Getxattr(n Node, name string) ([]byte, error) {
-	return e.fs.Getxattr(uint32(n), name)
+	v, err := e.fs.Getxattr(uint32(n), name)
+	return v, e.err(err)
 }
 
 // Statfs implements Layer.
@@ -134,40 +158,40 @@ func (e *Ext3Layer) Statfs() (Statfs, error) {
 
 // Create implements Writable.
 func (e *Ext3Layer) Create(dir Node, name string, mode, uid, gid uint32) (Node, Attr, error) {
-	return ext3Node(e.fs.Create(uint32(dir), name, mode, uid, gid))
+	return e.node(e.fs.Create(uint32(dir), name, mode, uid, gid))
 }
 
 // Mkdir implements Writable.
 func (e *Ext3Layer) Mkdir(dir Node, name string, mode, uid, gid uint32) (Node, Attr, error) {
-	return ext3Node(e.fs.Mkdir(uint32(dir), name, mode, uid, gid))
+	return e.node(e.fs.Mkdir(uint32(dir), name, mode, uid, gid))
 }
 
 // Mknod implements Writable.
 func (e *Ext3Layer) Mknod(dir Node, name string, mode, rdev, uid, gid uint32) (Node, Attr, error) {
-	return ext3Node(e.fs.Mknod(uint32(dir), name, mode, rdev, uid, gid))
+	return e.node(e.fs.Mknod(uint32(dir), name, mode, rdev, uid, gid))
 }
 
 // Symlink implements Writable.
 func (e *Ext3Layer) Symlink(dir Node, name, target string, uid, gid uint32) (Node, Attr, error) {
-	return ext3Node(e.fs.Symlink(uint32(dir), name, target, uid, gid))
+	return e.node(e.fs.Symlink(uint32(dir), name, target, uid, gid))
 }
 
 // Link implements Writable.
 func (e *Ext3Layer) Link(n Node, dir Node, name string) (Attr, error) {
 	a, err := e.fs.Link(uint32(n), uint32(dir), name)
-	return ext3Attr(a), err
+	return ext3Attr(a), e.err(err)
 }
 
 // Unlink implements Writable.
-func (e *Ext3Layer) Unlink(dir Node, name string) error { return e.fs.Unlink(uint32(dir), name) }
+func (e *Ext3Layer) Unlink(dir Node, name string) error { return e.err(e.fs.Unlink(uint32(dir), name)) }
 
 // Rmdir implements Writable.
-func (e *Ext3Layer) Rmdir(dir Node, name string) error { return e.fs.Rmdir(uint32(dir), name) }
+func (e *Ext3Layer) Rmdir(dir Node, name string) error { return e.err(e.fs.Rmdir(uint32(dir), name)) }
 
 // Rename implements Writable.
 func (e *Ext3Layer) Rename(oldDir Node, oldName string, newDir Node, newName string,
 	flags uint32) error {
-	return e.fs.Rename(uint32(oldDir), oldName, uint32(newDir), newName, flags)
+	return e.err(e.fs.Rename(uint32(oldDir), oldName, uint32(newDir), newName, flags))
 }
 
 // Setattr implements Writable.
@@ -178,37 +202,38 @@ func (e *Ext3Layer) Setattr(n Node, in SetAttr) (Attr, error) {
 		SetAtime: in.SetAtime, Atime: ext3.Timespec(in.Atime),
 		SetMtime: in.SetMtime, Mtime: ext3.Timespec(in.Mtime),
 		SetCtime: in.SetCtime, Ctime: ext3.Timespec(in.Ctime)})
-	return ext3Attr(a), err
+	return ext3Attr(a), e.err(err)
 }
 
 // WriteAt implements Writable.
 func (e *Ext3Layer) WriteAt(n Node, p []byte, off int64) (int, error) {
-	return e.fs.WriteAt(uint32(n), p, off)
+	k, err := e.fs.WriteAt(uint32(n), p, off)
+	return k, e.err(err)
 }
 
 // Fallocate implements Writable.
 func (e *Ext3Layer) Fallocate(n Node, off, length int64, mode uint32) error {
-	return e.fs.Fallocate(uint32(n), off, length, mode)
+	return e.err(e.fs.Fallocate(uint32(n), off, length, mode))
 }
 
 // Setxattr implements Writable.
 func (e *Ext3Layer) Setxattr(n Node, name string, value []byte, flags uint32) error {
-	return e.fs.Setxattr(uint32(n), name, value, flags)
+	return e.err(e.fs.Setxattr(uint32(n), name, value, flags))
 }
 
 // Removexattr implements Writable.
 func (e *Ext3Layer) Removexattr(n Node, name string) error {
-	return e.fs.Removexattr(uint32(n), name)
+	return e.err(e.fs.Removexattr(uint32(n), name))
 }
 
 // Open implements Writable.
-func (e *Ext3Layer) Open(n Node) error { return e.fs.Open(uint32(n)) }
+func (e *Ext3Layer) Open(n Node) error { return e.err(e.fs.Open(uint32(n))) }
 
 // Release implements Writable.
-func (e *Ext3Layer) Release(n Node) error { return e.fs.Release(uint32(n)) }
+func (e *Ext3Layer) Release(n Node) error { return e.err(e.fs.Release(uint32(n))) }
 
 // Fsync implements Writable.
-func (e *Ext3Layer) Fsync(n Node, datasync bool) error { return e.fs.Fsync(uint32(n), datasync) }
+func (e *Ext3Layer) Fsync(n Node, datasync bool) error { return e.err(e.fs.Fsync(uint32(n), datasync)) }
 
 // Sync implements Writable.
-func (e *Ext3Layer) Sync() error { return e.fs.Sync() }
+func (e *Ext3Layer) Sync() error { return e.err(e.fs.Sync()) }

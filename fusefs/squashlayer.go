@@ -13,13 +13,24 @@ import (
 // layer. A Node is the squashfs inode reference. Squashfs keeps one
 // timestamp, reported as atime, mtime and ctime.
 type SquashLayer struct {
-	fs *squash.FS
+	fs   *squash.FS
+	name string // the image, for errors; "" if unknown
 }
 
 // NewSquashLayer wraps an open squashfs image.
 func NewSquashLayer(f *squash.FS) *SquashLayer { return &SquashLayer{fs: f} }
 
 var _ Layer = (*SquashLayer)(nil)
+
+// Named sets the name of the image (file, and partition) that errors other
+// than POSIX conditions carry (see [LayerError]), and returns s.
+func (s *SquashLayer) Named(name string) *SquashLayer {
+	s.name = name
+	return s
+}
+
+// err names the image in err (see nameErr).
+func (s *SquashLayer) err(err error) error { return nameErr(s.name, err) }
 
 func squashAttr(n *squash.Inode) Attr {
 	t := Timespec{Sec: n.Mtime}
@@ -29,7 +40,8 @@ func squashAttr(n *squash.Inode) Attr {
 }
 
 func (s *SquashLayer) inode(n Node) (*squash.Inode, error) {
-	return s.fs.Inode(squash.Ref(n))
+	i, err := s.fs.Inode(squash.Ref(n))
+	return i, s.err(err)
 }
 
 // Root implements Layer.
@@ -39,11 +51,11 @@ func (s *SquashLayer) Root() Node { return Node(s.fs.Root()) }
 func (s *SquashLayer) Lookup(dir Node, name string) (Node, Attr, error) {
 	d, err := s.inode(dir)
 	if err != nil {
-		return 0, Attr{}, err
+		return 0, Attr{}, s.err(err)
 	}
 	n, err := s.fs.Lookup(d, name)
 	if err != nil {
-		return 0, Attr{}, err
+		return 0, Attr{}, s.err(err)
 	}
 	return Node(n.Ref), squashAttr(n), nil
 }
@@ -52,7 +64,7 @@ func (s *SquashLayer) Lookup(dir Node, name string) (Node, Attr, error) {
 func (s *SquashLayer) Getattr(n Node) (Attr, error) {
 	i, err := s.inode(n)
 	if err != nil {
-		return Attr{}, err
+		return Attr{}, s.err(err)
 	}
 	return squashAttr(i), nil
 }
@@ -61,11 +73,11 @@ func (s *SquashLayer) Getattr(n Node) (Attr, error) {
 func (s *SquashLayer) ReadDir(dir Node) ([]Dirent, error) {
 	d, err := s.inode(dir)
 	if err != nil {
-		return nil, err
+		return nil, s.err(err)
 	}
 	ents, err := s.fs.ReadDir(d)
 	if err != nil {
-		return nil, err
+		return nil, s.err(err)
 	}
 	out := make([]Dirent, len(ents))
 	for i, e := range ents {
@@ -78,33 +90,34 @@ func (s *SquashLayer) ReadDir(dir Node) ([]Dirent, error) {
 func (s *SquashLayer) ReadAt(n Node, p []byte, off int64) (int, error) {
 	i, err := s.inode(n)
 	if err != nil {
-		return 0, err
+		return 0, s.err(err)
 	}
 	k, err := s.fs.ReadAt(i, p, off)
 	if errors.Is(err, io.EOF) {
 		err = nil
 	}
-	return k, err
+	return k, s.err(err)
 }
 
 // Readlink implements Layer.
 func (s *SquashLayer) Readlink(n Node) (string, error) {
 	i, err := s.inode(n)
 	if err != nil {
-		return "", err
+		return "", s.err(err)
 	}
-	return s.fs.Readlink(i)
+	target, err := s.fs.Readlink(i)
+	return target, s.err(err)
 }
 
 // Listxattr implements Layer.
 func (s *SquashLayer) Listxattr(n Node) ([]string, error) {
 	i, err := s.inode(n)
 	if err != nil {
-		return nil, err
+		return nil, s.err(err)
 	}
 	xs, err := s.fs.Xattrs(i)
 	if err != nil {
-		return nil, err
+		return nil, s.err(err)
 	}
 	names := make([]string, len(xs))
 	for k, x := range xs {
@@ -117,11 +130,11 @@ func (s *SquashLayer) Listxattr(n Node) ([]string, error) {
 func (s *SquashLayer) Getxattr(n Node, name string) ([]byte, error) {
 	i, err := s.inode(n)
 	if err != nil {
-		return nil, err
+		return nil, s.err(err)
 	}
 	xs, err := s.fs.Xattrs(i)
 	if err != nil {
-		return nil, err
+		return nil, s.err(err)
 	}
 	for _, x := range xs {
 		if x.Name == name {

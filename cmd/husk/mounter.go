@@ -3,28 +3,17 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"os"
 	"strings"
 	"syscall"
 
 	"github.com/husk-project/husk/cmd/internal/image"
-	"github.com/husk-project/husk/cmd/internal/logfmt"
 	"github.com/husk-project/husk/cmd/internal/union"
-	"github.com/husk-project/husk/sandbox"
 )
 
-// namingMounter is union.Mounter run in stage 1 with the names of the
-// image files known to the log handler: the FUSE layers read sections of
-// files they cannot name, so their warnings ("layer error ...") would
-// otherwise not say which image is damaged.
-type namingMounter struct{ union.Mounter }
-
-// Mount implements sandbox.Mounter.
-func (m namingMounter) Mount(spec *sandbox.Spec, files []*os.File, target string) (
-	sandbox.Mounted, error) {
-	logfmt.SetImages(imageNames(spec.Union))
-	return m.Mounter.Mount(spec, files, target)
-}
+// namingMounter is the stage-1 mounter. The layers name their images in
+// their own errors (fusefs.LayerError), so every warning about a damaged
+// image says which one.
+type namingMounter = union.Mounter
 
 // corruptImage adds the image names to an input/output error from the
 // sandbox: the stages report errors as text, and an EIO while the mounts

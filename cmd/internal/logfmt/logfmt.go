@@ -40,22 +40,6 @@ var userKeys = map[string]bool{"err": true, "path": true, "file": true, "image":
 // further warnings are dropped, with one line saying so.
 const maxDistinct = 100
 
-// images names the image files of this process's container, added to
-// warnings that carry an error (see SetImages).
-var images struct {
-	sync.Mutex
-	names string
-}
-
-// SetImages records the image files (and partitions) the union of this
-// process is built from, so warnings about errors read from them name
-// them: the layers themselves do not know their file names.
-func SetImages(names string) {
-	images.Lock()
-	images.names = names
-	images.Unlock()
-}
-
 // New returns a logger writing to w: warnings and worse, and with debug
 // also debug and info messages and every attribute.
 func New(w io.Writer, debug bool) *slog.Logger {
@@ -74,10 +58,7 @@ func (h *logHandler) Enabled(_ context.Context, l slog.Level) bool { return l >=
 func (h *logHandler) Handle(_ context.Context, r slog.Record) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%-8s %s", levelName(r.Level)+":", r.Message)
-	hasErr, hasImage := false, false
 	add := func(a slog.Attr) bool {
-		hasErr = hasErr || a.Key == "err"
-		hasImage = hasImage || a.Key == "image"
 		if h.debug || userKeys[a.Key] {
 			fmt.Fprintf(&b, " %s=%v", a.Key, a.Value)
 		}
@@ -87,13 +68,6 @@ func (h *logHandler) Handle(_ context.Context, r slog.Record) error {
 		add(a)
 	}
 	r.Attrs(add)
-	if hasErr && !hasImage {
-		images.Lock()
-		if images.names != "" {
-			fmt.Fprintf(&b, " image=%s", images.names)
-		}
-		images.Unlock()
-	}
 	b.WriteByte('\n')
 	line := b.String()
 	h.mu.Lock()

@@ -38,9 +38,8 @@ func TestAttrsAndRepeats(t *testing.T) {
 		log.Warn("fusefs: layer error", "op", "lookup", "err", errors.New("squash: bad block"))
 	}
 	log.Warn("fusefs: layer error", "op", "read", "err", errors.New("squash: bad inode"))
-	SetImages("/x/a.sif")
-	defer SetImages("")
-	log.Warn("fusefs: layer error", "op", "read", "err", errors.New("squash: bad inode"))
+	log.Warn("fusefs: layer error", "op", "read", "err", errors.New("squash: bad inode"),
+		"image", "/x/a.sif")
 	want := "WARNING: passwd file doesn't exist in container, not updating\n" +
 		"WARNING: fusefs: layer error err=squash: bad block\n" +
 		"WARNING: fusefs: layer error err=squash: bad inode\n" +

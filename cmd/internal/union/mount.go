@@ -218,7 +218,7 @@ func (b *builder) lower(l image.Layer) (fusefs.Layer, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", describe(l), err)
 		}
-		return fusefs.NewSquashLayer(fs), nil
+		return fusefs.NewSquashLayer(fs).Named(describe(l)), nil
 	case image.LayerExt3:
 		fs, err := b.ext3(l, true)
 		if err != nil {
@@ -231,7 +231,7 @@ func (b *builder) lower(l image.Layer) (fusefs.Layer, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", describe(l), err)
 		}
-		return layer, nil
+		return layer.Named(describe(l)), nil
 	case image.LayerDir:
 		return b.dir(l.Path)
 	case image.LayerDirOverlay:
@@ -261,7 +261,7 @@ func (b *builder) upper(l image.Layer) (fusefs.Writable, fusefs.Node, error) {
 		if err != nil {
 			return nil, 0, fmt.Errorf("%s: %w", describe(l), err)
 		}
-		return layer, work, nil
+		return layer.Named(describe(l)), work, nil
 	case image.LayerDir:
 		d, err := b.dir(l.Path)
 		return d, 0, err
@@ -279,7 +279,7 @@ func (b *builder) ext3(l image.Layer, ro bool) (*ext3.FS, error) {
 	}
 	sec := l.Section
 	fs, err := ext3.Open(ext3.NewSection(f, sec.Offset, sec.Size), sec.Size,
-		ext3.Options{ReadOnly: ro, Logger: b.m.log})
+		ext3.Options{ReadOnly: ro, Logger: b.m.log.With("image", describe(l))})
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", describe(l), err)
 	}

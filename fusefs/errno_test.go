@@ -1,0 +1,45 @@
+package fusefs
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"syscall"
+	"testing"
+)
+
+// Errors of a named layer carry the image name to the one warning the
+// union prints; POSIX conditions pass through unchanged and unlogged.
+func TestLayerErrorNamesImage(t *testing.T) {
+	var buf bytes.Buffer
+	u := &Union{log: slog.New(slog.NewTextHandler(&buf, nil))}
+	corrupt := errors.New("squash: inode 7 at offset 99: corrupt data")
+	cases := []struct {
+		err   error
+		errno syscall.Errno
+		log   string
+	}{
+		{nameErr("/x/a.sif", syscall.ENOENT), syscall.ENOENT, ""},
+		{nameErr("/x/a.sif", fmt.Errorf("lookup: %w", syscall.ENOTDIR)), syscall.ENOTDIR, ""},
+		{nameErr("/x/a.sif", corrupt), syscall.EIO, "image=/x/a.sif"},
+		{nameErr("/x/a.sif", nameErr("/x/b.img", corrupt)), syscall.EIO, "image=/x/b.img"},
+		{nameErr("", corrupt), syscall.EIO, "corrupt data"},
+	}
+	for _, c := range cases {
+		buf.Reset()
+		if got := u.toErrno("read", c.err); got != c.errno {
+			t.Errorf("%v: errno %v, want %v", c.err, got, c.errno)
+		}
+		if c.log == "" && buf.Len() > 0 || !strings.Contains(buf.String(), c.log) {
+			t.Errorf("%v: logged %q, want %q", c.err, buf.String(), c.log)
+		}
+		if c.errno == syscall.EIO && !strings.Contains(buf.String(), "corrupt data") {
+			t.Errorf("%v: cause missing from %q", c.err, buf.String())
+		}
+	}
+	if !errors.Is(nameErr("/x/a.sif", corrupt), corrupt) {
+		t.Error("LayerError does not unwrap to its cause")
+	}
+}
