@@ -94,7 +94,7 @@ type Inode struct {
 	listBlock  int64
 	listOffset int
 	blocks     atomic.Pointer[blockList]
-	raNext     atomic.Int64 // block after the last one read; see readahead
+	raNext     atomic.Int64 // block after the last one read, 0 before any read
 
 	target string // symlinks
 }

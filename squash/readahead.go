@@ -39,8 +39,11 @@ func (f *FS) startReadahead(n *Inode, bl *blockList, first, last int64) {
 	}
 	// A sequential reader starts in the block after the previous read's
 	// last, or in that last block again when reads are not block-aligned.
+	// The first read of a file starts nothing: many readers (file(1), ELF
+	// loaders) read a header and stop, and small files are all there is
+	// to most trees.
 	prev := n.raNext.Swap(last + 1)
-	if first != prev && first != prev-1 {
+	if prev == 0 || (first != prev && first != prev-1) {
 		return
 	}
 	bs := int64(f.sb.BlockSize)
