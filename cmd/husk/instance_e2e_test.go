@@ -225,8 +225,9 @@ func waitFor(t *testing.T, cond func() bool, what string) {
 	t.Fatalf("timed out waiting for %s", what)
 }
 
-// --sharens: two commands of one parent share one container (the second
-// sees the first's in-memory file); the record is gone afterwards.
+// --sharens: two commands of one parent share one container (the reader
+// sees the writer's in-memory file, whichever of them started the
+// container); the record is gone afterwards.
 func TestSharens(t *testing.T) {
 	setup(t)
 	img, dir := debianSIF(t), workDir(t)
@@ -235,7 +236,7 @@ func TestSharens(t *testing.T) {
 	wait := "for i in 1 2 3 4 5 6 7 8 9 10; do [ -f /f ] && break; sleep 0.3; done; cat /f"
 	script := fmt.Sprintf("%[1]s exec --sharens --writable-tmpfs %[2]s sh -c "+
 		"'echo first > /f; sleep 4' &\n"+
-		"%[1]s exec --sharens %[2]s sh -c '%[3]s'\n"+
+		"%[1]s exec --sharens --writable-tmpfs %[2]s sh -c '%[3]s'\n"+
 		"wait\n"+
 		"%[1]s exec --writable-tmpfs %[2]s sh -c 'cat /f 2>/dev/null || echo alone'\n",
 		huskBin, img, wait)
