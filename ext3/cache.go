@@ -4,6 +4,7 @@ import (
 	"container/list"
 	"fmt"
 	"sync"
+	"sync/atomic"
 )
 
 // buf is one cached metadata block (bitmap, inode table, indirect,
@@ -38,6 +39,8 @@ type cache struct {
 	m     map[uint32]*buf
 	lru   list.List // clean, unreferenced buffers, front = most recent
 	dirty map[uint32]*buf
+	// ndirty is len(dirty), readable without mu.
+	ndirty atomic.Int64
 }
 
 func newCache(dev Device, bs int, budget int64) *cache {
@@ -136,6 +139,7 @@ func (c *cache) markDirty(b *buf) {
 	if !b.dirty && c.m[b.nr] == b {
 		b.dirty = true
 		c.dirty[b.nr] = b
+		c.ndirty.Store(int64(len(c.dirty)))
 	}
 	c.mu.Unlock()
 }
@@ -148,6 +152,7 @@ func (c *cache) forget(nr uint32) {
 		if b.dirty {
 			b.dirty = false
 			delete(c.dirty, nr)
+			c.ndirty.Store(int64(len(c.dirty)))
 		}
 		if b.elem != nil {
 			c.lru.Remove(b.elem)
@@ -158,11 +163,10 @@ func (c *cache) forget(nr uint32) {
 	c.mu.Unlock()
 }
 
-func (c *cache) dirtyCount() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return len(c.dirty)
-}
+// dirtyCount is the number of blocks in the running transaction. Every
+// operation asks twice (begin and end), so it reads a counter instead of
+// taking the cache lock.
+func (c *cache) dirtyCount() int { return int(c.ndirty.Load()) }
 
 // snapshot copies every dirty buffer, marks them clean and in flight.
 // Preconditions: no writer is active (the caller holds the op lock).
@@ -178,6 +182,7 @@ func (c *cache) snapshot() ([]metaBlock, []*buf) {
 		bufs = append(bufs, b)
 	}
 	clear(c.dirty)
+	c.ndirty.Store(0)
 	return out, bufs
 }
 

@@ -3,6 +3,7 @@ package ext3
 import (
 	"errors"
 	"io"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -203,19 +204,55 @@ func (f *FS) writeLocked(in *inode, p []byte, off int64) (int, error) {
 		}
 		n := min(int64(run)*bs-boff, int64(len(p)-done))
 		chunk := p[done : done+int(n)]
+		var pad *[]byte
 		if fresh && (boff != 0 || (boff+n)%bs != 0) {
 			// New blocks hold garbage: pad the write to whole blocks.
-			whole := make([]byte, (boff+n+bs-1)/bs*bs)
+			pad = getPad(int((boff + n + bs - 1) / bs * bs))
+			whole := *pad
+			clear(whole[:boff])
 			copy(whole[boff:], chunk)
+			clear(whole[boff+n:])
 			chunk, boff = whole, 0
 		}
-		if _, err := f.dev.WriteAt(chunk, int64(phys)*bs+boff); err != nil {
+		_, err = f.dev.WriteAt(chunk, int64(phys)*bs+boff)
+		putPad(pad)
+		if err != nil {
 			return done, err
 		}
 		f.noteWritten(in, int64(phys)*bs+boff, int64(len(chunk)))
 		done += int(n)
 	}
 	return done, nil
+}
+
+// padPool holds buffers for padding writes into new blocks: small
+// unaligned writes (tar writes 10 KiB records) would otherwise allocate
+// one per call.
+var padPool sync.Pool
+
+// padPoolMax is the largest padding buffer kept in padPool.
+const padPoolMax = 256 << 10
+
+// getPad returns a buffer of n bytes, pooled when n is small; its
+// contents are garbage.
+func getPad(n int) *[]byte {
+	if n <= padPoolMax {
+		if p, ok := padPool.Get().(*[]byte); ok {
+			*p = (*p)[:n]
+			return p
+		}
+		b := make([]byte, n, padPoolMax)
+		return &b
+	}
+	b := make([]byte, n)
+	return &b
+}
+
+// putPad returns a buffer from getPad (or nil) to the pool.
+func putPad(p *[]byte) {
+	if p != nil && cap(*p) == padPoolMax {
+		padPool.Put(p)
+	}
 }
 
 // noteLargeFile sets the large_file feature once a file passes 2 GiB, as

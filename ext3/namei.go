@@ -166,6 +166,9 @@ func (f *FS) newInode(dir uint32, mode, uid, gid uint32) (*inode, error) {
 	in.set32(iGeneration, rand.Uint32())
 	f.imu.Lock()
 	f.inodes[ino] = in
+	// Creates must bound the inode cache too: an untar makes thousands
+	// of inodes without a single cache miss.
+	f.evictInodesLocked()
 	f.imu.Unlock()
 	return in, nil
 }
