@@ -251,4 +251,8 @@ func TestSharens(t *testing.T) {
 	if strings.Contains(r.stdout, "sharens") {
 		t.Errorf("sharens record left behind: %s", r.stdout)
 	}
+	left, _ := filepath.Glob(filepath.Join(cfg, "instances", "app", "*", "*", "*"))
+	if len(left) > 0 {
+		t.Errorf("left in the instance records: %v", left)
+	}
 }

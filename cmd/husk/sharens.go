@@ -19,13 +19,32 @@ import (
 // joins, recorded as instance sharens_instance_<ppid>; the others wait
 // until it runs and join it as `exec instance://` does.
 //
-// A lock file next to the instance records orders them, as Apptainer's
-// /dev/shm file does: the first holds it exclusively until its container
-// runs, then shared; the others wait for a shared lock.
+// A lock file (<configdir>/instances/sharens/<host>/<user>/NAME.lock, out
+// of the way of `instance list`) orders them, as Apptainer's /dev/shm
+// file does: the first holds it exclusively until its container runs,
+// then shared; the others wait for a shared lock.
 
 // sharensName is the hidden instance of this process's parent.
 func sharensName() string {
 	return fmt.Sprintf("sharens_instance_%d", os.Getppid())
+}
+
+// sharensLock returns the lock file path of a --sharens group, creating
+// its directory.
+func sharensLock(name string) (string, error) {
+	cd, err := configDir()
+	if err != nil {
+		return "", err
+	}
+	host, err := os.Hostname()
+	if err != nil {
+		return "", err
+	}
+	dir := filepath.Join(cd, "instances", "sharens", host, userName())
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", err
+	}
+	return filepath.Join(dir, name+".lock"), nil
 }
 
 // runSharens runs an action with --sharens.
@@ -38,7 +57,11 @@ func runSharens(g *globals, command string, f *ActionFlags, img string, args []s
 	if err := os.MkdirAll(filepath.Dir(ip.Dir), 0o700); err != nil {
 		return err
 	}
-	lock, err := os.OpenFile(ip.Dir+".lock", os.O_RDWR|os.O_CREATE, 0o600)
+	lockPath, err := sharensLock(name)
+	if err != nil {
+		return err
+	}
+	lock, err := os.OpenFile(lockPath, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return err
 	}
