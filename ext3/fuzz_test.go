@@ -3,6 +3,8 @@ package ext3
 import (
 	"fmt"
 	"os"
+	"os/exec"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -56,7 +58,23 @@ func openFuzzSeeds(t testing.TB) [][]byte {
 		}
 		seeds = append(seeds, b)
 	}
-	return seeds
+	// An image with a hashed directory (e2fsck -D indexes it), so that
+	// inserts go through htree leaf and node splits.
+	hsrc := t.TempDir()
+	os.Mkdir(hsrc+"/hdir", 0o755)
+	for i := range 150 {
+		os.WriteFile(fmt.Sprintf("%s/hdir/entry-%04d-with-a-longer-name", hsrc, i), nil, 0o644)
+	}
+	img := mkext3(t, 2200<<10, "-b", "1024", "-N", "256", "-I", "128", "-d", hsrc)
+	if out, err := exec.Command("e2fsck", "-fyD", img).CombinedOutput(); err != nil &&
+		!strings.Contains(err.Error(), "exit status 1") {
+		t.Fatalf("e2fsck -fyD: %v\n%s", err, out)
+	}
+	b, err := os.ReadFile(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return append(seeds, b)
 }
 
 // exerciseImage opens an image, walks and reads everything, and when writable
@@ -104,6 +122,13 @@ func exerciseImage(data []byte, ro bool) {
 			f.Setxattr(a.Ino, "user.k", []byte("v"), 0)
 		}
 		f.Mkdir(RootIno, "newdir", 0o755, 0, 0)
+		if d, err := f.Lookup(RootIno, "hdir"); err == nil {
+			// Enough inserts into the hashed directory to split leaves.
+			for i := range 40 {
+				f.Create(d.Ino, fmt.Sprintf("added-%03d-with-a-longer-name", i), 0o644, 0, 0)
+			}
+			f.Unlink(d.Ino, "entry-0001-with-a-longer-name")
+		}
 		for _, e := range firstOf(f.ReadDir(RootIno)) {
 			f.Unlink(RootIno, e.Name)
 			f.Rmdir(RootIno, e.Name)
