@@ -232,14 +232,18 @@ func TestSharens(t *testing.T) {
 	setup(t)
 	img, dir := debianSIF(t), workDir(t)
 	cfg := filepath.Join(dir, "cfg")
-	// The second waits until the first's file exists, then reads it.
-	wait := "for i in 1 2 3 4 5 6 7 8 9 10; do [ -f /f ] && break; sleep 0.3; done; cat /f"
-	script := fmt.Sprintf("%[1]s exec --sharens --writable-tmpfs %[2]s sh -c "+
-		"'echo first > /f; sleep 4' &\n"+
+	// Either may win the race to serve the shared container. The second waits
+	// for the first's file and reads it; the first stays until the second has
+	// read it, so neither depends on how fast a loaded machine starts them.
+	first := "echo first > /f; i=0; " +
+		"while [ ! -f /done ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done"
+	second := "i=0; while [ ! -f /f ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done; " +
+		"cat /f; touch /done"
+	script := fmt.Sprintf("%[1]s exec --sharens --writable-tmpfs %[2]s sh -c '%[4]s' &\n"+
 		"%[1]s exec --sharens --writable-tmpfs %[2]s sh -c '%[3]s'\n"+
 		"wait\n"+
 		"%[1]s exec --writable-tmpfs %[2]s sh -c 'cat /f 2>/dev/null || echo alone'\n",
-		huskBin, img, wait)
+		huskBin, img, second, first)
 	cmd := userCmd(dir)
 	cmd.Path, cmd.Args = "/bin/sh", []string{"sh", "-c", script}
 	cmd.Env = append(cmd.Env, "HUSK_CONFIGDIR="+cfg)
