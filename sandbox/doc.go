@@ -20,15 +20,18 @@
 //     as in Apptainer (newuidmap and newgidmap write the maps, and stage 1
 //     re-executes itself to gain its capabilities; see fakeroot_linux.go);
 //     without a range or the helpers, husk warns once that files cannot be
-//     chowned to other ids, and maps root only. The image files are passed as fds 3.. (their OFD locks
-//     live as long as stage 1 holds them).
+//     chowned to other ids, and maps root only. The image files are passed
+//     as fds 3.. (their OFD locks live as long as stage 1 holds them).
 //   - Stage 1 is root of the new user namespace and the FUSE server. It
 //     makes every mount private, mounts a 64 MiB tmpfs on the session
 //     directory, has the Mounter mount the union at <session>/final,
 //     binds the default host paths and the user binds into it, writes the
 //     passwd and group files into the session and binds them over the
-//     container's. It starts stage 2 and waits; then it unmounts
-//     everything, and the Mounter unmounts, syncs and closes the union.
+//     container's. Outside instances and without --pid it starts stage 2
+//     before any of that, so stage 2's exec and Go start-up overlap the
+//     mounts; stage 2 waits for the plan on a pipe. Then stage 1 waits for
+//     stage 2, unmounts everything, and the Mounter unmounts, syncs and
+//     closes the union.
 //   - Stage 2 runs in its own mount namespace (and PID, UTS, IPC
 //     namespaces for --pid, --hostname, --ipc), still as stage 1's root.
 //     It mounts a new /proc with --pid (and a new mqueue with --ipc), sets
@@ -101,12 +104,24 @@
 //		os.Exit(status)
 //	}
 //
+// # Spec fields beyond the basics
+//
+// Spec.Scratch (--scratch: fresh directories in the session tmpfs, or
+// under Spec.Workdir), Spec.Workdir (--workdir: where --contain takes
+// /tmp, /var/tmp and home from), Spec.DNS (--dns: a resolv.conf written
+// into the session), Spec.Net (--network none: a new network namespace
+// with loopback up) and Spec.Caps (--add-caps, --drop-caps, --no-privs:
+// ambient capabilities for a non-root payload, the bounding set under
+// --fakeroot). [RunShared] serves --sharens: later commands of the same
+// parent join the first one's container.
+//
 // # Not supported
 //
 //   - The fusermount3 fallback where the kernel or a policy refuses FUSE
 //     mounts in a user namespace: see the TODO in fuse_linux.go. Device
 //     nodes cannot be made (mknod needs CAP_MKNOD in the host namespace).
-//   - Apptainer's setuid mode, --net, --dns, seccomp, cgroups and --boot.
+//   - Apptainer's setuid mode, networks other than none, seccomp,
+//     cgroups and --boot.
 //   - A symbolic /etc/resolv.conf is bound as the file it points to, not
 //     reproduced; /dev/console is not staged with --contain.
 //   - File descriptors other than stdin, stdout and stderr that husk
