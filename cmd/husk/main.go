@@ -10,13 +10,17 @@ import (
 	"github.com/willabides/kongplete"
 
 	"github.com/husk-project/husk/cmd/internal/logfmt"
+	"github.com/husk-project/husk/cmd/internal/union"
 	"github.com/husk-project/husk/sandbox"
 )
 
 func main() {
+	limitMemory()
 	// The sandbox re-executes this binary for its inner stages; Main runs
-	// those and never returns in them.
-	sandbox.Main(namingMounter{}, profileStage)
+	// those and never returns in them. The layers name their images in
+	// their own errors (fusefs.LayerError), so a warning about a damaged
+	// image says which one.
+	sandbox.Main(union.Mounter{}, profileStage)
 	applyEnvAliases()
 	exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }

@@ -7,13 +7,7 @@ import (
 	"syscall"
 
 	"github.com/husk-project/husk/cmd/internal/image"
-	"github.com/husk-project/husk/cmd/internal/union"
 )
-
-// namingMounter is the stage-1 mounter. The layers name their images in
-// their own errors (fusefs.LayerError), so every warning about a damaged
-// image says which one.
-type namingMounter = union.Mounter
 
 // corruptImage adds the image names to an input/output error from the
 // sandbox: the stages report errors as text, and an EIO while the mounts
