@@ -8,7 +8,12 @@
 // Resize grows the file system of a bare overlay image, or of a SIF's
 // overlay partition when it is the last object in the file (the descriptor
 // size, padded size and the header's data size are rewritten in place),
-// with ext3.Grow: no e2fsck or resize2fs, and only growing. It takes the
+// with ext3.Grow: no e2fsck or resize2fs, and only growing. A size beyond
+// what the file system's reserved GDT blocks and 32-bit counts allow, or
+// beyond the host's free space for a fully allocated image, is refused
+// before the file is touched; any later failure before the growth commits
+// truncates the file back to its old size and restores the SIF header and
+// descriptor bytes. It takes the
 // same write lock as a container using the overlay and refuses images
 // attached to a loop device. Info reads an overlay under the read lock and
 // reports its geometry, usage, journal state and layout.

@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/sylabs/sif/v2/pkg/sif"
@@ -41,6 +40,9 @@ func ParseSizeMiB(s string) (int64, error) {
 	return n * mul, nil
 }
 
+// growFS is ext3.Grow; tests replace it to fail after the file was extended.
+var growFS = ext3.Grow
+
 // ResizeResult reports a growth.
 type ResizeResult struct {
 	OldSize, NewSize int64 // partition or file bytes
@@ -55,6 +57,9 @@ type ResizeResult struct {
 // crash, is refused unless force is set (then only the in-use mark is
 // ignored).
 func Resize(path string, sizeMiB int64, force bool, log *slog.Logger) (*ResizeResult, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	img, sec, err := openOverlay(path, true)
 	if err != nil {
 		return nil, err
@@ -94,6 +99,9 @@ func Resize(path string, sizeMiB int64, force bool, log *slog.Logger) (*ResizeRe
 			return nil, err
 		}
 	}
+	if err := checkGrowLimit(sum, newSize); err != nil {
+		return nil, fmt.Errorf("%s: %w", img.Path, err)
+	}
 	st, err := img.File.Stat()
 	if err != nil {
 		return nil, err
@@ -101,7 +109,35 @@ func Resize(path string, sizeMiB int64, force bool, log *slog.Logger) (*ResizeRe
 	oldFileSize := st.Size()
 	end := sec.Offset + newSize
 	if end > oldFileSize {
+		if err := checkHostRoom(img.File, st, end); err != nil {
+			return nil, fmt.Errorf("%s: %w", img.Path, err)
+		}
+	}
+
+	// From here on, any failure that leaves the old file system in place
+	// gives the file back its old size and the SIF its old descriptor, so
+	// a failed resize never keeps host space.
+	var saved *sifState
+	if slot >= 0 {
+		if saved, err = saveSIFState(img.File, slot); err != nil {
+			return nil, fmt.Errorf("%s: %w", img.Path, err)
+		}
+	}
+	rollback := func() {
+		if saved != nil {
+			if err := saved.restore(img.File); err != nil {
+				log.Warn(fmt.Sprintf("%s: restoring the SIF header and overlay "+
+					"descriptor: %v", img.Path, err))
+			}
+		}
+		if err := img.File.Truncate(oldFileSize); err != nil {
+			log.Warn(fmt.Sprintf("%s: truncating back to %d bytes: %v", img.Path,
+				oldFileSize, err))
+		}
+	}
+	if end > oldFileSize {
 		if err := extend(img.File, st, end); err != nil {
+			rollback()
 			return nil, fmt.Errorf("extending %s to %d bytes: %w", img.Path, end, err)
 		}
 	}
@@ -109,18 +145,17 @@ func Resize(path string, sizeMiB int64, force bool, log *slog.Logger) (*ResizeRe
 		// The descriptor first: a crash before the file system grows
 		// leaves a partition larger than its file system, which is valid.
 		if err := setPartitionSize(img.File, slot, newSize-sec.Size); err != nil {
+			rollback()
 			return nil, fmt.Errorf("%s: %w", img.Path, err)
 		}
 	}
-	res, err := ext3.Grow(ext3.NewSection(img.File, sec.Offset, newSize), newSize,
+	res, err := growFS(ext3.NewSection(img.File, sec.Offset, newSize), newSize,
 		ext3.Options{Logger: log})
 	if err != nil {
+		// Once Grow has begun to commit, the image may hold the new file
+		// system: it must keep its new size.
 		if !errors.Is(err, ext3.ErrGrowIncomplete) {
-			// The file system is as it was: give the space back.
-			if slot >= 0 {
-				setPartitionSize(img.File, slot, sec.Size-newSize)
-			}
-			img.File.Truncate(oldFileSize)
+			rollback()
 		}
 		return nil, fmt.Errorf("%s: %w", img.Path, err)
 	}
@@ -245,6 +280,36 @@ func setPartitionSize(f *os.File, slot, delta int64) error {
 	return f.Sync()
 }
 
+// sifState is a copy of the SIF header and one descriptor, taken before
+// a resize rewrites them.
+type sifState struct {
+	descOff    int64
+	head, desc []byte
+}
+
+func saveSIFState(f *os.File, slot int64) (*sifState, error) {
+	s := &sifState{head: make([]byte, 128), desc: make([]byte, sifDescrLen)}
+	if _, err := f.ReadAt(s.head, 0); err != nil {
+		return nil, fmt.Errorf("reading header: %w", err)
+	}
+	s.descOff = int64(binary.LittleEndian.Uint64(s.head[sifHdrDescrOff:])) + slot*sifDescrLen
+	if _, err := f.ReadAt(s.desc, s.descOff); err != nil {
+		return nil, fmt.Errorf("reading descriptor: %w", err)
+	}
+	return s, nil
+}
+
+// restore writes the saved bytes back, modification times included.
+func (s *sifState) restore(f *os.File) error {
+	if _, err := f.WriteAt(s.desc, s.descOff); err != nil {
+		return fmt.Errorf("writing descriptor: %w", err)
+	}
+	if _, err := f.WriteAt(s.head, 0); err != nil {
+		return fmt.Errorf("writing header: %w", err)
+	}
+	return f.Sync()
+}
+
 // loopDevice returns the loop device backed by path, or "".
 func loopDevice(path string) string {
 	devs, _ := filepath.Glob("/sys/block/loop*/loop/backing_file")
@@ -261,8 +326,7 @@ func loopDevice(path string) string {
 // --sparse) gets the new range allocated too, so the overlay cannot run
 // out of host space later; a sparse one stays sparse.
 func extend(f *os.File, st os.FileInfo, end int64) error {
-	sys, ok := st.Sys().(*syscall.Stat_t)
-	if ok && sys.Blocks*512 >= st.Size() {
+	if allocated(st) {
 		err := unix.Fallocate(int(f.Fd()), 0, st.Size(), end-st.Size())
 		if err == nil || !errors.Is(err, unix.EOPNOTSUPP) {
 			return err
