@@ -39,7 +39,9 @@
 //     and the root inode after it, and writes the "mounted" superblock
 //     fields (needs_recovery, mount count) only before the first change,
 //     so an image that is only read, or that the caller refuses, stays
-//     byte for byte the same. A group whose bitmaps mark its own metadata,
+//     byte for byte the same. A writable Open of an image a crash left
+//     marked in use is closed clean (needs_recovery cleared) even if
+//     nothing changed, as after a replay. A group whose bitmaps mark its own metadata,
 //     the journal or a reserved inode free is refused for allocation
 //     (CorruptError, EIO: run e2fsck) instead of handing those out.
 //   - Offline growth (Grow, resize.go): a partial last group is filled,
@@ -56,8 +58,8 @@
 // extents, which husk does not support": extents, flex_bg, 64bit,
 // huge_file, dir_nlink, extra_isize, metadata_csum, uninit_bg, meta_bg,
 // inline_data, ... Also: external journals, building an htree index for
-// a directory that has none, htree collision chains on insert (the
-// index is dropped instead), quota, and data journalling.
+// a directory that has none, following htree collision chains on lookup
+// (a linear scan is used instead), quota, and data journalling.
 //
 // # Concurrency and durability
 //

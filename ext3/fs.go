@@ -107,6 +107,10 @@ type FS struct {
 	mounted  atomic.Bool
 	mountMu  sync.Mutex
 	mountErr error // guarded by mountMu
+	// crashed is set by a writable Open of an image a crash left marked
+	// in use (needs_recovery) with nothing to replay: Close must mark it
+	// clean even if nothing changes, as the kernel's unmount would.
+	crashed bool
 }
 
 // Open opens the file system on dev, which is size bytes long. It
@@ -156,6 +160,9 @@ func open(dev Device, size int64, opts Options, fresh bool) (*FS, error) {
 				return nil, err
 			}
 		}
+		// A kill after the last checkpoint leaves needs_recovery with an
+		// empty log: nothing to replay, but the flag must go at Close.
+		f.crashed = !replayed && !f.ro && f.sb.FeatureIncompat&incompatRecover != 0
 	} else if f.sb.FeatureIncompat&incompatRecover != 0 {
 		return nil, corrupt("superblock", 0, 0, "needs_recovery set without a journal")
 	}
@@ -241,7 +248,7 @@ func (f *FS) openJournal() (bool, error) {
 	}
 	in, err := f.iget(journalIno)
 	if err != nil {
-		return false, fmt.Errorf("ext3: journal inode: %w", err)
+		return false, withContext("journal inode", err)
 	}
 	defer f.iput(in)
 	if !in.isReg() || in.size() < 1024*uint64(f.bs) || in.size()%uint64(f.bs) != 0 {
@@ -253,7 +260,7 @@ func (f *FS) openJournal() (bool, error) {
 	}
 	phys, err := f.bmapAll(in, n)
 	if err != nil {
-		return false, fmt.Errorf("ext3: journal block map: %w", err)
+		return false, withContext("journal block map", err)
 	}
 	for i, p := range phys {
 		if p == 0 {
@@ -278,7 +285,7 @@ func (f *FS) openJournal() (bool, error) {
 	}
 	f.log.Debug("ext3: replaying journal")
 	if err := j.recover(); err != nil {
-		return false, fmt.Errorf("ext3: journal recovery: %w", err)
+		return false, withContext("journal recovery", err)
 	}
 	return true, nil
 }
@@ -287,7 +294,7 @@ func (f *FS) openJournal() (bool, error) {
 func (f *FS) checkRoot() error {
 	in, err := f.iget(RootIno)
 	if err != nil {
-		return fmt.Errorf("ext3: root inode: %w", err)
+		return withContext("root inode", err)
 	}
 	defer f.iput(in)
 	if !in.isDir() || in.nlink() == 0 {
@@ -312,8 +319,21 @@ func (f *FS) markMounted() error {
 	if f.mounted.Load() || f.mountErr != nil {
 		return f.mountErr
 	}
-	sb := f.sb
 	f.sbMu.Lock()
+	f.setMountFields()
+	f.sbMu.Unlock()
+	if err := f.writeSuperDirect(); err != nil {
+		f.mountErr = err
+		return err
+	}
+	f.mounted.Store(true)
+	return nil
+}
+
+// setMountFields sets the superblock fields of a mount: mount count and
+// time, needs_recovery or a cleared valid bit. Caller holds sbMu.
+func (f *FS) setMountFields() {
+	sb := f.sb
 	if !f.fresh {
 		sb.MntCount++
 		sb.Mtime = uint32(time.Now().Unix())
@@ -323,13 +343,6 @@ func (f *FS) markMounted() error {
 	} else {
 		sb.State &^= stateValid
 	}
-	f.sbMu.Unlock()
-	if err := f.writeSuperDirect(); err != nil {
-		f.mountErr = err
-		return err
-	}
-	f.mounted.Store(true)
-	return nil
 }
 
 // writeSuperDirect writes the primary superblock in place and syncs.
@@ -568,10 +581,16 @@ func (f *FS) Close() error {
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
-	if !f.mounted.Load() {
+	if !f.mounted.Load() && !f.crashed {
 		return nil // nothing was ever changed: the image is as it was
 	}
 	f.sbMu.Lock()
+	if !f.mounted.Load() {
+		// A crashed image with nothing to replay and no change since:
+		// the mount fields it would have had, then the clean unmount, in
+		// one superblock write.
+		f.setMountFields()
+	}
 	f.sb.FeatureIncompat &^= incompatRecover
 	if f.jnl == nil {
 		f.sb.State |= stateValid
