@@ -3,6 +3,7 @@ package ext3
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"syscall"
 )
 
@@ -62,3 +63,21 @@ func (e *unsupportedError) Error() string {
 }
 
 func (e *unsupportedError) Unwrap() error { return ErrUnsupported }
+
+// contextError puts context (the object an error concerns) before an
+// error from this package without repeating its "ext3: " prefix.
+type contextError struct {
+	context string
+	err     error
+}
+
+func (e *contextError) Error() string {
+	return "ext3: " + e.context + ": " + strings.TrimPrefix(e.err.Error(), "ext3: ")
+}
+
+func (e *contextError) Unwrap() error { return e.err }
+
+// withContext wraps err as "ext3: <context>: <err without its prefix>".
+func withContext(context string, err error) error {
+	return &contextError{context: context, err: err}
+}

@@ -334,21 +334,29 @@ func (f *FS) evictInodesLocked() {
 	}
 }
 
-// checkInode refuses inodes husk cannot handle, naming the feature.
+// ext4InodeFlags are the inode flags that only an ext4 feature allows.
+var ext4InodeFlags = []struct {
+	flag uint32
+	name string // the flag's feature
+}{
+	{flExtents, "extents"}, {flInlineData, "inline_data"},
+	{flHugeFile, "huge_file"}, {flEAInode, "ea_inode"},
+}
+
+// checkInode refuses inodes husk cannot handle.
 func (f *FS) checkInode(in *inode) error {
 	if in.nlink() == 0 && in.mode() == 0 {
 		return nil // free inode; callers treat it as absent
 	}
+	// load refused a superblock with any of these ext4 features, so an
+	// inode carrying one of their flags is garbage (a damaged inode
+	// table), not an ext4 file: say so rather than blame ext4.
 	fl := in.flags()
-	switch {
-	case fl&flExtents != 0:
-		return &unsupportedError{feature: "extents"}
-	case fl&flInlineData != 0:
-		return &unsupportedError{feature: "inline_data"}
-	case fl&flHugeFile != 0:
-		return &unsupportedError{feature: "huge_file"}
-	case fl&flEAInode != 0:
-		return &unsupportedError{feature: "ea_inode"}
+	for _, x := range ext4InodeFlags {
+		if fl&x.flag != 0 {
+			return corrupt("inode", 0, in.ino,
+				"%s flag set on a file system without the %s feature", x.name, x.name)
+		}
 	}
 	if x := in.extraSize(); x != 0 && (x < 4 || goodOldInode+x > len(in.raw) || x&3 != 0) {
 		return corrupt("inode", 0, in.ino, "i_extra_isize %d", x)
