@@ -58,11 +58,12 @@ func (n *node) prepareCreate(ctx context.Context, name string) (uid, gid uint32,
 
 // createFailed undoes prepareCreate after the creation of name failed:
 // the whiteout it removed goes back, so a deleted lower entry does not
-// reappear because a create failed (ENOSPC, a refused owner ...).
+// reappear because a create failed (ENOSPC, a refused owner ...). Only
+// where a lower has the name: an opaque directory holds no whiteouts.
 //
 // Preconditions: n.dirMu held for writing.
 func (n *node) createFailed(name string, hadWhiteout bool) {
-	if hadWhiteout {
+	if hadWhiteout && n.u.lowerHas(n, name) {
 		if err := n.u.makeWhiteout(n.top().n, name); err != nil && n.u.log != nil {
 			n.u.log.Warn("fusefs: whiteout lost after a failed create",
 				"name", name, "err", err)

@@ -13,7 +13,9 @@
 //   - merged directories down to the first opaque one; whiteouts and opaque
 //     markers in every dialect of COMPAT §4.4 when reading; char 0/0
 //     whiteouts and trusted+user (or fuse-overlayfs style user + ".wh..wh..opq")
-//     opaque markers when writing;
+//     opaque markers when writing; a directory husk makes opaque holds no
+//     whiteouts (the kernel reads an opaque directory as it is and would
+//     show them as broken entries);
 //   - copy-up of data (sparse), mode, owner, times and xattrs, atomic through
 //     the work directory; a hard-linked lower file is copied once and all
 //     its visible names are linked to the copy (the lower is indexed by

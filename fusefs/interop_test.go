@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -239,5 +240,184 @@ func TestInteropOthersWrite(t *testing.T) {
 			h, _ := f.mount()
 			sameSnapshot(t, "husk over "+who+"'s upper", snapshot(t, h), want)
 		})
+	}
+}
+
+// renameLower is the lower of the opaque-rename tests, shaped like
+// /usr/share/doc of a Debian image.
+var renameLower = []string{"doc/apt/changelog.gz=c", "doc/apt/copyright=x",
+	"doc/apt/ex/a=1", "doc/apt/ex/b=2", "doc/apt/ex/deep/d1=d", "doc/apt/ex/deep/d2=e",
+	"doc/other/o=o", "doc/other/sub/s=s", "doc/other/sub/t=t", "keep=k"}
+
+// A directory that husk makes opaque in the upper (by renaming a lower
+// directory) holds no whiteouts: the kernel's overlayfs does not merge
+// an opaque directory and would show them as broken entries that can
+// never be removed. Each case changes the union through husk, then the
+// kernel's overlayfs must show the same tree and remove the renamed
+// directory with rm -rf, and husk must see the kernel's result.
+func TestInteropOpaqueRename(t *testing.T) {
+	cases := []struct {
+		name string
+		work func(t *testing.T, p func(string) string)
+		rmrf string // removed through the kernel
+	}{{
+		// The new-user trial: delete in a lower directory, rename it.
+		name: "delete then rename",
+		work: func(t *testing.T, p func(string) string) {
+			must(t, os.Remove(p("doc/apt/changelog.gz")))
+			must(t, os.Rename(p("doc/apt"), p("doc/apt2")))
+		},
+		rmrf: "doc/apt2",
+	}, {
+		name: "nested deletes and renames",
+		work: func(t *testing.T, p func(string) string) {
+			must(t, os.Remove(p("doc/apt/copyright")))
+			must(t, os.Remove(p("doc/apt/ex/a")))
+			must(t, os.Remove(p("doc/apt/ex/deep/d1")))
+			must(t, os.Rename(p("doc/apt/ex/deep"), p("doc/apt/ex/deep2")))
+			must(t, os.Remove(p("doc/apt/ex/deep2/d2")))
+			must(t, os.Rename(p("doc/apt"), p("doc/apt2")))
+			// The old name made again over its whiteout.
+			must(t, os.MkdirAll(p("doc/apt/ex"), 0755))
+			must(t, os.WriteFile(p("doc/apt/ex/new"), []byte("n"), 0644))
+		},
+		rmrf: "doc/apt2",
+	}, {
+		name: "delete after rename",
+		work: func(t *testing.T, p func(string) string) {
+			must(t, os.Rename(p("doc/apt"), p("doc/apt2")))
+			must(t, os.Remove(p("doc/apt2/changelog.gz")))
+			must(t, os.Remove(p("doc/apt2/ex/deep/d1")))
+			must(t, os.RemoveAll(p("doc/apt2/ex/deep")))
+			must(t, os.WriteFile(p("doc/apt2/ex/a"), []byte("new a"), 0644))
+		},
+		rmrf: "doc/apt2/ex",
+	}, {
+		// A renamed (opaque) directory receives a renamed directory
+		// that had whiteouts at two depths.
+		name: "rename into renamed",
+		work: func(t *testing.T, p func(string) string) {
+			must(t, os.Rename(p("doc/apt"), p("doc/apt2")))
+			must(t, os.Remove(p("doc/other/o")))
+			must(t, os.Remove(p("doc/other/sub/s")))
+			must(t, os.Rename(p("doc/other"), p("doc/apt2/other")))
+			must(t, os.Remove(p("doc/apt2/other/sub/t")))
+		},
+		rmrf: "doc/apt2",
+	}}
+	for _, c := range cases {
+		t.Run(strings.ReplaceAll(c.name, " ", "_"), func(t *testing.T) {
+			f := newImageFixture(t, renameLower...)
+			mnt, stop := f.mount()
+			c.work(t, func(s string) string { return filepath.Join(mnt, s) })
+			want := snapshot(t, mnt)
+			stop()
+			f.fsck()
+			f.noWhiteoutsInOpaque()
+
+			k, kstop := f.kernelRW()
+			sameSnapshot(t, "kernel overlayfs over husk's upper", snapshot(t, k), want)
+			if out, err := exec.Command("rm", "-rf", filepath.Join(k, c.rmrf)).
+				CombinedOutput(); err != nil {
+				t.Errorf("rm -rf %s under the kernel: %v\n%s", c.rmrf, err, out)
+			}
+			if exists(filepath.Join(k, c.rmrf)) {
+				t.Errorf("%s still there after rm -rf under the kernel", c.rmrf)
+			}
+			want = snapshot(t, k)
+			kstop()
+			f.fsck()
+
+			mnt2, stop2 := f.mount()
+			sameSnapshot(t, "husk after the kernel's rm -rf", snapshot(t, mnt2), want)
+			stop2()
+			f.fsck()
+		})
+	}
+}
+
+// kernelRW mounts the fixture's images with the kernel (loop) and the
+// kernel's overlayfs over them, writable, as Apptainer does with an
+// overlay image. The returned function unmounts all three (also run at
+// cleanup if not called).
+func (f *imageFixture) kernelRW() (string, func()) {
+	t := f.t
+	t.Helper()
+	dir := t.TempDir()
+	lo, ov, mnt := filepath.Join(dir, "lo"), filepath.Join(dir, "ov"), filepath.Join(dir, "m")
+	for _, d := range []string{lo, ov, mnt} {
+		must(t, os.Mkdir(d, 0755))
+	}
+	stop := func() {
+		unmountRetry(t, mnt, unix.Unmount)
+		unmountRetry(t, ov, unix.Unmount)
+		unmountRetry(t, lo, unix.Unmount)
+	}
+	t.Cleanup(stop)
+	tool(t, "mount", "-o", "loop,ro", f.sqfs, lo)
+	tool(t, "mount", "-o", "loop", f.ext3, ov)
+	opts := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s", lo,
+		filepath.Join(ov, "upper"), filepath.Join(ov, "work"))
+	if err := unix.Mount("overlay", mnt, "overlay", unix.MS_NODEV, opts); err != nil {
+		t.Fatalf("mount overlay (%s): %v", opts, err)
+	}
+	return mnt, stop
+}
+
+// noWhiteoutsInOpaque fails the test if debugfs lists a character device
+// (a whiteout) in an opaque directory of the ext3 upper, or if the upper
+// has no opaque directory at all (the check would prove nothing).
+func (f *imageFixture) noWhiteoutsInOpaque() {
+	t := f.t
+	t.Helper()
+	ov := t.TempDir()
+	tool(t, "mount", "-o", "loop,ro", f.ext3, ov)
+	defer unmountRetry(t, ov, unix.Unmount)
+	var opaque []string
+	err := filepath.Walk(filepath.Join(ov, "upper"), func(p string, fi os.FileInfo,
+		err error) error {
+		if err != nil || !fi.IsDir() {
+			return err
+		}
+		for _, x := range opaqueXattrs {
+			v := make([]byte, 8)
+			if n, err := unix.Lgetxattr(p, x, v); err == nil && string(v[:n]) == "y" {
+				rel, _ := filepath.Rel(ov, p)
+				opaque = append(opaque, "/"+rel)
+				break
+			}
+		}
+		return nil
+	})
+	must(t, err)
+	if len(opaque) == 0 {
+		t.Fatal("no opaque directory in the upper")
+	}
+	for _, d := range opaque {
+		out, err := exec.Command("debugfs", "-R", "ls -l "+d, f.ext3).CombinedOutput()
+		if err != nil {
+			t.Fatalf("debugfs ls -l %s: %v\n%s", d, err, out)
+		}
+		found := false
+		for _, line := range strings.Split(string(out), "\n") {
+			fs := strings.Fields(line)
+			if len(fs) < 3 {
+				continue
+			}
+			mode, err := strconv.ParseUint(fs[1], 8, 32)
+			if err != nil {
+				continue
+			}
+			name := fs[len(fs)-1]
+			if name == "." {
+				found = true
+			}
+			if mode&syscall.S_IFMT == syscall.S_IFCHR {
+				t.Errorf("opaque %s holds whiteout %s: %s", d, name, line)
+			}
+		}
+		if !found {
+			t.Fatalf("debugfs ls -l %s: no listing\n%s", d, out)
+		}
 	}
 }

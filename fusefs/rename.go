@@ -14,6 +14,8 @@ import (
 // without redirect_dir) and marked opaque, and its old name gets a
 // whiteout. A directory arriving in a directory that has lower layers is
 // marked opaque, so that lower directories of the new name stay hidden.
+// Marking a directory opaque drops the whiteouts in it (markOpaque), and
+// no name removed from an opaque directory leaves one (lowerHas).
 func (n *node) Rename(ctx context.Context, name string, newParent fs.InodeEmbedder,
 	newName string, flags uint32) syscall.Errno {
 	u := n.u

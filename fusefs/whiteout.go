@@ -117,10 +117,19 @@ func (u *Union) clearWhiteout(dir Node, name string) (bool, error) {
 	return found, nil
 }
 
-// markOpaque marks upper directory dir opaque.
+// markOpaque marks upper directory dir opaque and drops the whiteouts it
+// holds (dropWhiteouts).
 //
 // Preconditions: the union directory of dir locked for writing.
 func (u *Union) markOpaque(dir Node) error {
+	if err := u.setOpaque(dir); err != nil {
+		return err
+	}
+	return u.dropWhiteouts(dir)
+}
+
+// setOpaque sets the opaque marker of upper directory dir.
+func (u *Union) setOpaque(dir Node) error {
 	y := []byte("y")
 	u.stMu.Lock()
 	trusted := u.opaqueTrusted
@@ -160,12 +169,33 @@ func (u *Union) markOpaque(dir Node) error {
 //
 // Preconditions: the union directory of dir locked for writing.
 func (u *Union) cleanUpperDir(dir Node) error {
+	return u.removeMachinery(dir, true)
+}
+
+// dropWhiteouts removes the whiteouts (char 0/0 devices and ".wh.<name>"
+// files, not the opaque marker) from upper directory dir, which is opaque.
+// Nothing below an opaque directory merges, so they hide nothing; and the
+// kernel's overlayfs, which reads an opaque directory as it is, would show
+// each as a broken entry that keeps the directory from being removed.
+//
+// Preconditions: the union directory of dir locked for writing.
+func (u *Union) dropWhiteouts(dir Node) error {
+	return u.removeMachinery(dir, false)
+}
+
+// removeMachinery unlinks the whiteouts and ".wh." files in upper
+// directory dir, the opaque marker file too if all. With all it fails
+// with ENOTEMPTY at the first other entry; without, it keeps the others.
+func (u *Union) removeMachinery(dir Node, all bool) error {
 	ents, err := u.upper.ReadDir(dir)
 	if err != nil {
 		return err
 	}
 	for _, e := range ents {
 		if e.Mode&syscall.S_IFMT == syscall.S_IFCHR || hiddenName(e.Name) {
+			if !all && e.Name == whOpqFile {
+				continue
+			}
 			_, a, err := u.upper.Lookup(dir, e.Name)
 			if err != nil {
 				return err
@@ -177,7 +207,9 @@ func (u *Union) cleanUpperDir(dir Node) error {
 				continue
 			}
 		}
-		return syscall.ENOTEMPTY
+		if all {
+			return syscall.ENOTEMPTY
+		}
 	}
 	return nil
 }
