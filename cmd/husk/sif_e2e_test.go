@@ -87,8 +87,10 @@ func TestSifTool(t *testing.T) {
 		!strings.Contains(r.stderr, "--partfs, --parttype and --partarch") {
 		t.Errorf("partition without metadata: %s", r)
 	}
-	if r := husk(t, dir, "sif", "info", "9", s); r.code != 255 {
-		t.Errorf("info of a missing object: %s", r)
+	// Every subcommand taking an ID names the file and the missing ID.
+	for _, cmd := range []string{"info", "dump", "del", "setprim"} {
+		r := husk(t, dir, "sif", cmd, "1", s)
+		fatalLine(t, r, s+": no object with id 1")
 	}
 }
 

@@ -125,6 +125,18 @@ func withSIF(path string, writable bool, fn func(*sif.FileImage) error) error {
 	return err
 }
 
+// objectErr names the file and object in the sif library's errors about
+// object id, whose "object not found" alone says neither.
+func objectErr(path string, id uint32, err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, sif.ErrObjectNotFound):
+		return fmt.Errorf("%s: no object with id %d", path, id)
+	}
+	return fmt.Errorf("%s: object %d: %w", path, id, err)
+}
+
 // Run implements `husk sif header`.
 func (c *SifHeaderCmd) Run(g *globals) error {
 	return withSIF(c.Path, false, func(f *sif.FileImage) error {
@@ -145,7 +157,7 @@ func (c *SifInfoCmd) Run(g *globals) error {
 	return withSIF(c.Path, false, func(f *sif.FileImage) error {
 		d, err := f.GetDescriptor(sif.WithID(c.ID))
 		if err != nil {
-			return err
+			return objectErr(c.Path, c.ID, err)
 		}
 		return writeSIFInfo(os.Stdout, d)
 	})
@@ -156,7 +168,7 @@ func (c *SifDumpCmd) Run(g *globals) error {
 	return withSIF(c.Path, false, func(f *sif.FileImage) error {
 		d, err := f.GetDescriptor(sif.WithID(c.ID))
 		if err != nil {
-			return err
+			return objectErr(c.Path, c.ID, err)
 		}
 		_, err = io.CopyN(os.Stdout, d.GetReader(), d.Size())
 		return err
@@ -175,14 +187,14 @@ func (c *SifNewCmd) Run(g *globals) error {
 // Run implements `husk sif del`.
 func (c *SifDelCmd) Run(g *globals) error {
 	return withSIF(c.Path, true, func(f *sif.FileImage) error {
-		return f.DeleteObject(c.ID)
+		return objectErr(c.Path, c.ID, f.DeleteObject(c.ID))
 	})
 }
 
 // Run implements `husk sif setprim`.
 func (c *SifSetprimCmd) Run(g *globals) error {
 	return withSIF(c.Path, true, func(f *sif.FileImage) error {
-		return f.SetPrimPart(c.ID)
+		return objectErr(c.Path, c.ID, f.SetPrimPart(c.ID))
 	})
 }
 
