@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/csv"
 	"fmt"
 	"log/slog"
 	"path/filepath"
@@ -116,13 +117,19 @@ func buildEnv(in envInput, log *slog.Logger) (containerEnv, error) {
 		}
 	}
 	cli := map[string]bool{}
-	for _, kv := range in.Env {
-		k, v, ok := strings.Cut(kv, "=")
-		if !ok || k == "" {
-			return out, fmt.Errorf("--env %q: want KEY=VALUE", kv)
+	for _, arg := range in.Env {
+		pairs, err := splitEnvFlag(arg)
+		if err != nil {
+			return out, err
 		}
-		inject[k] = envVar{Key: k, Value: v, Eval: !in.NoEval}
-		cli[k] = true
+		for _, kv := range pairs {
+			k, v, _ := strings.Cut(kv, "=")
+			if k == "" {
+				return out, fmt.Errorf("--env %q: want KEY=VALUE", kv)
+			}
+			inject[k] = envVar{Key: k, Value: v, Eval: !in.NoEval}
+			cli[k] = true
+		}
 	}
 	for _, f := range in.EnvFiles {
 		vars, err := parseEnvFile(f, hostMap, in.Image)
@@ -169,6 +176,36 @@ func buildEnv(in envInput, log *slog.Logger) (containerEnv, error) {
 	out.Engine = engineVars(in)
 	out.App = in.App
 	return out, nil
+}
+
+// splitEnvFlag splits one --env value into KEY=VALUE pairs as Apptainer's
+// --env (a pflag string-to-string flag) does: a value with one "=" is one
+// pair, even with commas in it ("A=1,2"), and has any double quotes at its
+// ends dropped; a value with more is one line of CSV, so "A=1,B=2" is two
+// pairs and a field in double quotes keeps its commas ("A=1,\"B=2,3\"",
+// with "" for a quote inside). Every pair needs an "=".
+func splitEnvFlag(val string) ([]string, error) {
+	var pairs []string
+	switch strings.Count(val, "=") {
+	case 0:
+		return nil, fmt.Errorf("--env %q: want KEY=VALUE", val)
+	case 1:
+		pairs = []string{strings.Trim(val, `"`)}
+	default:
+		r := csv.NewReader(strings.NewReader(val))
+		// Only the first line counts, as in pflag.
+		rec, err := r.Read()
+		if err != nil {
+			return nil, fmt.Errorf("--env %q: %w", val, err)
+		}
+		pairs = rec
+	}
+	for _, kv := range pairs {
+		if !strings.Contains(kv, "=") {
+			return nil, fmt.Errorf("--env %q: %q is not KEY=VALUE", val, kv)
+		}
+	}
+	return pairs, nil
 }
 
 // engineVars are the variables the runtime sets for the container

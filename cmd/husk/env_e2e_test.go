@@ -208,3 +208,22 @@ func TestUTSNamespace(t *testing.T) {
 		}
 	}
 }
+
+// --env splits on commas as Apptainer's does (TestSplitEnvFlag has the
+// rules): the trial's `--env X=1,Y=2` set X to "1,Y=2".
+func TestEnvFlagCommas(t *testing.T) {
+	setup(t)
+	img, dir := debianSIF(t), workDir(t)
+	m := containerEnviron(t, dir, nil, "exec", "--env", "X=1,Y=2", "--env", "ONE=a,b",
+		"--env", `Q=1,"R=2,3"`, img)
+	want := map[string]string{"X": "1", "Y": "2", "ONE": "a,b", "Q": "1", "R": "2,3"}
+	for k, v := range want {
+		if m[k] != v {
+			t.Errorf("%s = %q, want %q", k, m[k], v)
+		}
+	}
+	r := huskEnv(t, dir, nil, "exec", "--env", "X=1,Y=2,Z", img, "true")
+	if r.code == 0 || !strings.Contains(r.stderr, `"Z" is not KEY=VALUE`) {
+		t.Errorf("--env X=1,Y=2,Z: want a refusal naming Z:\n%s", r)
+	}
+}
