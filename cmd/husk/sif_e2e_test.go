@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -182,5 +183,37 @@ func TestBuiltImageMetadata(t *testing.T) {
 	m = containerEnviron(t, dir, []string{"APPTAINERENV_PS1=mine> "}, "exec", out)
 	if m["PS1"] != "mine> " {
 		t.Errorf("APPTAINERENV_PS1: PS1=%q", m["PS1"])
+	}
+}
+
+// The trial's SIF with a text file added as its ext3 overlay partition:
+// --writable and overlay info name the partition and why it is bad, a
+// plain exec warns and runs without it; --overlay of a SIF without any
+// overlay partition says it adds nothing.
+func TestSIFBadOverlayPartition(t *testing.T) {
+	setup(t)
+	img, dir := debianSIF(t), workDir(t)
+	s3 := filepath.Join(dir, "s3.sif")
+	tool(t, "cp", "--sparse=always", img, s3)
+	chown(t, s3)
+	blob := filepath.Join(dir, "blob.txt")
+	os.WriteFile(blob, []byte("hello\n"), 0o644)
+	ok(t, dir, "sif", "add", "--datatype", "4", "--parttype", "4", "--partfs", "2",
+		"--partarch", "2", "--groupid", "1", s3, blob)
+	id := sifDescriptors(t, s3)[len(sifDescriptors(t, s3))-1].ID()
+	want := fmt.Sprintf("%s: overlay partition (object %d) is not a valid ext3 image: "+
+		"6 bytes, too small for an ext3 superblock", s3, id)
+
+	fatalLine(t, husk(t, dir, "exec", "--writable", s3, "true"), want)
+	fatalLine(t, husk(t, dir, "overlay", "info", s3), want)
+	r := ok(t, dir, "exec", s3, "true")
+	if !strings.Contains(r.stderr, "WARNING: "+want+": ignoring it") {
+		t.Errorf("exec with a bad overlay partition: %s", r)
+	}
+
+	r = ok(t, dir, "exec", "--overlay", img, img, "true")
+	if !strings.Contains(r.stderr, "WARNING: --overlay "+img+
+		": the SIF has no overlay partition, nothing of it is used") {
+		t.Errorf("--overlay of a SIF without overlay partition: %s", r)
 	}
 }

@@ -60,6 +60,35 @@ type Section struct {
 	Overlay bool `json:"overlay,omitempty"`
 }
 
+// BadSection is a SIF partition that is not the filesystem its
+// descriptor says, and why.
+type BadSection struct {
+	Section
+	Err error
+}
+
+// Error says which partition of which file is bad, in the words of the
+// messages that refuse it.
+func (b BadSection) Error(path string) error {
+	kind := "data"
+	if b.Overlay {
+		kind = "overlay"
+	}
+	return fmt.Errorf("%s: %s partition (object %d) is not a valid %s image: %w", path, kind,
+		b.ID, b.FS, b.Err)
+}
+
+// BadExt3Overlay returns the error for the first bad ext3 overlay
+// partition, or nil when there is none.
+func (img *Image) BadExt3Overlay() error {
+	for _, b := range img.BadParts {
+		if b.Overlay && b.FS == FSExt3 {
+			return b.Error(img.Path)
+		}
+	}
+	return nil
+}
+
 // Image is an opened image file or directory.
 type Image struct {
 	// Path is absolute with symlinks resolved; messages use it.
@@ -77,6 +106,10 @@ type Image struct {
 	// Overlays are a SIF's overlay and data partitions (PrimSys group only),
 	// in descriptor order.
 	Overlays []Section
+	// BadParts are a SIF's overlay and data partitions (PrimSys group
+	// only) whose filesystem does not check out. Apptainer skips them
+	// silently; husk warns, and refuses them where one is needed.
+	BadParts []BadSection
 	// Arch is a SIF's primary architecture as a Go name ("amd64").
 	Arch string
 

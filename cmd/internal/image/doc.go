@@ -12,7 +12,11 @@
 // Inside a SIF the root filesystem is the PrimSys partition, which must be
 // squashfs. Overlays are FS partitions of type Overlay or Data whose fstype is
 // ext3 or squashfs; an Overlay partition outside the PrimSys group is
-// ignored, as are partitions whose superblock does not check out.
+// ignored. One whose superblock does not check out is left out too, as
+// Apptainer does, but listed in Image.BadParts: a plan warns about it, and
+// --writable refuses it with the reason when it was the only ext3 overlay.
+// --overlay of a SIF that has no overlay partition warns that it adds
+// nothing.
 //
 // Every ext3 section that husk uses is locked with an open-file-description
 // byte-range lock over the section: a write lock when it is the writable

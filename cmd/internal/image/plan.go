@@ -239,6 +239,11 @@ func (p *Plan) rootLayers(img *Image, writable bool, log *slog.Logger) ([]Layer,
 		return nil, fmt.Errorf("could not use %s for writing, you don't have write permissions",
 			img.Path)
 	}
+	if writable && !hasExt3Overlay(img) {
+		if err := img.BadExt3Overlay(); err != nil {
+			return nil, err
+		}
+	}
 	ls, err := p.sifOverlays(img, writable, img.Path, log)
 	if err != nil {
 		return nil, err
@@ -253,6 +258,9 @@ func (p *Plan) rootLayers(img *Image, writable bool, log *slog.Logger) ([]Layer,
 // one becomes the upper when writable, the others are read-only lowers.
 func (p *Plan) sifOverlays(img *Image, writable bool, arg string,
 	log *slog.Logger) ([]Layer, error) {
+	for _, b := range img.BadParts {
+		log.Warn(fmt.Sprintf("%v: ignoring it", b.Error(img.Path)))
+	}
 	var lowers []Layer
 	for _, sec := range img.Overlays {
 		l := Layer{Kind: LayerKind(sec.FS), File: p.fileIndex(img), Section: sec, Path: img.Path}
@@ -312,8 +320,22 @@ func (p *Plan) overlayLayers(ov OverlayArg, log *slog.Logger) ([]Layer, error) {
 		}
 		return []Layer{l}, nil
 	}
-	// A SIF as overlay: only its overlay partitions count, silently none.
+	// A SIF as overlay: only its overlay and data partitions count.
+	if len(img.Overlays) == 0 && len(img.BadParts) == 0 {
+		log.Warn(fmt.Sprintf("--overlay %s: the SIF has no overlay partition, nothing of it "+
+			"is used (add one with 'husk overlay create %s')", ov.Path, ov.Path))
+	}
 	return p.sifOverlays(img, writable, ov.Path, log)
+}
+
+// hasExt3Overlay says whether the SIF has a usable ext3 overlay partition.
+func hasExt3Overlay(img *Image) bool {
+	for _, s := range img.Overlays {
+		if s.Overlay && s.FS == FSExt3 {
+			return true
+		}
+	}
+	return false
 }
 
 // Describe returns a one-line summary of the stack, top first, for debug

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"runtime"
 
@@ -86,7 +87,7 @@ func (img *Image) loadSIF(size int64) error {
 	}
 
 	// Overlay and data partitions; an Overlay outside the PrimSys group is
-	// ignored, as are partitions whose superblock does not check out.
+	// ignored; one whose superblock does not check out goes to BadParts.
 	group := prim.GroupID()
 	descs, _ := fi.GetDescriptors(sif.WithDataType(sif.DataPartition))
 	for _, d := range descs {
@@ -101,13 +102,36 @@ func (img *Image) loadSIF(size int64) error {
 		if err != nil {
 			return err
 		}
-		if fst, err := probeSection(img.File, sec.Offset); err != nil || fst != sec.FS {
+		sec.Overlay = pt == sif.PartOverlay
+		if err := checkPartition(img.File, *sec); err != nil {
+			img.BadParts = append(img.BadParts, BadSection{Section: *sec, Err: err})
 			continue
 		}
-		sec.Overlay = pt == sif.PartOverlay
 		img.Overlays = append(img.Overlays, *sec)
 	}
 	return nil
+}
+
+// checkPartition says why sec does not hold the filesystem its descriptor
+// names, or nil when its superblock checks out.
+func checkPartition(f *os.File, sec Section) error {
+	fst, err := probeSection(io.NewSectionReader(f, sec.Offset, sec.Size), 0)
+	switch {
+	case errors.Is(err, ErrNotExt3):
+		return errors.New("an ext2 (no journal) or ext4 (features ext3 lacks) filesystem")
+	case err != nil:
+		return err
+	case fst == sec.FS:
+		return nil
+	case fst != "":
+		return fmt.Errorf("it holds a %s filesystem", fst)
+	case sec.FS == FSExt3 && sec.Size < ext3MagicOff+2:
+		return fmt.Errorf("%d bytes, too small for an ext3 superblock", sec.Size)
+	case sec.FS == FSExt3:
+		return fmt.Errorf("no ext3 superblock magic (0x%X at byte %d)", ext3Magic,
+			ext3MagicOff)
+	}
+	return fmt.Errorf("no squashfs superblock magic (%q at byte 0)", squashMagic)
 }
 
 // partition turns a FS descriptor into a Section, checking its bounds.

@@ -188,6 +188,9 @@ func openOverlay(path string, write bool) (*image.Image, image.Section, error) {
 				return img, s, nil
 			}
 		}
+		if err := img.BadExt3Overlay(); err != nil {
+			return fail("%w", err)
+		}
 		return fail("%s: the SIF has no ext3 overlay partition (add one with "+
 			"'husk overlay create %s')", img.Path, filepath.Base(img.Path))
 	}
