@@ -12,6 +12,7 @@ import (
 
 	"github.com/ProtonMail/go-crypto/openpgp"
 	"github.com/ProtonMail/go-crypto/openpgp/packet"
+	"github.com/husk-project/husk/cmd/internal/image"
 	"github.com/sylabs/sif/v2/pkg/integrity"
 	"github.com/sylabs/sif/v2/pkg/sif"
 )
@@ -100,8 +101,30 @@ func readKeyring(path string) (openpgp.EntityList, error) {
 	return el, nil
 }
 
+// checkSIF refuses a file that is not a SIF, or whose header is damaged,
+// before the sif library reads it (whose "reading global header: unexpected
+// EOF" says neither): a file without SIF_MAGIC is "not a SIF file", the rest
+// is the header check the run commands make (image.InspectSIF).
+func checkSIF(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	const magicOff, magic = 32, "SIF_MAGIC"
+	b := make([]byte, len(magic))
+	if n, _ := f.ReadAt(b, magicOff); n < len(b) || string(b) != magic {
+		return fmt.Errorf("%s: not a SIF file: no %s at offset %d", path, magic, magicOff)
+	}
+	_, err = image.InspectSIF(f, path)
+	return err
+}
+
 // Run implements `husk verify`.
 func (c *VerifyCmd) Run(g *globals) error {
+	if err := checkSIF(c.Image); err != nil {
+		return err
+	}
 	paths, explicit := c.Keyring, len(c.Keyring) > 0
 	if !explicit {
 		paths = []string{filepath.Join(keysDir(), "pgp-public"), globalKeyring}
@@ -307,6 +330,9 @@ func (c *SignCmd) Run(g *globals) error {
 		}
 	}
 
+	if err := checkSIF(c.Image); err != nil {
+		return err
+	}
 	f, err := sif.LoadContainerFromPath(c.Image)
 	if err != nil {
 		return fmt.Errorf("%s: %w", c.Image, err)

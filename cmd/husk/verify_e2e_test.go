@@ -186,3 +186,38 @@ func verifyFails(t *testing.T, r result, want ...string) {
 		}
 	}
 }
+
+// verify and sign name a file that is not a SIF and say so, instead of
+// the sif library's "reading global header: unexpected EOF".
+func TestVerifyNotSIF(t *testing.T) {
+	setup(t)
+	dir := workDir(t)
+	_, pub, sec := pgpKey(t, dir, "alice")
+	sifHead, err := os.ReadFile(debianSIF(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		data []byte
+		want string
+	}{
+		{"notsif.sif", []byte("hello\n"), "not a SIF file"},
+		{"empty.sif", nil, "not a SIF file"},
+		{"text.sif", bytes.Repeat([]byte("not a sif "), 100), "not a SIF file"},
+		{"trunc.sif", sifHead[:1000], "truncated SIF"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := filepath.Join(dir, tc.name)
+			if err := os.WriteFile(p, tc.data, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			chown(t, p)
+			fatalLine(t, husk(t, dir, "verify", "--keyring", pub, p), p+": "+tc.want)
+			fatalLine(t, husk(t, dir, "sign", "--keyring", sec, p), p+": "+tc.want)
+			if got, _ := os.ReadFile(p); !bytes.Equal(got, tc.data) {
+				t.Errorf("sign changed %s", p)
+			}
+		})
+	}
+}
