@@ -6,7 +6,6 @@ import (
 	"io"
 	"os"
 	"path"
-	"path/filepath"
 	"runtime"
 	"strings"
 
@@ -60,9 +59,26 @@ func Create(dst string, opts Options) error {
 		defer target.Close()
 	}
 
-	// Apptainer stages in <image>.ext3; a unique name keeps two creators
-	// of the same image from removing each other's file.
-	tmp, err := os.CreateTemp(filepath.Dir(dst), filepath.Base(dst)+".*.ext3")
+	// What a create killed earlier left: its staging file, and in a SIF
+	// the start of the partition it was appending.
+	live, _, err := sweepTemps(dst)
+	if err != nil {
+		return fmt.Errorf("looking for leftovers of an earlier create next to %s: %w", dst, err)
+	}
+	if live != 0 {
+		return sweepErr(dst, live)
+	}
+	if target != nil {
+		if _, err := trimInterrupted(target); err != nil {
+			return fmt.Errorf("%s: removing the bytes an interrupted create appended: %w",
+				dst, err)
+		}
+	}
+
+	// Apptainer stages in <image>.ext3; a name with the pid, locked while
+	// in use, keeps two creators of the same image apart and lets the next
+	// one remove what a killed one left.
+	tmp, err := createTemp(dst)
 	if err != nil {
 		return fmt.Errorf("creating the overlay next to %s: %w", dst, err)
 	}
@@ -155,7 +171,11 @@ func addToSIF(f *os.File, dst string, ext *os.File, info *image.SIFInfo) error {
 	if _, err := ext.Seek(0, io.SeekStart); err != nil {
 		return err
 	}
-	di, err := sif.NewDescriptorInput(sif.DataPartition, ext,
+	var src io.Reader = ext
+	if copyHook != nil {
+		src = &hookReader{r: ext}
+	}
+	di, err := sif.NewDescriptorInput(sif.DataPartition, src,
 		sif.OptPartitionMetadata(sif.FsExt3, sif.PartOverlay, arch),
 		sif.OptGroupID(info.Group))
 	if err != nil {
@@ -173,6 +193,22 @@ func addToSIF(f *os.File, dst string, ext *os.File, info *image.SIFInfo) error {
 		return err
 	}
 	return f.Sync()
+}
+
+// copyHook, when set by a test, is called with the bytes of the overlay
+// copied into the SIF so far, to kill the create in the middle.
+var copyHook func(copied int64)
+
+type hookReader struct {
+	r io.Reader
+	n int64
+}
+
+func (h *hookReader) Read(p []byte) (int, error) {
+	n, err := h.r.Read(p)
+	h.n += int64(n)
+	copyHook(h.n)
+	return n, err
 }
 
 // allocate sizes the file: a hole with sparse, otherwise real blocks

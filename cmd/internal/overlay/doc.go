@@ -3,7 +3,13 @@
 // Create makes a journaled ext3 image with Apptainer's overlay layout
 // (upper/ and work/ at the root), written in Go with ext3.Mkfs, either as a
 // bare file of mode 0600 or appended to an existing SIF as an Ext3/Overlay
-// partition in the root filesystem's group (COMPAT §2).
+// partition in the root filesystem's group (COMPAT §2). The image is built
+// in <dst>.husk-create-<pid>.ext3, locked by its creator; a create killed
+// midway leaves that file and, in a SIF, the start of the partition it was
+// appending. The next create removes a staging file nobody holds (info
+// does too), refuses to run beside a live one, and truncates a SIF whose
+// bytes past its last object begin with an ext3 superblock (or are zeros)
+// back to the end of that object.
 //
 // Resize grows the file system of a bare overlay image, or of a SIF's
 // overlay partition when it is the last object in the file (the descriptor

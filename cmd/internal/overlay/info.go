@@ -54,6 +54,7 @@ type Journal struct {
 // read lock other husk processes honour, so an overlay being written by a
 // running container is refused rather than shown half-written.
 func Describe(path string, log *slog.Logger) (*Info, error) {
+	sweepTemps(path) // a killed create's staging file; best effort
 	img, sec, err := openOverlay(path, false)
 	if err != nil {
 		return nil, err
