@@ -9,10 +9,9 @@ import (
 
 // CLI is husk's command line. Flags follow Apptainer's names.
 //
-// Kong parses husk's own flags wherever they appear before the container
-// command, including between IMAGE and the command (Apptainer stops at
-// IMAGE). `husk exec img.sif -w ls` therefore takes -w as --writable; put
-// a command that starts with "-" after "--": `husk exec img.sif -- -x`.
+// As in Apptainer, husk's flags end at IMAGE (at NAME for instance start
+// and run): endFlagsAtImage marks the spot with "--" before kong parses, so
+// `husk exec img.sif ls -w` passes -w to ls.
 type CLI struct {
 	Debug bool `help:"Print debug messages (decisions, layer stack) on stderr." env:"HUSK_DEBUG"`
 
@@ -180,8 +179,7 @@ Examples:
   husk exec -B /data:/mnt:ro debian.sif ls /mnt
   husk exec instance://web ls /data
 
-Husk flags placed after IMAGE are still taken as husk flags; put "--" before
-a command that starts with "-".`
+Every word after IMAGE belongs to the command, as in Apptainer.`
 }
 
 // RunCmd is `husk run IMAGE [ARGS...]`.

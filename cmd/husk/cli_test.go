@@ -18,11 +18,11 @@ import (
 func parse(t *testing.T, args ...string) (*CLI, string) {
 	t.Helper()
 	var cli CLI
-	p, err := kong.New(&cli, kong.Name("husk"), kong.Vars(helpVars), kong.Exit(func(int) {}))
+	p, err := newParser(&cli, kong.Exit(func(int) {}))
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, err := p.Parse(args)
+	ctx, err := p.Parse(endFlagsAtImage(p.Model.Node, args))
 	if err != nil {
 		t.Fatalf("parse %v: %v", args, err)
 	}
@@ -51,9 +51,17 @@ func TestParseAction(t *testing.T) {
 				return reflect.DeepEqual(f.Bind, []string{"/a:/b:ro", "/c"}) && f.Writable &&
 					f.Fakeroot && f.Cleanenv
 			}},
-		// Kong still parses husk flags between IMAGE and the command.
-		{[]string{"exec", "i.sif", "-w", "true"}, []string{"true"},
-			func(f *ActionFlags) bool { return f.Writable }},
+		// As in Apptainer, every word after IMAGE is the command's.
+		{[]string{"exec", "i.sif", "-w", "true"}, []string{"-w", "true"},
+			func(f *ActionFlags) bool { return !f.Writable }},
+		{[]string{"exec", "-B", "/x", "i.sif", "ls", "-B", "/y"}, []string{"ls", "-B", "/y"},
+			func(f *ActionFlags) bool { return reflect.DeepEqual(f.Bind, []string{"/x"}) }},
+		{[]string{"exec", "--bind=/x", "-wB", "/z", "i.sif", "--", "-x"}, []string{"-x"},
+			func(f *ActionFlags) bool {
+				return f.Writable && reflect.DeepEqual(f.Bind, []string{"/x", "/z"})
+			}},
+		{[]string{"--debug", "exec", "-e", "i.sif", "sh", "-c", "echo"},
+			[]string{"sh", "-c", "echo"}, func(f *ActionFlags) bool { return f.Cleanenv }},
 	}
 	for _, c := range cases {
 		t.Run(strings.Join(c.args, " "), func(t *testing.T) {
@@ -237,6 +245,32 @@ func TestEmptyOverlayRefused(t *testing.T) {
 		_, err := p.Parse(args)
 		if err == nil || !strings.Contains(err.Error(), `"" is not an image path`) {
 			t.Errorf("%q: error %v", args, err)
+		}
+	}
+}
+
+func TestEndFlagsAtImage(t *testing.T) {
+	cases := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"run", "i.sif", "-c", "echo hi"}, "run i.sif -- -c echo hi"},
+		{[]string{"run", "-c", "i.sif"}, "run -c i.sif --"},
+		{[]string{"instance", "start", "-B", "/a", "i.sif", "web", "-x"},
+			"instance start -B /a i.sif web -- -x"},
+		{[]string{"exec", "i.sif", "--", "ls"}, "exec i.sif -- ls"},
+		{[]string{"overlay", "create", "--size", "64", "o.img"}, "overlay create --size 64 o.img"},
+		{[]string{"sif", "list", "i.sif"}, "sif list i.sif"},
+	}
+	for _, c := range cases {
+		var cli CLI
+		p, err := newParser(&cli)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := strings.Join(endFlagsAtImage(p.Model.Node, c.args), " ")
+		if got != c.want {
+			t.Errorf("%q: got %q, want %q", c.args, got, c.want)
 		}
 	}
 }

@@ -31,10 +31,10 @@
 //
 // # Parsing
 //
-// Kong parses husk's flags wherever they appear before the container
-// command, including between IMAGE and the command, where Apptainer would
-// stop: `husk exec img.sif -w ls` means --writable. A command that starts
-// with "-" goes after "--", which husk removes.
+// husk's flags end at IMAGE, as Apptainer's do (cobra without interspersed
+// flags): endFlagsAtImage inserts "--" after IMAGE (after NAME for instance
+// start and run) before kong parses, and the actions strip it again. A "--"
+// the user wrote right after IMAGE is kept out of the command the same way.
 //
 // # Output and exit status
 //

@@ -37,7 +37,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if completing() {
 		kongplete.Complete(parser, completionPredictors())
 	}
-	ctx, err := parser.Parse(args)
+	ctx, err := parser.Parse(endFlagsAtImage(parser.Model.Node, args))
 	if err != nil {
 		var pe *kong.ParseError
 		if errors.As(err, &pe) {
