@@ -41,6 +41,12 @@ type cache struct {
 	dirty map[uint32]*buf
 	// ndirty is len(dirty), readable without mu.
 	ndirty atomic.Int64
+	// landings counts commits that wrote blocks home and blocks forgotten
+	// (guarded by mu). readahead reads the device without the lock and
+	// inserts nothing if it changed meanwhile: a block written home and
+	// evicted during the read would otherwise come back with its old
+	// contents.
+	landings uint64
 }
 
 func newCache(dev Device, bs int, budget int64) *cache {
@@ -148,6 +154,7 @@ func (c *cache) markDirty(b *buf) {
 // be written home nor shadow the data a later owner writes.
 func (c *cache) forget(nr uint32) {
 	c.mu.Lock()
+	c.landings++
 	if b := c.m[nr]; b != nil {
 		if b.dirty {
 			b.dirty = false
@@ -189,6 +196,7 @@ func (c *cache) snapshot() ([]metaBlock, []*buf) {
 // landed ends the flight of bufs once their commit has written them home.
 func (c *cache) landed(bufs []*buf) {
 	c.mu.Lock()
+	c.landings++
 	for _, b := range bufs {
 		b.flying = false
 		c.idleLocked(b)
@@ -203,6 +211,7 @@ func (c *cache) landed(bufs []*buf) {
 func (c *cache) readahead(start uint32, n int) {
 	c.mu.Lock()
 	_, hit := c.m[start]
+	epoch := c.landings
 	c.mu.Unlock()
 	if hit || n < 2 {
 		return
@@ -213,6 +222,9 @@ func (c *cache) readahead(start uint32, n int) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.landings != epoch {
+		return // blocks may have changed at home during the read
+	}
 	for i := 0; i < n; i++ {
 		nr := start + uint32(i)
 		if c.m[nr] != nil {

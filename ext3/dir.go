@@ -213,6 +213,8 @@ func (f *FS) dirAdd(in *inode, name string, ino uint32, ft uint8, root bool) err
 		// turn the directory into a plain linear one: clearing
 		// EXT2_INDEX_FL is legal, the index blocks read as empty entries
 		// to a linear reader.
+		f.log.Debug("ext3: dropping the hash index of a directory", "inode", in.ino,
+			"adding", name)
 		in.set32(iFlags, in.flags()&^flIndex)
 		if err := f.writeInode(in); err != nil {
 			return err

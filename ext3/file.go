@@ -217,6 +217,12 @@ func (f *FS) writeLocked(in *inode, p []byte, off int64) (int, error) {
 		_, err = f.dev.WriteAt(chunk, int64(phys)*bs+boff)
 		putPad(pad)
 		if err != nil {
+			if fresh {
+				// The size will not cover the new blocks (they hold
+				// garbage): unmap them again, or e2fsck finds blocks
+				// past the end of the file.
+				f.freeRange(in, lblk, lblk+uint64(run))
+			}
 			return done, err
 		}
 		f.noteWritten(in, int64(phys)*bs+boff, int64(len(chunk)))

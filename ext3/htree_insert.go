@@ -18,8 +18,7 @@ import (
 // read as empty entries to a linear reader, and e2fsck accepts it): a
 // tree already at two index levels below the root whose nodes are full
 // (the kernel needs the largedir feature past that), a leaf whose
-// entries all share one hash, a leaf in a hash-collision chain, and a
-// damaged index.
+// entries all share one hash, and a damaged index.
 
 // dxFrame is one index node on the path from the root to a leaf.
 type dxFrame struct {
@@ -127,9 +126,10 @@ func (f *FS) htreeAdd(in *inode, name string, ino uint32, ft uint8, root bool) (
 			f.logCorrupt(err)
 			return false, nil
 		}
-		if path.next&1 != 0 {
-			return false, nil // collision chain: not handled
-		}
+		// A continuation bit on the next index entry (path.next&1) only
+		// tells lookups that equal hashes go on in the next leaf; inserts
+		// and splits ignore it, as in the kernel: the entries of that
+		// hash stay in the leaf just before it.
 		if ok, err := f.addToBlock(in, path.leaf, name, ino, ft); err != nil || ok {
 			return ok, err
 		}
