@@ -1,10 +1,15 @@
 package main
 
 import (
+	"crypto/sha256"
 	"encoding/json"
+	"io"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // TestOverlayResize grows an overlay the user made and wrote to, then uses
@@ -81,4 +86,64 @@ func TestOverlayResizeInSIF(t *testing.T) {
 		t.Errorf("overlay info after growing:\n%s", out)
 	}
 	ok(t, dir, "sif", "list", own)
+}
+
+// The trial's failed resizes: 10T is beyond what the 1 KiB-block ext3 can
+// reach and is refused before the file is touched; 200M of a fully
+// allocated image on a 100 MiB file system (a tmpfs mounted here, never
+// the machine's disk) is refused saying how much is needed and available.
+// Both leave the image as it was, clean.
+func TestOverlayResizeRefusedLeavesImage(t *testing.T) {
+	setup(t)
+	dir := workDir(t)
+	small := filepath.Join(dir, "small")
+	os.Mkdir(small, 0o755)
+	if err := unix.Mount("tmpfs", small, "tmpfs", 0, "size=100m,mode=0755,uid=1500,"+
+		"gid=1500"); err != nil {
+		t.Fatalf("mounting a tmpfs on %s (tests run as root): %v", small, err)
+	}
+	t.Cleanup(func() {
+		if err := unix.Unmount(small, 0); err != nil {
+			t.Errorf("unmounting %s: %v", small, err)
+		}
+	})
+	full := filepath.Join(small, "full.img")
+	ok(t, small, "overlay", "create", "--size", "64", full)
+
+	fatalLine(t, husk(t, small, "overlay", "resize", full, "10T"), full+": cannot grow "+
+		"the overlay to 10485760 MiB", "grows to at most")
+	fatalLine(t, husk(t, small, "overlay", "resize", full, "200M"),
+		full+": growing needs 136 MiB more on the file system holding it, but only")
+	st, err := os.Stat(full)
+	if err != nil || st.Size() != 64<<20 {
+		t.Fatalf("image after refused resizes: %v %v", st, err)
+	}
+	fsckClean(t, full, 0)
+
+	// The same for a SIF's overlay partition: nothing moves.
+	own := filepath.Join(dir, "own.sif")
+	tool(t, "cp", "--sparse=always", debianSIF(t), own)
+	chown(t, own)
+	ok(t, dir, "overlay", "create", "--sparse", own)
+	before := fileSum(t, own)
+	fatalLine(t, husk(t, dir, "overlay", "resize", own, "10T"), "grows to at most")
+	if after := fileSum(t, own); after != before {
+		t.Errorf("SIF changed by a refused resize")
+	}
+	fsckClean(t, own, overlayOffset(t, own))
+}
+
+// fileSum is the SHA-256 of the file at p.
+func fileSum(t *testing.T, p string) [sha256.Size]byte {
+	t.Helper()
+	f, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		t.Fatal(err)
+	}
+	return [sha256.Size]byte(h.Sum(nil))
 }
