@@ -54,8 +54,8 @@ func checkGrowLimit(sum *ext3.Summary, newSize int64) error {
 		return nil
 	}
 	return fmt.Errorf("cannot grow the overlay to %d MiB: an ext3 file system with %d-byte "+
-		"blocks, %d groups and %d reserved GDT blocks grows to at most %d MiB; "+
-		"create a new overlay of that size instead: %w", newSize>>20, sum.BlockSize,
+		"blocks, %d groups and %d reserved GDT blocks grows to at most %d MiB (a "+
+		"larger overlay must be made anew with overlay create): %w", newSize>>20, sum.BlockSize,
 		sum.Groups, sum.ReservedGDTBlocks, max>>20, syscall.EFBIG)
 }
 
