@@ -59,9 +59,10 @@
 // huge_file, dir_nlink, extra_isize, metadata_csum, uninit_bg, meta_bg,
 // inline_data, ... An inode that carries such a feature's flag (extents,
 // inline_data, huge_file, ea_inode) on a file system without the feature
-// is damaged, not ext4, and is reported as corrupt. Also: external journals, building an htree index for
-// a directory that has none, following htree collision chains on lookup
-// (a linear scan is used instead), quota, and data journalling.
+// is damaged, not ext4, and is reported as corrupt. Also: external
+// journals, building an htree index for a directory that has none,
+// following htree collision chains on lookup (a linear scan is used
+// instead), quota, and data journalling.
 //
 // # Concurrency and durability
 //

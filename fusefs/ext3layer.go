@@ -183,10 +183,14 @@ func (e *Ext3Layer) Link(n Node, dir Node, name string) (Attr, error) {
 }
 
 // Unlink implements Writable.
-func (e *Ext3Layer) Unlink(dir Node, name string) error { return e.err(e.fs.Unlink(uint32(dir), name)) }
+func (e *Ext3Layer) Unlink(dir Node, name string) error {
+	return e.err(e.fs.Unlink(uint32(dir), name))
+}
 
 // Rmdir implements Writable.
-func (e *Ext3Layer) Rmdir(dir Node, name string) error { return e.err(e.fs.Rmdir(uint32(dir), name)) }
+func (e *Ext3Layer) Rmdir(dir Node, name string) error {
+	return e.err(e.fs.Rmdir(uint32(dir), name))
+}
 
 // Rename implements Writable.
 func (e *Ext3Layer) Rename(oldDir Node, oldName string, newDir Node, newName string,
@@ -233,7 +237,9 @@ func (e *Ext3Layer) Open(n Node) error { return e.err(e.fs.Open(uint32(n))) }
 func (e *Ext3Layer) Release(n Node) error { return e.err(e.fs.Release(uint32(n))) }
 
 // Fsync implements Writable.
-func (e *Ext3Layer) Fsync(n Node, datasync bool) error { return e.err(e.fs.Fsync(uint32(n), datasync)) }
+func (e *Ext3Layer) Fsync(n Node, datasync bool) error {
+	return e.err(e.fs.Fsync(uint32(n), datasync))
+}
 
 // Sync implements Writable.
 func (e *Ext3Layer) Sync() error { return e.err(e.fs.Sync()) }
