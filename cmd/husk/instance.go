@@ -274,15 +274,11 @@ func (c *InstanceStartCmd) serve(g *globals, ip instancePaths, started func()) e
 	}
 	defer plan.Close()
 	os.Remove(ip.Socket)
-	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: ip.Socket, Net: "unix"})
-	if err != nil {
-		return fmt.Errorf("instance socket: %w", err)
-	}
-	defer l.Close()
-	lf, err := l.File()
+	lf, err := listenJoins(ip.Socket, "instance socket")
 	if err != nil {
 		return err
 	}
+	defer os.Remove(ip.Socket)
 	absImage, _ := filepath.Abs(c.Image)
 	rec := &instanceRecord{PPid: os.Getpid(), Name: c.Name, User: userName(),
 		Image: absImage, UserNs: true, LogErrPath: ip.Err, LogOutPath: ip.Out,
@@ -343,4 +339,19 @@ func joinInstance(g *globals, command string, f *ActionFlags, name string,
 	}
 	g.Code = code
 	return nil
+}
+
+// listenJoins listens on the unix socket path for commands joining a
+// container and returns the listening socket as a file for stage 1, which
+// accepts on it; what names the socket in errors. The caller removes path
+// when the container is gone.
+func listenJoins(path, what string) (*os.File, error) {
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	// The file is a dup; the listener's own fd is not needed after it.
+	defer l.Close()
+	l.SetUnlinkOnClose(false)
+	return l.File()
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -102,12 +101,7 @@ func firstSharens(g *globals, command string, f *ActionFlags, img string, args [
 	}
 	defer os.RemoveAll(sockDir)
 	ip.Socket = filepath.Join(sockDir, "s")
-	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: ip.Socket, Net: "unix"})
-	if err != nil {
-		return fmt.Errorf("--sharens socket: %w", err)
-	}
-	defer l.Close()
-	lf, err := l.File()
+	lf, err := listenJoins(ip.Socket, "--sharens socket")
 	if err != nil {
 		return err
 	}
