@@ -279,11 +279,8 @@ func (c *InstanceStartCmd) serve(g *globals, ip instancePaths, started func()) e
 		return err
 	}
 	defer os.Remove(ip.Socket)
-	absImage, _ := filepath.Abs(c.Image)
-	rec := &instanceRecord{PPid: os.Getpid(), Name: c.Name, User: userName(),
-		Image: absImage, UserNs: true, LogErrPath: ip.Err, LogOutPath: ip.Out,
-		Husk: instanceHusk{Socket: ip.Socket, Home: spec.ContainerHome(),
-			Contain: f.Contain}}
+	rec := newRecord(c.Name, c.Image, ip, spec, f.Contain)
+	rec.LogErrPath, rec.LogOutPath = ip.Err, ip.Out
 	var werr error
 	code, err := sandbox.RunInstance(context.Background(), spec, plan.Files, lf, g.Log,
 		func(pid int) {
@@ -354,4 +351,15 @@ func listenJoins(path, what string) (*os.File, error) {
 	defer l.Close()
 	l.SetUnlinkOnClose(false)
 	return l.File()
+}
+
+// newRecord is the record of a container that this process serves and
+// others join: an instance, or the first command of a --sharens group.
+func newRecord(name, image string, ip instancePaths, spec *sandbox.Spec,
+	contain bool) *instanceRecord {
+	absImage, _ := filepath.Abs(image)
+	return &instanceRecord{PPid: os.Getpid(), Name: name, User: userName(),
+		Image: absImage, UserNs: true,
+		Husk: instanceHusk{Socket: ip.Socket, Home: spec.ContainerHome(),
+			Contain: contain}}
 }

@@ -106,11 +106,8 @@ func firstSharens(g *globals, command string, f *ActionFlags, img string, args [
 		return err
 	}
 	defer lf.Close()
-	absImage, _ := filepath.Abs(img)
-	rec := &instanceRecord{PPid: os.Getpid(), Name: name, User: userName(),
-		Image: absImage, UserNs: true, SharensMod: true,
-		Husk: instanceHusk{Socket: ip.Socket, Home: spec.ContainerHome(),
-			Contain: f.Contain}}
+	rec := newRecord(name, img, ip, spec, f.Contain)
+	rec.SharensMod = true
 	var werr error
 	code, err := sandbox.RunShared(context.Background(), spec, plan.Files, lf, g.Log,
 		func(pid int) {
