@@ -62,8 +62,9 @@ func debugfs(t testing.TB, img, req string) string {
 	return string(out)
 }
 
-// openImage opens an image file read-write (or read-only).
-func openImage(t testing.TB, img string, ro bool) *FS {
+// imageDevice opens an image file read-write (or read-only) as a whole-file
+// Device and returns it with its size; the file is closed when t ends.
+func imageDevice(t testing.TB, img string, ro bool) (Device, int64) {
 	t.Helper()
 	flag := os.O_RDWR
 	if ro {
@@ -74,8 +75,18 @@ func openImage(t testing.TB, img string, ro bool) *FS {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { fh.Close() })
-	st, _ := fh.Stat()
-	f, err := Open(NewSection(fh, 0, st.Size()), st.Size(), Options{ReadOnly: ro})
+	st, err := fh.Stat()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return NewSection(fh, 0, st.Size()), st.Size()
+}
+
+// openImage opens an image file read-write (or read-only).
+func openImage(t testing.TB, img string, ro bool) *FS {
+	t.Helper()
+	dev, size := imageDevice(t, img, ro)
+	f, err := Open(dev, size, Options{ReadOnly: ro})
 	if err != nil {
 		t.Fatalf("Open %s: %v", img, err)
 	}

@@ -77,16 +77,7 @@ func dumpe2fsFeatures(t *testing.T, img string) string {
 // describeFile runs Describe on an image file.
 func describeFile(t *testing.T, img string) *Summary {
 	t.Helper()
-	fh, err := os.Open(img)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer fh.Close()
-	st, err := fh.Stat()
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := Describe(NewSection(fh, 0, st.Size()), st.Size())
+	s, err := Describe(imageDevice(t, img, true))
 	if err != nil {
 		t.Fatalf("Describe %s: %v", img, err)
 	}

@@ -263,13 +263,7 @@ func (d *failDev) WriteAt(p []byte, off int64) (int, error) {
 // whether its journal needed recovery.
 func describeStopped(t *testing.T, img string, oldBlocks, newBlocks uint64) bool {
 	t.Helper()
-	fh, err := os.Open(img)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer fh.Close()
-	st, _ := fh.Stat()
-	s, err := Describe(NewSection(fh, 0, st.Size()), st.Size())
+	s, err := Describe(imageDevice(t, img, true))
 	if err != nil {
 		t.Fatalf("Describe: %v", err)
 	}
