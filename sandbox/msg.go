@@ -11,6 +11,8 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -30,6 +32,11 @@ type record struct {
 	Attrs []string `json:"a,omitempty"`
 	// Fatal marks the error that ends the stage before the payload runs.
 	Fatal bool `json:"f,omitempty"`
+	// Errno is the fatal error's errno, if it has one: stage 0 tells an
+	// I/O error from other failures by it, not by the text.
+	Errno syscall.Errno `json:"e,omitempty"`
+	// Fault is an image fault the Mounter reported (ReportImageFault).
+	Fault *imageFault `json:"i,omitempty"`
 	// Started is sent by stage 2 once the payload runs.
 	Started bool `json:"s,omitempty"`
 	// Pid is sent by stage 1 of an instance: the host pid of its stage 2.
@@ -80,9 +87,12 @@ type pipeHandler struct {
 	attrs []string
 }
 
+// newPipeHandler makes the stage's handler; a stage has one, and
+// ReportImageFault writes to the last one made.
 func newPipeHandler(w io.Writer, level slog.Level) *pipeHandler {
 	h := &pipeHandler{mu: new(sync.Mutex), w: w, level: new(slog.LevelVar)}
 	h.level.Set(level)
+	stagePipe.Store(h)
 	return h
 }
 
@@ -135,7 +145,9 @@ func (h *pipeHandler) WithGroup(string) slog.Handler { return h }
 
 // fatal sends the error that ends the stage.
 func (h *pipeHandler) fatal(err error) {
-	_ = h.send(record{Level: slog.LevelError, Msg: err.Error(), Fatal: true})
+	rec := record{Level: slog.LevelError, Msg: err.Error(), Fatal: true}
+	errors.As(err, &rec.Errno)
+	_ = h.send(rec)
 }
 
 // started tells stage 0 that the payload runs: from then on a failing
@@ -146,10 +158,11 @@ func (h *pipeHandler) started() {
 
 // relayed is what the stages reported.
 type relayed struct {
-	fatal   error // the first fatal error
-	started bool  // the payload was started
-	pid     int   // an instance's stage 2 pid
-	exit    *int  // a join's status
+	fatal   error       // the first fatal error, an *ImageError when one applies
+	fault   *imageFault // the first image fault
+	started bool        // the payload was started
+	pid     int         // an instance's stage 2 pid
+	exit    *int        // a join's status
 }
 
 // relay reads the log pipe until every writer has closed it and replays
@@ -185,9 +198,16 @@ func relayNotify(r io.Reader, log *slog.Logger, onStart func(pid int)) relayed {
 			}
 			continue
 		}
+		if rec.Fault != nil {
+			if res.fault == nil {
+				res.fault = rec.Fault
+			}
+			log.Debug("image fault", "image", rec.Fault.Image, "problem", rec.Fault.Problem)
+			continue
+		}
 		if rec.Fatal {
 			if res.fatal == nil {
-				res.fatal = errors.New(rec.Msg)
+				res.fatal = stageFailure(rec, res.fault)
 			}
 			log.Debug("stage failed", "error", rec.Msg)
 			continue
@@ -202,4 +222,82 @@ func relayNotify(r io.Reader, log *slog.Logger, onStart func(pid int)) relayed {
 		log.Log(context.Background(), rec.Level, rec.Msg, args...)
 	}
 	return res
+}
+
+// A corrupt image fails the container's setup far from where the damage
+// is found: the FUSE server in stage 1 reads a bad block, the kernel gets
+// EIO, and the stage's lstat or exec fails with a bare "input/output
+// error". The Mounter, which knows the image, reports the fault on the
+// log pipe before the kernel sees the EIO; the pipe keeps that order, so
+// stage 0 has the fault when the fatal error arrives and can name the
+// image in it.
+
+// ImageError is a setup failure traced to a damaged image: a stage failed
+// with an I/O error after the layer reading Image reported Problem.
+type ImageError struct {
+	Image   string // the image file, and partition, as the Mounter named it
+	Problem string // what the layer found wrong (a corrupt block, a read error)
+	Err     error  // the stage's failure, an I/O error of some setup step
+}
+
+// Error implements error as "<image>: <problem> (<stage failure>)".
+func (e *ImageError) Error() string {
+	return e.Image + ": " + e.Problem + " (" + e.Err.Error() + ")"
+}
+
+// Unwrap returns the stage's failure, which wraps its errno (EIO).
+func (e *ImageError) Unwrap() error { return e.Err }
+
+// imageFault is the Fault of a record.
+type imageFault struct {
+	Image   string `json:"i"`
+	Problem string `json:"p"`
+}
+
+// stagePipe is this stage process's pipe handler, nil outside a stage;
+// faultSent says that ReportImageFault has sent its one record.
+var (
+	stagePipe atomic.Pointer[pipeHandler]
+	faultSent atomic.Bool
+)
+
+// ReportImageFault is for the Mounter's layers in stage 1: it tells stage
+// 0 that the layer reading image failed with problem, which is not a
+// POSIX condition (the FUSE server answers EIO for it). Call it before the
+// kernel gets the EIO. Only the first fault of a process is sent: it is
+// the one that fails the setup, and a payload reading a damaged file over
+// and over must not flood the pipe. Outside a stage it does nothing.
+func ReportImageFault(image string, problem error) {
+	h := stagePipe.Load()
+	if h == nil || problem == nil || !faultSent.CompareAndSwap(false, true) {
+		return
+	}
+	_ = h.send(record{Level: slog.LevelDebug,
+		Fault: &imageFault{Image: clip(image), Problem: clip(problem.Error())}})
+}
+
+// stageError is a stage's fatal error as stage 0 gets it: its text, and
+// its errno so that errors.Is works across the process boundary.
+type stageError struct {
+	msg   string
+	errno syscall.Errno
+}
+
+func (e *stageError) Error() string { return e.msg }
+
+func (e *stageError) Unwrap() error {
+	if e.errno == 0 {
+		return nil
+	}
+	return e.errno
+}
+
+// stageFailure makes the error of a fatal record: an *ImageError when the
+// stage failed with EIO after an image fault, else a *stageError.
+func stageFailure(rec record, fault *imageFault) error {
+	err := &stageError{msg: rec.Msg, errno: rec.Errno}
+	if rec.Errno != syscall.EIO || fault == nil {
+		return err
+	}
+	return &ImageError{Image: fault.Image, Problem: fault.Problem, Err: err}
 }

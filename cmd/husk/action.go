@@ -32,7 +32,7 @@ func runAction(g *globals, command string, f *ActionFlags, img string, args []st
 	defer plan.Close()
 	code, err := sandbox.Run(context.Background(), spec, plan.Files, g.Log)
 	if err != nil {
-		return corruptImage(err, spec.Union)
+		return setupError(err)
 	}
 	g.Code = code
 	return nil

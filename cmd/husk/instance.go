@@ -301,7 +301,7 @@ func (c *InstanceStartCmd) serve(g *globals, ip instancePaths, started func()) e
 		err = werr
 	}
 	g.Code = code
-	return corruptImage(err, spec.Union)
+	return setupError(err)
 }
 
 // joinInstance runs an action in a running instance.

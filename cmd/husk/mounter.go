@@ -1,54 +1,27 @@
 package main
 
 import (
-	"encoding/json"
-	"fmt"
-	"strings"
-	"syscall"
+	"errors"
 
-	"github.com/husk-project/husk/cmd/internal/image"
+	"github.com/husk-project/husk/sandbox"
 )
 
-// corruptImage adds the image names to an input/output error from the
-// sandbox: the stages report errors as text, and an EIO while the mounts
-// are set up (lstat of a mount point, say) is the union failing to read
-// a damaged image.
-func corruptImage(err error, planJSON []byte) error {
-	if err == nil || !strings.Contains(err.Error(), syscall.EIO.Error()) {
-		return err
+// setupError words a failed container for the FATAL line. A setup that
+// failed on a damaged image (the union's layer reported the fault, see
+// sandbox.ImageError) is "IMAGE: what is wrong": the step that met the
+// I/O error (an lstat of a mount point, say) says nothing to the user and
+// stays in the debug log.
+func setupError(err error) error {
+	var ie *sandbox.ImageError
+	if errors.As(err, &ie) {
+		return damagedImage{ie}
 	}
-	names := imageNames(planJSON)
-	if names == "" {
-		return err
-	}
-	return fmt.Errorf("%w: %s is likely corrupt", err, names)
+	return err
 }
 
-// imageNames lists the image files of a layer plan, "path" or "path
-// (partition N)", comma-separated; directories are left out.
-func imageNames(planJSON []byte) string {
-	var plan image.Plan
-	if json.Unmarshal(planJSON, &plan) != nil {
-		return ""
-	}
-	layers := plan.Lowers
-	if plan.Upper != nil {
-		layers = append([]image.Layer{*plan.Upper}, layers...)
-	}
-	var names []string
-	seen := map[string]bool{}
-	for _, l := range layers {
-		if l.File < 0 || l.Path == "" {
-			continue
-		}
-		n := l.Path
-		if l.Section.ID != 0 {
-			n = fmt.Sprintf("%s (partition %d)", l.Path, l.Section.ID)
-		}
-		if !seen[n] {
-			seen[n] = true
-			names = append(names, n)
-		}
-	}
-	return strings.Join(names, ", ")
-}
+// damagedImage prints an ImageError without the stage's failure.
+type damagedImage struct{ *sandbox.ImageError }
+
+func (e damagedImage) Error() string { return e.Image + ": " + e.Problem }
+
+func (e damagedImage) Unwrap() error { return e.ImageError }

@@ -125,7 +125,7 @@ func firstSharens(g *globals, command string, f *ActionFlags, img string, args [
 		err = werr
 	}
 	g.Code = code
-	return corruptImage(err, spec.Union)
+	return setupError(err)
 }
 
 // sharensAlive says whether pid is a husk process, the first one of a

@@ -53,8 +53,9 @@ func (Mounter) Mount(spec *sandbox.Spec, files []*os.File, target string) (sandb
 
 	ids := idMap(spec)
 	b := builder{files: files, ids: ids, m: m}
-	opts := fusefs.Options{IDMap: ids, DirectMount: true, AllowOther: true, Logger: log,
-		Debug: spec.Debug && os.Getenv("HUSK_FUSE_DEBUG") != ""}
+	opts := fusefs.Options{IDMap: ids, DirectMount: true, AllowOther: true,
+		Logger: slog.New(faultHandler{log.Handler()}),
+		Debug:  spec.Debug && os.Getenv("HUSK_FUSE_DEBUG") != ""}
 	for i, l := range plan.Lowers {
 		layer, err := b.lower(l)
 		if err != nil {

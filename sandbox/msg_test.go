@@ -1,0 +1,80 @@
+// Copyright 2026 The husk Authors. SPDX-License-Identifier: Apache-2.0
+
+package sandbox
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"syscall"
+	"testing"
+)
+
+// The fatal error of a stage keeps its errno across the pipe, and an I/O
+// error after an image fault becomes an *ImageError naming the image.
+func TestRelayFatal(t *testing.T) {
+	eio := fmt.Errorf("mount destination /etc/hosts: %w",
+		os.NewSyscallError("lstat", syscall.EIO))
+	enoent := fmt.Errorf("bind source /nope: %w", syscall.ENOENT)
+	fault := errors.New("squash: inode 18: bad block")
+	cases := []struct {
+		name      string
+		fault     bool
+		fatal     error
+		wantImage bool
+		wantErrno syscall.Errno
+	}{
+		{"EIO after a fault", true, eio, true, syscall.EIO},
+		{"EIO without a fault", false, eio, false, syscall.EIO},
+		{"ENOENT after a fault", true, enoent, false, syscall.ENOENT},
+		{"no errno", true, errors.New("sandbox: no spec"), false, 0},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			faultSent.Store(false)
+			t.Cleanup(func() { stagePipe.Store(nil); faultSent.Store(false) })
+			var pipe bytes.Buffer
+			h := newPipeHandler(&pipe, slog.LevelWarn)
+			if c.fault {
+				ReportImageFault("/a.sif: partition 1", fault)
+				// Only the first fault of a process is sent.
+				ReportImageFault("/b.img", errors.New("ext3: later"))
+			}
+			h.fatal(c.fatal)
+			res := relay(&pipe, slog.New(slog.NewTextHandler(io.Discard, nil)))
+			if res.fatal == nil {
+				t.Fatal("no fatal error relayed")
+			}
+			if !c.wantImage && res.fatal.Error() != c.fatal.Error() {
+				t.Errorf("fatal %q, want the stage's text %q", res.fatal, c.fatal)
+			}
+			var ie *ImageError
+			if errors.As(res.fatal, &ie) != c.wantImage {
+				t.Fatalf("fatal %#v: image error %v, want %v", res.fatal, ie != nil,
+					c.wantImage)
+			}
+			if ie != nil && (ie.Image != "/a.sif: partition 1" ||
+				ie.Problem != fault.Error() || ie.Err.Error() != c.fatal.Error()) {
+				t.Errorf("image error %+v", ie)
+			}
+			var errno syscall.Errno
+			errors.As(res.fatal, &errno)
+			if errno != c.wantErrno {
+				t.Errorf("errno %v, want %v", errno, c.wantErrno)
+			}
+		})
+	}
+}
+
+// Outside a stage ReportImageFault does nothing.
+func TestReportImageFaultOutsideStage(t *testing.T) {
+	stagePipe.Store(nil)
+	faultSent.Store(false)
+	ReportImageFault("/a.sif", errors.New("bad"))
+	if faultSent.Load() {
+		t.Error("a fault was sent without a stage pipe")
+	}
+}
