@@ -101,6 +101,8 @@ type Spec struct {
 
 	// Caps says which capabilities the payload keeps: see [Caps].
 	Caps Caps
+	// Seccomp, when set, is applied to the payload (--security seccomp:).
+	Seccomp *SeccompProfile
 
 	// Union is opaque to sandbox: what the [Mounter] needs to build the
 	// union (layer descriptions, options).
@@ -117,6 +119,15 @@ type Spec struct {
 	// Debug makes the stages send debug traces to Run's logger. Run sets
 	// it when its logger is enabled for slog.LevelDebug.
 	Debug bool
+
+	// Fusermount mounts the union through the setuid fusermount3, from a
+	// server process in the host's namespaces, instead of with mount(2)
+	// in stage 1's user namespace (see [FusermountEnv]). Run sets it when
+	// it falls back to that mode. The Mounter then runs in that server:
+	// it must let go-fuse call fusermount3 (no direct mount), must not ask
+	// for allow_other unless it runs as root, and sees the container's
+	// processes with host ids (the user is UID, not 0).
+	Fusermount bool
 }
 
 // Mounter builds the container's root filesystem. It is implemented by
@@ -145,6 +156,22 @@ type Mounted interface {
 	Unmount() error
 }
 
+// DeviceMaker is implemented by a Mounted that can make device nodes
+// itself. With --fakeroot, stage 1 intercepts mknod(2) of char and block
+// devices in the container (the kernel refuses them without CAP_MKNOD in
+// the host's user namespace) and calls MknodAt when the parent directory
+// is on the union; see mknod_linux.go.
+type DeviceMaker interface {
+	// MknodAt makes name in the union directory whose inode number (as
+	// stat reports it) is parentIno. mode includes the file type and is
+	// already masked by the caller's umask; rdev has the kernel's
+	// new_encode_dev layout (as mknod(2) takes it); uid and gid are the
+	// caller's fsuid and fsgid as stage 1 sees them (as in FUSE request
+	// headers). Errors should be syscall.Errno values: they are the
+	// caller's mknod result.
+	MknodAt(parentIno uint64, name string, mode, rdev, uid, gid uint32) error
+}
+
 // plan is what a stage receives on its spec pipe: the Spec plus what
 // earlier stages decided or found out about the host.
 type plan struct {
@@ -168,6 +195,14 @@ type plan struct {
 	Final string
 	// Home is the home directory inside the container.
 	Home string
+
+	// Set by stage 0 in fusermount3 mode (hostserve_linux.go).
+
+	// HostUnion is the host directory where stage 3 mounted the union;
+	// stage 1 binds it as the container root instead of mounting one.
+	HostUnion string
+	// UnionFD is stage 1's fd of its socket to stage 3.
+	UnionFD int
 }
 
 // validate checks what the stages rely on, so a bad Spec fails in stage 0

@@ -52,10 +52,11 @@ func (Mounter) Mount(spec *sandbox.Spec, files []*os.File, target string) (sandb
 	}()
 
 	ids := idMap(spec)
-	b := builder{files: files, ids: ids, m: m}
+	b := builder{files: files, ids: ids, m: m, hosted: spec.Fusermount}
 	opts := fusefs.Options{IDMap: ids, DirectMount: true, AllowOther: true,
 		Logger: slog.New(faultHandler{log.Handler()}),
 		Debug:  spec.Debug && os.Getenv("HUSK_FUSE_DEBUG") != ""}
+	fusermountOptions(spec, &opts)
 	for i, l := range plan.Lowers {
 		layer, err := b.lower(l)
 		if err != nil {
@@ -121,7 +122,7 @@ func (Mounter) Mount(spec *sandbox.Spec, files []*os.File, target string) (sandb
 // is stored as it is (a chown to 100 stores 100), and an owner beyond N
 // shows as nobody, which the namespace maps, as the kernel shows it.
 func idMap(spec *sandbox.Spec) fusefs.IDMap {
-	if spec.Fakeroot {
+	if fullFakeroot(spec) {
 		if uids, gids := sandbox.MappedIDs(); uids > 1 && gids > 1 {
 			return fusefs.IDMap{
 				UIDs: []fusefs.IDRange{{Container: 0, Server: 0, Size: uids}},
@@ -133,19 +134,20 @@ func idMap(spec *sandbox.Spec) fusefs.IDMap {
 	if spec.Fakeroot {
 		uid, gid = 0, 0
 	}
+	suid, sgid := serverIDs(spec)
 	// Squash: every other owner (an image's _apt or man files, say) is
 	// shown as the first range's owner too. Shown as nobody, the kernel
 	// would refuse to delete or rename them with EOVERFLOW.
 	m := fusefs.IDMap{
-		UIDs:   []fusefs.IDRange{{Container: uid, Server: 0, Size: 1}},
-		GIDs:   []fusefs.IDRange{{Container: gid, Server: 0, Size: 1}},
+		UIDs:   []fusefs.IDRange{{Container: uid, Server: suid, Size: 1}},
+		GIDs:   []fusefs.IDRange{{Container: gid, Server: sgid, Size: 1}},
 		Squash: true,
 	}
 	other := func(ids []fusefs.IDRange, id uint32) []fusefs.IDRange {
 		if id == ids[0].Container {
 			return ids
 		}
-		return append(ids, fusefs.IDRange{Container: id, Server: 0, Size: 1})
+		return append(ids, fusefs.IDRange{Container: id, Server: ids[0].Server, Size: 1})
 	}
 	if spec.Fakeroot {
 		m.UIDs, m.GIDs = other(m.UIDs, spec.UID), other(m.GIDs, spec.GID)
@@ -197,6 +199,8 @@ type builder struct {
 	files []*os.File
 	ids   fusefs.IDMap
 	m     *mounted
+	// hosted is sandbox's fusermount3 mode (fusermount.go).
+	hosted bool
 }
 
 func (b *builder) file(l image.Layer) (*os.File, error) {
@@ -312,6 +316,9 @@ func (b *builder) dirUpper(dir string) (fusefs.Writable, fusefs.Node, error) {
 // tmpfsUpper mounts a tmpfs of size bytes next to target, in the sandbox's
 // own mount namespace, and serves it as the upper.
 func (b *builder) tmpfsUpper(target string, size int64) (fusefs.Writable, fusefs.Node, error) {
+	if b.hosted {
+		return b.shmUpper()
+	}
 	dir, err := os.MkdirTemp(filepath.Dir(target), "writable-tmpfs-")
 	if err != nil {
 		return nil, 0, fmt.Errorf("union: --writable-tmpfs: %w", err)
@@ -330,4 +337,13 @@ func describe(l image.Layer) string {
 		return fmt.Sprintf("%s: partition %d", l.Path, l.Section.ID)
 	}
 	return l.Path
+}
+
+// compiles only if mounted is a sandbox.DeviceMaker.
+var _ sandbox.DeviceMaker = (*mounted)(nil)
+
+// MknodAt implements sandbox.DeviceMaker: device nodes in --fakeroot
+// containers, made in the union without the kernel.
+func (m *mounted) MknodAt(parentIno uint64, name string, mode, rdev, uid, gid uint32) error {
+	return m.u.MknodAt(parentIno, name, mode, rdev, uid, gid)
 }
