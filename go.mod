@@ -5,6 +5,7 @@ go 1.26.8
 require (
 	github.com/ProtonMail/go-crypto v1.4.1
 	github.com/alecthomas/kong v1.17.0
+	github.com/elastic/go-seccomp-bpf v1.6.0
 	github.com/hanwen/go-fuse/v2 v2.12.1
 	github.com/klauspost/compress v1.20.5
 	github.com/pierrec/lz4/v4 v4.1.33
@@ -12,6 +13,7 @@ require (
 	github.com/sylabs/sif/v2 v2.24.2
 	github.com/ulikunitz/xz v0.5.17
 	github.com/willabides/kongplete v0.4.0
+	golang.org/x/net v0.57.0
 	golang.org/x/sys v0.50.0
 )
 

@@ -209,16 +209,16 @@ func TestNetworkFlags(t *testing.T) {
 		"network requires root or a suid installation")
 }
 
-// --security: profiles are warned about and ignored, uid and gid must be
-// the mapped ones.
+// --security: AppArmor profiles are warned about and ignored (seccomp: see
+// seccomp_e2e_test.go), uid and gid must be the mapped ones.
 func TestSecurityFlag(t *testing.T) {
 	setup(t)
 	img, dir := debianSIF(t), workDir(t)
-	r := ok(t, dir, "exec", "--security", "seccomp:/none.json", "--security", "uid:1500",
+	r := ok(t, dir, "exec", "--security", "apparmor:none", "--security", "uid:1500",
 		"--security", "gid:1500", img, "id", "-u")
 	if r.stdout != "1500\n" || !strings.Contains(r.stderr,
-		"WARNING: --security seccomp:/none.json: husk cannot apply seccomp profiles") {
-		t.Errorf("--security seccomp: %s", r)
+		"WARNING: --security apparmor:none: husk cannot apply apparmor profiles") {
+		t.Errorf("--security apparmor: %s", r)
 	}
 	ok(t, dir, "exec", "--fakeroot", "--security", "uid:0", img, "true")
 	fatalLine(t, husk(t, dir, "exec", "--security", "uid:0", img, "true"),

@@ -34,8 +34,9 @@ func init() {
 			"namespace; it is then the default).",
 		"noprivs": "Drop all capabilities, also root's with --fakeroot (--add-caps " +
 			"still applies).",
-		"security": "seccomp:FILE, apparmor:NAME, selinux:LABEL, uid:N, gid:N. husk " +
-			"warns about and ignores the profiles. Repeatable.",
+		"security": "seccomp:FILE (an OCI/Docker seccomp profile for the payload), " +
+			"apparmor:NAME, selinux:LABEL (warned about and ignored), uid:N, gid:N. " +
+			"Repeatable.",
 		"net": "New network namespace. Only --network none (loopback only) works " +
 			"without setuid network setup.",
 		"network": "Network type with --net: only \"none\" is possible rootless.",
@@ -124,8 +125,17 @@ func securityOptions(opts []string, spec *sandbox.Spec, log *slog.Logger) error 
 				"uid, gid)", o)
 		}
 		switch kind {
-		case "seccomp", "apparmor", "selinux":
-			log.Warn(fmt.Sprintf("--security %s: husk cannot apply %s profiles yet; "+
+		case "seccomp":
+			if spec.Seccomp != nil {
+				return fmt.Errorf("--security %s: only one seccomp profile can be applied", o)
+			}
+			p, err := sandbox.ReadSeccompProfile(val)
+			if err != nil {
+				return err
+			}
+			spec.Seccomp = p
+		case "apparmor", "selinux":
+			log.Warn(fmt.Sprintf("--security %s: husk cannot apply %s profiles; "+
 				"the container runs without it", o, kind))
 		case "uid", "gid":
 			want := uid

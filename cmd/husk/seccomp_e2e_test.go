@@ -1,0 +1,152 @@
+// Copyright 2026 The husk Authors. SPDX-License-Identifier: Apache-2.0
+
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/elastic/go-seccomp-bpf/arch"
+)
+
+// writeProfile writes a seccomp profile for the test user to read.
+func writeProfile(t *testing.T, dir, name string, profile any) string {
+	t.Helper()
+	var b []byte
+	if s, ok := profile.(string); ok {
+		b = []byte(s)
+	} else {
+		var err error
+		if b, err = json.MarshalIndent(profile, "", "  "); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// A profile that denies mkdir with EPERM: mkdir fails with "Operation not
+// permitted", everything else works, with and without --fakeroot.
+func TestSeccompProfileDeniesMkdir(t *testing.T) {
+	setup(t)
+	img, dir := debianSIF(t), workDir(t)
+	prof := writeProfile(t, dir, "deny-mkdir.json", `{
+  "defaultAction": "SCMP_ACT_ALLOW",
+  "syscalls": [
+    {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1,
+     "comment": "Docker-style comments are ignored"}
+  ]
+}`)
+	for _, extra := range [][]string{nil, {"--fakeroot"}} {
+		args := append([]string{"exec"}, extra...)
+		args = append(args, "--security", "seccomp:"+prof, img, "sh", "-c",
+			"mkdir /tmp/x; echo mkdir=$?; touch /tmp/y && echo touch=$?; "+
+				"python3 -c 'print(sum(range(10)))'")
+		r := husk(t, dir, args...)
+		if r.code != 0 || !strings.Contains(r.stderr, "Operation not permitted") ||
+			r.stdout != "mkdir=1\ntouch=0\n45\n" {
+			t.Errorf("%v: want mkdir denied, the rest working:\n%s", extra, r)
+		}
+	}
+	// HUSK_SECURITY sets it too.
+	cmd := userCmd(dir, "exec", img, "mkdir", "/tmp/z")
+	cmd.Env = append(cmd.Env, "HUSK_SECURITY=seccomp:"+prof)
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "Operation not permitted") {
+		t.Errorf("HUSK_SECURITY=seccomp:: mkdir: %v\n%s", err, out)
+	}
+}
+
+// A default-deny profile with a long allow list (long BPF jumps, a
+// default errno other than EPERM) and an argument condition: socket(2)
+// is denied for AF_INET only.
+func TestSeccompProfileAllowList(t *testing.T) {
+	setup(t)
+	img, dir := debianSIF(t), workDir(t)
+	native, err := arch.GetInfo("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for n := range native.SyscallNames {
+		if n != "mkdir" && n != "mkdirat" && n != "socket" {
+			names = append(names, n)
+		}
+	}
+	slices.Sort(names)
+	type arg struct {
+		Index uint   `json:"index"`
+		Value uint64 `json:"value"`
+		Op    string `json:"op"`
+	}
+	type rule struct {
+		Names    []string `json:"names"`
+		Action   string   `json:"action"`
+		ErrnoRet *uint    `json:"errnoRet,omitempty"`
+		Args     []arg    `json:"args,omitempty"`
+	}
+	eacces := uint(13)
+	prof := writeProfile(t, dir, "allow.json", map[string]any{
+		"defaultAction":   "SCMP_ACT_ERRNO",
+		"defaultErrnoRet": 38, // ENOSYS
+		"architectures":   []string{"SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"},
+		"syscalls": []rule{
+			{Names: names, Action: "SCMP_ACT_ALLOW"},
+			{Names: []string{"socket"}, Action: "SCMP_ACT_ERRNO", ErrnoRet: &eacces,
+				Args: []arg{{Index: 0, Value: 2, Op: "SCMP_CMP_EQ"}}},
+			{Names: []string{"socket"}, Action: "SCMP_ACT_ALLOW"},
+		},
+	})
+	r := husk(t, dir, "exec", "--security", "seccomp:"+prof, img, "python3", "-c", `
+import os, socket
+try:
+    os.mkdir("/tmp/x")
+except OSError as e:
+    print("mkdir", e.strerror)
+socket.socket(socket.AF_UNIX).close()
+print("unix ok")
+try:
+    socket.socket(socket.AF_INET)
+except OSError as e:
+    print("inet", e.strerror)
+`)
+	want := "mkdir Function not implemented\nunix ok\ninet Permission denied\n"
+	if r.code != 0 || r.stdout != want {
+		t.Errorf("want\n%s\ngot:\n%s", want, r)
+	}
+}
+
+// Profiles husk cannot read or apply fail with one line naming the file.
+func TestSeccompProfileErrors(t *testing.T) {
+	setup(t)
+	img, dir := debianSIF(t), workDir(t)
+	for _, tc := range []struct{ name, profile, want string }{
+		{"syntax.json", "{\"defaultAction\": \"SCMP_ACT_ALLOW\",\n \"syscalls\": [,]}",
+			"line 2: invalid character ','"},
+		{"type.json", `{"defaultAction": 1}`, "line 1: defaultAction must be string"},
+		{"action.json", `{"defaultAction": "SCMP_ACT_MAYBE"}`,
+			`defaultAction: unknown action "SCMP_ACT_MAYBE"`},
+		{"notify.json", `{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+			{"names": ["mknod"], "action": "SCMP_ACT_NOTIFY"}]}`,
+			"syscalls[0] (mknod): SCMP_ACT_NOTIFY: husk has no seccomp agent"},
+		{"op.json", `{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+			{"names": ["kill"], "action": "SCMP_ACT_ERRNO",
+			 "args": [{"index": 7, "value": 1, "op": "SCMP_CMP_EQ"}]}]}`,
+			"syscalls[0] (kill): argument index 7"},
+		{"none.json", "", "none.json: no such file or directory"},
+	} {
+		p := filepath.Join(dir, tc.name)
+		if tc.profile != "" {
+			p = writeProfile(t, dir, tc.name, tc.profile)
+		}
+		r := husk(t, dir, "exec", "--security", "seccomp:"+p, img, "true")
+		fatalLine(t, r, "seccomp profile", tc.want)
+	}
+}

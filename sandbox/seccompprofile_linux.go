@@ -1,0 +1,342 @@
+// Copyright 2026 The husk Authors. SPDX-License-Identifier: Apache-2.0
+
+package sandbox
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+	"slices"
+	"unsafe"
+
+	seccomp "github.com/elastic/go-seccomp-bpf"
+	"github.com/elastic/go-seccomp-bpf/arch"
+	"golang.org/x/net/bpf"
+	"golang.org/x/sys/unix"
+)
+
+// loadSeccompProfile installs the Spec's seccomp profile, if any, on the
+// calling thread: stage 2's locked thread that forks the payload, which
+// inherits it. It is not synchronised to stage 2's other threads (no
+// TSYNC): those only signal and wait and must not be confined by a
+// profile written for the payload.
+//
+// TODO: the thread that forks the payload keeps running stage 2's
+// supervisor loop (wait4, kill, nanosleep, reading /proc) under the
+// filter, and the forked child makes a few calls before execve (dup3,
+// chdir, prctl, execve itself), as with runc and Apptainer. A profile
+// that denies those breaks the container rather than confining it.
+func loadSeccompProfile(spec *Spec) error {
+	p := spec.Seccomp
+	if p == nil {
+		return nil
+	}
+	prog, err := p.compile(spec.Caps.keep(spec.Fakeroot), false)
+	if err != nil {
+		return fmt.Errorf("seccomp profile %s: %w", p.File, err)
+	}
+	raw, err := bpf.Assemble(prog)
+	if err != nil {
+		return fmt.Errorf("seccomp profile %s: assembling: %w", p.File, err)
+	}
+	filter := make([]unix.SockFilter, len(raw))
+	for i, r := range raw {
+		filter[i] = unix.SockFilter{Code: r.Op, Jt: r.Jt, Jf: r.Jf, K: r.K}
+	}
+	fprog := unix.SockFprog{Len: uint16(len(filter)), Filter: &filter[0]}
+	if len(filter) > 0xffff {
+		return fmt.Errorf("seccomp profile %s: %d BPF instructions are too many",
+			p.File, len(filter))
+	}
+	// Without CAP_SYS_ADMIN the kernel requires no_new_privs, which the
+	// payload has anyway (exec_linux.go).
+	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+		return &os.SyscallError{Syscall: "prctl(PR_SET_NO_NEW_PRIVS)", Err: err}
+	}
+	var flags uintptr
+	if slices.Contains(p.Flags, "SECCOMP_FILTER_FLAG_LOG") {
+		flags |= unix.SECCOMP_FILTER_FLAG_LOG
+	}
+	if slices.Contains(p.Flags, "SECCOMP_FILTER_FLAG_SPEC_ALLOW") {
+		flags |= unix.SECCOMP_FILTER_FLAG_SPEC_ALLOW
+	}
+	_, _, errno := unix.RawSyscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, flags,
+		uintptr(unsafe.Pointer(&fprog)))
+	runtime.KeepAlive(filter)
+	if errno != 0 {
+		return fmt.Errorf("seccomp profile %s: loading: %w", p.File,
+			&os.SyscallError{Syscall: "seccomp", Err: errno})
+	}
+	return nil
+}
+
+// compile turns the profile into a BPF program for the native
+// architecture. keep is the payload's capability mask, for Docker's
+// includes and excludes by capability; all takes every rule regardless
+// (to check a profile before the capabilities are known).
+func (p *SeccompProfile) compile(keep uint64, all bool) ([]bpf.Instruction, error) {
+	native, err := arch.GetInfo("")
+	if err != nil {
+		return nil, err
+	}
+	kernel, err := kernelVersion()
+	if err != nil {
+		return nil, err
+	}
+	defAction, err := seccompAction(p.DefaultAction, p.DefaultErrnoRet)
+	if err != nil {
+		return nil, err
+	}
+	// Syscalls of another ABI (i386 through int 0x80, x32) get the default
+	// action, which for a profile that allows by default would bypass its
+	// rules: they fail with ENOSYS then.
+	// TODO: apply the rules to the profile's other architectures too.
+	other := uint32(defAction)
+	switch defAction &^ 0xffff {
+	case seccomp.ActionAllow, seccomp.ActionLog, seccomp.ActionTrace:
+		other = uint32(seccomp.ActionErrno) | uint32(unix.ENOSYS)
+	}
+	prog := []bpf.Instruction{
+		bpf.LoadAbsolute{Off: 4, Size: 4},
+		bpf.JumpIf{Cond: bpf.JumpEqual, Val: uint32(native.ID), SkipTrue: 1},
+		bpf.RetConstant{Val: other},
+	}
+	if native.ID == arch.X86_64.ID {
+		prog = append(prog, bpf.LoadAbsolute{Off: 0, Size: 4},
+			bpf.JumpIf{Cond: bpf.JumpLessThan, Val: uint32(arch.X32.SeccompMask), SkipTrue: 1},
+			bpf.RetConstant{Val: other})
+	}
+	for i, r := range p.Syscalls {
+		if !all && !r.applies(keep, kernel) {
+			continue
+		}
+		seg, err := r.segment(native)
+		if err != nil {
+			return nil, fmt.Errorf("syscalls[%d] (%s): %w", i, r.label(), err)
+		}
+		prog = append(prog, seg...)
+	}
+	return append(prog, bpf.RetConstant{Val: uint32(defAction)}), nil
+}
+
+// segment assembles one rule on its own: it loads the syscall number,
+// returns the rule's action when it matches and falls through to what
+// follows otherwise. The library's assembler does not reload the syscall
+// number after comparing arguments, so its groups cannot follow a group
+// with conditions; each rule becomes a policy of its own, whose "no
+// match" returns become jumps past its end.
+func (r *SeccompRule) segment(native *arch.Info) ([]bpf.Instruction, error) {
+	g, err := r.group(native)
+	if err != nil {
+		return nil, err
+	}
+	if len(g.Names)+len(g.NamesWithCondtions) == 0 {
+		return nil, nil
+	}
+	next := seccomp.ActionTrace
+	if g.Action == next {
+		next = seccomp.ActionLog
+	}
+	policy := seccomp.Policy{DefaultAction: next, Syscalls: []seccomp.SyscallGroup{g}}
+	insts, err := policy.Assemble()
+	if err != nil {
+		return nil, err
+	}
+	// Drop the library's prologue (architecture check, load of the number,
+	// x32 check): ours comes first, and each segment reloads the number.
+	body := -1
+	for i, in := range insts {
+		if la, ok := in.(bpf.LoadAbsolute); ok && la.Off == 0 {
+			body = i + 1
+			break
+		}
+	}
+	if body < 0 {
+		return nil, errors.New("assembling: no syscall number load")
+	}
+	if native.ID == arch.X86_64.ID {
+		body += 2
+	}
+	seg := append([]bpf.Instruction{bpf.LoadAbsolute{Off: 0, Size: 4}}, insts[body:]...)
+	for i, in := range seg {
+		if rc, ok := in.(bpf.RetConstant); ok && rc.Val == uint32(next) {
+			seg[i] = bpf.Jump{Skip: uint32(len(seg) - i - 1)}
+		}
+	}
+	return seg, nil
+}
+
+// group is the library's form of one rule: the names this architecture
+// knows (others are skipped, as libseccomp does for runc), with the
+// argument conditions.
+func (r *SeccompRule) group(native *arch.Info) (seccomp.SyscallGroup, error) {
+	action, err := seccompAction(r.Action, r.ErrnoRet)
+	if err != nil {
+		return seccomp.SyscallGroup{}, err
+	}
+	g := seccomp.SyscallGroup{Action: action}
+	var names []string
+	for _, n := range r.names() {
+		if _, ok := native.SyscallNames[n]; ok && !slices.Contains(names, n) {
+			names = append(names, n)
+		}
+	}
+	if len(r.Args) == 0 {
+		g.Names = names
+		return g, nil
+	}
+	sets, err := argConditions(r.Args)
+	if err != nil {
+		return g, err
+	}
+	for _, n := range names {
+		for _, set := range sets {
+			g.NamesWithCondtions = append(g.NamesWithCondtions,
+				seccomp.NameWithConditions{Name: n, Conditions: set})
+		}
+	}
+	return g, nil
+}
+
+// argConditions are the alternatives a rule's args allow: all of them
+// together, or, when one argument is named twice, each on its own (as
+// runc and Docker read such rules).
+func argConditions(args []SeccompArg) ([]seccomp.ArgumentConditions, error) {
+	seen := map[uint]bool{}
+	repeated := false
+	var all seccomp.ArgumentConditions
+	for _, a := range args {
+		c, err := argCondition(a)
+		if err != nil {
+			return nil, err
+		}
+		repeated = repeated || seen[a.Index]
+		seen[a.Index] = true
+		all = append(all, c)
+	}
+	if !repeated {
+		return []seccomp.ArgumentConditions{all}, nil
+	}
+	sets := make([]seccomp.ArgumentConditions, len(all))
+	for i, c := range all {
+		sets[i] = seccomp.ArgumentConditions{c}
+	}
+	return sets, nil
+}
+
+func argCondition(a SeccompArg) (seccomp.Condition, error) {
+	c := seccomp.Condition{Argument: uint32(a.Index), Value: a.Value}
+	switch a.Op {
+	case "SCMP_CMP_EQ":
+		c.Operation = seccomp.Equal
+	case "SCMP_CMP_NE":
+		c.Operation = seccomp.NotEqual
+	case "SCMP_CMP_LT":
+		c.Operation = seccomp.LessThan
+	case "SCMP_CMP_LE":
+		c.Operation = seccomp.LessOrEqual
+	case "SCMP_CMP_GT":
+		c.Operation = seccomp.GreaterThan
+	case "SCMP_CMP_GE":
+		c.Operation = seccomp.GreaterOrEqual
+	case "SCMP_CMP_MASKED_EQ":
+		// (arg & Value) == ValueTwo; check allowed only these two forms.
+		c.Operation = seccomp.BitsNotSet
+		if a.ValueTwo != 0 {
+			c.Operation = seccomp.BitsSet
+		}
+	default:
+		return c, fmt.Errorf("unknown op %q", a.Op)
+	}
+	return c, nil
+}
+
+// applies says whether Docker's includes and excludes keep the rule for
+// a payload with capabilities keep on this kernel.
+func (r *SeccompRule) applies(keep uint64, kernel [2]int) bool {
+	if f := r.Includes; f != nil {
+		for _, c := range f.Caps {
+			if keep&(1<<slices.Index(capNames, c)) == 0 {
+				return false
+			}
+		}
+		if len(f.Arches) > 0 && !slices.ContainsFunc(f.Arches, isNativeArch) {
+			return false
+		}
+		if f.MinKernel != "" && !kernelAtLeast(kernel, f.MinKernel) {
+			return false
+		}
+	}
+	if f := r.Excludes; f != nil {
+		for _, c := range f.Caps {
+			if keep&(1<<slices.Index(capNames, c)) != 0 {
+				return false
+			}
+		}
+		if slices.ContainsFunc(f.Arches, isNativeArch) {
+			return false
+		}
+		if f.MinKernel != "" && kernelAtLeast(kernel, f.MinKernel) {
+			return false
+		}
+	}
+	return true
+}
+
+// isNativeArch matches Docker's (GOARCH) and libseccomp's (SCMP_ARCH_)
+// architecture names against this one.
+func isNativeArch(name string) bool {
+	scmp := map[string]string{"amd64": "SCMP_ARCH_X86_64", "arm64": "SCMP_ARCH_AARCH64",
+		"386": "SCMP_ARCH_X86", "arm": "SCMP_ARCH_ARM", "ppc64le": "SCMP_ARCH_PPC64LE",
+		"s390x": "SCMP_ARCH_S390X", "riscv64": "SCMP_ARCH_RISCV64"}
+	return name == runtime.GOARCH || name == scmp[runtime.GOARCH]
+}
+
+func kernelAtLeast(kernel [2]int, min string) bool {
+	v, err := parseKernelVersion(min)
+	if err != nil {
+		return false
+	}
+	return kernel[0] > v[0] || kernel[0] == v[0] && kernel[1] >= v[1]
+}
+
+func kernelVersion() ([2]int, error) {
+	var u unix.Utsname
+	if err := unix.Uname(&u); err != nil {
+		return [2]int{}, &os.SyscallError{Syscall: "uname", Err: err}
+	}
+	return parseKernelVersion(unix.ByteSliceToString(u.Release[:]))
+}
+
+// seccompAction is the kernel's return value for a profile action, with
+// errno as its data (EPERM when not given, as runc does).
+func seccompAction(name string, errno *uint) (seccomp.Action, error) {
+	data := seccomp.Action(unix.EPERM)
+	if errno != nil {
+		if *errno > 0xffff {
+			return 0, fmt.Errorf("errnoRet %d is out of range", *errno)
+		}
+		data = seccomp.Action(*errno)
+	}
+	switch name {
+	case "SCMP_ACT_KILL", "SCMP_ACT_KILL_THREAD":
+		return seccomp.ActionKillThread, nil
+	case "SCMP_ACT_KILL_PROCESS":
+		return seccomp.ActionKillProcess, nil
+	case "SCMP_ACT_TRAP":
+		return seccomp.ActionTrap, nil
+	case "SCMP_ACT_ERRNO":
+		return seccomp.ActionErrno | data, nil
+	case "SCMP_ACT_TRACE":
+		if errno == nil {
+			return seccomp.ActionTrace, nil
+		}
+		return seccomp.ActionTrace | data, nil
+	case "SCMP_ACT_ALLOW":
+		return seccomp.ActionAllow, nil
+	case "SCMP_ACT_LOG":
+		return seccomp.ActionLog, nil
+	}
+	return 0, checkAction(name)
+}
