@@ -59,6 +59,8 @@ func Main(m Mounter, hooks ...StageHook) {
 		code = stage1(m, fw, fds)
 	case "2":
 		code = stage2(fw, fds, unshare)
+	case "3":
+		code = serve(m, fw, fds) // fusermount3 mode: hostserve_linux.go
 	default:
 		fmt.Fprintf(os.Stderr, "%v: unknown stage %q\n", errStage, stage)
 		code = setupFailed
@@ -71,8 +73,9 @@ func Main(m Mounter, hooks ...StageHook) {
 
 // StageHook is called by [Main] in a stage process with the stage's
 // number (1: the FUSE server and supervisor of the container, 2: the
-// payload's reaper inside it). The function it returns runs when the
-// stage ends.
+// payload's reaper inside it, 3: the FUSE server in the host's
+// namespaces when the union is mounted through fusermount3). The
+// function it returns runs when the stage ends.
 type StageHook func(stage int) (done func())
 
 // stageIO is what a stage inherited from its parent.

@@ -63,17 +63,36 @@ func run(ctx context.Context, spec *Spec, files []*os.File, listen *os.File,
 	if err != nil {
 		return setupFailed, err
 	}
+	choice := fusermountSetting(p.Spec)
+	status, err := runSession(ctx, p, files, listen, log, onStart,
+		choice == fusermountAlways)
+	var refused *refusedError
+	if !errors.As(err, &refused) {
+		return status, err
+	}
+	if err := fallBack(choice, refused, log); err != nil {
+		return setupFailed, err
+	}
+	return runSession(ctx, p, files, listen, log, onStart, true)
+}
 
+// runSession runs the container in a new session directory, with the
+// union mounted by stage 1, or through fusermount3 when hosted.
+func runSession(ctx context.Context, p *plan, files []*os.File, listen *os.File,
+	log *slog.Logger, onStart func(pid int), hosted bool) (int, error) {
 	// The session directory is the mount point of stage 1's tmpfs. Stage 1
 	// removes it when done; removing it here as well covers a stage 1 that
 	// died early.
+	var err error
 	p.Session, err = os.MkdirTemp("", "husk-")
 	if err != nil {
 		return setupFailed, fmt.Errorf("sandbox: session directory: %w", err)
 	}
 	defer os.Remove(p.Session)
-
-	return runStage1(ctx, p, files, listen, log, onStart)
+	if hosted {
+		return runHosted(ctx, p, files, listen, log, onStart)
+	}
+	return runStage1(ctx, p, files, listen, log, onStart, nil)
 }
 
 // newPlan validates spec and completes it with what only the host knows.
@@ -131,9 +150,10 @@ func absFrom(dir, path string) string {
 }
 
 // runStage1 starts stage 1 in new user and mount namespaces, feeds it the
-// plan, forwards signals and waits.
+// plan, forwards signals and waits. union, in fusermount3 mode, is stage
+// 1's socket to the union's server; it is closed once stage 1 has it.
 func runStage1(ctx context.Context, p *plan, files []*os.File, listen *os.File,
-	log *slog.Logger, onStart func(pid int)) (int, error) {
+	log *slog.Logger, onStart func(pid int), union *os.File) (int, error) {
 	specR, specW, err := os.Pipe()
 	if err != nil {
 		return setupFailed, fmt.Errorf("sandbox: pipe: %w", err)
@@ -148,13 +168,18 @@ func runStage1(ctx context.Context, p *plan, files []*os.File, listen *os.File,
 	defer logW.Close()
 
 	cmd := stageCommand(1, files, specR, logW, listen)
+	if union != nil {
+		defer union.Close()
+		cmd.ExtraFiles = append(cmd.ExtraFiles, union)
+		p.UnionFD = 2 + len(cmd.ExtraFiles)
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{
 		Cloneflags: syscall.CLONE_NEWUSER | syscall.CLONE_NEWNS,
 		// If husk is killed outright, stage 1 gets SIGTERM and tears the
 		// container down cleanly: the union is still synced.
 		Pdeathsig: syscall.SIGTERM,
 	}
-	mapping, helpers := stage1Mapping(p, log)
+	mapping, helpers := stage1IDs(p, log)
 	if helpers == nil {
 		mapping.apply(cmd.SysProcAttr)
 	} else {
@@ -179,6 +204,9 @@ func runStage1(ctx context.Context, p *plan, files []*os.File, listen *os.File,
 	fw.target(cmd.Process, p.TTYSignals)
 	specR.Close()
 	logW.Close()
+	if union != nil {
+		union.Close() // stage 1's alone now: its exit closes it
+	}
 	if helpers != nil {
 		err := helpers.write(cmd.Process.Pid, mapping)
 		if err == nil {
@@ -207,6 +235,8 @@ func runStage1(ctx context.Context, p *plan, files []*os.File, listen *os.File,
 	status := exitStatus(cmd.ProcessState)
 	log.Debug("stage 1 exited", "status", status, "wait", werr)
 	switch {
+	case rep.fatal != nil && status == mountRefusedStatus && !rep.started:
+		return setupFailed, &refusedError{err: rep.fatal}
 	case rep.fatal != nil:
 		return setupFailed, rep.fatal
 	case cmd.ProcessState == nil:

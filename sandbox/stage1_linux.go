@@ -42,6 +42,12 @@ type stage1State struct {
 	joins *joinServer
 	// stage2 is stage 2 once started (see startStage2Early).
 	stage2 *stage2Proc
+	// devices makes device nodes for --fakeroot (mknod_linux.go); nil
+	// without.
+	devices *devices
+	// refused says the kernel refused the union's FUSE mount, which
+	// fusermount3 may still make (see mountRefused).
+	refused bool
 }
 
 // stage1 sets the container up, runs stage 2 and tears the container
@@ -55,6 +61,7 @@ func stage1(m Mounter, fw *forwarder, fds string) int {
 		sess: &session{dir: sio.plan.Session}}
 	st.final = st.sess.path("final")
 	logIDs(st.log, "user+mount namespace")
+	st.devices = newDevices(sio.plan.Spec, st.log)
 
 	status := setupFailed
 	st.startStage2Early()
@@ -68,18 +75,22 @@ func stage1(m Mounter, fw *forwarder, fds string) int {
 	if st.joins != nil {
 		st.joins.stop()
 	}
+	st.devices.stop()
 	if terr := st.teardown(); terr != nil && err == nil {
 		err = terr
 	}
 	if err != nil {
-		return sio.fail(err)
+		status = sio.fail(err)
+		if st.refused {
+			status = mountRefusedStatus
+		}
 	}
 	return status
 }
 
 // setup builds the container's file system tree at st.final.
 func (st *stage1State) setup(m Mounter) error {
-	if m == nil {
+	if m == nil && st.plan.HostUnion == "" {
 		return errors.New("sandbox: no Mounter registered with sandbox.Main")
 	}
 	// Stay off the host directories we may unmount or remove later.
@@ -104,11 +115,20 @@ func (st *stage1State) setup(m Mounter) error {
 	st.log.Debug("session tmpfs mounted", "dir", st.sess.dir)
 
 	spec := st.plan.Spec
-	mounted, err := callMount(m, spec, st.io.files, st.final)
+	var mounted Mounted
+	var err error
+	if st.plan.HostUnion != "" {
+		// fusermount3 mode: stage 3 mounted and serves the union.
+		mounted, err = bindHostUnion(st.plan, st.final)
+	} else {
+		mounted, err = callMount(m, spec, st.io.files, st.final)
+		st.refused = err != nil && mountRefused(err)
+	}
 	if err != nil {
 		return fmt.Errorf("mounting the container: %w", explainMountError(err))
 	}
 	st.mounted = mounted
+	st.devices.setTarget(mounted, st.final)
 	st.log.Debug("union mounted", "target", st.final)
 
 	for _, hm := range defaultMounts(st.plan, st.sess) {
@@ -200,7 +220,9 @@ func (st *stage1State) startStage2(flags uintptr, unshare bool) (*stage2Proc, er
 		runtime.LockOSThread()
 		defer runtime.UnlockOSThread()
 		defer close(p.done)
+		lfd := st.devices.install() // this thread ends with the goroutine
 		p.startErr = cmd.Start()
+		st.devices.serve(lfd)
 		specR.Close()
 		close(p.started)
 		if p.startErr == nil {

@@ -1,0 +1,329 @@
+// Copyright 2026 The husk Authors. SPDX-License-Identifier: Apache-2.0
+
+package sandbox
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"sync"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// fusermount3 mode (see fusermount_linux.go). fusermount3 mounts in the
+// mount namespace of its caller only, and a copy of that mount in stage
+// 1's namespace is locked there (mount_namespaces(7)): stage 1 could not
+// unmount it, and a server inside stage 1 would wait for its own mount
+// to go away forever. So the union is served from outside:
+//
+//   - Stage 0 makes a private directory next to the session directory
+//     (<session>.root, mode 0700) and starts stage 3 in its own
+//     namespaces, with the image files, the plan, a log pipe and one end
+//     of a socket pair.
+//   - Stage 3 has the Mounter mount the union there; go-fuse runs
+//     fusermount3 (the _FUSE_COMMFD protocol). It says it is ready on the
+//     socket, then creates the mount points stage 1 asks for on it.
+//   - Stage 0 starts stage 1 with the socket's other end. Stage 1 binds
+//     the mount as the container root instead of mounting FUSE; the rest
+//     of the container is built and run as usual.
+//   - When stage 1 exits its end closes. Stage 3 then unmounts with
+//     fusermount3 -u, waits until the kernel has let go of the file
+//     system (stage 1's namespace is gone with stage 1), syncs and
+//     closes the layers, and exits; stage 0 waits for it and reports
+//     what failed.
+//
+// Stage 3 has no parent-death signal and ignores the forwarded signals:
+// if husk is killed, stage 1 (SIGTERM from its own parent-death signal)
+// still stops the payload and exits, and stage 3 still unmounts, syncs
+// and exits after it. The image files stay open, and their locks held,
+// in stage 3 until the layers are closed.
+
+// serveStage is the stage number of the union's server in fusermount3
+// mode (the value of _HUSK_STAGE).
+const serveStage = 3
+
+// socket messages: stage 3 says it is ready with readyMsg; stage 1 sends
+// mountpointReq and gets a mountpointResp back.
+const readyMsg = "ready"
+
+type mountpointReq struct {
+	Path string `json:"p"`
+	Dir  bool   `json:"d"`
+}
+
+type mountpointResp struct {
+	Err   string `json:"e,omitempty"`
+	Errno int    `json:"n,omitempty"`
+}
+
+// maxMsg bounds a message on the socket (a path and some JSON).
+const maxMsg = 8 << 10
+
+// runHosted runs the container with the union mounted through fusermount3
+// by stage 3 and returns as runStage1 does, once stage 3 has synced and
+// closed the layers.
+func runHosted(ctx context.Context, p *plan, files []*os.File, listen *os.File,
+	log *slog.Logger, onStart func(pid int)) (int, error) {
+	p.Spec.Fusermount = true
+	p.HostUnion = p.Session + ".root"
+	if err := os.Mkdir(p.HostUnion, 0o700); err != nil {
+		return setupFailed, fmt.Errorf("sandbox: union mount point: %w", err)
+	}
+	// Stage 3 removes it after unmounting; this covers a stage 3 that
+	// failed (a mounted directory is busy and stays).
+	defer os.Remove(p.HostUnion)
+
+	srv, conn, err := startServer(p, files, log)
+	if err != nil {
+		return setupFailed, err
+	}
+	status, err := runStage1(ctx, p, nil, listen, log, onStart, conn)
+	if serr := srv.wait(); serr != nil {
+		log.Debug("union server failed", "error", serr)
+		if err == nil {
+			status, err = setupFailed, serr
+		}
+	}
+	return status, err
+}
+
+// server is a started stage 3.
+type server struct {
+	cmd      *exec.Cmd
+	relayedc chan relayed
+}
+
+// startServer starts stage 3 and waits until the union is mounted. It
+// returns stage 1's end of the socket.
+func startServer(p *plan, files []*os.File, log *slog.Logger) (*server, *os.File, error) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, nil, fmt.Errorf("sandbox: socketpair: %w", err)
+	}
+	ours := os.NewFile(uintptr(fds[0]), "union-socket")
+	theirs := os.NewFile(uintptr(fds[1]), "union-socket")
+	defer theirs.Close()
+	specR, specW, err := os.Pipe()
+	if err != nil {
+		ours.Close()
+		return nil, nil, fmt.Errorf("sandbox: pipe: %w", err)
+	}
+	defer specR.Close()
+	defer specW.Close()
+	logR, logW, err := os.Pipe()
+	if err != nil {
+		ours.Close()
+		return nil, nil, fmt.Errorf("sandbox: pipe: %w", err)
+	}
+	defer logW.Close()
+
+	// The socket goes in the place of an instance's join socket (see
+	// openStage).
+	cmd := stageCommand(serveStage, files, specR, logW, theirs)
+	// Not the terminal: stage 3 never reads it, and a pipe of husk's
+	// output would not end while stage 3 outlives a killed husk.
+	cmd.Stdin, cmd.Stdout = nil, nil
+	log.Debug("starting the union server", "mountpoint", p.HostUnion)
+	if err := cmd.Start(); err != nil {
+		ours.Close()
+		logR.Close()
+		return nil, nil, fmt.Errorf("sandbox: starting the union server: %w", err)
+	}
+	srv := &server{cmd: cmd, relayedc: make(chan relayed, 1)}
+	go func() {
+		defer logR.Close()
+		srv.relayedc <- relay(logR, log)
+	}()
+	logW.Close()
+	theirs.Close()
+	if err := json.NewEncoder(specW).Encode(p); err != nil {
+		_ = cmd.Process.Kill()
+	}
+	specW.Close()
+
+	buf := make([]byte, len(readyMsg))
+	n, rerr := ours.Read(buf)
+	if rerr != nil || string(buf[:n]) != readyMsg {
+		ours.Close()
+		err := srv.wait()
+		if err == nil {
+			err = fmt.Errorf("sandbox: the union server ended before mounting (%v)", rerr)
+		}
+		return nil, nil, err
+	}
+	log.Debug("union mounted through fusermount3", "mountpoint", p.HostUnion)
+	return srv, ours, nil
+}
+
+// wait waits for stage 3 to exit and returns its error.
+func (s *server) wait() error {
+	werr := s.cmd.Wait()
+	rep := <-s.relayedc
+	switch {
+	case rep.fatal != nil:
+		return rep.fatal
+	case werr != nil:
+		return fmt.Errorf("husk's union server: %w", werr)
+	}
+	return nil
+}
+
+// serve is stage 3: it mounts the union at the plan's HostUnion, creates
+// mount points for stage 1 until stage 1's end of the socket closes,
+// then unmounts, syncs and closes the union.
+func serve(m Mounter, fw *forwarder, fds string) int {
+	// Stage 1 tears the container down on these signals; this process
+	// must outlive it to sync the layers.
+	fw.stopIgnoring()
+	sio, err := openStage(serveStage, fds)
+	if err != nil {
+		return sio.fail(err)
+	}
+	conn := sio.listen
+	sio.listen = nil
+	if conn == nil || sio.plan.HostUnion == "" {
+		return sio.fail(fmt.Errorf("%w: no union socket or mount point", errStage))
+	}
+	defer conn.Close()
+	logIDs(sio.log, "union server")
+	if m == nil {
+		return sio.fail(errors.New("sandbox: no Mounter registered with sandbox.Main"))
+	}
+	target := sio.plan.HostUnion
+	mounted, err := callMount(m, sio.plan.Spec, sio.files, target)
+	if err != nil {
+		return sio.fail(fmt.Errorf("mounting the container through fusermount3: %w", err))
+	}
+	sio.log.Debug("union mounted", "target", target)
+	if _, err := conn.Write([]byte(readyMsg)); err != nil {
+		sio.log.Debug("husk went away before the container started", "error", err)
+	} else {
+		serveMountpoints(conn, mounted, sio.log)
+	}
+
+	// Stage 1 is gone: nothing in a container uses the union any more.
+	sio.log.Debug("container gone, unmounting")
+	err = mounted.Unmount()
+	if rerr := os.Remove(target); rerr != nil && err == nil {
+		err = rerr
+	}
+	if err != nil {
+		return sio.fail(fmt.Errorf("unmounting the container: %w", err))
+	}
+	sio.log.Debug("union unmounted and synced")
+	return 0
+}
+
+// serveMountpoints answers stage 1's mount point requests until its end
+// of the socket closes.
+func serveMountpoints(conn *os.File, mounted Mounted, log *slog.Logger) {
+	buf := make([]byte, maxMsg)
+	for {
+		n, err := conn.Read(buf)
+		if err != nil || n == 0 {
+			if err != nil && !errors.Is(err, io.EOF) {
+				log.Debug("union socket", "error", err)
+			}
+			return
+		}
+		var req mountpointReq
+		var resp mountpointResp
+		if err := json.Unmarshal(buf[:n], &req); err != nil {
+			resp.Err = fmt.Sprintf("%v: bad mount point request: %v", errStage, err)
+		} else if err := mounted.Mountpoint(req.Path, req.Dir); err != nil {
+			resp.Err = err.Error()
+			var errno syscall.Errno
+			if errors.As(err, &errno) {
+				resp.Errno = int(errno)
+			}
+		}
+		b, _ := json.Marshal(resp)
+		if _, err := conn.Write(b); err != nil {
+			return
+		}
+	}
+}
+
+// hostedUnion is stage 1's Mounted in fusermount3 mode: the union
+// mounted by stage 3, bound at final.
+type hostedUnion struct {
+	mu    sync.Mutex // one request at a time on conn
+	conn  *os.File
+	final string
+}
+
+// bindHostUnion binds the union that stage 3 mounted at the plan's
+// HostUnion on final.
+func bindHostUnion(p *plan, final string) (Mounted, error) {
+	conn := os.NewFile(uintptr(p.UnionFD), "union-socket")
+	if conn == nil {
+		return nil, fmt.Errorf("%w: union socket fd %d", errStage, p.UnionFD)
+	}
+	if err := mount(p.HostUnion, final, "", unix.MS_BIND, ""); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	return &hostedUnion{conn: conn, final: final}, nil
+}
+
+// Mountpoint implements Mounted: stage 3 creates the entry.
+func (h *hostedUnion) Mountpoint(path string, dir bool) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	b, err := json.Marshal(mountpointReq{Path: path, Dir: dir})
+	if err != nil {
+		return err
+	}
+	if _, err := h.conn.Write(b); err != nil {
+		return fmt.Errorf("asking the union server for %s: %w", path, err)
+	}
+	buf := make([]byte, maxMsg)
+	n, err := h.conn.Read(buf)
+	if err != nil || n == 0 {
+		return fmt.Errorf("asking the union server for %s: no answer (%v)", path, err)
+	}
+	var resp mountpointResp
+	if err := json.Unmarshal(buf[:n], &resp); err != nil {
+		return fmt.Errorf("%w: bad mount point answer: %v", errStage, err)
+	}
+	if resp.Err == "" {
+		return nil
+	}
+	return &remoteError{msg: resp.Err, errno: syscall.Errno(resp.Errno)}
+}
+
+// Unmount implements Mounted: it detaches stage 1's bind of the union
+// and closes the socket, which tells stage 3 that it may unmount once
+// stage 1 has exited (stage 1's namespace holds a locked copy of the
+// mount until then).
+func (h *hostedUnion) Unmount() error {
+	err := unix.Unmount(h.final, unix.MNT_DETACH)
+	if err != nil {
+		err = &os.PathError{Op: "umount", Path: h.final, Err: err}
+	}
+	h.conn.Close()
+	return err
+}
+
+// remoteError is an error of stage 3's Mounter: its message, and its
+// errno for errors.Is.
+type remoteError struct {
+	msg   string
+	errno syscall.Errno
+}
+
+func (e *remoteError) Error() string { return e.msg }
+
+func (e *remoteError) Unwrap() error {
+	if e.errno == 0 {
+		return nil
+	}
+	return e.errno
+}
