@@ -328,6 +328,7 @@ func (js *joinServer) runStage2(c *net.UnixConn, r *bufio.Reader, req *JoinReque
 
 	runtime.LockOSThread() // Pdeathsig is per thread, see run_linux.go
 	defer runtime.UnlockOSThread()
+	lfd := st.devices.install() // this thread ends with the goroutine
 	js.mu.Lock()
 	if js.closed {
 		js.mu.Unlock()
@@ -343,6 +344,7 @@ func (js *joinServer) runStage2(c *net.UnixConn, r *bufio.Reader, req *JoinReque
 		js.running[cmd.Process] = true
 	}
 	js.mu.Unlock()
+	st.devices.serve(lfd)
 	if err != nil {
 		return setupFailed, fmt.Errorf("starting stage 2: %w", err)
 	}
