@@ -449,14 +449,7 @@ func TestWritableSandbox(t *testing.T) {
 	debianSIF(t)
 	dir := workDir(t)
 	sbx := filepath.Join(dir, "sbx")
-	os.Mkdir(sbx, 0o755)
-	cp := exec.Command("cp", "-a", "--parents", "bin", "lib", "lib64", "usr/bin/dash",
-		"usr/bin/sh", "usr/bin/cat", "usr/lib64", "usr/lib/x86_64-linux-gnu/libc.so.6",
-		"usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2", sbx)
-	cp.Dir = filepath.Join(cacheDir(), "rootfs")
-	if out, err := cp.CombinedOutput(); err != nil {
-		t.Fatalf("cp: %v\n%s", err, out)
-	}
+	copyRootfs(t, sbx, "bin", "usr/bin/dash", "usr/bin/sh", "usr/bin/cat")
 	tool(t, "chown", "-R", strconv.Itoa(testUID)+":"+strconv.Itoa(testUID), sbx)
 
 	r := husk(t, dir, "exec", sbx, "sh", "-c", "echo x > /f")

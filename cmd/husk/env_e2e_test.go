@@ -178,14 +178,7 @@ func TestNoShellImage(t *testing.T) {
 	debianSIF(t)
 	dir := workDir(t)
 	sbx := filepath.Join(dir, "sbx")
-	os.Mkdir(sbx, 0o755)
-	cp := exec.Command("cp", "-a", "--parents", "lib", "lib64", "usr/bin/env", "usr/lib64",
-		"usr/lib/x86_64-linux-gnu/libc.so.6",
-		"usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2", sbx)
-	cp.Dir = filepath.Join(cacheDir(), "rootfs")
-	if out, err := cp.CombinedOutput(); err != nil {
-		t.Fatalf("cp: %v\n%s", err, out)
-	}
+	copyRootfs(t, sbx, "usr/bin/env")
 	os.Symlink("usr/bin", filepath.Join(sbx, "bin"))
 	m := containerEnviron(t, dir, []string{"HOSTONLY=h", "APPTAINERENV_X=$HOME"}, "exec",
 		sbx)

@@ -99,11 +99,21 @@ func TestSifTool(t *testing.T) {
 // for the launcher script and env.
 func smallRootfs(t *testing.T, dst string) {
 	t.Helper()
-	os.MkdirAll(dst, 0o755)
-	cp := exec.Command("cp", "-a", "--parents", "bin", "lib", "lib64", "usr/bin/dash",
-		"usr/bin/sh", "usr/bin/cat", "usr/bin/env", "usr/lib64",
-		"usr/lib/x86_64-linux-gnu/libc.so.6",
-		"usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2", "etc/passwd", "etc/group", dst)
+	copyRootfs(t, dst, "bin", "usr/bin/dash", "usr/bin/sh", "usr/bin/cat", "usr/bin/env",
+		"etc/passwd", "etc/group")
+}
+
+// copyRootfs copies paths of the cached Debian tree and its C library
+// (merged /usr: lib and lib64 are links into usr) into dst, made if
+// missing, keeping modes and owners.
+func copyRootfs(t *testing.T, dst string, paths ...string) {
+	t.Helper()
+	if err := os.MkdirAll(dst, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"-a", "--parents", "lib", "lib64", "usr/lib64",
+		"usr/lib/x86_64-linux-gnu/libc.so.6", "usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2"}
+	cp := exec.Command("cp", append(append(args, paths...), dst)...)
 	cp.Dir = filepath.Join(cacheDir(), "rootfs")
 	if out, err := cp.CombinedOutput(); err != nil {
 		t.Fatalf("cp: %v\n%s", err, out)
