@@ -295,8 +295,16 @@ func (e *stageError) Unwrap() error {
 // stageFailure makes the error of a fatal record: an *ImageError when the
 // stage failed with EIO after an image fault, else a *stageError.
 func stageFailure(rec record, fault *imageFault) error {
-	err := &stageError{msg: rec.Msg, errno: rec.Errno}
-	if rec.Errno != syscall.EIO || fault == nil {
+	return withImageFault(&stageError{msg: rec.Msg, errno: rec.Errno}, fault)
+}
+
+// withImageFault makes err, a stage's failure, an *ImageError when it is
+// an I/O error and fault is not nil. The fault may come from another
+// stage's relay (a union served by another process than the one that
+// failed), read to its end.
+func withImageFault(err error, fault *imageFault) error {
+	var ie *ImageError
+	if fault == nil || !errors.Is(err, syscall.EIO) || errors.As(err, &ie) {
 		return err
 	}
 	return &ImageError{Image: fault.Image, Problem: fault.Problem, Err: err}

@@ -78,3 +78,38 @@ func TestReportImageFaultOutsideStage(t *testing.T) {
 		t.Error("a fault was sent without a stage pipe")
 	}
 }
+
+// A fault from another stage's relay names the image in an I/O error
+// only, and only once.
+func TestWithImageFault(t *testing.T) {
+	fault := &imageFault{Image: "/o.img", Problem: "ext3: inode 12: bad block 99999"}
+	eio := &stageError{msg: "exec /bin/sh: input/output error", errno: syscall.EIO}
+	named := &ImageError{Image: "/a.sif", Problem: "squash: bad", Err: eio}
+	cases := []struct {
+		name  string
+		err   error
+		fault *imageFault
+		image string // of the *ImageError returned, "" for none
+	}{
+		{"I/O error", eio, fault, "/o.img"},
+		{"no fault", eio, nil, ""},
+		{"nil", nil, fault, ""},
+		{"not an I/O error", &stageError{msg: "no", errno: syscall.ENOENT}, fault, ""},
+		{"already named", named, fault, "/a.sif"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			err := withImageFault(c.err, c.fault)
+			var ie *ImageError
+			if errors.As(err, &ie) != (c.image != "") {
+				t.Fatalf("withImageFault = %#v, want an image error: %v", err, c.image != "")
+			}
+			if ie != nil && (ie.Image != c.image || !errors.Is(err, syscall.EIO)) {
+				t.Errorf("image error %+v, want image %s wrapping EIO", ie, c.image)
+			}
+			if ie == nil && err != c.err {
+				t.Errorf("withImageFault changed %v to %v", c.err, err)
+			}
+		})
+	}
+}
