@@ -115,11 +115,27 @@
 // --fakeroot). [RunShared] serves --sharens: later commands of the same
 // parent join the first one's container.
 //
+// # Device nodes
+//
+// The kernel makes char and block devices only for CAP_MKNOD in the
+// host's user namespace. With --fakeroot, stage 1 installs a seccomp
+// filter (user notification) on the thread that forks each stage 2: the
+// container's mknod and mknodat of devices (not 0/0 whiteouts) wait for
+// stage 1, which resolves the parent directory as the caller would and,
+// when the caller has CAP_MKNOD in the container's user namespace and
+// may write there and the parent is on the union, makes the node with
+// [DeviceMaker] (the caller's fsuid, fsgid and umask). Every other such
+// call goes back to the kernel, which answers it as without the filter
+// (EPERM in the end). Needs Linux 5.0 (5.5 for the kernel's own errors);
+// without, mknod fails as before. See mknod_linux.go.
+//
 // # Not supported
 //
 //   - The fusermount3 fallback where the kernel or a policy refuses FUSE
-//     mounts in a user namespace: see the TODO in fuse_linux.go. Device
-//     nodes cannot be made (mknod needs CAP_MKNOD in the host namespace).
+//     mounts in a user namespace: see the TODO in fuse_linux.go.
+//   - Device nodes without --fakeroot, outside the union, in a nested user
+//     namespace, or in a directory upper (its host refuses them); POSIX
+//     ACLs are not consulted for them (see "Device nodes").
 //   - Apptainer's setuid mode, networks other than none, seccomp,
 //     cgroups and --boot.
 //   - A symbolic /etc/resolv.conf is bound as the file it points to, not
