@@ -10,7 +10,8 @@ import (
 
 // TestMountRefusedByPolicy: a mount refused with EPERM while /dev/fuse is
 // usable and the kernel recent is put down to a security policy, in one
-// line, exit 255.
+// line, exit 255, when the fusermount3 fallback is turned off
+// (fusermount_test.go tests the fallback).
 func TestMountRefusedByPolicy(t *testing.T) {
 	e := newEnv(t)
 	dev := filepath.Join(e.dir, "fuse")
@@ -22,7 +23,9 @@ func TestMountRefusedByPolicy(t *testing.T) {
 	}
 	s := e.spec("true")
 	s.Union = unionJSON(testUnion{Fail: true, FuseDevice: dev})
-	res := e.run(s)
+	h := e.helper("run", s)
+	h.cmd.Env = append(h.cmd.Env, FusermountEnv+"=0")
+	res := runHelperProc(e, h)
 	want := "mounting the container: the kernel refused the mount in husk's user " +
 		"namespace (operation not permitted): a security policy (SELinux, AppArmor, " +
 		"seccomp or a container runtime) forbids it; ask your administrator"

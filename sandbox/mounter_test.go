@@ -47,6 +47,11 @@ type testUnion struct {
 	// Bind, when set, is a root file system to bind read-only instead of
 	// copying Tree; Mountpoint then fails as on a read-only image.
 	Bind string
+	// Refuse makes the mount in stage 1 fail with EPERM as a kernel or
+	// policy that forbids FUSE in a user namespace does; through
+	// fusermount3 (Spec.Fusermount) the tree is served by a go-fuse
+	// loopback, as with FUSE (fusermount_test.go).
+	Refuse bool
 }
 
 // testMounter stands in for husk's FUSE union in stage 1: a tmpfs holding
@@ -59,6 +64,8 @@ type testMounted struct {
 	layer string // where entries are created; empty: none can be
 	u     testUnion
 	srv   *fuse.Server // with FUSE
+	// hosted: mounted through fusermount3 by stage 3 (fusermount_test.go).
+	hosted bool
 }
 
 func (testMounter) Mount(spec *Spec, files []*os.File, target string) (Mounted, error) {
@@ -68,6 +75,9 @@ func (testMounter) Mount(spec *Spec, files []*os.File, target string) (Mounted, 
 	}
 	if u.Panic {
 		panic("test mounter panics")
+	}
+	if spec.Fusermount || u.Refuse {
+		return fusermountTestMount(spec, u, target)
 	}
 	if u.OldKernel {
 		mountSetattr = func(int, string, uint, *unix.MountAttr) error { return unix.ENOSYS }
@@ -150,6 +160,9 @@ func (m *testMounted) Mountpoint(path string, dir bool) error {
 }
 
 func (m *testMounted) Unmount() error {
+	if m.hosted {
+		return m.unmountHosted()
+	}
 	var err error
 	if m.srv != nil {
 		err = m.srv.Unmount()
