@@ -103,6 +103,9 @@ type Spec struct {
 	Caps Caps
 	// Seccomp, when set, is applied to the payload (--security seccomp:).
 	Seccomp *SeccompProfile
+	// FuseMounts are FUSE programs mounted in the container (--fusemount),
+	// in order, after the binds.
+	FuseMounts []FuseMount
 
 	// Union is opaque to sandbox: what the [Mounter] needs to build the
 	// union (layer descriptions, options).

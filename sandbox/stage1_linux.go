@@ -42,6 +42,8 @@ type stage1State struct {
 	joins *joinServer
 	// stage2 is stage 2 once started (see startStage2Early).
 	stage2 *stage2Proc
+	// fuse are the --fusemount mounts and programs (fusemount_linux.go).
+	fuse fuseMountSet
 	// devices makes device nodes for --fakeroot (mknod_linux.go); nil
 	// without.
 	devices *devices
@@ -148,7 +150,7 @@ func (st *stage1State) setup(m Mounter) error {
 			return fmt.Errorf("creating /proc in the container: %w", err)
 		}
 	}
-	return nil
+	return st.startFuseMounts() // fusemount_linux.go
 }
 
 // makeSessionDirs creates the final mount point and, with --contain, the
@@ -325,6 +327,9 @@ func (st *stage1State) runStage2(fw *forwarder) (int, error) {
 // and everything it started are gone, so nothing writes any more.
 func (st *stage1State) teardown() error {
 	var errs []error
+	if err := st.stopFuseMounts(); err != nil { // fusemount_linux.go
+		errs = append(errs, err)
+	}
 	if st.mounted != nil {
 		if err := unmountUnder(st.final); err != nil {
 			errs = append(errs, err)

@@ -102,6 +102,12 @@ func prepareAction(g *globals, command string, f *ActionFlags, img, instance str
 	if err := securitySpec(&f.SecurityFlags, spec, g.Log); err != nil {
 		return nil, nil, err
 	}
+	if err := gpuSpec(&f.GPUFlags, spec, g.Log); err != nil { // gpu.go
+		return nil, nil, err
+	}
+	if err := fuseMountSpec(&f.FuseMountFlags, spec, g.Log); err != nil { // fusemount.go
+		return nil, nil, err
+	}
 	if u, err := user.LookupId(fmt.Sprint(spec.UID)); err == nil {
 		spec.Username, spec.HomeDir = u.Username, u.HomeDir
 	} else {

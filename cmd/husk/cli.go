@@ -99,6 +99,8 @@ type ActionFlags struct {
 	Sharens bool     `help:"${sharens}" env:"HUSK_SHARENS,APPTAINER_SHARENS"`
 
 	SecurityFlags
+	GPUFlags       // gpu.go
+	FuseMountFlags // fusemount.go
 }
 
 // helpVars hold the longer help texts and environment lists, interpolated

@@ -1,0 +1,134 @@
+// Copyright 2026 The husk Authors. SPDX-License-Identifier: Apache-2.0
+
+package main
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// squashImage makes a small squashfs with mksquashfs holding
+// sub/file.txt, readable by the test user.
+func squashImage(t *testing.T, dir string) string {
+	t.Helper()
+	src := filepath.Join(dir, "sqsrc")
+	if err := os.MkdirAll(filepath.Join(src, "sub"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(src, "sub", "file.txt"), []byte("hello\n"),
+		0o644); err != nil {
+		t.Fatal(err)
+	}
+	img := filepath.Join(dir, "sq.img")
+	tool(t, "mksquashfs", src, img, "-quiet", "-noappend")
+	if err := os.Chmod(img, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return img
+}
+
+// lookSquashfuse finds squashfuse (libfuse 3, which takes /dev/fd/N as
+// the mount point).
+func lookSquashfuse(t *testing.T) string {
+	t.Helper()
+	p, err := exec.LookPath("squashfuse")
+	if err != nil {
+		t.Fatal("squashfuse not found: apt-get install squashfuse")
+	}
+	return p
+}
+
+// --fusemount host:... runs squashfuse on the host side: the container
+// reads the squashfs at the mount point, the mount point does not land
+// in the persistent overlay, and no squashfuse is left afterwards.
+func TestFuseMountHost(t *testing.T) {
+	setup(t)
+	lookSquashfuse(t)
+	img, dir := debianSIF(t), workDir(t)
+	sq := squashImage(t, dir)
+	ov := filepath.Join(dir, "ov")
+	if err := os.Mkdir(ov, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	chown(t, ov)
+	hostPidNS, err := os.Readlink("/proc/self/ns/pid")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, kind := range []string{"host:squashfuse -f", "host-daemon:squashfuse"} {
+		r := ok(t, dir, "exec", "--overlay", ov, "--fusemount", kind+" "+sq+" /mnt/sq",
+			img, "sh", "-c", "cat /mnt/sq/sub/file.txt; "+
+				"grep -c ' /mnt/sq .* fuse.squashfuse ' /proc/self/mountinfo; "+
+				"readlink /proc/self/ns/pid")
+		want := "hello\n1\n"
+		if !strings.HasPrefix(r.stdout, want) || strings.Contains(r.stdout, hostPidNS) {
+			t.Errorf("%s: want the file, one FUSE mount and a PID namespace:\n%s", kind, r)
+		}
+	}
+	if ents, _ := os.ReadDir(filepath.Join(ov, "upper")); len(ents) != 0 {
+		t.Errorf("the mount point leaked into the overlay: %v", ents)
+	}
+	// The daemon's server exits once its mount is gone; init reaps it.
+	for i := 0; ; i++ {
+		out, _ := exec.Command("pgrep", "-u", testUser, "squashfuse").Output()
+		if len(strings.TrimSpace(string(out))) == 0 {
+			break
+		}
+		if i == 100 {
+			t.Fatalf("squashfuse still running: %s", out)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// --fusemount container:... runs squashfuse from the container's file
+// system (here bound in from the host, with the libraries the Debian
+// image lacks), with HUSK_FUSEMOUNT.
+func TestFuseMountContainer(t *testing.T) {
+	setup(t)
+	bin := lookSquashfuse(t)
+	img, dir := debianSIF(t), workDir(t)
+	sq := squashImage(t, dir)
+	args := []string{"exec", "-B", bin + ":/usr/local/bin/squashfuse", "-B", sq + ":/opt/sq.img"}
+	out, err := exec.Command("ldd", bin).Output()
+	if err != nil {
+		t.Fatalf("ldd %s: %v", bin, err)
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 3 && f[1] == "=>" && strings.Contains(f[2], "fuse3") ||
+			len(f) >= 3 && strings.Contains(f[0], "lzo2") {
+			args = append(args, "-B", f[2]+":/usr/lib/x86_64-linux-gnu/"+f[0])
+		}
+	}
+	args = append(args, img, "cat", "/mnt/sq/sub/file.txt")
+	cmd := userCmd(dir, args...)
+	cmd.Env = append(cmd.Env, "HUSK_FUSEMOUNT=container:squashfuse -f /opt/sq.img /mnt/sq")
+	b, err := cmd.CombinedOutput()
+	if err != nil || string(b) != "hello\n" {
+		t.Errorf("container squashfuse: %v\n%s", err, b)
+	}
+}
+
+// A FUSE program that fails leaves an unusable mount point (ENOTCONN,
+// no hang) and a warning; a bad --fusemount value is one FATAL line.
+func TestFuseMountErrors(t *testing.T) {
+	setup(t)
+	img, dir := debianSIF(t), workDir(t)
+	r := husk(t, dir, "exec", "--fusemount", "host:squashfuse -f /nonexistent.img /mnt/sq",
+		img, "ls", "/mnt/sq")
+	if r.code == 0 || !strings.Contains(r.stderr, "Transport endpoint is not connected") ||
+		!strings.Contains(r.stderr, "--fusemount: squashfuse exited early") {
+		t.Errorf("failing squashfuse:\n%s", r)
+	}
+	fatalLine(t, husk(t, dir, "exec", "--fusemount", "squashfuse x /mnt", img, "true"),
+		"want host:, container:")
+	fatalLine(t, husk(t, dir, "exec", "--fusemount", "host:squashfuse x mnt", img, "true"),
+		"not an absolute path")
+	fatalLine(t, husk(t, dir, "exec", "--fusemount", "host:no-such-fuse /mnt/x", img,
+		"true"), "no-such-fuse")
+}

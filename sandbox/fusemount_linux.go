@@ -1,0 +1,192 @@
+// Copyright 2026 The husk Authors. SPDX-License-Identifier: Apache-2.0
+
+package sandbox
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// fuseStopGrace is how long a FUSE program gets between SIGTERM and
+// SIGKILL at the end of the container.
+var fuseStopGrace = 3 * time.Second
+
+// fuseMountSet is what stage 1 mounted and started for --fusemount.
+type fuseMountSet struct {
+	// targets are the mount points in stage 1's tree, in mount order.
+	targets []string
+	procs   []*fuseProc
+}
+
+// fuseProc is a FUSE program that stays in the foreground.
+type fuseProc struct {
+	cmd  *exec.Cmd
+	done chan struct{} // closed once cmd.Wait returned
+	err  error
+}
+
+// startFuseMounts mounts and starts the Spec's FUSE programs, after the
+// binds: for each, it opens /dev/fuse, mounts it at the mount point in
+// the container root (creating the directory as bind targets are, so
+// it never lands in a persistent overlay) and starts the program with
+// the mount point replaced by /dev/fd/3, the open device. Requests made
+// before the program is up wait in the kernel; if it dies, the mount
+// reports ENOTCONN.
+func (st *stage1State) startFuseMounts() error {
+	for _, fm := range st.plan.Spec.FuseMounts {
+		if err := st.startFuseMount(fm); err != nil {
+			return fmt.Errorf("--fusemount %s: %w", fm.Mountpoint, err)
+		}
+	}
+	return nil
+}
+
+func (st *stage1State) startFuseMount(fm FuseMount) error {
+	if err := st.ensureDir(fm.Mountpoint); err != nil {
+		return fmt.Errorf("creating the mount point: %w", err)
+	}
+	r, err := resolveIn(st.final, fm.Mountpoint)
+	if err != nil {
+		return err
+	}
+	target := filepath.Join(st.final, r)
+	cmd, err := st.fuseCommand(fm)
+	if err != nil {
+		return err
+	}
+
+	dev, err := os.OpenFile(fuseDevice, os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	defer dev.Close() // the program keeps its own copy
+	// allow_other lets every process of the container in (a --fakeroot
+	// payload may switch uids); the kernel limits it to this user
+	// namespace and the ones below it.
+	opts := fmt.Sprintf("fd=%d,rootmode=40000,user_id=%d,group_id=%d,allow_other",
+		dev.Fd(), os.Getuid(), os.Getgid())
+	name := filepath.Base(fm.Args[0])
+	if err := mount(name, target, "fuse."+name, unix.MS_NOSUID|unix.MS_NODEV,
+		opts); err != nil {
+		return err
+	}
+	st.fuse.targets = append(st.fuse.targets, target)
+
+	cmd.ExtraFiles = []*os.File{dev}
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	st.log.Debug("fusemount started", "args", cmd.Args, "pid", cmd.Process.Pid,
+		"target", target)
+	p := &fuseProc{cmd: cmd, done: make(chan struct{})}
+	if fm.Daemon {
+		// It forks its server and exits: a failure shows in its status.
+		if err := cmd.Wait(); err != nil {
+			return fmt.Errorf("%s: %w", fm.Args[0], err)
+		}
+		return nil
+	}
+	go func() {
+		p.err = cmd.Wait()
+		close(p.done)
+	}()
+	st.fuse.procs = append(st.fuse.procs, p)
+	return nil
+}
+
+// fuseCommand prepares the program of fm with /dev/fd/3 as its last
+// argument: on the host side in husk's environment and working
+// directory, or chrooted into the container root with the payload's
+// environment.
+func (st *stage1State) fuseCommand(fm FuseMount) (*exec.Cmd, error) {
+	args := append(append([]string(nil), fm.Args...), "/dev/fd/3")
+	// Without its parent the FUSE server has nobody to stop it.
+	attr := &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	var cmd *exec.Cmd
+	if fm.InContainer {
+		path, err := st.containerLookPath(fm.Args[0])
+		if err != nil {
+			return nil, err
+		}
+		cmd = &exec.Cmd{Path: path, Args: args, Dir: "/", Env: st.plan.Spec.Env}
+		attr.Chroot = st.final
+	} else {
+		cmd = exec.Command(args[0], args[1:]...)
+		if cmd.Err != nil {
+			return nil, cmd.Err
+		}
+		cmd.Dir = st.plan.HostCwd
+	}
+	cmd.SysProcAttr = attr
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	return cmd, nil
+}
+
+// containerLookPath finds name on the payload's PATH in the container
+// root, resolving symbolic links inside it; the result is a path in the
+// container.
+func (st *stage1State) containerLookPath(name string) (string, error) {
+	candidates := []string{name}
+	if filepath.Base(name) == name {
+		candidates = nil
+		for _, dir := range filepath.SplitList(envPath(st.plan.Spec.Env)) {
+			if filepath.IsAbs(dir) {
+				candidates = append(candidates, filepath.Join(dir, name))
+			}
+		}
+	} else if !filepath.IsAbs(name) {
+		return "", fmt.Errorf("%s: use a command name or an absolute path in the container",
+			name)
+	}
+	for _, c := range candidates {
+		r, err := resolveIn(st.final, c)
+		if err != nil {
+			continue
+		}
+		fi, err := os.Stat(filepath.Join(st.final, r))
+		if err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
+			return c, nil
+		}
+	}
+	return "", fmt.Errorf("%s: executable file not found in the container", name)
+}
+
+// stopFuseMounts ends the FUSE programs (SIGTERM, then SIGKILL after
+// fuseStopGrace) and unmounts their mounts, before the union is
+// unmounted and synced: nothing may still write through them.
+func (st *stage1State) stopFuseMounts() error {
+	for _, p := range st.fuse.procs {
+		select {
+		case <-p.done:
+			st.log.Warn(fmt.Sprintf("--fusemount: %s exited early", p.cmd.Args[0]),
+				"error", p.err)
+			continue
+		default:
+		}
+		_ = p.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-p.done:
+		case <-time.After(fuseStopGrace):
+			st.log.Debug("fusemount program ignores SIGTERM", "pid", p.cmd.Process.Pid)
+			_ = p.cmd.Process.Kill()
+			<-p.done
+		}
+	}
+	var errs []error
+	for i := len(st.fuse.targets) - 1; i >= 0; i-- {
+		t := st.fuse.targets[i]
+		err := unix.Unmount(t, unix.MNT_DETACH)
+		if err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
+			errs = append(errs, &os.PathError{Op: "umount", Path: t, Err: err})
+		}
+	}
+	st.fuse = fuseMountSet{}
+	return errors.Join(errs...)
+}
