@@ -6,6 +6,7 @@ package main
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -194,5 +195,49 @@ func TestCorruptDirectoryTableNamed(t *testing.T) {
 		!strings.Contains(last, bad+": partition 1: squash: ") ||
 		strings.Contains(last, "input/output error") {
 		t.Errorf("last line %q", last)
+	}
+}
+
+// A damaged directory block of an ext3 overlay, met while the container
+// is set up (the union looks up /etc/localtime in upper/etc): the FATAL
+// line names the overlay and what ext3 found wrong with it.
+func TestCorruptOverlayDirectoryNamed(t *testing.T) {
+	setup(t)
+	img, dir := debianSIF(t), workDir(t)
+	ov := overlayImg(t, dir)
+	ok(t, dir, "exec", "--overlay", ov, img, "touch", "/etc/new")
+	// debugfs prints its banner first (combined output), then the numbers.
+	blk := -1
+	for _, f := range strings.Fields(tool(t, "debugfs", "-R", "blocks /upper/etc", ov)) {
+		if n, err := strconv.Atoi(f); err == nil && blk < 0 {
+			blk = n
+		}
+	}
+	var bsize int
+	for l := range strings.Lines(tool(t, "debugfs", "-R", "stats", ov)) {
+		if v, found := strings.CutPrefix(l, "Block size:"); found {
+			bsize, _ = strconv.Atoi(strings.TrimSpace(v))
+		}
+	}
+	if blk < 0 || bsize == 0 {
+		t.Fatalf("no block of /upper/etc (%d) or no block size", blk)
+	}
+	f, err := os.OpenFile(ov, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// After the first entry ("."): a rec_len of 65535 runs off the block.
+	_, err = f.WriteAt(bytes.Repeat([]byte{0xff}, 64), int64(blk*bsize+12))
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := husk(t, dir, "exec", "--overlay", ov, img, "true")
+	lines := strings.Split(strings.TrimSpace(r.stderr), "\n")
+	want := fmt.Sprintf("FATAL:   %s: ext3: corrupt directory entry (inode ", ov)
+	if last := lines[len(lines)-1]; r.code != 255 || !strings.HasPrefix(last, want) {
+		t.Errorf("want exit 255 and a last line starting %q:\n%s", want, r)
 	}
 }
