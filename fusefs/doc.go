@@ -75,9 +75,10 @@
 // Kernel caching: entries, attributes and negative entries live an hour
 // (the union is the only writer, and its changes go through the kernel or
 // are announced with NotifyEntry); lower-only files keep their page cache
-// across opens (FOPEN_KEEP_CACHE) and lower-only directories their listing
-// (FOPEN_CACHE_DIR); symlink targets are cached; FLUSH is refused once so
-// that closes cost no round trip. READDIRPLUS replies carry attributes for
+// across opens (FOPEN_KEEP_CACHE); directories open without a round trip
+// (OPENDIR answers ENOSYS, see opendir.go) and the kernel keeps every
+// listing until the directory changes through it; symlink targets are
+// cached; FLUSH is refused once so that closes cost no round trip. READDIRPLUS replies carry attributes for
 // subdirectories only: a tree walk needs those, and every name handed to
 // the kernel costs a kernel inode and a union node (about 200 bytes of
 // heap, plus go-fuse's table entries) until the kernel forgets it.

@@ -165,7 +165,7 @@ func (u *Union) Mount(dir string) error {
 	if u.log != nil {
 		fopts.Logger = log.New(logWriter{u.log}, "", 0)
 	}
-	srv, err := fs.Mount(dir, u.root, fopts)
+	srv, err := mount(dir, u.root, fopts)
 	if err != nil {
 		return fmt.Errorf("fusefs: mount %s: %w", dir, err)
 	}

@@ -1,0 +1,148 @@
+package fusefs
+
+import (
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"testing"
+)
+
+// countingLayer counts the listings the union asks a layer for.
+type countingLayer struct {
+	Layer
+	readDirs atomic.Int64
+}
+
+func (c *countingLayer) ReadDir(dir Node) ([]Dirent, error) {
+	c.readDirs.Add(1)
+	return c.Layer.ReadDir(dir)
+}
+
+func names(t *testing.T, dir string) []string {
+	t.Helper()
+	ents, err := os.ReadDir(dir)
+	must(t, err)
+	var out []string
+	for _, e := range ents {
+		out = append(out, e.Name())
+	}
+	sort.Strings(out)
+	return out
+}
+
+func sameNames(t *testing.T, what string, got []string, want ...string) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("%s: %q, want %q", what, got, want)
+	}
+	for i := range got {
+		if got[i] != want[i] {
+			t.Fatalf("%s: %q, want %q", what, got, want)
+		}
+	}
+}
+
+// TestListingsKept checks that directories open without a server round
+// trip and that the kernel keeps their listings: listing a lower-only and
+// a merged directory again asks no layer, while every change made through
+// the mount (create, unlink, rename, mkdir, rmdir, in the upper and over
+// the lower) shows in the next listing.
+func TestListingsKept(t *testing.T) {
+	f := newFixture(t, 1)
+	tree(t, f.lowers[0], "lo/a=1", "lo/b=2", "both/l=3", "big/")
+	tree(t, f.upper(), "both/u=4")
+	for i := range 3000 {
+		must(t, os.WriteFile(filepath.Join(f.lowers[0], "big", "f"+itoa(i)), nil, 0644))
+	}
+	var counted *countingLayer
+	mnt, _ := f.mount(func(o *Options) {
+		counted = &countingLayer{Layer: o.Lowers[0]}
+		o.Lowers[0] = counted
+	})
+	p := func(s string) string { return filepath.Join(mnt, s) }
+
+	sameNames(t, "lo", names(t, p("lo")), "a", "b")
+	sameNames(t, "both", names(t, p("both")), "l", "u")
+	if n := len(names(t, p("big"))); n != 3000 {
+		t.Fatalf("big: %d names, want 3000", n)
+	}
+	before := counted.readDirs.Load()
+	for range 3 {
+		sameNames(t, "lo again", names(t, p("lo")), "a", "b")
+		sameNames(t, "both again", names(t, p("both")), "l", "u")
+		if n := len(names(t, p("big"))); n != 3000 {
+			t.Fatalf("big again: %d names, want 3000", n)
+		}
+	}
+	if n := counted.readDirs.Load() - before; n != 0 {
+		t.Errorf("listing unchanged directories again asked the lower %d times, want 0", n)
+	}
+
+	steps := []struct {
+		do   func()
+		dir  string
+		want []string
+	}{
+		{func() { must(t, os.WriteFile(p("lo/c"), nil, 0644)) }, "lo", []string{"a", "b", "c"}},
+		{func() { must(t, os.Remove(p("lo/a"))) }, "lo", []string{"b", "c"}},
+		{func() { must(t, os.Rename(p("lo/b"), p("both/b"))) }, "lo", []string{"c"}},
+		{func() {}, "both", []string{"b", "l", "u"}},
+		{func() { must(t, os.Remove(p("both/u"))) }, "both", []string{"b", "l"}},
+		{func() { must(t, os.Mkdir(p("both/d"), 0755)) }, "both", []string{"b", "d", "l"}},
+		{func() { must(t, os.Remove(p("both/d"))) }, "both", []string{"b", "l"}},
+		{func() { must(t, os.Remove(p("big/f0"))) }, "", nil},
+	}
+	for i, s := range steps {
+		s.do()
+		if s.dir != "" {
+			sameNames(t, "step "+itoa(i)+" "+s.dir, names(t, p(s.dir)), s.want...)
+		}
+	}
+	if n := len(names(t, p("big"))); n != 2999 {
+		t.Fatalf("big after unlink: %d names, want 2999", n)
+	}
+}
+
+// TestListingsConcurrent lists one large directory from several
+// goroutines at once, each through its own open directory, while the
+// kernel fills its cache: every reader must see every name once.
+func TestListingsConcurrent(t *testing.T) {
+	f := newFixture(t, 1)
+	tree(t, f.lowers[0], "big/")
+	for i := range 5000 {
+		must(t, os.WriteFile(filepath.Join(f.lowers[0], "big", "name-"+itoa(i)), nil, 0644))
+	}
+	mnt, _ := f.mount()
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			d, err := os.Open(filepath.Join(mnt, "big"))
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer d.Close()
+			seen := map[string]bool{}
+			for {
+				ns, err := d.Readdirnames(37)
+				for _, n := range ns {
+					if seen[n] {
+						t.Errorf("%s listed twice", n)
+					}
+					seen[n] = true
+				}
+				if err != nil || len(ns) == 0 {
+					break
+				}
+			}
+			if len(seen) != 5000 {
+				t.Errorf("%d names, want 5000", len(seen))
+			}
+		}()
+	}
+	wg.Wait()
+}
