@@ -48,6 +48,10 @@ var envAliases = map[string][]string{
 	"APPTAINER_NETWORK_ARGS": {"SINGULARITY_NETWORK_ARGS"},
 	"APPTAINER_SHARENS":      {"SINGULARITY_SHARENS"},
 	"APPTAINER_BOOT":         {"SINGULARITY_BOOT"},
+	"APPTAINER_NV":           {"SINGULARITY_NV"},
+	"APPTAINER_NVCCLI":       {"SINGULARITY_NVCCLI"},
+	"APPTAINER_ROCM":         {"SINGULARITY_ROCM"},
+	"APPTAINER_FUSEMOUNT":    {"SINGULARITY_FUSEMOUNT"},
 }
 
 // applyEnvAliases copies alias values to the names the flags read. Only
