@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"sync"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -85,19 +86,44 @@ func runHosted(ctx context.Context, p *plan, files []*os.File, listen *os.File,
 		return setupFailed, err
 	}
 	status, err := runStage1(ctx, p, nil, listen, log, onStart, conn)
-	if serr := srv.wait(); serr != nil {
-		log.Debug("union server failed", "error", serr)
+	select {
+	case <-srv.done:
+	case <-time.After(serverGrace):
+		// Processes that outlived a killed stage 1 still use the union:
+		// stage 3 serves them and syncs the layers when they are gone.
+		log.Warn("husk's union server waits for processes left in the container; " +
+			"it unmounts and syncs the overlay once they exit")
 		if err == nil {
-			status, err = setupFailed, serr
+			status, err = setupFailed, errors.New("the container's processes did not "+
+				"stop; its overlay is synced when they do")
+		}
+		return status, err
+	}
+	rep := srv.rep
+	if rep.fatal != nil {
+		log.Debug("union server failed", "error", rep.fatal)
+		if err == nil {
+			status, err = setupFailed, rep.fatal
 		}
 	}
-	return status, err
+	// A damaged image: stage 3's layer reported it, stage 1 failed.
+	return status, withImageFault(err, rep.fault)
 }
 
-// server is a started stage 3.
+// serverGrace is how long stage 0 waits for stage 3 after stage 1 has
+// exited. Stage 3 is done within milliseconds unless processes of the
+// container outlived stage 1 (killed with SIGKILL) and still use the
+// union; stage 3 keeps serving them.
+const serverGrace = 10 * time.Second
+
+// server is a started stage 3. done is closed when it has exited and
+// everything it reported is in rep.
 type server struct {
-	cmd      *exec.Cmd
-	relayedc chan relayed
+	cmd  *exec.Cmd
+	done chan struct{}
+	rep  relayed
+	// mountpoint is the union's, unmounted lazily if stage 3 dies.
+	mountpoint string
 }
 
 // startServer starts stage 3 and waits until the union is mounted. It
@@ -136,11 +162,8 @@ func startServer(p *plan, files []*os.File, log *slog.Logger) (*server, *os.File
 		logR.Close()
 		return nil, nil, fmt.Errorf("sandbox: starting the union server: %w", err)
 	}
-	srv := &server{cmd: cmd, relayedc: make(chan relayed, 1)}
-	go func() {
-		defer logR.Close()
-		srv.relayedc <- relay(logR, log)
-	}()
+	srv := &server{cmd: cmd, done: make(chan struct{}), mountpoint: p.HostUnion}
+	go srv.wait(logR, log)
 	logW.Close()
 	theirs.Close()
 	if err := json.NewEncoder(specW).Encode(p); err != nil {
@@ -152,7 +175,8 @@ func startServer(p *plan, files []*os.File, log *slog.Logger) (*server, *os.File
 	n, rerr := ours.Read(buf)
 	if rerr != nil || string(buf[:n]) != readyMsg {
 		ours.Close()
-		err := srv.wait()
+		<-srv.done
+		err := srv.rep.fatal
 		if err == nil {
 			err = fmt.Errorf("sandbox: the union server ended before mounting (%v)", rerr)
 		}
@@ -162,17 +186,38 @@ func startServer(p *plan, files []*os.File, log *slog.Logger) (*server, *os.File
 	return srv, ours, nil
 }
 
-// wait waits for stage 3 to exit and returns its error.
-func (s *server) wait() error {
+// wait relays stage 3's log until it has exited, then closes done.
+func (s *server) wait(logR *os.File, log *slog.Logger) {
+	defer close(s.done)
+	s.rep = relay(logR, log)
+	logR.Close()
 	werr := s.cmd.Wait()
-	rep := <-s.relayedc
-	switch {
-	case rep.fatal != nil:
-		return rep.fatal
-	case werr != nil:
-		return fmt.Errorf("husk's union server: %w", werr)
+	if sig := killedBy(s.cmd.ProcessState); sig != 0 {
+		// Its FUSE connection died with it: the mount on the host
+		// answers ENOTCONN until it is unmounted.
+		lazyUnmount(s.mountpoint, log)
 	}
-	return nil
+	switch {
+	case s.rep.fatal != nil:
+	case killedBy(s.cmd.ProcessState) != 0:
+		s.rep.fatal = fmt.Errorf("husk's union server was killed by signal %d; the "+
+			"overlay may need journal replay on next use", killedBy(s.cmd.ProcessState))
+	case werr != nil:
+		s.rep.fatal = fmt.Errorf("husk's union server: %w", werr)
+	}
+}
+
+// lazyUnmount detaches a dead FUSE mount of the user's with fusermount3.
+func lazyUnmount(dir string, log *slog.Logger) {
+	path, err := lookFusermount()
+	if err == nil {
+		var out []byte
+		out, err = exec.Command(path, "-u", "-z", dir).CombinedOutput()
+		if err != nil {
+			err = fmt.Errorf("%w: %s", err, out)
+		}
+	}
+	log.Debug("unmounting the dead union server's mount", "dir", dir, "error", err)
 }
 
 // serve is stage 3: it mounts the union at the plan's HostUnion, creates
