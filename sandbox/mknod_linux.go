@@ -302,6 +302,9 @@ func readString(mem string, addr uint64) (string, error) {
 		chunk := make([]byte, page-(addr+uint64(len(buf)))%page)
 		n, err := f.ReadAt(chunk, int64(addr)+int64(len(buf)))
 		if i := bytes.IndexByte(chunk[:n], 0); i >= 0 {
+			if len(buf)+i >= unix.PathMax {
+				break // the kernel's getname counts the NUL
+			}
 			return string(append(buf, chunk[:i]...)), nil
 		}
 		if err != nil {

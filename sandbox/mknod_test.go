@@ -172,3 +172,32 @@ func TestReadCred(t *testing.T) {
 		t.Errorf("root without CAP_MKNOD: %+v", c)
 	}
 }
+
+// TestReadString reads NUL-terminated strings from this process's memory
+// as stage 1 reads a caller's path: across pages, and ENAMETOOLONG from
+// PATH_MAX bytes with the NUL on, as the kernel's getname.
+func TestReadString(t *testing.T) {
+	page := os.Getpagesize()
+	buf := make([]byte, 4*page)
+	base := uintptr(unsafe.Pointer(&buf[0]))
+	for _, c := range []struct {
+		off, n int
+		ok     bool
+	}{
+		{0, 0, true}, {page - 3, 10, true}, {page - 1, unix.PathMax - 1, true},
+		{17, unix.PathMax, false}, {page, unix.PathMax + 5, false},
+	} {
+		clear(buf)
+		for i := 0; i < c.n; i++ {
+			buf[c.off+i] = 'a' + byte(i%26)
+		}
+		got, err := readString("/proc/self/mem", uint64(base)+uint64(c.off))
+		switch {
+		case c.ok && (err != nil || got != string(buf[c.off:c.off+c.n])):
+			t.Errorf("off %d len %d: %d bytes, %v", c.off, c.n, len(got), err)
+		case !c.ok && err != unix.ENAMETOOLONG:
+			t.Errorf("off %d len %d: %v, want ENAMETOOLONG", c.off, c.n, err)
+		}
+	}
+	runtime.KeepAlive(buf)
+}
