@@ -115,6 +115,15 @@
 // --fakeroot). [RunShared] serves --sharens: later commands of the same
 // parent join the first one's container.
 //
+// Spec.Seccomp (--security seccomp:FILE, read with [ReadSeccompProfile]):
+// an OCI/Docker seccomp profile compiled to BPF (go-seccomp-bpf) and
+// loaded on stage 2's thread that forks the payload, without TSYNC; it
+// stacks with the mknod filter below. Spec.FuseMounts (--fusemount, see
+// [ParseFuseMount]): stage 1 mounts /dev/fuse at each mount point after
+// the binds and starts the FUSE program with /dev/fd/3 in its place,
+// from the host side or chrooted into the container; at exit it stops
+// them (SIGTERM) and unmounts their mounts before the union's Unmount.
+//
 // # Device nodes
 //
 // The kernel makes char and block devices only for CAP_MKNOD in the
@@ -136,8 +145,11 @@
 //   - Device nodes without --fakeroot, outside the union, in a nested user
 //     namespace, or in a directory upper (its host refuses them); POSIX
 //     ACLs are not consulted for them (see "Device nodes").
-//   - Apptainer's setuid mode, networks other than none, seccomp,
-//     cgroups and --boot.
+//   - Apptainer's setuid mode, networks other than none, cgroups and
+//     --boot; seccomp profiles with SCMP_ACT_NOTIFY, or rules for other
+//     architectures than the native one.
+//   - --fusemount needs the kernel to allow FUSE mounts in husk's user
+//     namespace; it has no fusermount3 fallback.
 //   - A symbolic /etc/resolv.conf is bound as the file it points to, not
 //     reproduced; /dev/console is not staged with --contain.
 //   - File descriptors other than stdin, stdout and stderr that husk

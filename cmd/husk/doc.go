@@ -94,6 +94,6 @@
 //   - `--bind` over /proc, /dev or /sys themselves is refused.
 //   - If husk's own supervisor (stage 1, the FUSE server) dies of a
 //     signal, husk exits 255 with a FATAL line, not 128+N.
-//   - Not implemented: --nv/--rocm, --fusemount, OCI images and remote
-//     URIs. --userns and --no-init are accepted and change nothing.
+//   - Not implemented: --nvccli, OCI images and remote URIs. --userns
+//     and --no-init are accepted and change nothing.
 package main
