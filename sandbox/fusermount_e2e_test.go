@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -243,4 +244,42 @@ func TestE2EFusermountInstance(t *testing.T) {
 	if got := debugfsOwner(t, img, "/upper/joined"); got != "1500 1500" {
 		t.Errorf("/upper/joined owned by %s, want 1500 1500", got)
 	}
+}
+
+// TestE2EFusermountServerKilled: when stage 3 dies, the container gets
+// ENOTCONN and husk, once the payload is gone, unmounts the dead mount
+// from the host (fusermount3 -u -z) and fails with status 255, saying
+// what happened.
+func TestE2EFusermountServerKilled(t *testing.T) {
+	e2eNeedUser(t, e2eUser, e2eUID, true)
+	e2eNeedFusermount(t)
+	sif, dir := e2eSIF(t), e2eDir(t, e2eUID)
+	cmd, stderr := startHusk(t, dir, "exec", sif, "sh", "-c", "echo ready; exec sleep 1000")
+	pid := strconv.Itoa(cmd.Process.Pid)
+	children, err := os.ReadFile("/proc/" + pid + "/task/" + pid + "/children")
+	if err != nil {
+		t.Fatal(err)
+	}
+	killed := false
+	for _, c := range strings.Fields(string(children)) {
+		if b, _ := os.ReadFile("/proc/" + c + "/cmdline"); string(b) == "husk-stage3\x00" {
+			n, _ := strconv.Atoi(c)
+			killed = syscall.Kill(n, syscall.SIGKILL) == nil
+		}
+	}
+	if !killed {
+		t.Fatalf("no stage 3 among husk's children %q", children)
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	var ee *exec.ExitError
+	if err := cmd.Wait(); !errors.As(err, &ee) || ee.ExitCode() != 255 {
+		t.Errorf("husk: %v, want exit 255\nstderr:\n%s", err, stderr)
+	}
+	if !strings.Contains(stderr.String(), "FATAL:   husk's union server was killed by "+
+		"signal 9") {
+		t.Errorf("stderr:\n%s", stderr)
+	}
+	e2eNoMountsUnder(t, dir)
 }
