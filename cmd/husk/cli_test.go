@@ -274,3 +274,77 @@ func TestEndFlagsAtImage(t *testing.T) {
 		}
 	}
 }
+
+// TestOnlyCommand checks that the parser built for the one command the
+// arguments select (onlyCommand) parses them, fails and prints help as
+// the parser of every command does.
+func TestOnlyCommand(t *testing.T) {
+	lines := [][]string{
+		{"exec", "-B", "/a:/b", "--overlay", "o.img", "-e", "i.sif", "ls", "-l"},
+		{"--debug", "run", "--contain", "i.sif", "-c", "x"},
+		{"--cpuprofile", "c.prof", "shell", "--shell", "/bin/bash", "i.sif"},
+		{"--memprofile=m.prof", "test", "-C", "i.sif"},
+		{"instance", "start", "-B", "/x", "i.sif", "name", "arg"},
+		{"instance", "list"},
+		{"overlay", "create", "--size", "64", "o.img"},
+		{"sif", "list", "i.sif"}, {"siftool", "list", "i.sif"},
+		{"inspect", "i.sif"}, {"verify", "i.sif"}, {"version"},
+		{"exec", "--help"}, {"run", "-h"}, {"instance", "start", "--help"},
+		{"overlay", "create", "--help"}, {"sif", "--help"},
+		{"exec", "--bogus", "i.sif", "true"}, {"exec"}, {"exec", "-B"},
+		{"instance", "bogus"}, {"sif", "nothing"},
+	}
+	type result struct {
+		cli      CLI
+		out, cmd string
+		err      string
+	}
+	parseWith := func(args []string, opts ...kong.Option) result {
+		var r result
+		var buf bytes.Buffer
+		opts = append(opts, kong.Writers(&buf, &buf), kong.Exit(func(int) {}))
+		p, err := newParser(&r.cli, opts...)
+		if err != nil {
+			t.Fatalf("%q: %v", args, err)
+		}
+		ctx, err := p.Parse(endFlagsAtImage(p.Model.Node, args))
+		if err != nil {
+			r.err = err.Error()
+		} else {
+			r.cmd = ctx.Command()
+		}
+		r.out = buf.String()
+		return r
+	}
+	for _, args := range lines {
+		only := onlyCommand(args)
+		if len(only) == 0 {
+			t.Errorf("%q: no single command selected", args)
+			continue
+		}
+		whole, one := parseWith(args), parseWith(args, only...)
+		// Only the selected command's fields and the global flags are
+		// set: the whole parser also fills the others' defaults.
+		var field string
+		for _, a := range args {
+			if f, ok := commandFields[a]; ok {
+				field = f
+				break
+			}
+		}
+		pick := func(r result) []any {
+			c := reflect.ValueOf(r.cli)
+			return []any{r.cli.Debug, r.cli.CPUProfile, r.cli.MemProfile,
+				c.FieldByName(field).Interface(), r.out, r.cmd, r.err}
+		}
+		if w, o := pick(whole), pick(one); !reflect.DeepEqual(w, o) {
+			t.Errorf("%q:\nevery command: %+v\none command:   %+v", args, w, o)
+		}
+	}
+	for _, args := range [][]string{{}, {"--help"}, {"-h", "exec"}, {"bogus"},
+		{"--debug=true", "exec"}, {"--cpuprofile"}} {
+		if only := onlyCommand(args); only != nil {
+			t.Errorf("%q: selects one command, want the whole parser", args)
+		}
+	}
+}

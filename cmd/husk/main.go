@@ -29,7 +29,11 @@ func main() {
 // container's, or 255 with one FATAL line when husk itself fails.
 func run(args []string, stdout, stderr io.Writer) int {
 	var cli CLI
-	parser, err := newParser(&cli, kong.Writers(stdout, stderr))
+	opts := []kong.Option{kong.Writers(stdout, stderr)}
+	if !completing() {
+		opts = append(opts, onlyCommand(args)...)
+	}
+	parser, err := newParser(&cli, opts...)
 	if err != nil {
 		logfmt.Fatal(stderr, err)
 		return 255
@@ -66,6 +70,49 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 255
 	}
 	return g.Code
+}
+
+// commandFields maps the words that select a top-level command to CLI's
+// field for it.
+var commandFields = map[string]string{
+	"exec": "Exec", "run": "Run", "shell": "Shell", "test": "Test",
+	"instance": "Instance", "overlay": "Overlay", "inspect": "Inspect",
+	"sif": "Sif", "siftool": "Sif", "verify": "Verify", "sign": "Sign",
+	"build": "Build", "completion": "Completion", "version": "Version",
+}
+
+// onlyCommand returns the option that builds the parser for the one
+// top-level command args select, or none when that is not plain (help, an
+// unknown word or flag): then the parser knows every command, to print
+// help or name what is wrong.
+//
+// Building kong's model costs more CPU than anything else husk does
+// before it starts a container, and most of it is the flags the action
+// commands (exec, run, shell, test, instance start and run) each repeat;
+// one command's model is a fifth of the whole. What a command's parse and
+// help show does not depend on its siblings.
+func onlyCommand(args []string) []kong.Option {
+	for i := 0; i < len(args); i++ {
+		switch a := args[i]; {
+		case a == "--debug", strings.HasPrefix(a, "--cpuprofile="),
+			strings.HasPrefix(a, "--memprofile="):
+		case a == "--cpuprofile", a == "--memprofile":
+			i++
+		default:
+			field, ok := commandFields[a]
+			if !ok {
+				return nil
+			}
+			var others []string
+			for _, f := range commandFields {
+				if f != field {
+					others = append(others, f)
+				}
+			}
+			return []kong.Option{kong.IgnoreFields(`^CLI\.(` + strings.Join(others, "|") + `)$`)}
+		}
+	}
+	return nil
 }
 
 // newParser builds husk's kong parser for cli.
