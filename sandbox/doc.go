@@ -48,6 +48,43 @@
 // stage 0 on a pipe and come out of the *slog.Logger given to Run (debug
 // traces of each step, with the ids after each namespace step).
 //
+// # fusermount3 mode
+//
+// Where the kernel refuses stage 1's FUSE mount with EPERM although
+// /dev/fuse opens (a kernel before 4.18, an LSM or seccomp policy), Run
+// tries again with the union mounted through the setuid fusermount3 of
+// fuse3, as go-fuse does outside namespaces (one debug line, as quiet
+// as Apptainer); [FusermountEnv] (HUSK_FUSERMOUNT=1) selects that mode
+// from the start, HUSK_FUSERMOUNT=0 turns the fallback off. fusermount3
+// mounts in its caller's mount namespace, and a copy of that mount in
+// stage 1's namespace would be locked there, so the union is served from
+// outside the container:
+//
+//   - Stage 3, started by stage 0 in the host's namespaces as the user,
+//     gets the image files and has the Mounter mount the union (with
+//     [Spec.Fusermount] set) at <session>.root, a 0700 directory next to
+//     the session directory; it then creates the mount points stage 1
+//     asks for ([Mounted.Mountpoint]) over a unix socket.
+//   - Stage 1 binds that directory as the container root instead of
+//     mounting FUSE; the binds, stage 2 and the payload are as usual.
+//   - When stage 1 has exited, stage 3 unmounts (fusermount3 -u), syncs
+//     and closes the layers, removes the directory and exits; stage 0
+//     waits for it (at most 10 s: processes that outlived a killed stage
+//     1 keep the union in use, and stage 3 serves them until they exit)
+//     and reports its errors. Stage 3 has no parent-death signal and
+//     ignores the forwarded signals, so a killed husk still leaves a
+//     synced overlay and no mount; if stage 3 itself dies, stage 0
+//     detaches its dead mount with fusermount3 -u -z.
+//
+// Without allow_other, which fusermount3 grants only to root or with
+// user_allow_other in /etc/fuse.conf, the kernel lets only the mounting
+// user's own uid and gid into the mount: that is what the payload runs
+// as, and --fakeroot's root, but ids of an /etc/subuid range would get
+// EACCES, so in this mode --fakeroot maps root only (with a warning)
+// unless husk runs as root. --writable-tmpfs keeps its upper in /dev/shm
+// (no size cap: stage 3 cannot mount a tmpfs). Instances work the same
+// way, their stage 3 living as long as the instance.
+//
 // # Instances
 //
 // [RunInstance] runs a container that stays up after its payload exits
@@ -140,8 +177,9 @@
 //
 // # Not supported
 //
-//   - The fusermount3 fallback where the kernel or a policy refuses FUSE
-//     mounts in a user namespace: see the TODO in fuse_linux.go.
+//   - In fusermount3 mode: --fakeroot with an /etc/subuid range (root
+//     only), the size cap of --writable-tmpfs, device nodes (they are
+//     made in stage 1's union, which is stage 3's there).
 //   - Device nodes without --fakeroot, outside the union, in a nested user
 //     namespace, or in a directory upper (its host refuses them); POSIX
 //     ACLs are not consulted for them (see "Device nodes").

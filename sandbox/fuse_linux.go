@@ -49,18 +49,9 @@ var fuseUserNSKernel = [2]int{4, 18}
 // explainMountError words an error of the Mounter for the user when the
 // host is at fault: /dev/fuse not usable (the error then says only that,
 // in one line), or a kernel that refuses FUSE mounts in user namespaces.
-//
-// TODO(fusermount3): fall back to the setuid fusermount3 (the _FUSE_COMMFD
-// protocol) where the kernel or a policy refuses the mount. fusermount3
-// mounts in the host's mount namespace only, so the mount must exist
-// before stage 1 is cloned, and stage 1's copy of it is then locked
-// (mount_namespaces(7)): stage 1 cannot unmount it, the FUSE connection
-// outlives the container while stage 1 lives, and the union's Unmount
-// would wait for its serve loops forever. It needs the FUSE server
-// outside stage 1's mount namespace (a stage in the host's namespace that
-// serves the fusermount3 mount and unmounts it after stage 1 exits, with
-// mount points made through Mounted over a channel) or a union that can
-// stop serving without the kernel's unmount.
+// In the latter case (see mountRefused) Run falls back to mounting
+// through fusermount3 where it can (fusermount_linux.go), and adds to
+// this error how to make that possible where it cannot.
 func explainMountError(err error) error {
 	var errno syscall.Errno
 	if !errors.As(err, &errno) {
