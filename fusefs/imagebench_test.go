@@ -72,7 +72,7 @@ func benchImages(b *testing.B) (sqfs, img string) {
 }
 
 // mountImages serves sqfs under the ext3 upper img.
-func mountImages(b *testing.B, sqfs, img string) *imageBench {
+func mountImages(b *testing.B, sqfs, img string, opts ...func(*Options)) *imageBench {
 	b.Helper()
 	sf, err := os.Open(sqfs)
 	if err != nil {
@@ -96,8 +96,11 @@ func mountImages(b *testing.B, sqfs, img string) *imageBench {
 	if err != nil {
 		b.Fatal(err)
 	}
-	u, err := New(Options{Upper: up, WorkDir: work,
-		Lowers: []Layer{NewMemLayer(), NewSquashLayer(sq)}})
+	o := Options{Upper: up, WorkDir: work, Lowers: []Layer{NewMemLayer(), NewSquashLayer(sq)}}
+	for _, fn := range opts {
+		fn(&o)
+	}
+	u, err := New(o)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -126,6 +126,13 @@ func (n *node) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttrIn,
 	if sz, ok := in.GetSize(); ok {
 		sa.SetSize, sa.Size = true, sz
 	}
+	if in.Valid&fuse.FATTR_KILL_SUIDGID != 0 && !sa.SetMode {
+		if m, ok := n.killedMode(); ok {
+			sa.SetMode, sa.Mode = true, m
+		} else if in.Valid&^(fuse.FATTR_KILL_SUIDGID|fuse.FATTR_FH) == 0 {
+			return n.Getattr(ctx, f, out)
+		}
+	}
 	now := time.Now()
 	if t, ok := in.GetATime(); ok {
 		sa.SetAtime, sa.Atime = true, timespec(t)

@@ -195,9 +195,9 @@ func (d *implicitDirs) closeAll(hs []*implicitDir) {
 	}
 }
 
-// mount is fs.Mount with the bridge wrapped in implicitDirs.
+// mount is fs.Mount with the bridge wrapped in implicitDirs and rawFS.
 func mount(dir string, root fs.InodeEmbedder, opts *fs.Options) (*fuse.Server, error) {
-	srv, err := fuse.NewServer(newImplicitDirs(fs.NewNodeFS(root, opts)), dir,
+	srv, err := fuse.NewServer(rawFS{newImplicitDirs(fs.NewNodeFS(root, opts))}, dir,
 		&opts.MountOptions)
 	if err != nil {
 		return nil, err

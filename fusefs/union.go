@@ -163,7 +163,9 @@ func (u *Union) Mount(dir string) error {
 		fopts.MountOptions.Options = append(fopts.MountOptions.Options, "ro")
 	}
 	if u.log != nil {
+		// go-fuse's request trace (Debug) goes to MountOptions.Logger.
 		fopts.Logger = log.New(logWriter{u.log}, "", 0)
+		fopts.MountOptions.Logger = fopts.Logger
 	}
 	srv, err := mount(dir, u.root, fopts)
 	if err != nil {
