@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -61,14 +62,17 @@ func TestLeftoversKilled(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t)
 			log := filepath.Join(e.userDir("log"), "unmount")
+			// A duration of this test process's own: other test runs on
+			// the machine start sleeps of theirs.
+			marker := strconv.Itoa(1000000 + os.Getpid())
 			s := e.spec("sh", "-c", `
-				sleep 987654 &
-				sh -c 'trap "" TERM; exec sleep 987654' &
+				sleep `+marker+` &
+				sh -c 'trap "" TERM; exec sleep `+marker+`' &
 				sleep 0.2`)
 			s.PID, s.NoMount = tc.pid, tc.noMount
 			s.Union = unionJSON(testUnion{Tree: testTree, Log: log})
 			ok(t, e.run(s))
-			if pids := findProcesses("sleep\x00987654\x00"); len(pids) > 0 {
+			if pids := findProcesses("sleep\x00" + marker + "\x00"); len(pids) > 0 {
 				t.Errorf("background processes still run: %v", pids)
 			}
 			if b, err := os.ReadFile(log); err != nil || string(b) != "unmounted\n" {
