@@ -80,6 +80,10 @@ func (c *lru[V]) get(key uint64) (V, bool) {
 	return zero, false
 }
 
+// fits reports whether an item of cost can be kept at all: items costlier
+// than a shard are not.
+func (c *lru[V]) fits(cost int64) bool { return cost <= c.shards[0].budget }
+
 // has reports whether key is cached or being loaded.
 func (c *lru[V]) has(key uint64) bool {
 	s := c.shard(key)

@@ -101,6 +101,9 @@ func (f *FS) Lookup(dir *Inode, name string) (*Inode, error) {
 		found bool
 	)
 	l, cached := f.dirs.get(uint64(dir.Ref))
+	if !cached {
+		l, cached = f.bigListing(dir.Ref)
+	}
 	switch {
 	case cached:
 		e, found = l.find(name)
@@ -122,9 +125,33 @@ func (f *FS) Lookup(dir *Inode, name string) (*Inode, error) {
 	return f.Inode(e.Ref)
 }
 
+// bigListing is a listing kept outside the dirs cache.
+type bigListing struct {
+	ref Ref
+	l   *dirListing
+}
+
+// bigListing returns the kept large listing of dir, if it is dir's.
+func (f *FS) bigListing(dir Ref) (*dirListing, bool) {
+	if b := f.bigDir.Load(); b != nil && b.ref == dir {
+		return b.l, true
+	}
+	return nil, false
+}
+
 // listing returns dir's parsed listing through the directory cache.
+//
+// A listing costlier than a shard of the cache is not kept there; the
+// last such one is kept aside instead (bigDir), or every opendir of a
+// large directory (and the kernel lists it again for each process that
+// reads it, and after its cached pages are dropped) would parse it all
+// again: 100,000 names take tens of milliseconds.
 func (f *FS) listing(dir *Inode) (*dirListing, error) {
-	return f.dirs.getOrLoad(uint64(dir.Ref), func() (*dirListing, int64, error) {
+	if l, ok := f.bigListing(dir.Ref); ok {
+		return l, nil
+	}
+	var big *bigListing
+	l, err := f.dirs.getOrLoad(uint64(dir.Ref), func() (*dirListing, int64, error) {
 		f.dirListLoads.Add(1)
 		l := &dirListing{}
 		cost := int64(64)
@@ -154,8 +181,15 @@ func (f *FS) listing(dir *Inode) (*dirListing, error) {
 		if cap(l.entries) > len(l.entries)+len(l.entries)/8 {
 			l.entries = slices.Clone(l.entries)
 		}
+		if !f.dirs.fits(cost) && cost <= f.bigDirMax {
+			big = &bigListing{ref: dir.Ref, l: l}
+		}
 		return l, cost, nil
 	})
+	if big != nil {
+		f.bigDir.Store(big)
+	}
+	return l, err
 }
 
 // dirStart returns the block and offset where dir's listing starts.

@@ -133,6 +133,56 @@ func TestLookupCachesListing(t *testing.T) {
 	}
 }
 
+// TestLargeListingKept checks that a listing too large for the directory
+// cache's shards (the 20,000-entry directory) is parsed once for repeated
+// ReadDir calls and then serves lookups, and that listing a small
+// directory does not push it out.
+func TestLargeListingKept(t *testing.T) {
+	f := openImage(t, image(t), nil)
+	root, _ := f.Inode(f.Root())
+	big := lookupPath(t, f, root, "big")
+	before, ranges := f.dirListLoads.Load(), f.dirRangeLoads.Load()
+	for range 5 {
+		ents, err := f.ReadDir(big)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ents) != bigDirEntries+1 {
+			t.Fatalf("%d entries, want %d", len(ents), bigDirEntries+1)
+		}
+	}
+	if loads := f.dirListLoads.Load() - before; loads != 1 {
+		t.Errorf("5 ReadDir calls parsed the 20,000-entry listing %d times, want 1", loads)
+	}
+	for i := range 200 {
+		if _, err := f.Lookup(big, bigName(i*97)); err != nil {
+			t.Fatalf("lookup %s: %v", bigName(i*97), err)
+		}
+	}
+	if loads := f.dirRangeLoads.Load() - ranges; loads != 0 {
+		t.Errorf("lookups after ReadDir parsed %d index ranges, want 0", loads)
+	}
+
+	f2 := openBytes(t, smallImage(t, 12000))
+	root2, _ := f2.Inode(f2.Root())
+	d := lookupPath(t, f2, root2, "d")
+	before = f2.dirListLoads.Load()
+	for range 3 {
+		if _, err := f2.ReadDir(d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if loads := f2.dirListLoads.Load() - before; loads != 1 {
+		t.Errorf("3 ReadDir calls of 12,003 entries parsed %d times, want 1", loads)
+	}
+	if _, err := f2.ReadDir(root2); err != nil {
+		t.Fatal(err)
+	}
+	if l, ok := f2.bigListing(d.Ref); !ok || len(l.entries) != 12003 {
+		t.Errorf("the 12,003-entry listing is not kept after listing /")
+	}
+}
+
 // TestUnsquashfsListing compares mode, owner, size and symlink target of
 // every entry with `unsquashfs -lln`, an independent reader.
 func TestUnsquashfsListing(t *testing.T) {

@@ -90,6 +90,10 @@ type FS struct {
 
 	inodes *lru[*Inode]      // parsed inodes by Ref
 	dirs   *lru[*dirListing] // parsed directory listings by Ref
+	// bigDir holds the last listing too large for a shard of dirs (see
+	// listing), up to bigDirMax in cost.
+	bigDir    atomic.Pointer[bigListing]
+	bigDirMax int64
 
 	ids       []uint32 // id table: uid/gid values by index
 	fragIndex []int64  // section offsets of fragment table metadata blocks
@@ -119,7 +123,10 @@ func Open(r io.ReaderAt, size int64, opts *Options) (*FS, error) {
 		data:   newLRU[[]byte](b.data, int64(sb.BlockSize)),
 		inodes: newLRU[*Inode](b.inodes, inodeCost),
 		dirs:   newLRU[*dirListing](b.dirs, maxCachedListing),
-		ra:     newReadahead(b.readahead),
+		// One large listing may take four times the directory budget:
+		// a 100,000-entry directory costs about 5.5 MB.
+		bigDirMax: 4 * b.dirs,
+		ra:        newReadahead(b.readahead),
 	}
 	if f.dec, err = newDecompressor(sb.Compression, int(sb.BlockSize)); err != nil {
 		return nil, &FormatError{Offset: 20, What: "superblock", Err: err}
