@@ -54,6 +54,11 @@ func startPayload(p *plan, cwd string) (*os.Process, error) {
 	}
 
 	argv := append([]string{spec.Args[0]}, spec.Args[1:]...)
+	// With a seccomp profile, a shim loads it and execs path.
+	path, argv, attr.Env, err = seccompShim(spec, path, argv, attr.Env)
+	if err != nil {
+		return nil, err
+	}
 	proc, err := os.StartProcess(path, argv, attr)
 	if errors.Is(err, syscall.ENOEXEC) {
 		// No #! line: run it with the shell, as execvp(3) and Apptainer do.

@@ -30,6 +30,9 @@ func Main(m Mounter, hooks ...StageHook) {
 	if stage == "" {
 		return
 	}
+	if stage == seccompStage {
+		os.Exit(seccompExec()) // the payload's seccomp shim: seccompprofile_linux.go
+	}
 	// Install the handlers before anything else: stage 0 may forward a
 	// signal as soon as this process exists.
 	fw := startForwarding()

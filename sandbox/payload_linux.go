@@ -18,9 +18,6 @@ import (
 // capabilities. With the zero Caps and no network namespace it does
 // nothing.
 func preparePayload(spec *Spec, attr *syscall.SysProcAttr) error {
-	if err := loadSeccompProfile(spec); err != nil { // seccompprofile_linux.go
-		return err
-	}
 	if spec.Net {
 		if err := loopbackUp(); err != nil {
 			return err

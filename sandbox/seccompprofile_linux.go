@@ -3,6 +3,8 @@
 package sandbox
 
 import (
+	"encoding/base64"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -16,56 +18,115 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// loadSeccompProfile installs the Spec's seccomp profile, if any, on the
-// calling thread: stage 2's locked thread that forks the payload, which
-// inherits it. It is not synchronised to stage 2's other threads (no
-// TSYNC): those only signal and wait and must not be confined by a
-// profile written for the payload.
-//
-// TODO: the thread that forks the payload keeps running stage 2's
-// supervisor loop (wait4, kill, nanosleep, reading /proc) under the
-// filter, and the forked child makes a few calls before execve (dup3,
-// chdir, prctl, execve itself), as with runc and Apptainer. A profile
-// that denies those breaks the container rather than confining it.
-func loadSeccompProfile(spec *Spec) error {
+// The payload gets its seccomp filter from a shim: stage 2 starts this
+// binary (/proc/self/exe) with seccompStage in stageEnv, the compiled
+// filter in seccompEnv and the payload's path and argv as arguments; the
+// shim loads the filter on its own thread and execs the payload. The
+// filter cannot be loaded in stage 2 before the fork: stage 2's clone of
+// the payload (CLONE_NEWUSER, which profiles such as Docker's deny) and
+// its supervisor thread would be confined by a profile meant for the
+// payload.
+const (
+	seccompStage = "seccomp"
+	seccompEnv   = "_HUSK_SECCOMP"
+)
+
+// seccompShim returns what stage 2 starts instead of path and argv when
+// the Spec has a seccomp profile: the shim, with the compiled filter in
+// its environment. Without a profile it returns its arguments unchanged.
+func seccompShim(spec *Spec, path string, argv, env []string) (string, []string,
+	[]string, error) {
 	p := spec.Seccomp
 	if p == nil {
-		return nil
+		return path, argv, env, nil
 	}
 	prog, err := p.compile(spec.Caps.keep(spec.Fakeroot), false)
 	if err != nil {
-		return fmt.Errorf("seccomp profile %s: %w", p.File, err)
+		return "", nil, nil, fmt.Errorf("seccomp profile %s: %w", p.File, err)
 	}
 	raw, err := bpf.Assemble(prog)
 	if err != nil {
-		return fmt.Errorf("seccomp profile %s: assembling: %w", p.File, err)
+		return "", nil, nil, fmt.Errorf("seccomp profile %s: assembling: %w", p.File, err)
 	}
-	filter := make([]unix.SockFilter, len(raw))
-	for i, r := range raw {
-		filter[i] = unix.SockFilter{Code: r.Op, Jt: r.Jt, Jf: r.Jf, K: r.K}
+	if len(raw) > 0xffff {
+		return "", nil, nil, fmt.Errorf("seccomp profile %s: %d BPF instructions are "+
+			"too many", p.File, len(raw))
 	}
-	fprog := unix.SockFprog{Len: uint16(len(filter)), Filter: &filter[0]}
-	if len(filter) > 0xffff {
-		return fmt.Errorf("seccomp profile %s: %d BPF instructions are too many",
-			p.File, len(filter))
-	}
-	// Without CAP_SYS_ADMIN the kernel requires no_new_privs, which the
-	// payload has anyway (exec_linux.go).
-	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
-		return &os.SyscallError{Syscall: "prctl(PR_SET_NO_NEW_PRIVS)", Err: err}
-	}
-	var flags uintptr
+	var flags uint32
 	if slices.Contains(p.Flags, "SECCOMP_FILTER_FLAG_LOG") {
 		flags |= unix.SECCOMP_FILTER_FLAG_LOG
 	}
 	if slices.Contains(p.Flags, "SECCOMP_FILTER_FLAG_SPEC_ALLOW") {
 		flags |= unix.SECCOMP_FILTER_FLAG_SPEC_ALLOW
 	}
-	_, _, errno := unix.RawSyscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, flags,
-		uintptr(unsafe.Pointer(&fprog)))
+	b := binary.LittleEndian.AppendUint32(nil, flags)
+	for _, r := range raw {
+		b = binary.LittleEndian.AppendUint16(b, r.Op)
+		b = append(b, r.Jt, r.Jf)
+		b = binary.LittleEndian.AppendUint32(b, r.K)
+	}
+	shimEnv := append(slices.Clone(env), stageEnv+"="+seccompStage,
+		seccompEnv+"="+base64.StdEncoding.EncodeToString(b))
+	shimArgv := append([]string{"husk-seccomp", path}, argv...)
+	return "/proc/self/exe", shimArgv, shimEnv, nil
+}
+
+// seccompExec is the shim's main (see seccompShim): it loads the filter
+// and execs the payload, with the shell for a file without #! line as
+// startPayload does. Only errors return; [Main] exits with the status.
+func seccompExec() int {
+	data := os.Getenv(seccompEnv)
+	os.Unsetenv(seccompEnv)
+	os.Unsetenv(stageEnv)
+	if len(os.Args) < 3 {
+		fmt.Fprintf(os.Stderr, "FATAL:   %v: seccomp shim without a command\n", errStage)
+		return setupFailed
+	}
+	path, argv := os.Args[1], os.Args[2:]
+	// The filter belongs to this thread, which must also be the one that
+	// execs: the other threads of the Go runtime end with the exec.
+	runtime.LockOSThread()
+	if err := loadFilter(data); err != nil {
+		fmt.Fprintf(os.Stderr, "FATAL:   %v\n", err)
+		return setupFailed
+	}
+	env := os.Environ()
+	err := unix.Exec(path, argv, env)
+	if errors.Is(err, unix.ENOEXEC) {
+		err = unix.Exec("/bin/sh", append([]string{"/bin/sh", path}, argv[1:]...), env)
+	}
+	cwd, _ := os.Getwd()
+	hint := ""
+	if errors.Is(err, unix.EPERM) {
+		hint = " (does the seccomp profile allow execve?)"
+	}
+	fmt.Fprintf(os.Stderr, "FATAL:   %v%s\n", execError(argv[0], path, cwd, err), hint)
+	return setupFailed
+}
+
+// loadFilter installs the filter seccompShim encoded on this thread.
+func loadFilter(data string) error {
+	b, err := base64.StdEncoding.DecodeString(data)
+	if err != nil || len(b) < 12 || (len(b)-4)%8 != 0 {
+		return fmt.Errorf("%w: bad seccomp filter in %s", errStage, seccompEnv)
+	}
+	flags := binary.LittleEndian.Uint32(b)
+	filter := make([]unix.SockFilter, 0, (len(b)-4)/8)
+	for i := 4; i < len(b); i += 8 {
+		filter = append(filter, unix.SockFilter{Code: binary.LittleEndian.Uint16(b[i:]),
+			Jt: b[i+2], Jf: b[i+3], K: binary.LittleEndian.Uint32(b[i+4:])})
+	}
+	// Without CAP_SYS_ADMIN the kernel requires no_new_privs, which the
+	// payload has anyway (exec_linux.go).
+	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+		return &os.SyscallError{Syscall: "prctl(PR_SET_NO_NEW_PRIVS)", Err: err}
+	}
+	fprog := unix.SockFprog{Len: uint16(len(filter)), Filter: &filter[0]}
+	_, _, errno := unix.RawSyscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER,
+		uintptr(flags), uintptr(unsafe.Pointer(&fprog)))
 	runtime.KeepAlive(filter)
 	if errno != 0 {
-		return fmt.Errorf("seccomp profile %s: loading: %w", p.File,
+		return fmt.Errorf("loading the seccomp profile: %w",
 			&os.SyscallError{Syscall: "seccomp", Err: errno})
 	}
 	return nil
