@@ -255,20 +255,25 @@ func TestE2EFusermountServerKilled(t *testing.T) {
 	e2eNeedFusermount(t)
 	sif, dir := e2eSIF(t), e2eDir(t, e2eUID)
 	cmd, stderr := startHusk(t, dir, "exec", sif, "sh", "-c", "echo ready; exec sleep 1000")
-	pid := strconv.Itoa(cmd.Process.Pid)
-	children, err := os.ReadFile("/proc/" + pid + "/task/" + pid + "/children")
+	// Each thread lists the children it forked.
+	tasks, err := filepath.Glob("/proc/" + strconv.Itoa(cmd.Process.Pid) + "/task/*/children")
 	if err != nil {
 		t.Fatal(err)
 	}
+	var children []string
+	for _, task := range tasks {
+		b, _ := os.ReadFile(task)
+		children = append(children, strings.Fields(string(b))...)
+	}
 	killed := false
-	for _, c := range strings.Fields(string(children)) {
+	for _, c := range children {
 		if b, _ := os.ReadFile("/proc/" + c + "/cmdline"); string(b) == "husk-stage3\x00" {
 			n, _ := strconv.Atoi(c)
 			killed = syscall.Kill(n, syscall.SIGKILL) == nil
 		}
 	}
 	if !killed {
-		t.Fatalf("no stage 3 among husk's children %q", children)
+		t.Fatalf("no stage 3 among husk's children %v", children)
 	}
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
