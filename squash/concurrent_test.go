@@ -194,3 +194,76 @@ func TestReadaheadDecodesOnce(t *testing.T) {
 		}
 	}
 }
+
+// TestPrefetchOutOfOrder checks that a file read out of order (as page
+// faults of a mapped binary read it) has all its blocks decoded once in
+// the background, that the content read afterwards is right, and that a
+// sequential reader starts no whole-file prefetch.
+func TestPrefetchOutOfOrder(t *testing.T) {
+	src := featureTree(t)
+	want, err := os.ReadFile(filepath.Join(src, "text-3m"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := openImage(t, image(t), nil)
+	root, _ := f.Inode(f.Root())
+	n, err := f.Lookup(root, "text-3m")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bl, err := f.blocks(n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocks := int64(0)
+	for _, s := range bl.sizes {
+		if s&blockUncompBit == 0 && s != 0 {
+			blocks++
+		}
+	}
+	if blocks < 8 {
+		t.Fatalf("text-3m has %d compressed blocks, want many", blocks)
+	}
+	bs := int64(f.sb.BlockSize)
+	buf := make([]byte, 4096)
+	for _, off := range []int64{0, 20 * bs, 3 * bs} {
+		k, err := f.ReadAt(n, buf, off)
+		if err != nil || !bytes.Equal(buf[:k], want[off:off+int64(k)]) {
+			t.Fatalf("read at %d: %d, %v, or content differs", off, k, err)
+		}
+	}
+	f.ra.prefetch <- struct{}{} // wait for the prefetch to finish
+	<-f.ra.prefetch
+	if p := f.prefetches.Load(); p != 1 {
+		t.Errorf("%d prefetches started, want 1", p)
+	}
+	if loads := f.blockLoads.Load(); loads != blocks {
+		t.Errorf("%d decodes after the prefetch, want %d (every block once)", loads, blocks)
+	}
+	for _, i := range []int64{5, 1, 23, 0, 12, 7, 2} {
+		off := i * bs
+		big := make([]byte, bs)
+		k, err := f.ReadAt(n, big, off)
+		if (err != nil && err != io.EOF) || !bytes.Equal(big[:k], want[off:off+int64(k)]) {
+			t.Fatalf("block %d: %d, %v, or content differs", i, k, err)
+		}
+	}
+	if loads := f.blockLoads.Load(); loads != blocks {
+		t.Errorf("%d decodes after reading prefetched blocks, want %d", loads, blocks)
+	}
+
+	seq := openImage(t, image(t), nil)
+	root, _ = seq.Inode(seq.Root())
+	n, _ = seq.Lookup(root, "text-3m")
+	big := make([]byte, 128<<10)
+	for off := int64(0); ; off += int64(len(big)) {
+		if _, err := seq.ReadAt(n, big, off); err == io.EOF {
+			break
+		} else if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if p := seq.prefetches.Load(); p != 0 {
+		t.Errorf("a sequential read started %d prefetches, want 0", p)
+	}
+}

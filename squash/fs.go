@@ -106,6 +106,7 @@ type FS struct {
 	dirRangeLoads atomic.Int64 // directory index ranges parsed; read by tests
 	blockLoads    atomic.Int64 // data and fragment blocks decoded; read by tests
 	raStarts      atomic.Int64 // background decodes started; read by tests
+	prefetches    atomic.Int64 // whole-file prefetches started; read by tests
 	xattrOOLRefs  atomic.Int64 // out-of-line xattr values followed; read by tests
 }
 
@@ -126,7 +127,7 @@ func Open(r io.ReaderAt, size int64, opts *Options) (*FS, error) {
 		// One large listing may take four times the directory budget:
 		// a 100,000-entry directory costs about 5.5 MB.
 		bigDirMax: 4 * b.dirs,
-		ra:        newReadahead(b.readahead),
+		ra:        newReadahead(b.readahead, b.data),
 	}
 	if f.dec, err = newDecompressor(sb.Compression, int(sb.BlockSize)); err != nil {
 		return nil, &FormatError{Offset: 20, What: "superblock", Err: err}

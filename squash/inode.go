@@ -95,6 +95,7 @@ type Inode struct {
 	listOffset int
 	blocks     atomic.Pointer[blockList]
 	raNext     atomic.Int64 // block after the last one read, 0 before any read
+	prefetched atomic.Bool  // a whole-file prefetch was started (readahead.go)
 
 	target string // symlinks
 }
