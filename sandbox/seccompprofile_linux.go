@@ -65,6 +65,12 @@ func seccompShim(spec *Spec, path string, argv, env []string) (string, []string,
 		b = append(b, r.Jt, r.Jf)
 		b = binary.LittleEndian.AppendUint32(b, r.K)
 	}
+	// After the pivot, /proc is the container's: --no-mount proc leaves
+	// none with --fakeroot.
+	if _, err := os.Stat("/proc/self/exe"); err != nil {
+		return "", nil, nil, fmt.Errorf("seccomp profile %s: its loader needs /proc in "+
+			"the container (%w)", p.File, err)
+	}
 	shimEnv := append(slices.Clone(env), stageEnv+"="+seccompStage,
 		seccompEnv+"="+base64.StdEncoding.EncodeToString(b))
 	shimArgv := append([]string{"husk-seccomp", path}, argv...)

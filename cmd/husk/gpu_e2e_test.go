@@ -93,9 +93,9 @@ func emptyLdCache(t *testing.T, dir string) string {
 	return filepath.Join(root, "etc/ld.so.cache")
 }
 
-// gpuRun runs husk as the test user with a test ld.so cache and extra
-// PATH entries.
-func gpuRun(t *testing.T, dir, cache, path string, args ...string) result {
+// gpuRun runs husk as the test user with a test ld.so cache, extra PATH
+// entries (path, if not empty) and extra variables.
+func gpuRun(t *testing.T, dir, cache, path string, extra []string, args ...string) result {
 	t.Helper()
 	cmd := userCmd(dir, args...)
 	for i, e := range cmd.Env {
@@ -103,7 +103,7 @@ func gpuRun(t *testing.T, dir, cache, path string, args ...string) result {
 			cmd.Env[i] = "PATH=" + path + ":" + p
 		}
 	}
-	cmd.Env = append(cmd.Env, "_HUSK_LDCACHE="+cache)
+	cmd.Env = append(append(cmd.Env, "_HUSK_LDCACHE="+cache), extra...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
@@ -147,7 +147,7 @@ func TestNvBindsDriver(t *testing.T) {
 		args := append(append([]string{"exec"}, flags...), img, "sh", "-c",
 			"ls /.singularity.d/libs; echo LD_LIBRARY_PATH=$LD_LIBRARY_PATH; nvidia-smi; "+
 				"touch /.singularity.d/libs/libcuda.so.1 2>/dev/null || echo read-only")
-		r := gpuRun(t, dir, cache, bin, args...)
+		r := gpuRun(t, dir, cache, bin, nil, args...)
 		for _, want := range []string{"libcuda.so.1\n", "libnvidia-ml.so.1\n",
 			"LD_LIBRARY_PATH=/.singularity.d/libs\n", "fake nvidia-smi\n", "read-only\n"} {
 			if r.code != 0 || !strings.Contains(r.stdout, want) {
@@ -169,15 +169,26 @@ func TestNvWithoutDriver(t *testing.T) {
 	setup(t)
 	img, dir := debianSIF(t), workDir(t)
 	cache := emptyLdCache(t, dir)
-	for _, tc := range []struct{ flag, warning string }{
-		{"--nv", "WARNING: could not find any nvidia libraries on this host!"},
-		{"--rocm", "WARNING: could not find any rocm libraries on this host!"},
+	for _, tc := range []struct {
+		flag, env, warning string
+	}{
+		{"--nv", "", "WARNING: could not find any nvidia libraries on this host!"},
+		{"", "HUSK_ROCM=1", "WARNING: could not find any rocm libraries on this host!"},
+		{"", "SINGULARITY_NV=true", "WARNING: could not find any nvidia libraries"},
 	} {
-		r := gpuRun(t, dir, cache, "", "exec", tc.flag, img, "echo", "ran")
+		args := []string{"exec", img, "echo", "ran"}
+		if tc.flag != "" {
+			args = []string{"exec", tc.flag, img, "echo", "ran"}
+		}
+		var env []string
+		if tc.env != "" {
+			env = []string{tc.env}
+		}
+		r := gpuRun(t, dir, cache, "", env, args...)
 		if r.code != 0 || r.stdout != "ran\n" || !strings.Contains(r.stderr, tc.warning) {
-			t.Errorf("%s: want a warning and the command run:\n%s", tc.flag, r)
+			t.Errorf("%s%s: want a warning and the command run:\n%s", tc.flag, tc.env, r)
 		}
 	}
-	fatalLine(t, gpuRun(t, dir, cache, "", "exec", "--nvccli", img, "true"),
+	fatalLine(t, gpuRun(t, dir, cache, "", nil, "exec", "--nvccli", img, "true"),
 		"--nvccli", "nvidia-container-cli")
 }
