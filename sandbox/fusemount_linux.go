@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"syscall"
 	"time"
 
@@ -80,23 +81,34 @@ func (st *stage1State) startFuseMount(fm FuseMount) error {
 	st.fuse.targets = append(st.fuse.targets, target)
 
 	cmd.ExtraFiles = []*os.File{dev}
-	if err := cmd.Start(); err != nil {
+	p := &fuseProc{cmd: cmd, done: make(chan struct{})}
+	started := make(chan error, 1)
+	go func() {
+		// The parent-death signal belongs to the thread that forks: keep
+		// it for the program's life (Go ends a thread whose goroutine
+		// exits locked, as other stage 1 code does).
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		err := cmd.Start()
+		started <- err
+		if err == nil {
+			p.err = cmd.Wait()
+		}
+		close(p.done)
+	}()
+	if err := <-started; err != nil {
 		return err
 	}
 	st.log.Debug("fusemount started", "args", cmd.Args, "pid", cmd.Process.Pid,
 		"target", target)
-	p := &fuseProc{cmd: cmd, done: make(chan struct{})}
 	if fm.Daemon {
 		// It forks its server and exits: a failure shows in its status.
-		if err := cmd.Wait(); err != nil {
-			return fmt.Errorf("%s: %w", fm.Args[0], err)
+		<-p.done
+		if p.err != nil {
+			return fmt.Errorf("%s: %w", fm.Args[0], p.err)
 		}
 		return nil
 	}
-	go func() {
-		p.err = cmd.Wait()
-		close(p.done)
-	}()
 	st.fuse.procs = append(st.fuse.procs, p)
 	return nil
 }
