@@ -24,6 +24,11 @@
 // Apptainer does) before fusefs.NewExt3Layer may create them. A refused
 // image is left unchanged.
 //
+// A layer error (a corrupt block, a failed read of an image file) reaches
+// the kernel as EIO and the user as one warning naming the image; it is
+// also handed to sandbox.ReportImageFault, so that a container setup that
+// fails on it says which image is damaged and how (sandbox.ImageError).
+//
 // On Unmount the union is unmounted and synced, then every layer is closed
 // in order, which checkpoints the ext3 journals so that e2fsck -fn finds
 // the images clean.
