@@ -23,8 +23,8 @@
 // --env-file, --no-env, --no-eval, --no-umask, --pid/-p, --ipc/-i,
 // --contain/-c, --containall/-C, --no-mount, --hostname, --mount,
 // --scratch/-S, --workdir/-W, --dns, --app, --sharens, --add-caps,
-// --drop-caps, --no-privs, --keep-privs, --security, --net/-n, --network,
-// shell's --shell, and the global --debug. Every flag can also be set with HUSK_<FLAG>
+// --drop-caps, --no-privs, --keep-privs, --security (seccomp:FILE is
+// applied), --net/-n, --network, --nv, --rocm, --fusemount, shell's --shell, and the global --debug. Every flag can also be set with HUSK_<FLAG>
 // (--no-home: HUSK_NO_HOME); HUSK_* variables are read before APPTAINER_*
 // and SINGULARITY_* ones. Instance records live under $HUSK_CONFIGDIR (default
 // ~/.husk) in Apptainer's layout: instances/app/<host>/<user>/<name>/.
