@@ -3,6 +3,8 @@ package main
 import (
 	"path/filepath"
 	"testing"
+
+	"github.com/alecthomas/kong"
 )
 
 // BenchmarkExecTrue measures a whole container start: open and lock the
@@ -21,19 +23,27 @@ func BenchmarkExecTrue(b *testing.B) {
 
 // BenchmarkParse measures what every husk command pays before it starts:
 // building the kong parser (the CLI model and its help texts) and parsing
-// an exec command line.
+// an exec command line, with the model of exec only (as run builds it) and
+// with every command's (help, completion).
 func BenchmarkParse(b *testing.B) {
 	args := []string{"exec", "-B", "/tmp:/mnt", "--overlay", "o.img", "x.sif", "true"}
-	b.ReportAllocs()
-	for b.Loop() {
-		var cli CLI
-		p, err := newParser(&cli)
-		if err != nil {
-			b.Fatal(err)
-		}
-		if _, err := p.Parse(args); err != nil {
-			b.Fatal(err)
-		}
+	for _, bc := range []struct {
+		name string
+		opts []kong.Option
+	}{{"exec", onlyCommand(args)}, {"all", nil}} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				var cli CLI
+				p, err := newParser(&cli, bc.opts...)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, err := p.Parse(args); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
 

@@ -122,20 +122,34 @@ func onlyCommand(args []string) []kong.Option {
 // long help texts that was two thirds of the CPU time of `husk version`.
 // helpVars are therefore put into the model before kong interpolates it,
 // and kong gets no variables of its own; no help text uses variables
-// itself.
+// itself. Even without variables kong runs its regular expression over
+// every help text, so texts without a "$" (which interpolation leaves as
+// they are) are set aside while it does, and put back after.
 func newParser(cli *CLI, opts ...kong.Option) (*kong.Kong, error) {
 	pairs := make([]string, 0, 2*len(helpVars))
 	for k, v := range helpVars {
 		pairs = append(pairs, "${"+k+"}", v)
 	}
 	texts := strings.NewReplacer(pairs...)
+	type aside struct {
+		help *string
+		text string
+	}
+	var set []aside
+	setAside := func(help *string) {
+		*help = texts.Replace(*help)
+		if *help != "" && !strings.Contains(*help, "$") {
+			set = append(set, aside{help, *help})
+			*help = ""
+		}
+	}
 	expand := func(k *kong.Kong) error {
 		return kong.Visit(k.Model, func(n kong.Visitable, next kong.Next) error {
 			switch n := n.(type) {
 			case *kong.Node:
-				n.Help = texts.Replace(n.Help)
+				setAside(&n.Help)
 			case *kong.Value:
-				n.Help = texts.Replace(n.Help)
+				setAside(&n.Help)
 				n.Default = texts.Replace(n.Default)
 				n.Enum = texts.Replace(n.Enum)
 				if n.Flag != nil {
@@ -152,5 +166,9 @@ func newParser(cli *CLI, opts ...kong.Option) (*kong.Kong, error) {
 		kong.DefaultEnvars("HUSK"),
 		kong.ConfigureHelp(kong.HelpOptions{Compact: true, WrapUpperBound: 100}),
 	}, opts...)
-	return kong.New(cli, opts...)
+	k, err := kong.New(cli, opts...)
+	for _, a := range set {
+		*a.help = a.text
+	}
+	return k, err
 }
