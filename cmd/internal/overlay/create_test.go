@@ -111,37 +111,11 @@ func TestCreateRefuses(t *testing.T) {
 }
 
 func TestCreateInSIF(t *testing.T) {
-	dir := t.TempDir()
-	src := filepath.Join(dir, "src")
-	os.MkdirAll(filepath.Join(src, "etc"), 0o755)
-	sq := filepath.Join(dir, "r.sqfs")
-	tool(t, "mksquashfs", src, sq, "-noappend", "-quiet")
-	f, _ := os.Open(sq)
-	di, err := sif.NewDescriptorInput(sif.DataPartition, f,
-		sif.OptPartitionMetadata(sif.FsSquash, sif.PartPrimSys, "amd64"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	img := filepath.Join(dir, "i.sif")
-	fi, err := sif.CreateContainerAtPath(img, sif.OptCreateWithDescriptors(di))
-	f.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	fi.UnloadContainer()
-
+	img := mkSIF(t, sif.FsSquash)
 	if err := Create(img, Options{SizeMiB: 64, Sparse: true, UID: 1500, GID: 1500}); err != nil {
 		t.Fatal(err)
 	}
-	fi, err = sif.LoadContainerFromPath(img, sif.OptLoadWithFlag(os.O_RDONLY))
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := fi.GetDescriptor(sif.WithPartitionType(sif.PartOverlay))
-	fi.UnloadContainer()
-	if err != nil {
-		t.Fatal(err)
-	}
+	d := overlayDescriptor(t, img)
 	fs, pt, arch, _ := d.PartitionMetadata()
 	if fs != sif.FsExt3 || pt != sif.PartOverlay || arch != "amd64" || d.GroupID() != 1 ||
 		d.Offset()%4096 != 0 || d.Size() != 64<<20 {
@@ -150,7 +124,7 @@ func TestCreateInSIF(t *testing.T) {
 	}
 	tool(t, "e2fsck", "-fn", img+"?offset="+strconv.FormatInt(d.Offset(), 10))
 
-	err = Create(img, Options{SizeMiB: 64, Sparse: true})
+	err := Create(img, Options{SizeMiB: 64, Sparse: true})
 	want := "a writable overlay partition already exists in " + img + " (ID: 2)"
 	if err == nil || !strings.Contains(err.Error(), want) {
 		t.Fatalf("second overlay: %v, want %q", err, want)
@@ -181,6 +155,22 @@ func mkSIF(t *testing.T, fs sif.FSType, extra ...sif.DescriptorInput) string {
 	}
 	fi.UnloadContainer()
 	return img
+}
+
+// overlayDescriptor reads the descriptor of img's overlay partition with
+// the sif library.
+func overlayDescriptor(t *testing.T, img string) sif.Descriptor {
+	t.Helper()
+	fi, err := sif.LoadContainerFromPath(img, sif.OptLoadWithFlag(os.O_RDONLY))
+	if err != nil {
+		t.Fatalf("sif library: %v", err)
+	}
+	defer fi.UnloadContainer()
+	d, err := fi.GetDescriptor(sif.WithPartitionType(sif.PartOverlay))
+	if err != nil {
+		t.Fatalf("sif library: %v", err)
+	}
+	return d
 }
 
 func TestCreateRefusesSIF(t *testing.T) {

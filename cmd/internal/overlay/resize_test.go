@@ -100,15 +100,7 @@ func TestResizeSIF(t *testing.T) {
 	if _, err := Resize(img, 200, false, nil); err != nil {
 		t.Fatal(err)
 	}
-	fi, err := sif.LoadContainerFromPath(img, sif.OptLoadWithFlag(os.O_RDONLY))
-	if err != nil {
-		t.Fatalf("sif library after resize: %v", err)
-	}
-	d, err := fi.GetDescriptor(sif.WithPartitionType(sif.PartOverlay))
-	fi.UnloadContainer()
-	if err != nil {
-		t.Fatal(err)
-	}
+	d := overlayDescriptor(t, img)
 	st, _ := os.Stat(img)
 	if d.Size() != 200<<20 || d.Offset()+d.Size() != st.Size() {
 		t.Errorf("overlay at %d, %d bytes, file %d bytes", d.Offset(), d.Size(), st.Size())

@@ -72,15 +72,7 @@ func TestCreateAfterKill(t *testing.T) {
 	if temps, _ := filepath.Glob(img + tempMid + "*" + tempExt); len(temps) != 0 {
 		t.Errorf("staging files left: %v", temps)
 	}
-	fi, err := sif.LoadContainerFromPath(img, sif.OptLoadWithFlag(os.O_RDONLY))
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := fi.GetDescriptor(sif.WithPartitionType(sif.PartOverlay))
-	fi.UnloadContainer()
-	if err != nil {
-		t.Fatal(err)
-	}
+	d := overlayDescriptor(t, img)
 	st, _ := os.Stat(img)
 	if d.Size() != 64<<20 || d.Offset()+d.Size() != st.Size() {
 		t.Errorf("overlay at %d, %d bytes; SIF %d bytes", d.Offset(), d.Size(), st.Size())
