@@ -267,3 +267,27 @@ func TestPrefetchOutOfOrder(t *testing.T) {
 		t.Errorf("a sequential read started %d prefetches, want 0", p)
 	}
 }
+
+// TestReadaheadFirstRead checks that a first read of a whole block from
+// the start (cat, cp) starts readahead at once, and a header read (an ELF
+// loader's 16 KiB) does not.
+func TestReadaheadFirstRead(t *testing.T) {
+	for _, c := range []struct {
+		size int
+		want bool
+	}{{128 << 10, true}, {16 << 10, false}} {
+		f := openImage(t, image(t), nil)
+		root, _ := f.Inode(f.Root())
+		n, err := f.Lookup(root, "text-3m")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.ReadAt(n, make([]byte, c.size), 0); err != nil {
+			t.Fatal(err)
+		}
+		if got := f.raStarts.Load() > 0; got != c.want {
+			t.Errorf("first read of %d bytes: readahead started %v, want %v", c.size, got,
+				c.want)
+		}
+	}
+}

@@ -75,7 +75,7 @@ func (f *FS) ReadAt(n *Inode, p []byte, off int64) (int, error) {
 	bs := int64(f.sb.BlockSize)
 	want := min(int64(len(p)), int64(n.Size)-off)
 	if len(bl.sizes) > 1 && want > 0 {
-		f.startReadahead(n, bl, off/bs, (off+want-1)/bs)
+		f.startReadahead(n, bl, off/bs, (off+want-1)/bs, off == 0 && want >= bs)
 	}
 	done := int64(0)
 	for done < want {

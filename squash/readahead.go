@@ -48,25 +48,27 @@ func newReadahead(blocks int, cache int64) *readahead {
 }
 
 // startReadahead notes that a read of n covers blocks first..last and, when
-// the read continues where the previous one ended, starts background
-// decodes of the blocks after last. It never blocks: when every slot is
-// busy the block is left for the reader.
-func (f *FS) startReadahead(n *Inode, bl *blockList, first, last int64) {
+// the read continues where the previous one ended, or is a first read of
+// all of block 0 (whole is set), starts background decodes of the blocks
+// after last. It never blocks: when every slot is busy the block is left
+// for the reader.
+func (f *FS) startReadahead(n *Inode, bl *blockList, first, last int64, whole bool) {
 	ra := f.ra
 	if ra == nil {
 		return
 	}
 	// A sequential reader starts in the block after the previous read's
 	// last, or in that last block again when reads are not block-aligned.
-	// The first read of a file starts nothing: many readers (file(1), ELF
-	// loaders) read a header and stop, and small files are all there is
-	// to most trees.
+	// A first read starts nothing unless it takes a whole block from the
+	// start, as cat and cp do (the kernel asks for 128 KiB): many readers
+	// (file(1), ELF loaders) read a header and stop, and the kernel then
+	// asks for 16 KiB.
 	prev := n.raNext.Swap(last + 1)
 	if prev != 0 && first != prev && first != prev-1 {
 		f.startPrefetch(n, bl, first)
 		return
 	}
-	if prev == 0 {
+	if prev == 0 && (!whole || first != 0) {
 		return
 	}
 	bs := int64(f.sb.BlockSize)
