@@ -163,6 +163,10 @@ func startHusk(t *testing.T, dir string, args ...string) (*exec.Cmd, *bytes.Buff
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Never written to: a payload may block reading it.
+	if _, err := cmd.StdinPipe(); err != nil {
+		t.Fatal(err)
+	}
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
@@ -254,7 +258,9 @@ func TestE2EFusermountServerKilled(t *testing.T) {
 	e2eNeedUser(t, e2eUser, e2eUID, true)
 	e2eNeedFusermount(t)
 	sif, dir := e2eSIF(t), e2eDir(t, e2eUID)
-	cmd, stderr := startHusk(t, dir, "exec", sif, "sh", "-c", "echo ready; exec sleep 1000")
+	// The payload waits in a shell builtin on a pipe: it does not touch the
+	// union once it said it is ready, and stays until SIGTERM.
+	cmd, stderr := startHusk(t, dir, "exec", sif, "sh", "-c", "echo ready; read x")
 	// Each thread lists the children it forked.
 	tasks, err := filepath.Glob("/proc/" + strconv.Itoa(cmd.Process.Pid) + "/task/*/children")
 	if err != nil {

@@ -307,10 +307,10 @@ type hostedUnion struct {
 // bindHostUnion binds the union that stage 3 mounted at the plan's
 // HostUnion on final.
 func bindHostUnion(p *plan, final string) (Mounted, error) {
-	conn := os.NewFile(uintptr(p.UnionFD), "union-socket")
-	if conn == nil {
+	if p.UnionFD < 3 {
 		return nil, fmt.Errorf("%w: union socket fd %d", errStage, p.UnionFD)
 	}
+	conn := os.NewFile(uintptr(p.UnionFD), "union-socket")
 	if err := mount(p.HostUnion, final, "", unix.MS_BIND, ""); err != nil {
 		conn.Close()
 		return nil, err
