@@ -70,12 +70,16 @@ type refusedError struct{ err error }
 func (e *refusedError) Error() string { return e.err.Error() }
 func (e *refusedError) Unwrap() error { return e.err }
 
+// fusermountNames are where go-fuse looks for the helper, in order; tests
+// change them.
+var fusermountNames = []string{"fusermount3", "/bin/fusermount3", "fusermount",
+	"/bin/fusermount"}
+
 // lookFusermount finds fusermount3 (or fusermount) as go-fuse does: on
 // PATH, else in /bin. Unless the caller is root it must be setuid root.
 func lookFusermount() (string, error) {
 	var path string
-	for _, name := range []string{"fusermount3", "/bin/fusermount3", "fusermount",
-		"/bin/fusermount"} {
+	for _, name := range fusermountNames {
 		if p, err := exec.LookPath(name); err == nil {
 			path = p
 			break

@@ -4,6 +4,7 @@ package sandbox
 
 import (
 	"errors"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -209,5 +210,27 @@ func TestRemoteError(t *testing.T) {
 	}
 	if errors.Unwrap(&remoteError{msg: "x"}) != nil {
 		t.Error("an error without errno unwraps to something")
+	}
+}
+
+// TestFallBackAdvice: without fusermount3 the refusal gets the advice to
+// install fuse3; HUSK_FUSERMOUNT=0 keeps it as it is; with it (as root
+// here, so no setuid bit is needed) Run may fall back.
+func TestFallBackAdvice(t *testing.T) {
+	refused := &refusedError{err: errors.New("mounting the container: refused")}
+	log := slog.New(slog.DiscardHandler)
+	if err := fallBack(fusermountNever, refused, log); err != refused.err {
+		t.Errorf("never: %v", err)
+	}
+	if err := fallBack(fusermountAuto, refused, log); err != nil {
+		t.Errorf("with /usr/bin/fusermount3: %v (apt-get install fuse3)", err)
+	}
+	saved := fusermountNames
+	defer func() { fusermountNames = saved }()
+	fusermountNames = []string{filepath.Join(t.TempDir(), "fusermount3")}
+	want := "mounting the container: refused; or install fuse3 (fusermount3): husk then " +
+		"mounts through it"
+	if err := fallBack(fusermountAuto, refused, log); err == nil || err.Error() != want {
+		t.Errorf("without fusermount3: %v, want %q", err, want)
 	}
 }
