@@ -48,10 +48,6 @@ func seccompShim(spec *Spec, path string, argv, env []string) (string, []string,
 	if err != nil {
 		return "", nil, nil, fmt.Errorf("seccomp profile %s: assembling: %w", p.File, err)
 	}
-	if len(raw) > 0xffff {
-		return "", nil, nil, fmt.Errorf("seccomp profile %s: %d BPF instructions are "+
-			"too many", p.File, len(raw))
-	}
 	var flags uint32
 	if slices.Contains(p.Flags, "SECCOMP_FILTER_FLAG_LOG") {
 		flags |= unix.SECCOMP_FILTER_FLAG_LOG
@@ -184,8 +180,16 @@ func (p *SeccompProfile) compile(keep uint64, all bool) ([]bpf.Instruction, erro
 		}
 		prog = append(prog, seg...)
 	}
-	return append(prog, bpf.RetConstant{Val: uint32(defAction)}), nil
+	prog = append(prog, bpf.RetConstant{Val: uint32(defAction)})
+	if len(prog) > bpfMaxInsns {
+		return nil, fmt.Errorf("%d BPF instructions, more than the kernel's %d",
+			len(prog), bpfMaxInsns)
+	}
+	return prog, nil
 }
+
+// bpfMaxInsns is the kernel's limit on a seccomp filter (BPF_MAXINSNS).
+const bpfMaxInsns = 4096
 
 // segment assembles one rule on its own: it loads the syscall number,
 // returns the rule's action when it matches and falls through to what

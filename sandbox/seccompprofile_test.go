@@ -143,6 +143,9 @@ func TestSeccompProfileErrors(t *testing.T) {
 		{`{"defaultAction":"SCMP_ACT_ERRNO","defaultErrnoRet":70000}`,
 			"errnoRet 70000 is out of range"},
 		{"[1,", "line 1: unexpected end of JSON input"},
+		{`{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[` +
+			strings.Repeat(`{"names":["kill"],"action":"SCMP_ACT_LOG"},`, 1500) +
+			`{"names":["kill"],"action":"SCMP_ACT_LOG"}]}`, "more than the kernel's 4096"},
 	} {
 		path := filepath.Join(t.TempDir(), "p.json")
 		if err := os.WriteFile(path, []byte(tc.profile), 0o644); err != nil {
