@@ -177,8 +177,12 @@ func (st *stage1State) stopFuseMounts() error {
 	for _, p := range st.fuse.procs {
 		select {
 		case <-p.done:
-			st.log.Warn(fmt.Sprintf("--fusemount: %s exited early", p.cmd.Args[0]),
-				"error", p.err)
+			// Exit status 0: it went to the background (use the -daemon
+			// types for such programs).
+			if p.err != nil {
+				st.log.Warn(fmt.Sprintf("--fusemount: %s exited early", p.cmd.Args[0]),
+					"error", p.err)
+			}
 			continue
 		default:
 		}

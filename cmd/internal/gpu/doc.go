@@ -4,7 +4,9 @@
 // Apptainer does in user-namespace mode: the binaries and libraries named
 // in its nvliblist.conf and rocmliblist.conf (embedded here), looked up on
 // PATH and in the ld.so cache (`ldconfig -p`), and the device nodes
-// (/dev/nvidia*, /dev/kfd, /dev/dri).
+// (/dev/nvidia*, /dev/kfd, /dev/dri). An Apptainer installation's own
+// list (/etc/apptainer/nvliblist.conf and the like) replaces the built-in
+// one, as its administrator meant it for Apptainer.
 //
 // Libraries go to /.singularity.d/libs in the container, under their
 // ld.so cache name, binaries to /usr/bin; only libraries built for the

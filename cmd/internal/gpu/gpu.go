@@ -6,7 +6,9 @@ import (
 	"bufio"
 	"debug/elf"
 	_ "embed"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -47,9 +49,9 @@ type Files struct {
 // Find looks up the files of kind on this host: libraries in the ld.so
 // cache, binaries on path (a PATH list), devices under /dev.
 func Find(kind Kind, path string) (*Files, error) {
-	list := nvLibList
-	if kind == ROCm {
-		list = rocmLibList
+	list, err := libList(kind)
+	if err != nil {
+		return nil, err
 	}
 	cache, err := ReadLdCache()
 	if err != nil {
@@ -69,6 +71,31 @@ func Find(kind Kind, path string) (*Files, error) {
 	}
 	f.Devices = devices(kind)
 	return f, nil
+}
+
+// confDirs are where an Apptainer installation keeps its configuration:
+// an administrator's nvliblist.conf or rocmliblist.conf there replaces
+// the built-in list, as it does for Apptainer.
+var confDirs = []string{"/etc/apptainer", "/usr/local/etc/apptainer", "/etc/singularity",
+	"/usr/local/etc/singularity"}
+
+// libList is the list file of kind: the host's Apptainer one, if any,
+// else the built-in copy.
+func libList(kind Kind) (string, error) {
+	name, list := "nvliblist.conf", nvLibList
+	if kind == ROCm {
+		name, list = "rocmliblist.conf", rocmLibList
+	}
+	for _, d := range confDirs {
+		b, err := os.ReadFile(filepath.Join(d, name))
+		if err == nil {
+			return string(b), nil
+		}
+		if !errors.Is(err, fs.ErrNotExist) {
+			return "", fmt.Errorf("gpu: %w", err)
+		}
+	}
+	return list, nil
 }
 
 // splitList reads a lib list: names containing ".so" are libraries, the

@@ -4,6 +4,7 @@ package gpu
 
 import (
 	"os"
+	"path/filepath"
 	"slices"
 	"testing"
 )
@@ -43,6 +44,31 @@ func TestHostLdCache(t *testing.T) {
 	}
 	if _, err := os.Stat(got[0].Src); err != nil {
 		t.Error(err)
+	}
+}
+
+// An administrator's list in Apptainer's configuration directory
+// replaces the built-in one.
+func TestHostLibList(t *testing.T) {
+	dir := t.TempDir()
+	old := confDirs
+	confDirs = []string{filepath.Join(dir, "none"), dir}
+	t.Cleanup(func() { confDirs = old })
+	if err := os.WriteFile(filepath.Join(dir, "nvliblist.conf"),
+		[]byte("# site list\nmy-smi\nlibmine.so\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		kind Kind
+		lib  string
+	}{{Nvidia, "libmine.so"}, {ROCm, "librocblas.so"}} {
+		list, err := libList(tc.kind)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if libs, _ := splitList(list); !slices.Contains(libs, tc.lib) {
+			t.Errorf("kind %d: %v lacks %s", tc.kind, libs, tc.lib)
+		}
 	}
 }
 
