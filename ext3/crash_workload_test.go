@@ -388,6 +388,12 @@ func (w *crashWorker) tmpDir() error {
 // openUnlinked keeps o open, unlinks it, writes to and fsyncs the
 // orphan, and sometimes releases it: a crash leaves an orphan inode that
 // the next open must free.
+//
+// The write is logged like any other: a kill before the fsync's commit
+// may undo the unlink (and a shrinking truncate before it) yet keep the
+// write's data in a block the file still has, written home before the
+// commit as ordered data is. The file is then back at its path with those
+// bytes in it.
 func (w *crashWorker) openUnlinked(o *crashObj) error {
 	if err := w.fs.Open(o.ino); err != nil {
 		return fmt.Errorf("open %s: %w", o.path, err)
@@ -395,8 +401,10 @@ func (w *crashWorker) openUnlinked(o *crashObj) error {
 	if err := w.unlink(o); err != nil {
 		return err
 	}
-	p := crashData(w.rng.Uint64(), w.size())
-	if _, err := w.fs.WriteAt(o.ino, p, int64(len(o.content))); err != nil {
+	seed, n, off := w.rng.Uint64(), w.size(), int64(len(o.content))
+	w.logf("write %d %d %d %d", o.id, off, n, seed)
+	p := crashData(seed, n)
+	if _, err := w.fs.WriteAt(o.ino, p, off); err != nil {
 		return fmt.Errorf("write orphan obj %d: %w", o.id, err)
 	}
 	if err := w.fs.Fsync(o.ino, false); err != nil {
