@@ -85,6 +85,11 @@ func (h *fileHandle) Read(ctx context.Context, dest []byte,
 	off int64) (fuse.ReadResult, syscall.Errno) {
 	u := h.n.u
 	t := h.n.top()
+	if x, ok := u.layers[t.l].(extentReader); ok {
+		if fd, at, k, ok := x.ReadExtent(t.n, len(dest), off); ok {
+			return fuse.ReadResultFd(fd, at, k), 0 // spliced by go-fuse
+		}
+	}
 	k, err := u.layers[t.l].ReadAt(t.n, dest, off)
 	if err != nil && k == 0 && !errors.Is(err, io.EOF) {
 		return nil, u.toErrno("read", err)

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/husk-project/husk/squash"
@@ -15,6 +17,14 @@ import (
 type SquashLayer struct {
 	fs   *squash.FS
 	name string // the image, for errors; "" if unknown
+
+	// fd and base: the image file and the squashfs section's offset in
+	// it, when known (Backed); uncompressed data is then spliced.
+	fd     uintptr
+	base   int64
+	backed bool
+	// spliced counts reads answered by ReadExtent; read by tests.
+	spliced atomic.Int64
 }
 
 // NewSquashLayer wraps an open squashfs image.
@@ -27,6 +37,42 @@ var _ Layer = (*SquashLayer)(nil)
 func (s *SquashLayer) Named(name string) *SquashLayer {
 	s.name = name
 	return s
+}
+
+// Backed tells s that its squashfs section starts at offset base of file
+// f, which stays open while s is used, and returns s. Reads of data the
+// image stores uncompressed (incompressible files, such as archives and
+// media) are then answered by splicing it from f, without copying it
+// through the server.
+func (s *SquashLayer) Backed(f *os.File, base int64) *SquashLayer {
+	s.fd, s.base, s.backed = f.Fd(), base, true
+	return s
+}
+
+// extentReader is implemented by layers that can say where in an open
+// file a read's bytes lie as they are (see SquashLayer.Backed).
+type extentReader interface {
+	// ReadExtent returns the file and offset holding the size bytes of n
+	// at off, and how many there are (fewer at the end of the file); ok
+	// is false when they must be read with ReadAt.
+	ReadExtent(n Node, size int, off int64) (fd uintptr, at int64, k int, ok bool)
+}
+
+// ReadExtent implements extentReader.
+func (s *SquashLayer) ReadExtent(n Node, size int, off int64) (uintptr, int64, int, bool) {
+	if !s.backed {
+		return 0, 0, 0, false
+	}
+	i, err := s.fs.Inode(squash.Ref(n))
+	if err != nil {
+		return 0, 0, 0, false // ReadAt reports it
+	}
+	start, k, ok := s.fs.StoredExtent(i, off, size)
+	if !ok {
+		return 0, 0, 0, false
+	}
+	s.spliced.Add(1)
+	return s.fd, s.base + start, k, true
 }
 
 // err names the image in err (see nameErr).

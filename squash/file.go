@@ -164,3 +164,33 @@ func (f *FS) Readlink(n *Inode) (string, error) {
 	}
 	return n.target, nil
 }
+
+// StoredExtent reports where the size bytes of file n at off lie in the
+// image, when they are all stored uncompressed: section offset start, and
+// k, the bytes available (size, or fewer at the end of the file). ok is
+// false when any of them is in a compressed, sparse or fragment block;
+// then ReadAt must be used. A caller can then copy them from the image
+// file without this package (splice), as the kernel's squashfs reads
+// uncompressed blocks straight from the device.
+func (f *FS) StoredExtent(n *Inode, off int64, size int) (start int64, k int, ok bool) {
+	if n.Mode&modeTypeMask != modeReg || off < 0 || uint64(off) >= n.Size || size <= 0 {
+		return 0, 0, false
+	}
+	bl, err := f.blocks(n)
+	if err != nil {
+		return 0, 0, false // ReadAt reports it
+	}
+	bs := int64(f.sb.BlockSize)
+	end := min(off+int64(size), int64(n.Size))
+	for idx := off / bs; idx*bs < end; idx++ {
+		if idx >= int64(len(bl.sizes)) {
+			return 0, 0, false // the tail, in a fragment
+		}
+		s := bl.sizes[idx]
+		blockLen := min(bs, int64(n.Size)-idx*bs)
+		if s&blockUncompBit == 0 || int64(s&blockSizeMask) != blockLen {
+			return 0, 0, false
+		}
+	}
+	return bl.offsets[off/bs] + off%bs, int(end - off), true
+}

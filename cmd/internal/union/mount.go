@@ -223,7 +223,7 @@ func (b *builder) lower(l image.Layer) (fusefs.Layer, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", describe(l), err)
 		}
-		return fusefs.NewSquashLayer(fs).Named(describe(l)), nil
+		return fusefs.NewSquashLayer(fs).Named(describe(l)).Backed(f, sec.Offset), nil
 	case image.LayerExt3:
 		fs, err := b.ext3(l, true)
 		if err != nil {
