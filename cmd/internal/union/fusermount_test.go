@@ -65,11 +65,7 @@ func TestMountFusermount(t *testing.T) {
 		t.Fatalf("%v: apt-get install fuse3", err)
 	}
 	dir := t.TempDir()
-	src := filepath.Join(dir, "src")
-	os.MkdirAll(filepath.Join(src, "etc"), 0o755)
-	os.WriteFile(filepath.Join(src, "etc", "motd"), []byte("root\n"), 0o644)
-	sq := filepath.Join(dir, "root.sqfs")
-	run(t, "mksquashfs", src, sq, "-noappend", "-quiet")
+	sq := motdSquashfs(t, dir)
 	plan, err := image.NewPlan(image.Request{Image: sq, WritableTmpfs: true}, nil)
 	if err != nil {
 		t.Fatal(err)

@@ -34,11 +34,7 @@ func TestMountPlan(t *testing.T) {
 		t.Fatal("TestMountPlan mounts FUSE directly and must run as root")
 	}
 	dir := t.TempDir()
-	src := filepath.Join(dir, "src")
-	os.MkdirAll(filepath.Join(src, "etc"), 0o755)
-	os.WriteFile(filepath.Join(src, "etc", "motd"), []byte("root\n"), 0o644)
-	sq := filepath.Join(dir, "root.sqfs")
-	run(t, "mksquashfs", src, sq, "-noappend", "-quiet")
+	sq := motdSquashfs(t, dir)
 	stage := filepath.Join(dir, "stage")
 	os.MkdirAll(filepath.Join(stage, "upper"), 0o755)
 	os.MkdirAll(filepath.Join(stage, "work"), 0o755)
@@ -81,4 +77,19 @@ func TestMountPlan(t *testing.T) {
 		t.Fatal(err)
 	}
 	run(t, "e2fsck", "-fn", ov)
+}
+
+// motdSquashfs makes dir/root.sqfs, a squashfs holding /etc/motd ("root").
+func motdSquashfs(t *testing.T, dir string) string {
+	t.Helper()
+	src := filepath.Join(dir, "src")
+	if err := os.MkdirAll(filepath.Join(src, "etc"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(src, "etc", "motd"), []byte("root\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sq := filepath.Join(dir, "root.sqfs")
+	run(t, "mksquashfs", src, sq, "-noappend", "-quiet")
+	return sq
 }
