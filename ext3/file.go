@@ -275,13 +275,15 @@ func (f *FS) noteLargeFile(size uint64) {
 	f.sbMu.Unlock()
 }
 
-var zeroBlock = make([]byte, 1<<20)
+// zeroBlock is made on first use: a package variable would be allocated in
+// every husk process (each of its stages) and bring its first GC closer.
+var zeroBlock = sync.OnceValue(func() []byte { return make([]byte, 1<<20) })
 
 // zeroRange writes zeros to [off, off+n) of the file, allocating holes.
 func (f *FS) zeroRange(in *inode, off, n int64) error {
 	for n > 0 {
-		c := min(n, int64(len(zeroBlock)))
-		if _, err := f.writeLocked(in, zeroBlock[:c], off); err != nil {
+		c := min(n, int64(len(zeroBlock())))
+		if _, err := f.writeLocked(in, zeroBlock()[:c], off); err != nil {
 			return err
 		}
 		off += c
@@ -300,7 +302,7 @@ func (f *FS) zeroMapped(in *inode, off, n int64) error {
 	if err != nil || p == 0 {
 		return err
 	}
-	_, err = f.dev.WriteAt(zeroBlock[:n], int64(p)*int64(f.bs)+off%int64(f.bs))
+	_, err = f.dev.WriteAt(zeroBlock()[:n], int64(p)*int64(f.bs)+off%int64(f.bs))
 	return err
 }
 

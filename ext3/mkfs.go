@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -542,18 +543,20 @@ func (m *mkfsState) write(dev Device) error {
 	return dev.Sync()
 }
 
-var zeroChunk = make([]byte, 1<<20)
+// zeroChunk is made on first use: a package variable would be allocated in
+// every husk process (each of its stages) and bring its first GC closer.
+var zeroChunk = sync.OnceValue(func() []byte { return make([]byte, 1<<20) })
 
 // zeroIfNeeded makes [off, off+n) zero, writing only chunks that are not.
 func zeroIfNeeded(dev Device, off, n int64) error {
-	buf := make([]byte, len(zeroChunk))
+	buf := make([]byte, len(zeroChunk()))
 	for n > 0 {
 		c := min(n, int64(len(buf)))
 		if _, err := dev.ReadAt(buf[:c], off); err != nil {
 			return fmt.Errorf("ext3: mkfs: read at %d: %w", off, err)
 		}
-		if !bytes.Equal(buf[:c], zeroChunk[:c]) {
-			if _, err := dev.WriteAt(zeroChunk[:c], off); err != nil {
+		if !bytes.Equal(buf[:c], zeroChunk()[:c]) {
+			if _, err := dev.WriteAt(zeroChunk()[:c], off); err != nil {
 				return fmt.Errorf("ext3: mkfs: write at %d: %w", off, err)
 			}
 		}
@@ -566,7 +569,7 @@ func zeroIfNeeded(dev Device, off, n int64) error {
 // writeIfNeeded writes data unless it is all zero and the device already
 // holds zeros there.
 func writeIfNeeded(dev Device, off int64, data []byte) error {
-	if bytes.Equal(data, zeroChunk[:len(data)]) {
+	if bytes.Equal(data, zeroChunk()[:len(data)]) {
 		return zeroIfNeeded(dev, off, int64(len(data)))
 	}
 	if _, err := dev.WriteAt(data, off); err != nil {
