@@ -359,14 +359,33 @@ func resolveParent(proc string, c mknodCall) (int, string, error) {
 		err error
 	}
 	done := make(chan result, 1)
-	go func() {
-		// Never unlocked: the chrooted thread ends with this goroutine.
-		runtime.LockOSThread()
+	offMainThread(func() {
 		fd, err := openInRoot(root, base, dir)
 		done <- result{fd, err}
-	}()
+	})
 	r := <-done
 	return r.fd, name, r.err
+}
+
+// offMainThread runs fn in a new goroutine locked to a thread that is not
+// the process's main thread, and never unlocked: the thread ends with the
+// goroutine, whatever fn changed in it. Go cannot end the main thread; a
+// goroutine that exits locked to it parks it for good, with its changes,
+// and a chroot left there would pin the union (and show /proc/self/
+// mountinfo from the container's root).
+func offMainThread(fn func()) {
+	go func() {
+		runtime.LockOSThread()
+		if unix.Gettid() != unix.Getpid() {
+			fn()
+			return
+		}
+		// Holding the main thread, the next goroutine runs elsewhere.
+		done := make(chan struct{})
+		offMainThread(func() { fn(); close(done) })
+		<-done
+		runtime.UnlockOSThread()
+	}()
 }
 
 // openInRoot, on a locked thread it may change for good, makes root the

@@ -201,3 +201,26 @@ func TestReadString(t *testing.T) {
 	}
 	runtime.KeepAlive(buf)
 }
+
+// TestOffMainThread: fn never runs on the main thread, even when the
+// goroutine offMainThread starts lands there, and the process's root
+// stays where it was after a chroot in fn.
+func TestOffMainThread(t *testing.T) {
+	for i := 0; i < 50; i++ {
+		tid := make(chan int, 1)
+		offMainThread(func() {
+			if err := unix.Unshare(unix.CLONE_FS); err != nil {
+				t.Error(err)
+			} else if err := unix.Chroot("/proc"); err != nil {
+				t.Error(err)
+			}
+			tid <- unix.Gettid()
+		})
+		if <-tid == unix.Getpid() {
+			t.Fatal("fn ran on the main thread")
+		}
+	}
+	if root, err := os.Readlink("/proc/self/root"); err != nil || root != "/" {
+		t.Errorf("process root %q, %v", root, err)
+	}
+}
