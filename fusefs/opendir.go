@@ -25,10 +25,12 @@ import (
 // keeps it while the kernel reads on, so the listing is one snapshot as
 // with an open handle; the end of the listing (an empty reply) releases
 // it. Handles the kernel stopped reading (a reader that gave up) are
-// released when more than maxImplicitDirs are open.
+// released when more than maxImplicitDirs are open, or when the kernel
+// forgets the directory.
 
-// maxImplicitDirs bounds the handles kept for listings read in part.
-const maxImplicitDirs = 64
+// maxImplicitDirs bounds the handles kept for listings read in part (a
+// variable for tests).
+var maxImplicitDirs = 64
 
 // implicitDirs wraps the bridge's RawFileSystem.
 type implicitDirs struct {
@@ -103,6 +105,22 @@ func (d *implicitDirs) read(cancel <-chan struct{}, in *fuse.ReadIn, out *fuse.D
 	// An empty reply is the end of the listing: the kernel has it all.
 	d.release(h, st != fuse.OK || out.Offset == in.Offset)
 	return st
+}
+
+// Forget implements fuse.RawFileSystem. The kernel knows nothing of the
+// handles opened for it, and go-fuse drops a node the kernel forgot
+// together with its table of open handles (releasing one later would
+// find no node, or another node under a reused id): the node's implicit
+// handle goes first. One in use cannot be: the kernel forgets no node a
+// request of its is working on.
+func (d *implicitDirs) Forget(nodeid, nlookup uint64) {
+	d.mu.Lock()
+	var idle []*implicitDir
+	if e, ok := d.open[nodeid]; ok {
+		idle = d.dropLocked(e)
+	}
+	d.closeAll(idle)
+	d.RawFileSystem.Forget(nodeid, nlookup)
 }
 
 // FsyncDir implements fuse.RawFileSystem.

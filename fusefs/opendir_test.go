@@ -146,3 +146,46 @@ func TestListingsConcurrent(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// TestListingsForgotten reads directories in part (the kernel keeps the
+// listing's handle open on the server), removes one so the kernel forgets
+// it, then reads more than maxImplicitDirs others in part, which releases
+// the kept handles: the forgotten directory's must have gone with it, or
+// releasing it would find no node (go-fuse panics).
+func TestListingsForgotten(t *testing.T) {
+	old := maxImplicitDirs
+	maxImplicitDirs = 2
+	t.Cleanup(func() { maxImplicitDirs = old })
+	f := newFixture(t, 1)
+	const dirs, count = 6, 600 // more names than one READDIRPLUS reply holds
+	for d := range dirs {
+		dir := filepath.Join(f.upper(), "d"+itoa(d))
+		must(t, os.MkdirAll(dir, 0755))
+		for i := range count {
+			must(t, os.WriteFile(filepath.Join(dir, "name-"+itoa(i)), nil, 0644))
+		}
+	}
+	mnt, _ := f.mount()
+	partly := func(d int) {
+		h, err := os.Open(filepath.Join(mnt, "d"+itoa(d)))
+		must(t, err)
+		if _, err := h.Readdirnames(5); err != nil {
+			t.Fatal(err)
+		}
+		must(t, h.Close())
+	}
+	partly(0)
+	dir := filepath.Join(mnt, "d0")
+	for i := range count {
+		must(t, os.Remove(filepath.Join(dir, "name-"+itoa(i))))
+	}
+	must(t, os.Remove(dir))
+	for d := 1; d < dirs; d++ {
+		partly(d)
+	}
+	for d := 1; d < dirs; d++ {
+		if n := len(names(t, filepath.Join(mnt, "d"+itoa(d)))); n != count {
+			t.Fatalf("d%d: %d names, want %d", d, n, count)
+		}
+	}
+}
