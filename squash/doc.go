@@ -61,14 +61,22 @@
 // from [Options.MemoryBytes] (default 32 MiB): half for decompressed data
 // and fragment blocks, a quarter for metadata blocks, an eighth each for
 // parsed inodes and for directory tables (whole small listings, directory
-// indexes, index ranges). Data blocks a sequential reader has finished
+// indexes, index ranges; the last listing too large for that budget's
+// shards, up to four times the budget, is kept aside so a 100,000-entry
+// directory is not parsed again for every listing). Data blocks a
+// sequential reader has finished
 // are evicted first, since the kernel's page cache keeps what was read.
 // Memory does not grow with the image: Open reads only the superblock,
 // the id table and the fragment and xattr lookup arrays.
 //
 // Sequential reads of a file decode the next [Options.Readahead] blocks
 // in the background (at most GOMAXPROCS decodes at once), through the
-// same in-flight tracking, so a reader never decodes a block twice.
+// same in-flight tracking, so a reader never decodes a block twice; a
+// first read of a whole block from offset 0 counts as sequential. A file
+// of up to 8 MiB read out of order (the page faults of a mapped program
+// or library) is decoded whole by one background goroutine. [FS.StoredExtent]
+// tells where stored data lies in the image, for callers that copy it
+// themselves (splice).
 // Compressed input is read with ReadAt (pread on an *os.File: no shared
 // file offset) into pooled buffers; gzip decoders are pooled, zstd uses
 // one concurrent decoder with a window capped at the block size. Stored
