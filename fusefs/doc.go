@@ -78,7 +78,9 @@
 // across opens (FOPEN_KEEP_CACHE); directories open without a round trip
 // (OPENDIR answers ENOSYS, see opendir.go) and the kernel keeps every
 // listing until the directory changes through it; symlink targets are
-// cached; FLUSH is refused once so that closes cost no round trip. READDIRPLUS replies carry attributes for
+// cached; FLUSH is refused once so that closes cost no round trip. Data a
+// squashfs image stores uncompressed is spliced from the image file
+// ([SquashLayer.Backed]). READDIRPLUS replies carry attributes for
 // subdirectories only: a tree walk needs those, and every name handed to
 // the kernel costs a kernel inode and a union node (about 200 bytes of
 // heap, plus go-fuse's table entries) until the kernel forgets it.
