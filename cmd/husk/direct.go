@@ -1,9 +1,11 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
+	"syscall"
 
 	"github.com/husk-project/husk/cmd/internal/image"
 	"github.com/husk-project/husk/squash"
@@ -31,7 +33,7 @@ func rootHasShell(img string) bool {
 			return false
 		}
 		_, err = os.Stat(p)
-		return err == nil
+		return !missing(err)
 	case im.Root.FS != image.FSSquashfs:
 		return true
 	}
@@ -41,7 +43,13 @@ func rootHasShell(img string) bool {
 		return true
 	}
 	_, err = (&squashReader{fs: fs}).lookup("/bin/sh")
-	return err == nil
+	return !missing(err)
+}
+
+// missing reports whether err says a path is not there, as opposed to a
+// damaged image that the script path then names in its own error.
+func missing(err error) bool {
+	return errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ENOTDIR)
 }
 
 // directProcess is the argv and environment of an exec without a shell.

@@ -174,27 +174,32 @@ func TestCorruptDirectoryTableNamed(t *testing.T) {
 	if err := os.WriteFile(bad, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	r := husk(t, dir, "exec", bad, "ls", "/")
-	if r.code != 255 {
-		t.Fatalf("want exit 255:\n%s", r)
-	}
-	lines := strings.Split(strings.TrimSpace(r.stderr), "\n")
-	seen := map[string]bool{}
-	for _, l := range lines {
-		if seen[l] {
-			t.Errorf("repeated line %q", l)
+	// run and instance start look for /bin/sh first: a damaged image must
+	// not be reported as one without a shell.
+	for _, args := range [][]string{{"exec", bad, "ls", "/"}, {"run", bad},
+		{"instance", "start", bad, "bad1"}} {
+		r := husk(t, dir, args...)
+		if r.code != 255 {
+			t.Fatalf("%v: want exit 255:\n%s", args, r)
 		}
-		seen[l] = true
-		if !strings.Contains(l, bad) {
-			t.Errorf("line does not name %s: %q", bad, l)
+		lines := strings.Split(strings.TrimSpace(r.stderr), "\n")
+		seen := map[string]bool{}
+		for _, l := range lines {
+			if seen[l] {
+				t.Errorf("%v: repeated line %q", args, l)
+			}
+			seen[l] = true
+			if !strings.Contains(l, bad) {
+				t.Errorf("%v: line does not name %s: %q", args, bad, l)
+			}
 		}
-	}
-	// The FATAL line says what is wrong with which image, not which step
-	// of the setup met the I/O error.
-	if last := lines[len(lines)-1]; !strings.HasPrefix(last, "FATAL:") ||
-		!strings.Contains(last, bad+": partition 1: squash: ") ||
-		strings.Contains(last, "input/output error") {
-		t.Errorf("last line %q", last)
+		// The FATAL line says what is wrong with which image, not which
+		// step of the setup met the I/O error.
+		if last := lines[len(lines)-1]; !strings.HasPrefix(last, "FATAL:") ||
+			!strings.Contains(last, bad+": partition 1: squash: ") ||
+			strings.Contains(last, "input/output error") {
+			t.Errorf("%v: last line %q", args, last)
+		}
 	}
 }
 
