@@ -204,11 +204,11 @@ func TestFusermountSetting(t *testing.T) {
 // TestRemoteError: stage 3's Mountpoint errors keep their errno across
 // the socket.
 func TestRemoteError(t *testing.T) {
-	err := error(&remoteError{msg: "fusefs: /x: read-only file system", errno: syscall.EROFS})
+	err := error(&stageError{msg: "fusefs: /x: read-only file system", errno: syscall.EROFS})
 	if !errors.Is(err, syscall.EROFS) || err.Error() != "fusefs: /x: read-only file system" {
 		t.Errorf("%v: errno lost", err)
 	}
-	if errors.Unwrap(&remoteError{msg: "x"}) != nil {
+	if errors.Unwrap(&stageError{msg: "x"}) != nil {
 		t.Error("an error without errno unwraps to something")
 	}
 }

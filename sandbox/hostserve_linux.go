@@ -341,7 +341,7 @@ func (h *hostedUnion) Mountpoint(path string, dir bool) error {
 	if resp.Err == "" {
 		return nil
 	}
-	return &remoteError{msg: resp.Err, errno: syscall.Errno(resp.Errno)}
+	return &stageError{msg: resp.Err, errno: syscall.Errno(resp.Errno)}
 }
 
 // Unmount implements Mounted: it detaches stage 1's bind of the union
@@ -355,20 +355,4 @@ func (h *hostedUnion) Unmount() error {
 	}
 	h.conn.Close()
 	return err
-}
-
-// remoteError is an error of stage 3's Mounter: its message, and its
-// errno for errors.Is.
-type remoteError struct {
-	msg   string
-	errno syscall.Errno
-}
-
-func (e *remoteError) Error() string { return e.msg }
-
-func (e *remoteError) Unwrap() error {
-	if e.errno == 0 {
-		return nil
-	}
-	return e.errno
 }

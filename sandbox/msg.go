@@ -276,8 +276,9 @@ func ReportImageFault(image string, problem error) {
 		Fault: &imageFault{Image: clip(image), Problem: clip(problem.Error())}})
 }
 
-// stageError is a stage's fatal error as stage 0 gets it: its text, and
-// its errno so that errors.Is works across the process boundary.
+// stageError is an error that crossed a process boundary (a stage's fatal
+// error as stage 0 gets it, an error of stage 3's Mounter): its text, and
+// its errno so that errors.Is works.
 type stageError struct {
 	msg   string
 	errno syscall.Errno
