@@ -63,7 +63,11 @@ func TestInstanceLifecycle(t *testing.T) {
 	}
 
 	// Joined commands see the startscript's file and write to the union.
-	r = mustOK("exec", "instance://web", "cat", "/data/started")
+	// `instance start` returns once the startscript runs, not once it is
+	// done: wait (boundedly) for its file to be written (echo writes it
+	// in one write).
+	r = mustOK("exec", "instance://web", "sh", "-c", "i=0; while [ ! -s /data/started ] && "+
+		"[ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done; cat /data/started")
 	if r.stdout != "started arg1 web\n" {
 		t.Errorf("startscript output %q", r.stdout)
 	}
