@@ -250,8 +250,9 @@ done
 [ ${#selected[@]} -gt 0 ] || die "BENCH_ONLY=$only selects no workload"
 
 # run_one STACK SIF COLD RSS CMD LOG: one measured container run with a fresh
-# overlay. Sets ns, rc and kib (summed peak RSS of husk or of the helper
-# daemons when RSS=1; sampling costs CPU, so timed runs do not sample).
+# overlay. Sets ns, rc, kib (summed peak RSS of husk or of the helper
+# daemons when RSS=1; sampling costs CPU, so timed runs do not sample) and
+# pss (the peak of their summed PSS, sampled alike).
 run_one() {
 	local s=$1 sif=$2 cold=$3 rss=$4 cmd=$5 log=$6 st=0
 	local ov=$tmp/run/ov.img dir=$tmp/run/mnt
@@ -291,8 +292,8 @@ run_one() {
 	cur_pid=$!
 	wait "$cur_pid" || st=$?
 	cur_pid=
-	ns=0 rc=$st kib=0
-	[ "$st" = 0 ] && read -r ns rc kib <"$tmp/res"
+	ns=0 rc=$st kib=0 pss=0
+	[ "$st" = 0 ] && read -r ns rc kib pss <"$tmp/res"
 	rm -rf "$dir" "$ov" "$tmp/run/pids"
 	return 0
 }
@@ -383,11 +384,14 @@ $([ -f "$large_sif" ] && [ "$skip_big" != 1 ] && echo "; 10x: $(sif_info "$large
  (b), (c): $tmpl_how, owned by root"
 	echo "- $runs timed runs per cell, median in ms; each includes mount and unmount; one"\
 		"untimed run before them samples peak RSS (VmHWM, every 5 ms, summed over the husk"\
-		"processes or over the three helper daemons) and warms the page cache"
+		"processes or over the three helper daemons) and warms the page cache; PSS is the"\
+		"peak of the processes' summed proportional set size, sampled at the same instants"\
+		"(pages they share, such as husk's executable, counted once; per-process peaks not"\
+		"added across times), the memory they take together"
 	echo
 	echo "| # | workload | (a) husk ms | (b) helpers ms | (c) kernel ms | a/b | a/c |"\
-		"husk RSS MiB | helpers RSS MiB |"
-	echo "|---|---|---:|---:|---:|---:|---:|---:|---:|"
+		"husk RSS MiB | helpers RSS MiB | husk PSS MiB | helpers PSS MiB |"
+	echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 	for w in "${completed[@]}"; do
 		IFS='|' read -r name grp _ _ _ <<<"$w"
 		cell() {
@@ -397,7 +401,8 @@ $([ -f "$large_sif" ] && [ "$skip_big" != 1 ] && echo "; 10x: $(sif_info "$large
 		}
 		echo "| $grp | $name: ${what[$name]} | $(cell a) | $(cell b) | $(cell c) |\
  $(ratio "${med[a,$name]:-}" "${med[b,$name]:-}") | $(ratio "${med[a,$name]:-}" \
-"${med[c,$name]:-}") | $(mib "${rssk[a,$name]:-}") | $(mib "${rssk[b,$name]:-}") |"
+"${med[c,$name]:-}") | $(mib "${rssk[a,$name]:-}") | $(mib "${rssk[b,$name]:-}") |\
+ $(mib "${pssk[a,$name]:-}") | $(mib "${pssk[b,$name]:-}") |"
 	done
 	echo
 	for s in a b c; do
@@ -440,7 +445,7 @@ NOTES
 }
 
 start_load=$(cut -d' ' -f1-3 /proc/loadavg)
-declare -A med rssk raw fail
+declare -A med rssk pssk raw fail
 n=0
 for w in "${selected[@]}"; do
 	IFS='|' read -r name grp im cold cmd <<<"$w"
@@ -458,6 +463,7 @@ for w in "${selected[@]}"; do
 			continue
 		fi
 		rssk[$s,$name]=$kib
+		pssk[$s,$name]=$pss
 	done
 	# Timed runs, the stacks interleaved so that load from elsewhere on the
 	# machine spreads over all of them alike.

@@ -14,13 +14,22 @@ import (
 const sampleEvery = 5 * time.Millisecond
 
 // rssSampler tracks the VmHWM of every descendant of root whose executable
-// is one of exes.
+// is one of exes, and the largest sum of their PSS seen in one sample.
+//
+// The sum of per-process VmHWM overstates what the processes use
+// together: it counts pages they share (the executable's text, mapped by
+// every husk process from the same file) once per process, and adds
+// peaks reached at different times. PSS divides each shared page among
+// the processes that map it, so the sum of PSS over the processes at one
+// instant is their real joint footprint (it still counts their private
+// and their share of file pages, as RSS does).
 type rssSampler struct {
-	root  int
-	exes  map[string]bool
-	peak  map[int]int64
-	done  chan struct{}
-	ended chan struct{}
+	root    int
+	exes    map[string]bool
+	peak    map[int]int64
+	pssPeak int64 // KiB
+	done    chan struct{}
+	ended   chan struct{}
 }
 
 func startSampler(root int, exes map[string]bool) *rssSampler {
@@ -30,15 +39,15 @@ func startSampler(root int, exes map[string]bool) *rssSampler {
 	return s
 }
 
-// stop ends sampling and returns the sum of the per-process peaks in KiB.
-func (s *rssSampler) stop() int64 {
+// stop ends sampling and returns the sum of the per-process peaks
+// (VmHWM) and the peak of the summed PSS, in KiB.
+func (s *rssSampler) stop() (hwm, pss int64) {
 	close(s.done)
 	<-s.ended
-	var sum int64
 	for _, v := range s.peak {
-		sum += v
+		hwm += v
 	}
-	return sum
+	return hwm, s.pssPeak
 }
 
 func (s *rssSampler) loop() {
@@ -72,6 +81,7 @@ func (s *rssSampler) sample(match map[int]bool) {
 		}
 	}
 	queue := []int{s.root}
+	var pss int64
 	for len(queue) > 0 {
 		pid := queue[0]
 		queue = append(queue[1:], children[pid]...)
@@ -88,8 +98,25 @@ func (s *rssSampler) sample(match map[int]bool) {
 			if kib := vmHWM(pid); kib > s.peak[pid] {
 				s.peak[pid] = kib
 			}
+			pss += pssKiB(pid)
 		}
 	}
+	s.pssPeak = max(s.pssPeak, pss)
+}
+
+// pssKiB returns the process's proportional set size in KiB.
+func pssKiB(pid int) int64 {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/smaps_rollup")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "Pss:"); ok {
+			n, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			return n
+		}
+	}
+	return 0
 }
 
 // ppid reads the parent pid from /proc/PID/stat (the field after the

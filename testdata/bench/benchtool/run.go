@@ -15,10 +15,11 @@ import (
 	"time"
 )
 
-// run runs one measured command and prints "NS RC RSS_KIB" on stdout: the
-// wall time from start to exit, the exit status (128+N for signal N) and,
-// with -rss, the summed peak RSS (VmHWM) of its descendants whose
-// executable is one of the listed files (0 without -rss).
+// run runs one measured command and prints "NS RC RSS_KIB PSS_KIB" on
+// stdout: the wall time from start to exit, the exit status (128+N for
+// signal N) and, with -rss, the summed peak RSS (VmHWM) of its descendants
+// whose executable is one of the listed files and the peak of their summed
+// PSS (see rssSampler; both 0 without -rss).
 //
 // Timing the command from here, rather than with runuser around it, keeps
 // PAM and shell start-up out of the numbers, equally for all stacks: -user
@@ -95,9 +96,9 @@ func run(args []string) error {
 		timedOut = true
 	}
 	elapsed := time.Since(start)
-	var peak int64
+	var peak, pss int64
 	if sampler != nil {
-		peak = sampler.stop()
+		peak, pss = sampler.stop()
 	}
 	// A FUSE daemon or payload that outlives the command would skew the
 	// next run and leak: kill it, and say so in the log.
@@ -119,7 +120,7 @@ func run(args []string) error {
 	if timedOut {
 		rc = 124 // as timeout(1)
 	}
-	fmt.Println(elapsed.Nanoseconds(), rc, peak)
+	fmt.Println(elapsed.Nanoseconds(), rc, peak, pss)
 	return nil
 }
 
