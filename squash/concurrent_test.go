@@ -266,6 +266,18 @@ func TestPrefetchOutOfOrder(t *testing.T) {
 	if p := seq.prefetches.Load(); p != 0 {
 		t.Errorf("a sequential read started %d prefetches, want 0", p)
 	}
+
+	off := openImage(t, image(t), &Options{Prefetch: -1})
+	root, _ = off.Inode(off.Root())
+	n, _ = off.Lookup(root, "text-3m")
+	for _, o := range []int64{0, 20 * bs, 3 * bs} {
+		if _, err := off.ReadAt(n, buf, o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if p := off.prefetches.Load(); p != 0 {
+		t.Errorf("Prefetch -1: %d prefetches started, want 0", p)
+	}
 }
 
 // TestReadaheadFirstRead checks that a first read of a whole block from

@@ -28,8 +28,12 @@ type Options struct {
 	MetaCacheBytes int64
 	// Readahead is how many data blocks past the current one are
 	// decompressed in the background while a file is read sequentially;
-	// 0 means 2, a negative value turns readahead off.
+	// 0 means 2, a negative value turns readahead off (and Prefetch).
 	Readahead int
+	// Prefetch is the largest file decoded whole in the background when
+	// it is read out of order (see readahead.go); 0 means 8 MiB, capped at
+	// half of CacheBytes; a negative value turns it off.
+	Prefetch int64
 }
 
 // Defaults for [Options]: what zero fields mean.
@@ -45,6 +49,7 @@ const minCacheBytes = 64 << 10
 type budgets struct {
 	data, meta, inodes, dirs int64
 	readahead                int
+	prefetch                 int64
 }
 
 func (o *Options) budgets() budgets {
@@ -56,7 +61,8 @@ func (o *Options) budgets() budgets {
 		v.MemoryBytes = DefaultMemoryBytes
 	}
 	b := budgets{data: v.CacheBytes, meta: v.MetaCacheBytes,
-		inodes: v.MemoryBytes / 8, dirs: v.MemoryBytes / 8, readahead: v.Readahead}
+		inodes: v.MemoryBytes / 8, dirs: v.MemoryBytes / 8, readahead: v.Readahead,
+		prefetch: v.Prefetch}
 	if b.data <= 0 {
 		b.data = v.MemoryBytes / 2
 	}
@@ -71,6 +77,10 @@ func (o *Options) budgets() budgets {
 	case b.readahead < 0:
 		b.readahead = 0
 	}
+	if b.prefetch == 0 {
+		b.prefetch = maxPrefetch
+	}
+	b.prefetch = min(b.prefetch, b.data/2)
 	return b
 }
 
@@ -127,7 +137,7 @@ func Open(r io.ReaderAt, size int64, opts *Options) (*FS, error) {
 		// One large listing may take four times the directory budget:
 		// a 100,000-entry directory costs about 5.5 MB.
 		bigDirMax: 4 * b.dirs,
-		ra:        newReadahead(b.readahead, b.data),
+		ra:        newReadahead(b.readahead, b.prefetch),
 	}
 	if f.dec, err = newDecompressor(sb.Compression, int(sb.BlockSize)); err != nil {
 		return nil, &FormatError{Offset: 20, What: "superblock", Err: err}

@@ -11,15 +11,20 @@ func TestOptionsBudgets(t *testing.T) {
 		opts *Options
 		want budgets
 	}{
-		{"nil", nil, budgets{16 * mib, 8 * mib, 4 * mib, 4 * mib, DefaultReadahead}},
+		{"nil", nil, budgets{16 * mib, 8 * mib, 4 * mib, 4 * mib, DefaultReadahead, 8 * mib}},
 		{"total", &Options{MemoryBytes: 64 * mib},
-			budgets{32 * mib, 16 * mib, 8 * mib, 8 * mib, DefaultReadahead}},
+			budgets{32 * mib, 16 * mib, 8 * mib, 8 * mib, DefaultReadahead, 8 * mib}},
 		{"explicit caches", &Options{CacheBytes: 3 * mib, MetaCacheBytes: 5 * mib},
-			budgets{3 * mib, 5 * mib, 4 * mib, 4 * mib, DefaultReadahead}},
+			budgets{3 * mib, 5 * mib, 4 * mib, 4 * mib, DefaultReadahead, 3 * mib / 2}},
 		{"tiny", &Options{MemoryBytes: 1, Readahead: -1},
-			budgets{minCacheBytes, minCacheBytes, minCacheBytes, minCacheBytes, 0}},
+			budgets{minCacheBytes, minCacheBytes, minCacheBytes, minCacheBytes, 0,
+				minCacheBytes / 2}},
 		{"readahead", &Options{Readahead: 7},
-			budgets{16 * mib, 8 * mib, 4 * mib, 4 * mib, 7}},
+			budgets{16 * mib, 8 * mib, 4 * mib, 4 * mib, 7, 8 * mib}},
+		{"no prefetch", &Options{Prefetch: -1},
+			budgets{16 * mib, 8 * mib, 4 * mib, 4 * mib, DefaultReadahead, -1}},
+		{"prefetch", &Options{Prefetch: 2 * mib},
+			budgets{16 * mib, 8 * mib, 4 * mib, 4 * mib, DefaultReadahead, 2 * mib}},
 	}
 	for _, tt := range tests {
 		if got := tt.opts.budgets(); got != tt.want {

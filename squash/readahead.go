@@ -26,7 +26,8 @@ import "runtime"
 // maxPrefetch bytes (at most half the data cache), read out of order:
 // sequential readers (cat, cp, dd) keep the bounded readahead above.
 
-// maxPrefetch is the largest file prefetched whole.
+// maxPrefetch is the largest file prefetched whole by default
+// ([Options.Prefetch]).
 const maxPrefetch = 8 << 20
 
 // readahead bounds the background decodes of one FS.
@@ -37,14 +38,14 @@ type readahead struct {
 	maxFile  int64         // largest file prefetched whole
 }
 
-// newReadahead returns nil when blocks is 0 (readahead off). cache is the
-// data cache's budget.
-func newReadahead(blocks int, cache int64) *readahead {
+// newReadahead returns nil when blocks is 0 (readahead off). Files up to
+// maxFile bytes are prefetched whole (none if it is negative).
+func newReadahead(blocks int, maxFile int64) *readahead {
 	if blocks <= 0 {
 		return nil
 	}
 	return &readahead{blocks: blocks, slots: make(chan struct{}, runtime.GOMAXPROCS(0)),
-		prefetch: make(chan struct{}, 1), maxFile: min(maxPrefetch, cache/2)}
+		prefetch: make(chan struct{}, 1), maxFile: maxFile}
 }
 
 // startReadahead notes that a read of n covers blocks first..last and, when
