@@ -84,3 +84,50 @@ func TestInodeExhaustion(t *testing.T) {
 	noErr(t, f.Close())
 	fsck(t, img)
 }
+
+// A device or a fast symlink whose name finds no room in a full directory
+// is undone without freeing its i_block words as blocks: the target "/x"
+// reads as block 30767 and device 20:0 as block 5120, which a file owns.
+func TestENOSPCUndoKeepsOthersBlocks(t *testing.T) {
+	img := mkext3(t, 64<<20, "-b", "1024")
+	f := openImage(t, img, false)
+	fill := mustA(t)(f.Create(RootIno, "fill", 0o644, 0, 0))
+	chunk := make([]byte, 1<<20)
+	var off int64
+	for {
+		n, err := f.WriteAt(fill.Ino, chunk, off)
+		off += int64(n)
+		if err != nil {
+			wantErr(t, err, errnoENOSPC)
+			break
+		}
+	}
+	// Fill the root directory's blocks with names until one more name
+	// needs a block that is not there.
+	for i := 0; ; i++ {
+		if _, err := f.Create(RootIno, "f"+itoa(i), 0o644, 0, 0); err != nil {
+			wantErr(t, err, errnoENOSPC)
+			break
+		}
+	}
+	long := "a-name-long-enough-to-need-its-own-room-in-a-directory-block"
+	_, err := f.Symlink(RootIno, long, "/x", 0, 0)
+	wantErr(t, err, errnoENOSPC)
+	_, err = f.Mknod(RootIno, long+"2", 0o20644, 20<<8, 0, 0)
+	wantErr(t, err, errnoENOSPC)
+	noErr(t, f.Close())
+	fsck(t, img)
+
+	f = openImage(t, img, true)
+	got := make([]byte, len(chunk))
+	for o := int64(0); o < off; o += int64(len(got)) {
+		n, err := f.ReadAt(fill.Ino, got, o)
+		if err != nil && n == 0 {
+			t.Fatalf("read fill at %d: %v", o, err)
+		}
+		if !bytes.Equal(got[:n], chunk[:n]) {
+			t.Fatalf("fill changed near offset %d", o)
+		}
+	}
+	noErr(t, f.Close())
+}

@@ -312,9 +312,14 @@ func (f *FS) fillNew(d, in *inode, rdev uint32, target string) error {
 	return f.writeInode(in)
 }
 
-// undoNew releases a half-made inode after a failure (ENOSPC).
+// undoNew releases a half-made inode after a failure (ENOSPC). Only a
+// block map is freed: the i_block of a device or a fast symlink holds its
+// number or target, which read as block numbers would free blocks that
+// belong to other files.
 func (f *FS) undoNew(in *inode, isDir bool) {
-	f.freeRange(in, 0, f.maxBlocks())
+	if in.hasBlockMap() {
+		f.freeRange(in, 0, f.maxBlocks())
+	}
 	in.setNlink(0)
 	in.set32(iDtime, uint32(now().Sec))
 	f.writeInode(in)
