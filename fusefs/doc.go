@@ -78,7 +78,11 @@
 // across opens (FOPEN_KEEP_CACHE); directories open without a round trip
 // (OPENDIR answers ENOSYS, see opendir.go) and the kernel keeps every
 // listing until the directory changes through it; symlink targets are
-// cached; FLUSH is refused once so that closes cost no round trip. Data a
+// cached; FLUSH is refused once so that closes cost no round trip; a file
+// made write-only bypasses the page cache (FOPEN_DIRECT_IO: one WRITE per
+// write(2) and no security.capability lookup before each, see
+// createOpenFlags), and the server clears set-id bits when the kernel
+// asks (FUSE_WRITE_KILL_SUIDGID, rawfs.go). Data a
 // squashfs image stores uncompressed is spliced from the image file
 // ([SquashLayer.Backed]). READDIRPLUS replies carry attributes for
 // subdirectories only: a tree walk needs those, and every name handed to
