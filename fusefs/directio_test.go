@@ -86,3 +86,28 @@ func TestWriteKillsSetID(t *testing.T) {
 		})
 	}
 }
+
+// TestWriteOnlyCoherent: a reader that cached a page of a file sees what a
+// write-only (direct I/O) handle writes into that page afterwards, as
+// tail -f does with a growing log.
+func TestWriteOnlyCoherent(t *testing.T) {
+	f := newFixture(t, 1)
+	mnt, _ := f.mount()
+	p := filepath.Join(mnt, "log")
+	w, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0644)
+	must(t, err)
+	defer w.Close()
+	r, err := os.Open(p)
+	must(t, err)
+	defer r.Close()
+	buf := make([]byte, 64)
+	for _, line := range []string{"first\n", "second\n", "third\n"} {
+		if _, err := w.Write([]byte(line)); err != nil {
+			t.Fatal(err)
+		}
+		n, err := r.Read(buf) // from where the last read ended, in the same page
+		if err != nil || string(buf[:n]) != line {
+			t.Fatalf("reader got %q, %v after %q was written", buf[:n], err, line)
+		}
+	}
+}
