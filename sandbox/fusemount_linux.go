@@ -67,7 +67,9 @@ func (st *stage1State) startFuseMount(fm FuseMount) error {
 	if err != nil {
 		return err
 	}
-	defer dev.Close() // the program keeps its own copy
+	// The program keeps its own copy; stage 1's is closed once it started
+	// so that the connection ends when the program's copies do.
+	defer dev.Close()
 	// allow_other lets every process of the container in (a --fakeroot
 	// payload may switch uids); the kernel limits it to this user
 	// namespace and the ones below it.
@@ -99,6 +101,7 @@ func (st *stage1State) startFuseMount(fm FuseMount) error {
 	if err := <-started; err != nil {
 		return err
 	}
+	dev.Close()
 	st.log.Debug("fusemount started", "args", cmd.Args, "pid", cmd.Process.Pid,
 		"target", target)
 	if fm.Daemon {
@@ -107,10 +110,58 @@ func (st *stage1State) startFuseMount(fm FuseMount) error {
 		if p.err != nil {
 			return fmt.Errorf("%s: %w", fm.Args[0], p.err)
 		}
-		return nil
+		return waitServing(fm.Args[0], target, p)
+	}
+	if err := waitServing(fm.Args[0], target, p); err != nil {
+		// Its failure is the error: no second word from stopFuseMounts.
+		_ = cmd.Process.Kill()
+		<-p.done
+		return err
 	}
 	st.fuse.procs = append(st.fuse.procs, p)
 	return nil
+}
+
+// fuseServeWait bounds how long waitServing waits for a FUSE program
+// that neither serves nor exits (it may wait for a network): past it the
+// container starts and its requests wait in the kernel, as they would
+// with Apptainer.
+var fuseServeWait = 30 * time.Second
+
+// waitServing waits until the FUSE program of target answers (statfs on
+// the mount, which also waits for FUSE_INIT) or is gone, so that a
+// program that fails at start (a missing image, bad options) fails the
+// container, `instance start` included, instead of leaving an ENOTCONN
+// mount point and a warning in a log. Once the program and its forked
+// server are gone nobody holds the device any more and the kernel ends
+// the connection: statfs then fails with ENOTCONN.
+func waitServing(name, target string, p *fuseProc) error {
+	answered := make(chan error, 1)
+	go func() {
+		var fs unix.Statfs_t
+		answered <- unix.Statfs(target, &fs)
+	}()
+	timeout := time.NewTimer(fuseServeWait)
+	defer timeout.Stop()
+	done := p.done
+	for {
+		select {
+		case err := <-answered:
+			if err != nil {
+				return fmt.Errorf("%s did not serve the mount: %w", name, err)
+			}
+			return nil
+		case <-done:
+			// Exit status 0 may be a program going to the background:
+			// statfs tells.
+			if p.err != nil {
+				return fmt.Errorf("%s exited before serving the mount: %w", name, p.err)
+			}
+			done = nil
+		case <-timeout.C:
+			return nil
+		}
+	}
 }
 
 // fuseCommand prepares the program of fm with /dev/fd/3 as its last

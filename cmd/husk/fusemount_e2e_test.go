@@ -114,16 +114,30 @@ func TestFuseMountContainer(t *testing.T) {
 	}
 }
 
-// A FUSE program that fails leaves an unusable mount point (ENOTCONN,
-// no hang) and a warning; a bad --fusemount value is one FATAL line.
+// A FUSE program that fails at start fails the container (its own
+// message, then one FATAL line), for exec and for instance start, which
+// leaves no instance behind; a bad --fusemount value is one FATAL line.
 func TestFuseMountErrors(t *testing.T) {
 	setup(t)
+	lookSquashfuse(t)
 	img, dir := debianSIF(t), workDir(t)
-	r := husk(t, dir, "exec", "--fusemount", "host:squashfuse -f /nonexistent.img /mnt/sq",
-		img, "ls", "/mnt/sq")
-	if r.code == 0 || !strings.Contains(r.stderr, "Transport endpoint is not connected") ||
-		!strings.Contains(r.stderr, "--fusemount: squashfuse exited early") {
-		t.Errorf("failing squashfuse:\n%s", r)
+	for _, kind := range []string{"host:squashfuse -f", "host:squashfuse",
+		"host-daemon:squashfuse"} {
+		r := husk(t, dir, "exec", "--fusemount", kind+" /nonexistent.img /mnt/sq",
+			img, "echo", "payload ran")
+		if r.code != 255 || strings.Contains(r.stdout, "payload ran") ||
+			!strings.Contains(r.stderr, "FATAL:   --fusemount /mnt/sq: squashfuse") ||
+			strings.Contains(r.stderr, "WARNING") {
+			t.Errorf("%s: want the container to fail with one FATAL:\n%s", kind, r)
+		}
+	}
+	cfg := []string{"HUSK_CONFIGDIR=" + filepath.Join(dir, "cfg")}
+	r := huskEnv(t, dir, cfg, "instance", "start", "--fusemount",
+		"host:squashfuse /nonexistent.img /mnt/y", img, "fm")
+	fatalLine(t, r, "--fusemount /mnt/y: squashfuse exited before serving the mount")
+	if r := huskEnv(t, dir, cfg, "instance", "list"); r.code != 0 ||
+		strings.Contains(r.stdout, "fm") {
+		t.Errorf("a failed instance is listed:\n%s", r)
 	}
 	fatalLine(t, husk(t, dir, "exec", "--fusemount", "squashfuse x /mnt", img, "true"),
 		"want host:, container:")
