@@ -92,6 +92,13 @@ func Join(ctx context.Context, socket string, req JoinRequest, log *slog.Logger)
 	// terminal's foreground process group: a ^C reaches only this
 	// process, so every signal is forwarded.
 	req.TTYSignals = false
+	// Catch the signals before the instance can start the command: one
+	// arriving between the request and signal.Notify would kill this
+	// process instead of reaching the command. Those caught before the
+	// request is sent wait in sigc and follow it.
+	sigc := make(chan os.Signal, 16)
+	signal.Notify(sigc, forwardedSignals...)
+	defer signal.Stop(sigc)
 	conn, err := net.DialUnix("unix", nil, &net.UnixAddr{Name: socket, Net: "unix"})
 	if err != nil {
 		return setupFailed, fmt.Errorf("connecting to the instance: %w", err)
@@ -111,9 +118,6 @@ func Join(ctx context.Context, socket string, req JoinRequest, log *slog.Logger)
 	}
 
 	// Signals travel as their numbers, one per line.
-	sigc := make(chan os.Signal, 16)
-	signal.Notify(sigc, forwardedSignals...)
-	defer signal.Stop(sigc)
 	done := make(chan struct{})
 	defer close(done)
 	var wmu sync.Mutex
