@@ -4,6 +4,7 @@ package sandbox
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -278,11 +279,17 @@ func (js *joinServer) serve(c *net.UnixConn) error {
 	}
 	var wmu sync.Mutex
 	copied := make(chan struct{})
+	started := make(chan struct{})
 	go func() {
 		defer close(copied)
 		sc := bufio.NewScanner(logR)
 		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		seen := false
 		for sc.Scan() {
+			if !seen && isStartedRecord(sc.Bytes()) {
+				seen = true
+				close(started)
+			}
 			wmu.Lock()
 			_, _ = c.Write(append(sc.Bytes(), '\n'))
 			wmu.Unlock()
@@ -290,7 +297,7 @@ func (js *joinServer) serve(c *net.UnixConn) error {
 		logR.Close()
 	}()
 
-	status, serr := js.runStage2(c, r, &req, stdio, logW)
+	status, serr := js.runStage2(c, r, &req, stdio, logW, started)
 	<-copied
 	if serr != nil {
 		b, _ := json.Marshal(record{Level: slog.LevelError, Msg: serr.Error(), Fatal: true})
@@ -302,8 +309,11 @@ func (js *joinServer) serve(c *net.UnixConn) error {
 	return err
 }
 
+// runStage2 starts the stage 2 of a join, relays the client's signals to
+// it and waits for it. started is closed when stage 2 reports that the
+// payload runs.
 func (js *joinServer) runStage2(c *net.UnixConn, r *bufio.Reader, req *JoinRequest,
-	stdio []*os.File, logW *os.File) (int, error) {
+	stdio []*os.File, logW *os.File, started <-chan struct{}) (int, error) {
 	defer logW.Close()
 	st := js.st
 	p := *st.plan
@@ -359,22 +369,37 @@ func (js *joinServer) runStage2(c *net.UnixConn, r *bufio.Reader, req *JoinReque
 	}
 	specW.Close()
 
-	// Signals from the client; a client gone early ends the command.
+	// Signals from the client; a client gone early ends the command. They
+	// wait until the payload runs: a signal that reached stage 2 before
+	// its Go runtime had installed its handlers (startForwarding, first
+	// thing in Main) would kill it instead of reaching the command, which
+	// is then reported as the command's death by that signal.
+	exited := make(chan struct{})
 	go func() {
 		for {
 			line, err := r.ReadString('\n')
-			if err != nil {
-				_ = cmd.Process.Signal(syscall.SIGTERM)
+			sig := syscall.SIGTERM
+			if err == nil {
+				n, aerr := strconv.Atoi(strings.TrimSpace(line))
+				if aerr != nil || n <= 0 || n >= 65 {
+					continue
+				}
+				sig = syscall.Signal(n)
+			}
+			select {
+			case <-started:
+				_ = cmd.Process.Signal(sig)
+			case <-exited:
 				return
 			}
-			n, err := strconv.Atoi(strings.TrimSpace(line))
-			if err == nil && n > 0 && n < 65 {
-				_ = cmd.Process.Signal(syscall.Signal(n))
+			if err != nil {
+				return
 			}
 		}
 	}()
 
 	werr := cmd.Wait()
+	close(exited)
 	js.mu.Lock()
 	delete(js.running, cmd.Process)
 	js.mu.Unlock()
@@ -382,6 +407,16 @@ func (js *joinServer) runStage2(c *net.UnixConn, r *bufio.Reader, req *JoinReque
 		return setupFailed, fmt.Errorf("waiting for stage 2: %w", werr)
 	}
 	return exitStatus(cmd.ProcessState), nil
+}
+
+// isStartedRecord reports whether line is stage 2's record saying that
+// the payload runs (pipeHandler.started).
+func isStartedRecord(line []byte) bool {
+	if !bytes.Contains(line, []byte(`"s":true`)) {
+		return false
+	}
+	var rec record
+	return json.Unmarshal(line, &rec) == nil && rec.Started
 }
 
 // parseRights returns the three fds of an SCM_RIGHTS message.
