@@ -156,6 +156,10 @@ func startServer(p *plan, files []*os.File, log *slog.Logger) (*server, *os.File
 	// Not the terminal: stage 3 never reads it, and a pipe of husk's
 	// output would not end while stage 3 outlives a killed husk.
 	cmd.Stdin, cmd.Stdout = nil, nil
+	if p.sessionLock != nil {
+		// Stage 3 may outlive stage 1: it keeps the session's lock too.
+		cmd.ExtraFiles = append(cmd.ExtraFiles, p.sessionLock)
+	}
 	log.Debug("starting the union server", "mountpoint", p.HostUnion)
 	if err := cmd.Start(); err != nil {
 		ours.Close()

@@ -84,11 +84,14 @@ func runSession(ctx context.Context, p *plan, files []*os.File, listen *os.File,
 	// removes it when done; removing it here as well covers a stage 1 that
 	// died early.
 	var err error
-	p.Session, err = os.MkdirTemp("", "husk-")
+	p.Session, p.sessionLock, err = newSessionDir() // stale_linux.go
 	if err != nil {
 		return setupFailed, fmt.Errorf("sandbox: session directory: %w", err)
 	}
-	defer os.Remove(p.Session)
+	defer p.sessionLock.Close()
+	defer os.Remove(p.Session) // before the lock goes
+	// Off the start-up path: the sweep competes only for a little CPU.
+	go sweepStale(filepath.Dir(p.Session), p.Session, log)
 	if hosted {
 		return runHosted(ctx, p, files, listen, log, onStart)
 	}
@@ -172,6 +175,10 @@ func runStage1(ctx context.Context, p *plan, files []*os.File, listen *os.File,
 		defer union.Close()
 		cmd.ExtraFiles = append(cmd.ExtraFiles, union)
 		p.UnionFD = 2 + len(cmd.ExtraFiles)
+	}
+	if p.sessionLock != nil {
+		// Last, unnamed: stage 1 only keeps it open (stale_linux.go).
+		cmd.ExtraFiles = append(cmd.ExtraFiles, p.sessionLock)
 	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{
 		Cloneflags: syscall.CLONE_NEWUSER | syscall.CLONE_NEWNS,

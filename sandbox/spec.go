@@ -181,6 +181,9 @@ type plan struct {
 	Spec *Spec
 	// Session is the host directory stage 1 mounts its tmpfs on.
 	Session string
+	// sessionLock is Session open and flock-ed by stage 0, for stages 1
+	// and 3 to inherit (stale_linux.go); stage 0 only.
+	sessionLock *os.File
 	// HostCwd is the working directory of the husk process on the host.
 	HostCwd string
 	// TTYSignals is true when a terminal's foreground process group is

@@ -1,0 +1,90 @@
+// Copyright 2026 The husk Authors. SPDX-License-Identifier: Apache-2.0
+
+package main
+
+import (
+	"bufio"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+)
+
+// sessionDirs lists the husk-* session directories in dir.
+func sessionDirs(t *testing.T, dir string) []string {
+	t.Helper()
+	m, err := filepath.Glob(filepath.Join(dir, "husk-*"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// A husk killed with SIGKILL along with its stages leaves its session
+// directory; the next run removes it, and never a live instance's.
+func TestStaleSessionSweep(t *testing.T) {
+	setup(t)
+	img, dir := debianSIF(t), workDir(t)
+	tmp := filepath.Join(dir, "tmp")
+	if err := os.Mkdir(tmp, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	chown(t, tmp)
+	env := []string{"TMPDIR=" + tmp, "HUSK_CONFIGDIR=" + filepath.Join(dir, "cfg")}
+	h := func(args ...string) result {
+		t.Helper()
+		r := huskEnv(t, dir, env, args...)
+		if r.code != 0 {
+			t.Fatalf("husk %s:\n%s", strings.Join(args, " "), r)
+		}
+		return r
+	}
+	h("instance", "start", img, "live")
+	t.Cleanup(func() { huskEnv(t, dir, env, "instance", "stop", "live") })
+	live := sessionDirs(t, tmp)
+	if len(live) != 1 {
+		t.Fatalf("want the instance's session directory, got %v", live)
+	}
+
+	cmd := userCmd(dir, "exec", img, "sh", "-c", "echo up; exec sleep 60")
+	cmd.Env = append(cmd.Env, env...)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if line, _ := bufio.NewReader(out).ReadString('\n'); line != "up\n" {
+		t.Fatalf("the container did not start: %q", line)
+	}
+	// husk, its stages and the payload share the process group.
+	if err := syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	var stale string
+	for _, d := range sessionDirs(t, tmp) {
+		if d != live[0] {
+			stale = d
+		}
+	}
+	if stale == "" {
+		t.Fatalf("the killed run left no session directory: %v", sessionDirs(t, tmp))
+	}
+	// Its stages die of the SIGKILL; the sweep runs beside the next run's
+	// container, so that run lasts until the sweep had its chance.
+	waitFor(t, func() bool {
+		h("exec", img, "true")
+		_, err := os.Lstat(stale)
+		return os.IsNotExist(err)
+	}, "the stale session directory to be removed")
+	if _, err := os.Lstat(live[0]); err != nil {
+		t.Fatalf("the live instance's session directory was removed: %v", err)
+	}
+	if r := h("exec", "instance://live", "cat", "/etc/os-release"); !strings.Contains(
+		r.stdout, "bookworm") {
+		t.Errorf("the instance no longer works:\n%s", r)
+	}
+}

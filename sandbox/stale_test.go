@@ -1,0 +1,87 @@
+// Copyright 2026 The husk Authors. SPDX-License-Identifier: Apache-2.0
+
+package sandbox
+
+import (
+	"log/slog"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// sweepStale removes exactly the session directories that no run holds:
+// not a locked one, not a mounted one, not a non-empty one, not one of
+// another user, not other names; a removed one's .root goes with it.
+func TestSweepStale(t *testing.T) {
+	dir := t.TempDir()
+	mk := func(name string) string {
+		t.Helper()
+		p := filepath.Join(dir, name)
+		if err := os.Mkdir(p, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	stale, staleRoot := mk("husk-101"), mk("husk-101.root")
+	stale2 := mk("husk-102")
+	locked := mk("husk-103")
+	f, err := os.Open(locked)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
+	full := mk("husk-104")
+	if err := os.WriteFile(filepath.Join(full, "x"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	other := mk("husk-105")
+	if err := os.Chown(other, 1500, 1500); err != nil {
+		t.Fatal(err)
+	}
+	mounted := mk("husk-106")
+	if err := unix.Mount("tmpfs", mounted, "tmpfs", 0, "size=64k"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = unix.Unmount(mounted, unix.MNT_DETACH) })
+	own := mk("husk-107")
+	keep := []string{locked, full, other, mounted, own, mk("husk-x1"), mk("husk-"),
+		mk("husk-108.root"), mk("other-109")}
+
+	if n := sweepStale(dir, own, slog.New(slog.DiscardHandler)); n != 2 {
+		t.Errorf("removed %d, want 2", n)
+	}
+	for _, p := range []string{stale, staleRoot, stale2} {
+		if _, err := os.Lstat(p); !os.IsNotExist(err) {
+			t.Errorf("%s: not removed (%v)", p, err)
+		}
+	}
+	for _, p := range keep {
+		if _, err := os.Lstat(p); err != nil {
+			t.Errorf("%s: removed (%v)", p, err)
+		}
+	}
+}
+
+// newSessionDir's directory is locked against sweeps until closed.
+func TestNewSessionDirLocked(t *testing.T) {
+	t.Setenv("TMPDIR", t.TempDir())
+	dir, f, err := newSessionDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !isSessionName(filepath.Base(dir)) {
+		t.Errorf("session name %s", dir)
+	}
+	if n := sweepStale(filepath.Dir(dir), "", slog.New(slog.DiscardHandler)); n != 0 {
+		t.Errorf("a locked session was swept")
+	}
+	f.Close()
+	if n := sweepStale(filepath.Dir(dir), "", slog.New(slog.DiscardHandler)); n != 1 {
+		t.Errorf("an unlocked session was not swept")
+	}
+}
