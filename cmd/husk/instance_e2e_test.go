@@ -34,6 +34,8 @@ func TestInstanceLifecycle(t *testing.T) {
 	}
 
 	r := mustOK("instance", "start", "--overlay", meta, "--overlay", ov, img, "web", "arg1")
+	// A failing check must not leave the instance running.
+	t.Cleanup(func() { h("instance", "stop", "--all") })
 	if !strings.Contains(r.stderr, "instance started successfully") {
 		t.Errorf("start: %s", r)
 	}
