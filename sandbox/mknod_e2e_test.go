@@ -23,6 +23,8 @@ echo "hostbind $(err mknod /tmp/husk-mknod-$$ c 1 3)"
 echo "nested $(err unshare -U -r mknod /dev2/nested c 1 3)"
 echo "nocap $(err setpriv --bounding-set -mknod mknod /dev2/nocap c 1 3)"
 echo "nonroot $(err setpriv --reuid 42 mknod /dev2/u42 c 1 3)"
+echo "self $(mknod /proc/self/root/dev2/s1 c 1 9 && cd /dev2 &&
+	mknod /proc/thread-self/cwd/s2 c 1 9 && stat -c %t,%T s1 s2 | tr '\n' ' ' && rm s1 s2)"
 cd /dev2 && python3 -c '
 import ctypes, os
 fd = os.open("/dev2", os.O_RDONLY)
@@ -43,7 +45,7 @@ ls /dev2 /dev3 | tr '\n' ' '; echo
 // TestE2EMknodFakeroot: in a --fakeroot container as an unprivileged
 // user, mknod of char and block devices on the union works (mknod,
 // mknodat with a dirfd, absolute symbolic links resolved inside the
-// container), with the umask, and the devices are real ext3 device
+// container, paths through /proc/self), with the umask, and the devices are real ext3 device
 // inodes that e2fsck accepts and a second container sees. Calls the
 // kernel must refuse still fail as the kernel says: EEXIST, ENOENT, a
 // host bind, a nested user namespace, a caller without CAP_MKNOD, one
@@ -64,6 +66,7 @@ hostbind Operation not permitted
 nested Operation not permitted
 nocap Operation not permitted
 nonroot Permission denied
+self 1,9 1,9 
 /dev3/at character special file 1,5 640
 /dev2/old character special file 1,7 644
 /dev2/umask character special file 1,8 600

@@ -256,6 +256,7 @@ func (d *devices) mknod(lfd int, n *seccompNotif) (errno unix.Errno, cont bool) 
 	if c.path, err = readString(proc+"/mem", c.addr); err != nil {
 		return 0, true // EFAULT, ENAMETOOLONG: the kernel says it
 	}
+	c.path = cred.selfPath(c.path)
 	parent, name, err := resolveParent(proc, c)
 	if err != nil {
 		return 0, true
@@ -413,9 +414,28 @@ type procCred struct {
 	groups       []uint32
 	capEff       uint64
 	umask        uint32
+	// tgid and tid are the caller's process and thread ids in its own
+	// (innermost) PID namespace, whose numbers the container's /proc uses.
+	tgid, tid string
 }
 
 func (c *procCred) has(capability int) bool { return c.capEff&(1<<capability) != 0 }
+
+// selfPath rewrites a path through /proc/self or /proc/thread-self to the
+// caller's own ids: resolved by stage 1, those links would name stage 1.
+// TODO: a symbolic link to /proc/self met during the walk still does.
+func (c *procCred) selfPath(p string) string {
+	for _, l := range []struct{ link, to string }{
+		{"/proc/self", "/proc/" + c.tgid},
+		{"/proc/thread-self", "/proc/" + c.tgid + "/task/" + c.tid},
+	} {
+		rest, ok := strings.CutPrefix(p, l.link)
+		if ok && (rest == "" || rest[0] == '/') && c.tgid != "" && c.tid != "" {
+			return l.to + rest
+		}
+	}
+	return p
+}
 
 // readCred parses proc/status.
 func readCred(proc string) (*procCred, error) {
@@ -457,6 +477,14 @@ func readCred(proc string) (*procCred, error) {
 			if len(f) == 1 {
 				c.capEff, err = strconv.ParseUint(f[0], 16, 64)
 				seen++
+			}
+		case "NStgid", "NSpid":
+			if len(f) > 0 {
+				if key == "NStgid" {
+					c.tgid = f[len(f)-1]
+				} else {
+					c.tid = f[len(f)-1]
+				}
 			}
 		case "Umask":
 			if len(f) == 1 {

@@ -171,6 +171,22 @@ func TestReadCred(t *testing.T) {
 	if os.Getuid() == 0 && !c.has(unix.CAP_MKNOD) {
 		t.Errorf("root without CAP_MKNOD: %+v", c)
 	}
+	pid := strconv.Itoa(os.Getpid())
+	if c.tgid != pid {
+		t.Errorf("tgid %q, want %s", c.tgid, pid)
+	}
+	for in, want := range map[string]string{
+		"/proc/self/root/x":        "/proc/" + pid + "/root/x",
+		"/proc/self":               "/proc/" + pid,
+		"/proc/selfish/x":          "/proc/selfish/x",
+		"/proc/thread-self/cwd/x":  "/proc/" + pid + "/task/" + c.tid + "/cwd/x",
+		"proc/self/x":              "proc/self/x",
+		"/tmp/proc/self/root/dev0": "/tmp/proc/self/root/dev0",
+	} {
+		if got := c.selfPath(in); got != want {
+			t.Errorf("selfPath(%q) = %q, want %q", in, got, want)
+		}
+	}
 }
 
 // TestReadString reads NUL-terminated strings from this process's memory
