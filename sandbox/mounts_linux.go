@@ -209,8 +209,49 @@ func (st *stage1State) bindInto(m hostMount) error {
 	if err := bindMount(m.Src, target, m.Attr); err != nil {
 		return fmt.Errorf("[%s]: %w", m.Tag, err)
 	}
+	if err := st.hideSession(m.Src, target); err != nil {
+		return fmt.Errorf("[%s]: %w", m.Tag, err)
+	}
 	st.binds = append(st.binds, madeBind{dst: dst, src: m.Src, session: m.Session})
 	st.log.Debug("mounted", "tag", m.Tag, "src", m.Src, "dst", dst)
+	return nil
+}
+
+// hideSession detaches this run's own staging mounts from the copy of
+// src just bound recursively at target, when src holds them: the
+// session tmpfs (with the container root below it) and, in fusermount3
+// mode, the union's mount point, both next to each other in the temp
+// directory. With the default /tmp bind or a user bind of /tmp they
+// would show in the container as a second copy of its root and of the
+// session's files, which Apptainer, whose session directory is not under
+// /tmp, never shows. The copies are private (stage 1 made its tree
+// private), so detaching them leaves the originals alone. Their empty
+// directories stay, as they are on the host.
+//
+// TODO: fusermount3 mode's <session>.root stays visible: it is a host
+// mount, locked into stage 1's namespace (mount_namespaces(7)), so its
+// copy cannot be detached (EINVAL); stage 3 would have to mount the
+// union outside the temp directory.
+func (st *stage1State) hideSession(src, target string) error {
+	real, err := filepath.EvalSymlinks(src)
+	if err != nil {
+		real = src
+	}
+	for _, dir := range []string{st.plan.Session, st.plan.HostUnion} {
+		if dir == "" {
+			continue
+		}
+		rel, err := filepath.Rel(real, dir)
+		if err != nil || rel == "." || rel == ".." || strings.HasPrefix(rel, "../") {
+			continue
+		}
+		t := filepath.Join(target, rel)
+		err = unix.Unmount(t, unix.MNT_DETACH)
+		if err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
+			return &os.PathError{Op: "umount", Path: t, Err: err}
+		}
+		st.log.Debug("session mounts hidden", "in", target, "path", t)
+	}
 	return nil
 }
 
