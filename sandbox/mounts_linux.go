@@ -62,6 +62,10 @@ func defaultMounts(p *plan, sess *session) []hostMount {
 	if !s.skips("sys", "/sys") {
 		add(hostMount{Tag: "kernel", Src: "/sys", Dst: "/sys", Attr: attrBind})
 	}
+	// --no-mount dev leaves the image's own /dev, as Apptainer's
+	// addDevMount does ("Not mounting /dev inside the container"): in a
+	// user namespace its device nodes are unusable (the union is nodev),
+	// there as here; husk's launcher does not need them.
 	if !s.skips("dev", "/dev") {
 		m := hostMount{Tag: "dev", Src: "/dev", Dst: "/dev", Attr: attrDev}
 		if s.Contain {

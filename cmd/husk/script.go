@@ -41,7 +41,10 @@ var scriptPathKeys = map[string]string{
 // actionBodies are the per-command tails of the script; "$@" holds the
 // user's arguments.
 var actionBodies = map[string]string{
-	"exec": `if ! command -v "$1" >/dev/null 2>&1; then
+	// No /dev/null here or below: with --no-mount dev the image's own
+	// node is unusable (the union is nodev), and a failed redirect must
+	// not read as a missing executable.
+	"exec": `if ! __husk_c=$(command -v "$1" 2>&1); then
 	echo "FATAL:   \"$1\": executable file not found in \$PATH" >&2
 	exit 255
 fi
@@ -151,7 +154,7 @@ while IFS= read -r __husk_l; do
 	esac
 	__husk_n=${__husk_n%%=*}
 	case $__husk_n in ""|[0-9]*|*[!A-Za-z0-9_]*|PS1) continue ;; esac
-	if eval "[ -z \"\${$__husk_n:-}\" ]" && (unset "$__husk_n") 2>/dev/null; then
+	if eval "[ -z \"\${$__husk_n:-}\" ]" && __husk_l=$( (unset "$__husk_n") 2>&1); then
 		unset "$__husk_n"
 	fi
 done <<__HUSK_EOF__
