@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"reflect"
 	"slices"
 	"strings"
 )
@@ -86,9 +87,13 @@ func ReadSeccompProfile(path string) (*SeccompProfile, error) {
 			return nil, fmt.Errorf("seccomp profile %s: line %d: %v", path,
 				1+bytes.Count(b[:se.Offset], []byte("\n")), se)
 		case errors.As(err, &te):
+			field := te.Field
+			if field == "" {
+				field = "the profile"
+			}
 			return nil, fmt.Errorf("seccomp profile %s: line %d: %s must be %s, not %s",
-				path, 1+bytes.Count(b[:te.Offset], []byte("\n")), te.Field, te.Type,
-				te.Value)
+				path, 1+bytes.Count(b[:te.Offset], []byte("\n")), field,
+				jsonKind(te.Type), article(te.Value))
 		}
 		return nil, fmt.Errorf("seccomp profile %s: %v", path, err)
 	}
@@ -97,6 +102,42 @@ func ReadSeccompProfile(path string) (*SeccompProfile, error) {
 		return nil, err
 	}
 	return p, nil
+}
+
+// jsonKind names the JSON value a Go type is read from, for messages
+// (not Go's type names).
+func jsonKind(t reflect.Type) string {
+	if t == nil {
+		return "another kind of value"
+	}
+	switch t.Kind() {
+	case reflect.Struct, reflect.Map:
+		return "a JSON object"
+	case reflect.Slice, reflect.Array:
+		return "an array"
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		return "an integer"
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64,
+		reflect.Uintptr:
+		return "a non-negative integer"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.Pointer:
+		return jsonKind(t.Elem())
+	}
+	return t.Kind().String()
+}
+
+// article puts "a" or "an" before a JSON kind ("array", "number").
+func article(kind string) string {
+	if strings.ContainsRune("aeiou", rune(kind[0])) {
+		return "an " + kind
+	}
+	return "a " + kind
 }
 
 // Check reports the first thing in p that husk cannot apply, naming the

@@ -44,6 +44,9 @@ func seccompShim(spec *Spec, path string, argv, env []string) (string, []string,
 	if err != nil {
 		return "", nil, nil, fmt.Errorf("seccomp profile %s: %w", p.File, err)
 	}
+	if err := checkShimNeeds(prog); err != nil {
+		return "", nil, nil, fmt.Errorf("seccomp profile %s: %w", p.File, err)
+	}
 	raw, err := bpf.Assemble(prog)
 	if err != nil {
 		return "", nil, nil, fmt.Errorf("seccomp profile %s: assembling: %w", p.File, err)
@@ -410,4 +413,64 @@ func seccompAction(name string, errno *uint) (seccomp.Action, error) {
 		return seccomp.ActionLog, nil
 	}
 	return 0, checkAction(name)
+}
+
+// shimNeeds are the syscalls the shim makes once its filter is loaded:
+// it execs the payload. A profile that denies them would kill the shim,
+// or leave it unable to say why (write and exit_group denied as well:
+// the runtime then crashes with SIGSEGV, status 139).
+var shimNeeds = []string{"execve"}
+
+// checkShimNeeds runs prog, as the kernel would, on each syscall of
+// shimNeeds (native architecture, arguments 0) and reports the first one
+// the profile does not allow.
+func checkShimNeeds(prog []bpf.Instruction) error {
+	native, err := arch.GetInfo("")
+	if err != nil {
+		return err
+	}
+	vm, err := bpf.NewVM(prog)
+	if err != nil {
+		return nil // the kernel judges what this VM cannot run
+	}
+	for _, name := range shimNeeds {
+		nr, ok := native.SyscallNames[name]
+		if !ok {
+			continue
+		}
+		// struct seccomp_data: nr, arch, instruction pointer, 6 arguments.
+		// The VM loads words big-endian; put each where the kernel's
+		// native load would find it.
+		data := make([]byte, 64)
+		binary.BigEndian.PutUint32(data[0:], uint32(nr))
+		binary.BigEndian.PutUint32(data[4:], uint32(native.ID))
+		ret, err := vm.Run(data)
+		if err != nil {
+			return nil
+		}
+		switch action := seccomp.Action(uint32(ret)) &^ 0xffff; action {
+		case seccomp.ActionAllow, seccomp.ActionLog:
+		default:
+			return fmt.Errorf("it denies %s (%s), which husk needs to start the "+
+				"command", name, actionName(action))
+		}
+	}
+	return nil
+}
+
+// actionName is the profile's name of a kernel action.
+func actionName(a seccomp.Action) string {
+	switch a {
+	case seccomp.ActionKillThread:
+		return "SCMP_ACT_KILL"
+	case seccomp.ActionKillProcess:
+		return "SCMP_ACT_KILL_PROCESS"
+	case seccomp.ActionTrap:
+		return "SCMP_ACT_TRAP"
+	case seccomp.ActionErrno:
+		return "SCMP_ACT_ERRNO"
+	case seccomp.ActionTrace:
+		return "SCMP_ACT_TRACE, with no tracer"
+	}
+	return fmt.Sprintf("action %#x", uint32(a))
 }

@@ -4,6 +4,7 @@ package sandbox
 
 import (
 	"encoding/binary"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -143,6 +144,9 @@ func TestSeccompProfileErrors(t *testing.T) {
 		{`{"defaultAction":"SCMP_ACT_ERRNO","defaultErrnoRet":70000}`,
 			"errnoRet 70000 is out of range"},
 		{"[1,", "line 1: unexpected end of JSON input"},
+		{"[]", "line 1: the profile must be a JSON object, not an array"},
+		{`{"defaultAction":"SCMP_ACT_ALLOW","syscalls":{}}`,
+			"line 1: syscalls must be an array, not an object"},
 		{`{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[` +
 			strings.Repeat(`{"names":["kill"],"action":"SCMP_ACT_LOG"},`, 1500) +
 			`{"names":["kill"],"action":"SCMP_ACT_LOG"}]}`, "more than the kernel's 4096"},
@@ -154,6 +158,42 @@ func TestSeccompProfileErrors(t *testing.T) {
 		_, err := ReadSeccompProfile(path)
 		if err == nil || !strings.Contains(err.Error(), tc.want) ||
 			!strings.HasPrefix(err.Error(), "seccomp profile "+path+": ") {
+			t.Errorf("%s: got %v, want %q", tc.profile, err, tc.want)
+		}
+	}
+}
+
+// checkShimNeeds runs the compiled filter on execve: a profile that
+// would stop the shim from starting the command is named with the
+// action, one that allows it (by default or by a rule) passes.
+func TestSeccompShimNeeds(t *testing.T) {
+	for _, tc := range []struct{ profile, want string }{
+		{`{"defaultAction":"SCMP_ACT_ALLOW"}`, ""},
+		{`{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[
+			{"names":["execve","write"],"action":"SCMP_ACT_ALLOW"}]}`, ""},
+		{`{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[
+			{"names":["execve"],"action":"SCMP_ACT_LOG"}]}`, ""},
+		{`{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[]}`,
+			"it denies execve (SCMP_ACT_ERRNO)"},
+		{`{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[
+			{"names":["execve"],"action":"SCMP_ACT_KILL"}]}`, "it denies execve (SCMP_ACT_KILL)"},
+		{`{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[
+			{"names":["execve"],"action":"SCMP_ACT_TRACE"}]}`, "SCMP_ACT_TRACE, with no tracer"},
+		{`{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdir"],
+			"action":"SCMP_ACT_ERRNO"},{"names":["execve"],"action":"SCMP_ACT_TRAP"}]}`,
+			"it denies execve (SCMP_ACT_TRAP)"},
+	} {
+		var p SeccompProfile
+		if err := json.Unmarshal([]byte(tc.profile), &p); err != nil {
+			t.Fatal(err)
+		}
+		prog, err := p.compile(0, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = checkShimNeeds(prog)
+		if tc.want == "" && err != nil || tc.want != "" &&
+			(err == nil || !strings.Contains(err.Error(), tc.want)) {
 			t.Errorf("%s: got %v, want %q", tc.profile, err, tc.want)
 		}
 	}

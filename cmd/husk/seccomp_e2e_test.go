@@ -130,7 +130,14 @@ func TestSeccompProfileErrors(t *testing.T) {
 	for _, tc := range []struct{ name, profile, want string }{
 		{"syntax.json", "{\"defaultAction\": \"SCMP_ACT_ALLOW\",\n \"syscalls\": [,]}",
 			"line 2: invalid character ','"},
-		{"type.json", `{"defaultAction": 1}`, "line 1: defaultAction must be string"},
+		{"type.json", `{"defaultAction": 1}`,
+			"line 1: defaultAction must be a string, not a number"},
+		{"array.json", `[]`, "line 1: the profile must be a JSON object, not an array"},
+		{"noexec.json", `{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[]}`,
+			"it denies execve (SCMP_ACT_ERRNO), which husk needs to start the command"},
+		{"killexec.json", `{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+			{"names": ["execve"], "action": "SCMP_ACT_KILL_PROCESS"}]}`,
+			"it denies execve (SCMP_ACT_KILL_PROCESS)"},
 		{"action.json", `{"defaultAction": "SCMP_ACT_MAYBE"}`,
 			`defaultAction: unknown action "SCMP_ACT_MAYBE"`},
 		{"notify.json", `{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
