@@ -82,17 +82,34 @@ func TestLeftoversKilled(t *testing.T) {
 	}
 }
 
-// findProcesses lists the host processes whose command line is cmdline.
+// findProcesses lists the host processes whose command line is cmdline,
+// each as its pid with the State, PPid, NSpid and Uid lines of its
+// status file, so that a failure shows where the process lives.
 func findProcesses(cmdline string) []string {
 	ents, _ := os.ReadDir("/proc")
 	var pids []string
 	for _, e := range ents {
 		if b, err := os.ReadFile("/proc/" + e.Name() + "/cmdline"); err == nil &&
 			string(b) == cmdline {
-			pids = append(pids, e.Name())
+			pids = append(pids, e.Name()+" "+statusSummary(e.Name()))
 		}
 	}
 	return pids
+}
+
+// statusSummary is the State, PPid, NSpid and Uid of a process, from
+// /proc/<pid>/status.
+func statusSummary(pid string) string {
+	b, _ := os.ReadFile("/proc/" + pid + "/status")
+	var out []string
+	for _, line := range strings.Split(string(b), "\n") {
+		for _, k := range []string{"State:", "PPid:", "NSpid:", "Uid:"} {
+			if strings.HasPrefix(line, k) {
+				out = append(out, strings.Join(strings.Fields(line), " "))
+			}
+		}
+	}
+	return "(" + strings.Join(out, "; ") + ")"
 }
 
 // TestCommandErrors: a command that cannot be started fails the run with
