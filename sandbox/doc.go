@@ -22,12 +22,16 @@
 //     without a range or the helpers, husk warns once that files cannot be
 //     chowned to other ids, and maps root only. The image files are passed
 //     as fds 3.. (their OFD locks live as long as stage 1 holds them).
+//     The session directory is flock-ed and the lock inherited by stages
+//     1 and 3, so that later runs can remove the directories of husks
+//     killed with SIGKILL, and only those (stale_linux.go).
 //   - Stage 1 is root of the new user namespace and the FUSE server. It
 //     makes every mount private, mounts a 64 MiB tmpfs on the session
 //     directory, has the Mounter mount the union at <session>/final,
-//     binds the default host paths and the user binds into it, writes the
-//     passwd and group files into the session and binds them over the
-//     container's. Outside instances and without --pid it starts stage 2
+//     binds the default host paths and the user binds into it (detaching
+//     its own session mounts from a bind of /tmp or any directory holding
+//     them), writes the passwd and group files into the session and
+//     binds them over the container's. Outside instances and without --pid it starts stage 2
 //     before any of that, so stage 2's exec and Go start-up overlap the
 //     mounts; stage 2 waits for the plan on a pipe. Then stage 1 waits for
 //     stage 2, unmounts everything, and the Mounter unmounts, syncs and
