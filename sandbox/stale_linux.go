@@ -119,19 +119,21 @@ func sweepStale(dir, own string, log *slog.Logger) int {
 		return 0
 	}
 	n := 0
-	var mounted map[string]bool
+	var mounts map[string]bool
+	// The scan of mount namespaces costs milliseconds: only once a
+	// directory passed the cheap tests, so not at all in the usual case.
+	mounted := func(path string) bool {
+		if mounts == nil {
+			mounts = sessionMounts(dir)
+		}
+		return mounts[path]
+	}
 	for _, name := range names {
 		path := filepath.Join(dir, name)
 		if !isSessionName(name) || path == own {
 			continue
 		}
-		if mounted == nil {
-			mounted = sessionMounts(dir)
-		}
-		if mounted[path] {
-			continue
-		}
-		if err := removeStale(path); err != nil {
+		if err := removeStale(path, mounted); err != nil {
 			continue
 		}
 		n++
@@ -146,8 +148,8 @@ func sweepStale(dir, own string, log *slog.Logger) int {
 }
 
 // removeStale removes the session directory path if it is this user's,
-// empty and unlocked.
-func removeStale(path string) error {
+// empty, unlocked and not mounted.
+func removeStale(path string, mounted func(string) bool) error {
 	var st unix.Stat_t
 	if err := unix.Lstat(path, &st); err != nil {
 		return err
@@ -169,6 +171,9 @@ func removeStale(path string) error {
 	// can start using it now (newSessionDir checks the same after locking).
 	if !sameDir(fd, path) {
 		return fmt.Errorf("%s: replaced", path)
+	}
+	if mounted(path) {
+		return fmt.Errorf("%s: mounted in a live container", path)
 	}
 	if err := unix.Rmdir(path); err != nil {
 		return err

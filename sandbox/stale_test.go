@@ -85,3 +85,11 @@ func TestNewSessionDirLocked(t *testing.T) {
 		t.Errorf("an unlocked session was not swept")
 	}
 }
+
+// The sweep's scan of the mount namespaces of the user's processes (it
+// runs beside each container's start, off its critical path).
+func BenchmarkSessionMounts(b *testing.B) {
+	for b.Loop() {
+		sessionMounts(os.TempDir())
+	}
+}
