@@ -58,6 +58,14 @@ func interopWork(t *testing.T, mnt string, renameDirs bool) {
 // permissions, content or target, and user.* xattrs.
 func snapshot(t *testing.T, root string) []string {
 	t.Helper()
+	out, err := readTree(root)
+	must(t, err)
+	return out
+}
+
+// readTree is snapshot for code that may not end the test (it runs on a
+// thread of its own in inPrivateMountNS).
+func readTree(root string) ([]string, error) {
 	var out []string
 	err := filepath.Walk(root, func(p string, fi os.FileInfo, err error) error {
 		if err != nil {
@@ -103,9 +111,8 @@ func snapshot(t *testing.T, root string) []string {
 		out = append(out, s)
 		return nil
 	})
-	must(t, err)
 	sort.Strings(out)
-	return out
+	return out, err
 }
 
 func sameSnapshot(t *testing.T, what string, got, want []string) {
@@ -166,7 +173,7 @@ func fuseOverlayfs(t *testing.T, f *fixture) string {
 
 // isMounted reports whether p is a mount point.
 func isMounted(t *testing.T, p string) bool {
-	b, err := os.ReadFile("/proc/self/mountinfo")
+	b, err := os.ReadFile("/proc/thread-self/mountinfo")
 	must(t, err)
 	for _, line := range strings.Split(string(b), "\n") {
 		if f := strings.Fields(line); len(f) > 4 && f[4] == p {
@@ -315,17 +322,25 @@ func TestInteropOpaqueRename(t *testing.T) {
 			f.fsck()
 			f.noWhiteoutsInOpaque()
 
-			k, kstop := f.kernelRW()
-			sameSnapshot(t, "kernel overlayfs over husk's upper", snapshot(t, k), want)
-			if out, err := exec.Command("rm", "-rf", filepath.Join(k, c.rmrf)).
-				CombinedOutput(); err != nil {
-				t.Errorf("rm -rf %s under the kernel: %v\n%s", c.rmrf, err, out)
-			}
-			if exists(filepath.Join(k, c.rmrf)) {
-				t.Errorf("%s still there after rm -rf under the kernel", c.rmrf)
-			}
-			want = snapshot(t, k)
-			kstop()
+			var kernel, after []string
+			err := f.kernelRW(func(k string) error {
+				var err error
+				if kernel, err = readTree(k); err != nil {
+					return err
+				}
+				rm := filepath.Join(k, c.rmrf)
+				if out, err := exec.Command("rm", "-rf", rm).CombinedOutput(); err != nil {
+					return fmt.Errorf("rm -rf %s under the kernel: %v\n%s", c.rmrf, err, out)
+				}
+				if exists(rm) {
+					return fmt.Errorf("%s still there after rm -rf under the kernel", c.rmrf)
+				}
+				after, err = readTree(k)
+				return err
+			})
+			must(t, err)
+			sameSnapshot(t, "kernel overlayfs over husk's upper", kernel, want)
+			want = after
 			f.fsck()
 
 			mnt2, stop2 := f.mount()
@@ -338,30 +353,33 @@ func TestInteropOpaqueRename(t *testing.T) {
 
 // kernelRW mounts the fixture's images with the kernel (loop) and the
 // kernel's overlayfs over them, writable, as Apptainer does with an
-// overlay image. The returned function unmounts all three (also run at
-// cleanup if not called).
-func (f *imageFixture) kernelRW() (string, func()) {
-	t := f.t
-	t.Helper()
-	dir := t.TempDir()
+// overlay image, runs fn on the overlay, and unmounts all three. All of
+// it happens in a private mount namespace (see inPrivateMountNS): once
+// kernelRW returns, the kernel has written the image back and let go.
+func (f *imageFixture) kernelRW(fn func(mnt string) error) error {
+	dir := f.t.TempDir()
 	lo, ov, mnt := filepath.Join(dir, "lo"), filepath.Join(dir, "ov"), filepath.Join(dir, "m")
 	for _, d := range []string{lo, ov, mnt} {
-		must(t, os.Mkdir(d, 0755))
+		if err := os.Mkdir(d, 0755); err != nil {
+			return err
+		}
 	}
-	stop := func() {
-		unmountRetry(t, mnt, unix.Unmount)
-		unmountRetry(t, ov, unix.Unmount)
-		unmountRetry(t, lo, unix.Unmount)
-	}
-	t.Cleanup(stop)
-	tool(t, "mount", "-o", "loop,ro", f.sqfs, lo)
-	tool(t, "mount", "-o", "loop", f.ext3, ov)
-	opts := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s", lo,
-		filepath.Join(ov, "upper"), filepath.Join(ov, "work"))
-	if err := unix.Mount("overlay", mnt, "overlay", unix.MS_NODEV, opts); err != nil {
-		t.Fatalf("mount overlay (%s): %v", opts, err)
-	}
-	return mnt, stop
+	return inPrivateMountNS(func() (err error) {
+		var s mountStack
+		defer func() { err = s.unmount(err) }()
+		if err := s.loop(f.sqfs, lo, "ro"); err != nil {
+			return err
+		}
+		if err := s.loop(f.ext3, ov, "rw"); err != nil {
+			return err
+		}
+		opts := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s", lo,
+			filepath.Join(ov, "upper"), filepath.Join(ov, "work"))
+		if err := s.overlay(mnt, unix.MS_NODEV, opts); err != nil {
+			return err
+		}
+		return fn(mnt)
+	})
 }
 
 // noWhiteoutsInOpaque fails the test if debugfs lists a character device
@@ -371,23 +389,28 @@ func (f *imageFixture) noWhiteoutsInOpaque() {
 	t := f.t
 	t.Helper()
 	ov := t.TempDir()
-	tool(t, "mount", "-o", "loop,ro", f.ext3, ov)
-	defer unmountRetry(t, ov, unix.Unmount)
 	var opaque []string
-	err := filepath.Walk(filepath.Join(ov, "upper"), func(p string, fi os.FileInfo,
-		err error) error {
-		if err != nil || !fi.IsDir() {
+	err := inPrivateMountNS(func() (err error) {
+		var s mountStack
+		defer func() { err = s.unmount(err) }()
+		if err := s.loop(f.ext3, ov, "ro"); err != nil {
 			return err
 		}
-		for _, x := range opaqueXattrs {
-			v := make([]byte, 8)
-			if n, err := unix.Lgetxattr(p, x, v); err == nil && string(v[:n]) == "y" {
-				rel, _ := filepath.Rel(ov, p)
-				opaque = append(opaque, "/"+rel)
-				break
+		return filepath.Walk(filepath.Join(ov, "upper"), func(p string, fi os.FileInfo,
+			err error) error {
+			if err != nil || !fi.IsDir() {
+				return err
 			}
-		}
-		return nil
+			for _, x := range opaqueXattrs {
+				v := make([]byte, 8)
+				if n, err := unix.Lgetxattr(p, x, v); err == nil && string(v[:n]) == "y" {
+					rel, _ := filepath.Rel(ov, p)
+					opaque = append(opaque, "/"+rel)
+					break
+				}
+			}
+			return nil
+		})
 	})
 	must(t, err)
 	if len(opaque) == 0 {

@@ -1,0 +1,181 @@
+package fusefs
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Kernel mounts of a fixture's images, made where no other process can
+// copy them.
+//
+// A process that creates a mount namespace (every container start: the
+// sandbox and e2e tests of the other packages running at the same time)
+// copies all mounts of the namespace it leaves, and the host's root is
+// private here, so our later umount does not reach the copy: the kernel
+// keeps the ext3 superblock and its loop device until that container
+// exits. TestInteropOpaqueRename then failed two ways: husk read the
+// image before the kernel's rm -rf was written back (the removed
+// directory was still there), and the next "mount -o loop" reused the
+// still attached read-only loop device of noWhiteoutsInOpaque, so the
+// ext3 came up read-only and the overlay mount failed with EINVAL.
+// Mounts made in a private namespace of our own cannot be copied.
+
+// inPrivateMountNS runs fn on a thread of its own in a new mount
+// namespace whose mounts propagate nowhere, and returns fn's error. The
+// processes fn starts run there too. The thread is never unlocked, so
+// it ends with fn and the namespace (and anything left mounted in it)
+// goes with it.
+func inPrivateMountNS(fn func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		err := errors.New("private mount namespace: fn did not return")
+		defer func() { errc <- err }()
+		runtime.LockOSThread()
+		if err = unix.Unshare(unix.CLONE_NEWNS); err != nil {
+			err = fmt.Errorf("unshare mount namespace: %w", err)
+			return
+		}
+		if err = unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+			err = fmt.Errorf("make / private: %w", err)
+			return
+		}
+		detachForeignMounts()
+		err = fn()
+	}()
+	return <-errc
+}
+
+// mountEntry is one line of mountinfo.
+type mountEntry struct{ target, fstype, source string }
+
+// threadMounts lists the mounts of the calling thread's namespace
+// (/proc/self would be the main thread's).
+func threadMounts() ([]mountEntry, error) {
+	b, err := os.ReadFile("/proc/thread-self/mountinfo")
+	if err != nil {
+		return nil, err
+	}
+	var ms []mountEntry
+	for _, line := range strings.Split(string(b), "\n") {
+		pre, post, ok := strings.Cut(line, " - ")
+		f, g := strings.Fields(pre), strings.Fields(post)
+		if !ok || len(f) < 5 || len(g) < 2 {
+			continue
+		}
+		ms = append(ms, mountEntry{unescapeMountinfo(f[4]), g[0], g[1]})
+	}
+	return ms, nil
+}
+
+// unescapeMountinfo undoes the octal escapes (\040 for a space) of a
+// mountinfo path.
+func unescapeMountinfo(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(n))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// detachForeignMounts drops this namespace's copies of FUSE, overlay and
+// loop mounts (other tests' images): holding them would do to those
+// tests what other namespaces did to ours. Errors are ignored: a mount
+// under one already detached is gone with it.
+func detachForeignMounts() {
+	ms, err := threadMounts()
+	if err != nil {
+		return
+	}
+	sort.Slice(ms, func(i, j int) bool { return len(ms[i].target) > len(ms[j].target) })
+	for _, m := range ms {
+		if m.target != "/" && (m.fstype == "overlay" || m.fstype == "squashfs" ||
+			strings.HasPrefix(m.fstype, "fuse") || strings.HasPrefix(m.source, "/dev/loop")) {
+			unix.Unmount(m.target, unix.MNT_DETACH)
+		}
+	}
+}
+
+// mountStack is what one function mounted, unmounted last first.
+type mountStack struct {
+	targets []string
+	images  []string
+}
+
+// loop mounts image at dir with a loop device; opts are "ro" or "rw"
+// (said explicitly: mount would otherwise fall back to read-only on a
+// read-only loop device it reuses).
+func (s *mountStack) loop(image, dir, opts string) error {
+	out, err := exec.Command("mount", "-o", "loop,"+opts, image, dir).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("mount -o loop,%s %s: %v\n%s", opts, image, err, out)
+	}
+	s.targets = append(s.targets, dir)
+	s.images = append(s.images, image)
+	return nil
+}
+
+// overlay mounts the kernel's overlayfs at dir.
+func (s *mountStack) overlay(dir string, flags uintptr, opts string) error {
+	if err := unix.Mount("overlay", dir, "overlay", flags, opts); err != nil {
+		return fmt.Errorf("mount overlay (%s): %w", opts, err)
+	}
+	s.targets = append(s.targets, dir)
+	return nil
+}
+
+// unmount unmounts everything, retrying a busy mount for 5 s, then waits
+// as long for the loop devices to be released (the kernel is done with
+// the images once they are). It returns err, or else the first failure.
+func (s *mountStack) unmount(err error) error {
+	for i := len(s.targets) - 1; i >= 0; i-- {
+		uerr := unix.Unmount(s.targets[i], 0)
+		for try := 0; errors.Is(uerr, unix.EBUSY) && try < 50; try++ {
+			time.Sleep(100 * time.Millisecond)
+			uerr = unix.Unmount(s.targets[i], 0)
+		}
+		if uerr != nil && err == nil {
+			err = fmt.Errorf("unmount %s: %w", s.targets[i], uerr)
+		}
+	}
+	s.targets = nil
+	for _, img := range s.images {
+		if werr := waitLoopReleased(img, 5*time.Second); werr != nil && err == nil {
+			err = werr
+		}
+	}
+	s.images = nil
+	return err
+}
+
+// waitLoopReleased waits until no loop device is backed by image.
+func waitLoopReleased(image string, limit time.Duration) error {
+	for end := time.Now().Add(limit); ; {
+		out, err := exec.Command("losetup", "-j", image).CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("losetup -j %s: %v\n%s", image, err, out)
+		}
+		if len(strings.TrimSpace(string(out))) == 0 {
+			return nil
+		}
+		if time.Now().After(end) {
+			return fmt.Errorf("%s still on a loop device after unmount: %s", image, out)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
