@@ -96,7 +96,8 @@ func (f *imageFixture) fsck() {
 }
 
 // kernelView mounts both images with the kernel (loop) and the kernel's
-// overlayfs over them, read-only, and returns the snapshot.
+// overlayfs over them, read-only, in a private mount namespace (see
+// inPrivateMountNS), and returns the snapshot.
 func (f *imageFixture) kernelView() []string {
 	t := f.t
 	t.Helper()
@@ -105,14 +106,25 @@ func (f *imageFixture) kernelView() []string {
 	for _, d := range []string{lo, ov, mnt} {
 		must(t, os.Mkdir(d, 0755))
 	}
-	tool(t, "mount", "-o", "loop,ro", f.sqfs, lo)
-	defer unmountRetry(t, lo, unix.Unmount)
-	tool(t, "mount", "-o", "loop,ro", f.ext3, ov)
-	defer unmountRetry(t, ov, unix.Unmount)
-	opts := "lowerdir=" + filepath.Join(ov, "upper") + ":" + lo
-	must(t, unix.Mount("overlay", mnt, "overlay", unix.MS_RDONLY, opts))
-	defer unmountRetry(t, mnt, unix.Unmount)
-	return snapshot(t, mnt)
+	var view []string
+	err := inPrivateMountNS(func() (err error) {
+		var s mountStack
+		defer func() { err = s.unmount(err) }()
+		if err := s.loop(f.sqfs, lo, "ro"); err != nil {
+			return err
+		}
+		if err := s.loop(f.ext3, ov, "ro"); err != nil {
+			return err
+		}
+		opts := "lowerdir=" + filepath.Join(ov, "upper") + ":" + lo
+		if err := s.overlay(mnt, unix.MS_RDONLY, opts); err != nil {
+			return err
+		}
+		view, err = readTree(mnt)
+		return err
+	})
+	must(t, err)
+	return view
 }
 
 func TestExt3OverSquash(t *testing.T) {
