@@ -147,10 +147,20 @@ func waitServing(name, target string, p *fuseProc) error {
 	for {
 		select {
 		case err := <-answered:
-			if err != nil {
-				return fmt.Errorf("%s did not serve the mount: %w", name, err)
+			if err == nil {
+				return nil
 			}
-			return nil
+			// ENOTCONN usually means the program has just exited: its
+			// status says why, and is the same message whichever of the
+			// two the race brought first.
+			select {
+			case <-p.done:
+				if p.err != nil {
+					return fmt.Errorf("%s exited before serving the mount: %w", name, p.err)
+				}
+			case <-time.After(2 * time.Second):
+			}
+			return fmt.Errorf("%s did not serve the mount: %w", name, err)
 		case <-done:
 			// Exit status 0 may be a program going to the background:
 			// statfs tells.
