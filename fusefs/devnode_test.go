@@ -9,50 +9,8 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/husk-project/husk/ext3"
-	"github.com/husk-project/husk/squash"
 	"golang.org/x/sys/unix"
 )
-
-// mountUnion serves f's images like imageFixture.mount, returning the
-// union too.
-func (f *imageFixture) mountUnion() (string, *Union, func()) {
-	t := f.t
-	t.Helper()
-	sf, err := os.Open(f.sqfs)
-	must(t, err)
-	fi, _ := sf.Stat()
-	sq, err := squash.Open(sf, fi.Size(), nil)
-	must(t, err)
-	ef, err := os.OpenFile(f.ext3, os.O_RDWR, 0)
-	must(t, err)
-	efi, _ := ef.Stat()
-	efs, err := ext3.Open(ext3.NewSection(ef, 0, efi.Size()), efi.Size(), ext3.Options{})
-	must(t, err)
-	up, work, err := NewExt3Layer(efs, true)
-	must(t, err)
-	u, err := New(Options{Upper: up, WorkDir: work, Lowers: []Layer{NewSquashLayer(sq)}})
-	must(t, err)
-	mnt := t.TempDir()
-	must(t, u.Mount(mnt))
-	done := false
-	stop := func() {
-		if done {
-			return
-		}
-		done = true
-		if err := u.Unmount(); err != nil {
-			t.Errorf("unmount: %v", err)
-		}
-		if err := efs.Close(); err != nil {
-			t.Errorf("ext3 close: %v", err)
-		}
-		ef.Close()
-		sf.Close()
-	}
-	t.Cleanup(stop)
-	return mnt, u, stop
-}
 
 // TestMknodAt makes devices through Union.MknodAt (what sandbox does for
 // a --fakeroot container) in a lower directory, over a deleted lower

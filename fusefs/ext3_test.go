@@ -49,6 +49,15 @@ func newImageFixture(t *testing.T, lower ...string) *imageFixture {
 // mount serves the images; the returned function unmounts and closes
 // them (also run at cleanup if not called).
 func (f *imageFixture) mount() (string, func()) {
+	f.t.Helper()
+	mnt, _, stop := f.mountUnion()
+	return mnt, stop
+}
+
+// mountUnion serves f's images (a squashfs lower under an ext3 upper) and
+// returns the mount point, the union and a function that unmounts and
+// closes them (also run at cleanup if not called).
+func (f *imageFixture) mountUnion() (string, *Union, func()) {
 	t := f.t
 	t.Helper()
 	sf, err := os.Open(f.sqfs)
@@ -83,7 +92,7 @@ func (f *imageFixture) mount() (string, func()) {
 		sf.Close()
 	}
 	t.Cleanup(stop)
-	return mnt, stop
+	return mnt, u, stop
 }
 
 // fsck checks the ext3 image with e2fsck -fn.
