@@ -18,9 +18,13 @@ func (u *Union) toErrno(op string, err error) syscall.Errno {
 	if errors.As(err, &e) {
 		return e
 	}
+	var le *LayerError
+	named := errors.As(err, &le)
+	if named && u.opts.OnLayerError != nil {
+		u.opts.OnLayerError(le)
+	}
 	if u.log != nil {
-		var le *LayerError
-		if errors.As(err, &le) {
+		if named {
 			u.log.Warn("fusefs: layer error", slog.String("op", op), slog.Any("err", le.Err),
 				slog.String("image", le.Image))
 		} else {

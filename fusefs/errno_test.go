@@ -5,35 +5,47 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
 )
 
 // Errors of a named layer carry the image name to the one warning the
-// union prints; POSIX conditions pass through unchanged and unlogged.
+// union prints and to Options.OnLayerError; POSIX conditions pass through
+// unchanged, unlogged and unreported.
 func TestLayerErrorNamesImage(t *testing.T) {
 	var buf bytes.Buffer
-	u := &Union{log: slog.New(slog.NewTextHandler(&buf, nil))}
+	var reported []string
+	u := &Union{log: slog.New(slog.NewTextHandler(&buf, nil)), opts: Options{
+		OnLayerError: func(le *LayerError) { reported = append(reported, le.Image) }}}
 	corrupt := errors.New("squash: inode 7 at offset 99: corrupt data")
 	cases := []struct {
-		err   error
-		errno syscall.Errno
-		log   string
+		err      error
+		errno    syscall.Errno
+		log      string
+		reported string
 	}{
-		{nameErr("/x/a.sif", syscall.ENOENT), syscall.ENOENT, ""},
-		{nameErr("/x/a.sif", fmt.Errorf("lookup: %w", syscall.ENOTDIR)), syscall.ENOTDIR, ""},
-		{nameErr("/x/a.sif", corrupt), syscall.EIO, "image=/x/a.sif"},
-		{nameErr("/x/a.sif", nameErr("/x/b.img", corrupt)), syscall.EIO, "image=/x/b.img"},
-		{nameErr("", corrupt), syscall.EIO, "corrupt data"},
+		{nameErr("/x/a.sif", syscall.ENOENT), syscall.ENOENT, "", ""},
+		{nameErr("/x/a.sif", fmt.Errorf("lookup: %w", syscall.ENOTDIR)), syscall.ENOTDIR, "",
+			""},
+		{nameErr("/x/a.sif", corrupt), syscall.EIO, "image=/x/a.sif", "/x/a.sif"},
+		{nameErr("/x/a.sif", nameErr("/x/b.img", corrupt)), syscall.EIO, "image=/x/b.img",
+			"/x/b.img"},
+		{nameErr("", corrupt), syscall.EIO, "corrupt data", ""},
 	}
 	for _, c := range cases {
 		buf.Reset()
+		reported = nil
 		if got := u.toErrno("read", c.err); got != c.errno {
 			t.Errorf("%v: errno %v, want %v", c.err, got, c.errno)
 		}
 		if c.log == "" && buf.Len() > 0 || !strings.Contains(buf.String(), c.log) {
 			t.Errorf("%v: logged %q, want %q", c.err, buf.String(), c.log)
+		}
+		if want := []string{c.reported}; c.reported == "" && len(reported) > 0 ||
+			c.reported != "" && !slices.Equal(reported, want) {
+			t.Errorf("%v: reported %q, want %q", c.err, reported, c.reported)
 		}
 		if c.errno == syscall.EIO && !strings.Contains(buf.String(), "corrupt data") {
 			t.Errorf("%v: cause missing from %q", c.err, buf.String())

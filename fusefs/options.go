@@ -27,6 +27,10 @@ type Options struct {
 	Debug bool
 	// Logger receives warnings about layer errors; nil discards them.
 	Logger *slog.Logger
+	// OnLayerError, if set, is called with each layer failure that names
+	// its image, before the kernel gets the EIO it becomes (so a caller
+	// can report which image is damaged ahead of the failing request).
+	OnLayerError func(*LayerError)
 	// EntryTimeout and AttrTimeout are the kernel cache lifetimes; zero
 	// means [DefaultTimeout]. The union is the only writer of its layers,
 	// and every change it makes goes through the kernel, so long timeouts

@@ -54,8 +54,11 @@ func (Mounter) Mount(spec *sandbox.Spec, files []*os.File, target string) (sandb
 	ids := idMap(spec)
 	b := builder{files: files, ids: ids, m: m, hosted: spec.Fusermount}
 	opts := fusefs.Options{IDMap: ids, DirectMount: true, AllowOther: true,
-		Logger: slog.New(faultHandler{log.Handler()}),
-		Debug:  spec.Debug && os.Getenv("HUSK_FUSE_DEBUG") != ""}
+		Logger: log,
+		// A setup that fails on a damaged image then names the image
+		// (sandbox.ImageError), reported before the kernel's EIO.
+		OnLayerError: func(le *fusefs.LayerError) { sandbox.ReportImageFault(le.Image, le.Err) },
+		Debug:        spec.Debug && os.Getenv("HUSK_FUSE_DEBUG") != ""}
 	fusermountOptions(spec, &opts)
 	for i, l := range plan.Lowers {
 		layer, err := b.lower(l)
