@@ -211,10 +211,14 @@ func sessionMounts(dir string) map[string]bool {
 		for _, line := range strings.Split(string(b), "\n") {
 			// id parent major:minor root mountpoint ...
 			f := strings.SplitN(line, " ", 6)
-			if len(f) < 5 || !strings.HasPrefix(f[4], prefix) {
+			if len(f) < 5 {
 				continue
 			}
-			mp := f[4]
+			// Escaped as octal: a TMPDIR with a space shows as \040.
+			mp := unescapeMountinfo(f[4])
+			if !strings.HasPrefix(mp, prefix) {
+				continue
+			}
 			if i := strings.IndexByte(mp[len(prefix):], '/'); i >= 0 {
 				mp = mp[:len(prefix)+i]
 			}
