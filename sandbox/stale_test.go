@@ -3,8 +3,10 @@
 package sandbox
 
 import (
+	"bufio"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"testing"
 
@@ -15,7 +17,11 @@ import (
 // not a locked one, not a mounted one, not a non-empty one, not one of
 // another user, not other names; a removed one's .root goes with it.
 func TestSweepStale(t *testing.T) {
-	dir := t.TempDir()
+	// A space, which mountinfo escapes, in the temp directory's name.
+	dir := filepath.Join(t.TempDir(), "tmp dir")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	mk := func(name string) string {
 		t.Helper()
 		p := filepath.Join(dir, name)
@@ -44,10 +50,7 @@ func TestSweepStale(t *testing.T) {
 		t.Fatal(err)
 	}
 	mounted := mk("husk-106")
-	if err := unix.Mount("tmpfs", mounted, "tmpfs", 0, "size=64k"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = unix.Unmount(mounted, unix.MNT_DETACH) })
+	mountElsewhere(t, mounted)
 	own := mk("husk-107")
 	keep := []string{locked, full, other, mounted, own, mk("husk-x1"), mk("husk-"),
 		mk("husk-108.root"), mk("other-109")}
@@ -64,6 +67,33 @@ func TestSweepStale(t *testing.T) {
 		if _, err := os.Lstat(p); err != nil {
 			t.Errorf("%s: removed (%v)", p, err)
 		}
+	}
+}
+
+// mountElsewhere mounts a tmpfs on dir in a mount namespace of its own,
+// as stage 1 mounts its session tmpfs, for the rest of the test: here dir
+// stays an empty directory that rmdir would remove (detaching the mount
+// there), so only the sweep's scan of mount namespaces keeps it.
+func mountElsewhere(t *testing.T, dir string) {
+	t.Helper()
+	cmd := exec.Command("unshare", "-m", "--propagation", "private", "sh", "-c",
+		`mount -t tmpfs -o size=64k tmpfs "$1" && echo mounted && exec sleep 600`,
+		"sh", dir)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("unshare (util-linux): %v", err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if line != "mounted\n" {
+		t.Fatalf("mounting a tmpfs on %s in a new mount namespace: %q, %v", dir, line, err)
 	}
 }
 
