@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"reflect"
 	"slices"
@@ -66,10 +67,6 @@ type SeccompFilter struct {
 var seccompActions = []string{"SCMP_ACT_KILL", "SCMP_ACT_KILL_THREAD",
 	"SCMP_ACT_KILL_PROCESS", "SCMP_ACT_TRAP", "SCMP_ACT_ERRNO", "SCMP_ACT_TRACE",
 	"SCMP_ACT_ALLOW", "SCMP_ACT_LOG"}
-
-// seccompOps are the argument comparisons.
-var seccompOps = []string{"SCMP_CMP_NE", "SCMP_CMP_LT", "SCMP_CMP_LE", "SCMP_CMP_EQ",
-	"SCMP_CMP_GE", "SCMP_CMP_GT", "SCMP_CMP_MASKED_EQ"}
 
 // ReadSeccompProfile reads and checks a profile file. Errors name the file
 // and, for JSON syntax, the line.
@@ -191,8 +188,9 @@ func (r *SeccompRule) check() error {
 		if a.Index > 5 {
 			return fmt.Errorf("argument index %d: a syscall has 6 arguments (0-5)", a.Index)
 		}
-		if !slices.Contains(seccompOps, a.Op) {
-			return fmt.Errorf("unknown op %q (%s)", a.Op, strings.Join(seccompOps, ", "))
+		if _, ok := argOps[a.Op]; !ok {
+			return fmt.Errorf("unknown op %q (%s)", a.Op,
+				strings.Join(slices.Sorted(maps.Keys(argOps)), ", "))
 		}
 		if a.Op == "SCMP_CMP_MASKED_EQ" && a.ValueTwo != 0 &&
 			(a.ValueTwo != a.Value || a.Value&(a.Value-1) != 0) {

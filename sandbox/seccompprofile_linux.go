@@ -299,31 +299,29 @@ func argConditions(args []SeccompArg) ([]seccomp.ArgumentConditions, error) {
 	return sets, nil
 }
 
+// argOps are the profile's argument comparisons, as the assembler's
+// operations. SCMP_CMP_MASKED_EQ, (arg & value) == valueTwo, maps to
+// BitsNotSet for valueTwo 0 and to BitsSet for a single-bit mask compared
+// with itself, the only forms check allows.
+var argOps = map[string]seccomp.Operation{
+	"SCMP_CMP_EQ":        seccomp.Equal,
+	"SCMP_CMP_NE":        seccomp.NotEqual,
+	"SCMP_CMP_LT":        seccomp.LessThan,
+	"SCMP_CMP_LE":        seccomp.LessOrEqual,
+	"SCMP_CMP_GT":        seccomp.GreaterThan,
+	"SCMP_CMP_GE":        seccomp.GreaterOrEqual,
+	"SCMP_CMP_MASKED_EQ": seccomp.BitsNotSet,
+}
+
 func argCondition(a SeccompArg) (seccomp.Condition, error) {
-	c := seccomp.Condition{Argument: uint32(a.Index), Value: a.Value}
-	switch a.Op {
-	case "SCMP_CMP_EQ":
-		c.Operation = seccomp.Equal
-	case "SCMP_CMP_NE":
-		c.Operation = seccomp.NotEqual
-	case "SCMP_CMP_LT":
-		c.Operation = seccomp.LessThan
-	case "SCMP_CMP_LE":
-		c.Operation = seccomp.LessOrEqual
-	case "SCMP_CMP_GT":
-		c.Operation = seccomp.GreaterThan
-	case "SCMP_CMP_GE":
-		c.Operation = seccomp.GreaterOrEqual
-	case "SCMP_CMP_MASKED_EQ":
-		// (arg & Value) == ValueTwo; check allowed only these two forms.
-		c.Operation = seccomp.BitsNotSet
-		if a.ValueTwo != 0 {
-			c.Operation = seccomp.BitsSet
-		}
-	default:
-		return c, fmt.Errorf("unknown op %q", a.Op)
+	op, ok := argOps[a.Op]
+	if !ok {
+		return seccomp.Condition{}, fmt.Errorf("unknown op %q", a.Op)
 	}
-	return c, nil
+	if a.Op == "SCMP_CMP_MASKED_EQ" && a.ValueTwo != 0 {
+		op = seccomp.BitsSet
+	}
+	return seccomp.Condition{Argument: uint32(a.Index), Operation: op, Value: a.Value}, nil
 }
 
 // applies says whether Docker's includes and excludes keep the rule for
