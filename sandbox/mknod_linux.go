@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -518,17 +519,8 @@ func (c *procCred) mayCreateIn(st *unix.Stat_t) bool {
 	switch {
 	case st.Uid == c.fsuid:
 		perm >>= 6
-	case st.Gid == c.fsgid || containsID(c.groups, st.Gid):
+	case st.Gid == c.fsgid || slices.Contains(c.groups, st.Gid):
 		perm >>= 3
 	}
 	return perm&need == need
-}
-
-func containsID(ids []uint32, id uint32) bool {
-	for _, x := range ids {
-		if x == id {
-			return true
-		}
-	}
-	return false
 }
