@@ -251,22 +251,8 @@ func (u *Union) list(n *node) ([]mergedEntry, error) {
 				}
 			}
 			seen[e.Name] = true
-			ino := stableIno(r.l, e.Ino)
-			if r.l == 0 {
-				if c, ok := u.copiedIno(e.Ino); ok {
-					ino = c
-				}
-			}
-			if _, skel := layer.(*MemLayer); skel && e.Mode&syscall.S_IFMT == syscall.S_IFDIR {
-				// Numbered by the directory it covers, if any.
-				if refs, a, err := u.resolve(n, e.Name, 0); err == nil {
-					ino = u.inoOf(refs, a)
-				}
-			}
-			if live := n.GetChild(e.Name); live != nil {
-				ino = live.StableAttr().Ino
-			}
-			out = append(out, mergedEntry{e.Name, ino, e.Mode & syscall.S_IFMT})
+			out = append(out, mergedEntry{e.Name, u.entryIno(n, r, layer, e),
+				e.Mode & syscall.S_IFMT})
 		}
 		for _, h := range hide {
 			seen[h] = true
@@ -283,7 +269,6 @@ func (u *Union) listOne(n *node, r layerRef) ([]mergedEntry, error) {
 	if err != nil {
 		return nil, err
 	}
-	_, skel := layer.(*MemLayer)
 	out := make([]mergedEntry, 0, len(ents))
 	for _, e := range ents {
 		mode := e.Mode & syscall.S_IFMT
@@ -295,23 +280,31 @@ func (u *Union) listOne(n *node, r layerRef) ([]mergedEntry, error) {
 				continue
 			}
 		}
-		ino := stableIno(r.l, e.Ino)
-		if r.l == 0 {
-			if c, ok := u.copiedIno(e.Ino); ok {
-				ino = c
-			}
-		}
-		if skel && mode == syscall.S_IFDIR {
-			if refs, a, err := u.resolve(n, e.Name, 0); err == nil {
-				ino = u.inoOf(refs, a)
-			}
-		}
-		if live := n.GetChild(e.Name); live != nil {
-			ino = live.StableAttr().Ino
-		}
-		out = append(out, mergedEntry{e.Name, ino, mode})
+		out = append(out, mergedEntry{e.Name, u.entryIno(n, r, layer, e), mode})
 	}
 	return out, nil
+}
+
+// entryIno is the inode number listed for entry e of layer r in
+// directory n: its copy's if it was copied up, that of the directory it
+// covers for a skeleton directory, and the live node's if the kernel
+// knows the name.
+func (u *Union) entryIno(n *node, r layerRef, layer Layer, e Dirent) uint64 {
+	ino := stableIno(r.l, e.Ino)
+	if r.l == 0 {
+		if c, ok := u.copiedIno(e.Ino); ok {
+			ino = c
+		}
+	}
+	if _, skel := layer.(*MemLayer); skel && e.Mode&syscall.S_IFMT == syscall.S_IFDIR {
+		if refs, a, err := u.resolve(n, e.Name, 0); err == nil {
+			ino = u.inoOf(refs, a)
+		}
+	}
+	if live := n.GetChild(e.Name); live != nil {
+		ino = live.StableAttr().Ino
+	}
+	return ino
 }
 
 // dirHandle is an open directory: a snapshot of the merged listing taken
