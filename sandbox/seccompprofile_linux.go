@@ -40,6 +40,10 @@ func seccompShim(spec *Spec, path string, argv, env []string) (string, []string,
 	if p == nil {
 		return path, argv, env, nil
 	}
+	// A Spec need not come from ReadSeccompProfile.
+	if err := p.check(); err != nil {
+		return "", nil, nil, fmt.Errorf("seccomp profile %s: %w", p.File, err)
+	}
 	prog, err := p.compile(spec.Caps.keep(spec.Fakeroot), false)
 	if err != nil {
 		return "", nil, nil, fmt.Errorf("seccomp profile %s: %w", p.File, err)
@@ -325,13 +329,12 @@ func argCondition(a SeccompArg) (seccomp.Condition, error) {
 }
 
 // applies says whether Docker's includes and excludes keep the rule for
-// a payload with capabilities keep on this kernel.
+// a payload with capabilities keep on this kernel. A filter naming an
+// unknown capability drops the rule (check refuses such profiles).
 func (r *SeccompRule) applies(keep uint64, kernel [2]int) bool {
 	if f := r.Includes; f != nil {
-		for _, c := range f.Caps {
-			if keep&(1<<slices.Index(capNames, c)) == 0 {
-				return false
-			}
+		if m, err := capMask(f.Caps); err != nil || keep&m != m {
+			return false
 		}
 		if len(f.Arches) > 0 && !slices.ContainsFunc(f.Arches, isNativeArch) {
 			return false
@@ -341,10 +344,8 @@ func (r *SeccompRule) applies(keep uint64, kernel [2]int) bool {
 		}
 	}
 	if f := r.Excludes; f != nil {
-		for _, c := range f.Caps {
-			if keep&(1<<slices.Index(capNames, c)) != 0 {
-				return false
-			}
+		if m, err := capMask(f.Caps); err != nil || keep&m != 0 {
+			return false
 		}
 		if slices.ContainsFunc(f.Arches, isNativeArch) {
 			return false

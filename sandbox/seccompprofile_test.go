@@ -218,3 +218,25 @@ func TestSeccompShimNeeds(t *testing.T) {
 		}
 	}
 }
+
+// TestSeccompShimUnchecked: a profile put in a Spec without
+// ReadSeccompProfile is checked before it is compiled, and compiling an
+// unknown capability does not panic.
+func TestSeccompShimUnchecked(t *testing.T) {
+	var p SeccompProfile
+	if err := json.Unmarshal([]byte(`{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[
+		{"names":["mount"],"action":"SCMP_ACT_ERRNO","includes":{"caps":["CAP_FLY"]}},
+		{"names":["umount2"],"action":"SCMP_ACT_ERRNO","excludes":{"caps":["CAP_FLY"]}}]}`),
+		&p); err != nil {
+		t.Fatal(err)
+	}
+	p.File = "hand.json"
+	if _, err := p.compile(1<<21, false); err != nil {
+		t.Fatal(err)
+	}
+	_, _, _, err := seccompShim(&Spec{Seccomp: &p}, "/bin/true", []string{"true"}, nil)
+	want := `seccomp profile hand.json: syscalls[0] (mount): unknown capability "CAP_FLY"`
+	if err == nil || err.Error() != want {
+		t.Errorf("seccompShim: %v, want %s", err, want)
+	}
+}
