@@ -196,16 +196,17 @@ func (s *server) wait(logR *os.File, log *slog.Logger) {
 	s.rep = relay(logR, log)
 	logR.Close()
 	werr := s.cmd.Wait()
-	if sig := killedBy(s.cmd.ProcessState); sig != 0 {
+	sig := killedBy(s.cmd.ProcessState)
+	if sig != 0 {
 		// Its FUSE connection died with it: the mount on the host
 		// answers ENOTCONN until it is unmounted.
 		lazyUnmount(s.mountpoint, log)
 	}
 	switch {
 	case s.rep.fatal != nil:
-	case killedBy(s.cmd.ProcessState) != 0:
+	case sig != 0:
 		s.rep.fatal = fmt.Errorf("husk's union server was killed by signal %d; the "+
-			"overlay may need journal replay on next use", killedBy(s.cmd.ProcessState))
+			"overlay may need journal replay on next use", sig)
 	case werr != nil:
 		s.rep.fatal = fmt.Errorf("husk's union server: %w", werr)
 	}
