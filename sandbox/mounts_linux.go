@@ -251,7 +251,10 @@ func (st *stage1State) hideSession(src, target string) error {
 		}
 		t := filepath.Join(target, rel)
 		err = unix.Unmount(t, unix.MNT_DETACH)
-		if err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
+		if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOENT) {
+			continue // not mounted in this copy (a locked <session>.root: EINVAL)
+		}
+		if err != nil {
 			return &os.PathError{Op: "umount", Path: t, Err: err}
 		}
 		st.log.Debug("session mounts hidden", "in", target, "path", t)
