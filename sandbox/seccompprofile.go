@@ -22,7 +22,9 @@ import (
 // names (or Docker's older single name), action, errnoRet and args
 // (SCMP_CMP_EQ, NE, LT, LE, GT, GE, and MASKED_EQ where the masked value
 // is 0 or the whole single-bit mask); Docker's includes/excludes by caps,
-// arches and minKernel; the flag SECCOMP_FILTER_FLAG_LOG. Not supported:
+// arches and minKernel; the flags SECCOMP_FILTER_FLAG_LOG and
+// SECCOMP_FILTER_FLAG_SPEC_ALLOW (TSYNC is accepted, not needed: the
+// loader's other threads end at its exec of the payload). Not supported:
 // SCMP_ACT_NOTIFY and listenerPath (no agent to send them to). Rules
 // apply to the native architecture; see seccompprofile_linux.go for the
 // others.
