@@ -13,7 +13,6 @@ import "runtime"
 //
 // Stored (uncompressed) and sparse blocks are skipped: reads of those go
 // straight to the image file, whose page cache does its own readahead.
-
 //
 // A file read out of order is prefetched whole instead: the page faults
 // of a mapped executable or library arrive one at a time, wherever the
