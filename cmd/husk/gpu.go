@@ -57,25 +57,20 @@ func gpuSpec(f *GPUFlags, spec *sandbox.Spec, log *slog.Logger) error {
 		if len(files.Libs) == 0 {
 			log.Warn("could not find any " + k.name + " libraries on this host!")
 		}
-		add := func(fs []gpu.File) {
+		add := func(fs []gpu.File, readOnly bool) {
 			for _, fl := range fs {
 				if !seen[fl.Dst] {
 					seen[fl.Dst] = true
 					spec.Binds = append(spec.Binds, sandbox.Bind{Src: fl.Src, Dst: fl.Dst,
-						ReadOnly: true})
+						ReadOnly: readOnly})
 				}
 			}
 		}
-		add(files.Libs)
-		add(files.Bins)
+		add(files.Libs, true)
+		add(files.Bins, true)
 		// The container's /dev is the host's unless it is a private one.
 		if spec.Contain || slices.Contains(spec.NoMount, "dev") {
-			for _, d := range files.Devices {
-				if !seen[d.Dst] {
-					seen[d.Dst] = true
-					spec.Binds = append(spec.Binds, sandbox.Bind{Src: d.Src, Dst: d.Dst})
-				}
-			}
+			add(files.Devices, false)
 		}
 	}
 	return nil
