@@ -65,11 +65,6 @@ type SeccompFilter struct {
 	MinKernel string   `json:"minKernel,omitempty"`
 }
 
-// seccompActions are the profile's action names this package applies.
-var seccompActions = []string{"SCMP_ACT_KILL", "SCMP_ACT_KILL_THREAD",
-	"SCMP_ACT_KILL_PROCESS", "SCMP_ACT_TRAP", "SCMP_ACT_ERRNO", "SCMP_ACT_TRACE",
-	"SCMP_ACT_ALLOW", "SCMP_ACT_LOG"}
-
 // ReadSeccompProfile reads and checks a profile file. Errors name the file
 // and, for JSON syntax, the line.
 func ReadSeccompProfile(path string) (*SeccompProfile, error) {
@@ -241,8 +236,9 @@ func checkAction(a string) error {
 	if a == "SCMP_ACT_NOTIFY" {
 		return errors.New("SCMP_ACT_NOTIFY: husk has no seccomp agent to notify")
 	}
-	if !slices.Contains(seccompActions, a) {
-		return fmt.Errorf("unknown action %q (%s)", a, strings.Join(seccompActions, ", "))
+	if _, ok := profileActions[a]; !ok {
+		return fmt.Errorf("unknown action %q (%s)", a,
+			strings.Join(slices.Sorted(maps.Keys(profileActions)), ", "))
 	}
 	return nil
 }

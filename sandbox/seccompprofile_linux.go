@@ -382,6 +382,19 @@ func kernelVersion() ([2]int, error) {
 	return parseKernelVersion(unix.ByteSliceToString(u.Release[:]))
 }
 
+// profileActions are the profile's actions this package applies, as the
+// kernel's return values without data.
+var profileActions = map[string]seccomp.Action{
+	"SCMP_ACT_KILL":         seccomp.ActionKillThread,
+	"SCMP_ACT_KILL_THREAD":  seccomp.ActionKillThread,
+	"SCMP_ACT_KILL_PROCESS": seccomp.ActionKillProcess,
+	"SCMP_ACT_TRAP":         seccomp.ActionTrap,
+	"SCMP_ACT_ERRNO":        seccomp.ActionErrno,
+	"SCMP_ACT_TRACE":        seccomp.ActionTrace,
+	"SCMP_ACT_ALLOW":        seccomp.ActionAllow,
+	"SCMP_ACT_LOG":          seccomp.ActionLog,
+}
+
 // seccompAction is the kernel's return value for a profile action, with
 // errno as its data (EPERM when not given, as runc does).
 func seccompAction(name string, errno *uint) (seccomp.Action, error) {
@@ -392,26 +405,14 @@ func seccompAction(name string, errno *uint) (seccomp.Action, error) {
 		}
 		data = seccomp.Action(*errno)
 	}
-	switch name {
-	case "SCMP_ACT_KILL", "SCMP_ACT_KILL_THREAD":
-		return seccomp.ActionKillThread, nil
-	case "SCMP_ACT_KILL_PROCESS":
-		return seccomp.ActionKillProcess, nil
-	case "SCMP_ACT_TRAP":
-		return seccomp.ActionTrap, nil
-	case "SCMP_ACT_ERRNO":
-		return seccomp.ActionErrno | data, nil
-	case "SCMP_ACT_TRACE":
-		if errno == nil {
-			return seccomp.ActionTrace, nil
-		}
-		return seccomp.ActionTrace | data, nil
-	case "SCMP_ACT_ALLOW":
-		return seccomp.ActionAllow, nil
-	case "SCMP_ACT_LOG":
-		return seccomp.ActionLog, nil
+	a, ok := profileActions[name]
+	if !ok {
+		return 0, checkAction(name)
 	}
-	return 0, checkAction(name)
+	if a == seccomp.ActionErrno || a == seccomp.ActionTrace && errno != nil {
+		a |= data
+	}
+	return a, nil
 }
 
 // shimNeeds are the syscalls the shim makes once its filter is loaded:

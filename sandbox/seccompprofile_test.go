@@ -101,6 +101,16 @@ func TestSeccompCompile(t *testing.T) {
 				{id, "fsync", []uint64{3}, retAllow}, {id, "fsync", []uint64{2}, retErrno | 1},
 				{id, "ioctl", []uint64{0, 6}, retAllow},
 				{id, "ioctl", []uint64{0, 2}, retErrno | 1}}},
+		{"actions", `{"defaultAction":"SCMP_ACT_LOG","syscalls":[
+			{"names":["kill"],"action":"SCMP_ACT_KILL_THREAD"},
+			{"names":["tkill"],"action":"SCMP_ACT_TRAP"},
+			{"names":["getpid"],"action":"SCMP_ACT_TRACE","errnoRet":5},
+			{"names":["gettid"],"action":"SCMP_ACT_TRACE"}]}`, 0,
+			[]call{{id, "kill", nil, unix.SECCOMP_RET_KILL_THREAD},
+				{id, "tkill", nil, unix.SECCOMP_RET_TRAP},
+				{id, "getpid", nil, unix.SECCOMP_RET_TRACE | 5},
+				{id, "gettid", nil, unix.SECCOMP_RET_TRACE},
+				{id, "read", nil, unix.SECCOMP_RET_LOG}}},
 		{"includes and excludes", `{"defaultAction":"SCMP_ACT_KILL_PROCESS","syscalls":[
 			{"names":["mount"],"action":"SCMP_ACT_ALLOW","includes":{"caps":["CAP_SYS_ADMIN"]}},
 			{"names":["reboot"],"action":"SCMP_ACT_ALLOW","excludes":{"caps":["CAP_SYS_ADMIN"]}},
