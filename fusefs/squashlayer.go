@@ -97,7 +97,7 @@ func (s *SquashLayer) Root() Node { return Node(s.fs.Root()) }
 func (s *SquashLayer) Lookup(dir Node, name string) (Node, Attr, error) {
 	d, err := s.inode(dir)
 	if err != nil {
-		return 0, Attr{}, s.err(err)
+		return 0, Attr{}, err
 	}
 	n, err := s.fs.Lookup(d, name)
 	if err != nil {
@@ -110,7 +110,7 @@ func (s *SquashLayer) Lookup(dir Node, name string) (Node, Attr, error) {
 func (s *SquashLayer) Getattr(n Node) (Attr, error) {
 	i, err := s.inode(n)
 	if err != nil {
-		return Attr{}, s.err(err)
+		return Attr{}, err
 	}
 	return squashAttr(i), nil
 }
@@ -119,7 +119,7 @@ func (s *SquashLayer) Getattr(n Node) (Attr, error) {
 func (s *SquashLayer) ReadDir(dir Node) ([]Dirent, error) {
 	d, err := s.inode(dir)
 	if err != nil {
-		return nil, s.err(err)
+		return nil, err
 	}
 	ents, err := s.fs.ReadDir(d)
 	if err != nil {
@@ -136,7 +136,7 @@ func (s *SquashLayer) ReadDir(dir Node) ([]Dirent, error) {
 func (s *SquashLayer) ReadAt(n Node, p []byte, off int64) (int, error) {
 	i, err := s.inode(n)
 	if err != nil {
-		return 0, s.err(err)
+		return 0, err
 	}
 	k, err := s.fs.ReadAt(i, p, off)
 	if errors.Is(err, io.EOF) {
@@ -149,7 +149,7 @@ func (s *SquashLayer) ReadAt(n Node, p []byte, off int64) (int, error) {
 func (s *SquashLayer) Readlink(n Node) (string, error) {
 	i, err := s.inode(n)
 	if err != nil {
-		return "", s.err(err)
+		return "", err
 	}
 	target, err := s.fs.Readlink(i)
 	return target, s.err(err)
@@ -159,7 +159,7 @@ func (s *SquashLayer) Readlink(n Node) (string, error) {
 func (s *SquashLayer) Listxattr(n Node) ([]string, error) {
 	i, err := s.inode(n)
 	if err != nil {
-		return nil, s.err(err)
+		return nil, err
 	}
 	xs, err := s.fs.Xattrs(i)
 	if err != nil {
@@ -176,7 +176,7 @@ func (s *SquashLayer) Listxattr(n Node) ([]string, error) {
 func (s *SquashLayer) Getxattr(n Node, name string) ([]byte, error) {
 	i, err := s.inode(n)
 	if err != nil {
-		return nil, s.err(err)
+		return nil, err
 	}
 	xs, err := s.fs.Xattrs(i)
 	if err != nil {
