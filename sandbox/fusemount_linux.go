@@ -104,14 +104,10 @@ func (st *stage1State) startFuseMount(fm FuseMount) error {
 	dev.Close()
 	st.log.Debug("fusemount started", "args", cmd.Args, "pid", cmd.Process.Pid,
 		"target", target)
-	if fm.Daemon {
-		// It forks its server and exits: a failure shows in its status.
-		<-p.done
-		if p.err != nil {
-			return fmt.Errorf("%s: %w", fm.Args[0], p.err)
-		}
-		return waitServing(fm.Args[0], target, p)
-	}
+	// A daemon (fm.Daemon, or a host: program without -f) forks its
+	// server and exits: waitServing names a failing status, and waits
+	// for statfs after a zero one. Only a bounded wait: a foreground
+	// program given as a daemon type must not hang the start.
 	if err := waitServing(fm.Args[0], target, p); err != nil {
 		// Its failure is the error: no second word from stopFuseMounts.
 		_ = cmd.Process.Kill()
