@@ -19,7 +19,10 @@ type FuseMount struct {
 	// host side, in stage 1's namespaces, with husk's environment.
 	InContainer bool
 	// Daemon says the program puts itself in the background (Apptainer's
-	// host-daemon: and container-daemon:), so its early exit is expected.
+	// host-daemon: and container-daemon:). Stage 1 treats both kinds
+	// alike: a zero exit before serving is taken as going to the
+	// background, and a program still in the foreground is stopped at
+	// the end.
 	Daemon bool
 	// Args are the program and its arguments, without the mount point.
 	Args []string
