@@ -17,8 +17,10 @@ type Options struct {
 	// fragment blocks 1/2, metadata blocks 1/4, parsed inodes 1/8 and
 	// parsed directory listings and indexes 1/8. Outside the budget are
 	// decoder state (zstd: about 300 KiB a core), one pooled input buffer
-	// per block being decoded, and the block lists of cached inodes
-	// (12 bytes per data block of a file that was read).
+	// per block being decoded, the block lists of cached inodes (12
+	// bytes per data block of a file that was read), and the last
+	// listing too large for the directory cache, kept aside up to four
+	// times the directory share (a 100,000-entry listing: about 5.5 MB).
 	MemoryBytes int64
 	// CacheBytes is the budget for decompressed data and fragment blocks;
 	// 0 means half of MemoryBytes.
