@@ -246,6 +246,13 @@ func (s *Spec) validate() error {
 	if s.Files < 0 {
 		return fmt.Errorf("sandbox: negative file count %d", s.Files)
 	}
+	if s.Seccomp != nil {
+		// A profile not read by ReadSeccompProfile is checked here, before
+		// any stage starts, rather than failing in the payload's shim.
+		if err := s.Seccomp.Check(); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
