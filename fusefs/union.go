@@ -154,9 +154,14 @@ func (u *Union) Mount(dir string) error {
 			// Symlinks never change (a new one is a new inode): let the
 			// kernel keep their targets instead of asking every time.
 			EnableSymlinkCaching: true,
-			MaxWrite:             1 << 20,
-			DirectMountStrict:    u.opts.DirectMount,
-			Debug:                u.opts.Debug,
+			// go-fuse gives every request being read or served a
+			// buffer of MaxWrite bytes, kept resident by their reuse:
+			// 1 MiB held 2-3 MiB more of the server's memory on the
+			// untar than 512 KiB and made 1 GiB reads and writes no
+			// faster; 256 KiB slowed a 1 GiB direct-I/O write by 15%.
+			MaxWrite:          512 << 10,
+			DirectMountStrict: u.opts.DirectMount,
+			Debug:             u.opts.Debug,
 		},
 	}
 	if u.upper == nil {

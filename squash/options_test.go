@@ -6,25 +6,27 @@ import "testing"
 
 func TestOptionsBudgets(t *testing.T) {
 	const mib = 1 << 20
+	const d = DefaultMemoryBytes
+	def := budgets{d / 2, d / 4, d / 8, d / 8, DefaultReadahead, d / 4}
 	tests := []struct {
 		name string
 		opts *Options
 		want budgets
 	}{
-		{"nil", nil, budgets{16 * mib, 8 * mib, 4 * mib, 4 * mib, DefaultReadahead, 8 * mib}},
+		{"nil", nil, def},
 		{"total", &Options{MemoryBytes: 64 * mib},
 			budgets{32 * mib, 16 * mib, 8 * mib, 8 * mib, DefaultReadahead, 8 * mib}},
 		{"explicit caches", &Options{CacheBytes: 3 * mib, MetaCacheBytes: 5 * mib},
-			budgets{3 * mib, 5 * mib, 4 * mib, 4 * mib, DefaultReadahead, 3 * mib / 2}},
+			budgets{3 * mib, 5 * mib, d / 8, d / 8, DefaultReadahead, 3 * mib / 2}},
 		{"tiny", &Options{MemoryBytes: 1, Readahead: -1},
 			budgets{minCacheBytes, minCacheBytes, minCacheBytes, minCacheBytes, 0,
 				minCacheBytes / 2}},
 		{"readahead", &Options{Readahead: 7},
-			budgets{16 * mib, 8 * mib, 4 * mib, 4 * mib, 7, 8 * mib}},
+			budgets{d / 2, d / 4, d / 8, d / 8, 7, d / 4}},
 		{"no prefetch", &Options{Prefetch: -1},
-			budgets{16 * mib, 8 * mib, 4 * mib, 4 * mib, DefaultReadahead, -1}},
+			budgets{d / 2, d / 4, d / 8, d / 8, DefaultReadahead, -1}},
 		{"prefetch", &Options{Prefetch: 2 * mib},
-			budgets{16 * mib, 8 * mib, 4 * mib, 4 * mib, DefaultReadahead, 2 * mib}},
+			budgets{d / 2, d / 4, d / 8, d / 8, DefaultReadahead, 2 * mib}},
 	}
 	for _, tt := range tests {
 		if got := tt.opts.budgets(); got != tt.want {
