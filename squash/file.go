@@ -148,6 +148,7 @@ func (f *FS) readTailInto(n *Inode, idx, within int64, p []byte) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	f.startFragmentReadahead(n.frag)
 	if int64(n.fragOffset)+tailLen > int64(len(frag)) {
 		return 0, formatErr(-1, what, "tail of %d bytes at %d past fragment of %d",
 			tailLen, n.fragOffset, len(frag))

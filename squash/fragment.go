@@ -37,24 +37,32 @@ func (f *FS) loadFragmentIndex() error {
 
 // fragmentBlock returns fragment block idx, decompressed and cached.
 func (f *FS) fragmentBlock(idx uint32) ([]byte, error) {
+	start, size, err := f.fragmentEntry(idx)
+	if err != nil {
+		return nil, err
+	}
+	// A fragment block never holds more than one block of data.
+	return f.dataBlock(start, size, int(f.sb.BlockSize), true, "fragment")
+}
+
+// fragmentEntry returns where fragment block idx is stored and its on-disk
+// size word.
+func (f *FS) fragmentEntry(idx uint32) (start int64, size uint32, err error) {
 	const what = "fragment"
 	if idx >= f.sb.Fragments {
-		return nil, formatErr(-1, what, "index %d past fragment table of %d entries",
+		return 0, 0, formatErr(-1, what, "index %d past fragment table of %d entries",
 			idx, f.sb.Fragments)
 	}
 	m, err := f.newMetaReader(f.fragIndex[idx/fragsPerBlock],
 		int(idx%fragsPerBlock)*fragEntrySize, what)
 	if err != nil {
-		return nil, err
+		return 0, 0, err
 	}
 	var e [fragEntrySize]byte
 	if err := m.read(e[:]); err != nil {
-		return nil, err
+		return 0, 0, err
 	}
-	start := int64(binary.LittleEndian.Uint64(e[0:]))
-	size := binary.LittleEndian.Uint32(e[8:])
-	// A fragment block never holds more than one block of data.
-	return f.dataBlock(start, size, int(f.sb.BlockSize), true, what)
+	return int64(binary.LittleEndian.Uint64(e[0:])), binary.LittleEndian.Uint32(e[8:]), nil
 }
 
 // rawBuf holds the compressed bytes of one block while it is decoded;

@@ -117,13 +117,14 @@ type FS struct {
 
 	ra *readahead // background decompression for sequential reads
 
-	dirListLoads  atomic.Int64 // full listings parsed; read by tests
-	dirIndexLoads atomic.Int64 // directory indexes parsed; read by tests
-	dirRangeLoads atomic.Int64 // directory index ranges parsed; read by tests
-	blockLoads    atomic.Int64 // data and fragment blocks decoded; read by tests
-	raStarts      atomic.Int64 // background decodes started; read by tests
-	prefetches    atomic.Int64 // whole-file prefetches started; read by tests
-	xattrOOLRefs  atomic.Int64 // out-of-line xattr values followed; read by tests
+	dirListLoads  atomic.Int64  // full listings parsed; read by tests
+	dirIndexLoads atomic.Int64  // directory indexes parsed; read by tests
+	dirRangeLoads atomic.Int64  // directory index ranges parsed; read by tests
+	blockLoads    atomic.Int64  // data and fragment blocks decoded; read by tests
+	raStarts      atomic.Int64  // background decodes started; read by tests
+	lastFrag      atomic.Uint32 // fragment block of the last tail read (readahead.go)
+	prefetches    atomic.Int64  // whole-file prefetches started; read by tests
+	xattrOOLRefs  atomic.Int64  // out-of-line xattr values followed; read by tests
 }
 
 // Open validates the superblock and tables of the squashfs image held in the

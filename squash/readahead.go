@@ -131,3 +131,35 @@ func (f *FS) startPrefetch(n *Inode, bl *blockList, first int64) {
 		}
 	}()
 }
+
+// startFragmentReadahead decodes fragment block idx+1 in the background
+// when a tail read moved on to block idx while idx-1 is still cached: the
+// reader is sweeping files in the order mksquashfs packed their tails
+// (find | xargs cat, cp -r, tar), and each new fragment block would
+// otherwise be decoded while it and its core wait. Reading all of /usr
+// decodes as many fragment blocks as full ones.
+func (f *FS) startFragmentReadahead(idx uint32) {
+	ra := f.ra
+	if ra == nil || idx == 0 || idx+1 >= f.sb.Fragments || f.lastFrag.Swap(idx) == idx {
+		return
+	}
+	prev, _, err := f.fragmentEntry(idx - 1)
+	if err != nil || !f.data.has(uint64(prev)) {
+		return
+	}
+	next, size, err := f.fragmentEntry(idx + 1)
+	if err != nil || size&blockSizeMask == 0 || f.data.has(uint64(next)) {
+		return
+	}
+	select {
+	case ra.slots <- struct{}{}:
+	default:
+		return
+	}
+	f.raStarts.Add(1)
+	go func() {
+		defer func() { <-ra.slots }()
+		// Errors are left for the reader, as in startReadahead.
+		_, _ = f.dataBlock(next, size, int(f.sb.BlockSize), true, "fragment")
+	}()
+}
