@@ -58,7 +58,7 @@
 // Every cache is a sharded LRU with a cost budget (one mutex per shard, no
 // lock shared by all readers), and concurrent misses on one key load it
 // once: 64 readers of one cold block decompress it once. The budgets come
-// from [Options.MemoryBytes] (default 16 MiB): half for decompressed data
+// from [Options.MemoryBytes] (default 32 MiB): half for decompressed data
 // and fragment blocks, a quarter for metadata blocks, an eighth each for
 // parsed inodes and for directory tables (whole small listings, directory
 // indexes, index ranges; the last listing too large for that budget's

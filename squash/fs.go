@@ -12,7 +12,7 @@ import (
 // bounded; together they stay within MemoryBytes unless a field below
 // sets one cache's size explicitly.
 type Options struct {
-	// MemoryBytes is the budget for all caches together; 0 means 16 MiB.
+	// MemoryBytes is the budget for all caches together; 0 means 32 MiB.
 	// Caches whose own size is not set get a share of it: data and
 	// fragment blocks 1/2, metadata blocks 1/4, parsed inodes 1/8 and
 	// parsed directory listings and indexes 1/8. Outside the budget are
@@ -38,13 +38,13 @@ type Options struct {
 	Prefetch int64
 }
 
-// Defaults for [Options]: what zero fields mean. The memory default is
-// small because a FUSE server's kernel keeps the pages of what was read;
-// the data cache mostly serves fragment blocks shared by the next files
-// and blocks a reader has not finished. Halving it from 32 MiB did not
-// slow reading all of /usr.
+// Defaults for [Options]: what zero fields mean. A FUSE server's kernel
+// keeps the pages of what was read, so the data cache mostly serves
+// fragment blocks shared by the next files, blocks a reader has not
+// finished, and whole-file prefetches, which must fit in half of it:
+// with 16 MiB python's 6.8 MB executable was no longer prefetched.
 const (
-	DefaultMemoryBytes = 16 << 20
+	DefaultMemoryBytes = 32 << 20
 	DefaultReadahead   = 2
 )
 
