@@ -64,6 +64,11 @@ func (f *FS) startReadahead(n *Inode, bl *blockList, first, last int64, whole bo
 	// (file(1), ELF loaders) read a header and stop, and the kernel then
 	// asks for 16 KiB.
 	prev := n.raNext.Swap(last + 1)
+	if first == 0 {
+		// A read from the start begins a new pass (a second cat, or
+		// cp after file(1)), not a jump back: no whole-file prefetch.
+		prev = 0
+	}
 	if prev != 0 && first != prev && first != prev-1 {
 		f.startPrefetch(n, bl, first)
 		return

@@ -85,3 +85,31 @@ func TestFragmentReadahead(t *testing.T) {
 		}
 	}
 }
+
+// TestRereadNoPrefetch: reading a file again from the start, after a whole
+// sequential pass, is a new sequential pass, not an out-of-order read, so
+// it starts no whole-file prefetch.
+func TestRereadNoPrefetch(t *testing.T) {
+	f := openImage(t, image(t), nil)
+	root, _ := f.Inode(f.Root())
+	n, err := f.Lookup(root, "text-3m")
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 128<<10)
+	for pass := range 2 {
+		for off := int64(0); ; {
+			k, err := f.ReadAt(n, buf, off)
+			off += int64(k)
+			if err == io.EOF || k == 0 {
+				break
+			}
+			if err != nil {
+				t.Fatalf("pass %d: %v", pass, err)
+			}
+		}
+	}
+	if p := f.prefetches.Load(); p != 0 {
+		t.Errorf("%d whole-file prefetches after two sequential passes, want 0", p)
+	}
+}
