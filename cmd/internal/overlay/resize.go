@@ -80,9 +80,11 @@ func Resize(path string, sizeMiB int64, force bool, log *slog.Logger) (*ResizeRe
 	case newSize < sec.Size:
 		return nil, fmt.Errorf("%s: shrinking the overlay from %d MiB to %d MiB is not "+
 			"supported: only growing", img.Path, sec.Size>>20, sizeMiB)
-	case newSize == sec.Size:
-		return nil, fmt.Errorf("%s: the overlay is already %d MiB", img.Path, sizeMiB)
 	}
+	// The same size as the file goes on to Grow, which says whether the
+	// file system already fills it: a resize killed after extending the
+	// file left a larger file around the old file system, and running
+	// it again must finish the job.
 	sum, err := ext3.Describe(ext3.NewSection(img.File, sec.Offset, sec.Size), sec.Size)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", img.Path, err)
@@ -156,6 +158,9 @@ func Resize(path string, sizeMiB int64, force bool, log *slog.Logger) (*ResizeRe
 		// system: it must keep its new size.
 		if !errors.Is(err, ext3.ErrGrowIncomplete) {
 			rollback()
+		}
+		if errors.Is(err, ext3.ErrNotGrown) && newSize == sec.Size {
+			return nil, fmt.Errorf("%s: the overlay is already %d MiB", img.Path, sizeMiB)
 		}
 		return nil, fmt.Errorf("%s: %w", img.Path, err)
 	}

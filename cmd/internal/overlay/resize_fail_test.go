@@ -146,3 +146,36 @@ func checkUnchanged(t *testing.T, p string, size, off int64) {
 	}
 	tool(t, "e2fsck", "-fn", p+"?offset="+strconv.FormatInt(off, 10))
 }
+
+// TestResizeFinishesInterrupted: a resize killed after it extended the
+// file, before the file system grew, leaves a 128 MiB file around a
+// 64 MiB file system; running the same resize again grows the file
+// system to fill it, and a third run says it is already that size.
+func TestResizeFinishesInterrupted(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "o.img")
+	if err := Create(p, Options{SizeMiB: 64, Sparse: true, UID: 1, GID: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(p, 128<<20); err != nil {
+		t.Fatal(err)
+	}
+	res, err := Resize(p, 128, false, nil)
+	if err != nil {
+		t.Fatalf("resizing again to the size of the file: %v", err)
+	}
+	if res.NewSize != 128<<20 {
+		t.Errorf("result %+v", res)
+	}
+	in, err := Describe(p, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if in.FSSize != 128<<20 {
+		t.Errorf("file system of %d bytes after the second resize, want %d", in.FSSize, 128<<20)
+	}
+	tool(t, "e2fsck", "-fn", p)
+	_, err = Resize(p, 128, false, nil)
+	if err == nil || !strings.Contains(err.Error(), "the overlay is already 128 MiB") {
+		t.Errorf("third resize: %v, want 'already 128 MiB'", err)
+	}
+}
