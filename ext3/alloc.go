@@ -47,6 +47,10 @@ func testBit(bm []byte, i uint32) bool { return bm[i>>3]&(1<<(i&7)) != 0 }
 func setBit(bm []byte, i uint32)       { bm[i>>3] |= 1 << (i & 7) }
 func clearBit(bm []byte, i uint32)     { bm[i>>3] &^= 1 << (i & 7) }
 
+// mayUseReserve reports whether writes to in may allocate from the blocks
+// reserved for root (see Options.NoReserve).
+func (f *FS) mayUseReserve(in *inode) bool { return !f.opts.NoReserve && in.uid() == 0 }
+
 // allocBlocks allocates up to n contiguous blocks, preferring goal, and
 // returns the first one and how many it got (at least 1). root callers may
 // dip into the reserved blocks.

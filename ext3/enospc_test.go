@@ -131,3 +131,30 @@ func TestENOSPCUndoKeepsOthersBlocks(t *testing.T) {
 	}
 	noErr(t, f.Close())
 }
+
+// TestNoReserve: with Options.NoReserve a root-owned file stops where
+// everyone else does, with the reserved blocks still free, and the
+// image stays clean.
+func TestNoReserve(t *testing.T) {
+	img := mkext3(t, 8<<20, "-b", "1024")
+	dev, size := imageDevice(t, img, false)
+	f, err := Open(dev, size, Options{NoReserve: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	chunk := bytes.Repeat([]byte("r"), 64<<10)
+	root := mustA(t)(f.Create(RootIno, "root", 0o644, 0, 0))
+	for off := int64(0); ; {
+		n, err := f.WriteAt(root.Ino, chunk, off)
+		off += int64(n)
+		if err != nil {
+			wantErr(t, err, errnoENOSPC)
+			break
+		}
+	}
+	if st := f.Statfs(); st.Bavail != 0 || st.Bfree < st.Blocks/25 {
+		t.Errorf("after root's ENOSPC: statfs %+v, want Bavail 0 and the 5%% reserve free", st)
+	}
+	noErr(t, f.Close())
+	fsck(t, img)
+}

@@ -124,8 +124,9 @@ func (f *FS) ReadAt(ino uint32, p []byte, off int64) (int, error) {
 
 // WriteAt writes file data at off, allocating blocks for holes. Data goes
 // straight to the device; the block map changes join the running
-// transaction. Owner root may use the reserved blocks (husk has no caller
-// credentials here, so the file owner stands in for the caller).
+// transaction. Owner root may use the reserved blocks unless
+// Options.NoReserve (the package has no caller credentials, so the file
+// owner stands in for the caller).
 func (f *FS) WriteAt(ino uint32, p []byte, off int64) (int, error) {
 	n, err := f.writeAt(ino, p, off)
 	if errors.Is(err, syscall.ENOSPC) && n < len(p) && atomic.LoadInt64(&f.pendingFrees) > 0 {
@@ -185,7 +186,7 @@ func (f *FS) writeAt(ino uint32, p []byte, off int64) (int, error) {
 // Preconditions: in.mu held exclusively, op held shared.
 func (f *FS) writeLocked(in *inode, p []byte, off int64) (int, error) {
 	bs := int64(f.bs)
-	root := in.uid() == 0
+	root := f.mayUseReserve(in)
 	done := 0
 	for done < len(p) {
 		pos := off + int64(done)

@@ -30,6 +30,13 @@ type Options struct {
 	// Both are also capped by the journal's size. Memory use peaks near
 	// CacheBytes + 3*TransactionBytes.
 	TransactionBytes int64
+	// NoReserve keeps every write out of the blocks reserved for root
+	// (s_r_blocks_count), whoever owns the file, as the kernel does for
+	// writers without CAP_SYS_RESOURCE: right for a server run by an
+	// ordinary user, whose callers are never privileged. Without it the
+	// file's owner stands in for the caller, and root-owned files may
+	// use them.
+	NoReserve bool
 }
 
 // Defaults for Options. They keep the package's memory use near 14 MiB

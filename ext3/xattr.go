@@ -425,7 +425,7 @@ func (f *FS) storeXattrBlock(in *inode, list []xattr) error {
 		}
 	}
 	goal := f.goalFor(in)
-	p, _, err := f.allocBlocks(goal, 1, in.uid() == 0)
+	p, _, err := f.allocBlocks(goal, 1, f.mayUseReserve(in))
 	if err != nil {
 		return err
 	}

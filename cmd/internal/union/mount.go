@@ -287,7 +287,10 @@ func (b *builder) ext3(l image.Layer, ro bool) (*ext3.FS, error) {
 	}
 	sec := l.Section
 	fs, err := ext3.Open(ext3.NewSection(f, sec.Offset, sec.Size), sec.Size,
-		ext3.Options{ReadOnly: ro, Logger: b.m.log.With("image", describe(l))})
+		ext3.Options{ReadOnly: ro, Logger: b.m.log.With("image", describe(l)),
+			// Containers run unprivileged: like the kernel for such
+			// writers, none gets the blocks reserved for root.
+			NoReserve: true})
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", describe(l), err)
 	}
