@@ -41,6 +41,11 @@ func Main(m Mounter, hooks ...StageHook) {
 	os.Unsetenv(stageEnv)
 	os.Unsetenv(specFDEnv)
 	os.Unsetenv(unshareEnv)
+	// The kernel names a process after the file it executed, and stages
+	// run /proc/self/exe: without this, ps and top list them as "exe".
+	// /proc/self/comm is the thread group leader's name, whichever thread
+	// writes it.
+	_ = os.WriteFile("/proc/self/comm", []byte("husk-stage"+stage), 0)
 	if stage == "1" {
 		// First: with --fakeroot's subordinate ids this re-executes.
 		if err := awaitIDMap(fds); err != nil {

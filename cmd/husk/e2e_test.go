@@ -465,3 +465,16 @@ func TestWritableSandbox(t *testing.T) {
 		t.Errorf("mount points were created in the sandbox directory")
 	}
 }
+
+// TestStageNames: ps and top show the stages by name, not as "exe" (the
+// payload's parent is stage 2, whose parent is stage 1 in the host's PID
+// namespace, seen here through /proc as the container shares it).
+func TestStageNames(t *testing.T) {
+	setup(t)
+	img, dir := debianSIF(t), workDir(t)
+	r := ok(t, dir, "exec", img, "sh", "-c",
+		`p2=$(cut -d' ' -f4 /proc/$PPID/stat); cat /proc/$PPID/comm /proc/$p2/comm`)
+	if r.stdout != "husk-stage2\nhusk-stage1\n" {
+		t.Errorf("stage names %q, want husk-stage2 and husk-stage1", r.stdout)
+	}
+}
