@@ -183,3 +183,28 @@ func TestExt3Posix(t *testing.T) {
 	stop()
 	f.fsck()
 }
+
+// TestExt3SeekHole: SEEK_DATA and SEEK_HOLE through the mount find the
+// hole of a sparse file in the ext3 upper (cp --sparse and tar -S use
+// them), where the union used to report the whole file as data.
+func TestExt3SeekHole(t *testing.T) {
+	f := newImageFixture(t, interopLower...)
+	mnt, stop := f.mount()
+	defer stop()
+	fh, err := os.Create(filepath.Join(mnt, "sparse"))
+	must(t, err)
+	defer fh.Close()
+	_, err = fh.WriteAt([]byte("start"), 0)
+	must(t, err)
+	_, err = fh.WriteAt([]byte("end"), 4<<20)
+	must(t, err)
+	must(t, fh.Sync())
+	hole, err := unix.Seek(int(fh.Fd()), 0, unix.SEEK_HOLE)
+	must(t, err)
+	data, err := unix.Seek(int(fh.Fd()), hole, unix.SEEK_DATA)
+	must(t, err)
+	if hole <= 0 || hole >= 4<<20 || data <= hole || data > 4<<20 {
+		t.Errorf("SEEK_HOLE from 0: %d, SEEK_DATA from it: %d; want a hole before 4 MiB",
+			hole, data)
+	}
+}

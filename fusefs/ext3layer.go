@@ -131,6 +131,14 @@ func (e *Ext3Layer) ReadAt(n Node, p []byte, off int64) (int, error) {
 	return k, e.err(err)
 }
 
+// Lseek finds data and holes (SEEK_DATA, SEEK_HOLE) in file n.
+func (e *Ext3Layer) Lseek(n Node, off int64, whence int) (int64, error) {
+	r, err := e.fs.Lseek(uint32(n), off, whence)
+	return r, e.err(err)
+}
+
+var _ seeker = (*Ext3Layer)(nil)
+
 // Readlink implements Layer.
 func (e *Ext3Layer) Readlink(n Node) (string, error) {
 	t, err := e.fs.Readlink(uint32(n))
