@@ -268,6 +268,29 @@ func (sb *superblock) label() string {
 	return strings.TrimRight(string(sb.VolumeName[:]), "\x00")
 }
 
+// FeatureNames names the feature bits set in compat, incompat and
+// rocompat (superblock fields s_feature_*) as e2fsprogs does, for
+// messages about images husk cannot use; unknown bits by number.
+func FeatureNames(compat, incompat, rocompat uint32) []string {
+	var out []string
+	for _, f := range []struct {
+		v     uint32
+		names map[uint32]string
+	}{{compat, compatNames}, {incompat, incompatNames}, {rocompat, roCompatNames}} {
+		for bit := uint32(1); bit != 0; bit <<= 1 {
+			if f.v&bit == 0 {
+				continue
+			}
+			if n, ok := f.names[bit]; ok {
+				out = append(out, n)
+			} else {
+				out = append(out, fmt.Sprintf("0x%x", bit))
+			}
+		}
+	}
+	return out
+}
+
 // featureString lists the features in the order dumpe2fs prints them.
 func (sb *superblock) featureString() string {
 	var out []string

@@ -8,9 +8,11 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/husk-project/husk/ext3"
 	"github.com/husk-project/husk/squash"
 )
 
@@ -278,9 +280,13 @@ func probeSection(r io.ReaderAt, off int64) (FSType, error) {
 		compat := binary.LittleEndian.Uint32(sb[ext3CompatOff:])
 		incompat := binary.LittleEndian.Uint32(sb[ext3IncompOff:])
 		rocompat := binary.LittleEndian.Uint32(sb[ext3ROCompOff:])
-		if compat&ext3HasJournal == 0 || incompat&^ext3IncompatOK != 0 ||
-			rocompat&^ext3ROCompatOK != 0 {
-			return "", ErrNotExt3
+		if extra := ext3.FeatureNames(0, incompat&^ext3IncompatOK,
+			rocompat&^ext3ROCompatOK); len(extra) > 0 {
+			return "", fmt.Errorf("%w: it has features ext3 lacks (%s)", ErrNotExt3,
+				strings.Join(extra, ", "))
+		}
+		if compat&ext3HasJournal == 0 {
+			return "", fmt.Errorf("%w: it has no journal (ext2)", ErrNotExt3)
 		}
 		return FSExt3, nil
 	}

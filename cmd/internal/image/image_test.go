@@ -200,8 +200,8 @@ func TestOpenRefuses(t *testing.T) {
 		{"foreign arch", mkSIFArch(t, sq, foreignArch()),
 			"the image's architecture (" + foreignArch() + ") could not run on the host's (" +
 				runtime.GOARCH + ")"},
-		{"ext2", noJournal, "file is not a valid ext3 image"},
-		{"ext4", ext4, "file is not a valid ext3 image"},
+		{"ext2", noJournal, "file is not a valid ext3 image: it has no journal (ext2)"},
+		{"ext4", ext4, "file is not a valid ext3 image: it has features ext3 lacks (extents"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
