@@ -70,22 +70,40 @@ func (f *FS) mapRun(in *inode, lblk uint64, max int) (uint32, int, error) {
 	return p, n, nil
 }
 
+// fileRLocked returns regular file ino read-locked, and the function that
+// unlocks and releases it: EISDIR for a directory, EINVAL for anything
+// else that is not a regular file.
+func (f *FS) fileRLocked(ino uint32) (*inode, func(), error) {
+	in, err := f.iget(ino)
+	if err != nil {
+		return nil, nil, err
+	}
+	in.mu.RLock()
+	err = nil
+	if in.isDir() {
+		err = syscall.EISDIR
+	} else if !in.isReg() {
+		err = syscall.EINVAL
+	}
+	done := func() {
+		in.mu.RUnlock()
+		f.iput(in)
+	}
+	if err != nil {
+		done()
+		return nil, nil, err
+	}
+	return in, done, nil
+}
+
 // ReadAt reads file data at off. Like io.ReaderAt it returns io.EOF when
 // fewer than len(p) bytes are available. Holes read as zeros.
 func (f *FS) ReadAt(ino uint32, p []byte, off int64) (int, error) {
-	in, err := f.iget(ino)
+	in, release, err := f.fileRLocked(ino)
 	if err != nil {
 		return 0, err
 	}
-	defer f.iput(in)
-	in.mu.RLock()
-	defer in.mu.RUnlock()
-	if in.isDir() {
-		return 0, syscall.EISDIR
-	}
-	if !in.isReg() {
-		return 0, syscall.EINVAL
-	}
+	defer release()
 	if off < 0 {
 		return 0, syscall.EINVAL
 	}

@@ -15,16 +15,11 @@ func (f *FS) Lseek(ino uint32, off int64, whence int) (int64, error) {
 	if whence != unix.SEEK_DATA && whence != unix.SEEK_HOLE {
 		return 0, syscall.EINVAL
 	}
-	in, err := f.iget(ino)
+	in, release, err := f.fileRLocked(ino)
 	if err != nil {
 		return 0, err
 	}
-	defer f.iput(in)
-	in.mu.RLock()
-	defer in.mu.RUnlock()
-	if !in.isReg() {
-		return 0, syscall.EINVAL
-	}
+	defer release()
 	size := int64(in.size())
 	if off < 0 || off >= size {
 		return 0, syscall.ENXIO
