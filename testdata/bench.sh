@@ -91,9 +91,14 @@ bt=$tmp/benchtool
 
 declare -A why # stack -> why it cannot run
 husk=
+# What is measured, named when it is built: commits made while the bench
+# runs must not relabel it.
+husk_rev="$(git -C "$repo" rev-parse --short HEAD)$(git -C "$repo" diff --quiet HEAD \
+	-- cmd fusefs ext3 squash sandbox 2>/dev/null || echo ' + uncommitted changes')"
 if [[ " $stacks " == *" a "* ]]; then
 	if [ -n "${HUSK_BIN:-}" ]; then
 		cp "$HUSK_BIN" "$tmp/husk"
+		husk_rev="$HUSK_BIN (HUSK_BIN)"
 	elif out=$(go build -o "$HUSK_CACHE/husk" ./cmd/husk 2>&1); then
 		cp "$HUSK_CACHE/husk" "$tmp/husk" # a private copy: others may rebuild theirs
 	else
@@ -370,9 +375,7 @@ report_md() {
 	echo "- machine: $cpu, $(nproc) CPUs, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' \
 		/proc/meminfo), kernel $(uname -r); load average $start_load at the start, \
 $end_load at the end"
-	echo "- husk: $(git -C "$repo" rev-parse --short HEAD)$(git -C "$repo" diff --quiet HEAD \
-		-- cmd fusefs ext3 squash sandbox 2>/dev/null || echo ' + uncommitted changes'), \
-$(go version | cut -d' ' -f3)"
+	echo "- husk: $husk_rev, $(go version | cut -d' ' -f3)"
 	echo "- helpers: $(ver squashfuse_ll --version); fuse2fs $(ver fuse2fs -V |
 		awk '{ print $2 }') ($(fuse2fs -V 2>&1 | sed -n 's/^FUSE library version: /libfuse /p'));\
  $(fuse-overlayfs --version 2>&1 | grep -m1 "fuse-overlayfs: version" || true); $(ver mksquashfs -version)"
