@@ -123,6 +123,7 @@ type FS struct {
 	blockLoads    atomic.Int64  // data and fragment blocks decoded; read by tests
 	raStarts      atomic.Int64  // background decodes started; read by tests
 	lastFrag      atomic.Uint32 // fragment block of the last tail read (readahead.go)
+	fragStreak    atomic.Int32  // steps to the next fragment block in a row (readahead.go)
 	prefetches    atomic.Int64  // whole-file prefetches started; read by tests
 	xattrOOLRefs  atomic.Int64  // out-of-line xattr values followed; read by tests
 }

@@ -138,18 +138,26 @@ func (f *FS) startPrefetch(n *Inode, bl *blockList, first int64) {
 }
 
 // startFragmentReadahead decodes fragment block idx+1 in the background
-// when a tail read moved on to block idx while idx-1 is still cached: the
-// reader is sweeping files in the order mksquashfs packed their tails
-// (find | xargs cat, cp -r, tar), and each new fragment block would
-// otherwise be decoded while it and its core wait. Reading all of /usr
-// decodes as many fragment blocks as full ones.
+// once tail reads have moved from each fragment block to the next a few
+// times in a row: the reader is sweeping files in the order mksquashfs
+// packed their tails (find | xargs cat, cp -r, tar), and each new
+// fragment block would otherwise be decoded while it and its core wait.
+// Reading all of /usr decodes as many fragment blocks as full ones.
+// Imports, which touch neighbouring blocks without sweeping them, and
+// readers interleaved with others start none: their decodes would be
+// wasted, or take a core that is already busy.
 func (f *FS) startFragmentReadahead(idx uint32) {
 	ra := f.ra
-	if ra == nil || idx == 0 || idx+1 >= f.sb.Fragments || f.lastFrag.Swap(idx) == idx {
+	if ra == nil || idx+1 >= f.sb.Fragments {
 		return
 	}
-	prev, _, err := f.fragmentEntry(idx - 1)
-	if err != nil || !f.data.has(uint64(prev)) {
+	switch prev := f.lastFrag.Swap(idx); {
+	case prev == idx:
+		return
+	case idx != prev+1:
+		f.fragStreak.Store(0)
+		return
+	case f.fragStreak.Add(1) < fragSweep:
 		return
 	}
 	next, size, err := f.fragmentEntry(idx + 1)
@@ -168,3 +176,7 @@ func (f *FS) startFragmentReadahead(idx uint32) {
 		_, _ = f.dataBlock(next, size, int(f.sb.BlockSize), true, "fragment")
 	}()
 }
+
+// fragSweep is how many steps from one fragment block to the next in a
+// row make a sweep.
+const fragSweep = 3
