@@ -398,8 +398,9 @@ func (f *FS) storeXattrBlock(in *inode, list []xattr) error {
 	le.PutUint32(data[0:], xattrMagic)
 	le.PutUint32(data[8:], 1)
 	var h uint32
-	for off := xattrHdrSize; le.Uint32(data[off:]) != 0; off += pad4(xattrEntrySize + int(data[off])) {
+	for off := xattrHdrSize; le.Uint32(data[off:]) != 0; {
 		h = h<<16 ^ h>>16 ^ le.Uint32(data[off+12:])
+		off += pad4(xattrEntrySize + int(data[off]))
 	}
 	le.PutUint32(data[12:], h)
 
