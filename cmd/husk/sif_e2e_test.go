@@ -227,3 +227,26 @@ func TestSIFBadOverlayPartition(t *testing.T) {
 		t.Errorf("--overlay of a SIF without overlay partition: %s", r)
 	}
 }
+
+// TestSifToolRefusesBadFiles: husk sif says what is wrong with a file that
+// is not a SIF, or one cut short, in one line, as the run commands do,
+// instead of the sif library's "reading global header: unexpected EOF" or
+// a listing of objects past the end of the file.
+func TestSifToolRefusesBadFiles(t *testing.T) {
+	setup(t)
+	img, dir := debianSIF(t), workDir(t)
+	text := filepath.Join(dir, "notes.txt")
+	if err := os.WriteFile(text, []byte("hello text"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	short := filepath.Join(dir, "short.sif")
+	b, err := os.ReadFile(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(short, b[:len(b)/2], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fatalLine(t, husk(t, dir, "sif", "list", text), "notes.txt: not a SIF file")
+	fatalLine(t, husk(t, dir, "sif", "list", short), "short.sif: truncated SIF: object 1")
+}

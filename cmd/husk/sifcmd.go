@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/sylabs/sif/v2/pkg/sif"
+
+	"github.com/husk-project/husk/cmd/internal/image"
 )
 
 // `husk sif` is Apptainer's `sif` (siftool) command on the same library;
@@ -109,7 +111,29 @@ var sifHelpVars = map[string]string{
 		"13 loong64.",
 }
 
+// checkSIF refuses a file that is not a SIF, or whose header is damaged,
+// before the sif library reads it (whose "reading global header: unexpected
+// EOF" says neither): a file without SIF_MAGIC is "not a SIF file", the rest
+// is the header check the run commands make (image.InspectSIF).
+func checkSIF(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	const magicOff, magic = 32, "SIF_MAGIC"
+	b := make([]byte, len(magic))
+	if n, _ := f.ReadAt(b, magicOff); n < len(b) || string(b) != magic {
+		return fmt.Errorf("%s: not a SIF file: no %s at offset %d", path, magic, magicOff)
+	}
+	_, err = image.InspectSIF(f, path)
+	return err
+}
+
 func withSIF(path string, writable bool, fn func(*sif.FileImage) error) error {
+	if err := checkSIF(path); err != nil {
+		return err
+	}
 	flag := os.O_RDONLY
 	if writable {
 		flag = os.O_RDWR

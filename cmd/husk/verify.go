@@ -12,7 +12,6 @@ import (
 
 	"github.com/ProtonMail/go-crypto/openpgp"
 	"github.com/ProtonMail/go-crypto/openpgp/packet"
-	"github.com/husk-project/husk/cmd/internal/image"
 	"github.com/sylabs/sif/v2/pkg/integrity"
 	"github.com/sylabs/sif/v2/pkg/sif"
 )
@@ -99,25 +98,6 @@ func readKeyring(path string) (openpgp.EntityList, error) {
 		return nil, fmt.Errorf("keyring %s: %w", path, err)
 	}
 	return el, nil
-}
-
-// checkSIF refuses a file that is not a SIF, or whose header is damaged,
-// before the sif library reads it (whose "reading global header: unexpected
-// EOF" says neither): a file without SIF_MAGIC is "not a SIF file", the rest
-// is the header check the run commands make (image.InspectSIF).
-func checkSIF(path string) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	const magicOff, magic = 32, "SIF_MAGIC"
-	b := make([]byte, len(magic))
-	if n, _ := f.ReadAt(b, magicOff); n < len(b) || string(b) != magic {
-		return fmt.Errorf("%s: not a SIF file: no %s at offset %d", path, magic, magicOff)
-	}
-	_, err = image.InspectSIF(f, path)
-	return err
 }
 
 // Run implements `husk verify`.

@@ -205,6 +205,17 @@ func InspectSIF(f *os.File, path string) (*SIFInfo, error) {
 		return nil, fmt.Errorf("%s: invalid SIF: %w", path, err)
 	}
 	defer fi.UnloadContainer()
+	all, err := fi.GetDescriptors()
+	if err != nil && !errors.Is(err, sif.ErrNoObjects) {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	for _, d := range all {
+		if d.Offset() < 0 || d.Size() < 0 || d.Offset()+d.Size() > st.Size() {
+			return nil, fmt.Errorf("%s: truncated SIF: object %d (offset %d, size %d) "+
+				"ends past end of file (%d bytes)", path, d.ID(), d.Offset(), d.Size(),
+				st.Size())
+		}
+	}
 
 	info := &SIFInfo{Arch: fi.PrimaryArch(), Group: 1}
 	if prim, err := fi.GetDescriptor(sif.WithPartitionType(sif.PartPrimSys)); err == nil {
