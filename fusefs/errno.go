@@ -20,8 +20,8 @@ func (u *Union) toErrno(op string, err error) syscall.Errno {
 	}
 	var le *LayerError
 	named := errors.As(err, &le)
-	if named && u.opts.OnLayerError != nil {
-		u.opts.OnLayerError(le)
+	if named && u.opts.OnLayerError != nil && u.opts.OnLayerError(le) {
+		return syscall.EIO
 	}
 	if u.log != nil {
 		if named {

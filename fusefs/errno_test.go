@@ -18,7 +18,10 @@ func TestLayerErrorNamesImage(t *testing.T) {
 	var buf bytes.Buffer
 	var reported []string
 	u := &Union{log: slog.New(slog.NewTextHandler(&buf, nil)), opts: Options{
-		OnLayerError: func(le *LayerError) { reported = append(reported, le.Image) }}}
+		OnLayerError: func(le *LayerError) bool {
+			reported = append(reported, le.Image)
+			return false
+		}}}
 	corrupt := errors.New("squash: inode 7 at offset 99: corrupt data")
 	cases := []struct {
 		err      error
@@ -53,5 +56,16 @@ func TestLayerErrorNamesImage(t *testing.T) {
 	}
 	if !errors.Is(nameErr("/x/a.sif", corrupt), corrupt) {
 		t.Error("LayerError does not unwrap to its cause")
+	}
+}
+
+// A layer error that OnLayerError takes to the user is not logged again.
+func TestLayerErrorTakenNotLogged(t *testing.T) {
+	var buf bytes.Buffer
+	u := &Union{log: slog.New(slog.NewTextHandler(&buf, nil)), opts: Options{
+		OnLayerError: func(*LayerError) bool { return true }}}
+	err := nameErr("/x/a.sif", errors.New("squash: bad block"))
+	if got := u.toErrno("read", err); got != syscall.EIO || buf.Len() != 0 {
+		t.Errorf("errno %v, logged %q; want EIO and nothing", got, buf.String())
 	}
 }

@@ -29,8 +29,10 @@ type Options struct {
 	Logger *slog.Logger
 	// OnLayerError, if set, is called with each layer failure that names
 	// its image, before the kernel gets the EIO it becomes (so a caller
-	// can report which image is damaged ahead of the failing request).
-	OnLayerError func(*LayerError)
+	// can report which image is damaged ahead of the failing request). It
+	// returns true when it has taken the report to the user, and then the
+	// union does not log it.
+	OnLayerError func(*LayerError) bool
 	// EntryTimeout and AttrTimeout are the kernel cache lifetimes; zero
 	// means [DefaultTimeout]. The union is the only writer of its layers,
 	// and every change it makes goes through the kernel, so long timeouts

@@ -168,13 +168,33 @@ type relayed struct {
 // relay reads the log pipe until every writer has closed it and replays
 // the records into log.
 func relay(r io.Reader, log *slog.Logger) relayed {
-	return relayNotify(r, log, nil)
+	return relayRecords(r, log, nil, false)
 }
 
 // relayNotify is relay calling onStart (when not nil) with the instance's
 // stage 2 pid once the payload runs.
 func relayNotify(r io.Reader, log *slog.Logger, onStart func(pid int)) relayed {
+	return relayRecords(r, log, onStart, true)
+}
+
+// relayRecords is relay and relayNotify. A stage's image fault is printed
+// as a warning here; with hold (where the payload's start is relayed too),
+// a fault met before the payload started is held back until it does: a
+// setup that fails on it names it in its fatal error, once.
+func relayRecords(r io.Reader, log *slog.Logger, onStart func(pid int), hold bool) relayed {
 	var res relayed
+	var held *imageFault
+	// The union's own warning, which it left to stage 0 (see
+	// ReportImageFault), in its words.
+	warn := func(f *imageFault) {
+		log.Warn("fusefs: layer error", "err", f.Problem, "image", f.Image)
+	}
+	defer func() {
+		var ie *ImageError
+		if held != nil && !errors.As(res.fatal, &ie) {
+			warn(held)
+		}
+	}()
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
@@ -192,6 +212,10 @@ func relayNotify(r io.Reader, log *slog.Logger, onStart func(pid int)) relayed {
 			continue
 		}
 		if rec.Started {
+			if held != nil {
+				warn(held)
+				held = nil
+			}
 			res.started = true
 			if onStart != nil {
 				onStart(res.pid)
@@ -203,6 +227,11 @@ func relayNotify(r io.Reader, log *slog.Logger, onStart func(pid int)) relayed {
 				res.fault = rec.Fault
 			}
 			log.Debug("image fault", "image", rec.Fault.Image, "problem", rec.Fault.Problem)
+			if hold && !res.started {
+				held = rec.Fault
+			} else {
+				warn(rec.Fault)
+			}
 			continue
 		}
 		if rec.Fatal {
@@ -267,13 +296,18 @@ var (
 // kernel gets the EIO. Only the first fault of a process is sent: it is
 // the one that fails the setup, and a payload reading a damaged file over
 // and over must not flood the pipe. Outside a stage it does nothing.
-func ReportImageFault(image string, problem error) {
+//
+// It reports whether stage 0 took the fault: then stage 0 tells the user,
+// once (in the fatal error when the setup fails on it, else as a warning),
+// and the caller should not print it too. Later faults, and any after
+// stage 0 is gone (an instance's), are the caller's to print.
+func ReportImageFault(image string, problem error) bool {
 	h := stagePipe.Load()
 	if h == nil || problem == nil || !faultSent.CompareAndSwap(false, true) {
-		return
+		return false
 	}
-	_ = h.send(record{Level: slog.LevelDebug,
-		Fault: &imageFault{Image: clip(image), Problem: clip(problem.Error())}})
+	return h.send(record{Level: slog.LevelDebug,
+		Fault: &imageFault{Image: clip(image), Problem: clip(problem.Error())}}) == nil
 }
 
 // stageError is an error that crossed a process boundary (a stage's fatal

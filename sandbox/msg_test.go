@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strings"
 	"syscall"
 	"testing"
 )
@@ -109,6 +110,47 @@ func TestWithImageFault(t *testing.T) {
 			}
 			if ie == nil && err != c.err {
 				t.Errorf("withImageFault changed %v to %v", c.err, err)
+			}
+		})
+	}
+}
+
+// An image fault relayed before the payload started is printed once: in
+// the fatal error when the setup then fails on it, else as a warning when
+// the payload starts (or the relay ends); after the start, at once.
+func TestRelayFaultWarning(t *testing.T) {
+	eio := fmt.Errorf("exec /bin/sh: %w", syscall.EIO)
+	for _, c := range []struct {
+		name  string
+		steps string // f: fault, s: started, x: fatal EIO
+		warns int
+	}{
+		{"setup fails on it", "fx", 0},
+		{"payload starts", "fs", 1},
+		{"after the start", "sf", 1},
+		{"relay ends", "f", 1},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			faultSent.Store(false)
+			t.Cleanup(func() { stagePipe.Store(nil); faultSent.Store(false) })
+			var pipe bytes.Buffer
+			h := newPipeHandler(&pipe, slog.LevelWarn)
+			for _, s := range c.steps {
+				switch s {
+				case 'f':
+					if !ReportImageFault("/a.sif: partition 1", errors.New("bad block")) {
+						t.Fatal("the fault was not taken")
+					}
+				case 's':
+					h.started()
+				case 'x':
+					h.fatal(eio)
+				}
+			}
+			var out bytes.Buffer
+			relayNotify(&pipe, slog.New(slog.NewTextHandler(&out, nil)), nil)
+			if n := strings.Count(out.String(), "layer error"); n != c.warns {
+				t.Errorf("%d warnings, want %d:\n%s", n, c.warns, out.String())
 			}
 		})
 	}

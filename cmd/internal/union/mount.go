@@ -57,8 +57,10 @@ func (Mounter) Mount(spec *sandbox.Spec, files []*os.File, target string) (sandb
 		Logger: log,
 		// A setup that fails on a damaged image then names the image
 		// (sandbox.ImageError), reported before the kernel's EIO.
-		OnLayerError: func(le *fusefs.LayerError) { sandbox.ReportImageFault(le.Image, le.Err) },
-		Debug:        spec.Debug && os.Getenv("HUSK_FUSE_DEBUG") != ""}
+		OnLayerError: func(le *fusefs.LayerError) bool {
+			return sandbox.ReportImageFault(le.Image, le.Err)
+		},
+		Debug: spec.Debug && os.Getenv("HUSK_FUSE_DEBUG") != ""}
 	fusermountOptions(spec, &opts)
 	for i, l := range plan.Lowers {
 		layer, err := b.lower(l)
