@@ -8,8 +8,8 @@ import (
 
 // toErrno converts a layer error to the errno the kernel gets. It is the one
 // place where errors cross the FUSE boundary: POSIX conditions pass through,
-// anything else becomes EIO and is logged, because the kernel cannot carry
-// the message.
+// anything else becomes EIO and is logged (once per distinct error),
+// because the kernel cannot carry the message.
 func (u *Union) toErrno(op string, err error) syscall.Errno {
 	if err == nil {
 		return 0
@@ -17,6 +17,9 @@ func (u *Union) toErrno(op string, err error) syscall.Errno {
 	var e syscall.Errno
 	if errors.As(err, &e) {
 		return e
+	}
+	if !u.firstWarning(err.Error()) {
+		return syscall.EIO // told already
 	}
 	var le *LayerError
 	named := errors.As(err, &le)
@@ -33,6 +36,26 @@ func (u *Union) toErrno(op string, err error) syscall.Errno {
 	}
 	return syscall.EIO
 }
+
+// firstWarning reports whether msg was not warned about recently. The
+// kernel retries a failed read (readahead, then the read itself) and a
+// program may read a damaged file again: one line per distinct fault is
+// enough, not one per request.
+func (u *Union) firstWarning(msg string) bool {
+	u.warnMu.Lock()
+	defer u.warnMu.Unlock()
+	if u.warned == nil || len(u.warned) >= maxWarned {
+		u.warned = make(map[string]bool) // forget, rather than grow without bound
+	}
+	if u.warned[msg] {
+		return false
+	}
+	u.warned[msg] = true
+	return true
+}
+
+// maxWarned bounds the faults remembered by firstWarning.
+const maxWarned = 1024
 
 // isErrno reports whether err is (or wraps) the errno e.
 func isErrno(err error, e syscall.Errno) bool {

@@ -69,3 +69,19 @@ func TestLayerErrorTakenNotLogged(t *testing.T) {
 		t.Errorf("errno %v, logged %q; want EIO and nothing", got, buf.String())
 	}
 }
+
+// The same layer error is logged once however often it is met (the kernel
+// retries failed reads); a different one is logged too.
+func TestLayerErrorLoggedOnce(t *testing.T) {
+	var buf bytes.Buffer
+	u := &Union{log: slog.New(slog.NewTextHandler(&buf, nil))}
+	bad := nameErr("/x/a.sif", errors.New("squash: inode 7: bad block"))
+	other := nameErr("/x/a.sif", errors.New("squash: inode 8: bad block"))
+	for range 3 {
+		u.toErrno("read", bad)
+	}
+	u.toErrno("read", other)
+	if n := strings.Count(buf.String(), "layer error"); n != 2 {
+		t.Errorf("%d lines logged, want 2:\n%s", n, buf.String())
+	}
+}

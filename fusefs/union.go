@@ -27,6 +27,9 @@ type Union struct {
 	// renameMu makes renames between two directories (and other
 	// changes that lock two directories) one at a time; see locking.go.
 	renameMu sync.Mutex
+	// warnMu guards warned, the layer errors already logged (errno.go).
+	warnMu sync.Mutex
+	warned map[string]bool
 	// linkMu makes copy-ups of hard-linked lower files one at a time
 	// and guards linkIndex.
 	linkMu sync.Mutex
