@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"syscall"
 	"time"
 
@@ -184,8 +185,14 @@ func (st *stage1State) fuseCommand(fm FuseMount) (*exec.Cmd, error) {
 		if err != nil {
 			return nil, err
 		}
-		cmd = &exec.Cmd{Path: path, Args: args, Dir: "/", Env: st.plan.Spec.Env}
-		attr.Chroot = st.final
+		// Not SysProcAttr.Chroot: Go starts programs with vfork, whose
+		// child shares this process's memory until its exec, and an exec
+		// of a path in the union needs this process's FUSE server to
+		// answer lookups and reads meanwhile; that deadlocked now and
+		// then. The shim is exec'd from the host, then chroots itself.
+		cmd = &exec.Cmd{Path: "/proc/self/exe",
+			Args: append([]string{"husk-fusemount", st.final, path}, args...), Dir: "/",
+			Env: append(slices.Clone(st.plan.Spec.Env), stageEnv+"="+chrootStage)}
 	} else {
 		cmd = exec.Command(args[0], args[1:]...)
 		if cmd.Err != nil {
@@ -262,4 +269,32 @@ func (st *stage1State) stopFuseMounts() error {
 	}
 	st.fuse = fuseMountSet{}
 	return errors.Join(errs...)
+}
+
+// chrootStage marks a re-execution of husk as the shim that starts an
+// in-container --fusemount program (fuseCommand): arguments root, path,
+// argv.
+const chrootStage = "chroot"
+
+// chrootExec chroots into os.Args[1] and execs os.Args[2] with argv
+// os.Args[3:] and the environment it was given (without stageEnv). Only
+// errors return; [Main] exits with the status.
+func chrootExec() int {
+	os.Unsetenv(stageEnv)
+	if len(os.Args) < 4 {
+		fmt.Fprintf(os.Stderr, "FATAL:   %v: chroot shim without a command\n", errStage)
+		return setupFailed
+	}
+	root, path, argv := os.Args[1], os.Args[2], os.Args[3:]
+	if err := unix.Chroot(root); err != nil {
+		fmt.Fprintf(os.Stderr, "FATAL:   %v\n", &os.PathError{Op: "chroot", Path: root, Err: err})
+		return setupFailed
+	}
+	if err := unix.Chdir("/"); err != nil {
+		fmt.Fprintf(os.Stderr, "FATAL:   %v\n", &os.PathError{Op: "chdir", Path: "/", Err: err})
+		return setupFailed
+	}
+	err := unix.Exec(path, argv, os.Environ())
+	fmt.Fprintf(os.Stderr, "FATAL:   %v\n", &os.PathError{Op: "exec", Path: path, Err: err})
+	return setupFailed
 }

@@ -30,8 +30,11 @@ func Main(m Mounter, hooks ...StageHook) {
 	if stage == "" {
 		return
 	}
-	if stage == seccompStage {
+	switch stage {
+	case seccompStage:
 		os.Exit(seccompExec()) // the payload's seccomp shim: seccompprofile_linux.go
+	case chrootStage:
+		os.Exit(chrootExec()) // an in-container --fusemount program: fusemount_linux.go
 	}
 	// Install the handlers before anything else: stage 0 may forward a
 	// signal as soon as this process exists.
