@@ -26,18 +26,62 @@ func (f *FS) Lseek(ino uint32, off int64, whence int) (int64, error) {
 	}
 	bs := int64(f.bs)
 	for lblk := uint64(off / bs); int64(lblk)*bs < size; {
-		// One map run at a time: holes skip missing indirect subtrees.
-		phys, run, err := f.mapRun(in, lblk, 1<<20)
+		mapped, run, err := f.leafRun(in, lblk)
 		if err != nil {
 			return 0, err
 		}
-		if (phys != 0) == (whence == unix.SEEK_DATA) {
+		if mapped == (whence == unix.SEEK_DATA) {
 			return max(off, int64(lblk)*bs), nil
 		}
-		lblk += uint64(run)
+		lblk += run
 	}
 	if whence == unix.SEEK_HOLE {
 		return size, nil
 	}
 	return 0, syscall.ENXIO
+}
+
+// leafRun reports whether logical block lblk of in is mapped, and how many
+// blocks from it on are alike up to the end of the pointer array that
+// maps it (the i_block slots or a last-level indirect block): one walk
+// down the tree per array, not per block, so that seeking through a
+// large file is cheap. A missing indirect block makes a hole as long as
+// the subtree it would head (holeSpan).
+// Preconditions: in.mu held.
+func (f *FS) leafRun(in *inode, lblk uint64) (bool, uint64, error) {
+	depth, idx, err := f.mapPath(lblk)
+	if err != nil {
+		return false, 1 << 62, nil // past what the map can address: a hole to the end
+	}
+	if depth == 0 {
+		first := in.blockPtr(int(idx[0])) != 0
+		n := uint64(1)
+		for i := int(idx[0]) + 1; i < nDirect && (in.blockPtr(i) != 0) == first; i++ {
+			n++
+		}
+		return first, n, nil
+	}
+	p := in.blockPtr(int(idx[0]))
+	for d := 1; d <= depth; d++ {
+		if p == 0 {
+			return false, f.holeSpan(in, lblk), nil
+		}
+		b, err := f.getInd(in, p)
+		if err != nil {
+			return false, 0, err
+		}
+		if d < depth {
+			p = le.Uint32(b.data[4*idx[d]:])
+			f.cache.put(b)
+			continue
+		}
+		first := le.Uint32(b.data[4*idx[d]:]) != 0
+		n := uint64(1)
+		for i := int(idx[d]) + 1; i < f.apb && (le.Uint32(b.data[4*i:]) != 0) == first; i++ {
+			n++
+		}
+		f.cache.put(b)
+		return first, n, nil
+	}
+	return false, 1, nil // not reached: depth >= 1 ends in the loop
 }

@@ -55,3 +55,51 @@ func TestLseek(t *testing.T) {
 		}
 	}
 }
+
+// TestLseekAcrossLeaves: with 1 KiB blocks 2 MiB of data spans the direct
+// slots, the indirect block and eight leaves under the double indirect
+// one; SEEK_HOLE finds its end, and holes between blocks of one leaf and
+// after a missing leaf are found as well.
+func TestLseekAcrossLeaves(t *testing.T) {
+	img := mkext3(t, 16<<20, "-b", "1024")
+	f := openImage(t, img, false)
+	defer f.Close()
+	a := mustA(t)(f.Create(RootIno, "big", 0o644, 0, 0))
+	data := make([]byte, 2<<20)
+	for i := range data {
+		data[i] = 1
+	}
+	for _, w := range []struct {
+		off int64
+		n   int
+	}{{0, 2 << 20}, {3 << 20, 1024}, {3<<20 + 10<<10, 1024}, {6 << 20, 1024}} {
+		if _, err := f.WriteAt(a.Ino, data[:w.n], w.off); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := f.Setattr(a.Ino, SetAttr{SetSize: true, Size: 8 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		off    int64
+		whence int
+		want   int64
+	}{
+		{0, unix.SEEK_HOLE, 2 << 20},
+		{1<<20 + 5, unix.SEEK_HOLE, 2 << 20},
+		{2 << 20, unix.SEEK_DATA, 3 << 20},
+		{3 << 20, unix.SEEK_HOLE, 3<<20 + 1024},
+		{3<<20 + 1024, unix.SEEK_DATA, 3<<20 + 10<<10},
+		{3<<20 + 11<<10, unix.SEEK_DATA, 6 << 20},
+		{6 << 20, unix.SEEK_HOLE, 6<<20 + 1024},
+		{6<<20 + 1024, unix.SEEK_HOLE, 6<<20 + 1024},
+	} {
+		got, err := f.Lseek(a.Ino, c.off, c.whence)
+		if err != nil || got != c.want {
+			t.Errorf("lseek(%d, %d): %d, %v; want %d", c.off, c.whence, got, err, c.want)
+		}
+	}
+	if _, err := f.Lseek(a.Ino, 6<<20+1024, unix.SEEK_DATA); !errors.Is(err, syscall.ENXIO) {
+		t.Errorf("SEEK_DATA after the last data: %v, want ENXIO", err)
+	}
+}
