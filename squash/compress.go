@@ -50,7 +50,7 @@ type decompressor interface {
 func newDecompressor(id uint16, maxOut int) (decompressor, error) {
 	switch id {
 	case compGzip:
-		return &zlibDecompressor{}, nil
+		return newZlibDecompressor(), nil
 	case compXz:
 		return xzDecompressor{dictCap: max(maxOut, metaSize)}, nil
 	case compLzma:
@@ -99,7 +99,9 @@ func readAllLimited(dst []byte, r io.Reader) ([]byte, error) {
 	return nil, io.ErrNoProgress
 }
 
-// zlibDecompressor pools klauspost zlib readers, reset per block.
+// zlibDecompressor pools klauspost zlib readers, reset per block. It is
+// the decoder of builds without cgo and the reference the tests compare
+// libdeflate with.
 type zlibDecompressor struct{ pool sync.Pool }
 
 func (z *zlibDecompressor) decompress(dst, src []byte) ([]byte, error) {

@@ -18,6 +18,10 @@ husk_need_tools() {
 		command -v "${t%%:*}" >/dev/null 2>&1 || PATH=$PATH:/usr/sbin:/sbin \
 			command -v "${t%%:*}" >/dev/null 2>&1 || missing+=("${t#*:}")
 	done
+	# Building husk: libdeflate (linked statically) decodes gzip squashfs.
+	for t in /usr/include/libdeflate.h:libdeflate-dev; do
+		[ -e "${t%%:*}" ] || missing+=("${t#*:}")
+	done
 	if [ ${#missing[@]} -gt 0 ]; then
 		if [ "$(id -u)" = 0 ]; then
 			echo "deps: installing ${missing[*]}" >&2

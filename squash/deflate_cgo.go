@@ -1,0 +1,73 @@
+// Copyright 2026 The husk Authors. SPDX-License-Identifier: Apache-2.0
+
+//go:build cgo && !husk_purego
+
+package squash
+
+// libdeflate decodes whole buffers, which is what a squashfs block is, and
+// does it three to four times faster than a streaming Go inflater (measured
+// on 128 KiB blocks of shared libraries: 340-450 MB/s against 100-115).
+// Decompression is most of the CPU time husk spends serving an image, so
+// the gzip images Apptainer builds by default go through it. It is linked
+// statically: the binary still runs where libdeflate is not installed.
+
+/*
+#cgo LDFLAGS: -l:libdeflate.a
+#include <libdeflate.h>
+*/
+import "C"
+
+import (
+	"fmt"
+	"unsafe"
+)
+
+// deflatePoolSize bounds the idle libdeflate decompressors kept (about
+// 10 KB of C memory each); more are made when more blocks decode at once.
+const deflatePoolSize = 16
+
+// libdeflateZlib decodes zlib-wrapped deflate blocks with libdeflate. A
+// libdeflate decompressor holds its tables between calls and must not be
+// shared, so idle ones wait in a bounded free list.
+type libdeflateZlib struct {
+	free chan *C.struct_libdeflate_decompressor
+}
+
+func newZlibDecompressor() decompressor {
+	return &libdeflateZlib{
+		free: make(chan *C.struct_libdeflate_decompressor, deflatePoolSize),
+	}
+}
+
+func (z *libdeflateZlib) decompress(dst, src []byte) ([]byte, error) {
+	if len(src) == 0 {
+		return nil, fmt.Errorf("gzip: empty block")
+	}
+	if cap(dst) == 0 {
+		return nil, fmt.Errorf("gzip: %w", errOutputTooLarge)
+	}
+	var d *C.struct_libdeflate_decompressor
+	select {
+	case d = <-z.free:
+	default:
+		if d = C.libdeflate_alloc_decompressor(); d == nil {
+			return nil, fmt.Errorf("gzip: out of memory for a decompressor")
+		}
+	}
+	dst = dst[:cap(dst)]
+	var n C.size_t
+	r := C.libdeflate_zlib_decompress(d, unsafe.Pointer(&src[0]), C.size_t(len(src)),
+		unsafe.Pointer(&dst[0]), C.size_t(len(dst)), &n)
+	select {
+	case z.free <- d:
+	default:
+		C.libdeflate_free_decompressor(d)
+	}
+	switch r {
+	case C.LIBDEFLATE_SUCCESS:
+		return dst[:n], nil
+	case C.LIBDEFLATE_INSUFFICIENT_SPACE:
+		return nil, fmt.Errorf("gzip: %w", errOutputTooLarge)
+	}
+	return nil, fmt.Errorf("gzip: invalid zlib data")
+}
