@@ -364,14 +364,14 @@ func (n *node) OpendirHandle(ctx context.Context,
 	return h, fl, 0
 }
 
-// Readdirent implements fs.FileReaddirenter.
+// Readdirent implements fs.FileReaddirenter. go-fuse copies the entry
+// it is given, so it gets one of the snapshot's own, not a new one each.
 func (h *dirHandle) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Errno) {
 	if h.pos >= len(h.ents) {
 		return nil, 0
 	}
-	e := h.ents[h.pos]
 	h.pos++
-	return &e, 0
+	return &h.ents[h.pos-1], 0
 }
 
 // Lookup implements fs.FileLookuper: go-fuse calls it for each name of

@@ -121,13 +121,14 @@ func (s *SquashLayer) ReadDir(dir Node) ([]Dirent, error) {
 	if err != nil {
 		return nil, err
 	}
-	ents, err := s.fs.ReadDir(d)
+	ents, n, err := s.fs.DirEntries(d)
 	if err != nil {
 		return nil, s.err(err)
 	}
-	out := make([]Dirent, len(ents))
-	for i, e := range ents {
-		out[i] = Dirent{Name: e.Name, Node: Node(e.Ref), Ino: uint64(e.Ino), Mode: e.Type}
+	out := make([]Dirent, 0, n)
+	for e := range ents {
+		out = append(out, Dirent{Name: e.Name, Node: Node(e.Ref), Ino: uint64(e.Ino),
+			Mode: e.Type})
 	}
 	return out, nil
 }

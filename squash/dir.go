@@ -4,6 +4,7 @@ package squash
 
 import (
 	"fmt"
+	"iter"
 	"slices"
 	"strings"
 	"syscall"
@@ -70,6 +71,21 @@ func (f *FS) ReadDir(dir *Inode) ([]DirEntry, error) {
 		return nil, err
 	}
 	return slices.Clone(l.entries), nil
+}
+
+// DirEntries returns the entries of dir in on-disk (name) order, as
+// ReadDir lists them, and how many there are, without copying the cached
+// listing: a caller that converts every entry anyway need not pay for a
+// copy per directory.
+func (f *FS) DirEntries(dir *Inode) (iter.Seq[DirEntry], int, error) {
+	if !dir.IsDir() {
+		return nil, 0, notDir("readdir", dir)
+	}
+	l, err := f.listing(dir)
+	if err != nil {
+		return nil, 0, err
+	}
+	return slices.Values(l.entries), len(l.entries), nil
 }
 
 // Lookup returns the inode named name in dir. A missing name gives an error

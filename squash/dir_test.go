@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
@@ -131,6 +132,45 @@ func TestLookupCachesListing(t *testing.T) {
 			t.Errorf("%s: lookups parsed %d ranges of %d", dir.path, loads, d.idxCount+1)
 		}
 	}
+}
+
+// TestDirEntries checks that DirEntries yields what ReadDir returns, in
+// the same order, with the count it reports, and refuses a file.
+func TestDirEntries(t *testing.T) {
+	f := openImage(t, image(t), nil)
+	root, _ := f.Inode(f.Root())
+	for _, dir := range []*Inode{root, lookupPath(t, f, root, "big")} {
+		want, err := f.ReadDir(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seq, n, err := f.DirEntries(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := slices.Collect(seq)
+		if n != len(want) || !slices.Equal(got, want) {
+			t.Fatalf("DirEntries: %d entries (count %d), ReadDir: %d", len(got), n,
+				len(want))
+		}
+	}
+	ents, err := f.ReadDir(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		if e.Type == syscall.S_IFREG {
+			file, err := f.Inode(e.Ref)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, _, err := f.DirEntries(file); !errors.Is(err, syscall.ENOTDIR) {
+				t.Fatalf("DirEntries(%s): err %v, want ENOTDIR", e.Name, err)
+			}
+			return
+		}
+	}
+	t.Fatal("the test image has no regular file at its root")
 }
 
 // TestLargeListingKept checks that a listing too large for the directory
