@@ -91,7 +91,10 @@ func (h *fileHandle) Read(ctx context.Context, dest []byte,
 		}
 	}
 	k, err := u.layers[t.l].ReadAt(t.n, dest, off)
-	if err != nil && k == 0 && !errors.Is(err, io.EOF) {
+	if err != nil && !errors.Is(err, io.EOF) {
+		// Not the good part alone: the kernel takes a short read for
+		// the end of the file and shrinks it, so a damaged block after
+		// a good one would end the file there, silently.
 		return nil, u.toErrno("read", err)
 	}
 	return fuse.ReadResultData(dest[:k]), 0
