@@ -158,10 +158,12 @@
 //
 // Spec.Seccomp (--security seccomp:FILE, read with [ReadSeccompProfile]):
 // an OCI/Docker seccomp profile compiled to BPF (go-seccomp-bpf) in
-// stage 2 and loaded by a shim (this binary re-executed through
-// /proc/self/exe) between stage 2's fork and the payload's exec, so that
-// neither stage 2 nor its clone of the payload is confined; it stacks
-// with the mknod filter below. Spec.FuseMounts (--fusemount, see
+// stage 2 and loaded by a shim (this binary re-executed) between stage
+// 2's fork and the payload's exec, so that neither stage 2 nor its clone
+// of the payload is confined; it stacks with the mknod filter below. A
+// dynamically linked husk starts the shim through the host's ELF
+// interpreter and libraries, opened before the pivot (hostLoader), so it
+// runs in images without glibc or with an older one. Spec.FuseMounts (--fusemount, see
 // [ParseFuseMount]): stage 1 mounts /dev/fuse at each mount point after
 // the binds and starts the FUSE program with /dev/fd/3 in its place,
 // from the host side or chrooted into the container; at exit it stops

@@ -23,7 +23,7 @@ const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bi
 //
 // It locks the calling goroutine to its thread for good: no_new_privs and
 // the payload's parent-death signal both belong to this thread.
-func startPayload(p *plan, cwd string) (*os.Process, error) {
+func startPayload(p *plan, cwd string, loader *hostLoader) (*os.Process, error) {
 	spec := p.Spec
 	env := withPWD(spec.Env, cwd)
 	path, err := lookPath(spec.Args[0], envPath(env), cwd)
@@ -55,10 +55,12 @@ func startPayload(p *plan, cwd string) (*os.Process, error) {
 
 	argv := append([]string{spec.Args[0]}, spec.Args[1:]...)
 	// With a seccomp profile, a shim loads it and execs path.
-	path, argv, attr.Env, err = seccompShim(spec, path, argv, attr.Env)
+	var extra []*os.File
+	path, argv, attr.Env, extra, err = seccompShim(spec, path, argv, attr.Env, loader)
 	if err != nil {
 		return nil, err
 	}
+	attr.Files = append(attr.Files, extra...)
 	proc, err := os.StartProcess(path, argv, attr)
 	if errors.Is(err, syscall.ENOEXEC) {
 		// No #! line: run it with the shell, as execvp(3) and Apptainer do.

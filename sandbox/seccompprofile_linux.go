@@ -10,6 +10,8 @@ import (
 	"os"
 	"runtime"
 	"slices"
+	"strconv"
+	"strings"
 	"unsafe"
 
 	seccomp "github.com/elastic/go-seccomp-bpf"
@@ -27,19 +29,41 @@ import (
 // its supervisor thread would be confined by a profile meant for the
 // payload.
 const (
-	seccompStage = "seccomp"
-	seccompEnv   = "_HUSK_SECCOMP"
+	seccompStage      = "seccomp"
+	seccompEnv        = "_HUSK_SECCOMP"
+	seccompPreloadEnv = "_HUSK_LD_PRELOAD" // the payload's LD_PRELOAD (hostLoader)
 )
 
 // seccompShim returns what stage 2 starts instead of path and argv when
 // the Spec has a seccomp profile: the shim, with the compiled filter in
-// its environment. Without a profile it returns its arguments unchanged.
-func seccompShim(spec *Spec, path string, argv, env []string) (string, []string,
-	[]string, error) {
+// its environment, started through the host's loader when stage 2 has
+// one (see hostLoader), and the files that must be open in it from fd 3
+// on. Without a profile it returns its arguments unchanged.
+func seccompShim(spec *Spec, path string, argv, env []string, loader *hostLoader) (string,
+	[]string, []string, []*os.File, error) {
 	p := spec.Seccomp
 	if p == nil {
-		return path, argv, env, nil
+		return path, argv, env, nil, nil
 	}
+	path, argv, env, err := seccompShimCommand(spec, path, argv, env)
+	if err != nil || loader == nil {
+		return path, argv, env, nil, err
+	}
+	// The host's loader would preload the image's libraries into the
+	// shim; the shim restores the variable for the payload.
+	for i, e := range env {
+		if v, ok := strings.CutPrefix(e, "LD_PRELOAD="); ok {
+			env[i] = seccompPreloadEnv + "=" + v
+		}
+	}
+	path, argv, files := loader.command(argv[1:])
+	return path, argv, env, files, nil
+}
+
+// seccompShimCommand is seccompShim starting the shim as /proc/self/exe.
+func seccompShimCommand(spec *Spec, path string, argv, env []string) (string, []string,
+	[]string, error) {
+	p := spec.Seccomp
 	// A Spec need not come from ReadSeccompProfile.
 	if err := p.check(); err != nil {
 		return "", nil, nil, fmt.Errorf("seccomp profile %s: %w", p.File, err)
@@ -87,6 +111,14 @@ func seccompExec() int {
 	data := os.Getenv(seccompEnv)
 	os.Unsetenv(seccompEnv)
 	os.Unsetenv(stageEnv)
+	if v, ok := os.LookupEnv(seccompPreloadEnv); ok {
+		os.Unsetenv(seccompPreloadEnv)
+		os.Setenv("LD_PRELOAD", v)
+	}
+	// The host loader's files (fd 3 on) are not the payload's.
+	if err := unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
+		closeOnExecFrom(3)
+	}
 	if len(os.Args) < 3 {
 		fmt.Fprintf(os.Stderr, "FATAL:   %v: seccomp shim without a command\n", errStage)
 		return setupFailed
@@ -473,4 +505,18 @@ func actionName(a seccomp.Action) string {
 		return "SCMP_ACT_TRACE, with no tracer"
 	}
 	return fmt.Sprintf("action %#x", uint32(a))
+}
+
+// closeOnExecFrom marks every descriptor from min on close-on-exec, for
+// kernels before 5.11 without close_range(CLOSE_RANGE_CLOEXEC).
+func closeOnExecFrom(min int) {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		if fd, err := strconv.Atoi(e.Name()); err == nil && fd >= min {
+			unix.CloseOnExec(fd)
+		}
+	}
 }

@@ -30,8 +30,13 @@ func stage2(fw *forwarder, fds string, unshare bool) int {
 	}
 	logIDs(log, "mount namespace")
 
+	var loader *hostLoader
+	if p.Spec.Seccomp != nil {
+		loader = openHostLoader(log) // before the pivot hides the host
+	}
 	procfd, err := enter(p, log)
 	if err != nil {
+		loader.Close()
 		return sio.fail(err)
 	}
 	cwd, err := workDir(p, log)
@@ -49,7 +54,7 @@ func stage2(fw *forwarder, fds string, unshare bool) int {
 		stopc = make(chan os.Signal, 1)
 		signal.Notify(stopc, instanceStopSignals...)
 	}
-	sup := &supervisor{log: log, procfd: procfd}
+	sup := &supervisor{log: log, procfd: procfd, loader: loader}
 	proc, err := sup.start(p, cwd)
 	if tempProc(p.Spec) {
 		if uerr := unix.Unmount("/proc", unix.MNT_DETACH); uerr != nil && err == nil {

@@ -28,6 +28,8 @@ type supervisor struct {
 	// leftovers.
 	procfd int
 	chld   chan os.Signal
+	// loader starts the seccomp shim from the host's files (nil: none).
+	loader *hostLoader
 }
 
 // start starts the payload.
@@ -35,7 +37,8 @@ func (s *supervisor) start(p *plan, cwd string) (*os.Process, error) {
 	// Catch SIGCHLD before the first child exists.
 	s.chld = make(chan os.Signal, 1)
 	signal.Notify(s.chld, syscall.SIGCHLD)
-	proc, err := startPayload(p, cwd)
+	proc, err := startPayload(p, cwd, s.loader)
+	s.loader.Close()
 	if err != nil {
 		return nil, err
 	}

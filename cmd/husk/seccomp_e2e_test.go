@@ -5,6 +5,7 @@ package main
 import (
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -181,5 +182,56 @@ func TestSeccompProfileNoNamespaces(t *testing.T) {
 	if r.code != 0 || r.stdout != "denied\nthread\n" ||
 		!strings.Contains(r.stderr, "Operation not permitted") {
 		t.Errorf("want unshare denied, threads working:\n%s", r)
+	}
+}
+
+// An image without glibc (a static program alone, as in a scratch or
+// Alpine image) runs under a profile: husk's shim, dynamically linked in
+// a cgo build, starts from the host's interpreter and libc, not the
+// image's, before it loads the filter.
+func TestSeccompProfileStaticImage(t *testing.T) {
+	setup(t)
+	dir := workDir(t)
+	src := filepath.Join(dir, "static")
+	if err := os.MkdirAll(filepath.Join(src, "bin"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	prog := filepath.Join(dir, "hello.go")
+	if err := os.WriteFile(prog, []byte(`package main
+
+import "os"
+
+func main() {
+	if err := os.Mkdir("/tmp/denied", 0o755); err != nil {
+		println("mkdir denied")
+		return
+	}
+	println("mkdir allowed")
+}
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	build := exec.Command("go", "build", "-o", filepath.Join(src, "bin", "hello"), prog)
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building the static program: %v\n%s", err, out)
+	}
+	for _, d := range []string{"tmp", "proc", "dev", "sys"} {
+		if err := os.MkdirAll(filepath.Join(src, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	img := filepath.Join(dir, "static.sqfs")
+	tool(t, "mksquashfs", src, img, "-noappend", "-quiet")
+	chown(t, img)
+	prof := writeProfile(t, dir, "deny-mkdir.json", `{"defaultAction": "SCMP_ACT_ALLOW",
+  "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO"}]}`)
+	for _, extra := range [][]string{nil, {"--fakeroot"}} {
+		args := append([]string{"exec"}, extra...)
+		args = append(args, "--security", "seccomp:"+prof, img, "/bin/hello")
+		r := husk(t, dir, args...)
+		if r.code != 0 || !strings.Contains(r.stderr, "mkdir denied") {
+			t.Errorf("%v: want the static program run, its mkdir denied:\n%s", extra, r)
+		}
 	}
 }
