@@ -6,7 +6,13 @@ package ext3
 // through the block cache twice per block and was most of the cost of
 // opening the image (a container start pays it every time).
 func (f *FS) bmapAll(in *inode, n uint64) ([]uint32, error) {
-	phys := make([]uint32, 0, n)
+	phys, _, err := f.bmapAllInd(in, n)
+	return phys, err
+}
+
+// bmapAllInd is bmapAll that also returns the indirect blocks it read.
+func (f *FS) bmapAllInd(in *inode, n uint64) (phys, ind []uint32, err error) {
+	phys = make([]uint32, 0, n)
 	apb := uint64(f.apb)
 	// walk appends the blocks below pointer p, an indirect block of the
 	// given depth (0: p is a data block).
@@ -29,6 +35,7 @@ func (f *FS) bmapAll(in *inode, n uint64) ([]uint32, error) {
 		if err != nil {
 			return err
 		}
+		ind = append(ind, p)
 		ptrs := make([]uint32, apb)
 		for i := range ptrs {
 			ptrs[i] = le.Uint32(b.data[4*i:])
@@ -47,11 +54,11 @@ func (f *FS) bmapAll(in *inode, n uint64) ([]uint32, error) {
 	for slot := 0; slot < nDirect+3 && uint64(len(phys)) < n; slot++ {
 		depth := max(slot-nDirect+1, 0)
 		if err := walk(in.blockPtr(slot), depth); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	for uint64(len(phys)) < n {
 		phys = append(phys, 0) // beyond what a block map addresses: a hole
 	}
-	return phys, nil
+	return phys, ind, nil
 }

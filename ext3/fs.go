@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -268,13 +269,23 @@ func (f *FS) openJournal() (bool, error) {
 	if n > uint64(sb.BlocksCount) {
 		return false, corrupt("journal inode", 0, journalIno, "%d blocks", n)
 	}
-	phys, err := f.bmapAll(in, n)
+	phys, ind, err := f.bmapAllInd(in, n)
 	if err != nil {
 		return false, withContext("journal block map", err)
 	}
 	for i, p := range phys {
 		if p == 0 {
 			return false, corrupt("journal inode", 0, journalIno, "hole at block %d", i)
+		}
+	}
+	// A block the map names twice would have journal records overwrite
+	// each other, or the map itself: refuse it before anything is written.
+	all := slices.Concat(phys, ind)
+	slices.Sort(all)
+	for i := 1; i < len(all); i++ {
+		if all[i] == all[i-1] {
+			return false, corrupt("journal inode", all[i], journalIno,
+				"block %d mapped twice", all[i])
 		}
 	}
 	f.jnlBlocks = uint32(len(phys))
