@@ -31,6 +31,9 @@ const deflatePoolSize = 16
 // shared, so idle ones wait in a bounded free list.
 type libdeflateZlib struct {
 	free chan *C.struct_libdeflate_decompressor
+	// diag decodes a block libdeflate refused again, only to say what is
+	// wrong with it: libdeflate has one error for all damage.
+	diag zlibDecompressor
 }
 
 func newZlibDecompressor() decompressor {
@@ -40,11 +43,9 @@ func newZlibDecompressor() decompressor {
 }
 
 func (z *libdeflateZlib) decompress(dst, src []byte) ([]byte, error) {
-	if len(src) == 0 {
-		return nil, fmt.Errorf("gzip: empty block")
-	}
-	if cap(dst) == 0 {
-		return nil, fmt.Errorf("gzip: %w", errOutputTooLarge)
+	if len(src) == 0 || cap(dst) == 0 {
+		// No buffer to point libdeflate at; never so in an image.
+		return z.diag.decompress(dst, src)
 	}
 	var d *C.struct_libdeflate_decompressor
 	select {
@@ -68,6 +69,9 @@ func (z *libdeflateZlib) decompress(dst, src []byte) ([]byte, error) {
 		return dst[:n], nil
 	case C.LIBDEFLATE_INSUFFICIENT_SPACE:
 		return nil, fmt.Errorf("gzip: %w", errOutputTooLarge)
+	}
+	if _, err := z.diag.decompress(dst[:0], src); err != nil {
+		return nil, err
 	}
 	return nil, fmt.Errorf("gzip: invalid zlib data")
 }

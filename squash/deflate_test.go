@@ -89,7 +89,8 @@ func TestZlibDecompressors(t *testing.T) {
 }
 
 // compareZlib decodes src with both decoders and fails if they disagree:
-// both must accept it with the same output, or both refuse it.
+// both must accept it with the same output, or both refuse it with the
+// same error.
 func compareZlib(t *testing.T, fast, ref decompressor, src, bufA, bufB []byte) {
 	t.Helper()
 	a, errA := fast.decompress(bufA, src)
@@ -97,6 +98,11 @@ func compareZlib(t *testing.T, fast, ref decompressor, src, bufA, bufB []byte) {
 	if (errA == nil) != (errB == nil) || !bytes.Equal(a, b) {
 		t.Fatalf("%d-byte input: default decoder %d bytes, err %v; Go decoder %d "+
 			"bytes, err %v", len(src), len(a), errA, len(b), errB)
+	}
+	// Both say what is wrong the same way (libdeflate alone cannot).
+	if errA != nil && errA.Error() != errB.Error() {
+		t.Fatalf("%d-byte input: default decoder says %q, Go decoder %q", len(src),
+			errA, errB)
 	}
 }
 
