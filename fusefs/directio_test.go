@@ -111,3 +111,27 @@ func TestWriteOnlyCoherent(t *testing.T) {
 		}
 	}
 }
+
+// TestSetattrCached: the attributes a chmod or utimes returns are kept by
+// the kernel like a GETATTR's (the union is the only writer), so the stat
+// after them is not a round trip.
+func TestSetattrCached(t *testing.T) {
+	f := newFixture(t, 1)
+	c := &opCounter{ops: map[string]int{}}
+	mnt, _ := f.mount(func(o *Options) { o.Debug, o.Logger = true, slog.New(c) })
+	p := filepath.Join(mnt, "f")
+	must(t, os.WriteFile(p, []byte("x"), 0644))
+	must(t, os.Chmod(p, 0600))
+	c.mu.Lock()
+	before := c.ops["GETATTR"]
+	c.mu.Unlock()
+	st, err := os.Stat(p)
+	must(t, err)
+	c.mu.Lock()
+	getattrs := c.ops["GETATTR"] - before
+	c.mu.Unlock()
+	if st.Mode().Perm() != 0600 || getattrs != 0 {
+		t.Errorf("stat after chmod: mode %v and %d GETATTR requests, want 0600 and 0",
+			st.Mode().Perm(), getattrs)
+	}
+}

@@ -152,6 +152,9 @@ func (n *node) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttrIn,
 		return u.toErrno("setattr", err)
 	}
 	u.fillAttr(n.ino, a, &out.Attr)
+	// go-fuse times out what Setattr returns at once; the union is the
+	// only writer, so the kernel may keep it as long as a GETATTR's.
+	out.SetTimeout(u.attrTTL)
 	return 0
 }
 

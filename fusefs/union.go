@@ -23,6 +23,8 @@ type Union struct {
 	layers []Layer  // layers[0] is the upper (nil if none), then the lowers
 	ids    *IDMap
 	root   *node
+	// attrTTL is how long the kernel keeps attributes (set at Mount).
+	attrTTL time.Duration
 
 	// renameMu makes renames between two directories (and other
 	// changes that lock two directories) one at a time; see locking.go.
@@ -145,6 +147,7 @@ func (u *Union) Mount(dir string) error {
 	if attr == 0 {
 		attr = DefaultTimeout
 	}
+	u.attrTTL = attr
 	neg := entry
 	fopts := &fs.Options{
 		EntryTimeout: &entry, AttrTimeout: &attr, NegativeTimeout: &neg,
