@@ -128,12 +128,14 @@ func libraryDirs(maps, interp string) ([]string, error) {
 	var dirs []string
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		// address perms offset dev inode path
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 6 || !strings.HasPrefix(fields[5], "/") {
+		// address perms offset dev inode path: only the path has a
+		// slash, and it may hold spaces.
+		line := sc.Text()
+		i := strings.IndexByte(line, '/')
+		if i < 0 {
 			continue
 		}
-		p := fields[5]
+		p := line[i:]
 		if p == self || p == realInterp || p == interp ||
 			!strings.Contains(filepath.Base(p), ".so") {
 			continue

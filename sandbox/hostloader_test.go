@@ -23,7 +23,7 @@ func TestLibraryDirs(t *testing.T) {
 		"00400000-00401000 r-xp 00000000 08:01 1 /usr/bin/husk\n" +
 		"7f00-7f01 r--p 00000000 08:01 2 /usr/lib/x86_64-linux-gnu/libc.so.6\n" +
 		"7f01-7f02 r-xp 00001000 08:01 2 /usr/lib/x86_64-linux-gnu/libc.so.6\n" +
-		"7f02-7f03 r--p 00000000 08:01 3 /opt/x/lib/libnss_sss.so.2\n" +
+		"7f02-7f03 r--p 00000000 08:01 3 /opt/x y/lib/libnss_sss.so.2\n" +
 		"7f03-7f04 r--p 00000000 08:01 4 " + interp + "\n" +
 		"7f04-7f05 r--p 00000000 08:01 5 /usr/lib/locale/locale-archive\n" +
 		"7f05-7f06 rw-p 00000000 00:00 0 \n" +
@@ -35,7 +35,7 @@ func TestLibraryDirs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"/usr/lib/x86_64-linux-gnu", "/opt/x/lib"}
+	want := []string{"/usr/lib/x86_64-linux-gnu", "/opt/x y/lib"}
 	if !slices.Equal(got, want) {
 		t.Errorf("libraryDirs: %q, want %q", got, want)
 	}
