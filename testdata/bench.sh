@@ -358,11 +358,24 @@ declare -A what=(
 	[python-large]='python3 imports on the 10x image'
 	[lookup100k]='`stat` of one name in a 100,000-entry directory'
 )
+# steal_pct START END: the share of CPU time stolen by the hypervisor between
+# two "cpu" lines of /proc/stat (user nice system idle iowait irq softirq
+# steal ...), which makes a virtual machine's times noisy.
+steal_pct() {
+	[ -n "$1" ] || { echo "unknown"; return; }
+	awk -v a="$1" -v b="$2" 'BEGIN {
+		na = split(a, x); split(b, y); tot = 0
+		for (i = 2; i <= 9 && i <= na; i++) tot += y[i] - x[i]
+		if (tot <= 0) { print "unknown"; exit }
+		printf "%.1f%%", 100 * (y[9] - x[9]) / tot }'
+}
+
 # report [REMARK]: the Markdown result, for the completed workloads.
 report() {
-	local stamp outfile end_load
+	local stamp outfile end_load steal
 	reported=1
 	end_load=$(cut -d' ' -f1-3 /proc/loadavg)
+	steal=$(steal_pct "${start_cpu:-}" "$(head -1 /proc/stat)")
 	stamp=$(date -u +%Y-%m-%dT%H%MZ)
 	outfile=$HUSK_CACHE/bench-$stamp.md
 	report_md "${1:-}" | tee "$outfile"
@@ -374,7 +387,7 @@ report_md() {
 	[ -n "$1" ] && echo "**$1**" && echo
 	echo "- machine: $cpu, $(nproc) CPUs, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' \
 		/proc/meminfo), kernel $(uname -r); load average $start_load at the start, \
-$end_load at the end"
+$end_load at the end; steal time (CPU the hypervisor gave to others) $steal of the run"
 	echo "- husk: $husk_rev, $(go version | cut -d' ' -f3)"
 	echo "- helpers: $(ver squashfuse_ll --version); fuse2fs $(ver fuse2fs -V |
 		awk '{ print $2 }') ($(fuse2fs -V 2>&1 | sed -n 's/^FUSE library version: /libfuse /p'));\
@@ -448,6 +461,7 @@ NOTES
 }
 
 start_load=$(cut -d' ' -f1-3 /proc/loadavg)
+start_cpu=$(head -1 /proc/stat)
 declare -A med rssk pssk raw fail
 n=0
 for w in "${selected[@]}"; do
