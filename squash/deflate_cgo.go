@@ -42,6 +42,8 @@ func newZlibDecompressor() decompressor {
 	}
 }
 
+func (z *libdeflateZlib) name() string { return "libdeflate" }
+
 func (z *libdeflateZlib) decompress(dst, src []byte) ([]byte, error) {
 	if len(src) == 0 || cap(dst) == 0 {
 		// No buffer to point libdeflate at; never so in an image.

@@ -142,3 +142,22 @@ func BenchmarkZlib(b *testing.B) {
 		}
 	}
 }
+
+// Decoder names libdeflate for a gzip image in a cgo build, and Go for
+// other compressors and for builds without cgo.
+func TestDecoderName(t *testing.T) {
+	want := "Go"
+	if _, ok := newZlibDecompressor().(*zlibDecompressor); !ok {
+		want = "libdeflate"
+	}
+	for _, c := range []struct{ comp, want string }{{"gzip", want}, {"lz4", "Go"}} {
+		img := smallImage(t, 0, "-comp", c.comp)
+		f, err := Open(bytes.NewReader(img), int64(len(img)), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := f.Decoder(); got != c.want {
+			t.Errorf("%s image: decoder %q, want %q", c.comp, got, c.want)
+		}
+	}
+}

@@ -229,5 +229,13 @@ func (f *FS) BytesUsed() uint64 { return f.sb.BytesUsed }
 // Compression returns the compressor name as mksquashfs -comp spells it.
 func (f *FS) Compression() string { return compressorNames[f.sb.Compression] }
 
+// Decoder names the library that decodes the image's blocks.
+func (f *FS) Decoder() string {
+	if d, ok := f.dec.(interface{ name() string }); ok {
+		return d.name()
+	}
+	return "Go"
+}
+
 // ModTime returns the image creation time in seconds since the epoch.
 func (f *FS) ModTime() int64 { return int64(f.sb.MkfsTime) }

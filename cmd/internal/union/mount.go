@@ -228,6 +228,8 @@ func (b *builder) lower(l image.Layer) (fusefs.Layer, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", describe(l), err)
 		}
+		b.m.log.Debug("squashfs layer", "image", describe(l), "compression", fs.Compression(),
+			"decoder", fs.Decoder(), "block", fs.BlockSize(), "inodes", fs.Inodes())
 		return fusefs.NewSquashLayer(fs).Named(describe(l)).Backed(f, sec.Offset), nil
 	case image.LayerExt3:
 		fs, err := b.ext3(l, true)
