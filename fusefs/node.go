@@ -130,7 +130,9 @@ func (n *node) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttrIn,
 		if m, ok := n.killedMode(); ok {
 			sa.SetMode, sa.Mode = true, m
 		} else if in.Valid&^(fuse.FATTR_KILL_SUIDGID|fuse.FATTR_FH) == 0 {
-			return n.Getattr(ctx, f, out)
+			errno := n.Getattr(ctx, f, out)
+			out.SetTimeout(u.attrTimeout())
+			return errno
 		}
 	}
 	now := time.Now()
@@ -154,7 +156,7 @@ func (n *node) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttrIn,
 	u.fillAttr(n.ino, a, &out.Attr)
 	// go-fuse times out what Setattr returns at once; the union is the
 	// only writer, so the kernel may keep it as long as a GETATTR's.
-	out.SetTimeout(u.attrTTL)
+	out.SetTimeout(u.attrTimeout())
 	return 0
 }
 

@@ -23,8 +23,6 @@ type Union struct {
 	layers []Layer  // layers[0] is the upper (nil if none), then the lowers
 	ids    *IDMap
 	root   *node
-	// attrTTL is how long the kernel keeps attributes (set at Mount).
-	attrTTL time.Duration
 
 	// renameMu makes renames between two directories (and other
 	// changes that lock two directories) one at a time; see locking.go.
@@ -133,6 +131,14 @@ func stableIno(l int, ino uint64) uint64 {
 	return uint64(l+1)<<48 | ino&(1<<48-1)
 }
 
+// attrTimeout is how long the kernel keeps attributes (Options.AttrTimeout).
+func (u *Union) attrTimeout() time.Duration {
+	if u.opts.AttrTimeout == 0 {
+		return DefaultTimeout
+	}
+	return u.opts.AttrTimeout
+}
+
 // Mount mounts the union at dir and serves it in background goroutines.
 func (u *Union) Mount(dir string) error {
 	u.srvMu.Lock()
@@ -140,14 +146,10 @@ func (u *Union) Mount(dir string) error {
 	if u.server != nil {
 		return errors.New("fusefs: union already mounted")
 	}
-	entry, attr := u.opts.EntryTimeout, u.opts.AttrTimeout
+	entry, attr := u.opts.EntryTimeout, u.attrTimeout()
 	if entry == 0 {
 		entry = DefaultTimeout
 	}
-	if attr == 0 {
-		attr = DefaultTimeout
-	}
-	u.attrTTL = attr
 	neg := entry
 	fopts := &fs.Options{
 		EntryTimeout: &entry, AttrTimeout: &attr, NegativeTimeout: &neg,
