@@ -56,7 +56,8 @@ func startPayload(p *plan, cwd string, loader *hostLoader) (*os.Process, error) 
 	argv := append([]string{spec.Args[0]}, spec.Args[1:]...)
 	// With a seccomp profile, a shim loads it and execs path.
 	var extra []*os.File
-	path, argv, attr.Env, extra, err = seccompShim(spec, path, argv, attr.Env, loader)
+	path, argv, attr.Env, extra, err = seccompShim(spec, path, argv, attr.Env, loader,
+		len(attr.Files))
 	if err != nil {
 		return nil, err
 	}

@@ -65,17 +65,19 @@ func openHostLoader(log *slog.Logger) *hostLoader {
 	return l
 }
 
-// command returns the path, argv and extra files (fd 3 onwards) that run
-// this binary with args through the host's interpreter.
-func (l *hostLoader) command(args []string) (string, []string, []*os.File) {
+// command returns the path, argv and files that run this binary with
+// args through the host's interpreter, the files to be open in the new
+// process from descriptor fd on.
+func (l *hostLoader) command(args []string, fd int) (string, []string, []*os.File) {
 	files := append([]*os.File{l.interp, l.exe}, l.libs...)
+	at := func(i int) string { return fmt.Sprintf("/proc/self/fd/%d", fd+i) }
 	var dirs []string
 	for i := range l.libs {
-		dirs = append(dirs, fmt.Sprintf("/proc/self/fd/%d", 5+i))
+		dirs = append(dirs, at(2+i))
 	}
 	argv := append([]string{"husk-seccomp", "--library-path", strings.Join(dirs, ":"),
-		"/proc/self/fd/4"}, args...)
-	return "/proc/self/fd/3", argv, files
+		at(1)}, args...)
+	return at(0), argv, files
 }
 
 // Close closes what openHostLoader opened; a nil loader is fine.

@@ -62,3 +62,28 @@ func TestElfInterp(t *testing.T) {
 		t.Error("elfInterp of a missing file: no error")
 	}
 }
+
+// command numbers the loader's files from the descriptor it is given:
+// the interpreter is exec'd, the binary and the library directories
+// follow, in that order.
+func TestHostLoaderCommand(t *testing.T) {
+	open := func(p string) *os.File {
+		f, err := os.Open(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { f.Close() })
+		return f
+	}
+	l := &hostLoader{interp: open("/bin/sh"), exe: open("/bin/sh"),
+		libs: []*os.File{open("/usr"), open("/etc")}}
+	path, argv, files := l.command([]string{"/bin/true", "true"}, 7)
+	want := []string{"husk-seccomp", "--library-path", "/proc/self/fd/9:/proc/self/fd/10",
+		"/proc/self/fd/8", "/bin/true", "true"}
+	if path != "/proc/self/fd/7" || !slices.Equal(argv, want) {
+		t.Errorf("command: %s %q, want /proc/self/fd/7 %q", path, argv, want)
+	}
+	if len(files) != 4 || files[0] != l.interp || files[1] != l.exe || files[2] != l.libs[0] {
+		t.Errorf("files %v: want interpreter, binary, then the library directories", files)
+	}
+}

@@ -37,10 +37,11 @@ const (
 // seccompShim returns what stage 2 starts instead of path and argv when
 // the Spec has a seccomp profile: the shim, with the compiled filter in
 // its environment, started through the host's loader when stage 2 has
-// one (see hostLoader), and the files that must be open in it from fd 3
-// on. Without a profile it returns its arguments unchanged.
-func seccompShim(spec *Spec, path string, argv, env []string, loader *hostLoader) (string,
-	[]string, []string, []*os.File, error) {
+// one (see hostLoader), and the files that must be open in it from
+// descriptor fd on (the first after those the caller passes). Without a
+// profile it returns its arguments unchanged.
+func seccompShim(spec *Spec, path string, argv, env []string, loader *hostLoader,
+	fd int) (string, []string, []string, []*os.File, error) {
 	p := spec.Seccomp
 	if p == nil {
 		return path, argv, env, nil, nil
@@ -56,7 +57,7 @@ func seccompShim(spec *Spec, path string, argv, env []string, loader *hostLoader
 			env[i] = seccompPreloadEnv + "=" + v
 		}
 	}
-	path, argv, files := loader.command(argv[1:])
+	path, argv, files := loader.command(argv[1:], fd)
 	return path, argv, env, files, nil
 }
 
@@ -115,7 +116,8 @@ func seccompExec() int {
 		os.Unsetenv(seccompPreloadEnv)
 		os.Setenv("LD_PRELOAD", v)
 	}
-	// The host loader's files (fd 3 on) are not the payload's.
+	// The host loader's files (after stdin, stdout, stderr) are not the
+	// payload's.
 	if err := unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
 		closeOnExecFrom(3)
 	}

@@ -244,7 +244,8 @@ func TestSeccompShimUnchecked(t *testing.T) {
 	if _, err := p.compile(1<<21, false); err != nil {
 		t.Fatal(err)
 	}
-	_, _, _, _, err := seccompShim(&Spec{Seccomp: &p}, "/bin/true", []string{"true"}, nil, nil)
+	_, _, _, _, err := seccompShim(&Spec{Seccomp: &p}, "/bin/true", []string{"true"}, nil, nil,
+		3)
 	want := `seccomp profile hand.json: syscalls[0] (mount): unknown capability "CAP_FLY"`
 	if err == nil || err.Error() != want {
 		t.Errorf("seccompShim: %v, want %s", err, want)
