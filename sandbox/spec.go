@@ -30,6 +30,10 @@ type Spec struct {
 	// Args is the payload's argv. Args[0] is looked up on the PATH of Env
 	// inside the container when it has no slash.
 	Args []string
+	// Programs are the programs the payload starts first, in order (a
+	// name without a slash is looked up on the default PATH). The
+	// Mounter may read them ahead while the container is set up; a hint.
+	Programs []string
 	// Env is the payload's complete environment (KEY=value), HOME
 	// included: see [Spec.ContainerHome].
 	Env []string

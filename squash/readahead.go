@@ -180,3 +180,40 @@ func (f *FS) startFragmentReadahead(idx uint32) {
 // fragSweep is how many steps from one fragment block to the next in a
 // row make a sweep.
 const fragSweep = 3
+
+// Prefetch decodes the blocks of regular file n, up to limit bytes from its
+// start, into the data cache, one after the other, and returns when they
+// are decoded or one fails. Blocks already cached, stored uncompressed or
+// sparse are skipped; the tail's fragment block is decoded too when the
+// whole file is. It is for a caller that knows the file will be read soon
+// and has a core to spare now: stage 1 of a container decodes the
+// programs the payload starts while it sets the container up. Reads of
+// n meanwhile wait for the block being decoded instead of decoding it
+// again, and n's readahead state is left alone.
+func (f *FS) Prefetch(n *Inode, limit int64) error {
+	if n.Mode&modeTypeMask != modeReg || n.Size == 0 {
+		return nil
+	}
+	bl, err := f.blocks(n)
+	if err != nil {
+		return annotate(err, "inode %d", n.Ino)
+	}
+	bs := int64(f.sb.BlockSize)
+	for idx := int64(0); idx < int64(len(bl.sizes)) && idx*bs < limit; idx++ {
+		size := bl.sizes[idx]
+		if size&blockSizeMask == 0 || size&blockUncompBit != 0 ||
+			f.data.has(uint64(bl.offsets[idx])) {
+			continue
+		}
+		want := int(min(bs, int64(n.Size)-idx*bs))
+		if _, err := f.dataBlock(bl.offsets[idx], size, want, false, "data block"); err != nil {
+			return annotate(err, "inode %d", n.Ino)
+		}
+	}
+	if n.frag != noFragment && int64(n.Size) <= limit {
+		if _, err := f.fragmentBlock(n.frag); err != nil {
+			return annotate(err, "inode %d", n.Ino)
+		}
+	}
+	return nil
+}

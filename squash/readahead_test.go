@@ -113,3 +113,64 @@ func TestRereadNoPrefetch(t *testing.T) {
 		t.Errorf("%d whole-file prefetches after two sequential passes, want 0", p)
 	}
 }
+
+// TestPrefetch decodes a file of five compressed blocks and a fragment
+// tail ahead: every block is then cached, the file reads without another
+// decode, a second Prefetch decodes nothing, a limit stops it early, and
+// the file's readahead state is left as it was.
+func TestPrefetch(t *testing.T) {
+	requireTool(t, "mksquashfs")
+	src := t.TempDir()
+	rng := rand.New(rand.NewSource(2))
+	want := make([]byte, 5<<17+1000) // five 128 KiB blocks and a tail
+	for j := range want {
+		want[j] = 'a' + byte(rng.Intn(26))
+	}
+	if err := os.WriteFile(filepath.Join(src, "prog"), want, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	img := filepath.Join(t.TempDir(), "prog.sqfs")
+	if err := mksquashfs(src, img, "-no-duplicates"); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		limit int64
+		loads int64 // blocks decoded
+	}{{1 << 30, 6}, {2 << 17, 2}} {
+		f := openImage(t, img, &Options{Readahead: -1})
+		root, err := f.Inode(f.Root())
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, err := f.Lookup(root, "prog")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := f.Prefetch(n, tc.limit); err != nil {
+			t.Fatal(err)
+		}
+		if got := f.blockLoads.Load(); got != tc.loads {
+			t.Errorf("limit %d: %d decodes, want %d", tc.limit, got, tc.loads)
+		}
+		if n.raNext.Load() != 0 || n.prefetched.Load() {
+			t.Errorf("limit %d: readahead state changed", tc.limit)
+		}
+		if err := f.Prefetch(n, tc.limit); err != nil {
+			t.Fatal(err)
+		}
+		if got := f.blockLoads.Load(); got != tc.loads {
+			t.Errorf("limit %d: a second Prefetch decoded %d more", tc.limit, got-tc.loads)
+		}
+		got := make([]byte, len(want))
+		if _, err := f.ReadAt(n, got, 0); err != nil && err != io.EOF {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Fatalf("limit %d: content differs", tc.limit)
+		}
+		if tc.limit > int64(len(want)) && f.blockLoads.Load() != tc.loads {
+			t.Errorf("reading the prefetched file decoded %d blocks",
+				f.blockLoads.Load()-tc.loads)
+		}
+	}
+}

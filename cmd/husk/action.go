@@ -137,7 +137,18 @@ func prepareAction(g *globals, command string, f *ActionFlags, img, instance str
 		return nil, nil, err
 	}
 	spec.Args, spec.Env = argv, env
+	spec.Programs = payloadPrograms(command, argv, args)
 	return plan, spec, nil
+}
+
+// payloadPrograms names the programs the payload starts first: the
+// launcher (or the command run directly) and, for exec, the command.
+func payloadPrograms(command string, argv, args []string) []string {
+	progs := []string{argv[0]}
+	if command == "exec" && len(args) > 0 && args[0] != argv[0] {
+		progs = append(progs, args[0])
+	}
+	return progs
 }
 
 // actionProcess computes the container's argv and initial environment for

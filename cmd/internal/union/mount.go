@@ -31,6 +31,7 @@ type mounted struct {
 	closers []io.Closer // closed in order after unmounting
 	tmpfs   string      // --writable-tmpfs mount point, or ""
 	log     *slog.Logger
+	warm    *warmer // decoding the payload's programs ahead, or nil
 }
 
 // Mount implements sandbox.Mounter.
@@ -106,6 +107,9 @@ func (Mounter) Mount(spec *sandbox.Spec, files []*os.File, target string) (sandb
 		return nil, fmt.Errorf("union: %w", err)
 	}
 	m.u = u
+	if b.root != nil && len(spec.Programs) > 0 {
+		m.warm = startWarm(b.root, spec.Programs, log)
+	}
 	ok = true
 	return m, nil
 }
@@ -171,6 +175,10 @@ func (m *mounted) Mountpoint(path string, dir bool) error {
 // layer so the ext3 journals are checkpointed and the images clean.
 func (m *mounted) Unmount() error {
 	var errs []error
+	if m.warm != nil {
+		m.warm.Stop()
+		m.warm = nil
+	}
 	if m.u != nil {
 		if err := m.u.Unmount(); err != nil {
 			errs = append(errs, err)
@@ -206,6 +214,9 @@ type builder struct {
 	m     *mounted
 	// hosted is sandbox's fusermount3 mode (fusermount.go).
 	hosted bool
+	// root is the squashfs of the last lower built: the image's root
+	// filesystem once all are (see warm.go).
+	root *squash.FS
 }
 
 func (b *builder) file(l image.Layer) (*os.File, error) {
@@ -230,6 +241,7 @@ func (b *builder) lower(l image.Layer) (fusefs.Layer, error) {
 		}
 		b.m.log.Debug("squashfs layer", "image", describe(l), "compression", fs.Compression(),
 			"decoder", fs.Decoder(), "block", fs.BlockSize(), "inodes", fs.Inodes())
+		b.root = fs
 		return fusefs.NewSquashLayer(fs).Named(describe(l)).Backed(f, sec.Offset), nil
 	case image.LayerExt3:
 		fs, err := b.ext3(l, true)
