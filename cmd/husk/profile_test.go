@@ -14,7 +14,7 @@ import (
 // TestProfiles: --cpuprofile and --memprofile (relative paths) write
 // pprof files for husk and for both container stages, and --debug stamps
 // every line, the stages' included, with the time since husk started;
-// stage 1 says it decoded the payload's programs ahead.
+// stage 1 says it read the payload's programs ahead.
 func TestProfiles(t *testing.T) {
 	setup(t)
 	img, dir := debianSIF(t), workDir(t)
@@ -45,9 +45,9 @@ func TestProfiles(t *testing.T) {
 	if len(seen) != 4 {
 		t.Errorf("steps logged: %v, want all four; stderr:\n%s", seen, r.stderr)
 	}
-	// Stage 1 decodes the launcher and the command ahead (warm.go).
-	if !strings.Contains(r.stderr, "programs decoded ahead programs=[/bin/sh true]") {
-		t.Errorf("no decoding ahead of /bin/sh and true logged; stderr:\n%s", r.stderr)
+	// Stage 1 reads the launcher and the command ahead (warm.go).
+	if !strings.Contains(r.stderr, "programs read ahead programs=[/bin/sh true]") {
+		t.Errorf("no reading ahead of /bin/sh and true logged; stderr:\n%s", r.stderr)
 	}
 }
 

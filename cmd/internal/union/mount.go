@@ -31,7 +31,7 @@ type mounted struct {
 	closers []io.Closer // closed in order after unmounting
 	tmpfs   string      // --writable-tmpfs mount point, or ""
 	log     *slog.Logger
-	warm    *warmer // decoding the payload's programs ahead, or nil
+	warm    *warmer // reading the payload's programs ahead, or nil
 }
 
 // Mount implements sandbox.Mounter.
@@ -107,8 +107,8 @@ func (Mounter) Mount(spec *sandbox.Spec, files []*os.File, target string) (sandb
 		return nil, fmt.Errorf("union: %w", err)
 	}
 	m.u = u
-	if b.root != nil && len(spec.Programs) > 0 {
-		m.warm = startWarm(b.root, spec.Programs, log)
+	if len(spec.Programs) > 0 {
+		m.warm = startWarm(target, spec.Programs, log)
 	}
 	ok = true
 	return m, nil
@@ -214,9 +214,6 @@ type builder struct {
 	m     *mounted
 	// hosted is sandbox's fusermount3 mode (fusermount.go).
 	hosted bool
-	// root is the squashfs of the last lower built: the image's root
-	// filesystem once all are (see warm.go).
-	root *squash.FS
 }
 
 func (b *builder) file(l image.Layer) (*os.File, error) {
@@ -241,7 +238,6 @@ func (b *builder) lower(l image.Layer) (fusefs.Layer, error) {
 		}
 		b.m.log.Debug("squashfs layer", "image", describe(l), "compression", fs.Compression(),
 			"decoder", fs.Decoder(), "block", fs.BlockSize(), "inodes", fs.Inodes())
-		b.root = fs
 		return fusefs.NewSquashLayer(fs).Named(describe(l)).Backed(f, sec.Offset), nil
 	case image.LayerExt3:
 		fs, err := b.ext3(l, true)

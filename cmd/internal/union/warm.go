@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"os"
 	"path"
 	"runtime"
 	"strings"
@@ -12,75 +13,86 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/husk-project/husk/squash"
+	"golang.org/x/sys/unix"
 )
 
 // Warming: the payload's first programs (the launcher's /bin/sh, then the
 // command) start cold. Each page the kernel faults in of them and of the
 // libraries they load is a FUSE read, and the first read of each squashfs
 // block decodes it while the program and its core wait: about a third of
-// `husk exec IMAGE true`, and 20 ms of a python3 start. Stage 1 knows
-// these programs before the container exists, and its second core is
-// mostly idle while the binds are mounted and stage 2 pivots, so it
-// decodes their blocks then, in the background: the program, its ELF
-// interpreter and the libraries it names (two levels deep, found in the
-// usual directories). Reads that arrive meanwhile wait for the block being
-// decoded rather than decode it twice. It is a hint: a program that is not
-// in the image's root filesystem, is not ELF, or is damaged is skipped
-// (the payload meets and reports the damage itself).
+// `husk exec IMAGE true`, and 20 ms of a python3 start. Stage 1 knows these
+// programs before the container exists, and its second core is mostly idle
+// while the binds are mounted and stage 2 pivots: a goroutine then opens
+// them in the union, with their ELF interpreter and the libraries they
+// name (two levels deep, where the loader looks), and has the kernel read
+// them ahead (POSIX_FADV_WILLNEED: its READ requests go out together and
+// stage 1 serves them on every core), so that the kernel has their names
+// and pages cached when the payload starts. Files of the image layers
+// keep their page cache across opens (FOPEN_KEEP_CACHE); a read the
+// payload makes meanwhile waits for the block being decoded rather than
+// decode it twice. It is a hint: a program that is missing, not ELF, or
+// damaged is passed over (the payload meets and reports the damage).
 
 const (
-	warmFileMax  = 8 << 20  // larger files are not decoded (their libraries are)
-	warmTotalMax = 16 << 20 // at most this much of the data cache
-	maxSymlinks  = 40       // as the kernel's path walk
+	warmFileMax  = 8 << 20  // larger files are not read (their libraries are)
+	warmTotalMax = 24 << 20 // nor more than this in all
 )
+
+// warmDepth is how many levels of files are read: the program, the
+// libraries it names, and theirs (a variable for tests).
+var warmDepth = 3
 
 // warmPath is searched for a program named without a slash: Apptainer's
 // default PATH, which the image's environment seldom changes.
 var warmPath = []string{"/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin",
 	"/sbin", "/bin"}
 
-var errNotRegular = errors.New("not a regular file")
-
-// warmer decodes programs of one squashfs image in a goroutine.
+// warmer reads programs in the union mounted at a directory.
 type warmer struct {
-	fs   *squash.FS
+	root int // the union's root directory, O_PATH
 	log  *slog.Logger
 	stop chan struct{}
 	done sync.WaitGroup
 
-	seen    map[uint32]bool // inode numbers already handled
-	total   int64           // bytes of files decoded so far
-	decoded []uint32        // inode numbers of the files decoded, in order
+	seen  map[[2]uint64]bool // device and inode of the files handled
+	total int64              // bytes asked for so far
+	read  []string           // the files asked for, in order
 }
 
-// startWarm starts decoding progs of fs. The result's Stop ends it.
-func startWarm(fs *squash.FS, progs []string, log *slog.Logger) *warmer {
-	w := &warmer{fs: fs, log: log, stop: make(chan struct{}), seen: map[uint32]bool{}}
+// startWarm starts reading progs in the union mounted at dir. The
+// result's Stop ends it; nil if dir cannot be opened.
+func startWarm(dir string, progs []string, log *slog.Logger) *warmer {
+	root, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		log.Debug("not reading programs ahead", "err", err)
+		return nil
+	}
+	w := &warmer{root: root, log: log, stop: make(chan struct{}),
+		seen: map[[2]uint64]bool{}}
 	w.done.Add(1)
 	go func() {
 		defer w.done.Done()
 		defer func() {
 			// debug/elf on a hostile image must not take the server down.
 			if r := recover(); r != nil {
-				log.Debug("decoding ahead stopped", "panic", r)
+				log.Debug("reading programs ahead stopped", "panic", r)
 			}
 		}()
 		start := time.Now()
-		files := 0
 		for _, p := range progs {
-			files += w.program(p)
+			w.program(p)
 		}
-		log.Debug("programs decoded ahead", "programs", progs, "files", files,
+		log.Debug("programs read ahead", "programs", progs, "files", len(w.read),
 			"MiB", w.total>>20, "took", time.Since(start).Round(time.Microsecond))
 	}()
 	return w
 }
 
-// Stop ends the decoding after the block in progress and waits for it.
+// Stop ends the reading after the file in progress and waits for it.
 func (w *warmer) Stop() {
 	close(w.stop)
 	w.done.Wait()
+	unix.Close(w.root)
 }
 
 func (w *warmer) stopped() bool {
@@ -92,79 +104,92 @@ func (w *warmer) stopped() bool {
 	}
 }
 
-// program decodes program p and the libraries it loads, and returns how
-// many files it decoded.
-func (w *warmer) program(p string) int {
-	n, err := w.find(p)
+// program reads program p and the files it loads, breadth first.
+func (w *warmer) program(p string) {
+	f, name, err := w.find([]string{p})
 	if err != nil {
-		w.log.Debug("not decoding ahead", "program", p, "err", err)
-		return 0
+		w.log.Debug("not reading ahead", "program", p, "err", err)
+		return
 	}
-	files := 0
-	libs := []*squash.Inode{n}
-	for depth := 0; depth < 3 && len(libs) > 0 && !w.stopped(); depth++ {
-		var next []*squash.Inode
-		for _, f := range libs {
-			if w.seen[f.Ino] || w.stopped() {
-				continue
+	type open struct {
+		f    *os.File
+		name string
+	}
+	level := []open{{f, name}}
+	for depth := 0; len(level) > 0; depth++ {
+		var next []open
+		for _, o := range level {
+			if depth < warmDepth && !w.stopped() {
+				for _, alts := range w.file(o.f, o.name) {
+					if g, name, err := w.find(alts); err == nil {
+						next = append(next, open{g, name})
+					}
+				}
 			}
-			w.seen[f.Ino] = true
-			if w.decode(f) {
-				files++
-			}
-			next = append(next, w.needs(f)...)
+			o.f.Close()
 		}
-		libs = next
+		level = next
 	}
-	return files
 }
 
-// decode decodes file n if it fits the limits, and reports whether it did.
-func (w *warmer) decode(n *squash.Inode) bool {
-	if n.Size > warmFileMax || w.total+int64(n.Size) > warmTotalMax {
-		return false
+// file asks the kernel to read f (named name) into its page cache, once,
+// and returns the interpreter and the libraries it names if it is a
+// dynamic ELF file, each as the paths the loader would try.
+func (w *warmer) file(f *os.File, name string) [][]string {
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return nil
 	}
-	if err := w.fs.Prefetch(n, int64(n.Size)); err != nil {
-		w.log.Debug("not decoding ahead", "inode", n.Ino, "err", err)
-		return false
+	key := [2]uint64{st.Dev, st.Ino}
+	if w.seen[key] {
+		return nil
 	}
-	w.total += int64(n.Size)
-	w.decoded = append(w.decoded, n.Ino)
-	return true
+	w.seen[key] = true
+	if st.Size <= warmFileMax && w.total+st.Size <= warmTotalMax {
+		// Readahead of the whole file: the kernel sends its READ
+		// requests at once, which stage 1 serves on every core.
+		if err := unix.Fadvise(int(f.Fd()), 0, st.Size, unix.FADV_WILLNEED); err != nil {
+			w.log.Debug("not reading ahead", "file", name, "err", err)
+			return nil
+		}
+		w.total += st.Size
+		w.read = append(w.read, name)
+	}
+	return needs(f)
 }
 
-// needs returns the ELF interpreter and the libraries ELF file n names,
-// as the image has them; nothing if n is not a dynamic ELF file.
-func (w *warmer) needs(n *squash.Inode) []*squash.Inode {
-	f, err := elf.NewFile(io.NewSectionReader(inodeReader{w.fs, n}, 0, int64(n.Size)))
+// needs returns the ELF interpreter and the libraries ELF file f names,
+// each as the paths the loader would try in turn: nothing if f is not a
+// dynamic ELF file.
+func needs(f io.ReaderAt) [][]string {
+	e, err := elf.NewFile(f)
 	if err != nil {
 		return nil
 	}
-	defer f.Close()
-	var out []*squash.Inode
-	for _, prog := range f.Progs {
+	var out [][]string
+	for _, prog := range e.Progs {
 		if prog.Type != elf.PT_INTERP {
 			continue
 		}
 		b, err := io.ReadAll(io.LimitReader(prog.Open(), 4096))
-		if err != nil {
-			break
-		}
-		if i, err := w.resolve(strings.TrimRight(string(b), "\x00")); err == nil {
-			out = append(out, i)
+		if err == nil {
+			out = append(out, []string{strings.TrimRight(string(b), "\x00")})
 		}
 	}
-	names, err := f.ImportedLibraries()
+	libs, err := e.ImportedLibraries()
 	if err != nil {
 		return out
 	}
-	for _, name := range names {
-		for _, dir := range libDirs() {
-			if i, err := w.resolve(path.Join(dir, name)); err == nil {
-				out = append(out, i)
-				break
-			}
+	for _, lib := range libs {
+		if strings.Contains(lib, "/") {
+			out = append(out, []string{lib})
+			continue
 		}
+		var alts []string
+		for _, dir := range libDirs() {
+			alts = append(alts, path.Join(dir, lib))
+		}
+		out = append(out, alts)
 	}
 	return out
 }
@@ -182,82 +207,47 @@ func libDirs() []string {
 	return dirs
 }
 
-// find resolves program p: a path, or a name searched in warmPath.
-func (w *warmer) find(p string) (*squash.Inode, error) {
-	if strings.Contains(p, "/") {
-		return w.resolve(p)
-	}
-	for _, dir := range warmPath {
-		if n, err := w.resolve(path.Join(dir, p)); err == nil {
-			return n, nil
+// find opens the first of paths that is a regular file; a name without a
+// slash is searched in warmPath.
+func (w *warmer) find(paths []string) (*os.File, string, error) {
+	var tries []string
+	for _, p := range paths {
+		if strings.Contains(p, "/") {
+			tries = append(tries, p)
+			continue
+		}
+		for _, dir := range warmPath {
+			tries = append(tries, path.Join(dir, p))
 		}
 	}
-	return nil, syscall.ENOENT
+	for _, p := range tries {
+		if f, err := w.open(p); err == nil {
+			return f, p, nil
+		}
+	}
+	return nil, "", syscall.ENOENT
 }
 
-// resolve walks absolute path p in the image, following symbolic links as
-// the kernel does, to a regular file.
-func (w *warmer) resolve(p string) (*squash.Inode, error) {
-	root, err := w.fs.Inode(w.fs.Root())
+// open opens path p of the union as the container would see it: absolute
+// symlinks lead to the union's root, not the host's. The names come from
+// the image (DT_NEEDED), so nothing outside the union is opened (not the
+// host's /dev, /proc or /sys bound into it), and a FIFO does not block.
+func (w *warmer) open(p string) (*os.File, error) {
+	how := unix.OpenHow{
+		Flags:   unix.O_RDONLY | unix.O_CLOEXEC | unix.O_NOCTTY | unix.O_NONBLOCK,
+		Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS | unix.RESOLVE_NO_XDEV,
+	}
+	fd, err := unix.Openat2(w.root, strings.TrimLeft(p, "/"), &how)
 	if err != nil {
 		return nil, err
 	}
-	stack := []*squash.Inode{root} // the directories walked, root first
-	rest := strings.Split(p, "/")
-	links := 0
-	for len(rest) > 0 {
-		name := rest[0]
-		rest = rest[1:]
-		switch name {
-		case "", ".":
-			continue
-		case "..":
-			if len(stack) > 1 {
-				stack = stack[:len(stack)-1]
-			}
-			continue
-		}
-		dir := stack[len(stack)-1]
-		if !dir.IsDir() {
-			return nil, syscall.ENOTDIR
-		}
-		n, err := w.fs.Lookup(dir, name)
-		if err != nil {
-			return nil, err
-		}
-		switch n.Mode & syscall.S_IFMT {
-		case syscall.S_IFLNK:
-			if links++; links > maxSymlinks {
-				return nil, syscall.ELOOP
-			}
-			target, err := w.fs.Readlink(n)
-			if err != nil {
-				return nil, err
-			}
-			if strings.HasPrefix(target, "/") {
-				stack = stack[:1]
-			}
-			rest = append(strings.Split(target, "/"), rest...)
-		case syscall.S_IFDIR:
-			stack = append(stack, n)
-		case syscall.S_IFREG:
-			for _, r := range rest {
-				if r != "" && r != "." {
-					return nil, syscall.ENOTDIR
-				}
-			}
-			return n, nil
-		default:
-			return nil, errNotRegular
-		}
+	f := os.NewFile(uintptr(fd), p)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
+		f.Close()
+		return nil, errNotRegular
 	}
-	return nil, errNotRegular
+	return f, nil
 }
 
-// inodeReader reads a squashfs file as an io.ReaderAt.
-type inodeReader struct {
-	fs *squash.FS
-	n  *squash.Inode
-}
-
-func (r inodeReader) ReadAt(p []byte, off int64) (int, error) { return r.fs.ReadAt(r.n, p, off) }
+var errNotRegular = errors.New("not a regular file")

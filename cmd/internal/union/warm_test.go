@@ -2,7 +2,6 @@ package union
 
 import (
 	"debug/elf"
-	"errors"
 	"io"
 	"log/slog"
 	"os"
@@ -13,14 +12,15 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/husk-project/husk/squash"
+	"golang.org/x/sys/unix"
 )
 
-// warmImage builds a squashfs with the host's true(1), its ELF interpreter
-// and its libraries at the paths the host has them, a relative symlink
-// mytrue to it, a symlink loop and a file of junk named like a program,
-// and returns it opened with the paths of the files true needs.
-func warmImage(t *testing.T) (*squash.FS, []string) {
+// warmTree builds a root filesystem with the host's true(1), its ELF
+// interpreter and its libraries at the paths the host has them; in
+// /usr/local/bin a relative symlink mytrue to it, an absolute one to
+// that, a symlink loop and a file of junk named like a program. It
+// returns the tree and the paths of the files true needs.
+func warmTree(t *testing.T) (string, []string) {
 	t.Helper()
 	prog, err := exec.LookPath("true")
 	if err != nil {
@@ -57,13 +57,13 @@ func warmImage(t *testing.T) (*squash.FS, []string) {
 		}
 	}
 
-	src := t.TempDir()
+	root := t.TempDir()
 	for _, p := range need {
 		b, err := os.ReadFile(p) // follows the host's symlinks
 		if err != nil {
 			t.Fatal(err)
 		}
-		dst := filepath.Join(src, p)
+		dst := filepath.Join(root, p)
 		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 			t.Fatal(err)
 		}
@@ -71,7 +71,7 @@ func warmImage(t *testing.T) (*squash.FS, []string) {
 			t.Fatal(err)
 		}
 	}
-	local := filepath.Join(src, "usr/local/bin")
+	local := filepath.Join(root, "usr/local/bin")
 	if err := os.MkdirAll(local, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -79,96 +79,83 @@ func warmImage(t *testing.T) (*squash.FS, []string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for name, target := range map[string]string{"mytrue": rel, "loop1": "loop2",
-		"loop2": "loop1"} {
+	for name, target := range map[string]string{"mytrue": rel,
+		"abstrue": "/usr/local/bin/mytrue", "loop1": "loop2", "loop2": "loop1"} {
 		if err := os.Symlink(target, filepath.Join(local, name)); err != nil {
 			t.Fatal(err)
 		}
+	}
+	if err := syscall.Mkfifo(filepath.Join(local, "fifo"), 0o644); err != nil {
+		t.Fatal(err)
 	}
 	junk := append([]byte("\x7fELF\x02\x01\x01"), make([]byte, 200)...)
 	if err := os.WriteFile(filepath.Join(local, "junk"), junk, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	img := filepath.Join(t.TempDir(), "warm.sqfs")
-	run(t, "mksquashfs", src, img, "-noappend", "-quiet")
-	file, err := os.Open(img)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { file.Close() })
-	st, err := file.Stat()
-	if err != nil {
-		t.Fatal(err)
-	}
-	fs, err := squash.Open(file, st.Size(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return fs, need
+	return root, need
 }
 
-// TestWarmPrograms decodes a program found through the search path and a
-// relative symlink: the program, its interpreter and its libraries are
-// decoded, each once, and junk or a symlink loop is passed over.
+// TestWarmPrograms reads programs found through the search path and
+// symlinks, absolute ones resolved in the tree: each program, its
+// interpreter and its libraries are asked for once, and junk, a symlink
+// loop, a FIFO (without blocking) and a missing program are passed over.
 func TestWarmPrograms(t *testing.T) {
-	fs, need := warmImage(t)
-	w := &warmer{fs: fs, log: slog.New(slog.DiscardHandler), stop: make(chan struct{}),
-		seen: map[uint32]bool{}}
-	var want []uint32
-	for _, p := range need {
-		n, err := w.resolve(p)
-		if err != nil {
-			t.Fatalf("resolve %s: %v", p, err)
-		}
-		want = append(want, n.Ino)
-	}
-
-	w = startWarm(fs, []string{"mytrue", "junk", "loop1", "/usr/local/bin/mytrue",
+	root, need := warmTree(t)
+	before := openFDs(t)
+	w := startWarm(root, []string{"mytrue", "junk", "loop1", "fifo", "/usr/local/bin/abstrue",
 		"missing"}, slog.New(slog.DiscardHandler))
+	if w == nil {
+		t.Fatal("startWarm: nil")
+	}
 	w.done.Wait()
 	w.Stop()
-	got := slices.Clone(w.decoded)
-	slices.Sort(got)
-	slices.Sort(want)
-	junk, err := w.resolve("/usr/local/bin/junk")
-	if err != nil {
-		t.Fatal(err)
+	want := append([]string{"/usr/local/bin/mytrue"}, need[1:]...)
+	want = append(want, "/usr/local/bin/junk")
+	if !slices.Equal(w.read, want) {
+		t.Errorf("read %q,\nwant %q", w.read, want)
 	}
-	want = append(want, junk.Ino)
-	slices.Sort(want)
-	if !slices.Equal(got, want) {
-		t.Errorf("decoded inodes %v, want %v (%s and junk)", got, want, strings.Join(need, ", "))
+	if after := openFDs(t); after != before {
+		t.Errorf("%d descriptors open after, %d before", after, before)
+	}
+
+	// One level only: the libraries opened for the next are closed too
+	// (stage 1 held one open, and the union could not be unmounted).
+	defer func(d int) { warmDepth = d }(warmDepth)
+	warmDepth = 1
+	w = startWarm(root, []string{"mytrue"}, slog.New(slog.DiscardHandler))
+	w.done.Wait()
+	w.Stop()
+	if !slices.Equal(w.read, want[:1]) {
+		t.Errorf("one level: read %q, want %q", w.read, want[:1])
+	}
+	if after := openFDs(t); after != before {
+		t.Errorf("one level: %d descriptors open after, %d before", after, before)
 	}
 }
 
-// TestWarmResolve walks paths the way the kernel would.
-func TestWarmResolve(t *testing.T) {
-	fs, need := warmImage(t)
-	w := &warmer{fs: fs, log: slog.New(slog.DiscardHandler)}
-	prog, err := w.resolve(need[0])
+// TestWarmStop: a warmer stopped before it starts reads nothing more
+// than the program in hand, and closes what it opened.
+func TestWarmStop(t *testing.T) {
+	root, _ := warmTree(t)
+	before := openFDs(t)
+	w := startWarm(root, []string{"mytrue"}, slog.New(slog.DiscardHandler))
+	close(w.stop)
+	w.done.Wait()
+	unix.Close(w.root)
+	if len(w.read) > 1 {
+		t.Errorf("read %q after the stop", w.read)
+	}
+	if after := openFDs(t); after != before {
+		t.Errorf("%d descriptors open after, %d before", after, before)
+	}
+}
+
+// openFDs counts this process's open descriptors.
+func openFDs(t *testing.T) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, tc := range []struct {
-		path string
-		err  error // nil: resolves to the program
-	}{
-		{"/usr/local/bin/mytrue", nil},
-		{"/usr/local/bin/../../local/bin/./mytrue", nil},
-		{"//usr/local/bin/mytrue/", nil},
-		{"/usr/local/bin/loop1", syscall.ELOOP},
-		{"/usr/local/bin/mytrue/x", syscall.ENOTDIR},
-		{"/usr/local/bin", errNotRegular},
-		{"/usr/local/bin/missing", syscall.ENOENT},
-	} {
-		n, err := w.resolve(tc.path)
-		switch {
-		case tc.err == nil && err != nil:
-			t.Errorf("%s: %v", tc.path, err)
-		case tc.err == nil && n.Ino != prog.Ino:
-			t.Errorf("%s: inode %d, want %d", tc.path, n.Ino, prog.Ino)
-		case tc.err != nil && !errors.Is(err, tc.err):
-			t.Errorf("%s: error %v, want %v", tc.path, err, tc.err)
-		}
-	}
+	return len(ents)
 }
