@@ -29,6 +29,11 @@
 // also handed to sandbox.ReportImageFault, so that a container setup that
 // fails on it says which image is damaged and how (sandbox.ImageError).
 //
+// Once the union is mounted, the programs the payload starts first
+// (sandbox.Spec.Programs) and the libraries they load are read ahead
+// through it while the rest of the container is set up (warm.go); Unmount
+// stops that first.
+//
 // On Unmount the union is unmounted and synced, then every layer is closed
 // in order, which checkpoints the ext3 journals so that e2fsck -fn finds
 // the images clean.
