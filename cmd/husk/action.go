@@ -142,11 +142,17 @@ func prepareAction(g *globals, command string, f *ActionFlags, img, instance str
 }
 
 // payloadPrograms names the programs the payload starts first: the
-// launcher (or the command run directly) and, for exec, the command.
+// launcher (or the command run directly) and then, for exec, the command,
+// or for shell, bash, which the launcher prefers (actionBodies).
 func payloadPrograms(command string, argv, args []string) []string {
 	progs := []string{argv[0]}
-	if command == "exec" && len(args) > 0 && args[0] != argv[0] {
+	switch {
+	case argv[0] != "/bin/sh":
+		// Run directly (no shell in the image): argv[0] is the command.
+	case command == "exec" && len(args) > 0:
 		progs = append(progs, args[0])
+	case command == "shell":
+		progs = append(progs, "/bin/bash")
 	}
 	return progs
 }
