@@ -84,7 +84,10 @@
 // createOpenFlags), and the server clears set-id bits when the kernel
 // asks (FUSE_WRITE_KILL_SUIDGID, rawfs.go). Data a
 // squashfs image stores uncompressed is spliced from the image file
-// ([SquashLayer.Backed]). READDIRPLUS replies carry attributes for
+// ([SquashLayer.Backed]), and a sequential reader of an image file has
+// the kernel read ahead of it in requests sent together (readahead.go),
+// beyond the 128 KiB it reads ahead of a FUSE file by itself. READDIRPLUS
+// replies carry attributes for
 // subdirectories only: a tree walk needs those, and every name handed to
 // the kernel costs a kernel inode and a union node (about 200 bytes of
 // heap, plus go-fuse's table entries) until the kernel forgets it.

@@ -28,6 +28,10 @@ type seeker interface {
 type fileHandle struct {
 	n   *node
 	ref layerRef // the inode Open was called for
+	// track: an image file opened for reading by another process, whose
+	// order of reads readahead.go follows.
+	track bool
+	seq   seqReads
 }
 
 var (
@@ -76,6 +80,7 @@ func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 	var fl uint32
 	if ref.l != 0 || u.upper == nil {
 		fl = fuse.FOPEN_KEEP_CACHE
+		h.track = !write && !fromUnion(ctx)
 	}
 	return h, fl, 0
 }
@@ -84,6 +89,9 @@ func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 func (h *fileHandle) Read(ctx context.Context, dest []byte,
 	off int64) (fuse.ReadResult, syscall.Errno) {
 	u := h.n.u
+	if h.track {
+		h.noteRead(off, len(dest))
+	}
 	t := h.n.top()
 	if x, ok := u.layers[t.l].(extentReader); ok {
 		if fd, at, k, ok := x.ReadExtent(t.n, len(dest), off); ok {

@@ -60,6 +60,7 @@ type Union struct {
 	server    *fuse.Server
 	mountDir  string
 	unmounted bool
+	ra        readahead // of large image files (readahead.go)
 }
 
 // layerIno names an inode of one layer by its layer-local inode number.
@@ -185,6 +186,7 @@ func (u *Union) Mount(dir string) error {
 		return fmt.Errorf("fusefs: mount %s: %w", dir, err)
 	}
 	u.server, u.mountDir = srv, dir
+	u.ra.openRoot(dir)
 	return nil
 }
 
@@ -223,6 +225,7 @@ func (u *Union) Unmount() error {
 		return nil
 	}
 	u.unmounted = true
+	u.ra.close() // its advices hold files open in the mount
 	err := u.server.Unmount()
 	if err != nil {
 		// Busy: detach it so that it goes away with its last user.

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/husk-project/husk/fusefs"
 )
 
 // Warming: the payload's first programs (the launcher's /bin/sh, then the
@@ -148,7 +150,7 @@ func (w *warmer) file(f *os.File, name string) [][]string {
 	if st.Size <= warmFileMax && w.total+st.Size <= warmTotalMax {
 		// Readahead of the whole file: the kernel sends its READ
 		// requests at once, which stage 1 serves on every core.
-		if err := unix.Fadvise(int(f.Fd()), 0, st.Size, unix.FADV_WILLNEED); err != nil {
+		if err := fusefs.ReadAhead(f, 0, st.Size); err != nil {
 			w.log.Debug("not reading ahead", "file", name, "err", err)
 			return nil
 		}

@@ -1,0 +1,201 @@
+package fusefs
+
+import (
+	"context"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
+)
+
+// Readahead of large image files. The kernel reads a FUSE file ahead of a
+// sequential reader 128 KiB at a time (the readahead limit of a FUSE
+// mount's backing device, which a server cannot raise), one or two
+// requests in flight: a 1 GiB file is 8,192 round trips, and one core
+// copies while the other waits. Once a handle on a file that only an image
+// layer provides has been read in order for readStreak bytes, the union
+// opens the file itself and asks the kernel to read the next readWindow
+// bytes ahead (POSIX_FADV_WILLNEED, see ReadAhead): the kernel then sends
+// those READs in the background, up to its limit of those at once, which
+// stage 1 serves on every core, into the page cache the reader takes them
+// from. Reads the union makes itself are not tracked, so it
+// never chases its own readahead. Files of the upper are left alone: an
+// open of one without FOPEN_KEEP_CACHE would drop the reader's cache.
+
+const (
+	readStreak = 1 << 20  // bytes read in order before readahead starts
+	readWindow = 16 << 20 // how far ahead of the reader
+)
+
+// seqReads is what a handle knows of its reader's order.
+type seqReads struct {
+	mu      sync.Mutex
+	next    int64 // where an in-order read would start
+	run     int64 // bytes read in order so far
+	advised int64 // end of the range asked for
+	busy    bool  // an advice is in flight
+	eof     bool  // advised up to the end of the file
+}
+
+// readahead is the union's part: its root, open after the mount, and the
+// advices in flight, which Unmount waits for.
+type readahead struct {
+	mu     sync.Mutex
+	root   int // O_PATH descriptor of the mount point, -1 when none
+	closed bool
+	wg     sync.WaitGroup
+	// advised counts the bytes asked for; read by tests.
+	advised atomic.Int64
+}
+
+// openRoot prepares readahead for the union mounted at dir.
+func (r *readahead) openRoot(dir string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.root = -1
+	if fd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err == nil {
+		r.root = fd
+	}
+}
+
+// close stops new advices, waits for those in flight and closes the root.
+// The server must still be serving: an advice waits for its READs.
+func (r *readahead) close() {
+	r.mu.Lock()
+	r.closed = true
+	r.mu.Unlock()
+	r.wg.Wait()
+	r.mu.Lock()
+	if r.root >= 0 {
+		unix.Close(r.root)
+		r.root = -1
+	}
+	r.mu.Unlock()
+}
+
+// noteRead records a read of size bytes at off on h and, when h's reader
+// is sequential and near the end of what was asked for, asks for more.
+func (h *fileHandle) noteRead(off int64, size int) {
+	s := &h.seq
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	end := off + int64(size)
+	// Reads the kernel served from the readahead never arrive: a read
+	// anywhere up to the end of what was asked for is still in order, as
+	// is one up to a window behind (the kernel's requests in flight are
+	// handled in any order).
+	if off+readWindow < s.next || off > max(s.next, s.advised)+readStreak {
+		s.run, s.advised, s.eof = 0, 0, false
+	}
+	s.run += int64(size)
+	s.next = max(s.next, end)
+	if s.run < readStreak || s.busy || s.eof || end+readWindow/2 < s.advised {
+		return
+	}
+	from := max(s.advised, end)
+	to := end + readWindow
+	if h.n.u.ra.advise(h, from, to-from) {
+		s.advised, s.busy = to, true
+	}
+}
+
+// advise asks the kernel, in the background, to read length bytes of h's
+// file at off into its page cache, and reports whether it started.
+func (r *readahead) advise(h *fileHandle, off, length int64) bool {
+	r.mu.Lock()
+	if r.closed || r.root < 0 {
+		r.mu.Unlock()
+		return false
+	}
+	root := r.root
+	r.wg.Add(1)
+	r.mu.Unlock()
+	go func() {
+		defer r.wg.Done()
+		defer func() {
+			h.seq.mu.Lock()
+			h.seq.busy = false
+			h.seq.mu.Unlock()
+		}()
+		f, size, err := h.n.openByPath(root)
+		if err != nil {
+			return
+		}
+		defer f.Close()
+		length = min(length, size-off)
+		if length <= 0 {
+			h.seq.mu.Lock()
+			h.seq.eof = true // the rest is the kernel's
+			h.seq.mu.Unlock()
+			return
+		}
+		if ReadAhead(f, off, length) == nil {
+			r.advised.Add(length)
+		}
+	}()
+	return true
+}
+
+// raChunk is what one POSIX_FADV_WILLNEED makes the kernel read at most
+// of a FUSE file: its readahead limit, 128 KiB.
+const raChunk = 128 << 10
+
+// ReadAhead asks the kernel to read length bytes at off of f, a file of a
+// FUSE mount, into its page cache without waiting for them. The kernel
+// reads no more than its readahead limit for one POSIX_FADV_WILLNEED, so
+// it is asked for that much at a time: each is a READ request sent in
+// the background, up to the mount's limit of those at once, and the
+// server answers them on every core.
+func ReadAhead(f *os.File, off, length int64) error {
+	for end := off + length; off < end; off += raChunk {
+		if err := unix.Fadvise(int(f.Fd()), off, min(raChunk, end-off),
+			unix.FADV_WILLNEED); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// openByPath opens n for reading through the mount whose root is root,
+// by the path the kernel last gave it, and returns it and its size; an
+// error if that path names another file now.
+func (n *node) openByPath(root int) (*os.File, int64, error) {
+	how := unix.OpenHow{
+		Flags:   unix.O_RDONLY | unix.O_CLOEXEC | unix.O_NOCTTY | unix.O_NONBLOCK,
+		Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS | unix.RESOLVE_NO_XDEV,
+	}
+	p := n.Path(nil)
+	if p == "" {
+		return nil, 0, unix.ENOENT
+	}
+	fd, err := unix.Openat2(root, p, &how)
+	if err != nil {
+		return nil, 0, err
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil || st.Ino != n.ino ||
+		st.Mode&unix.S_IFMT != unix.S_IFREG {
+		unix.Close(fd)
+		return nil, 0, unix.ESTALE
+	}
+	return os.NewFile(uintptr(fd), p), st.Size, nil
+}
+
+// fromUnion reports whether the request of ctx comes from this process
+// (the union's own readahead, or a warm-up of the payload's programs).
+// FUSE gives the calling thread's id, which is the process id only for
+// its first thread.
+func fromUnion(ctx context.Context) bool {
+	c, ok := fuse.FromContext(ctx)
+	if !ok {
+		return false
+	}
+	if int(c.Pid) == os.Getpid() {
+		return true
+	}
+	var st unix.Stat_t
+	return unix.Stat("/proc/self/task/"+strconv.Itoa(int(c.Pid)), &st) == nil
+}
