@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -17,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -118,20 +120,38 @@ func Join(ctx context.Context, socket string, req JoinRequest, log *slog.Logger)
 		return setupFailed, fmt.Errorf("sending the command to the instance: %w", err)
 	}
 
-	// Signals travel as their numbers, one per line.
+	// Signals travel as their numbers, one per line. An instance that
+	// has said nothing yet may never read them (its stage 1 could not
+	// accept the connection): a signal that would end this process then
+	// ends the wait for it after joinAnswer.
 	done := make(chan struct{})
 	defer close(done)
+	heard := make(chan struct{})
+	var gaveUp atomic.Int32
 	var wmu sync.Mutex
 	send := func(sig syscall.Signal) {
 		wmu.Lock()
 		defer wmu.Unlock()
 		_, _ = fmt.Fprintf(conn, "%d\n", int(sig))
 	}
+	giveUp := func(sig syscall.Signal) {
+		select {
+		case <-heard:
+		case <-done:
+		case <-time.After(joinAnswer):
+			gaveUp.Store(int32(sig))
+			conn.Close() // ends relay below
+		}
+	}
 	go func() {
 		for {
 			select {
 			case sig := <-sigc:
 				send(sig.(syscall.Signal))
+				if s := sig.(syscall.Signal); s == syscall.SIGINT || s == syscall.SIGTERM ||
+					s == syscall.SIGHUP {
+					go giveUp(s)
+				}
 			case <-ctx.Done():
 				send(syscall.SIGTERM)
 				return
@@ -141,7 +161,10 @@ func Join(ctx context.Context, socket string, req JoinRequest, log *slog.Logger)
 		}
 	}()
 
-	rep := relay(conn, log)
+	rep := relay(&firstRead{r: conn, heard: heard}, log)
+	if sig := syscall.Signal(gaveUp.Load()); sig != 0 {
+		return 128 + int(sig), fmt.Errorf("the instance did not answer; gave up on %v", sig)
+	}
 	switch {
 	case rep.fatal != nil:
 		return setupFailed, rep.fatal
@@ -150,6 +173,28 @@ func Join(ctx context.Context, socket string, req JoinRequest, log *slog.Logger)
 			"command finished (was it stopped?)")
 	}
 	return *rep.exit, nil
+}
+
+// acceptRetry is the pause after a failed accept.
+const acceptRetry = 100 * time.Millisecond
+
+// joinAnswer is how long a joining client that is told to end waits for
+// an instance that has not answered at all.
+const joinAnswer = 3 * time.Second
+
+// firstRead is r, closing heard at the first byte read from it.
+type firstRead struct {
+	r     io.Reader
+	heard chan struct{}
+	once  sync.Once
+}
+
+func (f *firstRead) Read(p []byte) (int, error) {
+	n, err := f.r.Read(p)
+	if n > 0 {
+		f.once.Do(func() { close(f.heard) })
+	}
+	return n, err
 }
 
 // joinServer is stage 1's side of joins.
@@ -187,11 +232,23 @@ func startJoinServer(st *stage1State, f *os.File) *joinServer {
 	return js
 }
 
+// accept serves joins until the listener is closed. Other errors (no
+// descriptor left, say) are passed: a join refused now must not end the
+// instance's joins for good.
 func (js *joinServer) accept() {
+	warned := false
 	for {
 		c, err := js.l.Accept()
-		if err != nil {
+		if errors.Is(err, net.ErrClosed) {
 			return
+		}
+		if err != nil {
+			if !warned {
+				js.st.log.Warn("instance: cannot accept a join", "error", err)
+				warned = true
+			}
+			time.Sleep(acceptRetry)
+			continue
 		}
 		js.mu.Lock()
 		if js.closed {

@@ -1,9 +1,7 @@
 package union
 
 import (
-	"debug/elf"
 	"errors"
-	"io"
 	"log/slog"
 	"os"
 	"path"
@@ -34,6 +32,10 @@ import (
 // payload makes meanwhile waits for the block being decoded rather than
 // decode it twice. It is a hint: a program that is missing, not ELF, or
 // damaged is passed over (the payload meets and reports the damage).
+// The image is not trusted: one file is open at a time, at most warmFiles
+// per program, names resolve inside the union only, and the ELF tables
+// read are those the loader reads, bounded (elfdeps.go), so a hostile
+// program costs no more than a benign one and Stop returns at once.
 
 const (
 	warmFileMax  = 8 << 20  // larger files are not read (their libraries are)
@@ -43,6 +45,9 @@ const (
 // warmDepth is how many levels of files are read: the program, the
 // libraries it names, and theirs (a variable for tests).
 var warmDepth = 3
+
+// warmFiles is how many files are opened at most for one program.
+const warmFiles = 64
 
 // warmPath is searched for a program named without a slash: Apptainer's
 // default PATH, which the image's environment seldom changes.
@@ -106,31 +111,33 @@ func (w *warmer) stopped() bool {
 	}
 }
 
-// program reads program p and the files it loads, breadth first.
+// program reads program p and the files it loads, breadth first, one
+// file open at a time and at most warmFiles of them.
 func (w *warmer) program(p string) {
-	f, name, err := w.find([]string{p})
-	if err != nil {
-		w.log.Debug("not reading ahead", "program", p, "err", err)
-		return
+	type item struct {
+		paths []string // tried in turn
+		depth int
 	}
-	type open struct {
-		f    *os.File
-		name string
-	}
-	level := []open{{f, name}}
-	for depth := 0; len(level) > 0; depth++ {
-		var next []open
-		for _, o := range level {
-			if depth < warmDepth && !w.stopped() {
-				for _, alts := range w.file(o.f, o.name) {
-					if g, name, err := w.find(alts); err == nil {
-						next = append(next, open{g, name})
-					}
-				}
+	queue := []item{{[]string{p}, 0}}
+	tried := map[string]bool{}
+	for opened := 0; len(queue) > 0 && opened < warmFiles && !w.stopped(); {
+		it := queue[0]
+		queue = queue[1:]
+		f, name, err := w.find(it.paths, tried)
+		if err != nil {
+			if it.depth == 0 {
+				w.log.Debug("not reading ahead", "program", p, "err", err)
 			}
-			o.f.Close()
+			continue
 		}
-		level = next
+		opened++
+		deps := w.file(f, name)
+		f.Close()
+		if it.depth+1 < warmDepth {
+			for _, d := range deps {
+				queue = append(queue, item{d, it.depth + 1})
+			}
+		}
 	}
 }
 
@@ -148,8 +155,6 @@ func (w *warmer) file(f *os.File, name string) [][]string {
 	}
 	w.seen[key] = true
 	if st.Size <= warmFileMax && w.total+st.Size <= warmTotalMax {
-		// Readahead of the whole file: the kernel sends its READ
-		// requests at once, which stage 1 serves on every core.
 		if err := fusefs.ReadAhead(f, 0, st.Size); err != nil {
 			w.log.Debug("not reading ahead", "file", name, "err", err)
 			return nil
@@ -157,30 +162,10 @@ func (w *warmer) file(f *os.File, name string) [][]string {
 		w.total += st.Size
 		w.read = append(w.read, name)
 	}
-	return needs(f)
-}
-
-// needs returns the ELF interpreter and the libraries ELF file f names,
-// each as the paths the loader would try in turn: nothing if f is not a
-// dynamic ELF file.
-func needs(f io.ReaderAt) [][]string {
-	e, err := elf.NewFile(f)
-	if err != nil {
-		return nil
-	}
+	interp, libs := elfDeps(f, st.Size)
 	var out [][]string
-	for _, prog := range e.Progs {
-		if prog.Type != elf.PT_INTERP {
-			continue
-		}
-		b, err := io.ReadAll(io.LimitReader(prog.Open(), 4096))
-		if err == nil {
-			out = append(out, []string{strings.TrimRight(string(b), "\x00")})
-		}
-	}
-	libs, err := e.ImportedLibraries()
-	if err != nil {
-		return out
+	if interp != "" {
+		out = append(out, []string{interp})
 	}
 	for _, lib := range libs {
 		if strings.Contains(lib, "/") {
@@ -210,8 +195,10 @@ func libDirs() []string {
 }
 
 // find opens the first of paths that is a regular file; a name without a
-// slash is searched in warmPath.
-func (w *warmer) find(paths []string) (*os.File, string, error) {
+// slash is searched in warmPath. tried records the paths tried, and
+// whether they opened: one that did ends the search (errSeen), one that
+// did not is passed over.
+func (w *warmer) find(paths []string, tried map[string]bool) (*os.File, string, error) {
 	var tries []string
 	for _, p := range paths {
 		if strings.Contains(p, "/") {
@@ -223,7 +210,15 @@ func (w *warmer) find(paths []string) (*os.File, string, error) {
 		}
 	}
 	for _, p := range tries {
-		if f, err := w.open(p); err == nil {
+		if opened, ok := tried[p]; ok {
+			if opened {
+				return nil, "", errSeen // this library again
+			}
+			continue
+		}
+		f, err := w.open(p)
+		tried[p] = err == nil
+		if err == nil {
 			return f, p, nil
 		}
 	}
@@ -252,4 +247,7 @@ func (w *warmer) open(p string) (*os.File, error) {
 	return f, nil
 }
 
-var errNotRegular = errors.New("not a regular file")
+var (
+	errNotRegular = errors.New("not a regular file")
+	errSeen       = errors.New("already read")
+)
