@@ -43,10 +43,11 @@ type seqReads struct {
 // readahead is the union's part: its root, open after the mount, and the
 // advices in flight, which Unmount waits for.
 type readahead struct {
-	mu     sync.Mutex
-	root   int // O_PATH descriptor of the mount point, -1 when none
-	closed bool
-	wg     sync.WaitGroup
+	mu      sync.Mutex
+	root    int  // O_PATH descriptor of the mount point, if hasRoot
+	hasRoot bool // false before the mount and after close
+	closed  bool
+	wg      sync.WaitGroup
 	// advised counts the bytes asked for; read by tests.
 	advised atomic.Int64
 }
@@ -55,9 +56,8 @@ type readahead struct {
 func (r *readahead) openRoot(dir string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.root = -1
 	if fd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err == nil {
-		r.root = fd
+		r.root, r.hasRoot = fd, true
 	}
 }
 
@@ -69,9 +69,9 @@ func (r *readahead) close() {
 	r.mu.Unlock()
 	r.wg.Wait()
 	r.mu.Lock()
-	if r.root >= 0 {
+	if r.hasRoot {
 		unix.Close(r.root)
-		r.root = -1
+		r.hasRoot = false
 	}
 	r.mu.Unlock()
 }
@@ -106,7 +106,7 @@ func (h *fileHandle) noteRead(off int64, size int) {
 // file at off into its page cache, and reports whether it started.
 func (r *readahead) advise(h *fileHandle, off, length int64) bool {
 	r.mu.Lock()
-	if r.closed || r.root < 0 {
+	if r.closed || !r.hasRoot {
 		r.mu.Unlock()
 		return false
 	}
