@@ -120,6 +120,11 @@ func (r *readahead) advise(h *fileHandle, off, length int64) bool {
 			h.seq.busy = false
 			h.seq.mu.Unlock()
 		}()
+		if t := h.n.top(); t.l == 0 && h.n.u.upper != nil {
+			// Copied up since: an open of the upper file would drop the
+			// page cache, and the readers' data is the upper's now.
+			return
+		}
 		f, size, err := h.n.openByPath(root)
 		if err != nil {
 			return
