@@ -83,11 +83,18 @@ func (h *fileHandle) noteRead(off int64, size int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	end := off + int64(size)
-	// Reads the kernel served from the readahead never arrive: a read
-	// anywhere up to the end of what was asked for is still in order, as
-	// is one up to a window behind (the kernel's requests in flight are
-	// handled in any order).
-	if off+readWindow < s.next || off > max(s.next, s.advised)+readStreak {
+	// The kernel's requests in flight are handled in any order: a read up
+	// to a window behind the furthest one, or just past it, continues the
+	// run. So does one at the end of what was asked for, where a reader
+	// that took all of it from the page cache (those reads never arrive
+	// here) asks next, for a whole readahead piece as the kernel does for
+	// a sequential reader. A small read there, or one further on, is a
+	// reader that jumps (sampling, an index), which must not pull the
+	// file in a window at a time.
+	contiguous := off+readWindow >= s.next && off <= s.next+raChunk
+	frontier := s.advised > 0 && off >= s.advised-raChunk && off <= s.advised+raChunk &&
+		int64(size) >= raChunk/2
+	if !contiguous && !frontier {
 		s.run, s.advised, s.eof = 0, 0, false
 	}
 	s.run += int64(size)

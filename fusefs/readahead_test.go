@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/husk-project/husk/squash"
 )
@@ -29,6 +30,8 @@ func TestSequentialReadahead(t *testing.T) {
 	text := bytes.Repeat([]byte("compressible text, decoded by stage 1\n"), 500000)
 	must(t, os.WriteFile(filepath.Join(src, "random"), random, 0644))
 	must(t, os.WriteFile(filepath.Join(src, "text"), text, 0644))
+	wide := bytes.Repeat([]byte("a long file for a reader that jumps\n"), 3<<20) // 108 MiB
+	must(t, os.WriteFile(filepath.Join(src, "wide"), wide, 0644))
 	sqfs := filepath.Join(dir, "img.sqfs")
 	tool(t, "mksquashfs", src, sqfs, "-noappend", "-quiet", "-comp", "gzip")
 	f, err := os.Open(sqfs)
@@ -87,5 +90,42 @@ func TestSequentialReadahead(t *testing.T) {
 	}
 	if d := u.ra.advised.Load() - before; d != 0 {
 		t.Errorf("%d bytes read ahead for a short reader and an upper file", d)
+	}
+
+	// A reader that reads 2 MiB, then 4 KiB every 16.5 MiB, one handle:
+	// its first run is followed, the jumps are not (they once pulled in
+	// the whole file, a window at a time).
+	before = u.ra.advised.Load()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestStridedReader$")
+	cmd.Env = append(os.Environ(), "HUSK_TEST_STRIDED="+filepath.Join(mnt, "wide"))
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("strided reader: %v\n%s", err, out)
+	}
+	if d := u.ra.advised.Load() - before; d > 2*readWindow {
+		t.Errorf("%d MiB read ahead for a reader that read 2 MiB and jumped", d>>20)
+	}
+}
+
+// TestStridedReader is the reader of TestSequentialReadahead that jumps,
+// run in a process of its own (the union does not follow its own reads).
+func TestStridedReader(t *testing.T) {
+	name := os.Getenv("HUSK_TEST_STRIDED")
+	if name == "" {
+		return // only as TestSequentialReadahead's child
+	}
+	f, err := os.Open(name)
+	must(t, err)
+	defer f.Close()
+	st, err := f.Stat()
+	must(t, err)
+	buf := make([]byte, 2<<20)
+	if _, err := f.ReadAt(buf, 0); err != nil {
+		t.Fatal(err)
+	}
+	for off := int64(35 << 19); off+4096 < st.Size(); off += 33 << 19 {
+		time.Sleep(50 * time.Millisecond) // the advice before runs out
+		if _, err := f.ReadAt(buf[:4096], off); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
