@@ -28,10 +28,11 @@ type seeker interface {
 type fileHandle struct {
 	n   *node
 	ref layerRef // the inode Open was called for
-	// track: an image file opened for reading by another process, whose
-	// order of reads readahead.go follows.
-	track bool
-	seq   seqReads
+	// track: an image file opened for reading, whose order of reads
+	// readahead.go follows unless caller, the opening thread, is ours.
+	track  bool
+	caller uint32
+	seq    seqReads
 }
 
 var (
@@ -80,7 +81,7 @@ func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 	var fl uint32
 	if ref.l != 0 || u.upper == nil {
 		fl = fuse.FOPEN_KEEP_CACHE
-		h.track = !write && !fromUnion(ctx)
+		h.track, h.caller = !write, callerPid(ctx)
 	}
 	return h, fl, 0
 }

@@ -2,8 +2,10 @@ package fusefs
 
 import (
 	"context"
+	"errors"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -38,6 +40,8 @@ type seqReads struct {
 	advised int64 // end of the range asked for
 	busy    bool  // an advice is in flight
 	eof     bool  // advised up to the end of the file
+	asked   bool  // own is known
+	own     bool  // the reader is this process (see ownThread)
 }
 
 // readahead is the union's part: its root, open after the mount, and the
@@ -100,6 +104,14 @@ func (h *fileHandle) noteRead(off int64, size int) {
 	s.run += int64(size)
 	s.next = max(s.next, end)
 	if s.run < readStreak || s.busy || s.eof || end+readWindow/2 < s.advised {
+		return
+	}
+	// Whether the reader is this process is asked once, here, rather
+	// than at every open.
+	if !s.asked {
+		s.asked, s.own = true, ownThread(h.caller)
+	}
+	if s.own {
 		return
 	}
 	from := max(s.advised, end)
@@ -175,39 +187,63 @@ func ReadAhead(f *os.File, off, length int64) error {
 // by the path the kernel last gave it, and returns it and its size; an
 // error if that path names another file now.
 func (n *node) openByPath(root int) (*os.File, int64, error) {
-	how := unix.OpenHow{
-		Flags:   unix.O_RDONLY | unix.O_CLOEXEC | unix.O_NOCTTY | unix.O_NONBLOCK,
-		Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS | unix.RESOLVE_NO_XDEV,
-	}
 	p := n.Path(nil)
 	if p == "" {
 		return nil, 0, unix.ENOENT
 	}
-	fd, err := unix.Openat2(root, p, &how)
+	f, st, err := OpenInMount(root, p)
 	if err != nil {
 		return nil, 0, err
 	}
-	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil || st.Ino != n.ino ||
-		st.Mode&unix.S_IFMT != unix.S_IFREG {
-		unix.Close(fd)
+	if st.Ino != n.ino {
+		f.Close()
 		return nil, 0, unix.ESTALE
 	}
-	return os.NewFile(uintptr(fd), p), st.Size, nil
+	return f, st.Size, nil
 }
 
-// fromUnion reports whether the request of ctx comes from this process
-// (the union's own readahead, or a warm-up of the payload's programs).
-// FUSE gives the calling thread's id, which is the process id only for
-// its first thread.
-func fromUnion(ctx context.Context) bool {
-	c, ok := fuse.FromContext(ctx)
-	if !ok {
-		return false
+// OpenInMount opens regular file p (absolute or not) for reading in the
+// mount whose root directory is open as root, as a process whose root
+// it were would see it: absolute symlinks lead to that root, and no
+// other mount (a bind over part of it, /proc) is entered. It never blocks
+// on a FIFO. The names may come from an image, so nothing outside the
+// mount is opened.
+func OpenInMount(root int, p string) (*os.File, *unix.Stat_t, error) {
+	how := unix.OpenHow{
+		Flags:   unix.O_RDONLY | unix.O_CLOEXEC | unix.O_NOCTTY | unix.O_NONBLOCK,
+		Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS | unix.RESOLVE_NO_XDEV,
 	}
-	if int(c.Pid) == os.Getpid() {
+	fd, err := unix.Openat2(root, strings.TrimLeft(p, "/"), &how)
+	if err != nil {
+		return nil, nil, err
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
+		unix.Close(fd)
+		return nil, nil, errNotRegular
+	}
+	return os.NewFile(uintptr(fd), p), &st, nil
+}
+
+// errNotRegular: OpenInMount found something else than a regular file.
+var errNotRegular = errors.New("not a regular file")
+
+// callerPid is the thread id FUSE gives for the request of ctx, 0 if none.
+func callerPid(ctx context.Context) uint32 {
+	if c, ok := fuse.FromContext(ctx); ok {
+		return c.Pid
+	}
+	return 0
+}
+
+// ownThread reports whether thread tid is one of this process's: the
+// union's own readahead, or a read-ahead of the payload's programs. FUSE
+// gives the calling thread's id, which is the process id only for its
+// first thread.
+func ownThread(tid uint32) bool {
+	if int(tid) == os.Getpid() {
 		return true
 	}
 	var st unix.Stat_t
-	return unix.Stat("/proc/self/task/"+strconv.Itoa(int(c.Pid)), &st) == nil
+	return unix.Stat("/proc/self/task/"+strconv.Itoa(int(tid)), &st) == nil
 }

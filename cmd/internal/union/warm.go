@@ -225,29 +225,11 @@ func (w *warmer) find(paths []string, tried map[string]bool) (*os.File, string, 
 	return nil, "", syscall.ENOENT
 }
 
-// open opens path p of the union as the container would see it: absolute
-// symlinks lead to the union's root, not the host's. The names come from
-// the image (DT_NEEDED), so nothing outside the union is opened (not the
-// host's /dev, /proc or /sys bound into it), and a FIFO does not block.
+// open opens path p of the union as the container would see it (see
+// fusefs.OpenInMount: the names come from the image).
 func (w *warmer) open(p string) (*os.File, error) {
-	how := unix.OpenHow{
-		Flags:   unix.O_RDONLY | unix.O_CLOEXEC | unix.O_NOCTTY | unix.O_NONBLOCK,
-		Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS | unix.RESOLVE_NO_XDEV,
-	}
-	fd, err := unix.Openat2(w.root, strings.TrimLeft(p, "/"), &how)
-	if err != nil {
-		return nil, err
-	}
-	f := os.NewFile(uintptr(fd), p)
-	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
-		f.Close()
-		return nil, errNotRegular
-	}
-	return f, nil
+	f, _, err := fusefs.OpenInMount(w.root, p)
+	return f, err
 }
 
-var (
-	errNotRegular = errors.New("not a regular file")
-	errSeen       = errors.New("already read")
-)
+var errSeen = errors.New("already read")
