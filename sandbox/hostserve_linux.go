@@ -252,6 +252,7 @@ func serve(m Mounter, fw *forwarder, fds string) int {
 		return sio.fail(fmt.Errorf("mounting the container through fusermount3: %w", err))
 	}
 	sio.log.Debug("union mounted", "target", target)
+	startupOver(sio.log)
 	if _, err := conn.Write([]byte(readyMsg)); err != nil {
 		sio.log.Debug("husk went away before the container started", "error", err)
 	} else {

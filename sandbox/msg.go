@@ -217,6 +217,7 @@ func relayRecords(r io.Reader, log *slog.Logger, onStart func(pid int), hold boo
 				held = nil
 			}
 			res.started = true
+			startupOver(log)
 			if onStart != nil {
 				onStart(res.pid)
 			}

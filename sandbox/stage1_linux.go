@@ -69,6 +69,7 @@ func stage1(m Mounter, fw *forwarder, fds string) int {
 	st.startStage2Early()
 	err = st.setup(m)
 	if err == nil {
+		startupOver(st.log)
 		status, err = st.runStage2(fw)
 	} else {
 		st.abandonStage2()

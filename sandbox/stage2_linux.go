@@ -56,6 +56,7 @@ func stage2(fw *forwarder, fds string, unshare bool) int {
 	}
 	sup := &supervisor{log: log, procfd: procfd, loader: loader}
 	proc, err := sup.start(p, cwd)
+	startupOver(log)
 	if tempProc(p.Spec) {
 		if uerr := unix.Unmount("/proc", unix.MNT_DETACH); uerr != nil && err == nil {
 			_ = proc.Kill()

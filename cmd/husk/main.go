@@ -51,6 +51,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		logfmt.Fatal(stderr, err)
 		return 255
 	}
+	if !startsContainer(ctx.Selected()) {
+		settleGC()
+	}
 	stopProfiles, err := startProfiles(cli.CPUProfile, cli.MemProfile)
 	if err != nil {
 		logfmt.Fatal(stderr, err)
