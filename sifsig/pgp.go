@@ -43,7 +43,11 @@ const (
 	formatPGP            // clear-signed JSON metadata
 	formatLegacy         // clear-signed "SIFHASH:" digest
 	formatDSSE
+	formatBrokenPGP // starts like a clear-signed message, but is not one
 )
+
+// clearsignStart opens every clear-signed message.
+var clearsignStart = []byte("-----BEGIN PGP SIGNED MESSAGE-----")
 
 // readSignature returns the data of signature object sig.
 func readSignature(sig sif.Descriptor) ([]byte, error) {
@@ -69,6 +73,9 @@ func formatOf(b []byte) format {
 			return formatLegacy
 		}
 		return formatPGP
+	}
+	if bytes.Contains(b, clearsignStart) {
+		return formatBrokenPGP
 	}
 	var env struct {
 		PayloadType string `json:"payloadType"`

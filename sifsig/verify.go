@@ -3,6 +3,7 @@
 package sifsig
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 
@@ -199,6 +200,9 @@ func (t target) check(f *sif.FileImage, kr openpgp.KeyRing, s signed) (Result, e
 		return Result{}, &UnsupportedError{ID: s.od.ID(), Format: "DSSE (sigstore)"}
 	case formatUnknown:
 		return Result{}, &UnsupportedError{ID: s.od.ID()}
+	case formatBrokenPGP:
+		return Result{}, &SignatureError{ID: s.od.ID(),
+			Err: errors.New("clear-signed message is damaged or truncated")}
 	}
 	r := Result{Signature: s.od}
 	h, fp, err := s.od.SignatureMetadata()
