@@ -24,7 +24,7 @@ go test -count=1 -tags husk_purego ./squash
 # interesting input (60 s by default, not counted as executions) would eat
 # the whole budget; 2 s leaves it to fuzzing.
 fuzztime=${HUSK_FUZZTIME:-20s}
-for pkg in ./squash ./ext3 ./cmd/internal/image ./cmd/internal/union; do
+for pkg in ./squash ./ext3 ./cmd/internal/image ./cmd/internal/union ./sifsig; do
 	targets=$(go test -list '^Fuzz' "$pkg")
 	for target in $(grep '^Fuzz' <<<"$targets"); do
 		go test -run='^$' -fuzz="^$target\$" -fuzztime="$fuzztime" \
