@@ -71,9 +71,9 @@ func signPlans(f *sif.FileImage, o SignOptions) ([]plan, error) {
 		plans = append(plans, plan{o.Group, ods})
 	}
 	if o.Object != 0 {
-		od, err := f.GetDescriptor(sif.WithID(o.Object))
+		od, err := objectByID(f, o.Object)
 		if err != nil {
-			return nil, fmt.Errorf("object %d: %w", o.Object, err)
+			return nil, err
 		}
 		if od.GroupID() == 0 {
 			return nil, fmt.Errorf("object %d is in no object group, so it cannot be signed",
@@ -136,6 +136,18 @@ func groupObjects(f *sif.FileImage, group uint32) ([]sif.Descriptor, error) {
 		return nil, err
 	}
 	return ods, nil
+}
+
+// objectByID returns the descriptor of object id.
+func objectByID(f *sif.FileImage, id uint32) (sif.Descriptor, error) {
+	od, err := f.GetDescriptor(sif.WithID(id))
+	if errors.Is(err, sif.ErrObjectNotFound) {
+		return od, fmt.Errorf("object %d not found", id)
+	}
+	if err != nil {
+		return od, fmt.Errorf("object %d: %w", id, err)
+	}
+	return od, nil
 }
 
 // groupIDs returns the IDs of f's object groups in ascending order.

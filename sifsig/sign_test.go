@@ -153,7 +153,7 @@ func TestSignErrors(t *testing.T) {
 		want string
 	}{
 		{"no such group", twoGroups, alice, SignOptions{Group: 7}, "object group 7 not found"},
-		{"no such object", twoGroups, alice, SignOptions{Object: 9}, "object 9:"},
+		{"no such object", twoGroups, alice, SignOptions{Object: 9}, "object 9 not found"},
 		{"ungrouped object", []object{{1, sif.DataGeneric, "a"}, {0, sif.DataGeneric, "b"}},
 			alice, SignOptions{Object: 2}, "object 2 is in no object group"},
 		{"no groups", []object{{0, sif.DataGeneric, "b"}}, alice, SignOptions{},

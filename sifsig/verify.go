@@ -111,12 +111,15 @@ func verifyTargets(f *sif.FileImage, o VerifyOptions) ([]target, error) {
 
 	var targets []target
 	for _, g := range groups {
+		if _, err := groupObjects(f, g); err != nil {
+			return nil, err
+		}
 		targets = append(targets, target{group: g, legacy: o.Legacy})
 	}
 	for _, id := range objects {
-		od, err := f.GetDescriptor(sif.WithID(id))
+		od, err := objectByID(f, id)
 		if err != nil {
-			return nil, fmt.Errorf("object %d: %w", id, err)
+			return nil, err
 		}
 		t := target{group: od.GroupID(), object: &od, legacy: o.Legacy}
 		if o.Legacy {

@@ -263,9 +263,17 @@ func TestVerifyUnsigned(t *testing.T) {
 	if !notSigned(2, true)(err) || err.Error() != "signature not found for object group 2" {
 		t.Errorf("group 2 unsigned: %v", err)
 	}
-	for _, o := range []VerifyOptions{{Group: 9}, {Object: 9}} {
-		if _, err := sifsigVerify(t, p, keyring(alice), o); err == nil {
-			t.Errorf("%+v: verified", o)
+	for _, tc := range []struct {
+		o    VerifyOptions
+		want string
+	}{
+		{VerifyOptions{Group: 9}, "object group 9 not found"},
+		{VerifyOptions{Group: 9, Legacy: true}, "object group 9 not found"},
+		{VerifyOptions{Object: 9}, "object 9 not found"},
+	} {
+		_, err := sifsigVerify(t, p, keyring(alice), tc.o)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%+v: got %v, want %q", tc.o, err, tc.want)
 		}
 	}
 }
