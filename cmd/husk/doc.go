@@ -12,7 +12,7 @@
 //	husk overlay info [--json] IMAGE   size, free space, journal state
 //	husk overlay resize IMAGE SIZE    grow an overlay (bare, or last in a SIF)
 //	husk build OUT.sif ROOTFS_DIR
-//	husk verify|sign [--keyring FILE] IMAGE    PGP signatures of a SIF (sif integrity)
+//	husk verify|sign [--keyring FILE] IMAGE    PGP signatures of a SIF (package sifsig)
 //	husk completion bash|zsh|fish
 //	husk version
 //

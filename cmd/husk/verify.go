@@ -12,14 +12,16 @@ import (
 
 	"github.com/ProtonMail/go-crypto/openpgp"
 	"github.com/ProtonMail/go-crypto/openpgp/packet"
-	"github.com/sylabs/sif/v2/pkg/integrity"
+	"github.com/husk-project/husk/sifsig"
 	"github.com/sylabs/sif/v2/pkg/sif"
 )
 
-// SIF signatures (`husk verify`, `husk sign`) through the sif library's
-// integrity package, which Apptainer uses too: PGP clear-signed
-// descriptions of each object group. husk reads keys from keyring files
-// only; it never asks a key server, and has no x509 or sigstore keys.
+// SIF signatures (`husk verify`, `husk sign`) through package sifsig, in
+// Apptainer's layout: PGP clear-signed descriptions of each object group.
+// husk reads keys from keyring files only; it never asks a key server, and
+// has no x509 or sigstore keys. sifsig, not the sif library's integrity
+// package, because that package links sigstore and protobuf, whose package
+// initialisation every husk process (three per run) would pay for.
 
 // globalKeyring is Apptainer's system-wide public keyring (package
 // installs put APPTAINER_CONFDIR at /etc/apptainer).
@@ -129,41 +131,29 @@ func (c *VerifyCmd) Run(g *globals) error {
 
 	g.info("Verifying image with PGP key material")
 	var kl keyList
-	opts := []integrity.VerifierOpt{
-		integrity.OptVerifyWithKeyRing(kr),
-		integrity.OptVerifyCallback(func(r integrity.VerifyResult) bool {
+	o := sifsig.VerifyOptions{
+		Group:     c.GroupID,
+		Object:    c.SifID,
+		Legacy:    c.Legacy,
+		LegacyAll: c.Legacy && c.All,
+		Result: func(r sifsig.Result) {
 			if c.JSON {
 				kl.add(f, r, kr)
 			} else {
 				printVerifyResult(os.Stdout, r, kr)
 			}
-			return false
-		}),
+		},
 	}
-	if c.GroupID != 0 {
-		opts = append(opts, integrity.OptVerifyGroup(c.GroupID))
-	}
-	if c.SifID != 0 {
-		opts = append(opts, integrity.OptVerifyObject(c.SifID))
-	}
-	if c.Legacy {
-		if c.All {
-			opts = append(opts, integrity.OptVerifyLegacyAll())
-		} else {
-			opts = append(opts, integrity.OptVerifyLegacy())
-			if c.GroupID == 0 && c.SifID == 0 {
-				od, err := f.GetDescriptor(sif.WithPartitionType(sif.PartPrimSys))
-				if err != nil {
-					return fmt.Errorf("Failed to verify container: %w", err)
-				}
-				opts = append(opts, integrity.OptVerifyObject(od.ID()))
-			}
+	// Apptainer's legacy default: the primary partition, the only object
+	// old signers signed on its own.
+	if c.Legacy && !c.All && c.GroupID == 0 && c.SifID == 0 {
+		od, err := f.GetDescriptor(sif.WithPartitionType(sif.PartPrimSys))
+		if err != nil {
+			return fmt.Errorf("Failed to verify container: %s: %w", c.Image, err)
 		}
+		o.Object = od.ID()
 	}
-	v, err := integrity.NewVerifier(f, opts...)
-	if err == nil {
-		err = v.Verify()
-	}
+	err = sifsig.Verify(f, kr, o)
 	if c.JSON {
 		// Always printed, as by Apptainer, also when verification fails.
 		enc := json.NewEncoder(os.Stdout)
@@ -173,7 +163,7 @@ func (c *VerifyCmd) Run(g *globals) error {
 		}
 	}
 	if err != nil {
-		return fmt.Errorf("Failed to verify container: %w", err)
+		return fmt.Errorf("Failed to verify container: %s: %w", c.Image, err)
 	}
 	g.info(fmt.Sprintf("Verified signature(s) from image '%s'", c.Image))
 	return nil
@@ -181,8 +171,8 @@ func (c *VerifyCmd) Run(g *globals) error {
 
 // printVerifyResult prints a result as Apptainer's outputVerify does:
 // the signing entity, then the verified objects.
-func printVerifyResult(w io.Writer, r integrity.VerifyResult, local openpgp.EntityList) {
-	if e := r.Entity(); e != nil {
+func printVerifyResult(w io.Writer, r sifsig.Result, local openpgp.EntityList) {
+	if e := r.Signer; e != nil {
 		prefix := "[REMOTE]"
 		if len(local.KeysByIdUsage(e.PrimaryKey.KeyId, packet.KeyFlagSign)) > 0 {
 			prefix = "[LOCAL]"
@@ -192,11 +182,11 @@ func printVerifyResult(w io.Writer, r integrity.VerifyResult, local openpgp.Enti
 		}
 		fmt.Fprintf(w, "%-18v Fingerprint: %X\n", prefix, e.PrimaryKey.Fingerprint)
 	}
-	if len(r.Verified()) > 0 {
+	if len(r.Verified) > 0 {
 		fmt.Fprintf(w, "Objects verified:\n%-4s|%-8s|%-8s|%s\n", "ID", "GROUP", "LINK", "TYPE")
 		fmt.Fprint(w, "------------------------------------------------\n")
 	}
-	for _, od := range r.Verified() {
+	for _, od := range r.Verified {
 		group := "NONE"
 		if gid := od.GroupID(); gid != 0 {
 			group = fmt.Sprint(gid)
@@ -210,8 +200,8 @@ func printVerifyResult(w io.Writer, r integrity.VerifyResult, local openpgp.Enti
 		}
 		fmt.Fprintf(w, "%-4d|%-8s|%-8s|%s\n", od.ID(), group, link, od.DataType())
 	}
-	if err := r.Error(); err != nil {
-		fmt.Fprintf(w, "\nValidation error: %v\n", err)
+	if r.Err != nil {
+		fmt.Fprintf(w, "\nValidation error: %v\n", r.Err)
 	}
 }
 
@@ -236,11 +226,11 @@ type keyEntity struct {
 
 // add records one result as Apptainer's JSON callback does: one entry
 // per verified object, and one for an object whose data did not match.
-func (kl *keyList) add(f *sif.FileImage, r integrity.VerifyResult, local openpgp.EntityList) {
+func (kl *keyList) add(f *sif.FileImage, r sifsig.Result, local openpgp.EntityList) {
 	name, fp := "unknown", ""
 	var keyLocal, keyCheck bool
 	kl.Signatures++
-	if e := r.Entity(); e != nil {
+	if e := r.Signer; e != nil {
 		if id := primaryIdentity(e); id != nil {
 			name = id.Name
 		}
@@ -253,12 +243,12 @@ func (kl *keyList) add(f *sif.FileImage, r integrity.VerifyResult, local openpgp
 			Partition: od.DataType().String(), Name: name, Fingerprint: fp,
 			KeyLocal: keyLocal, KeyCheck: keyCheck, DataCheck: data}})
 	}
-	for _, od := range r.Verified() {
+	for _, od := range r.Verified {
 		entry(od, true)
 	}
-	var ie *integrity.ObjectIntegrityError
-	if errors.As(r.Error(), &ie) {
-		if od, err := f.GetDescriptor(sif.WithID(ie.ID)); err == nil {
+	var ce *sifsig.ChangedError
+	if errors.As(r.Err, &ce) && ce.Part == sifsig.PartData {
+		if od, err := f.GetDescriptor(sif.WithID(ce.ID)); err == nil {
 			entry(od, false)
 		}
 	}
@@ -318,22 +308,12 @@ func (c *SignCmd) Run(g *globals) error {
 		return fmt.Errorf("%s: %w", c.Image, err)
 	}
 	g.info("Signing image with PGP key material")
-	opts := []integrity.SignerOpt{integrity.OptSignWithEntity(e)}
-	if c.GroupID != 0 {
-		opts = append(opts, integrity.OptSignGroup(c.GroupID))
-	}
-	if c.SifID != 0 {
-		opts = append(opts, integrity.OptSignObjects(c.SifID))
-	}
-	s, err := integrity.NewSigner(f, opts...)
-	if err == nil {
-		err = s.Sign()
-	}
+	err = sifsig.Sign(f, e, sifsig.SignOptions{Group: c.GroupID, Object: c.SifID})
 	if uerr := f.UnloadContainer(); err == nil {
 		err = uerr
 	}
 	if err != nil {
-		return fmt.Errorf("Failed to sign container: %w", err)
+		return fmt.Errorf("Failed to sign container: %s: %w", c.Image, err)
 	}
 	g.info(fmt.Sprintf("Signature created and applied to image '%s'", c.Image))
 	return nil
