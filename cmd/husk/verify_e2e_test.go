@@ -221,3 +221,62 @@ func TestVerifyNotSIF(t *testing.T) {
 		})
 	}
 }
+
+// Signatures husk cannot make: legacy ones verify with --legacy-insecure
+// (by default the primary partition, with --all every object), a changed
+// object is named in the text and --json output, and a DSSE (sigstore)
+// signature is refused by name. The images and key are the SIF library's
+// (sifsig/testdata).
+func TestVerifyLegacyAndDSSE(t *testing.T) {
+	setup(t)
+	dir := workDir(t)
+	get := func(name string) string {
+		b, err := os.ReadFile(filepath.Join("..", "..", "sifsig", "testdata", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		chown(t, p)
+		return p
+	}
+	key := get("private.asc")
+	legacy, all := get("one-group-signed-legacy.sif"), get("one-group-signed-legacy-all.sif")
+
+	verifyFails(t, husk(t, dir, "verify", "--keyring", key, legacy),
+		"signature not found for object group 1")
+	r := ok(t, dir, "verify", "--legacy-insecure", "--keyring", key, legacy)
+	if !strings.Contains(r.stdout, "2   |1       |NONE    |FS") ||
+		strings.Contains(r.stdout, "\n1   |") {
+		t.Errorf("legacy verify of the primary partition:\n%s", r.stdout)
+	}
+	r = ok(t, dir, "verify", "--legacy-insecure", "--all", "--keyring", key, all)
+	if !strings.Contains(r.stdout, "\n1   |1") || !strings.Contains(r.stdout, "\n2   |1") {
+		t.Errorf("legacy verify --all:\n%s", r.stdout)
+	}
+
+	// Object 2's data starts at 36864 (`husk sif list`).
+	b, _ := os.ReadFile(all)
+	b[36864] ^= 0xff
+	os.WriteFile(all, b, 0o644)
+	r = husk(t, dir, "verify", "--legacy-insecure", "--all", "--keyring", key, all)
+	verifyFails(t, r, "object 2: data does not match its signature")
+	if !strings.Contains(r.stdout, "Validation error: object 2: data does not match") {
+		t.Errorf("no validation error for object 2:\n%s", r.stdout)
+	}
+	r = husk(t, dir, "verify", "--json", "--legacy-insecure", "--all", "--keyring", key, all)
+	var kl struct {
+		Signatures int
+		SignerKeys []struct{ Signer struct{ DataCheck bool } }
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &kl); err != nil || kl.Signatures != 2 ||
+		len(kl.SignerKeys) != 2 || !kl.SignerKeys[0].Signer.DataCheck ||
+		kl.SignerKeys[1].Signer.DataCheck {
+		t.Errorf("verify --json of a changed object: %v\n%s", err, r)
+	}
+
+	verifyFails(t, husk(t, dir, "verify", "--keyring", key, get("one-group-signed-dsse.sif")),
+		"signature object 3 is a DSSE (sigstore) signature; husk verifies PGP signatures only")
+}
