@@ -22,8 +22,9 @@
 // change (launch script, magic, version, image ID); each object entry
 // covers the stable fields of one descriptor and the object's bytes. A
 // relativeId counts from the lowest object ID in the group (of any object
-// in it, signed or not). The pkg/sif integrity readers ([sif.FileImage.GetHeaderIntegrityReader],
-// [sif.Descriptor.GetIntegrityReader]) define those fields.
+// in it, signed or not). The integrity readers of pkg/sif,
+// [sif.FileImage.GetHeaderIntegrityReader] and
+// [sif.Descriptor.GetIntegrityReader], define those fields.
 //
 // Older tools wrote "legacy" signatures: the clear-signed text is
 // "SIFHASH:\n" and the hex digest of the signed objects' bytes, in the hash

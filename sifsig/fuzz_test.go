@@ -83,7 +83,8 @@ func FuzzSignatureObject(f *testing.F) {
 	if err := sifsigSign(f, signed, key, SignOptions{}); err != nil {
 		f.Fatal(err)
 	}
-	for _, name := range []string{"one-group-signed-legacy-group.sif", "one-group-signed-dsse.sif"} {
+	corpus := []string{"one-group-signed-legacy-group.sif", "one-group-signed-dsse.sif"}
+	for _, name := range corpus {
 		b, err := os.ReadFile("testdata/" + name)
 		if err != nil {
 			f.Fatal(err)

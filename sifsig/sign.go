@@ -51,7 +51,9 @@ func Sign(f *sif.FileImage, e *openpgp.Entity, o SignOptions) error {
 	}
 	for _, p := range plans {
 		// In ID order, so that the document lists them as Apptainer's does.
-		slices.SortFunc(p.ods, func(a, b sif.Descriptor) int { return cmp.Compare(a.ID(), b.ID()) })
+		slices.SortFunc(p.ods, func(a, b sif.Descriptor) int {
+			return cmp.Compare(a.ID(), b.ID())
+		})
 		if err := addSignature(f, e, p); err != nil {
 			return fmt.Errorf("object group %d: %w", p.group, err)
 		}

@@ -119,7 +119,8 @@ func TestSignLayout(t *testing.T) {
 		// The documents differ only in the header digest, which covers
 		// the image ID, random per image.
 		var gm, wm map[string]any
-		if json.Unmarshal([]byte(g.text), &gm) != nil || json.Unmarshal([]byte(w.text), &wm) != nil {
+		if json.Unmarshal([]byte(g.text), &gm) != nil ||
+			json.Unmarshal([]byte(w.text), &wm) != nil {
 			t.Fatalf("documents: %s / %s", g.text, w.text)
 		}
 		delete(gm, "header")
@@ -169,7 +170,8 @@ func TestSignErrors(t *testing.T) {
 				t.Fatalf("got %v, want an error containing %q", err, tc.want)
 			}
 			withImage(t, p, false, func(f *sif.FileImage) error {
-				if sigs, _ := f.GetDescriptors(sif.WithDataType(sif.DataSignature)); len(sigs) > 0 {
+				sigs, _ := f.GetDescriptors(sif.WithDataType(sif.DataSignature))
+				if len(sigs) > 0 {
 					t.Errorf("%d signatures added", len(sigs))
 				}
 				return nil

@@ -67,8 +67,8 @@ func patch(t testing.TB, p string, fn func(b []byte, l layout)) {
 	}
 }
 
-// flipIn flips the first byte of b[off:] that is a hex digit of the
-// armored or JSON text, keeping it printable.
+// flipIn flips the low bit of the byte that follows the first text in
+// b[off:]: a hex digit there stays a hex digit.
 func flipIn(b []byte, off int64, text string) {
 	i := bytes.Index(b[off:], []byte(text))
 	b[off+int64(i)+int64(len(text))] ^= 0x01
@@ -109,8 +109,10 @@ func TestVerifyTampered(t *testing.T) {
 			want: isSignatureError, text: "which is not in the keyring"},
 		{name: "both keys", kr: keyring(mallory, alice)},
 		{name: "signed text", kr: keyring(alice),
-			patch: func(b []byte, l layout) { flipIn(b, l.data[l.sigs[0]], `"objectDigest":"sha256:`) },
-			want:  isSignatureError},
+			patch: func(b []byte, l layout) {
+				flipIn(b, l.data[l.sigs[0]], `"objectDigest":"sha256:`)
+			},
+			want: isSignatureError},
 		{name: "PGP signature bytes", kr: keyring(alice),
 			patch: func(b []byte, l layout) {
 				i := bytes.Index(b[l.data[l.sigs[0]]:], []byte("-----BEGIN PGP SIGNATURE-----"))
@@ -135,7 +137,8 @@ func TestVerifyTampered(t *testing.T) {
 				addObject(t, p, sif.DataGeneric, []byte("late"), sif.OptGroupID(1))
 			},
 			want: coverage(6, false), text: "object 6 is not covered by signature object 4"},
-		{name: "object added, other object chosen", kr: keyring(alice), opts: VerifyOptions{Object: 2},
+		{name: "object added, other object chosen", kr: keyring(alice),
+			opts: VerifyOptions{Object: 2},
 			image: func(t *testing.T, p string) {
 				addObject(t, p, sif.DataGeneric, []byte("late"), sif.OptGroupID(1))
 			}},
@@ -239,7 +242,8 @@ func addObject(t testing.TB, p string, typ sif.DataType, data []byte,
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := withImage(t, p, true, func(f *sif.FileImage) error { return f.AddObject(di) }); err != nil {
+	err = withImage(t, p, true, func(f *sif.FileImage) error { return f.AddObject(di) })
+	if err != nil {
 		t.Fatal(err)
 	}
 }
