@@ -144,12 +144,15 @@ func openClearsigned(kr openpgp.KeyRing, sig uint32, b []byte, fp []byte) (
 	return blk.Plaintext, signer, nil
 }
 
-// unknownKey is the error for a signature by a key not in the keyring.
+// unknownKey is the error for a signature by a key not in the keyring. The
+// fingerprint is the descriptor's claim, unchecked, but it is what a user
+// needs to find the key.
 func unknownKey(fp []byte) error {
 	if fp == nil {
 		return errors.New("signed by a key that is not in the keyring")
 	}
-	return fmt.Errorf("signed by key %X, which is not in the keyring", fp)
+	return fmt.Errorf("signed by a key that is not in the keyring (its descriptor names %X)",
+		fp)
 }
 
 // parseLegacyDigest reads the digest of legacy signature text, made with

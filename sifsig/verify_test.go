@@ -104,9 +104,9 @@ func TestVerifyTampered(t *testing.T) {
 			patch: func(b []byte, _ layout) { b[5] ^= 0x01 },
 			want:  changed(PartHeader, 0), text: "image header does not match"},
 		{name: "foreign key", kr: keyring(mallory),
-			want: isSignatureError, text: "which is not in the keyring"},
+			want: isSignatureError, text: "signed by a key that is not in the keyring (its descriptor names"},
 		{name: "no keys", kr: keyring(),
-			want: isSignatureError, text: "which is not in the keyring"},
+			want: isSignatureError, text: "signed by a key that is not in the keyring (its descriptor names"},
 		{name: "both keys", kr: keyring(mallory, alice)},
 		{name: "signed text", kr: keyring(alice),
 			patch: func(b []byte, l layout) {
