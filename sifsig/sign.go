@@ -37,7 +37,7 @@ type plan struct {
 // decrypted. The signatures hold metadata hashed with SHA-256 and are
 // signed with SHA-256, as Apptainer's.
 func Sign(f *sif.FileImage, e *openpgp.Entity, o SignOptions) error {
-	if e == nil || e.PrivateKey == nil {
+	if e == nil || e.PrimaryKey == nil || e.PrivateKey == nil {
 		return errors.New("no private key to sign with")
 	}
 	fp := e.PrimaryKey.Fingerprint
