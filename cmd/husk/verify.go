@@ -12,8 +12,9 @@ import (
 
 	"github.com/ProtonMail/go-crypto/openpgp"
 	"github.com/ProtonMail/go-crypto/openpgp/packet"
-	"github.com/husk-project/husk/sifsig"
 	"github.com/sylabs/sif/v2/pkg/sif"
+
+	"github.com/husk-project/husk/sifsig"
 )
 
 // SIF signatures (`husk verify`, `husk sign`) through package sifsig, in
