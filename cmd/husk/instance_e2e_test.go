@@ -74,6 +74,12 @@ func TestInstanceLifecycle(t *testing.T) {
 		t.Errorf("startscript output %q", r.stdout)
 	}
 	mustOK("exec", "instance://web", "sh", "-c", "echo joined > /data/x")
+	// The joining husk's start-up ends once the instance has the command
+	// (sandbox.AfterStartup: its collector runs from then on).
+	if r := mustOK("--debug", "exec", "instance://web", "true"); !strings.Contains(r.stderr,
+		"start-up over") {
+		t.Errorf("a join logs no end of its start-up: %s", r)
+	}
 	if r := h("exec", "instance://web", "sh", "-c", "cat /data/x; exit 3"); r.code != 3 ||
 		r.stdout != "joined\n" {
 		t.Errorf("exit status through the join: %s", r)
