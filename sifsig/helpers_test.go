@@ -185,6 +185,14 @@ func oracleVerify(t testing.TB, path string, kr openpgp.KeyRing, o VerifyOptions
 	return got, err
 }
 
+// signerNamed is sifsigSign or, for "integrity", oracleSign.
+func signerNamed(name string) func(testing.TB, string, *openpgp.Entity, SignOptions) error {
+	if name == "integrity" {
+		return oracleSign
+	}
+	return sifsigSign
+}
+
 func oracleSign(t testing.TB, path string, e *openpgp.Entity, o SignOptions) error {
 	t.Helper()
 	opts := []integrity.SignerOpt{integrity.OptSignWithEntity(e)}

@@ -40,10 +40,7 @@ func TestSignCrossCheck(t *testing.T) {
 		for _, signer := range []string{"sifsig", "integrity"} {
 			t.Run(tc.name+"/"+signer, func(t *testing.T) {
 				p := makeImage(t, twoGroups)
-				sign := sifsigSign
-				if signer == "integrity" {
-					sign = oracleSign
-				}
+				sign := signerNamed(signer)
 				if err := sign(t, p, alice, tc.sign); err != nil {
 					t.Fatal(err)
 				}

@@ -169,10 +169,7 @@ func TestVerifyTampered(t *testing.T) {
 		for _, signer := range []string{"sifsig", "integrity"} {
 			t.Run(tc.name+"/"+signer, func(t *testing.T) {
 				p := makeImage(t, twoGroups)
-				sign := sifsigSign
-				if signer == "integrity" {
-					sign = oracleSign
-				}
+				sign := signerNamed(signer)
 				if err := sign(t, p, alice, SignOptions{}); err != nil {
 					t.Fatal(err)
 				}
