@@ -13,7 +13,7 @@ import (
 	"github.com/sylabs/sif/v2/pkg/sif"
 )
 
-// metadataVersion is the only version of the metadata document there is.
+// metadataVersion is the version of the metadata document Sign writes.
 const metadataVersion = 1
 
 // metadata is the JSON document a (non-legacy) signature signs: what the
@@ -79,16 +79,15 @@ func describe(f *sif.FileImage, group uint32, ods []sif.Descriptor, h crypto.Has
 }
 
 // parseMetadata decodes a signed document. Unknown fields are ignored, as
-// JSON readers of this document always have; an unknown version is not,
-// since its digests might not mean what this package expects.
+// JSON readers of this document always have, and so is the version:
+// Apptainer's verifier (the integrity package) never reads it, so images
+// it accepts with another version or none must verify here too. The
+// digests are checked all the same, so a document of another meaning
+// cannot match an image it does not describe.
 func parseMetadata(b []byte) (metadata, error) {
 	var m metadata
 	if err := json.Unmarshal(b, &m); err != nil {
 		return metadata{}, fmt.Errorf("metadata: %w", err)
-	}
-	if m.Version != metadataVersion {
-		return metadata{}, fmt.Errorf("metadata version %d unknown (want %d)", m.Version,
-			metadataVersion)
 	}
 	if m.Header.Digest.hash == 0 {
 		return metadata{}, fmt.Errorf("metadata has no header digest")
