@@ -9,6 +9,7 @@ import (
 	"math"
 	"os"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -114,13 +115,20 @@ var sifHelpVars = map[string]string{
 // checkSIF refuses a file that is not a SIF, or whose header is damaged,
 // before the sif library reads it (whose "reading global header: unexpected
 // EOF" says neither): a file without SIF_MAGIC is "not a SIF file", the rest
-// is the header check the run commands make (image.InspectSIF).
+// is the header check the run commands make (image.InspectSIF). A FIFO or
+// device is refused, not waited on: it is opened without blocking and
+// must be a regular file.
 func checkSIF(path string) error {
-	f, err := os.Open(path)
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
+	if fi, err := f.Stat(); err != nil {
+		return err
+	} else if !fi.Mode().IsRegular() {
+		return fmt.Errorf("%s: not a SIF file: not a regular file", path)
+	}
 	const magicOff, magic = 32, "SIF_MAGIC"
 	b := make([]byte, len(magic))
 	if n, _ := f.ReadAt(b, magicOff); n < len(b) || string(b) != magic {

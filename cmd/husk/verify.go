@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/hex"
 	"encoding/json"
@@ -11,6 +12,7 @@ import (
 	"path/filepath"
 
 	"github.com/ProtonMail/go-crypto/openpgp"
+	"github.com/ProtonMail/go-crypto/openpgp/armor"
 	"github.com/ProtonMail/go-crypto/openpgp/packet"
 	"github.com/sylabs/sif/v2/pkg/sif"
 
@@ -87,13 +89,16 @@ func keysDir() string {
 	return filepath.Join(home, ".apptainer", "keys")
 }
 
-// readKeyring reads an armored or binary OpenPGP keyring file.
+// readKeyring reads an armored or binary OpenPGP keyring file. An
+// armored file may hold several blocks, as `cat a.pub b.pub` makes: all
+// are read (openpgp.ReadArmoredKeyRing reads the first only, and a key in
+// a later block would be reported missing).
 func readKeyring(path string) (openpgp.EntityList, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
-	el, err := openpgp.ReadArmoredKeyRing(bytes.NewReader(b))
+	el, err := readArmoredKeys(b)
 	if err != nil {
 		el, err = openpgp.ReadKeyRing(bytes.NewReader(b))
 	}
@@ -101,6 +106,34 @@ func readKeyring(path string) (openpgp.EntityList, error) {
 		return nil, fmt.Errorf("keyring %s: %w", path, err)
 	}
 	return el, nil
+}
+
+// readArmoredKeys reads every armored key block of b. armor.Decode reads
+// through a bufio.Reader, its own unless given one: one shared reader keeps
+// what it read ahead of a block for the next. Armored files often end
+// without a newline, so that `cat` glues the next block's BEGIN line to
+// the end of the previous one: every BEGIN line is made to start a line.
+func readArmoredKeys(b []byte) (openpgp.EntityList, error) {
+	b = bytes.ReplaceAll(b, []byte("-----BEGIN "), []byte("\n-----BEGIN "))
+	r := bufio.NewReaderSize(bytes.NewReader(b), 4096)
+	var el openpgp.EntityList
+	for {
+		blk, err := armor.Decode(r)
+		if err == io.EOF && len(el) > 0 {
+			return el, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		if blk.Type != openpgp.PublicKeyType && blk.Type != openpgp.PrivateKeyType {
+			return nil, fmt.Errorf("armored block of type %q, not a key", blk.Type)
+		}
+		keys, err := openpgp.ReadKeyRing(blk.Body)
+		if err != nil {
+			return nil, err
+		}
+		el = append(el, keys...)
+	}
 }
 
 // Run implements `husk verify`.

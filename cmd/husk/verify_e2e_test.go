@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/ProtonMail/go-crypto/openpgp"
@@ -100,6 +101,17 @@ func TestSignVerify(t *testing.T) {
 	if !strings.Contains(r.stderr, "Verified signature(s) from image '"+img+"'") {
 		t.Errorf("verify: %s", r)
 	}
+	// A keyring file of several armored blocks (cat of two .pub files):
+	// alice's key is found in the second.
+	both := filepath.Join(dir, "both.pub")
+	mb, _ := os.ReadFile(otherPub)
+	ab, _ := os.ReadFile(pub)
+	if err := os.WriteFile(both, append(mb, ab...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	chown(t, both)
+	ok(t, dir, "verify", "--keyring", both, img)
+
 	r = ok(t, dir, "verify", "--json", "--keyring", pub, img)
 	var kl struct {
 		Signatures int
@@ -219,6 +231,18 @@ func TestVerifyNotSIF(t *testing.T) {
 				t.Errorf("sign changed %s", p)
 			}
 		})
+	}
+	// A FIFO is refused, not waited on for a writer; so is a directory.
+	fifo := filepath.Join(dir, "fifo.sif")
+	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	chown(t, fifo)
+	for _, p := range []string{fifo, dir} {
+		fatalLine(t, husk(t, dir, "verify", "--keyring", pub, p), p+": not a SIF file: "+
+			"not a regular file")
+		fatalLine(t, husk(t, dir, "sign", "--keyring", sec, p), p+": not a SIF file: "+
+			"not a regular file")
 	}
 }
 
