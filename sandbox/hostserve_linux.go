@@ -85,6 +85,7 @@ func runHosted(ctx context.Context, p *plan, files []*os.File, listen *os.File,
 	if err != nil {
 		return setupFailed, err
 	}
+	p.serverPid = srv.cmd.Process.Pid
 	status, err := runStage1(ctx, p, nil, listen, log, onStart, conn)
 	select {
 	case <-srv.done:

@@ -201,6 +201,9 @@ func runStage1(ctx context.Context, p *plan, files []*os.File, listen *os.File,
 
 	fw := startForwarding()
 	defer fw.stop()
+	if err := becomeSubreaper(); err != nil {
+		log.Debug("processes outliving a killed stage 1 will not be killed", "error", err)
+	}
 	log.Debug("starting stage 1", "session", p.Session, "map", mapping.String())
 	if err := cmd.Start(); err != nil {
 		if isUsernsErrno(err) {
@@ -241,6 +244,12 @@ func runStage1(ctx context.Context, p *plan, files []*os.File, listen *os.File,
 
 	status := exitStatus(cmd.ProcessState)
 	log.Debug("stage 1 exited", "status", status, "wait", werr)
+	if cmd.ProcessState != nil && killedBy(cmd.ProcessState) != 0 {
+		// Stage 2 died with it (its parent-death signal): what it reaped
+		// passed to this process.
+		n := killChildren(p.serverPid)
+		log.Debug("container processes killed after stage 1", "count", n)
+	}
 	switch {
 	case rep.fatal != nil && status == mountRefusedStatus && !rep.started:
 		return setupFailed, &refusedError{err: rep.fatal}
@@ -305,12 +314,22 @@ func killedBy(ps *os.ProcessState) syscall.Signal {
 
 // supervisorKilled is the error for stage 1 killed by sig.
 func supervisorKilled(sig syscall.Signal) error {
-	name := strings.TrimPrefix(unix.SignalName(sig), "SIG")
-	if name == "" {
-		name = strconv.Itoa(int(sig))
-	}
 	return fmt.Errorf("husk's container supervisor was killed by signal %s; the overlay "+
-		"may need journal replay on next use", name)
+		"may need journal replay on next use", signalName(sig))
+}
+
+// reaperKilled is the error for stage 2 killed by sig.
+func reaperKilled(sig syscall.Signal) error {
+	return fmt.Errorf("husk's container reaper was killed by signal %s; the container's "+
+		"processes were killed", signalName(sig))
+}
+
+// signalName is sig's name without SIG, or its number.
+func signalName(sig syscall.Signal) string {
+	if name := strings.TrimPrefix(unix.SignalName(sig), "SIG"); name != "" {
+		return name
+	}
+	return strconv.Itoa(int(sig))
 }
 
 // waitStatus is the exit code, or 128+N for death by signal N.

@@ -188,6 +188,9 @@ type plan struct {
 	// sessionLock is Session open and flock-ed by stage 0, for stages 1
 	// and 3 to inherit (stale_linux.go); stage 0 only.
 	sessionLock *os.File
+	// serverPid is stage 3's pid in fusermount3 mode (stage 0 only): a
+	// child of stage 0 that must outlive stage 1 (orphans_linux.go).
+	serverPid int
 	// HostCwd is the working directory of the husk process on the host.
 	HostCwd string
 	// TTYSignals is true when a terminal's foreground process group is

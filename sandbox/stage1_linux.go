@@ -50,6 +50,9 @@ type stage1State struct {
 	// refused says the kernel refused the union's FUSE mount, which
 	// fusermount3 may still make (see mountRefused).
 	refused bool
+	// reaperKilled is the signal stage 2 died of, if it was killed: the
+	// container's processes are then this process's (orphans_linux.go).
+	reaperKilled syscall.Signal
 }
 
 // stage1 sets the container up, runs stage 2 and tears the container
@@ -65,6 +68,9 @@ func stage1(m Mounter, fw *forwarder, fds string) int {
 	logIDs(st.log, "user+mount namespace")
 	st.devices = newDevices(sio.plan.Spec, st.log)
 
+	if err := becomeSubreaper(); err != nil {
+		st.log.Debug("processes outliving a killed stage 2 will not be killed", "error", err)
+	}
 	status := setupFailed
 	st.startStage2Early()
 	err = st.setup(m)
@@ -320,6 +326,12 @@ func (st *stage1State) runStage2(fw *forwarder) (int, error) {
 	if cmd.ProcessState == nil {
 		return setupFailed, fmt.Errorf("waiting for stage 2: %w", p.waitErr)
 	}
+	if sig := killedBy(cmd.ProcessState); sig != 0 {
+		// Stage 2 exits with the payload's status, 128+N for its death
+		// by signal N; dying of one itself, it killed nothing.
+		st.reaperKilled = sig
+		return setupFailed, reaperKilled(sig)
+	}
 	return status, nil
 }
 
@@ -330,6 +342,11 @@ func (st *stage1State) teardown() error {
 	var errs []error
 	if err := st.stopFuseMounts(); err != nil { // fusemount_linux.go
 		errs = append(errs, err)
+	}
+	if st.reaperKilled != 0 {
+		// Before the unmounts, which would wait for them.
+		n := killChildren(0)
+		st.log.Debug("container processes killed after stage 2", "count", n)
 	}
 	if st.mounted != nil {
 		if err := unmountUnder(st.final); err != nil {

@@ -102,33 +102,68 @@ func TestTrialMessages(t *testing.T) {
 	}
 }
 
-// Killing husk's stage 1 is husk failing, not the command dying.
+// Killing husk's stage 1 or stage 2 is husk failing, not the command
+// dying, and the container's processes die with it: without --pid they
+// would otherwise run on, orphaned (stage 2 is their reaper), and keep
+// stage 1 from unmounting the union until they end.
 func TestSupervisorKilled(t *testing.T) {
 	setup(t)
-	img, dir := debianSIF(t), workDir(t)
-	cmd := userCmd(dir, "exec", img, "sleep", "60")
-	var errb bytes.Buffer
-	cmd.Stderr = &errb
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
+	img := debianSIF(t)
+	for _, tc := range []struct{ stage, fatal string }{
+		{"husk-stage1", "husk's container supervisor was killed by signal KILL"},
+		{"husk-stage2", "husk's container reaper was killed by signal KILL; " +
+			"the container's processes were killed"},
+	} {
+		t.Run(tc.stage, func(t *testing.T) {
+			dir := workDir(t)
+			pidFile := filepath.Join(dir, "pid")
+			cmd := userCmd(dir, "exec", img, "sh", "-c",
+				"sleep 600 & echo $! > "+pidFile+"; wait")
+			var errb bytes.Buffer
+			cmd.Stderr = &errb
+			// A process left behind holds stderr open: Wait returns anyway.
+			cmd.WaitDelay = 10 * time.Second
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { cmd.Process.Kill() })
+			var sleeper int
+			for i := 0; i < 300 && sleeper == 0; i++ {
+				b, _ := os.ReadFile(pidFile)
+				sleeper, _ = strconv.Atoi(strings.TrimSpace(string(b)))
+				time.Sleep(100 * time.Millisecond)
+			}
+			stage1 := childNamed(cmd.Process.Pid, "husk-stage1")
+			victim := stage1
+			if tc.stage == "husk-stage2" {
+				victim = childNamed(stage1, "husk-stage2")
+			}
+			if sleeper == 0 || victim == 0 {
+				t.Fatalf("payload pid %d, %s pid %d", sleeper, tc.stage, victim)
+			}
+			syscall.Kill(victim, syscall.SIGKILL)
+			// A guard against a hang, not a timing: the payload would
+			// sleep for 600 s.
+			done := make(chan struct{})
+			go func() { cmd.Wait(); close(done) }()
+			select {
+			case <-done:
+			case <-time.After(60 * time.Second):
+				cmd.Process.Kill()
+				<-done
+				t.Fatalf("husk still running 60 s after %s was killed", tc.stage)
+			}
+			r := result{stderr: errb.String(), code: cmd.ProcessState.ExitCode()}
+			if ws := cmd.ProcessState.Sys().(syscall.WaitStatus); ws.Signaled() {
+				r.code, r.signaled = 128+int(ws.Signal()), true
+			}
+			fatalLine(t, r, tc.fatal)
+			if err := syscall.Kill(sleeper, 0); err != syscall.ESRCH {
+				syscall.Kill(sleeper, syscall.SIGKILL)
+				t.Errorf("the container's sleep %d outlived husk (kill 0: %v)", sleeper, err)
+			}
+		})
 	}
-	t.Cleanup(func() { cmd.Process.Kill() })
-	stage1 := 0
-	for i := 0; i < 300 && stage1 == 0; i++ {
-		stage1 = childNamed(cmd.Process.Pid, "husk-stage1")
-		time.Sleep(100 * time.Millisecond)
-	}
-	if stage1 == 0 {
-		t.Fatal("stage 1 did not start")
-	}
-	time.Sleep(time.Second) // let the payload start
-	syscall.Kill(stage1, syscall.SIGKILL)
-	cmd.Wait()
-	r := result{stderr: errb.String(), code: cmd.ProcessState.ExitCode()}
-	if ws := cmd.ProcessState.Sys().(syscall.WaitStatus); ws.Signaled() {
-		r.code, r.signaled = 128+int(ws.Signal()), true
-	}
-	fatalLine(t, r, "husk's container supervisor was killed by signal KILL")
 }
 
 // childNamed is the pid of a child of parent whose argv[0] is name, or 0.

@@ -1,0 +1,105 @@
+// Copyright 2026 The husk Authors. SPDX-License-Identifier: Apache-2.0
+
+package sandbox
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"strconv"
+
+	"golang.org/x/sys/unix"
+)
+
+// Without --pid the container's processes live in the host's PID
+// namespace, and stage 2, the subreaper that kills what the payload leaves
+// behind, is their only bond to the container. Should stage 2 be killed,
+// they would pass to init and run on: in a container whose union stage 1
+// can then not unmount (it waits for them), or, should stage 1 be killed
+// too, whose file system is gone. So stage 1 and husk itself are
+// subreapers as well: the orphans of a killed stage pass to the stage
+// above it, which kills them.
+
+// becomeSubreaper makes the orphans of this process's descendants its
+// children.
+func becomeSubreaper() error {
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		return &os.SyscallError{Syscall: "prctl(PR_SET_CHILD_SUBREAPER)", Err: err}
+	}
+	return nil
+}
+
+// maxKillRounds bounds killChildren against processes that fork faster
+// than they are killed.
+const maxKillRounds = 100
+
+// killChildren kills (SIGKILL) and reaps every child of this process but
+// keep, then the children those leave to it, until none is left, and
+// returns how many it killed. Call it only once every child this process
+// waits for itself has been reaped (or is in keep).
+func killChildren(keep int) int {
+	killed := 0
+	for range maxKillRounds {
+		kids := childrenOf(os.Getpid(), keep)
+		if len(kids) == 0 {
+			break
+		}
+		for _, pid := range kids {
+			if unix.Kill(pid, unix.SIGKILL) == nil {
+				killed++
+			}
+		}
+		for _, pid := range kids {
+			for {
+				_, err := unix.Wait4(pid, nil, 0, nil)
+				if !errors.Is(err, unix.EINTR) {
+					break
+				}
+			}
+		}
+	}
+	return killed
+}
+
+// childrenOf lists the children of process ppid but keep, from the ppid
+// field of every /proc/PID/stat (the kernel here may lack
+// /proc/PID/task/TID/children).
+func childrenOf(ppid, keep int) []int {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	var kids []int
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == keep {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue // gone already
+		}
+		if parentOf(b) == ppid {
+			kids = append(kids, pid)
+		}
+	}
+	return kids
+}
+
+// parentOf reads the ppid field of a /proc/PID/stat line: "pid (comm)
+// state ppid ...", where comm may hold spaces and parentheses.
+func parentOf(stat []byte) int {
+	i := bytes.LastIndexByte(stat, ')')
+	if i < 0 {
+		return -1
+	}
+	f := bytes.Fields(stat[i+1:])
+	if len(f) < 2 {
+		return -1
+	}
+	ppid, err := strconv.Atoi(string(f[1]))
+	if err != nil {
+		return -1
+	}
+	return ppid
+}
