@@ -28,8 +28,17 @@ func TestParentOf(t *testing.T) {
 }
 
 // killChildren, in a subreaper, kills and reaps the orphans a dead child
-// left to it, and their children in turn, but not the child it keeps.
+// left to it, and their children in turn, but not the child it keeps. It
+// runs in a test process of its own, whose only children are its own.
 func TestKillChildren(t *testing.T) {
+	if os.Getenv("HUSK_TEST_KILLCHILDREN") == "" {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestKillChildren$", "-test.count=1")
+		cmd.Env = append(os.Environ(), "HUSK_TEST_KILLCHILDREN=1")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+		return
+	}
 	if err := becomeSubreaper(); err != nil {
 		t.Fatal(err)
 	}
