@@ -23,11 +23,31 @@ go test -count=1 -tags husk_purego ./squash
 # validation shows up here and not in a user's overlay. Minimizing each new
 # interesting input (60 s by default, not counted as executions) would eat
 # the whole budget; 2 s leaves it to fuzzing.
+#
+# Go 1.26's fuzz coordinator may stop a worker that is still running an
+# input when the budget runs out and report it as the target failing
+# ("context deadline exceeded", golang/go#75804, fixed in Go 1.27; seen here
+# on a loaded 2-core machine). A failure counts when go test wrote a failing
+# input to testdata/fuzz, or said anything but that.
 fuzztime=${HUSK_FUZZTIME:-20s}
+fuzzlog=$(mktemp)
+trap 'rm -f "$fuzzlog"' EXIT
 for pkg in ./squash ./ext3 ./cmd/internal/image ./cmd/internal/union ./sifsig; do
 	targets=$(go test -list '^Fuzz' "$pkg")
 	for target in $(grep '^Fuzz' <<<"$targets"); do
-		go test -run='^$' -fuzz="^$target\$" -fuzztime="$fuzztime" \
-			-fuzzminimizetime=2s "$pkg"
+		corpus=$pkg/testdata/fuzz/$target
+		before=$(ls "$corpus" 2>/dev/null | wc -l) || true # none yet: ls fails
+		if go test -run='^$' -fuzz="^$target\$" -fuzztime="$fuzztime" \
+			-fuzzminimizetime=2s "$pkg" 2>&1 | tee "$fuzzlog"; then
+			continue
+		fi
+		after=$(ls "$corpus" 2>/dev/null | wc -l) || true
+		if [ "$after" = "$before" ] && grep -q '^    context deadline exceeded$' "$fuzzlog" &&
+			[ "$(grep -c '^--- FAIL' "$fuzzlog")" = 1 ]; then
+			echo "test.sh: $target: the coordinator's end-of-budget race" \
+				"(golang/go#75804), no failing input: not a failure"
+			continue
+		fi
+		exit 1
 	done
 done
