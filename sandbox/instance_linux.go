@@ -450,6 +450,14 @@ func (js *joinServer) runStage2(c *net.UnixConn, r *bufio.Reader, req *JoinReque
 				return
 			}
 			if err != nil {
+				// No client is left to end a command that ignores
+				// SIGTERM: after joinGrace it is killed, and its
+				// reaper then ends what it left, as after any exit.
+				select {
+				case <-exited:
+				case <-time.After(joinGrace):
+					killChildrenOf(cmd.Process.Pid)
+				}
 				return
 			}
 		}

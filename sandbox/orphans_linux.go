@@ -6,7 +6,10 @@ import (
 	"bytes"
 	"errors"
 	"os"
+	"os/signal"
 	"strconv"
+	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -59,6 +62,44 @@ func killChildren(keep int) int {
 		}
 	}
 	return killed
+}
+
+// watchParent ends the payload of reaper once husk, this process's parent
+// ppid, is gone. husk's death reaches stage 1 as SIGTERM (its parent-death
+// signal), which is forwarded to the payload like any other; a payload
+// that ignores it would run on with nobody left to end it. So when the
+// parent has changed, the payload gets joinGrace to end, then SIGKILL;
+// stage 2 then ends what it left, as after any exit. The returned function
+// stops the watch.
+func watchParent(ppid, reaper int) (stop func()) {
+	c := make(chan os.Signal, 1)
+	signal.Notify(c, syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() {
+		defer signal.Stop(c)
+		for os.Getppid() == ppid {
+			select {
+			case <-c:
+			case <-done:
+				return
+			}
+		}
+		select {
+		case <-time.After(joinGrace):
+			killChildrenOf(reaper)
+		case <-done:
+		}
+	}()
+	return func() { close(done) }
+}
+
+// killChildrenOf kills (SIGKILL) the children of process ppid, which
+// reaps them: a reaper's payload that ignores SIGTERM when nobody is left
+// to end it otherwise.
+func killChildrenOf(ppid int) {
+	for _, pid := range childrenOf(ppid, 0) {
+		_ = unix.Kill(pid, unix.SIGKILL)
+	}
 }
 
 // childrenOf lists the children of process ppid but keep, from the ppid

@@ -314,8 +314,9 @@ func killedBy(ps *os.ProcessState) syscall.Signal {
 
 // supervisorKilled is the error for stage 1 killed by sig.
 func supervisorKilled(sig syscall.Signal) error {
-	return fmt.Errorf("husk's container supervisor was killed by signal %s; the overlay "+
-		"may need journal replay on next use", signalName(sig))
+	return fmt.Errorf("husk's container supervisor was killed by signal %s; the "+
+		"container's processes were killed (an overlay is replayed from its journal on its "+
+		"next use)", signalName(sig))
 }
 
 // reaperKilled is the error for stage 2 killed by sig.

@@ -53,6 +53,8 @@ type stage1State struct {
 	// reaperKilled is the signal stage 2 died of, if it was killed: the
 	// container's processes are then this process's (orphans_linux.go).
 	reaperKilled syscall.Signal
+	// ppid is stage 0's pid, this process's parent until it dies.
+	ppid int
 }
 
 // stage1 sets the container up, runs stage 2 and tears the container
@@ -63,7 +65,7 @@ func stage1(m Mounter, fw *forwarder, fds string) int {
 		return sio.fail(err)
 	}
 	st := &stage1State{io: sio, log: sio.log, plan: sio.plan,
-		sess: &session{dir: sio.plan.Session}}
+		sess: &session{dir: sio.plan.Session}, ppid: os.Getppid()}
 	st.final = st.sess.path("final")
 	logIDs(st.log, "user+mount namespace")
 	st.devices = newDevices(sio.plan.Spec, st.log)
@@ -309,6 +311,7 @@ func (st *stage1State) runStage2(fw *forwarder) (int, error) {
 	defer specW.Close()
 
 	fw.target(cmd.Process, st.plan.TTYSignals)
+	defer watchParent(st.ppid, cmd.Process.Pid)()
 	if st.io.listen != nil {
 		// Before stage 2 can report the payload started: stage 0 learns
 		// the pid first.

@@ -166,6 +166,46 @@ func TestSupervisorKilled(t *testing.T) {
 	}
 }
 
+// Killing husk itself (SIGKILL: it can forward nothing) ends the container
+// even when its command ignores SIGTERM, which is what reaches it first:
+// stage 1 kills it after a grace period, and nothing is left running.
+func TestHuskKilled(t *testing.T) {
+	setup(t)
+	img, dir := debianSIF(t), workDir(t)
+	pidFile := filepath.Join(dir, "pid")
+	cmd := userCmd(dir, "exec", img, "sh", "-c",
+		"trap '' TERM; sleep 600 & echo $! > "+pidFile+"; wait")
+	cmd.WaitDelay = 10 * time.Second // a process left behind may hold stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill() })
+	var sleeper int
+	for i := 0; i < 300 && sleeper == 0; i++ {
+		b, _ := os.ReadFile(pidFile)
+		sleeper, _ = strconv.Atoi(strings.TrimSpace(string(b)))
+		time.Sleep(100 * time.Millisecond)
+	}
+	stage1 := childNamed(cmd.Process.Pid, "husk-stage1")
+	if sleeper == 0 || stage1 == 0 {
+		t.Fatalf("payload pid %d, stage 1 pid %d", sleeper, stage1)
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+	// A guard against a container left running, not a timing: the grace
+	// is 5 s, the payload would sleep for 600.
+	gone := func(pid int) bool { return syscall.Kill(pid, 0) == syscall.ESRCH }
+	for i := 0; i < 600 && !(gone(sleeper) && gone(stage1)); i++ {
+		time.Sleep(100 * time.Millisecond)
+	}
+	for _, pid := range []int{sleeper, stage1} {
+		if !gone(pid) {
+			syscall.Kill(pid, syscall.SIGKILL)
+			t.Errorf("process %d of the container outlived husk by 60 s", pid)
+		}
+	}
+}
+
 // childNamed is the pid of a child of parent whose argv[0] is name, or 0.
 func childNamed(parent int, name string) int {
 	ents, _ := os.ReadDir("/proc")
