@@ -120,27 +120,28 @@ func childrenOf(ppid, keep int) []int {
 		if err != nil {
 			continue // gone already
 		}
-		if parentOf(b) == ppid {
+		if parent, _, ok := parseStat(b); ok && parent == ppid {
 			kids = append(kids, pid)
 		}
 	}
 	return kids
 }
 
-// parentOf reads the ppid field of a /proc/PID/stat line: "pid (comm)
-// state ppid ...", where comm may hold spaces and parentheses.
-func parentOf(stat []byte) int {
-	i := bytes.LastIndexByte(stat, ')')
+// parseStat reads the state and parent pid of a /proc/PID/stat line:
+// "pid (comm) state ppid ...", where comm may hold spaces and parentheses,
+// hence the last ')'.
+func parseStat(line []byte) (ppid int, state byte, ok bool) {
+	i := bytes.LastIndexByte(line, ')')
 	if i < 0 {
-		return -1
+		return 0, 0, false
 	}
-	f := bytes.Fields(stat[i+1:])
-	if len(f) < 2 {
-		return -1
+	f := bytes.Fields(line[i+1:])
+	if len(f) < 2 || len(f[0]) != 1 {
+		return 0, 0, false
 	}
 	ppid, err := strconv.Atoi(string(f[1]))
 	if err != nil {
-		return -1
+		return 0, 0, false
 	}
-	return ppid
+	return ppid, f[0][0], true
 }

@@ -12,7 +12,7 @@ import (
 	"time"
 )
 
-func TestParentOf(t *testing.T) {
+func TestParseStat(t *testing.T) {
 	for stat, want := range map[string]int{
 		"12 (sh) S 7 12 12 0 -1":              7,
 		"13 (a b) c) (d) R 1 13 13 0 -1":      1,
@@ -21,9 +21,16 @@ func TestParentOf(t *testing.T) {
 		"no parentheses at all 1 2 3":         -1,
 		"16 ()) Z 4242 0 0 0 0 0 0 0 0 0 0 0": 4242,
 	} {
-		if got := parentOf([]byte(stat)); got != want {
-			t.Errorf("parentOf(%q) = %d, want %d", stat, got, want)
+		got, _, ok := parseStat([]byte(stat))
+		if !ok {
+			got = -1
 		}
+		if got != want {
+			t.Errorf("parseStat(%q) = %d, want %d", stat, got, want)
+		}
+	}
+	if _, state, _ := parseStat([]byte("16 ()) Z 4242 0")); state != 'Z' {
+		t.Errorf("state %q, want Z", state)
 	}
 }
 

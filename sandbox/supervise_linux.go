@@ -3,7 +3,6 @@
 package sandbox
 
 import (
-	"bytes"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -208,8 +207,7 @@ func (s *supervisor) descendants() []int {
 }
 
 // stat returns the parent pid and state of a process from its
-// /proc/<pid>/stat line: "pid (comm) state ppid ...", where comm may hold
-// spaces and parentheses, hence the last ')'.
+// /proc/<pid>/stat (parseStat).
 func (s *supervisor) stat(pid string) (ppid int, state byte, ok bool) {
 	fd, err := unix.Openat(s.procfd, pid+"/stat", unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
@@ -221,18 +219,5 @@ func (s *supervisor) stat(pid string) (ppid int, state byte, ok bool) {
 	if err != nil || n <= 0 {
 		return 0, 0, false
 	}
-	line := buf[:n]
-	i := bytes.LastIndexByte(line, ')')
-	if i < 0 || i+4 > len(line) {
-		return 0, 0, false
-	}
-	f := bytes.Fields(line[i+1:])
-	if len(f) < 2 {
-		return 0, 0, false
-	}
-	ppid, err = strconv.Atoi(string(f[1]))
-	if err != nil {
-		return 0, 0, false
-	}
-	return ppid, f[0][0], true
+	return parseStat(buf[:n])
 }
