@@ -8,6 +8,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -115,31 +116,14 @@ func TestSupervisorKilled(t *testing.T) {
 			"the container's processes were killed"},
 	} {
 		t.Run(tc.stage, func(t *testing.T) {
-			dir := workDir(t)
-			pidFile := filepath.Join(dir, "pid")
-			cmd := userCmd(dir, "exec", img, "sh", "-c",
-				"sleep 600 & echo $! > "+pidFile+"; wait")
 			var errb bytes.Buffer
-			cmd.Stderr = &errb
-			// A process left behind holds stderr open: Wait returns anyway.
-			cmd.WaitDelay = 10 * time.Second
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { cmd.Process.Kill() })
-			var sleeper int
-			for i := 0; i < 300 && sleeper == 0; i++ {
-				b, _ := os.ReadFile(pidFile)
-				sleeper, _ = strconv.Atoi(strings.TrimSpace(string(b)))
-				time.Sleep(100 * time.Millisecond)
-			}
-			stage1 := childNamed(cmd.Process.Pid, "husk-stage1")
+			cmd, sleeper, stage1 := startSleeper(t, img, "", &errb)
 			victim := stage1
 			if tc.stage == "husk-stage2" {
 				victim = childNamed(stage1, "husk-stage2")
 			}
-			if sleeper == 0 || victim == 0 {
-				t.Fatalf("payload pid %d, %s pid %d", sleeper, tc.stage, victim)
+			if victim == 0 {
+				t.Fatalf("no %s", tc.stage)
 			}
 			syscall.Kill(victim, syscall.SIGKILL)
 			// A guard against a hang, not a timing: the payload would
@@ -171,25 +155,7 @@ func TestSupervisorKilled(t *testing.T) {
 // stage 1 kills it after a grace period, and nothing is left running.
 func TestHuskKilled(t *testing.T) {
 	setup(t)
-	img, dir := debianSIF(t), workDir(t)
-	pidFile := filepath.Join(dir, "pid")
-	cmd := userCmd(dir, "exec", img, "sh", "-c",
-		"trap '' TERM; sleep 600 & echo $! > "+pidFile+"; wait")
-	cmd.WaitDelay = 10 * time.Second // a process left behind may hold stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill() })
-	var sleeper int
-	for i := 0; i < 300 && sleeper == 0; i++ {
-		b, _ := os.ReadFile(pidFile)
-		sleeper, _ = strconv.Atoi(strings.TrimSpace(string(b)))
-		time.Sleep(100 * time.Millisecond)
-	}
-	stage1 := childNamed(cmd.Process.Pid, "husk-stage1")
-	if sleeper == 0 || stage1 == 0 {
-		t.Fatalf("payload pid %d, stage 1 pid %d", sleeper, stage1)
-	}
+	cmd, sleeper, stage1 := startSleeper(t, debianSIF(t), "trap '' TERM; ", nil)
 	cmd.Process.Kill()
 	cmd.Wait()
 	// A guard against a container left running, not a timing: the grace
@@ -204,6 +170,37 @@ func TestHuskKilled(t *testing.T) {
 			t.Errorf("process %d of the container outlived husk by 60 s", pid)
 		}
 	}
+}
+
+// startSleeper starts `husk exec img sh -c PREFIX sleep 600 & ...; wait`
+// and waits until the sleep runs; it returns husk's command, the sleep's
+// pid and stage 1's. stderr, if not nil, gets husk's.
+func startSleeper(t *testing.T, img, prefix string, stderr *bytes.Buffer) (
+	cmd *exec.Cmd, sleeper, stage1 int) {
+	t.Helper()
+	dir := workDir(t)
+	pidFile := filepath.Join(dir, "pid")
+	cmd = userCmd(dir, "exec", img, "sh", "-c",
+		prefix+"sleep 600 & echo $! > "+pidFile+"; wait")
+	if stderr != nil {
+		cmd.Stderr = stderr
+	}
+	// A process left behind holds stderr open: Wait returns anyway.
+	cmd.WaitDelay = 10 * time.Second
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill() })
+	for i := 0; i < 300 && sleeper == 0; i++ {
+		b, _ := os.ReadFile(pidFile)
+		sleeper, _ = strconv.Atoi(strings.TrimSpace(string(b)))
+		time.Sleep(100 * time.Millisecond)
+	}
+	stage1 = childNamed(cmd.Process.Pid, "husk-stage1")
+	if sleeper == 0 || stage1 == 0 {
+		t.Fatalf("payload pid %d, stage 1 pid %d", sleeper, stage1)
+	}
+	return cmd, sleeper, stage1
 }
 
 // childNamed is the pid of a child of parent whose argv[0] is name, or 0.
