@@ -69,30 +69,42 @@ type warmer struct {
 // startWarm starts reading progs in the union mounted at dir. The
 // result's Stop ends it; nil if dir cannot be opened.
 func startWarm(dir string, progs []string, log *slog.Logger) *warmer {
+	w := newWarm(dir, log)
+	if w != nil {
+		w.start(progs)
+	}
+	return w
+}
+
+// newWarm opens the union mounted at dir for a warmer; nil if it cannot.
+func newWarm(dir string, log *slog.Logger) *warmer {
 	root, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		log.Debug("not reading programs ahead", "err", err)
 		return nil
 	}
-	w := &warmer{root: root, log: log, stop: make(chan struct{}),
+	return &warmer{root: root, log: log, stop: make(chan struct{}),
 		seen: map[[2]uint64]bool{}}
+}
+
+// start reads progs in a goroutine of its own.
+func (w *warmer) start(progs []string) {
 	w.done.Add(1)
 	go func() {
 		defer w.done.Done()
 		defer func() {
 			// debug/elf on a hostile image must not take the server down.
 			if r := recover(); r != nil {
-				log.Debug("reading programs ahead stopped", "panic", r)
+				w.log.Debug("reading programs ahead stopped", "panic", r)
 			}
 		}()
 		start := time.Now()
 		for _, p := range progs {
 			w.program(p)
 		}
-		log.Debug("programs read ahead", "programs", progs, "files", len(w.read),
+		w.log.Debug("programs read ahead", "programs", progs, "files", len(w.read),
 			"MiB", w.total>>20, "took", time.Since(start).Round(time.Microsecond))
 	}()
-	return w
 }
 
 // Stop ends the reading after the file in progress and waits for it.

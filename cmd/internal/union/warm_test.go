@@ -133,17 +133,33 @@ func TestWarmPrograms(t *testing.T) {
 	}
 }
 
-// TestWarmStop: a warmer stopped before it starts reads nothing more
-// than the program in hand, and closes what it opened.
+// TestWarmStop: a warmer stopped before it starts reads nothing, and
+// one stopped while it reads stops after the file in hand; both close
+// what they opened.
 func TestWarmStop(t *testing.T) {
-	root, _ := warmTree(t)
+	root, need := warmTree(t)
 	before := openFDs(t)
-	w := startWarm(root, []string{"mytrue"}, slog.New(slog.DiscardHandler))
+	w := newWarm(root, slog.New(slog.DiscardHandler))
+	if w == nil {
+		t.Fatal("newWarm: nil")
+	}
 	close(w.stop)
+	w.start([]string{"mytrue"})
 	w.done.Wait()
 	unix.Close(w.root)
-	if len(w.read) > 1 {
+	if len(w.read) > 0 {
 		t.Errorf("read %q after the stop", w.read)
+	}
+
+	// Stopped at some moment of its reading: what it read is a prefix
+	// of what it reads unstopped (no file read after the stop is seen).
+	want := append([]string{"/usr/local/bin/mytrue"}, need[1:]...)
+	for range 20 {
+		w = startWarm(root, []string{"mytrue"}, slog.New(slog.DiscardHandler))
+		w.Stop()
+		if len(w.read) > len(want) || !slices.Equal(w.read, want[:len(w.read)]) {
+			t.Fatalf("stopped while reading: read %q, want a prefix of %q", w.read, want)
+		}
 	}
 	if after := openFDs(t); after != before {
 		t.Errorf("%d descriptors open after, %d before", after, before)
