@@ -11,7 +11,9 @@ import (
 // block caches, an estimate for parsed records). Each shard has its own
 // mutex, so readers of different keys rarely contend and no lock is global.
 // Concurrent misses on one key are collapsed: one caller loads, the others
-// wait for its result.
+// wait for its result. Values that count their holders (counted, such as
+// decoded blocks) are held by the cache while kept and once more for each
+// caller given one, who releases it when done with it.
 type lru[V any] struct {
 	shards []lruShard[V]
 	mask   uint64
@@ -34,9 +36,10 @@ type lruEntry[V any] struct {
 }
 
 type lruCall[V any] struct {
-	done sync.WaitGroup // released when val and err are set
-	val  V
-	err  error
+	done    sync.WaitGroup // released when val and err are set
+	val     V
+	err     error
+	waiters int // callers waiting on done, each held a val for
 }
 
 // lruEntryCost is the bookkeeping of one cached item (entry, map slot),
@@ -74,6 +77,7 @@ func (c *lru[V]) get(key uint64) (V, bool) {
 	defer s.mu.Unlock()
 	if e, ok := s.items[key]; ok {
 		s.touchLocked(e)
+		holdValue(e.val)
 		return e.val, true
 	}
 	var zero V
@@ -119,10 +123,12 @@ func (c *lru[V]) getOrLoad(key uint64, load func() (V, int64, error)) (V, error)
 	s.mu.Lock()
 	if e, ok := s.items[key]; ok {
 		s.touchLocked(e)
+		holdValue(e.val)
 		s.mu.Unlock()
 		return e.val, nil
 	}
 	if call, ok := s.inflight[key]; ok {
+		call.waiters++
 		s.mu.Unlock()
 		call.done.Wait()
 		return call.val, call.err
@@ -151,6 +157,11 @@ func (c *lru[V]) getOrLoad(key uint64, load func() (V, int64, error)) (V, error)
 	delete(s.inflight, key)
 	if call.err == nil {
 		s.addLocked(key, call.val, cost)
+		// Held for this caller and each waiter before anyone can
+		// evict it.
+		for range call.waiters + 1 {
+			holdValue(call.val)
+		}
 	}
 	s.mu.Unlock()
 	call.done.Done()
@@ -189,6 +200,7 @@ func (s *lruShard[V]) addLocked(key uint64, val V, cost int64) {
 	if old, ok := s.items[key]; ok {
 		s.removeLocked(old)
 	}
+	holdValue(val)
 	e := &lruEntry[V]{key: key, val: val, cost: cost}
 	e.next, e.prev = s.head.next, &s.head
 	s.head.next.prev = e
@@ -206,4 +218,14 @@ func (s *lruShard[V]) removeLocked(e *lruEntry[V]) {
 	e.prev, e.next = nil, nil
 	delete(s.items, e.key)
 	s.used -= e.cost
+	if c, ok := any(e.val).(counted); ok {
+		c.release()
+	}
+}
+
+// holdValue counts one more holder of v, if v counts them.
+func holdValue[V any](v V) {
+	if c, ok := any(v).(counted); ok {
+		c.hold()
+	}
 }

@@ -122,11 +122,12 @@ func (f *FS) readBlockInto(n *Inode, bl *blockList, idx, within int64,
 		}
 		return len(avail), nil
 	}
-	data, err := f.dataBlock(bl.offsets[idx], size, int(blockLen), false, what)
+	blk, err := f.dataBlock(bl.offsets[idx], size, int(blockLen), false, what)
 	if err != nil {
 		return 0, err
 	}
-	k := copy(avail, data[within:])
+	k := copy(avail, blk.b[within:])
+	blk.release()
 	if within+int64(k) == blockLen {
 		// A sequential reader is done with this block, and the kernel
 		// keeps what it read in its page cache: let the block go before
@@ -144,11 +145,13 @@ func (f *FS) readTailInto(n *Inode, idx, within int64, p []byte) (int, error) {
 		return 0, formatErr(-1, what, "read past block list without a fragment")
 	}
 	tailLen := int64(n.Size) - idx*bs
-	frag, err := f.fragmentBlock(n.frag)
+	blk, err := f.fragmentBlock(n.frag)
 	if err != nil {
 		return 0, err
 	}
+	defer blk.release()
 	f.startFragmentReadahead(n.frag)
+	frag := blk.b
 	if int64(n.fragOffset)+tailLen > int64(len(frag)) {
 		return 0, formatErr(-1, what, "tail of %d bytes at %d past fragment of %d",
 			tailLen, n.fragOffset, len(frag))

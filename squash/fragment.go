@@ -35,8 +35,9 @@ func (f *FS) loadFragmentIndex() error {
 	return nil
 }
 
-// fragmentBlock returns fragment block idx, decompressed and cached.
-func (f *FS) fragmentBlock(idx uint32) ([]byte, error) {
+// fragmentBlock returns fragment block idx, decompressed and cached. The
+// caller releases it.
+func (f *FS) fragmentBlock(idx uint32) (*block, error) {
 	start, size, err := f.fragmentEntry(idx)
 	if err != nil {
 		return nil, err
@@ -82,11 +83,11 @@ func (f *FS) getRaw(n int) *rawBuf {
 }
 
 // dataBlock returns the decompressed block stored at section offset start
-// with on-disk size word size (bit 24: stored uncompressed). want is the
-// exact expected decompressed length; with upTo (fragment blocks) it is an
-// upper bound.
+// with on-disk size word size (bit 24: stored uncompressed), held for the
+// caller, who releases it. want is the exact expected decompressed length;
+// with upTo (fragment blocks) it is an upper bound.
 func (f *FS) dataBlock(start int64, size uint32, want int, upTo bool,
-	what string) ([]byte, error) {
+	what string) (*block, error) {
 	n := int64(size & blockSizeMask)
 	if size&^(blockUncompBit|blockSizeMask) != 0 || n == 0 || n > int64(f.sb.BlockSize) {
 		return nil, formatErr(start, what, "bad block size word %#x", size)
@@ -94,34 +95,47 @@ func (f *FS) dataBlock(start int64, size uint32, want int, upTo bool,
 	if start < sbSize || start > f.end-n {
 		return nil, formatErr(start, what, "block of %d bytes outside image", n)
 	}
-	out, err := f.data.getOrLoad(uint64(start), func() ([]byte, int64, error) {
+	blk, err := f.data.getOrLoad(uint64(start), func() (*block, int64, error) {
 		f.blockLoads.Add(1)
+		blk := f.blockPool.get()
+		cost := int64(cap(blk.b)) + lruEntryCost
 		if size&blockUncompBit != 0 {
-			out := make([]byte, n)
-			if err := f.readRaw(out, start, what); err != nil {
+			blk.b = blk.b[:n]
+			if err := f.readRaw(blk.b, start, what); err != nil {
+				blk.pool.put(blk)
 				return nil, 0, err
 			}
-			return out, n + lruEntryCost, nil
+			return blk, cost, nil
 		}
 		raw := f.getRaw(int(n))
 		defer rawPool.Put(raw)
 		if err := f.readRaw(raw.b, start, what); err != nil {
+			blk.pool.put(blk)
 			return nil, 0, err
 		}
-		out, err := f.dec.decompress(make([]byte, 0, want), raw.b)
+		// A block never decodes to more than the block size, the
+		// buffer's capacity; the length is checked below.
+		out, err := f.dec.decompress(blk.b[:0], raw.b)
 		if err != nil {
+			blk.pool.put(blk)
 			return nil, 0, wrapFormat(start, what, err)
 		}
-		return out, int64(cap(out)) + lruEntryCost, nil
+		if len(out) > 0 && &out[0] != &blk.b[:1][0] {
+			// Decoded elsewhere (a decoder that reallocates): keep that.
+			blk.pool.put(blk)
+			return &block{b: out}, int64(cap(out)) + lruEntryCost, nil
+		}
+		blk.b = out
+		return blk, cost, nil
 	})
 	if err != nil {
 		return nil, err
 	}
 	// Checked after the cache too: a corrupt image can point two inodes
 	// with different expectations at one block.
-	if len(out) != want && !(upTo && len(out) <= want) {
-		return nil, formatErr(start, what, "block holds %d bytes, want %d",
-			len(out), want)
+	if n := len(blk.b); n != want && !(upTo && n <= want) {
+		blk.release()
+		return nil, formatErr(start, what, "block holds %d bytes, want %d", n, want)
 	}
-	return out, nil
+	return blk, nil
 }

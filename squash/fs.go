@@ -17,8 +17,10 @@ type Options struct {
 	// fragment blocks 1/2, metadata blocks 1/4, parsed inodes 1/8 and
 	// parsed directory listings and indexes 1/8. Outside the budget are
 	// decoder state (zstd: about 300 KiB a core), one pooled input buffer
-	// per block being decoded, the block lists of cached inodes (12
-	// bytes per data block of a file that was read), and the last
+	// per block being decoded, decoded blocks evicted while a reader still
+	// copies from them, freed block buffers kept for reuse until the
+	// collector takes them, the block lists of cached inodes (12 bytes
+	// per data block of a file that was read), and the last
 	// listing too large for the directory cache, kept aside up to four
 	// times the directory share (a 100,000-entry listing: about 5.5 MB).
 	MemoryBytes int64
@@ -102,7 +104,7 @@ type FS struct {
 	sb   *superblock
 	dec  decompressor
 	meta *lru[*metaBlock] // metadata blocks by section offset
-	data *lru[[]byte]     // data and fragment blocks by section offset
+	data *lru[*block]     // data and fragment blocks by section offset
 
 	inodes *lru[*Inode]      // parsed inodes by Ref
 	dirs   *lru[*dirListing] // parsed directory listings by Ref
@@ -115,7 +117,8 @@ type FS struct {
 	fragIndex []int64  // section offsets of fragment table metadata blocks
 	xattr     *xattrTable
 
-	ra *readahead // background decompression for sequential reads
+	ra        *readahead // background decompression for sequential reads
+	blockPool blockPool  // buffers of decoded blocks, reused (block.go)
 
 	dirListLoads  atomic.Int64  // full listings parsed; read by tests
 	dirIndexLoads atomic.Int64  // directory indexes parsed; read by tests
@@ -139,13 +142,14 @@ func Open(r io.ReaderAt, size int64, opts *Options) (*FS, error) {
 	b := opts.budgets()
 	f := &FS{r: r, end: int64(sb.BytesUsed), sb: sb,
 		meta:   newLRU[*metaBlock](b.meta, metaSize),
-		data:   newLRU[[]byte](b.data, int64(sb.BlockSize)),
+		data:   newLRU[*block](b.data, int64(sb.BlockSize)),
 		inodes: newLRU[*Inode](b.inodes, inodeCost),
 		dirs:   newLRU[*dirListing](b.dirs, maxCachedListing),
 		// One large listing may take four times the directory budget:
 		// a 100,000-entry directory costs about 5.5 MB.
 		bigDirMax: 4 * b.dirs,
 		ra:        newReadahead(b.readahead, b.prefetch),
+		blockPool: blockPool{size: int(sb.BlockSize)},
 	}
 	if f.dec, err = newDecompressor(sb.Compression, int(sb.BlockSize)); err != nil {
 		return nil, &FormatError{Offset: 20, What: "superblock", Err: err}

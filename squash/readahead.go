@@ -95,9 +95,7 @@ func (f *FS) startReadahead(n *Inode, bl *blockList, first, last int64, whole bo
 		f.raStarts.Add(1)
 		go func() {
 			defer func() { <-ra.slots }()
-			// Errors are left for the reader, which retries the load
-			// and reports them with context.
-			_, _ = f.dataBlock(start, size, want, false, "data block")
+			f.decodeAhead(start, size, want, false, "data block")
 		}()
 	}
 }
@@ -130,8 +128,7 @@ func (f *FS) startPrefetch(n *Inode, bl *blockList, first int64) {
 				f.data.has(uint64(bl.offsets[idx])) {
 				continue
 			}
-			// Errors are left for the reader, as above.
-			_, _ = f.dataBlock(bl.offsets[idx], size, int(min(bs, int64(n.Size)-idx*bs)),
+			f.decodeAhead(bl.offsets[idx], size, int(min(bs, int64(n.Size)-idx*bs)),
 				false, "data block")
 		}
 	}()
@@ -172,11 +169,19 @@ func (f *FS) startFragmentReadahead(idx uint32) {
 	f.raStarts.Add(1)
 	go func() {
 		defer func() { <-ra.slots }()
-		// Errors are left for the reader, as in startReadahead.
-		_, _ = f.dataBlock(next, size, int(f.sb.BlockSize), true, "fragment")
+		f.decodeAhead(next, size, int(f.sb.BlockSize), true, "fragment")
 	}()
 }
 
 // fragSweep is how many steps from one fragment block to the next in a
 // row make a sweep.
 const fragSweep = 3
+
+// decodeAhead decodes a block into the cache for a reader to come. Errors
+// are left for that reader, which retries the load and reports them with
+// context.
+func (f *FS) decodeAhead(start int64, size uint32, want int, upTo bool, what string) {
+	if blk, err := f.dataBlock(start, size, want, upTo, what); err == nil {
+		blk.release()
+	}
+}
