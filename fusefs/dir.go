@@ -1,8 +1,10 @@
 package fusefs
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"slices"
 	"syscall"
 
 	"github.com/hanwen/go-fuse/v2/fs"
@@ -308,7 +310,21 @@ func (u *Union) entryIno(n *node, r layerRef, layer Layer, e Dirent) uint64 {
 }
 
 // dirHandle is an open directory: a snapshot of the merged listing taken
-// at opendir, so that offsets stay valid for seekdir/telldir.
+// at opendir, in the order of its entries' offsets.
+//
+// An entry's offset (the cookie telldir returns and the kernel resumes a
+// listing from) is a hash of its name, not its place in the snapshot: the
+// kernel opens directories without the server (opendir.go), so when two
+// processes list one directory while a third changes it, their requests
+// reach one handle-less node, a listing that starts over takes a new
+// snapshot, and a reader resumes from its offset in one it did not start
+// from. An offset that names a position by name means the same place in
+// every snapshot, so every name that stays is listed once, as ext4's
+// hashed directories do. Two names of one hash in a directory get
+// consecutive offsets.
+//
+// TODO: the offsets use 63 bits; a 32-bit program's telldir cannot hold
+// them (ext4 gives such callers 32-bit hashes; FUSE does not tell).
 type dirHandle struct {
 	n    *node
 	ents []fuse.DirEntry
@@ -351,11 +367,17 @@ func (n *node) OpendirHandle(ctx context.Context,
 	h := &dirHandle{n: n, ents: make([]fuse.DirEntry, 0, len(ents)+2)}
 	h.ents = append(h.ents, fuse.DirEntry{Name: ".", Ino: n.ino, Mode: syscall.S_IFDIR},
 		fuse.DirEntry{Name: "..", Ino: parentIno, Mode: syscall.S_IFDIR})
+	h.ents[0].Off, h.ents[1].Off = 1, 2
 	for _, e := range ents {
-		h.ents = append(h.ents, fuse.DirEntry{Name: e.name, Ino: e.ino, Mode: e.mode})
+		h.ents = append(h.ents, fuse.DirEntry{Name: e.name, Ino: e.ino, Mode: e.mode,
+			Off: nameCookie(e.name)})
 	}
-	for i := range h.ents {
-		h.ents[i].Off = uint64(i + 1)
+	named := h.ents[2:]
+	slices.SortFunc(named, func(a, b fuse.DirEntry) int { return cmp.Compare(a.Off, b.Off) })
+	for i := 1; i < len(named); i++ {
+		if named[i].Off <= named[i-1].Off {
+			named[i].Off = named[i-1].Off + 1
+		}
 	}
 	var fl uint32
 	if !n.inUpper() {
@@ -392,13 +414,29 @@ func (h *dirHandle) Lookup(ctx context.Context, name string,
 	return h.n.Lookup(ctx, name, out)
 }
 
-// Seekdir implements fs.FileSeekdirer: offset k resumes after entry k.
+// Seekdir implements fs.FileSeekdirer: a listing resumes after the
+// entries whose offsets are off or lower, whether or not one of them is
+// off (its name may be gone since).
 func (h *dirHandle) Seekdir(ctx context.Context, off uint64) syscall.Errno {
-	if off > uint64(len(h.ents)) {
-		off = uint64(len(h.ents))
+	if off >= 1<<63 {
+		h.pos = len(h.ents) // past every offset given (and off+1 would wrap)
+		return 0
 	}
-	h.pos = int(off)
+	h.pos, _ = slices.BinarySearchFunc(h.ents, off+1, func(e fuse.DirEntry, o uint64) int {
+		return cmp.Compare(e.Off, o)
+	})
 	return 0
+}
+
+// nameCookie is the offset of name in a listing: FNV-1a, in 63 bits (the
+// kernel takes offsets as signed), above those of "." and "..".
+func nameCookie(name string) uint64 {
+	h := uint64(14695981039346656037)
+	for i := 0; i < len(name); i++ {
+		h ^= uint64(name[i])
+		h *= 1099511628211
+	}
+	return max(h>>1, 3)
 }
 
 // Releasedir implements fs.FileReleasedirer.

@@ -1,9 +1,12 @@
 package fusefs
 
 import (
+	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -188,4 +191,95 @@ func TestListingsForgotten(t *testing.T) {
 			t.Fatalf("d%d: %d names, want %d", d, n, count)
 		}
 	}
+}
+
+// TestListingsUnderChurn lists a merged directory from two goroutines
+// while two others create and remove other names in it. Each change
+// makes the kernel drop its listing, and the kernel opens directories
+// without the server (see opendir.go), so the two readers' requests come
+// to one node without a handle to tell them apart, and each new listing
+// takes a new snapshot: a reader resuming from its offset in a snapshot
+// taken since must still see every name that stayed, once.
+func TestListingsUnderChurn(t *testing.T) {
+	f := newFixture(t, 1)
+	tree(t, f.lowers[0], "d/")
+	const stay = 300
+	for i := range stay {
+		must(t, os.WriteFile(filepath.Join(f.lowers[0], "d", "stay-"+itoa(i)), nil, 0644))
+	}
+	mnt, _ := f.mount()
+	dir := filepath.Join(mnt, "d")
+	stop := make(chan struct{})
+	var churn sync.WaitGroup
+	for g := range 2 {
+		churn.Add(1)
+		go func() {
+			defer churn.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				p := filepath.Join(dir, "zz-"+itoa(g)+"-"+itoa(i%50))
+				if err := os.WriteFile(p, nil, 0644); err != nil {
+					t.Error(err)
+					return
+				}
+				if err := os.Remove(p); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	var readers sync.WaitGroup
+	for range 2 {
+		readers.Add(1)
+		go func() {
+			defer readers.Done()
+			for range 150 {
+				if err := listOnce(dir, stay); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	readers.Wait()
+	close(stop)
+	churn.Wait()
+}
+
+// listOnce lists dir in small pieces and checks that it holds the names
+// stay-0 ... stay-(n-1), each once, besides others.
+func listOnce(dir string, n int) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	seen := map[string]bool{}
+	for {
+		ns, err := d.Readdirnames(37)
+		for _, name := range ns {
+			if !strings.HasPrefix(name, "stay-") {
+				continue
+			}
+			if seen[name] {
+				return fmt.Errorf("%s listed twice", name)
+			}
+			seen[name] = true
+		}
+		if err == io.EOF || len(ns) == 0 {
+			break
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if len(seen) != n {
+		return fmt.Errorf("%d of the %d names that stay listed", len(seen), n)
+	}
+	return nil
 }
