@@ -7,7 +7,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/sylabs/sif/v2/pkg/sif"
@@ -249,4 +251,51 @@ func TestSifToolRefusesBadFiles(t *testing.T) {
 	}
 	fatalLine(t, husk(t, dir, "sif", "list", text), "notes.txt: not a SIF file")
 	fatalLine(t, husk(t, dir, "sif", "list", short), "short.sif: truncated SIF: object 1")
+}
+
+// TestSifDelInUse: the overlay partition of a SIF that a container is
+// writing is not deleted under it, nor is a new object written where it
+// lies when another tool deleted it (a new-user trial deleted it, added a
+// new overlay in its place, and got both file systems damaged); both work
+// once the container is gone.
+func TestSifDelInUse(t *testing.T) {
+	setup(t)
+	img, dir := debianSIF(t), workDir(t)
+	s := filepath.Join(dir, "s.sif")
+	tool(t, "cp", "--sparse=always", img, s)
+	chown(t, s)
+	ok(t, dir, "overlay", "create", "--size", "64", s)
+	id := sifDescriptors(t, s)[len(sifDescriptors(t, s))-1].ID()
+	sid := strconv.Itoa(int(id))
+	inUse := s + ": an overlay partition in it is in use by a running container"
+
+	cmd, _, _ := startSleeper(t, s, "", nil, "--writable")
+	fatalLine(t, husk(t, dir, "sif", "del", sid, s), inUse)
+	if n := len(sifDescriptors(t, s)); sifDescriptors(t, s)[n-1].ID() != id {
+		t.Fatal("the overlay partition was deleted")
+	}
+	// Deleted by a tool that does not look (Apptainer's sif del does
+	// not): adding an object would write where the container writes.
+	f, err := sif.LoadContainerFromPath(s, sif.OptLoadWithFlag(os.O_RDWR))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.DeleteObject(id); err != nil {
+		t.Fatal(err)
+	}
+	f.UnloadContainer()
+	fatalLine(t, husk(t, dir, "overlay", "create", "--size", "64", s), inUse)
+	blob := filepath.Join(dir, "blob")
+	os.WriteFile(blob, []byte("data"), 0o644)
+	fatalLine(t, husk(t, dir, "sif", "add", "--datatype", "7", s, blob), inUse)
+	cmd.Process.Signal(syscall.SIGTERM)
+	cmd.Wait()
+
+	ok(t, dir, "overlay", "create", "--size", "64", s)
+	r := ok(t, dir, "exec", "--writable", s, "sh", "-c", "echo x > /etc/new && cat /etc/new")
+	if r.stdout != "x\n" {
+		t.Errorf("writing into the new overlay: %s", r)
+	}
+	id = sifDescriptors(t, s)[len(sifDescriptors(t, s))-1].ID()
+	ok(t, dir, "sif", "del", strconv.Itoa(int(id)), s)
 }

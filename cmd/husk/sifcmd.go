@@ -216,11 +216,37 @@ func (c *SifNewCmd) Run(g *globals) error {
 	return f.UnloadContainer()
 }
 
-// Run implements `husk sif del`.
+// Run implements `husk sif del`. An object a running container uses (its
+// overlay partition) is not deleted under it.
 func (c *SifDelCmd) Run(g *globals) error {
 	return withSIF(c.Path, true, func(f *sif.FileImage) error {
+		d, err := f.GetDescriptor(sif.WithID(c.ID))
+		if err != nil {
+			return objectErr(c.Path, c.ID, err)
+		}
+		if d.Size() > 0 {
+			lf, err := lockSIFBytes(c.Path, d.Offset(), d.Size())
+			if err != nil {
+				return err
+			}
+			defer lf.Close()
+		}
 		return objectErr(c.Path, c.ID, f.DeleteObject(c.ID))
 	})
+}
+
+// lockSIFBytes opens the SIF at path once more and takes a write lock over
+// n bytes from off there (image.LockBytes); closing the file ends it.
+func lockSIFBytes(path string, off, n int64) (*os.File, error) {
+	lf, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return nil, err
+	}
+	if err := image.LockBytes(lf, path, off, n); err != nil {
+		lf.Close()
+		return nil, err
+	}
+	return lf, nil
 }
 
 // Run implements `husk sif setprim`.
@@ -301,6 +327,13 @@ func (c *SifAddCmd) Run(g *globals) error {
 		if err != nil {
 			return err
 		}
+		// The object goes where a deleted one may lie that a running
+		// container still uses.
+		lf, err := lockSIFBytes(c.Path, image.SIFDataEnd(f), 0)
+		if err != nil {
+			return err
+		}
+		defer lf.Close()
 		return f.AddObject(input)
 	})
 }

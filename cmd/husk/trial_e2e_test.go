@@ -172,16 +172,17 @@ func TestHuskKilled(t *testing.T) {
 	}
 }
 
-// startSleeper starts `husk exec img sh -c PREFIX sleep 600 & ...; wait`
-// and waits until the sleep runs; it returns husk's command, the sleep's
-// pid and stage 1's. stderr, if not nil, gets husk's.
-func startSleeper(t *testing.T, img, prefix string, stderr *bytes.Buffer) (
+// startSleeper starts `husk exec FLAGS img sh -c PREFIX sleep 600 & ...;
+// wait` and waits until the sleep runs; it returns husk's command, the
+// sleep's pid and stage 1's. stderr, if not nil, gets husk's.
+func startSleeper(t *testing.T, img, prefix string, stderr *bytes.Buffer, flags ...string) (
 	cmd *exec.Cmd, sleeper, stage1 int) {
 	t.Helper()
 	dir := workDir(t)
 	pidFile := filepath.Join(dir, "pid")
-	cmd = userCmd(dir, "exec", img, "sh", "-c",
+	args := append(append([]string{"exec"}, flags...), img, "sh", "-c",
 		prefix+"sleep 600 & echo $! > "+pidFile+"; wait")
+	cmd = userCmd(dir, args...)
 	if stderr != nil {
 		cmd.Stderr = stderr
 	}

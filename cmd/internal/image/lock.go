@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"sync"
 
 	"golang.org/x/sys/unix"
@@ -89,4 +90,26 @@ func (img *Image) unlock() {
 		delete(held.m, k)
 	}
 	img.locks = nil
+}
+
+// LockBytes takes a write lock over n bytes of f from off (n 0: to the
+// end of the file and past it) for a command that rewrites or reuses
+// them: deleting a SIF object, or adding one where a deleted one lay. A
+// container holds a lock on the overlay partition it uses (Lock) for as
+// long as it runs, so one that fails means such bytes are in use and the
+// command must not touch them. The lock lasts while f's open file
+// description does; f must be open for writing.
+func LockBytes(f *os.File, path string, off, n int64) error {
+	lk := unix.Flock_t{Type: unix.F_WRLCK, Whence: 0, Start: off, Len: n}
+	err := unix.FcntlFlock(f.Fd(), unix.F_OFD_SETLK, &lk)
+	switch {
+	case err == nil, errors.Is(err, unix.ENOLCK):
+		// ENOLCK: a filesystem without locks, where no container
+		// could have locked them either (Lock tolerates it too).
+		return nil
+	case errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EACCES):
+		return fmt.Errorf("%s: an overlay partition in it is in use by a running container",
+			path)
+	}
+	return fmt.Errorf("%s: locking: %w", path, err)
 }

@@ -240,3 +240,14 @@ func InspectSIF(f *os.File, path string) (*SIFInfo, error) {
 	}
 	return info, nil
 }
+
+// SIFDataEnd is where the sif library writes the next object added to f:
+// past the last object in use, which may be where deleted ones lay.
+func SIFDataEnd(f *sif.FileImage) int64 {
+	end := f.DataOffset()
+	f.WithDescriptors(func(d sif.Descriptor) bool {
+		end = max(end, d.Offset()+d.Size())
+		return false
+	})
+	return end
+}

@@ -185,6 +185,12 @@ func addToSIF(f *os.File, dst string, ext *os.File, info *image.SIFInfo) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", dst, err)
 	}
+	// The partition goes where a deleted one may lie that a running
+	// container still uses; f's lock lasts until the caller closes it.
+	if err := image.LockBytes(f, dst, image.SIFDataEnd(fi), 0); err != nil {
+		fi.UnloadContainer()
+		return err
+	}
 	if err := fi.AddObject(di); err != nil {
 		fi.UnloadContainer()
 		return fmt.Errorf("while adding overlay partition to %s: %w", dst, err)
