@@ -186,6 +186,9 @@ func (u *Union) moveable(c, parent *node, name string) error {
 		return err
 	}
 	if a.Mode&syscall.S_IFMT == syscall.S_IFDIR {
+		if err := u.treeFits(c); err != nil {
+			return err
+		}
 		return u.copyTree(c, parent, name)
 	}
 	return u.copyUpIn(c, parent, name, -1)

@@ -1,8 +1,10 @@
 package fusefs
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -104,4 +106,37 @@ func TestRenameLowerDirMarks(t *testing.T) {
 	if !exists(filepath.Join(f.upper(), "e/x")) {
 		t.Error("upper e/x missing")
 	}
+}
+
+// TestRenameLowerDirTooBig renames an image directory that holds more
+// than the overlay has room for: ENOSPC before anything is copied (a
+// copy that stopped half way would stay in the upper, where the user
+// cannot free it), the directory as it was, and a clean file system.
+func TestRenameLowerDirTooBig(t *testing.T) {
+	var spec []string
+	spec = append(spec, "big/", "big/sub/")
+	for i := range 5 {
+		spec = append(spec, "big/sub/f"+itoa(i)+"="+strings.Repeat("x", 8<<20))
+	}
+	f := newImageFixture(t, append(spec, "small/", "small/a=1")...)
+	mnt, stop := f.mount()
+	var before, after unix.Statfs_t
+	must(t, unix.Statfs(mnt, &before))
+	err := os.Rename(filepath.Join(mnt, "big"), filepath.Join(mnt, "big2"))
+	if !errors.Is(err, unix.ENOSPC) {
+		t.Fatalf("rename of a 40 MiB directory into a 32 MiB overlay: %v, want ENOSPC", err)
+	}
+	must(t, unix.Statfs(mnt, &after))
+	if used := int64(before.Bfree-after.Bfree) * before.Bsize; used > 64<<10 {
+		t.Errorf("the failed rename left %d bytes used", used)
+	}
+	ents, err := os.ReadDir(filepath.Join(mnt, "big", "sub"))
+	if err != nil || len(ents) != 5 {
+		t.Errorf("big/sub after: %d names, %v", len(ents), err)
+	}
+	// One that fits moves.
+	must(t, os.Rename(filepath.Join(mnt, "small"), filepath.Join(mnt, "small2")))
+	wantListingIn(t, filepath.Join(mnt, "small2"), "a=1")
+	stop()
+	f.fsck()
 }
