@@ -201,6 +201,9 @@ func parseBinds(values []string) ([]sandbox.Bind, error) {
 			continue
 		}
 		parts := strings.Split(v, ":")
+		if parts[0] == "" {
+			return nil, fmt.Errorf("--bind %s: no source path before the colon", v)
+		}
 		b := sandbox.Bind{Src: parts[0], Dst: parts[0]}
 		if len(parts) > 1 && parts[1] != "" {
 			b.Dst = parts[1]

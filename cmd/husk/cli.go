@@ -4,7 +4,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"runtime/debug"
+
+	"github.com/alecthomas/kong"
 )
 
 // CLI is husk's command line. Flags follow Apptainer's names.
@@ -14,6 +17,8 @@ import (
 // `husk exec img.sif ls -w` passes -w to ls.
 type CLI struct {
 	Debug bool `help:"Print debug messages (decisions, layer stack) on stderr." env:"HUSK_DEBUG"`
+
+	VersionFlag versionFlag `name:"version" env:"-" help:"Print husk's version and exit."`
 
 	CPUProfile string `name:"cpuprofile" placeholder:"FILE" help:"${cpuprofile}" env:"HUSK_CPUPROFILE"`
 	MemProfile string `name:"memprofile" placeholder:"FILE" help:"${memprofile}" env:"HUSK_MEMPROFILE"`
@@ -288,11 +293,26 @@ func (VersionCmd) Help() string {
 
 // Run prints the module version.
 func (VersionCmd) Run(g *globals) error {
+	printVersion(os.Stdout)
+	return nil
+}
+
+// versionFlag is --version, which Apptainer has besides its version
+// command: it prints the version and exits.
+type versionFlag bool
+
+// BeforeReset implements kong's hook, called only when the flag is given.
+func (versionFlag) BeforeReset(app *kong.Kong) error {
+	printVersion(app.Stdout)
+	app.Exit(0)
+	return nil
+}
+
+func printVersion(w io.Writer) {
 	v := "devel"
 	bi, ok := debug.ReadBuildInfo()
 	if ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
 		v = bi.Main.Version
 	}
-	fmt.Println("husk version", v)
-	return nil
+	fmt.Fprintln(w, "husk version", v)
 }

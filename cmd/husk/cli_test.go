@@ -223,6 +223,12 @@ func TestParseBinds(t *testing.T) {
 	if _, err := parseBinds([]string{"/a:/b:xx"}); err == nil {
 		t.Fatal("bad bind option accepted")
 	}
+	// An empty source is a slip, which filepath.Abs("") would turn into
+	// the current directory.
+	if _, err := parseBinds([]string{":/x"}); err == nil ||
+		!strings.Contains(err.Error(), "no source path") {
+		t.Errorf("-B :/x: %v", err)
+	}
 	for _, v := range []string{"/a:/proc", "/a:/dev/", "/a:/sys:ro", "/proc", "/a://dev"} {
 		_, err := parseBinds([]string{v})
 		if err == nil || !strings.Contains(err.Error(), "cannot bind over") {

@@ -258,3 +258,25 @@ func TestInstanceNetworkNone(t *testing.T) {
 		t.Errorf("the instance's server is reachable from the host: %q", r.stdout)
 	}
 }
+
+// TestVersionFlag: --version, as Apptainer has it besides the version
+// command, prints the same and exits 0 wherever it is given; HUSK_VERSION
+// in the environment does not turn it on.
+func TestVersionFlag(t *testing.T) {
+	setup(t)
+	dir := workDir(t)
+	want := ok(t, dir, "version").stdout
+	if !strings.HasPrefix(want, "husk version ") {
+		t.Fatalf("husk version: %q", want)
+	}
+	for _, args := range [][]string{{"--version"}, {"exec", "--version"}} {
+		if r := ok(t, dir, args...); r.stdout != want {
+			t.Errorf("husk %s: %s", strings.Join(args, " "), r)
+		}
+	}
+	cmd := userCmd(dir, "sif", "list", "/nonexistent.sif")
+	cmd.Env = append(cmd.Env, "HUSK_VERSION=1")
+	if out, err := cmd.CombinedOutput(); err == nil || strings.Contains(string(out), want) {
+		t.Errorf("HUSK_VERSION=1 husk sif list: %v, %s", err, out)
+	}
+}

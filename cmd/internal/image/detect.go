@@ -149,6 +149,11 @@ func Open(path string, writable bool) (*Image, error) {
 	if resolved, err := filepath.EvalSymlinks(abs); err == nil {
 		abs = resolved
 	} else if errors.Is(err, os.ErrNotExist) {
+		if t := transport(path); t != "" {
+			return nil, fmt.Errorf("%s: husk runs local images only (SIF files, ext3 "+
+				"images, directories), not %s ones: pull it into a SIF first, e.g. with "+
+				"apptainer pull", path, t)
+		}
 		return nil, fmt.Errorf("image %s not found: no such file or directory", path)
 	}
 	fi, err := os.Stat(abs)
@@ -301,4 +306,16 @@ func unwrapPath(err error) error {
 		return pe.Err
 	}
 	return err
+}
+
+// transport is the URI scheme Apptainer would fetch path with (docker://,
+// library://, oras://, oci-archive: ...), or "" for a local path.
+func transport(path string) string {
+	for _, t := range []string{"library://", "docker://", "docker-archive:", "docker-daemon:",
+		"oci:", "oci-archive:", "oras://", "shub://", "http://", "https://"} {
+		if strings.HasPrefix(path, t) {
+			return strings.TrimRight(t, ":/")
+		}
+	}
+	return ""
 }

@@ -189,6 +189,10 @@ func TestOpenRefuses(t *testing.T) {
 		name, path, want string
 	}{
 		{"missing", "/nonexistent/x.sif", "not found"},
+		{"docker URI", "docker://alpine:3", "docker://alpine:3: husk runs local images " +
+			"only (SIF files, ext3 images, directories), not docker ones"},
+		{"library URI", "library://a/b/c", "not library ones"},
+		{"oci-archive", "oci-archive:/x.tar", "not oci-archive ones"},
 		{"random", writeFile(t, random), "unknown image format"},
 		{"truncated header", writeFile(t, data[:100]), "truncated SIF: header"},
 		{"truncated descriptors", writeFile(t, data[:5000]),
