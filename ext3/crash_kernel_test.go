@@ -85,14 +85,7 @@ func crashKernelJournal(t *testing.T, strict bool) {
 // file whose last change was fsynced.
 func crashKernelSnapshot(t *testing.T, img, opts string) (string, map[string][]byte) {
 	t.Helper()
-	mnt := t.TempDir()
-	runCmd(t, "", "mount", "-t", "ext3", "-o", "loop,"+opts, img, mnt)
-	mounted := true
-	t.Cleanup(func() {
-		if mounted {
-			runCmd(t, "", "umount", mnt)
-		}
-	})
+	mnt, unmount := kernelMount(t, img, "ext3", opts)
 	synced := map[string][]byte{}
 	write := func(name string, data []byte, flag int, sync bool) {
 		t.Helper()
@@ -167,7 +160,6 @@ func crashKernelSnapshot(t *testing.T, img, opts string) (string, map[string][]b
 	}
 	// Changes after the snapshot are not in it and must not matter.
 	write("f0", crashData(999, 5000), os.O_APPEND, false)
-	runCmd(t, "", "umount", mnt)
-	mounted = false
+	unmount()
 	return snap, synced
 }

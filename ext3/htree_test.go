@@ -53,10 +53,8 @@ func TestDxHash(t *testing.T) {
 // empty files each, so they get kernel-built htree indexes.
 func kernelDirs(t *testing.T, img string, dirs map[string]int) {
 	t.Helper()
-	mnt := t.TempDir()
-	run(t, "mount", "-o", "loop", "-t", "ext3", img, mnt)
-	defer waitLoopGone(t, img)
-	defer run(t, "umount", mnt)
+	mnt, unmount := kernelMount(t, img, "ext3", "")
+	defer unmount()
 	for d, n := range dirs {
 		p := filepath.Join(mnt, d)
 		if err := os.Mkdir(p, 0o755); err != nil {

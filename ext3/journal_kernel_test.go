@@ -82,18 +82,9 @@ func TestRecoverKernelJournals(t *testing.T) {
 // logged by an earlier transaction makes jbd2 write revoke records), and
 // returns a copy of the image taken after sync, before unmounting.
 func kernelSnapshot(t *testing.T, img, opts string, fsyncs int) string {
-	mnt := t.TempDir()
 	// The ext4 driver mounts ext3 images too; as "ext3" it refuses the
 	// journal_checksum and journal_async_commit options.
-	runCmd(t, "", "mount", "-t", "ext4", "-o", "loop,"+opts, img, mnt)
-	mounted := true
-	unmount := func() {
-		if mounted {
-			runCmd(t, "", "umount", mnt)
-			mounted = false
-		}
-	}
-	t.Cleanup(unmount)
+	mnt, unmount := kernelMount(t, img, "ext4", opts)
 
 	write := func(name string, size int) {
 		b := make([]byte, size)

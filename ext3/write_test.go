@@ -6,7 +6,6 @@ import (
 	"io"
 	"math/rand"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -15,22 +14,12 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// mountRO loop-mounts img read-only with the kernel and returns the mount
-// point; it is unmounted at cleanup.
+// mountRO loop-mounts img read-only with the kernel (see kernelMount) and
+// returns the mount point; it is unmounted at cleanup.
 func mountRO(t *testing.T, img string) string {
 	t.Helper()
-	dir := t.TempDir()
-	cmd := exec.Command("mount", "-o", "loop,ro", "-t", "ext3", img, dir)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("mount -o loop,ro %s (tests run as root): %v\n%s", img, err, out)
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
-			t.Errorf("umount %s: %v\n%s", dir, err, out)
-		}
-		waitLoopGone(t, img)
-	})
-	return dir
+	mnt, _ := kernelMount(t, img, "ext3", "ro")
+	return mnt
 }
 
 func mustA(t testing.TB) func(Attr, error) Attr {
