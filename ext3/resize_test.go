@@ -341,11 +341,12 @@ func TestGrowInterrupted(t *testing.T) {
 	}
 }
 
-// kernelScript runs in a private mount namespace, so that no other
-// namespace (a sandbox started meanwhile) keeps a copy of the mount alive
-// after umount: it mounts the image, prints statfs (block size, blocks,
-// available), the files' sha256, fills the file system with dd, prints
-// the fill's size and unmounts.
+// kernelScript runs in a private mount namespace (see mountNS), so that
+// no other namespace (a sandbox started meanwhile) keeps a copy of the
+// mount alive after umount, and so that it holds no copy of another
+// test's mounts while it fills the file system: it mounts the image,
+// prints statfs (block size, blocks, available), the files' sha256,
+// fills the file system with dd, prints the fill's size and unmounts.
 const kernelScript = `set -e
 mount -o loop "$1" "$2"
 stat -f -c 'statfs %S %b %a' "$2"
@@ -358,14 +359,24 @@ umount "$2"
 // TestGrowKernel mounts a grown image with the kernel: statfs shows the
 // new size, the old files are intact and the new space can be filled.
 func TestGrowKernel(t *testing.T) {
-	needTools(t, "mount", "umount", "unshare", "sha256sum")
+	needTools(t, "mount", "umount", "sha256sum")
 	img, sums := growImage(t, "mkfs", 64)
 	if _, err := growFile(t, img, 1024); err != nil {
 		t.Fatal(err)
 	}
 	mnt := t.TempDir()
-	out, err := exec.Command("unshare", "-m", "--propagation", "private", "sh", "-c",
-		kernelScript, "sh", img, mnt).CombinedOutput()
+	ns, err := newMountNS()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []byte
+	err = ns.run(func() (err error) {
+		out, err = exec.Command("sh", "-c", kernelScript, "sh", img, mnt).CombinedOutput()
+		return err
+	})
+	if cerr := ns.close(); cerr != nil {
+		t.Error(cerr)
+	}
 	if err != nil {
 		t.Fatalf("kernel mount, check and fill: %v\n%s", err, out)
 	}
