@@ -115,6 +115,12 @@ func runHosted(ctx context.Context, p *plan, files []*os.File, listen *os.File,
 // exited. Stage 3 is done within milliseconds unless processes of the
 // container outlived stage 1 (killed with SIGKILL) and still use the
 // union; stage 3 keeps serving them.
+//
+// TODO: a mount namespace made on the host while the container runs (by
+// another husk, unshare, a service) holds a copy of the union's mount;
+// the connection then lives on after stage 3 unmounts it, and stage 3
+// waits for that namespace to end (no fusectl to abort it from here), so
+// the run fails after serverGrace. The in-namespace mode is not exposed.
 const serverGrace = 10 * time.Second
 
 // server is a started stage 3. done is closed when it has exited and
