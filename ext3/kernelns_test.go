@@ -5,12 +5,11 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
-	"sort"
-	"strconv"
-	"strings"
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/husk-project/husk/internal/testns"
 )
 
 // Kernel mounts of test images, made where no other process can copy
@@ -85,7 +84,7 @@ func (ns *mountNS) thread(started chan<- error) (err error) {
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
 		return fmt.Errorf("make / private: %w", err)
 	}
-	detachForeignMounts()
+	testns.DetachForeign()
 	ns.tid = unix.Gettid()
 	up = true
 	started <- nil
@@ -166,49 +165,4 @@ func kernelMount(t *testing.T, img, fstype, opts string) (mnt string, unmount fu
 	}
 	t.Cleanup(unmount)
 	return ns.path(dir), unmount
-}
-
-// detachForeignMounts drops this namespace's copies of FUSE, overlay and
-// loop mounts (other tests' images): holding them would do to those
-// tests what other namespaces did to ours. Errors are ignored: a mount
-// under one already detached is gone with it.
-func detachForeignMounts() {
-	b, err := os.ReadFile("/proc/thread-self/mountinfo")
-	if err != nil {
-		return
-	}
-	var targets []string
-	for _, line := range strings.Split(string(b), "\n") {
-		pre, post, ok := strings.Cut(line, " - ")
-		f, g := strings.Fields(pre), strings.Fields(post)
-		if !ok || len(f) < 5 || len(g) < 2 {
-			continue
-		}
-		fstype, source := g[0], g[1]
-		if f[4] != "/" && (fstype == "overlay" || fstype == "squashfs" ||
-			strings.HasPrefix(fstype, "fuse") || strings.HasPrefix(source, "/dev/loop")) {
-			targets = append(targets, unescapeMountinfo(f[4]))
-		}
-	}
-	sort.Slice(targets, func(i, j int) bool { return len(targets[i]) > len(targets[j]) })
-	for _, p := range targets {
-		unix.Unmount(p, unix.MNT_DETACH)
-	}
-}
-
-// unescapeMountinfo undoes the octal escapes (\040 for a space) of a
-// mountinfo path.
-func unescapeMountinfo(s string) string {
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }

@@ -6,12 +6,12 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
-	"sort"
-	"strconv"
 	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/husk-project/husk/internal/testns"
 )
 
 // Kernel mounts of a fixture's images, made where no other process can
@@ -67,67 +67,10 @@ func inPrivateMountNS(fn func() error) error {
 			err = fmt.Errorf("make / private: %w", err)
 			return
 		}
-		detachForeignMounts()
+		testns.DetachForeign()
 		err = fn()
 	}()
 	return <-errc
-}
-
-// mountEntry is one line of mountinfo.
-type mountEntry struct{ target, fstype, source string }
-
-// threadMounts lists the mounts of the calling thread's namespace
-// (/proc/self would be the main thread's).
-func threadMounts() ([]mountEntry, error) {
-	b, err := os.ReadFile("/proc/thread-self/mountinfo")
-	if err != nil {
-		return nil, err
-	}
-	var ms []mountEntry
-	for _, line := range strings.Split(string(b), "\n") {
-		pre, post, ok := strings.Cut(line, " - ")
-		f, g := strings.Fields(pre), strings.Fields(post)
-		if !ok || len(f) < 5 || len(g) < 2 {
-			continue
-		}
-		ms = append(ms, mountEntry{unescapeMountinfo(f[4]), g[0], g[1]})
-	}
-	return ms, nil
-}
-
-// unescapeMountinfo undoes the octal escapes (\040 for a space) of a
-// mountinfo path.
-func unescapeMountinfo(s string) string {
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
-}
-
-// detachForeignMounts drops this namespace's copies of FUSE, overlay and
-// loop mounts (other tests' images): holding them would do to those
-// tests what other namespaces did to ours. Errors are ignored: a mount
-// under one already detached is gone with it.
-func detachForeignMounts() {
-	ms, err := threadMounts()
-	if err != nil {
-		return
-	}
-	sort.Slice(ms, func(i, j int) bool { return len(ms[i].target) > len(ms[j].target) })
-	for _, m := range ms {
-		if m.target != "/" && (m.fstype == "overlay" || m.fstype == "squashfs" ||
-			strings.HasPrefix(m.fstype, "fuse") || strings.HasPrefix(m.source, "/dev/loop")) {
-			unix.Unmount(m.target, unix.MNT_DETACH)
-		}
-	}
 }
 
 // mountStack is what one function mounted, unmounted last first.
