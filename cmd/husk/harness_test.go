@@ -99,6 +99,16 @@ func workDir(t testing.TB) string {
 	return d
 }
 
+// ownSIF copies the Debian SIF to dir/name, owned by the test user, for a
+// test that changes it.
+func ownSIF(t testing.TB, dir, name string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	tool(t, "cp", "--sparse=always", debianSIF(t), p)
+	chown(t, p)
+	return p
+}
+
 func chown(t testing.TB, p string) {
 	t.Helper()
 	if err := os.Chown(p, testUID, testUID); err != nil {

@@ -64,10 +64,8 @@ func TestOverlayResize(t *testing.T) {
 // and writes past its old size with --writable.
 func TestOverlayResizeInSIF(t *testing.T) {
 	setup(t)
-	img, dir := debianSIF(t), workDir(t)
-	own := filepath.Join(dir, "own.sif")
-	tool(t, "cp", "--sparse=always", img, own)
-	chown(t, own)
+	dir := workDir(t)
+	own := ownSIF(t, dir, "own.sif")
 	ok(t, dir, "overlay", "create", "--sparse", "--create-dir", "/data", own)
 	ok(t, dir, "exec", "--writable", own, "sh", "-c", "echo in-sif > /data/f")
 
@@ -121,9 +119,7 @@ func TestOverlayResizeRefusedLeavesImage(t *testing.T) {
 	fsckClean(t, full, 0)
 
 	// The same for a SIF's overlay partition: nothing moves.
-	own := filepath.Join(dir, "own.sif")
-	tool(t, "cp", "--sparse=always", debianSIF(t), own)
-	chown(t, own)
+	own := ownSIF(t, dir, "own.sif")
 	ok(t, dir, "overlay", "create", "--sparse", own)
 	before := fileSum(t, own)
 	fatalLine(t, husk(t, dir, "overlay", "resize", own, "10T"), "grows to at most")

@@ -205,9 +205,7 @@ func TestBuiltImageMetadata(t *testing.T) {
 func TestSIFBadOverlayPartition(t *testing.T) {
 	setup(t)
 	img, dir := debianSIF(t), workDir(t)
-	s3 := filepath.Join(dir, "s3.sif")
-	tool(t, "cp", "--sparse=always", img, s3)
-	chown(t, s3)
+	s3 := ownSIF(t, dir, "s3.sif")
 	blob := filepath.Join(dir, "blob.txt")
 	os.WriteFile(blob, []byte("hello\n"), 0o644)
 	ok(t, dir, "sif", "add", "--datatype", "4", "--parttype", "4", "--partfs", "2",
@@ -260,10 +258,8 @@ func TestSifToolRefusesBadFiles(t *testing.T) {
 // once the container is gone.
 func TestSifDelInUse(t *testing.T) {
 	setup(t)
-	img, dir := debianSIF(t), workDir(t)
-	s := filepath.Join(dir, "s.sif")
-	tool(t, "cp", "--sparse=always", img, s)
-	chown(t, s)
+	dir := workDir(t)
+	s := ownSIF(t, dir, "s.sif")
 	ok(t, dir, "overlay", "create", "--size", "64", s)
 	id := sifDescriptors(t, s)[len(sifDescriptors(t, s))-1].ID()
 	sid := strconv.Itoa(int(id))
