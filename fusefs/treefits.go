@@ -13,13 +13,18 @@ import (
 // new-user trial's failed `mv /usr/lib /ulib` left 50 MB of a 64 MB
 // overlay so. The estimate counts every lower layer's entries, what the
 // upper has of them already included, so it errs on the large side; it
-// stops counting once past the room there is.
+// stops counting once past the room there is. The room kept back (a
+// fiftieth, and 64 blocks and inodes) is for what the estimate leaves
+// out: xattrs the copies keep, and the rename itself (an entry in the new
+// parent, a whiteout at the old name); a second trial filled an overlay
+// to just above its estimate, and the copy fit but the rename did not.
 func (u *Union) treeFits(n *node) error {
 	st, err := u.upper.Statfs()
 	if err != nil || st.Bsize == 0 {
 		return nil // no accounting to check against: the copy tells
 	}
-	c := treeCount{bs: uint64(st.Bsize), maxBlocks: st.Bavail, maxFiles: st.Ffree}
+	keep := func(n uint64) uint64 { return n - min(n, n/50+64) }
+	c := treeCount{bs: uint64(st.Bsize), maxBlocks: keep(st.Bavail), maxFiles: keep(st.Ffree)}
 	for _, r := range n.getRefs() {
 		if r.l == 0 {
 			continue
@@ -45,7 +50,7 @@ func (c *treeCount) walk(l Layer, dir Node) error {
 	if err != nil {
 		return err
 	}
-	c.blocks++ // the directory's own listing, one block or more
+	c.blocks += 2 // the directory's own listing, one block or more, and its opaque mark
 	for _, e := range ents {
 		c.files++
 		switch e.Mode & syscall.S_IFMT {
