@@ -327,9 +327,15 @@ func (u *Union) entryIno(n *node, r layerRef, layer Layer, e Dirent) uint64 {
 // them (ext4 gives such callers 32-bit hashes; FUSE does not tell).
 type dirHandle struct {
 	n    *node
-	ents []fuse.DirEntry
+	snap *dirSnap
+	ents []fuse.DirEntry // snap.ents, which handles share and none changes
 	pos  int
+	gave bool // Readdirent has returned an entry
 }
+
+// dirSnap is a listing handles read from: ".", "..", then the names in
+// offset order.
+type dirSnap struct{ ents []fuse.DirEntry }
 
 var (
 	_ fs.FileLookuper     = (*dirHandle)(nil)
@@ -354,6 +360,15 @@ func (h *dirHandle) Fsyncdir(ctx context.Context, flags uint32) syscall.Errno {
 func (n *node) OpendirHandle(ctx context.Context,
 	flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
 	u := n.u
+	var fl uint32
+	if !n.inUpper() {
+		fl = fuse.FOPEN_CACHE_DIR | fuse.FOPEN_KEEP_CACHE
+	}
+	if flags&openContinue != 0 {
+		if s := n.extra().snap.Load(); s != nil {
+			return &dirHandle{n: n, snap: s, ents: s.ents}, fl, 0
+		}
+	}
 	n.dir().RLock()
 	ents, err := u.list(n)
 	n.dir().RUnlock()
@@ -379,9 +394,9 @@ func (n *node) OpendirHandle(ctx context.Context,
 			named[i].Off = named[i-1].Off + 1
 		}
 	}
-	var fl uint32
-	if !n.inUpper() {
-		fl = fuse.FOPEN_CACHE_DIR | fuse.FOPEN_KEEP_CACHE
+	h.snap = &dirSnap{ents: h.ents}
+	if flags&openImplicit != 0 {
+		n.extra().snap.Store(h.snap)
 	}
 	return h, fl, 0
 }
@@ -390,8 +405,15 @@ func (n *node) OpendirHandle(ctx context.Context,
 // it is given, so it gets one of the snapshot's own, not a new one each.
 func (h *dirHandle) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Errno) {
 	if h.pos >= len(h.ents) {
+		if !h.gave {
+			// The kernel's last request of a listing, answered
+			// empty (implicitDirs opens a handle for each): the
+			// next listing takes a new snapshot.
+			h.n.extra().snap.CompareAndSwap(h.snap, nil)
+		}
 		return nil, 0
 	}
+	h.gave = true
 	h.pos++
 	return &h.ents[h.pos-1], 0
 }

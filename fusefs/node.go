@@ -3,6 +3,7 @@ package fusefs
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -48,6 +49,9 @@ type nodeExtra struct {
 	// tmp is the work-directory name of an O_TMPFILE file that has not
 	// been linked into the tree yet, else "".
 	tmp string
+	// snap is the listing the kernel's handle-less requests read on in
+	// (opendir.go), nil when none is being read.
+	snap atomic.Pointer[dirSnap]
 }
 
 // Compile-time checks: node implements these go-fuse interfaces.

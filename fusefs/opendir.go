@@ -1,8 +1,6 @@
 package fusefs
 
 import (
-	"container/list"
-	"sync"
 	"syscall"
 
 	"github.com/hanwen/go-fuse/v2/fs"
@@ -20,37 +18,34 @@ import (
 // then costs READDIRPLUS requests only: two per small directory instead
 // of four.
 //
-// READDIRPLUS then arrives without a file handle. implicitDirs opens one
-// itself, through go-fuse's bridge, when a listing starts (offset 0) and
-// keeps it while the kernel reads on, so the listing is one snapshot as
-// with an open handle; the end of the listing (an empty reply) releases
-// it. Handles the kernel stopped reading (a reader that gave up) are
-// released when more than maxImplicitDirs are open, or when the kernel
-// forgets the directory.
+// READDIRPLUS then arrives without a file handle, and requests of every
+// process listing the directory come to its node alike. implicitDirs
+// opens a handle through go-fuse's bridge for each such request and
+// releases it after: go-fuse keeps state in a handle between requests
+// (the offset it stopped at, the entries of its last reply, one that did
+// not fit), which is one reader's and wrong for another. The listing
+// itself is a snapshot kept with the node (dirSnap): a request that
+// starts a listing (offset 0) takes a new one, as an open handle would,
+// and the following requests read on in it; the last, answered empty,
+// drops it. Offsets are hashes of the names (see dirHandle), so a request
+// that finds a newer snapshot, or none, resumes at the same place.
 
-// maxImplicitDirs bounds the handles kept for listings read in part (a
-// variable for tests).
-var maxImplicitDirs = 64
+// Flags implicitDirs sets on the opens it makes, which Linux open flags
+// never use: the open is implicitDirs's, and (openContinue) it continues
+// a listing, so the node's snapshot serves if it has one.
+const (
+	openImplicit = 1 << 30
+	openContinue = 1 << 29
+)
 
 // implicitDirs wraps the bridge's RawFileSystem.
 type implicitDirs struct {
 	fuse.RawFileSystem
 	server *fuse.Server
-
-	mu   sync.Mutex
-	open map[uint64]*list.Element // node id -> *implicitDir, in lru
-	lru  list.List                // most recently used at the front
-}
-
-// implicitDir is a handle implicitDirs opened for a node.
-type implicitDir struct {
-	node, fh uint64
-	users    int  // requests using fh now
-	dropped  bool // out of the map: release when users drops to 0
 }
 
 func newImplicitDirs(raw fuse.RawFileSystem) *implicitDirs {
-	return &implicitDirs{RawFileSystem: raw, open: map[uint64]*list.Element{}}
+	return &implicitDirs{RawFileSystem: raw}
 }
 
 // Init implements fuse.RawFileSystem.
@@ -92,35 +87,18 @@ func (d *implicitDirs) ReadDir(cancel <-chan struct{}, in *fuse.ReadIn,
 	return d.read(cancel, in, out, d.RawFileSystem.ReadDir)
 }
 
-// read serves a handle-less READDIR(PLUS) from the node's implicit handle.
+// read serves a handle-less READDIR(PLUS) through a handle of its own.
 func (d *implicitDirs) read(cancel <-chan struct{}, in *fuse.ReadIn, out *fuse.DirEntryList,
 	readdir func(<-chan struct{}, *fuse.ReadIn, *fuse.DirEntryList) fuse.Status) fuse.Status {
-	h, st := d.acquire(cancel, &in.InHeader, in.Offset == 0)
+	fh, st := d.open(cancel, &in.InHeader, in.Offset != 0)
 	if st != fuse.OK {
 		return st
 	}
 	req := *in
-	req.Fh = h.fh
+	req.Fh = fh
 	st = readdir(cancel, &req, out)
-	// An empty reply is the end of the listing: the kernel has it all.
-	d.release(h, st != fuse.OK || out.Offset == in.Offset)
+	d.release(in.NodeId, fh)
 	return st
-}
-
-// Forget implements fuse.RawFileSystem. The kernel knows nothing of the
-// handles opened for it, and go-fuse drops a node the kernel forgot
-// together with its table of open handles (releasing one later would
-// find no node, or another node under a reused id): the node's implicit
-// handle goes first. One in use cannot be: the kernel forgets no node a
-// request of its is working on.
-func (d *implicitDirs) Forget(nodeid, nlookup uint64) {
-	d.mu.Lock()
-	var idle []*implicitDir
-	if e, ok := d.open[nodeid]; ok {
-		idle = d.dropLocked(e)
-	}
-	d.closeAll(idle)
-	d.RawFileSystem.Forget(nodeid, nlookup)
 }
 
 // FsyncDir implements fuse.RawFileSystem.
@@ -128,89 +106,35 @@ func (d *implicitDirs) FsyncDir(cancel <-chan struct{}, in *fuse.FsyncIn) fuse.S
 	if in.Fh != 0 {
 		return d.RawFileSystem.FsyncDir(cancel, in)
 	}
-	h, st := d.acquire(cancel, &in.InHeader, false)
+	fh, st := d.open(cancel, &in.InHeader, true)
 	if st != fuse.OK {
 		return st
 	}
 	req := *in
-	req.Fh = h.fh
+	req.Fh = fh
 	st = d.RawFileSystem.FsyncDir(cancel, &req)
-	d.release(h, false)
+	d.release(in.NodeId, fh)
 	return st
 }
 
-// acquire returns the node's implicit handle, opening one if there is
-// none or fresh is set (a listing that starts over must see the
-// directory as it is now).
-func (d *implicitDirs) acquire(cancel <-chan struct{}, hdr *fuse.InHeader,
-	fresh bool) (*implicitDir, fuse.Status) {
-	d.mu.Lock()
-	if e, ok := d.open[hdr.NodeId]; ok {
-		h := e.Value.(*implicitDir)
-		if !fresh {
-			h.users++
-			d.lru.MoveToFront(e)
-			d.mu.Unlock()
-			return h, fuse.OK
-		}
-		d.closeAll(d.dropLocked(e))
-	} else {
-		d.mu.Unlock()
+// open opens a handle on the node of hdr; with cont it reads on in the
+// node's snapshot, if it has one.
+func (d *implicitDirs) open(cancel <-chan struct{}, hdr *fuse.InHeader,
+	cont bool) (uint64, fuse.Status) {
+	flags := uint32(syscall.O_RDONLY | syscall.O_DIRECTORY | openImplicit)
+	if cont {
+		flags |= openContinue
 	}
-
 	var out fuse.OpenOut
-	in := fuse.OpenIn{InHeader: *hdr, Flags: syscall.O_RDONLY | syscall.O_DIRECTORY}
+	in := fuse.OpenIn{InHeader: *hdr, Flags: flags}
 	if st := d.RawFileSystem.OpenDir(cancel, &in, &out); st != fuse.OK {
-		return nil, st
+		return 0, st
 	}
-	h := &implicitDir{node: hdr.NodeId, fh: out.Fh, users: 1}
-	d.mu.Lock()
-	var idle []*implicitDir
-	if e, ok := d.open[hdr.NodeId]; ok {
-		// A concurrent reader opened one too: the newer wins.
-		idle = append(idle, d.dropLocked(e)...)
-	}
-	d.open[hdr.NodeId] = d.lru.PushFront(h)
-	for d.lru.Len() > maxImplicitDirs {
-		idle = append(idle, d.dropLocked(d.lru.Back())...)
-	}
-	d.closeAll(idle)
-	return h, fuse.OK
+	return out.Fh, fuse.OK
 }
 
-// release ends a request's use of h; done drops h from the map as well.
-func (d *implicitDirs) release(h *implicitDir, done bool) {
-	d.mu.Lock()
-	h.users--
-	var idle []*implicitDir
-	if done && !h.dropped {
-		idle = d.dropLocked(d.open[h.node])
-	} else if h.dropped && h.users == 0 {
-		idle = []*implicitDir{h}
-	}
-	d.closeAll(idle)
-}
-
-// dropLocked removes e's handle from the map and returns it if no request
-// uses it (else the last one releases it). Preconditions: d.mu held.
-func (d *implicitDirs) dropLocked(e *list.Element) []*implicitDir {
-	h := e.Value.(*implicitDir)
-	d.lru.Remove(e)
-	delete(d.open, h.node)
-	h.dropped = true
-	if h.users == 0 {
-		return []*implicitDir{h}
-	}
-	return nil
-}
-
-// closeAll unlocks d.mu and releases hs through the bridge.
-func (d *implicitDirs) closeAll(hs []*implicitDir) {
-	d.mu.Unlock()
-	for _, h := range hs {
-		d.RawFileSystem.ReleaseDir(&fuse.ReleaseIn{
-			InHeader: fuse.InHeader{NodeId: h.node}, Fh: h.fh})
-	}
+func (d *implicitDirs) release(node, fh uint64) {
+	d.RawFileSystem.ReleaseDir(&fuse.ReleaseIn{InHeader: fuse.InHeader{NodeId: node}, Fh: fh})
 }
 
 // mount is fs.Mount with the bridge wrapped in implicitDirs and rawFS.

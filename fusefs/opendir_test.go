@@ -1,6 +1,7 @@
 package fusefs
 
 import (
+	"encoding/binary"
 	"fmt"
 	"io"
 	"os"
@@ -10,6 +11,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // countingLayer counts the listings the union asks a layer for.
@@ -150,15 +153,12 @@ func TestListingsConcurrent(t *testing.T) {
 	wg.Wait()
 }
 
-// TestListingsForgotten reads directories in part (the kernel keeps the
-// listing's handle open on the server), removes one so the kernel forgets
-// it, then reads more than maxImplicitDirs others in part, which releases
-// the kept handles: the forgotten directory's must have gone with it, or
-// releasing it would find no node (go-fuse panics).
+// TestListingsForgotten reads directories in part (their nodes keep the
+// snapshot read in), removes one so the kernel forgets it, then reads the
+// others in part and whole: no request may reach the forgotten node (an
+// earlier design kept server handles open across requests, and releasing
+// the forgotten one's made go-fuse panic), and each listing is whole.
 func TestListingsForgotten(t *testing.T) {
-	old := maxImplicitDirs
-	maxImplicitDirs = 2
-	t.Cleanup(func() { maxImplicitDirs = old })
 	f := newFixture(t, 1)
 	const dirs, count = 6, 600 // more names than one READDIRPLUS reply holds
 	for d := range dirs {
@@ -282,4 +282,82 @@ func listOnce(dir string, n int) error {
 		return fmt.Errorf("%d of the %d names that stay listed", len(seen), n)
 	}
 	return nil
+}
+
+// TestListingsMixedBufferSizes: one process reads a large directory with
+// a 32 KiB getdents buffer (the kernel then asks for 32 KiB of entries at
+// once), another seeks into the middle of what that returned and reads
+// on with 4 KiB buffers. Both reach the server as handle-less requests on
+// one node; the second must get every entry after its offset, once. A
+// handle shared between the two let go-fuse serve the second the rest of
+// the first one's reply, which did not fit, and then skip what had not.
+func TestListingsMixedBufferSizes(t *testing.T) {
+	f := newFixture(t, 1)
+	mnt, _ := f.mount()
+	dir := filepath.Join(mnt, "big")
+	must(t, os.Mkdir(dir, 0o755))
+	for i := range 1000 {
+		must(t, os.WriteFile(filepath.Join(dir, fmt.Sprintf("name-%04d", i)), nil, 0o644))
+	}
+	type ent struct {
+		name string
+		off  int64
+	}
+	read := func(fd, size int) []ent {
+		buf := make([]byte, size)
+		n, err := unix.Getdents(fd, buf)
+		must(t, err)
+		var out []ent
+		for b := buf[:n]; len(b) > 0; {
+			reclen := int(binary.NativeEndian.Uint16(b[16:]))
+			name := unix.ByteSliceToString(b[19:reclen])
+			if name != "." && name != ".." {
+				out = append(out, ent{name, int64(binary.NativeEndian.Uint64(b[8:]))})
+			}
+			b = b[reclen:]
+		}
+		return out
+	}
+	fd1, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY, 0)
+	must(t, err)
+	defer unix.Close(fd1)
+	first := read(fd1, 32<<10)
+	if len(first) < 100 {
+		t.Fatalf("a 32 KiB getdents returned %d entries", len(first))
+	}
+	from := first[len(first)/3]
+	fd2, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY, 0)
+	must(t, err)
+	defer unix.Close(fd2)
+	_, err = unix.Seek(fd2, from.off, 0)
+	must(t, err)
+	seen := map[string]bool{}
+	for {
+		es := read(fd2, 4<<10)
+		if len(es) == 0 {
+			break
+		}
+		for _, e := range es {
+			if seen[e.name] {
+				t.Fatalf("%s listed twice", e.name)
+			}
+			seen[e.name] = true
+		}
+	}
+	// Everything fd1 got after the offset, and the rest of the 1000
+	// names that hash above it, comes once.
+	for _, e := range first[len(first)/3+1:] {
+		if !seen[e.name] {
+			t.Errorf("%s, after the offset in the first reply, was not listed", e.name)
+		}
+	}
+	want := 0
+	for i := range 1000 {
+		if nameCookie(fmt.Sprintf("name-%04d", i)) > uint64(from.off) {
+			want++
+		}
+	}
+	if len(seen) != want {
+		t.Errorf("%d names after the offset, want %d", len(seen), want)
+	}
 }
