@@ -327,14 +327,13 @@ func (u *Union) entryIno(n *node, r layerRef, layer Layer, e Dirent) uint64 {
 // them (ext4 gives such callers 32-bit hashes; FUSE does not tell).
 type dirHandle struct {
 	n    *node
-	snap *dirSnap
-	ents []fuse.DirEntry // snap.ents, which handles share and none changes
+	snap *dirSnap // nil for a handle opened for fsync only
 	pos  int
 	gave bool // Readdirent has returned an entry
 }
 
 // dirSnap is a listing handles read from: ".", "..", then the names in
-// offset order.
+// offset order. Handles share it; none changes it.
 type dirSnap struct{ ents []fuse.DirEntry }
 
 var (
@@ -359,52 +358,62 @@ func (h *dirHandle) Fsyncdir(ctx context.Context, flags uint32) syscall.Errno {
 // through the kernel) can change, so the kernel may cache their listing.
 func (n *node) OpendirHandle(ctx context.Context,
 	flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
-	u := n.u
 	var fl uint32
 	if !n.inUpper() {
 		fl = fuse.FOPEN_CACHE_DIR | fuse.FOPEN_KEEP_CACHE
 	}
+	if flags&openFsync != 0 {
+		return &dirHandle{n: n, snap: &dirSnap{}}, fl, 0
+	}
 	if flags&openContinue != 0 {
 		if s := n.extra().snap.Load(); s != nil {
-			return &dirHandle{n: n, snap: s, ents: s.ents}, fl, 0
+			return &dirHandle{n: n, snap: s}, fl, 0
 		}
 	}
+	s, err := n.snapshot()
+	if err != nil {
+		return nil, 0, n.u.toErrno("readdir", err)
+	}
+	if flags&openImplicit != 0 {
+		n.extra().snap.Store(s)
+	}
+	return &dirHandle{n: n, snap: s}, fl, 0
+}
+
+// snapshot lists directory n for handles to read.
+func (n *node) snapshot() (*dirSnap, error) {
 	n.dir().RLock()
-	ents, err := u.list(n)
+	ents, err := n.u.list(n)
 	n.dir().RUnlock()
 	if err != nil {
-		return nil, 0, u.toErrno("readdir", err)
+		return nil, err
 	}
 	parentIno := n.ino
 	if _, p := n.Parent(); p != nil {
 		parentIno = p.StableAttr().Ino
 	}
-	h := &dirHandle{n: n, ents: make([]fuse.DirEntry, 0, len(ents)+2)}
-	h.ents = append(h.ents, fuse.DirEntry{Name: ".", Ino: n.ino, Mode: syscall.S_IFDIR},
-		fuse.DirEntry{Name: "..", Ino: parentIno, Mode: syscall.S_IFDIR})
-	h.ents[0].Off, h.ents[1].Off = 1, 2
+	out := make([]fuse.DirEntry, 0, len(ents)+2)
+	out = append(out, fuse.DirEntry{Name: ".", Ino: n.ino, Mode: syscall.S_IFDIR, Off: 1},
+		fuse.DirEntry{Name: "..", Ino: parentIno, Mode: syscall.S_IFDIR, Off: 2})
 	for _, e := range ents {
-		h.ents = append(h.ents, fuse.DirEntry{Name: e.name, Ino: e.ino, Mode: e.mode,
+		out = append(out, fuse.DirEntry{Name: e.name, Ino: e.ino, Mode: e.mode,
 			Off: nameCookie(e.name)})
 	}
-	named := h.ents[2:]
+	named := out[2:]
 	slices.SortFunc(named, func(a, b fuse.DirEntry) int { return cmp.Compare(a.Off, b.Off) })
 	for i := 1; i < len(named); i++ {
 		if named[i].Off <= named[i-1].Off {
 			named[i].Off = named[i-1].Off + 1
 		}
 	}
-	h.snap = &dirSnap{ents: h.ents}
-	if flags&openImplicit != 0 {
-		n.extra().snap.Store(h.snap)
-	}
-	return h, fl, 0
+	return &dirSnap{ents: out}, nil
 }
 
 // Readdirent implements fs.FileReaddirenter. go-fuse copies the entry
 // it is given, so it gets one of the snapshot's own, not a new one each.
 func (h *dirHandle) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Errno) {
-	if h.pos >= len(h.ents) {
+	ents := h.snap.ents
+	if h.pos >= len(ents) {
 		if !h.gave {
 			// The kernel's last request of a listing, answered
 			// empty (implicitDirs opens a handle for each): the
@@ -415,7 +424,7 @@ func (h *dirHandle) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Err
 	}
 	h.gave = true
 	h.pos++
-	return &h.ents[h.pos-1], 0
+	return &ents[h.pos-1], 0
 }
 
 // Lookup implements fs.FileLookuper: go-fuse calls it for each name of
@@ -428,8 +437,8 @@ func (h *dirHandle) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Err
 // the kernel skips) and looked up when they are used.
 func (h *dirHandle) Lookup(ctx context.Context, name string,
 	out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
-	if h.pos > 0 && h.pos <= len(h.ents) {
-		if e := h.ents[h.pos-1]; e.Name == name && e.Mode&syscall.S_IFMT != syscall.S_IFDIR {
+	if ents := h.snap.ents; h.pos > 0 && h.pos <= len(ents) {
+		if e := ents[h.pos-1]; e.Name == name && e.Mode&syscall.S_IFMT != syscall.S_IFDIR {
 			return nil, syscall.ENOENT
 		}
 	}
@@ -441,10 +450,10 @@ func (h *dirHandle) Lookup(ctx context.Context, name string,
 // off (its name may be gone since).
 func (h *dirHandle) Seekdir(ctx context.Context, off uint64) syscall.Errno {
 	if off >= 1<<63 {
-		h.pos = len(h.ents) // past every offset given (and off+1 would wrap)
+		h.pos = len(h.snap.ents) // past every offset given (and off+1 would wrap)
 		return 0
 	}
-	h.pos, _ = slices.BinarySearchFunc(h.ents, off+1, func(e fuse.DirEntry, o uint64) int {
+	h.pos, _ = slices.BinarySearchFunc(h.snap.ents, off+1, func(e fuse.DirEntry, o uint64) int {
 		return cmp.Compare(e.Off, o)
 	})
 	return 0

@@ -31,11 +31,13 @@ import (
 // that finds a newer snapshot, or none, resumes at the same place.
 
 // Flags implicitDirs sets on the opens it makes, which Linux open flags
-// never use: the open is implicitDirs's, and (openContinue) it continues
-// a listing, so the node's snapshot serves if it has one.
+// never use: the open is implicitDirs's; it continues a listing, so the
+// node's snapshot serves if it has one (openContinue); it is for fsync,
+// which needs no listing (openFsync).
 const (
 	openImplicit = 1 << 30
 	openContinue = 1 << 29
+	openFsync    = 1 << 28
 )
 
 // implicitDirs wraps the bridge's RawFileSystem.
@@ -90,7 +92,11 @@ func (d *implicitDirs) ReadDir(cancel <-chan struct{}, in *fuse.ReadIn,
 // read serves a handle-less READDIR(PLUS) through a handle of its own.
 func (d *implicitDirs) read(cancel <-chan struct{}, in *fuse.ReadIn, out *fuse.DirEntryList,
 	readdir func(<-chan struct{}, *fuse.ReadIn, *fuse.DirEntryList) fuse.Status) fuse.Status {
-	fh, st := d.open(cancel, &in.InHeader, in.Offset != 0)
+	cont := uint32(0)
+	if in.Offset != 0 {
+		cont = openContinue
+	}
+	fh, st := d.open(cancel, &in.InHeader, cont)
 	if st != fuse.OK {
 		return st
 	}
@@ -106,7 +112,7 @@ func (d *implicitDirs) FsyncDir(cancel <-chan struct{}, in *fuse.FsyncIn) fuse.S
 	if in.Fh != 0 {
 		return d.RawFileSystem.FsyncDir(cancel, in)
 	}
-	fh, st := d.open(cancel, &in.InHeader, true)
+	fh, st := d.open(cancel, &in.InHeader, openFsync)
 	if st != fuse.OK {
 		return st
 	}
@@ -117,16 +123,12 @@ func (d *implicitDirs) FsyncDir(cancel <-chan struct{}, in *fuse.FsyncIn) fuse.S
 	return st
 }
 
-// open opens a handle on the node of hdr; with cont it reads on in the
-// node's snapshot, if it has one.
+// open opens a handle on the node of hdr, for what the flags in how say.
 func (d *implicitDirs) open(cancel <-chan struct{}, hdr *fuse.InHeader,
-	cont bool) (uint64, fuse.Status) {
-	flags := uint32(syscall.O_RDONLY | syscall.O_DIRECTORY | openImplicit)
-	if cont {
-		flags |= openContinue
-	}
+	how uint32) (uint64, fuse.Status) {
 	var out fuse.OpenOut
-	in := fuse.OpenIn{InHeader: *hdr, Flags: flags}
+	in := fuse.OpenIn{InHeader: *hdr,
+		Flags: syscall.O_RDONLY | syscall.O_DIRECTORY | openImplicit | how}
 	if st := d.RawFileSystem.OpenDir(cancel, &in, &out); st != fuse.OK {
 		return 0, st
 	}

@@ -23,7 +23,7 @@ func (u *Union) treeFits(n *node) error {
 	if err != nil || st.Bsize == 0 {
 		return nil // no accounting to check against: the copy tells
 	}
-	keep := func(n uint64) uint64 { return n - min(n, n/50+64) }
+	keep := func(v uint64) uint64 { return v - min(v, v/50+64) }
 	c := treeCount{bs: uint64(st.Bsize), maxBlocks: keep(st.Bavail), maxFiles: keep(st.Ffree)}
 	for _, r := range n.getRefs() {
 		if r.l == 0 {
