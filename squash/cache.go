@@ -20,6 +20,7 @@ type lru[V any] struct {
 }
 
 type lruShard[V any] struct {
+	counts   bool // V counts its holders (decided once, not per value)
 	mu       sync.Mutex
 	budget   int64
 	used     int64
@@ -50,6 +51,8 @@ const lruEntryCost = 96
 // largest single item expected; the shard count is chosen so that each
 // shard can hold several such items.
 func newLRU[V any](budget, maxItem int64) *lru[V] {
+	var zero V
+	_, counts := any(zero).(counted)
 	n := 16
 	for n > 1 && budget/int64(n) < 4*maxItem {
 		n /= 2
@@ -58,6 +61,7 @@ func newLRU[V any](budget, maxItem int64) *lru[V] {
 	for i := range c.shards {
 		s := &c.shards[i]
 		s.budget = budget / int64(n)
+		s.counts = counts
 		s.items = make(map[uint64]*lruEntry[V])
 		s.inflight = make(map[uint64]*lruCall[V])
 		s.head.next, s.head.prev = &s.head, &s.head
@@ -77,7 +81,7 @@ func (c *lru[V]) get(key uint64) (V, bool) {
 	defer s.mu.Unlock()
 	if e, ok := s.items[key]; ok {
 		s.touchLocked(e)
-		holdValue(e.val)
+		s.hold(e.val)
 		return e.val, true
 	}
 	var zero V
@@ -123,7 +127,7 @@ func (c *lru[V]) getOrLoad(key uint64, load func() (V, int64, error)) (V, error)
 	s.mu.Lock()
 	if e, ok := s.items[key]; ok {
 		s.touchLocked(e)
-		holdValue(e.val)
+		s.hold(e.val)
 		s.mu.Unlock()
 		return e.val, nil
 	}
@@ -160,7 +164,7 @@ func (c *lru[V]) getOrLoad(key uint64, load func() (V, int64, error)) (V, error)
 		// Held for this caller and each waiter before anyone can
 		// evict it.
 		for range call.waiters + 1 {
-			holdValue(call.val)
+			s.hold(call.val)
 		}
 	}
 	s.mu.Unlock()
@@ -200,7 +204,7 @@ func (s *lruShard[V]) addLocked(key uint64, val V, cost int64) {
 	if old, ok := s.items[key]; ok {
 		s.removeLocked(old)
 	}
-	holdValue(val)
+	s.hold(val)
 	e := &lruEntry[V]{key: key, val: val, cost: cost}
 	e.next, e.prev = s.head.next, &s.head
 	s.head.next.prev = e
@@ -218,14 +222,14 @@ func (s *lruShard[V]) removeLocked(e *lruEntry[V]) {
 	e.prev, e.next = nil, nil
 	delete(s.items, e.key)
 	s.used -= e.cost
-	if c, ok := any(e.val).(counted); ok {
-		c.release()
+	if s.counts {
+		any(e.val).(counted).release()
 	}
 }
 
-// holdValue counts one more holder of v, if v counts them.
-func holdValue[V any](v V) {
-	if c, ok := any(v).(counted); ok {
-		c.hold()
+// hold counts one more holder of v, if values of this cache count them.
+func (s *lruShard[V]) hold(v V) {
+	if s.counts {
+		any(v).(counted).hold()
 	}
 }
