@@ -55,14 +55,9 @@ func Lock(img *Image, sec Section, write bool, log *slog.Logger) error {
 			img.Path, how))
 	}
 
-	lk := unix.Flock_t{Type: unix.F_RDLCK, Whence: 0, Start: sec.Offset, Len: sec.Size}
-	if write {
-		lk.Type = unix.F_WRLCK
-	}
-	err := unix.FcntlFlock(img.File.Fd(), unix.F_OFD_SETLK, &lk)
-	switch {
+	switch err := ofdLock(img.File, write, sec.Offset, sec.Size); {
 	case err == nil:
-	case errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EACCES):
+	case errors.Is(err, errLocked):
 		if write {
 			return wrap(fmt.Sprintf("can't open %s for writing, currently in use by another "+
 				"process", img.Path))
@@ -100,16 +95,35 @@ func (img *Image) unlock() {
 // command must not touch them. The lock lasts while f's open file
 // description does; f must be open for writing.
 func LockBytes(f *os.File, path string, off, n int64) error {
-	lk := unix.Flock_t{Type: unix.F_WRLCK, Whence: 0, Start: off, Len: n}
-	err := unix.FcntlFlock(f.Fd(), unix.F_OFD_SETLK, &lk)
-	switch {
+	switch err := ofdLock(f, true, off, n); {
 	case err == nil, errors.Is(err, unix.ENOLCK):
 		// ENOLCK: a filesystem without locks, where no container
 		// could have locked them either (Lock tolerates it too).
 		return nil
-	case errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EACCES):
+	case errors.Is(err, errLocked):
 		return fmt.Errorf("%s: an overlay partition in it is in use by a running container",
 			path)
+	default:
+		return fmt.Errorf("%s: locking: %w", path, err)
 	}
-	return fmt.Errorf("%s: locking: %w", path, err)
+}
+
+// errLocked is ofdLock's answer when another open file description holds
+// a conflicting lock.
+var errLocked = errors.New("locked by another process")
+
+// ofdLock takes a non-blocking open-file-description lock (a write lock
+// with write, else a read lock) over n bytes of f from off (n 0: to the
+// end and past it): errLocked when another holds a conflicting one, the
+// system's error otherwise (ENOLCK where the filesystem has no locks).
+func ofdLock(f *os.File, write bool, off, n int64) error {
+	lk := unix.Flock_t{Type: unix.F_RDLCK, Whence: 0, Start: off, Len: n}
+	if write {
+		lk.Type = unix.F_WRLCK
+	}
+	err := unix.FcntlFlock(f.Fd(), unix.F_OFD_SETLK, &lk)
+	if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EACCES) {
+		return errLocked
+	}
+	return err
 }
