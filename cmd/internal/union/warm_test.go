@@ -133,9 +133,10 @@ func TestWarmPrograms(t *testing.T) {
 	}
 }
 
-// TestWarmStop: a warmer stopped before it starts reads nothing, and
-// one stopped while it reads stops after the file in hand; both close
-// what they opened.
+// TestWarmStop: a warmer looks at its stop before each file, so one
+// stopped before it starts reads nothing; Stop at whatever moment it
+// lands returns with the reading over, what was read in order, and every
+// descriptor closed.
 func TestWarmStop(t *testing.T) {
 	root, need := warmTree(t)
 	before := openFDs(t)
@@ -151,8 +152,8 @@ func TestWarmStop(t *testing.T) {
 		t.Errorf("read %q after the stop", w.read)
 	}
 
-	// Stopped at some moment of its reading: what it read is a prefix
-	// of what it reads unstopped (no file read after the stop is seen).
+	// Stopped at some moment of its reading (the moment is not the
+	// test's to choose): what it read is a prefix of the whole.
 	want := append([]string{"/usr/local/bin/mytrue"}, need[1:]...)
 	for range 20 {
 		w = startWarm(root, []string{"mytrue"}, slog.New(slog.DiscardHandler))
