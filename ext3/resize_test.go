@@ -12,6 +12,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/husk-project/husk/internal/testns"
 )
 
 // growImage makes a sparse image of fromMiB with mkfs.ext3 ("mkfs") or
@@ -341,7 +343,7 @@ func TestGrowInterrupted(t *testing.T) {
 	}
 }
 
-// kernelScript runs in a private mount namespace (see mountNS), so that
+// kernelScript runs in a private mount namespace (see testns.NS), so that
 // no other namespace (a sandbox started meanwhile) keeps a copy of the
 // mount alive after umount, and so that it holds no copy of another
 // test's mounts while it fills the file system: it mounts the image,
@@ -365,16 +367,16 @@ func TestGrowKernel(t *testing.T) {
 		t.Fatal(err)
 	}
 	mnt := t.TempDir()
-	ns, err := newMountNS()
+	ns, err := testns.New()
 	if err != nil {
 		t.Fatal(err)
 	}
 	var out []byte
-	err = ns.run(func() (err error) {
+	err = ns.Run(func() (err error) {
 		out, err = exec.Command("sh", "-c", kernelScript, "sh", img, mnt).CombinedOutput()
 		return err
 	})
-	if cerr := ns.close(); cerr != nil {
+	if cerr := ns.Close(); cerr != nil {
 		t.Error(cerr)
 	}
 	if err != nil {

@@ -10,6 +10,8 @@ import (
 	"github.com/husk-project/husk/ext3"
 	"github.com/husk-project/husk/squash"
 	"golang.org/x/sys/unix"
+
+	"github.com/husk-project/husk/internal/testns"
 )
 
 // imageFixture is a squashfs lower and an ext3 overlay image (upper/,
@@ -106,7 +108,7 @@ func (f *imageFixture) fsck() {
 
 // kernelView mounts both images with the kernel (loop) and the kernel's
 // overlayfs over them, read-only, in a private mount namespace (see
-// inPrivateMountNS), and returns the snapshot.
+// testns.InPrivate), and returns the snapshot.
 func (f *imageFixture) kernelView() []string {
 	t := f.t
 	t.Helper()
@@ -116,7 +118,7 @@ func (f *imageFixture) kernelView() []string {
 		must(t, os.Mkdir(d, 0755))
 	}
 	var view []string
-	err := inPrivateMountNS(func() (err error) {
+	err := testns.InPrivate(func() (err error) {
 		var s mountStack
 		defer func() { err = s.unmount(err) }()
 		if err := s.loop(f.sqfs, lo, "ro"); err != nil {

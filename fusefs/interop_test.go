@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/husk-project/husk/internal/testns"
 )
 
 // Interoperability with the kernel's overlayfs and fuse-overlayfs: an
@@ -64,7 +66,7 @@ func snapshot(t *testing.T, root string) []string {
 }
 
 // readTree is snapshot for code that may not end the test (it runs on a
-// thread of its own in inPrivateMountNS).
+// thread of its own in testns.InPrivate).
 func readTree(root string) ([]string, error) {
 	var out []string
 	err := filepath.Walk(root, func(p string, fi os.FileInfo, err error) error {
@@ -354,7 +356,7 @@ func TestInteropOpaqueRename(t *testing.T) {
 // kernelRW mounts the fixture's images with the kernel (loop) and the
 // kernel's overlayfs over them, writable, as Apptainer does with an
 // overlay image, runs fn on the overlay, and unmounts all three. All of
-// it happens in a private mount namespace (see inPrivateMountNS): once
+// it happens in a private mount namespace (see testns.InPrivate): once
 // kernelRW returns, the kernel has written the image back and let go.
 func (f *imageFixture) kernelRW(fn func(mnt string) error) error {
 	dir := f.t.TempDir()
@@ -364,7 +366,7 @@ func (f *imageFixture) kernelRW(fn func(mnt string) error) error {
 			return err
 		}
 	}
-	return inPrivateMountNS(func() (err error) {
+	return testns.InPrivate(func() (err error) {
 		var s mountStack
 		defer func() { err = s.unmount(err) }()
 		if err := s.loop(f.sqfs, lo, "ro"); err != nil {
@@ -390,7 +392,7 @@ func (f *imageFixture) noWhiteoutsInOpaque() {
 	t.Helper()
 	ov := t.TempDir()
 	var opaque []string
-	err := inPrivateMountNS(func() (err error) {
+	err := testns.InPrivate(func() (err error) {
 		var s mountStack
 		defer func() { err = s.unmount(err) }()
 		if err := s.loop(f.ext3, ov, "ro"); err != nil {

@@ -3,15 +3,11 @@ package fusefs
 import (
 	"errors"
 	"fmt"
-	"os"
 	"os/exec"
-	"runtime"
 	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/husk-project/husk/internal/testns"
 )
 
 // Kernel mounts of a fixture's images, made where no other process can
@@ -28,50 +24,6 @@ import (
 // still attached read-only loop device of noWhiteoutsInOpaque, so the
 // ext3 came up read-only and the overlay mount failed with EINVAL.
 // Mounts made in a private namespace of our own cannot be copied.
-
-// inPrivateMountNS runs fn on a thread of its own in a new mount
-// namespace whose mounts propagate nowhere, and returns fn's error. The
-// processes fn starts run there too. The thread is never unlocked, so
-// Go ends it with the goroutine; but the main thread it parks instead,
-// and /proc/self shows the main thread's namespace, so the thread goes
-// back to the process's namespace and working directory first (which
-// also ends the private namespace and drops anything left in it).
-func inPrivateMountNS(fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		err := errors.New("private mount namespace: fn did not return")
-		defer func() { errc <- err }()
-		runtime.LockOSThread()
-		host, err := os.Open("/proc/thread-self/ns/mnt")
-		if err != nil {
-			return
-		}
-		defer host.Close()
-		cwd, err := os.Open(".")
-		if err != nil {
-			return
-		}
-		defer cwd.Close()
-		if err = unix.Unshare(unix.CLONE_NEWNS); err != nil {
-			err = fmt.Errorf("unshare mount namespace: %w", err)
-			return
-		}
-		defer func() {
-			if serr := unix.Setns(int(host.Fd()), unix.CLONE_NEWNS); serr != nil {
-				err = fmt.Errorf("back to the process's mount namespace: %w", serr)
-			} else if cerr := unix.Fchdir(int(cwd.Fd())); cerr != nil {
-				err = fmt.Errorf("back to the working directory: %w", cerr)
-			}
-		}()
-		if err = unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
-			err = fmt.Errorf("make / private: %w", err)
-			return
-		}
-		testns.DetachForeign()
-		err = fn()
-	}()
-	return <-errc
-}
 
 // mountStack is what one function mounted, unmounted last first.
 type mountStack struct {
