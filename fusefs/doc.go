@@ -75,8 +75,9 @@
 // Kernel caching: entries, attributes and negative entries live an hour
 // (the union is the only writer, and its changes go through the kernel or
 // are announced with NotifyEntry); lower-only files keep their page cache
-// across opens (FOPEN_KEEP_CACHE); directories open without a round trip
-// (OPENDIR answers ENOSYS, see opendir.go) and the kernel keeps every
+// across opens (FOPEN_KEEP_CACHE); files of a union without an upper open
+// without a round trip (OPEN answers ENOSYS, see openless.go); so do
+// directories of any union (OPENDIR, see opendir.go), and the kernel keeps every
 // listing until the directory changes through it; symlink targets are
 // cached; FLUSH is refused once so that closes cost no round trip; a file
 // made write-only bypasses the page cache (FOPEN_DIRECT_IO: one WRITE per

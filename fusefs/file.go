@@ -40,7 +40,6 @@ var (
 	_ fs.FileWriter    = (*fileHandle)(nil)
 	_ fs.FileReleaser  = (*fileHandle)(nil)
 	_ fs.FileFsyncer   = (*fileHandle)(nil)
-	_ fs.FileFlusher   = (*fileHandle)(nil)
 	_ fs.FileAllocater = (*fileHandle)(nil)
 	_ fs.FileLseeker   = (*fileHandle)(nil)
 )
@@ -60,6 +59,9 @@ func (u *Union) openLayer(n *node, ref layerRef) (*fileHandle, error) {
 // read-only layer provides keep their page cache across opens.
 func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
 	u := n.u
+	if u.openless.Load() {
+		return nil, 0, syscall.ENOSYS // see openless.go
+	}
 	write := flags&syscall.O_ACCMODE != syscall.O_RDONLY || flags&syscall.O_TRUNC != 0
 	if write {
 		if u.upper == nil {
@@ -131,11 +133,6 @@ func (h *fileHandle) Write(ctx context.Context, data []byte, off int64) (uint32,
 	}
 	return uint32(k), 0
 }
-
-// Flush implements fs.FileFlusher. Writes go to the layer at once, so
-// there is nothing to flush; ENOSYS tells the kernel so, and it stops
-// sending FLUSH on every close (one round trip per close saved).
-func (h *fileHandle) Flush(ctx context.Context) syscall.Errno { return syscall.ENOSYS }
 
 // Fsync implements fs.FileFsyncer.
 func (h *fileHandle) Fsync(ctx context.Context, flags uint32) syscall.Errno {

@@ -40,8 +40,8 @@ type node struct {
 	x *nodeExtra
 }
 
-// nodeExtra is the part of a node that directories and O_TMPFILE files
-// need.
+// nodeExtra is the part of a node that directories, O_TMPFILE files and
+// files read without a handle need.
 type nodeExtra struct {
 	// dirMu guards the namespace of a directory: held for writing to
 	// change a name in it, for reading to look names up or list them.
@@ -52,6 +52,9 @@ type nodeExtra struct {
 	// snap is the listing the kernel's handle-less requests read on in
 	// (opendir.go), nil when none is being read.
 	snap atomic.Pointer[dirSnap]
+	// reads are the handles of a file's readers that opened it without
+	// OPEN (openless.go).
+	reads atomic.Pointer[implicitReads]
 }
 
 // Compile-time checks: node implements these go-fuse interfaces.

@@ -61,6 +61,8 @@ type Union struct {
 	mountDir  string
 	unmounted bool
 	ra        readahead // of large image files (readahead.go)
+	// openless is set once the kernel opens files without OPEN.
+	openless atomic.Bool
 }
 
 // layerIno names an inode of one layer by its layer-local inode number.
@@ -186,6 +188,9 @@ func (u *Union) Mount(dir string) error {
 		return fmt.Errorf("fusefs: mount %s: %w", dir, err)
 	}
 	u.server, u.mountDir = srv, dir
+	if u.opensWithoutServer() && srv.KernelSettings().Flags&fuse.CAP_NO_OPEN_SUPPORT != 0 {
+		u.openless.Store(true)
+	}
 	u.ra.openRoot(dir)
 	return nil
 }
