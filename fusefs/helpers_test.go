@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/husk-project/husk/squash"
 )
 
 // fixture is a set of host directories used as layers: lowers (top
@@ -177,4 +179,20 @@ func stat(t *testing.T, p string) *syscall.Stat_t {
 func exists(p string) bool {
 	_, err := os.Lstat(p)
 	return err == nil
+}
+
+// squashLayer packs src with mksquashfs (gzip) into dir/img.sqfs and
+// returns it as a layer whose uncompressed blocks are spliced.
+func squashLayer(t *testing.T, src, dir string) Layer {
+	t.Helper()
+	sqfs := filepath.Join(dir, "img.sqfs")
+	tool(t, "mksquashfs", src, sqfs, "-noappend", "-quiet", "-comp", "gzip")
+	f, err := os.Open(sqfs)
+	must(t, err)
+	t.Cleanup(func() { f.Close() })
+	st, err := f.Stat()
+	must(t, err)
+	sq, err := squash.Open(f, st.Size(), nil)
+	must(t, err)
+	return NewSquashLayer(sq).Backed(f, 0)
 }

@@ -14,8 +14,6 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/husk-project/husk/squash"
 )
 
 // requestLog keeps the FUSE requests go-fuse traces (Options.Debug).
@@ -70,17 +68,9 @@ func TestOpenlessReads(t *testing.T) {
 	for i := range 20 {
 		tree(t, src, "small/f"+strings.Repeat("x", i)+"="+strings.Repeat("y", i))
 	}
-	sqfs := filepath.Join(dir, "img.sqfs")
-	tool(t, "mksquashfs", src, sqfs, "-noappend", "-quiet", "-comp", "gzip")
-	f, err := os.Open(sqfs)
-	must(t, err)
-	t.Cleanup(func() { f.Close() })
-	st, err := f.Stat()
-	must(t, err)
-	sq, err := squash.Open(f, st.Size(), nil)
-	must(t, err)
+	lower := squashLayer(t, src, dir)
 	reqs := &requestLog{}
-	mnt, u := mountUnion(t, Options{Lowers: []Layer{NewSquashLayer(sq).Backed(f, 0)},
+	mnt, u := mountUnion(t, Options{Lowers: []Layer{lower},
 		Debug: true, Logger: slog.New(reqs)})
 	if !u.openless.Load() {
 		t.Fatal("the kernel offers FUSE_NO_OPEN_SUPPORT, yet files are opened with OPEN")

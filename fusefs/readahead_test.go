@@ -8,8 +8,6 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
-
-	"github.com/husk-project/husk/squash"
 )
 
 // TestSequentialReadahead reads large image files through the mount from
@@ -32,15 +30,7 @@ func TestSequentialReadahead(t *testing.T) {
 	must(t, os.WriteFile(filepath.Join(src, "text"), text, 0644))
 	wide := bytes.Repeat([]byte("a long file for a reader that jumps\n"), 3<<20) // 108 MiB
 	must(t, os.WriteFile(filepath.Join(src, "wide"), wide, 0644))
-	sqfs := filepath.Join(dir, "img.sqfs")
-	tool(t, "mksquashfs", src, sqfs, "-noappend", "-quiet", "-comp", "gzip")
-	f, err := os.Open(sqfs)
-	must(t, err)
-	t.Cleanup(func() { f.Close() })
-	st, err := f.Stat()
-	must(t, err)
-	sq, err := squash.Open(f, st.Size(), nil)
-	must(t, err)
+	lower := squashLayer(t, src, dir)
 
 	ovl := filepath.Join(dir, "ovl")
 	must(t, os.MkdirAll(filepath.Join(ovl, "upper"), 0755))
@@ -49,7 +39,7 @@ func TestSequentialReadahead(t *testing.T) {
 	up, work, err := OpenOverlayDir(ovl, nil)
 	must(t, err)
 	t.Cleanup(func() { up.Close() })
-	mnt, u := mountUnion(t, Options{Lowers: []Layer{NewSquashLayer(sq).Backed(f, 0)},
+	mnt, u := mountUnion(t, Options{Lowers: []Layer{lower},
 		Upper: up, WorkDir: work})
 
 	// cat reads name through the mount in another process.
