@@ -83,7 +83,8 @@ func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 	var fl uint32
 	if ref.l != 0 || u.upper == nil {
 		fl = fuse.FOPEN_KEEP_CACHE
-		h.track, h.caller = !write, callerPid(ctx)
+		// An O_DIRECT reader bypasses the page cache readahead fills.
+		h.track, h.caller = !write && flags&syscall.O_DIRECT == 0, callerPid(ctx)
 	}
 	return h, fl, 0
 }

@@ -25,9 +25,13 @@ import (
 // than opening the file for each read.
 //
 // Requests of files opened this way arrive without a handle, those of
-// every process alike. Each reading thread gets a handle of its own
-// (implicitHandle), so the readahead of large files (readahead.go)
-// follows each reader's order, as it follows each open file's.
+// every process alike. Each thread reading a large file gets a handle of
+// its own (implicitHandle), so the readahead of large files
+// (readahead.go) follows each reader's order, as it follows each open
+// file's. A file too small for readahead keeps nothing, nor does a read
+// the union makes itself (its readahead's, which would otherwise take
+// the readers' places) or one through an O_DIRECT descriptor, which
+// bypasses the page cache readahead fills.
 
 // maxImplicit is how many readers of one file keep their own order; a
 // further reader takes over the oldest one's handle (its order is lost,
@@ -56,9 +60,14 @@ func (u *Union) opensWithoutServer() bool {
 }
 
 // implicitHandle returns the handle for the handle-less requests of the
-// thread of ctx on n.
+// thread of ctx on n: one kept for it when n is large enough to be read
+// ahead and the thread is a reader to follow, else a handle for this
+// request alone.
 func (n *node) implicitHandle(ctx context.Context) *fileHandle {
 	pid := callerPid(ctx)
+	if a, err := n.attr(); pid == 0 || err != nil || a.Size <= readStreak {
+		return &fileHandle{n: n, ref: n.top()}
+	}
 	x := n.extra()
 	r := x.reads.Load()
 	if r == nil {
@@ -72,7 +81,11 @@ func (n *node) implicitHandle(ctx context.Context) *fileHandle {
 			return h
 		}
 	}
+	if n.u.ownThread(pid) {
+		return &fileHandle{n: n, ref: n.top()}
+	}
 	h := &fileHandle{n: n, ref: n.top(), track: true, caller: pid}
+	h.seq.asked = true // and it is not ours
 	r.hs[r.next] = h
 	r.next = (r.next + 1) % maxImplicit
 	return h
@@ -119,4 +132,19 @@ func (n *node) Fsync(ctx context.Context, f fs.FileHandle, flags uint32) syscall
 // sending FLUSH on every close (one round trip per close saved).
 func (n *node) Flush(ctx context.Context, f fs.FileHandle) syscall.Errno {
 	return syscall.ENOSYS
+}
+
+// ownThread is the package's ownThread, remembering the threads found to
+// be this process's: its readahead's requests come from a few of them,
+// again and again. A thread id of ours that ended and now names another
+// process's thread only goes without readahead.
+func (u *Union) ownThread(tid uint32) bool {
+	if _, ok := u.ownTids.Load(tid); ok {
+		return true
+	}
+	if !ownThread(tid) {
+		return false
+	}
+	u.ownTids.Store(tid, struct{}{})
+	return true
 }

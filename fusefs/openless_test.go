@@ -144,6 +144,50 @@ func TestOpenlessReads(t *testing.T) {
 	if u.ra.advised.Load() == before {
 		t.Error("no readahead for two sequential readers of a file opened without OPEN")
 	}
+	child := func(name string) *node {
+		t.Helper()
+		c := u.root.GetChild(name)
+		if c == nil {
+			t.Fatalf("no node for %s", name)
+		}
+		return c.Operations().(*node)
+	}
+	// Only the readers hold places: not the union's own readahead, whose
+	// requests come from its threads.
+	kept := 0
+	if r := child("random").extra().reads.Load(); r != nil {
+		for _, h := range r.hs {
+			if h == nil {
+				continue
+			}
+			kept++
+			if ownThread(h.caller) {
+				t.Errorf("thread %d of the union holds a reader's place", h.caller)
+			}
+		}
+	}
+	if kept == 0 {
+		t.Error("no reader of random followed")
+	}
+	// Small files keep nothing.
+	small := child("small").GetChild("fxxx")
+	if small == nil {
+		t.Fatal("no node for small/fxxx")
+	}
+	if small.Operations().(*node).extra().reads.Load() != nil {
+		t.Error("a small file read without a handle keeps readers' handles")
+	}
+
+	// A reader through O_DIRECT bypasses the page cache: no readahead.
+	before = u.ra.advised.Load()
+	cmd = exec.Command("dd", "if="+filepath.Join(mnt, "random"), "bs=1M", "iflag=direct",
+		"status=none")
+	if out, err := cmd.Output(); err != nil || !bytes.Equal(out, random) {
+		t.Fatalf("O_DIRECT reader: %v, or content differs", err)
+	}
+	if d := u.ra.advised.Load() - before; d != 0 {
+		t.Errorf("%d bytes read ahead for an O_DIRECT reader", d)
+	}
 	if n := reqs.count("OPEN"); n > 1 {
 		t.Errorf("%d OPEN requests in all; want at most the first", n)
 	}

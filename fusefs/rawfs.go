@@ -49,3 +49,17 @@ func (n *node) killedMode() (uint32, bool) {
 	}
 	return k, k != m
 }
+
+// Read implements fuse.RawFileSystem. A read without a handle through an
+// O_DIRECT descriptor (openless.go) is served as one of no process (pid
+// 0), which the union's readahead does not follow: go-fuse hands the
+// node only the caller, not the descriptor's flags.
+func (r rawFS) Read(cancel <-chan struct{}, in *fuse.ReadIn, buf []byte) (fuse.ReadResult,
+	fuse.Status) {
+	if in.Fh == 0 && in.Flags&syscall.O_DIRECT != 0 {
+		req := *in
+		req.Pid = 0
+		return r.RawFileSystem.Read(cancel, &req, buf)
+	}
+	return r.RawFileSystem.Read(cancel, in, buf)
+}

@@ -14,8 +14,8 @@ import (
 // another process, as a container does: once the reader has gone a
 // little way in order, the union has the kernel read ahead of it, no
 // further than a window past the file's end, and what is read is the
-// file. A reader that stops early, and a file of the upper, get no
-// readahead; the union unmounts at the end with nothing left open.
+// file. A reader that stops early, one through O_DIRECT and a file of the
+// upper get no readahead; the union unmounts at the end with nothing left open.
 func TestSequentialReadahead(t *testing.T) {
 	requireFuse(t)
 	dir := t.TempDir()
@@ -70,6 +70,12 @@ func TestSequentialReadahead(t *testing.T) {
 		}
 	}
 	before := u.ra.advised.Load()
+	if got := cat("random", "iflag=direct"); !bytes.Equal(got, random) {
+		t.Fatal("random: content read through O_DIRECT differs")
+	}
+	if d := u.ra.advised.Load() - before; d != 0 {
+		t.Errorf("%d bytes read ahead for an O_DIRECT reader", d)
+	}
 	cat("text", "count=0") // opened, not read
 	if got := cat("text", "bs=128k", "count=2", "skip=100"); !bytes.Equal(got,
 		text[100<<17:102<<17]) {

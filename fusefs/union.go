@@ -63,6 +63,7 @@ type Union struct {
 	ra        readahead // of large image files (readahead.go)
 	// openless is set once the kernel opens files without OPEN.
 	openless atomic.Bool
+	ownTids  sync.Map // thread ids of this process (Union.ownThread)
 }
 
 // layerIno names an inode of one layer by its layer-local inode number.
