@@ -68,6 +68,9 @@ func TestOpenlessReads(t *testing.T) {
 	for i := range 20 {
 		tree(t, src, "small/f"+strings.Repeat("x", i)+"="+strings.Repeat("y", i))
 	}
+	sparse := make([]byte, 4<<20) // zero blocks, which the image stores as holes
+	copy(sparse[1<<20:], "data")
+	must(t, os.WriteFile(filepath.Join(src, "sparse"), sparse, 0644))
 	lower := squashLayer(t, src, dir)
 	reqs := &requestLog{}
 	mnt, u := mountUnion(t, Options{Lowers: []Layer{lower},
@@ -91,7 +94,8 @@ func TestOpenlessReads(t *testing.T) {
 		t.Errorf("%d RELEASE requests for files opened without OPEN", n)
 	}
 
-	// Through a descriptor: fsync, SEEK_DATA and SEEK_HOLE, and a mapping.
+	// Through a descriptor: fsync, SEEK_DATA and SEEK_HOLE (the image's
+	// sparse blocks are holes), and a mapping.
 	fd, err := unix.Open(filepath.Join(mnt, "text"), unix.O_RDONLY, 0)
 	must(t, err)
 	defer unix.Close(fd)
@@ -104,6 +108,16 @@ func TestOpenlessReads(t *testing.T) {
 	if off, err := unix.Seek(fd, 0, unix.SEEK_HOLE); err != nil || off != int64(len(text)) {
 		t.Errorf("SEEK_HOLE at 0: %d, %v; want %d", off, err, len(text))
 	}
+	sfd, err := unix.Open(filepath.Join(mnt, "sparse"), unix.O_RDONLY, 0)
+	must(t, err)
+	defer unix.Close(sfd)
+	if off, err := unix.Seek(sfd, 0, unix.SEEK_DATA); err != nil || off != 1<<20 {
+		t.Errorf("sparse: SEEK_DATA at 0: %d, %v; want %d", off, err, 1<<20)
+	}
+	if off, err := unix.Seek(sfd, 1<<20, unix.SEEK_HOLE); err != nil || off != 1<<20+128<<10 {
+		t.Errorf("sparse: SEEK_HOLE at 1 MiB: %d, %v; want %d", off, err, 1<<20+128<<10)
+	}
+
 	// A fault on the mount in the serving process could wait for the
 	// collector, which waits for the faulting thread: map it elsewhere.
 	seen := filepath.Join(dir, "seen")

@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"syscall"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/husk-project/husk/squash"
 )
 
@@ -144,6 +146,16 @@ func (s *SquashLayer) ReadAt(n Node, p []byte, off int64) (int, error) {
 		err = nil
 	}
 	return k, s.err(err)
+}
+
+// Lseek implements seeker: blocks the image stores as sparse are holes.
+func (s *SquashLayer) Lseek(n Node, off int64, whence int) (int64, error) {
+	i, err := s.inode(n)
+	if err != nil {
+		return 0, err
+	}
+	r, err := s.fs.SeekData(i, off, whence == unix.SEEK_HOLE)
+	return r, s.err(err)
 }
 
 // Readlink implements Layer.
