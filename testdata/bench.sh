@@ -222,7 +222,9 @@ fi
 # --- workloads ----------------------------------------------------------------
 # name, group (the brief's numbering), image, cold (drop caches before each
 # run), shell command run inside the container. /bench is a directory in the
-# overlay's upper/ that the stack's user owns.
+# overlay's upper/ that the stack's user owns. Names ending in -ro (group 9,
+# beyond the issue's list) run without an overlay, the usual `husk exec`:
+# (b) is then squashfuse_ll alone and (c) the loop squashfs alone.
 W=(
 	"true|1|base|0|true"
 	"find|2|base|0|find / -xdev | wc -l"
@@ -237,6 +239,8 @@ W=(
 	"find-large|8|large|0|find / -xdev | wc -l"
 	"python-large|8|large|0|python3 -c 'import json, email, http.client, sqlite3, asyncio'"
 	"lookup100k|8|big|0|stat /bigdir/f050000 >/dev/null"
+	"python-ro|9|base|0|python3 -c 'import json, email, http.client, sqlite3, asyncio'"
+	"readusr-ro|9|base|0|find /usr -type f -print0 | xargs -0 -r -n 256 cat >/dev/null"
 )
 declare -A img=([base]=$base_sif [big]=$big_sif [large]=$large_sif)
 
@@ -254,33 +258,36 @@ for w in "${W[@]}"; do
 done
 [ ${#selected[@]} -gt 0 ] || die "BENCH_ONLY=$only selects no workload"
 
-# run_one STACK SIF COLD RSS CMD LOG: one measured container run with a fresh
-# overlay. Sets ns, rc, kib (summed peak RSS of husk or of the helper
+# run_one STACK SIF COLD RSS CMD LOG [RO]: one measured container run with a
+# fresh overlay, or none when RO is 1. Sets ns, rc, kib (summed peak RSS of husk or of the helper
 # daemons when RSS=1; sampling costs CPU, so timed runs do not sample) and
 # pss (the peak of their summed PSS, sampled alike).
 run_one() {
-	local s=$1 sif=$2 cold=$3 rss=$4 cmd=$5 log=$6 st=0
+	local s=$1 sif=$2 cold=$3 rss=$4 cmd=$5 log=$6 ro=${7:-0} st=0
 	local ov=$tmp/run/ov.img dir=$tmp/run/mnt
 	rm -rf "$dir" "$ov" "$tmp/run/pids"
-	if [ "$s" = a ]; then
+	[ "$s" = a ] || mkdir -p "$dir"
+	if [ "$ro" = 1 ]; then
+		ov=-
+	elif [ "$s" = a ]; then
 		cp --sparse=always "$tmp/tmpl-user.img" "$ov"
 	else
 		cp --sparse=always "$tmp/tmpl-root.img" "$ov"
-		mkdir -p "$dir"
 	fi
 	if [ "$s" != c ]; then
-		chown "$user:" "$ov"
+		[ "$ov" = - ] || chown "$user:" "$ov"
 		[ -d "$dir" ] && chown "$user:" "$dir"
 	fi
-	chmod 0600 "$ov"
+	[ "$ov" = - ] || chmod 0600 "$ov"
 	sync
 	[ "$cold" = 1 ] && echo 3 >/proc/sys/vm/drop_caches
 	local run=("$bt" run -log "$log")
 	case $s in
 	a)
 		[ "$rss" = 1 ] && run+=(-rss "$husk")
-		run+=(-user "$user" -- "$husk" exec -B "$ctmp:/tmp" --overlay "$ov" "$sif"
-			sh -c "$cmd")
+		run+=(-user "$user" -- "$husk" exec -B "$ctmp:/tmp")
+		[ "$ov" = - ] || run+=(--overlay "$ov")
+		run+=("$sif" sh -c "$cmd")
 		;;
 	b)
 		[ "$rss" = 1 ] && run+=(-rss squashfuse_ll,fuse2fs,fuse-overlayfs)
@@ -299,7 +306,7 @@ run_one() {
 	cur_pid=
 	ns=0 rc=$st kib=0 pss=0
 	[ "$st" = 0 ] && read -r ns rc kib pss <"$tmp/res"
-	rm -rf "$dir" "$ov" "$tmp/run/pids"
+	rm -rf "$dir" "$tmp/run/ov.img" "$tmp/run/pids"
 	return 0
 }
 
@@ -357,6 +364,8 @@ declare -A what=(
 	[find-large]='`find / -xdev`, counted, on the 10x image'
 	[python-large]='python3 imports on the 10x image'
 	[lookup100k]='`stat` of one name in a 100,000-entry directory'
+	[python-ro]='python3 imports, no overlay: (b) squashfuse_ll alone, (c) squashfs alone'
+	[readusr-ro]='read every file in /usr once, no overlay'
 )
 # steal_pct START END: the share of CPU time stolen by the hypervisor between
 # two "cpu" lines of /proc/stat (user nice system idle iowait irq softirq
@@ -466,6 +475,8 @@ declare -A med rssk pssk raw fail
 n=0
 for w in "${selected[@]}"; do
 	IFS='|' read -r name grp im cold cmd <<<"$w"
+	ro=0
+	[[ $name == *-ro ]] && ro=1
 	n=$((n + 1))
 	note "[$n/${#selected[@]}] $name: $cmd"
 	# One untimed run per stack first: it samples peak RSS and warms the
@@ -473,7 +484,7 @@ for w in "${selected[@]}"; do
 	for s in a b c; do
 		[ -n "${why[$s]:-}" ] && continue
 		log=$tmp/log-$s-$name
-		run_one "$s" "${img[$im]}" "$cold" 1 "$cmd" "$log"
+		run_one "$s" "${img[$im]}" "$cold" 1 "$cmd" "$log" "$ro"
 		if [ "$rc" != 0 ]; then
 			fail[$s,$name]="exit $rc: $(grep -v '^---' "$log" | tail -2 | tr '\n' ' ')"
 			note "  ($s) failed: ${fail[$s,$name]}"
@@ -487,7 +498,7 @@ for w in "${selected[@]}"; do
 	for ((r = 1; r <= runs; r++)); do
 		for s in a b c; do
 			[ -n "${why[$s]:-}" ] || [ -n "${fail[$s,$name]:-}" ] && continue
-			run_one "$s" "${img[$im]}" "$cold" 0 "$cmd" "$tmp/log-$s-$name"
+			run_one "$s" "${img[$im]}" "$cold" 0 "$cmd" "$tmp/log-$s-$name" "$ro"
 			if [ "$rc" != 0 ]; then
 				fail[$s,$name]="exit $rc in run $r"
 				note "  ($s) failed in run $r: $(grep -v '^---' "$tmp/log-$s-$name" |

@@ -14,6 +14,8 @@
 # recursively: the host's /tmp may hold other FUSE mounts), chroots into DIR/m, runs WORKLOAD with
 # sh -c, and unmounts everything, waiting for each daemon to exit (fuse2fs
 # writes its metadata back on exit, so that is part of the time).
+# With OVERLAY "-" only squashfuse_ll runs and DIR/sq is the root, as
+# Apptainer runs a SIF without an overlay.
 # Daemon PIDs go to PIDFILE so bench.sh can kill them if this is killed.
 # The mounts live only in this mount namespace: they vanish with it.
 set -u
@@ -51,12 +53,23 @@ await() {
 mkdir -p "$dir/sq" "$dir/ext" "$dir/m" || exit 125
 squashfuse_ll -f -o allow_other,ro,offset="$off" "$sif" "$dir/sq" &
 p1=$!
+echo "$p1" >"$pidfile"
+await "$p1" "$dir/sq"
+cd "$dir" || exit 125
+if [ "$ov" = - ]; then
+	for d in proc dev sys; do
+		mount --rbind "/$d" "sq/$d" || { cleanup; exit 125; }
+	done
+	mount --bind "$tmpdir" sq/tmp || { cleanup; exit 125; }
+	chroot sq /bin/sh -c "$workload"
+	rc=$?
+	umount -l sq && wait "$p1"
+	exit $rc
+fi
 fuse2fs -f -o allow_other,fakeroot "$ov" "$dir/ext" &
 p2=$!
 echo "$p1 $p2" >"$pidfile"
-await "$p1" "$dir/sq"
 await "$p2" "$dir/ext"
-cd "$dir" || exit 125
 fuse-overlayfs -f -o allow_other,lowerdir=sq,upperdir=ext/upper,workdir=ext/work,noacl m &
 p3=$!
 echo "$p1 $p2 $p3" >"$pidfile"

@@ -10,7 +10,8 @@
 # then binds /proc /dev /sys (recursively) and TMPDIR on /tmp (not
 # recursively: the host's /tmp may hold other FUSE mounts), chroots into DIR/m, runs WORKLOAD with
 # sh -c, and unmounts everything (ext3's unmount writes back what is dirty;
-# the loop devices are autoclear and go with their mounts).
+# the loop devices are autoclear and go with their mounts). With OVERLAY "-"
+# the squashfs alone is the root.
 set -u
 PATH=$PATH:/usr/sbin:/sbin
 sif=$1 off=$2 ov=$3 dir=$4 tmpdir=$5 workload=$6
@@ -26,8 +27,18 @@ fail() { echo "kernelstack: $*" >&2; cleanup; exit 125; }
 mkdir -p "$dir/sq" "$dir/ext" "$dir/m" || exit 125
 mount -t squashfs -o loop,ro,nosuid,nodev,offset="$off" "$sif" "$dir/sq" ||
 	fail "squashfs mount of $sif failed"
-mount -t ext3 -o loop,nosuid,nodev "$ov" "$dir/ext" || fail "ext3 mount of $ov failed"
 cd "$dir" || fail "cd $dir"
+if [ "$ov" = - ]; then
+	for d in proc dev sys; do
+		mount --rbind "/$d" "sq/$d" || fail "bind /$d failed"
+	done
+	mount --bind "$tmpdir" sq/tmp || fail "bind $tmpdir failed"
+	chroot sq /bin/sh -c "$workload"
+	rc=$?
+	umount -R sq || fail "unmount failed"
+	exit $rc
+fi
+mount -t ext3 -o loop,nosuid,nodev "$ov" "$dir/ext" || fail "ext3 mount of $ov failed"
 mount -t overlay -o lowerdir=sq,upperdir=ext/upper,workdir=ext/work overlay m ||
 	fail "overlay mount failed"
 for d in proc dev sys; do
