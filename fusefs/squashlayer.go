@@ -83,8 +83,15 @@ func (s *SquashLayer) err(err error) error { return nameErr(s.name, err) }
 func squashAttr(n *squash.Inode) Attr {
 	t := Timespec{Sec: n.Mtime}
 	return Attr{Ino: uint64(n.Ino), Mode: n.Mode, Nlink: n.Nlink, Uid: n.Uid, Gid: n.Gid,
-		Size: n.Size, Blocks: (n.Size + 511) / 512, Rdev: n.Rdev,
+		Size: n.Size, Blocks: squashBlocks(n), Rdev: n.Rdev,
 		Atime: t, Mtime: t, Ctime: t}
+}
+
+// squashBlocks is st_blocks as the kernel's squashfs gives it: the size in
+// 512-byte units less the sparse blocks, which is how cp and tar --sparse
+// tell a file has holes worth looking for (SEEK_HOLE, see Lseek).
+func squashBlocks(n *squash.Inode) uint64 {
+	return (n.Size - min(n.Sparse, n.Size) + 511) / 512
 }
 
 func (s *SquashLayer) inode(n Node) (*squash.Inode, error) {

@@ -73,6 +73,9 @@ type Inode struct {
 	Mtime    int64
 	Size     uint64 // file size; symlink target length; directory listing size+3
 	Rdev     uint32 // Linux dev_t encoding (major<<8 | minor low 8 | minor high<<12)
+	// Sparse is how many bytes of a regular file the image stores as
+	// sparse blocks (all zeros, no data), as its extended inode records.
+	Sparse uint64
 
 	xattr  uint32 // xattr id table index, or noXattr
 	parent uint32 // directories: parent inode number
@@ -234,7 +237,7 @@ func (f *FS) parseReg(m *metaReader, n *Inode, long bool) error {
 			uint64(r.u32())
 	} else {
 		n.start, n.Size = r.u64(), r.u64()
-		_ = r.u64() // bytes saved by sparse blocks; not needed to read
+		n.Sparse = r.u64()
 		n.Nlink, n.frag, n.fragOffset, n.xattr = r.u32(), r.u32(), r.u32(), r.u32()
 	}
 	if r.err != nil {
@@ -255,11 +258,15 @@ func (f *FS) parseReg(m *metaReader, n *Inode, long bool) error {
 			return fmt.Errorf("%w: fragment offset %d", ErrCorrupt, n.fragOffset)
 		}
 	}
-	// Each block has a 4-byte size word in the inode table, so the count
-	// is bounded by the image size; this caps the block-list allocation.
-	if nblocks > uint64(f.end)/4 {
-		return fmt.Errorf("%w: file size %d needs %d blocks, more than the image "+
-			"can list", ErrCorrupt, n.Size, nblocks)
+	// Each block has a 4-byte size word in the inode table, whose metadata
+	// blocks hold 2,048 of them and take at least 3 bytes each on disk
+	// (header and data; a sparse file's list of zeros compresses to
+	// little more): that bounds the count, and so the block-list
+	// allocation, by the inode table's size.
+	if words := uint64(metaSize / 4); nblocks > (f.sb.DirTableStart-
+		f.sb.InodeTableStart)/3*words+words {
+		return fmt.Errorf("%w: file size %d needs %d blocks, more than the inode "+
+			"table can list", ErrCorrupt, n.Size, nblocks)
 	}
 	if n.start >= uint64(f.end) && nblocks > 0 {
 		return fmt.Errorf("%w: data start %d past image end", ErrCorrupt, n.start)
