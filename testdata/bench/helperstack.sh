@@ -50,6 +50,17 @@ await() {
 	done
 }
 
+# run_in ROOT: rbind /proc /dev /sys and bind TMPDIR on /tmp in ROOT, chroot
+# there and run WORKLOAD; its exit status goes to rc.
+run_in() {
+	for d in proc dev sys; do
+		mount --rbind "/$d" "$1/$d" || { cleanup; exit 125; }
+	done
+	mount --bind "$tmpdir" "$1/tmp" || { cleanup; exit 125; }
+	chroot "$1" /bin/sh -c "$workload"
+	rc=$?
+}
+
 mkdir -p "$dir/sq" "$dir/ext" "$dir/m" || exit 125
 squashfuse_ll -f -o allow_other,ro,offset="$off" "$sif" "$dir/sq" &
 p1=$!
@@ -57,12 +68,7 @@ echo "$p1" >"$pidfile"
 await "$p1" "$dir/sq"
 cd "$dir" || exit 125
 if [ "$ov" = - ]; then
-	for d in proc dev sys; do
-		mount --rbind "/$d" "sq/$d" || { cleanup; exit 125; }
-	done
-	mount --bind "$tmpdir" sq/tmp || { cleanup; exit 125; }
-	chroot sq /bin/sh -c "$workload"
-	rc=$?
+	run_in sq
 	umount -l sq && wait "$p1"
 	exit $rc
 fi
@@ -74,13 +80,7 @@ fuse-overlayfs -f -o allow_other,lowerdir=sq,upperdir=ext/upper,workdir=ext/work
 p3=$!
 echo "$p1 $p2 $p3" >"$pidfile"
 await "$p3" "$dir/m"
-for d in proc dev sys; do
-	mount --rbind "/$d" "m/$d" || { cleanup; exit 125; }
-done
-mount --bind "$tmpdir" m/tmp || { cleanup; exit 125; }
-
-chroot m /bin/sh -c "$workload"
-rc=$?
+run_in m
 
 # Submounts of the rbinds are locked to them in a user namespace, so
 # detach the whole tree at once; the overlay daemon exits when it goes.

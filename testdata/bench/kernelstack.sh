@@ -24,30 +24,30 @@ cleanup() {
 trap 'cleanup; exit 125' INT TERM HUP
 fail() { echo "kernelstack: $*" >&2; cleanup; exit 125; }
 
+# run_in ROOT: rbind /proc /dev /sys and bind TMPDIR on /tmp in ROOT, chroot
+# there and run WORKLOAD; its exit status goes to rc.
+run_in() {
+	for d in proc dev sys; do
+		mount --rbind "/$d" "$1/$d" || fail "bind /$d failed"
+	done
+	mount --bind "$tmpdir" "$1/tmp" || fail "bind $tmpdir failed"
+	chroot "$1" /bin/sh -c "$workload"
+	rc=$?
+}
+
 mkdir -p "$dir/sq" "$dir/ext" "$dir/m" || exit 125
 mount -t squashfs -o loop,ro,nosuid,nodev,offset="$off" "$sif" "$dir/sq" ||
 	fail "squashfs mount of $sif failed"
 cd "$dir" || fail "cd $dir"
 if [ "$ov" = - ]; then
-	for d in proc dev sys; do
-		mount --rbind "/$d" "sq/$d" || fail "bind /$d failed"
-	done
-	mount --bind "$tmpdir" sq/tmp || fail "bind $tmpdir failed"
-	chroot sq /bin/sh -c "$workload"
-	rc=$?
+	run_in sq
 	umount -R sq || fail "unmount failed"
 	exit $rc
 fi
 mount -t ext3 -o loop,nosuid,nodev "$ov" "$dir/ext" || fail "ext3 mount of $ov failed"
 mount -t overlay -o lowerdir=sq,upperdir=ext/upper,workdir=ext/work overlay m ||
 	fail "overlay mount failed"
-for d in proc dev sys; do
-	mount --rbind "/$d" "m/$d" || fail "bind /$d failed"
-done
-mount --bind "$tmpdir" m/tmp || fail "bind $tmpdir failed"
-
-chroot m /bin/sh -c "$workload"
-rc=$?
+run_in m
 
 umount -R m && umount ext && umount sq || fail "unmount failed"
 exit $rc
