@@ -108,12 +108,13 @@ func (n *node) Read(ctx context.Context, f fs.FileHandle, dest []byte,
 	return h.Read(ctx, dest, off)
 }
 
-// Lseek implements fs.NodeLseeker.
+// Lseek implements fs.NodeLseeker. A seek keeps no reader's state, so a
+// handle-less one takes no reader's place.
 func (n *node) Lseek(ctx context.Context, f fs.FileHandle, off uint64,
 	whence uint32) (uint64, syscall.Errno) {
 	h, ok := f.(*fileHandle)
 	if !ok {
-		h = n.implicitHandle(ctx)
+		h = &fileHandle{n: n, ref: n.top()}
 	}
 	return h.Lseek(ctx, off, whence)
 }
