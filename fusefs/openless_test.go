@@ -50,9 +50,10 @@ func (l *requestLog) count(op string) int {
 
 // TestOpenlessReads mounts a read-only union of a squashfs image: after
 // the first open, which the union answers ENOSYS, files open without an
-// OPEN or RELEASE request, and reads, seeks, fsync and mappings of them
-// work as through a handle. Each reader of a large file is followed on
-// its own: two reading it at once both get readahead.
+// OPEN or RELEASE request, and reads, seeks (holes included), fsync and
+// mappings of them work as through a handle. Readers of a large file get
+// readahead and hold places of their own, the union's own threads none;
+// small files keep nothing, and O_DIRECT readers get no readahead.
 func TestOpenlessReads(t *testing.T) {
 	requireFuse(t)
 	dir := t.TempDir()
