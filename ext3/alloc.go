@@ -2,6 +2,7 @@ package ext3
 
 import (
 	"errors"
+	"fmt"
 	"math/bits"
 	"sync/atomic"
 	"syscall"
@@ -274,11 +275,71 @@ func (f *FS) allocInode(parent uint32, dir bool) (uint32, error) {
 	for i := uint32(0); i < ng; i++ {
 		g := (g0 + i) % ng
 		ino, err := f.allocInodeInGroup(g, dir)
+		if err == nil && ino != 0 {
+			err = f.checkFreeInode(g, ino, dir)
+		}
 		if err != nil || ino != 0 {
 			return ino, err
 		}
 	}
 	return 0, syscall.ENOSPC
+}
+
+// checkFreeInode makes sure inode ino, which group g's bitmap gave out as
+// free, is not in use. A bitmap that lost a bit would otherwise hand out
+// a live inode and the new file would overwrite it (when it is /upper, the
+// whole overlay is cut off), where e2fsck would only have set the bit
+// again. An inode is in use when it has links or is open (an orphan), as
+// the cache says or, for one not cached, its table entry; deleteInode and
+// undoNew drop an inode from the cache before they free its bit. One in
+// use keeps the bit the allocation set, which mends the bitmap (the free
+// counts, which such damage leaves right, are given back), and the group
+// is refused for the rest of the session, as one whose bitmap marks
+// metadata free is (bitmapcheck.go).
+// Preconditions: the op lock held shared; no group or block lock held.
+func (f *FS) checkFreeInode(g, ino uint32, dir bool) error {
+	f.imu.Lock()
+	in := f.inodes[ino]
+	live := in != nil && (in.nlink() > 0 || in.opens > 0 || in.orphan)
+	links := uint32(0)
+	if in != nil {
+		links = in.nlink()
+	}
+	f.imu.Unlock()
+	if in == nil {
+		blk, off := f.inodeLoc(ino)
+		b, err := f.cache.get(blk)
+		if err != nil {
+			return err
+		}
+		b.mu.Lock()
+		links = uint32(le.Uint16(b.data[off+iLinks:]))
+		b.mu.Unlock()
+		f.cache.put(b)
+		live = links > 0
+	}
+	if !live {
+		return nil
+	}
+	grp := &f.groups[g]
+	grp.mu.Lock()
+	defer grp.mu.Unlock()
+	grp.desc.FreeInodesCount++
+	if dir {
+		grp.desc.UsedDirsCount--
+	}
+	grp.dirty = true
+	atomic.AddInt64(&f.freeInodes, 1)
+	err := corrupt("inode bitmap", grp.desc.InodeBitmap, ino,
+		"group %d: inode %d is marked free but is in use (%d links); "+
+			"husk will not allocate in this group: run e2fsck", g, ino, links)
+	if grp.bad == nil {
+		f.log.Error("ext3: damaged bitmap, allocation in the group refused", "group", g,
+			"err", err)
+		grp.bad = err
+	}
+	grp.checked = true
+	return fmt.Errorf("ext3: allocate inode: %w", grp.bad)
 }
 
 func (f *FS) allocInodeInGroup(g uint32, dir bool) (uint32, error) {

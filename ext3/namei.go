@@ -323,10 +323,10 @@ func (f *FS) undoNew(in *inode, isDir bool) {
 	in.setNlink(0)
 	in.set32(iDtime, uint32(now().Sec))
 	f.writeInode(in)
-	f.freeInodeBit(in.ino, isDir)
 	f.imu.Lock()
 	delete(f.inodes, in.ino)
 	f.imu.Unlock()
+	f.freeInodeBit(in.ino, isDir)
 }
 
 // Link adds a hard link name in dir to inode ino.

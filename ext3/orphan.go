@@ -30,14 +30,16 @@ func (f *FS) deleteInode(in *inode) error {
 	if err := f.writeInode(in); err != nil {
 		return err
 	}
-	if err := f.freeInodeBit(in.ino, isDir); err != nil && firstErr == nil {
-		firstErr = err
-	}
+	// Out of the cache before its bit is free: an allocation that takes
+	// the number at once must not find it still live (checkFreeInode).
 	f.imu.Lock()
 	in.orphan = false
 	delete(f.orphans, in.ino)
 	delete(f.inodes, in.ino)
 	f.imu.Unlock()
+	if err := f.freeInodeBit(in.ino, isDir); err != nil && firstErr == nil {
+		firstErr = err
+	}
 	in.dir = nil
 	if firstErr != nil {
 		f.logCorrupt(firstErr)

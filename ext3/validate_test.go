@@ -147,6 +147,92 @@ func TestDamagedBitmapRefused(t *testing.T) {
 	}
 }
 
+// TestLiveInodeMarkedFree clears the inode bitmap bit of a file in use,
+// as a damaged bitmap block would, then creates a file next to it: husk
+// must refuse the group with a CorruptError naming the inode rather than
+// make the new file over the old one, whose data stays; the image is then
+// clean (the allocation mended the bit). Before that, on the undamaged image, a number
+// freed by a delete and taken again at once is not mistaken for damage.
+func TestLiveInodeMarkedFree(t *testing.T) {
+	img := overlayImage(t)
+	f := openImage(t, img, false)
+	up, err := f.Lookup(RootIno, "upper")
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[uint32]int{}
+	for i := range 20 {
+		a, err := f.Create(up.Ino, "tmp", 0o644, 0, 0)
+		if err != nil {
+			t.Fatalf("create %d on the undamaged image: %v", i, err)
+		}
+		seen[a.Ino]++
+		if err := f.Unlink(up.Ino, "tmp"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(seen) == 20 {
+		t.Errorf("no inode number was reused: %v", seen)
+	}
+	victim, err := f.Lookup(up.Ino, "f1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ipg := f.sb.InodesPerGroup
+	g := (victim.Ino - 1) / ipg
+	bitmap := int64(f.groups[g].desc.InodeBitmap) * int64(f.bs)
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	fsck(t, img)
+	if (up.Ino-1)/ipg != g {
+		t.Fatalf("/upper (inode %d) and f1 (inode %d) are in different groups", up.Ino,
+			victim.Ino)
+	}
+	fh, err := os.OpenFile(img, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bit := (victim.Ino - 1) % ipg
+	b := []byte{0}
+	fh.ReadAt(b, bitmap+int64(bit/8))
+	b[0] &^= 1 << (bit % 8)
+	if _, err := fh.WriteAt(b, bitmap+int64(bit/8)); err != nil {
+		t.Fatal(err)
+	}
+	fh.Close()
+
+	f = openImage(t, img, false)
+	var ce *CorruptError
+	for i := 0; ; i++ {
+		a, err := f.Create(up.Ino, fmt.Sprintf("new%d", i), 0o644, 0, 0)
+		if err == nil && a.Ino != victim.Ino && i < int(ipg) {
+			continue // a free number below the cleared bit
+		}
+		if !errors.Is(err, syscall.EIO) || !errors.As(err, &ce) {
+			t.Fatalf("create new%d (inode %d): %v; want a CorruptError (EIO)", i, a.Ino,
+				err)
+		}
+		break
+	}
+	for _, want := range []string{fmt.Sprintf("inode %d is marked free", victim.Ino),
+		fmt.Sprintf("group %d", g), "e2fsck"} {
+		if !strings.Contains(ce.Error(), want) {
+			t.Errorf("error %q does not say %q", ce, want)
+		}
+	}
+	got := make([]byte, 20000)
+	if n, err := f.ReadAt(victim.Ino, got, 0); err != nil || n != len(got) ||
+		!bytes.Equal(got, bytes.Repeat([]byte{1}, 20000)) {
+		t.Errorf("f1 after the refused create: %d bytes, %v", n, err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// The allocation set the lost bit again and gave the count back.
+	fsck(t, img)
+}
+
 // writeUntilError creates files in dir and fills them until an error.
 func writeUntilError(f *FS, dir uint32, limit int) error {
 	chunk := bytes.Repeat([]byte{0xa5}, 1<<20)
