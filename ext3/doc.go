@@ -74,7 +74,8 @@
 // tail. Metadata lives in a block cache with a byte budget
 // (Options.CacheBytes, which also bounds the in-memory inodes). Changed
 // metadata blocks form the running transaction. A commit (on Sync, Fsync,
-// every Options.CommitInterval, when the transaction passes
+// every Options.CommitInterval, after Options.IdleCommit without a
+// change, when the transaction passes
 // Options.TransactionBytes or a quarter of the journal, and on Close)
 // briefly takes the operation lock
 // exclusively to copy the dirty blocks, syncs the data, then writes the

@@ -18,6 +18,14 @@ type Options struct {
 	// CommitInterval is how often the running transaction is committed;
 	// 0 means 5 seconds.
 	CommitInterval time.Duration
+	// IdleCommit commits the running transaction once no change has come
+	// for this long; 0 means DefaultIdleCommit, a negative value turns it
+	// off. A FUSE server never hears of sync(1) or syncfs(2) (the kernel
+	// sends FUSE_SYNCFS to virtiofs only), so this is what makes what a
+	// program wrote and synced that way durable soon after it stops
+	// writing, rather than only at the next CommitInterval. fsync(2) of a
+	// file or directory commits at once, as always.
+	IdleCommit time.Duration
 	// Logger receives debug traces and warnings about corruption found
 	// while working; nil discards them.
 	Logger *slog.Logger
@@ -50,6 +58,12 @@ const (
 	DefaultCacheBytes       = 8 << 20
 	DefaultTransactionBytes = 2 << 20
 )
+
+// DefaultIdleCommit is Options.IdleCommit's default: what was written and
+// synced with sync(1) is durable about half a second to a second after
+// the writing stops. Shorter adds commits between the bursts of a busy
+// program for little.
+const DefaultIdleCommit = 500 * time.Millisecond
 
 // inodeCost is roughly what one cached in-memory inode costs, for
 // sharing CacheBytes between blocks and inodes.
@@ -101,12 +115,17 @@ type FS struct {
 	flying   bool  // a commit is writing its blocks (guarded by flyMu)
 	fatal    error // sticky commit failure (guarded by commitMu)
 
-	kick   chan struct{}
-	stop   chan struct{}
-	wbq    chan wbRange // ranges for early write-back (writeback.go)
-	wg     sync.WaitGroup
-	closed atomic.Bool
-	fresh  bool // opened by Mkfs
+	kick chan struct{}
+	stop chan struct{}
+	// changes counts finished changing operations; idleArmed says the
+	// commit loop is timing a quiet spell, and wake arms it (IdleCommit).
+	changes   atomic.Uint64
+	idleArmed atomic.Bool
+	wake      chan struct{}
+	wbq       chan wbRange // ranges for early write-back (writeback.go)
+	wg        sync.WaitGroup
+	closed    atomic.Bool
+	fresh     bool // opened by Mkfs
 	// jnlBlocks is the size of the journal in blocks (0 without one).
 	jnlBlocks uint32
 	// jnlRuns are the journal's fs blocks as sorted [first, end) runs,
@@ -143,6 +162,9 @@ func open(dev Device, size int64, opts Options, fresh bool) (*FS, error) {
 	}
 	if f.opts.CommitInterval <= 0 {
 		f.opts.CommitInterval = 5 * time.Second
+	}
+	if f.opts.IdleCommit == 0 {
+		f.opts.IdleCommit = DefaultIdleCommit
 	}
 	if f.opts.CacheBytes <= 0 {
 		f.opts.CacheBytes = DefaultCacheBytes
@@ -193,6 +215,7 @@ func open(dev Device, size int64, opts Options, fresh bool) (*FS, error) {
 		}
 	}
 	f.kick = make(chan struct{}, 1)
+	f.wake = make(chan struct{}, 1)
 	f.stop = make(chan struct{})
 	f.wg.Add(1)
 	go f.commitLoop()
@@ -416,9 +439,16 @@ func (f *FS) begin() error {
 // end finishes an operation started with begin.
 func (f *FS) end() {
 	f.op.RUnlock()
+	f.changes.Add(1)
 	if f.cache.dirtyCount() > f.txLimit() {
 		select {
 		case f.kick <- struct{}{}:
+		default:
+		}
+	}
+	if f.opts.IdleCommit > 0 && !f.idleArmed.Load() && f.idleArmed.CompareAndSwap(false, true) {
+		select {
+		case f.wake <- struct{}{}:
 		default:
 		}
 	}
@@ -436,16 +466,34 @@ func (f *FS) txLimit() int {
 	return max(n, 16)
 }
 
+// commitLoop commits every CommitInterval, when end kicks it (a large
+// transaction), and once changes have stopped for IdleCommit: the quiet
+// spell is timed only while changes come, so an idle FS does not wake.
 func (f *FS) commitLoop() {
 	defer f.wg.Done()
 	t := time.NewTicker(f.opts.CommitInterval)
 	defer t.Stop()
+	idle := time.NewTimer(time.Hour)
+	idle.Stop()
+	var seen uint64 // f.changes when the quiet spell being timed began
 	for {
 		select {
 		case <-f.stop:
+			idle.Stop()
 			return
 		case <-t.C:
 		case <-f.kick:
+		case <-f.wake:
+			seen = f.changes.Load()
+			idle.Reset(f.opts.IdleCommit)
+			continue
+		case <-idle.C:
+			if n := f.changes.Load(); n != seen {
+				seen = n // not quiet yet: time a new spell
+				idle.Reset(f.opts.IdleCommit)
+				continue
+			}
+			f.idleArmed.Store(false)
 		}
 		if err := f.commit(); err != nil {
 			f.log.Warn("ext3: commit failed", "err", err)

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // A crash leaves needs_recovery set, with or without committed
@@ -169,6 +170,60 @@ func TestCrashedReadOnlyOpenWritesNothing(t *testing.T) {
 			}
 			if !bytes.Equal(before, after) {
 				t.Error("a read-only open changed the image")
+			}
+		})
+	}
+}
+
+// TestIdleCommit: what was written and then left alone is committed once
+// the file system has been quiet for IdleCommit, without an fsync (the
+// kernel does not pass sync(1) on to a FUSE server); a copy of the image
+// taken then, as a crash would leave it, holds the file after replay.
+// Turned off, the same copy holds nothing until the next CommitInterval.
+func TestIdleCommit(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		idle time.Duration
+		want bool
+	}{
+		{"on", 50 * time.Millisecond, true},
+		{"off", -1, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			img := mkext3(t, 16<<20)
+			dev, size := imageDevice(t, img, false)
+			f, err := Open(dev, size, Options{CommitInterval: time.Hour, IdleCommit: tc.idle})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			// A burst of changes, each within IdleCommit of the last.
+			for i := range 5 {
+				a, err := f.Create(RootIno, fmt.Sprintf("f%d", i), 0o644, 0, 0)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := f.WriteAt(a.Ino, []byte("written, then sync(1)"), 0); err != nil {
+					t.Fatal(err)
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			time.Sleep(500 * time.Millisecond)
+			crashed := crashCopy(t, img, filepath.Join(t.TempDir(), "crashed.img"))
+			g := openImage(t, crashed, false)
+			defer g.Close()
+			_, err = g.Lookup(RootIno, "f4")
+			if got := err == nil; got != tc.want {
+				t.Fatalf("f4 in the image after the quiet spell: %v (%v), want %v", got, err,
+					tc.want)
+			}
+			if tc.want {
+				buf := make([]byte, 64)
+				a, _ := g.Lookup(RootIno, "f4")
+				n, _ := g.ReadAt(a.Ino, buf, 0)
+				if string(buf[:n]) != "written, then sync(1)" {
+					t.Errorf("f4 holds %q", buf[:n])
+				}
 			}
 		})
 	}
