@@ -209,6 +209,11 @@ func (c *SifDumpCmd) Run(g *globals) error {
 
 // Run implements `husk sif new`.
 func (c *SifNewCmd) Run(g *globals) error {
+	// sif removes the path when it fails to write a header there: a FIFO
+	// or device, which it cannot seek, would be gone.
+	if fi, err := os.Stat(c.Path); err == nil && !fi.Mode().IsRegular() {
+		return fmt.Errorf("%s exists and is not a regular file", c.Path)
+	}
 	f, err := sif.CreateContainerAtPath(c.Path)
 	if err != nil {
 		return err

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path"
 	"runtime"
@@ -47,7 +48,16 @@ func Create(dst string, opts Options) error {
 	// user protected (a read-only SIF or overlay full of data).
 	var target *os.File
 	var info *image.SIFInfo
-	if _, err := os.Lstat(dst); err == nil {
+	if dst == "" {
+		return errors.New("no image path given")
+	}
+	// A dangling symlink counts as absent, as in Apptainer: the new
+	// overlay is renamed over the link.
+	if fi, err := os.Stat(dst); err == nil {
+		if !fi.Mode().IsRegular() {
+			// Opening a FIFO to look for a SIF would wait for a writer.
+			return fmt.Errorf("%s exists and is not a regular file", dst)
+		}
 		if unix.Access(dst, unix.W_OK) != nil {
 			return fmt.Errorf("%s exists and is not writable by you: "+
 				"husk overlay create will not replace it", dst)
@@ -57,6 +67,8 @@ func Create(dst string, opts Options) error {
 			return err
 		}
 		defer target.Close()
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return err
 	}
 
 	// What a create killed earlier left: its staging file, and in a SIF
@@ -139,7 +151,7 @@ func openExisting(dst string) (*os.File, *image.SIFInfo, error) {
 		err = fmt.Errorf("SIF image %s is signed: could not add writable overlay", dst)
 	case info.Ext3Overlay != 0:
 		err = fmt.Errorf("a writable overlay partition already exists in %s (ID: %d), delete "+
-			"it first with \"apptainer sif del %d %s\"", dst, info.Ext3Overlay,
+			"it first with \"husk sif del %d %s\"", dst, info.Ext3Overlay,
 			info.Ext3Overlay, dst)
 	}
 	if err != nil {

@@ -88,6 +88,11 @@ func TestCreateRefuses(t *testing.T) {
 	}
 	other := filepath.Join(dir, "other")
 	os.WriteFile(other, []byte("hello"), 0o644)
+	// Looking into a FIFO for a SIF header hung until a writer came.
+	fifo := filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	cases := []struct {
 		name, path string
 		opts       Options
@@ -99,6 +104,9 @@ func TestCreateRefuses(t *testing.T) {
 		{"not a SIF", other, Options{SizeMiB: 64}, "destination image must be SIF image"},
 		{"escape", filepath.Join(dir, "x"), Options{SizeMiB: 64, CreateDirs: []string{"../a"}},
 			"overlay directory created outside of overlay layout"},
+		{"fifo", fifo, Options{SizeMiB: 64}, fifo + " exists and is not a regular file"},
+		{"directory", dir, Options{SizeMiB: 64}, dir + " exists and is not a regular file"},
+		{"empty path", "", Options{SizeMiB: 64}, "no image path given"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -108,6 +116,24 @@ func TestCreateRefuses(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestCreateOverDanglingLink: a symlink to nothing counts as no file, as
+// in Apptainer, and the new overlay takes the link's place.
+func TestCreateOverDanglingLink(t *testing.T) {
+	dir := t.TempDir()
+	link := filepath.Join(dir, "o.img")
+	if err := os.Symlink("gone.img", link); err != nil {
+		t.Fatal(err)
+	}
+	if err := Create(link, Options{SizeMiB: 64, Sparse: true}); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Lstat(link)
+	if err != nil || !fi.Mode().IsRegular() || fi.Size() != 64<<20 {
+		t.Fatalf("after create: %v, %v", fi, err)
+	}
+	tool(t, "e2fsck", "-fn", link)
 }
 
 func TestCreateInSIF(t *testing.T) {
