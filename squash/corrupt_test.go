@@ -306,3 +306,20 @@ func TestCompressorOptions(t *testing.T) {
 		}
 	}
 }
+
+// TestFormatErrorText: an error without one offset says none (it said
+// "at offset -1").
+func TestFormatErrorText(t *testing.T) {
+	for _, tc := range []struct {
+		off  int64
+		want string
+	}{
+		{96, "squash: inode 7 at offset 96: corrupt data: id index 9 past id table of 2"},
+		{-1, "squash: inode 7: corrupt data: id index 9 past id table of 2"},
+	} {
+		err := formatErr(tc.off, "inode 7", "id index %d past id table of %d", 9, 2)
+		if err.Error() != tc.want {
+			t.Errorf("offset %d: %q, want %q", tc.off, err, tc.want)
+		}
+	}
+}

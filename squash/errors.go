@@ -16,8 +16,12 @@ type FormatError struct {
 	Err    error  // the cause
 }
 
-// Error implements error as "squash: <What> at offset N: <err>".
+// Error implements error as "squash: <What> at offset N: <err>", or
+// "squash: <What>: <err>" when no offset applies.
 func (e *FormatError) Error() string {
+	if e.Offset < 0 {
+		return fmt.Sprintf("squash: %s: %v", e.What, e.Err)
+	}
 	return fmt.Sprintf("squash: %s at offset %d: %v", e.What, e.Offset, e.Err)
 }
 
