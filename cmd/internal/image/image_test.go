@@ -415,7 +415,23 @@ func TestLockConflicts(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = Lock(r2, *r2.Root, true, quiet)
-	if err == nil || !strings.Contains(err.Error(), "already used for reading by this process") {
-		t.Fatalf("error %v, want 'already used for reading by this process'", err)
+	want := "can't open " + path + " for writing, already used for reading by this process"
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("error %v, want %q", err, want)
+	}
+	// Nor may a reader join a use for writing, and the message says which
+	// use is which (it called the second one writing too).
+	w, _ := Open(path, true)
+	defer w.Close()
+	r3, _ := Open(path, false)
+	defer r3.Close()
+	r1.Close()
+	if err := Lock(w, *w.Root, true, quiet); err != nil {
+		t.Fatal(err)
+	}
+	err = Lock(r3, *r3.Root, false, quiet)
+	want = "can't open " + path + " for reading, already used for writing by this process"
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("error %v, want %q", err, want)
 	}
 }

@@ -47,12 +47,15 @@ func Lock(img *Image, sec Section, write bool, log *slog.Logger) error {
 	held.Lock()
 	defer held.Unlock()
 	if prev, ok := held.m[key]; ok && (prev || write) {
-		how := "reading"
+		how, want := "reading", "reading"
 		if prev {
 			how = "writing"
 		}
-		return wrap(fmt.Sprintf("can't open %s for writing, already used for %s by this process",
-			img.Path, how))
+		if write {
+			want = "writing"
+		}
+		return wrap(fmt.Sprintf("can't open %s for %s, already used for %s by this process",
+			img.Path, want, how))
 	}
 
 	switch err := ofdLock(img.File, write, sec.Offset, sec.Size); {
