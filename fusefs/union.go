@@ -232,23 +232,39 @@ func (u *Union) Unmount() error {
 	}
 	u.unmounted = true
 	u.ra.close() // its advices hold files open in the mount
-	err := u.server.Unmount()
-	if err != nil {
-		// Busy: detach it so that it goes away with its last user.
-		// EINVAL: no longer mounted (someone else unmounted it).
-		if lerr := lazyUnmount(u.mountDir); lerr != nil && !isErrno(lerr, syscall.EINVAL) {
-			return fmt.Errorf("fusefs: unmount: %w (lazy: %v)", err, lerr)
+	// go-fuse unmounts whatever is on top of the mount point and then
+	// waits for its server to stop: a mount someone stacked there would
+	// be taken off instead and the wait would never end. So the whole
+	// of it is bounded.
+	done := make(chan error, 1)
+	go func() {
+		err := u.server.Unmount()
+		if err != nil {
+			// Busy: detach it so that it goes away with its last user.
+			// EINVAL: no longer mounted (someone else unmounted it).
+			lerr := lazyUnmount(u.mountDir)
+			if lerr != nil && !isErrno(lerr, syscall.EINVAL) {
+				done <- fmt.Errorf("fusefs: unmount: %w (lazy: %v)", err, lerr)
+				return
+			}
 		}
-	}
-	done := make(chan struct{})
-	go func() { u.server.Wait(); close(done) }()
+		u.server.Wait()
+		done <- nil
+	}()
 	select {
-	case <-done:
-	case <-time.After(30 * time.Second):
-		return errors.New("fusefs: unmount: server did not stop within 30s")
+	case err := <-done:
+		if err != nil {
+			return err
+		}
+	case <-time.After(unmountWait):
+		return fmt.Errorf("fusefs: unmount %s: the server did not stop within %v "+
+			"(is something mounted over it?)", u.mountDir, unmountWait)
 	}
 	return u.Sync()
 }
+
+// unmountWait bounds Unmount.
+var unmountWait = 30 * time.Second
 
 // errnoOf returns the errno in err, or 0.
 func errnoOf(err error) syscall.Errno {

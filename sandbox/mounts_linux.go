@@ -185,6 +185,17 @@ func (st *stage1State) bindInto(m hostMount) error {
 	if err != nil {
 		return fmt.Errorf("mount destination %s [%s]: %w", m.Dst, m.Tag, err)
 	}
+	if dst == "/" {
+		// Stacked on the root, a bind would hide the image, and the
+		// union's unmount would take it off instead of the union.
+		if m.Optional {
+			st.log.Warn(fmt.Sprintf("Skipping mount %s [%s]: %s is the container's root",
+				m.Src, m.Tag, m.Dst))
+			return nil
+		}
+		return fmt.Errorf("mount destination %s [%s]: cannot bind over the container's "+
+			"root directory; bind to a directory below it", m.Dst, m.Tag)
+	}
 	target := filepath.Join(st.final, dst)
 	if m.NotSameAs != "" {
 		if other, err := resolveIn(st.final, m.NotSameAs); err == nil && other == dst {

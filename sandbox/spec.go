@@ -234,6 +234,10 @@ func (s *Spec) validate() error {
 		if !filepath.IsAbs(b.Dst) {
 			return fmt.Errorf("sandbox: bind destination %q is not absolute", b.Dst)
 		}
+		if filepath.Clean(b.Dst) == "/" {
+			return fmt.Errorf("sandbox: cannot bind %s over the container's root directory",
+				b.Src)
+		}
 	}
 	for _, d := range s.Scratch {
 		if !filepath.IsAbs(d) || filepath.Clean(d) == "/" {
@@ -249,6 +253,9 @@ func (s *Spec) validate() error {
 	}
 	if _, dst := s.homeSrcDst(); !filepath.IsAbs(dst) && !s.NoHome {
 		return fmt.Errorf("sandbox: home directory %q is not absolute", dst)
+	} else if s.Home != "" && filepath.Clean(dst) == "/" {
+		return errors.New("sandbox: --home cannot be bound over the container's root " +
+			"directory")
 	}
 	if s.Files < 0 {
 		return fmt.Errorf("sandbox: negative file count %d", s.Files)

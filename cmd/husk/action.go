@@ -234,6 +234,9 @@ func parseBinds(values []string) ([]sandbox.Bind, error) {
 		case "/proc", "/dev", "/sys":
 			return nil, fmt.Errorf("--bind %s: cannot bind over %s, which the container "+
 				"needs (bind to a path below it, or use --no-mount)", v, d)
+		case "/":
+			return nil, fmt.Errorf("--bind %s: cannot bind over /, the container's root "+
+				"directory (to run a directory tree, give it as the image)", v)
 		}
 		out = append(out, b)
 	}

@@ -79,6 +79,8 @@ func parseMount(fields []string) (sandbox.Bind, error) {
 	switch d := filepath.Clean(b.Dst); d {
 	case "/proc", "/dev", "/sys":
 		return b, fmt.Errorf("cannot bind over %s, which the container needs", d)
+	case "/":
+		return b, fmt.Errorf("cannot bind over /, the container's root directory")
 	}
 	return b, nil
 }
