@@ -57,7 +57,7 @@ func makeTree(t testing.TB, dir string) {
 	must(unix.Setxattr(filepath.Join(dir, "f1"), "user.small", []byte("v"), 0))
 	must(unix.Setxattr(filepath.Join(dir, "f1024"), "user.big", data(700), 0))
 	must(unix.Setxattr(filepath.Join(dir, "d1"), "trusted.overlay.opaque", []byte("y"), 0))
-	must(os.Chmod(filepath.Join(dir, "f59"), 0o4755))
+	must(os.Chmod(filepath.Join(dir, "f59"), 0o755|os.ModeSetuid))
 }
 
 func itoa(n int) string { return string(appendInt(nil, n)) }

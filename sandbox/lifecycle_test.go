@@ -99,15 +99,17 @@ func TestContain(t *testing.T) {
 	s := e.spec("sh", "-c", `
 		ls -A $HOME; ls -A /tmp; echo x > /tmp/f && cat /tmp/f
 		echo null > /dev/null && echo devnull ok
-		ls /dev; ls /dev/pts`)
+		ls /dev; ls /dev/pts; stat -c 'mode %a %n' /tmp /var/tmp`)
 	s.Contain = true
 	s.Cwd = ""
 	out := ok(t, e.run(s))
 	if strings.Contains(out, "host home") || strings.Contains(out, "h\n") {
 		t.Errorf("host home visible:\n%s", out)
 	}
+	// The private /tmp and /var/tmp are sticky, as Apptainer's (they were
+	// 0777: os.Chmod ignores a raw 0o1000).
 	for _, want := range []string{"x\n", "devnull ok\n", "null\n", "urandom\n", "ptmx\n",
-		"pts\n", "shm\n"} {
+		"pts\n", "shm\n", "mode 1777 /tmp\n", "mode 1777 /var/tmp\n"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("lacks %q:\n%s", want, out)
 		}

@@ -232,7 +232,7 @@ func buildTree(root string) error {
 		}
 	}
 	for _, d := range []string{"tmp", "var/tmp"} {
-		if err := os.Chmod(filepath.Join(root, d), 0o1777); err != nil {
+		if err := os.Chmod(filepath.Join(root, d), 0o777|os.ModeSticky); err != nil {
 			return err
 		}
 	}

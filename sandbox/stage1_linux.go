@@ -178,7 +178,8 @@ func (st *stage1State) makeSessionDirs() error {
 		if err := os.Mkdir(st.sess.path(d), 0o777); err != nil {
 			return err
 		}
-		if err := os.Chmod(st.sess.path(d), 0o1777); err != nil {
+		// os.FileMode has its own sticky bit: 0o1000 would be dropped.
+		if err := os.Chmod(st.sess.path(d), 0o777|os.ModeSticky); err != nil {
 			return err
 		}
 	}
