@@ -142,6 +142,10 @@ var ErrNotExt3 = errors.New("file is not a valid ext3 image")
 // write is opened read-write; otherwise, and whenever the user lacks write
 // permission, it is opened read-only and Image.Writable is false.
 func Open(path string, writable bool) (*Image, error) {
+	if path == "" {
+		// filepath.Abs would make it the working directory, a sandbox.
+		return nil, errors.New("no image given: the image path is empty")
+	}
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return nil, fmt.Errorf("could not open image %s: %w", path, err)

@@ -189,6 +189,7 @@ func TestOpenRefuses(t *testing.T) {
 		name, path, want string
 	}{
 		{"missing", "/nonexistent/x.sif", "not found"},
+		{"empty path", "", "no image given: the image path is empty"},
 		{"docker URI", "docker://alpine:3", "docker://alpine:3: husk runs local images " +
 			"only (SIF files, ext3 images, directories), not docker ones"},
 		{"library URI", "library://a/b/c", "not library ones"},
