@@ -198,14 +198,19 @@ F=$APPTAINER_IMAGE
 	bad := []struct {
 		body string
 		line int
+		why  string
 	}{
-		{"A=$(id)\n", 1}, {"A=`id`\n", 1}, {"rm -rf x\n", 1}, {"A='open\n", 1},
-		{"A=1\nrm x\nB=2\n", 2}, {"A=1\nB=2\n\nrm x", 4}, {"A=\"a\nb\"\nrm\n", 3},
+		{"A=$(id)\n", 1, "command substitution"}, {"A=`id`\n", 1, ""},
+		{"rm -rf x\n", 1, ""}, {"A='open\n", 1, ""},
+		{"A=1\nrm x\nB=2\n", 2, ""}, {"A=1\nB=2\n\nrm x", 4, ""},
+		{"A=\"a\nb\"\nrm\n", 3, ""},
+		{"A=$((1+2))\n", 1, "arithmetic expansion is not supported"},
+		{"A=1\nB=x\x00y\n", 2, "a NUL byte"},
 	}
 	for _, b := range bad {
 		os.WriteFile(f, []byte(b.body), 0o644)
 		_, err := parseEnvFile(f, nil, "")
-		if want := fmt.Sprintf(": line %d: ", b.line); err == nil ||
+		if want := fmt.Sprintf(": line %d: %s", b.line, b.why); err == nil ||
 			!strings.Contains(err.Error(), want) {
 			t.Errorf("%q: error %v, want %q", b.body, err, want)
 		}

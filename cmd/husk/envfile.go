@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"strings"
@@ -26,6 +27,13 @@ func parseEnvFile(path string, host map[string]string, image string) ([]envVar, 
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("--env-file: %w", err)
+	}
+	if i := bytes.IndexByte(b, 0); i >= 0 {
+		// No environment value can hold one: exec would fail later with
+		// a bare EINVAL.
+		line := 1 + bytes.Count(b[:i], []byte{'\n'})
+		return nil, fmt.Errorf("--env-file %s: line %d: a NUL byte (is it a text file?)",
+			path, line)
 	}
 	p := &envParser{src: string(b), vars: map[string]string{}, host: host, image: image}
 	out, err := p.parse()
@@ -203,6 +211,8 @@ func (p *envParser) expand(b *strings.Builder) error {
 		return nil
 	}
 	switch c := p.src[p.pos]; {
+	case strings.HasPrefix(p.src[p.pos:], "(("):
+		return fmt.Errorf("arithmetic expansion is not supported")
 	case c == '(':
 		return fmt.Errorf("command substitution is not supported")
 	case c == '{':
