@@ -172,7 +172,7 @@ func Join(ctx context.Context, socket string, req JoinRequest, log *slog.Logger)
 		return setupFailed, errors.New("the instance ended the connection before the " +
 			"command finished (was it stopped?)")
 	}
-	return *rep.exit, nil
+	return rep.status(*rep.exit), nil
 }
 
 // acceptRetry is the pause after a failed accept.

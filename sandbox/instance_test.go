@@ -70,6 +70,21 @@ func TestInstanceJoin(t *testing.T) {
 			jout.String(), jerr.String())
 	}
 
+	// A joined command killed by a signal is -N, one exiting 128+N is that.
+	for _, c := range []struct {
+		script string
+		want   int
+	}{{"kill -TERM $$", -int(syscall.SIGTERM)}, {"exit 143", 143}} {
+		j := e.helper("join", e.spec("sh", "-c", c.script))
+		var jerr strings.Builder
+		j.cmd.Stderr = &jerr
+		j.start()
+		if res := j.wait(&jerr); res.Err != "" || res.Status != c.want {
+			t.Errorf("join %q: status %d, error %q, want %d; stderr %s", c.script,
+				res.Status, res.Err, c.want, jerr.String())
+		}
+	}
+
 	if err := syscall.Kill(pid, syscall.SIGINT); err != nil {
 		t.Fatal(err)
 	}

@@ -42,8 +42,8 @@ func TestRunAsRoot(t *testing.T) {
 		}
 	}()
 	status, err := Run(ctx, s, nil, slog.New(slog.DiscardHandler))
-	if err != nil || status != 128+int(syscall.SIGTERM) {
-		t.Errorf("status %d, error %v; want %d", status, err, 128+syscall.SIGTERM)
+	if err != nil || status != -int(syscall.SIGTERM) {
+		t.Errorf("status %d, error %v; want %d", status, err, -syscall.SIGTERM)
 	}
 	if b, _ := os.ReadFile(filepath.Join(dir, "id")); string(b) != "0\n" {
 		t.Errorf("id -u as root: %q", b)

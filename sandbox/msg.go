@@ -43,6 +43,9 @@ type record struct {
 	Pid int `json:"p,omitempty"`
 	// Exit ends a join's stream: the joined payload's status.
 	Exit *int `json:"x,omitempty"`
+	// Signal is sent by stage 2 when a signal killed the payload: its
+	// status, 128+N, is then not an exit code the payload chose.
+	Signal syscall.Signal `json:"k,omitempty"`
 	// T is when the record was made, on the monotonic clock (which all
 	// processes share), so that stage 0 can show when each step happened.
 	T int64 `json:"t,omitempty"`
@@ -156,13 +159,29 @@ func (h *pipeHandler) started() {
 	_ = h.send(record{Level: slog.LevelDebug, Started: true})
 }
 
+// killed tells stage 0 that signal sig killed the payload.
+func (h *pipeHandler) killed(sig syscall.Signal) {
+	_ = h.send(record{Level: slog.LevelDebug, Signal: sig})
+}
+
 // relayed is what the stages reported.
 type relayed struct {
-	fatal   error       // the first fatal error, an *ImageError when one applies
-	fault   *imageFault // the first image fault
-	started bool        // the payload was started
-	pid     int         // an instance's stage 2 pid
-	exit    *int        // a join's status
+	fatal   error          // the first fatal error, an *ImageError when one applies
+	fault   *imageFault    // the first image fault
+	started bool           // the payload was started
+	pid     int            // an instance's stage 2 pid
+	exit    *int           // a join's status
+	signal  syscall.Signal // the signal that killed the payload, if one did
+}
+
+// status is the payload's status as Run and Join return it: -N when
+// signal N killed it, else the exit code status (which may be 128+N for a
+// payload that chose it).
+func (r relayed) status(status int) int {
+	if r.signal > 0 && status == 128+int(r.signal) {
+		return -int(r.signal)
+	}
+	return status
 }
 
 // relay reads the log pipe until every writer has closed it and replays
@@ -209,6 +228,10 @@ func relayRecords(r io.Reader, log *slog.Logger, onStart func(pid int), hold boo
 		}
 		if rec.Exit != nil {
 			res.exit = rec.Exit
+			continue
+		}
+		if rec.Signal != 0 {
+			res.signal = rec.Signal
 			continue
 		}
 		if rec.Started {

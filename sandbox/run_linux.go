@@ -35,7 +35,9 @@ const (
 const setupFailed = 255
 
 // Run runs spec in a new container and returns the payload's status: its
-// exit code, or 128+N when signal N killed it. files are the image files
+// exit code, or -N when signal N killed it (a shell's $? would be 128+N,
+// which a payload may also exit with: the sign tells them apart, so that
+// husk dies of the signal only when the payload did, as Apptainer). files are the image files
 // opened (and locked) by the caller; they are passed to the Mounter in
 // stage 1, and the locks live as long as stage 1 holds them.
 //
@@ -267,7 +269,7 @@ func runStage1(ctx context.Context, p *plan, files []*os.File, listen *os.File,
 		return setupFailed, fmt.Errorf("sandbox: container setup ended with status %d "+
 			"before the command started", status)
 	}
-	return status, nil
+	return rep.status(status), nil
 }
 
 // stageCommand builds the re-execution of this binary as a stage. The

@@ -42,7 +42,8 @@ func TestIdentity(t *testing.T) {
 	}
 }
 
-// TestExitStatus: exit codes pass through; death by signal N is 128+N.
+// TestExitStatus: exit codes pass through, 128+N among them; death by
+// signal N is -N.
 func TestExitStatus(t *testing.T) {
 	e := newEnv(t)
 	for _, tc := range []struct {
@@ -52,8 +53,10 @@ func TestExitStatus(t *testing.T) {
 		{"exit 0", 0},
 		{"exit 3", 3},
 		{"exit 255", 255},
-		{"kill -KILL $$", 128 + 9},
-		{"kill -TERM $$", 128 + 15},
+		{"kill -KILL $$", -9},
+		{"kill -TERM $$", -15},
+		{"exit 130", 130},
+		{"exit 143", 143},
 	} {
 		t.Run(tc.script, func(t *testing.T) {
 			res := e.run(e.spec("sh", "-c", tc.script))

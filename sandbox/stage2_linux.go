@@ -68,8 +68,11 @@ func stage2(fw *forwarder, fds string, unshare bool) int {
 	}
 	sio.h.started()
 	fw.target(proc, p.TTYSignals)
-	status := sup.wait(proc.Pid)
+	status, sig := sup.wait(proc.Pid)
 	log.Debug("payload exited", "status", status)
+	if sig != 0 {
+		sio.h.killed(sig)
+	}
 	if stopc != nil {
 		log.Debug("instance payload exited, waiting for a stop signal", "status", status)
 		sup.waitSignal(stopc)

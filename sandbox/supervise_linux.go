@@ -45,9 +45,10 @@ func (s *supervisor) start(p *plan, cwd string) (*os.Process, error) {
 	return proc, nil
 }
 
-// wait reaps children until pid exits and returns its status. One loop
+// wait reaps children until pid exits and returns its status (128+N for
+// death by signal N) and the signal that killed it, if one did. One loop
 // reaps everything (wait4(-1)); os.Process.Wait would race with it.
-func (s *supervisor) wait(pid int) int {
+func (s *supervisor) wait(pid int) (int, syscall.Signal) {
 	for {
 		for {
 			var ws unix.WaitStatus
@@ -59,7 +60,11 @@ func (s *supervisor) wait(pid int) int {
 				break
 			}
 			if got == pid {
-				return waitStatus(syscall.WaitStatus(ws))
+				var sig syscall.Signal
+				if ws.Signaled() {
+					sig = syscall.Signal(ws.Signal())
+				}
+				return waitStatus(syscall.WaitStatus(ws)), sig
 			}
 		}
 		<-s.chld

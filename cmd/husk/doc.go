@@ -80,8 +80,6 @@
 //     `sign` use keyring files only (no key server, x509 or sigstore).
 //   - inspect reads only the primary squashfs (or a sandbox directory), not
 //     overlays, and does not read inspect-metadata.json.
-//   - The sandbox reports a death by signal N as status 128+N, so a
-//     command that exits 130 on its own also makes husk re-raise SIGINT.
 //   - `overlay create` refuses an existing path the user cannot write
 //     (exit 255, file untouched); Apptainer treats it as absent and
 //     replaces it with a new overlay, destroying e.g. a chmod 444 SIF.
@@ -91,7 +89,7 @@
 //     APPTAINER_OVERLAY variable means no overlay.
 //   - `build` refuses an existing OUT.sif unless --force/-F is given
 //     (Apptainer asks, and refuses when it cannot ask).
-//   - `--bind` over /proc, /dev or /sys themselves is refused.
+//   - `--bind` over /proc, /dev or /sys themselves, or over /, is refused.
 //   - If husk's own supervisor (stage 1, the FUSE server) dies of a
 //     signal, husk exits 255 with a FATAL line, not 128+N.
 //   - Not implemented: --nvccli, OCI images and remote URIs. --userns

@@ -39,6 +39,7 @@ func TestExitStatus(t *testing.T) {
 	img, dir := debianSIF(t), workDir(t)
 	// A container killed by a terminating signal kills husk with it, as
 	// Apptainer re-raises the signal; the shell's $? is 128+N either way.
+	// One that exits 128+N on its own has husk exit so (it re-raised).
 	cases := []struct {
 		script   string
 		want     int
@@ -48,6 +49,8 @@ func TestExitStatus(t *testing.T) {
 		{"exit 3", 3, false},
 		{"kill -9 $$", 137, true},
 		{"kill -TERM $$", 143, true},
+		{"exit 130", 130, false},
+		{"exit 143", 143, false},
 	}
 	for _, c := range cases {
 		t.Run(c.script, func(t *testing.T) {

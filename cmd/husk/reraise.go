@@ -17,15 +17,21 @@ var reraised = map[syscall.Signal]bool{
 	syscall.SIGUSR1: true, syscall.SIGUSR2: true,
 }
 
-// exit ends husk with the container's status. The sandbox reports a death
-// by signal N as 128+N, which a payload can also exit with on purpose; the
-// calling shell sees the same $? either way.
+// exit ends husk with the container's status: an exit code, or -N when
+// signal N killed the payload (sandbox.Run). Then husk dies of the same
+// signal, so that a calling shell or program sees a death by signal, as
+// with Apptainer (COMPAT §7.7); a payload that exited 128+N on purpose
+// has husk exit 128+N.
 func exit(code int) {
-	if sig := syscall.Signal(code - 128); code > 128 && reraised[sig] {
+	if code >= 0 {
+		os.Exit(code)
+	}
+	sig := syscall.Signal(-code)
+	if reraised[sig] {
 		signal.Reset(sig)
 		syscall.Kill(os.Getpid(), sig)
 		// The signal is delivered at once; this is only a fallback.
 		time.Sleep(100 * time.Millisecond)
 	}
-	os.Exit(code)
+	os.Exit(128 + int(sig))
 }
