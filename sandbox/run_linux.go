@@ -213,7 +213,7 @@ func runStage1(ctx context.Context, p *plan, files []*os.File, listen *os.File,
 		}
 		return setupFailed, fmt.Errorf("sandbox: starting stage 1: %w", err)
 	}
-	fw.target(cmd.Process, p.TTYSignals)
+	fw.targetStage(cmd.Process, p.TTYSignals)
 	specR.Close()
 	logW.Close()
 	if union != nil {
@@ -259,12 +259,17 @@ func runStage1(ctx context.Context, p *plan, files []*os.File, listen *os.File,
 		return setupFailed, rep.fatal
 	case cmd.ProcessState == nil:
 		return setupFailed, fmt.Errorf("sandbox: wait for stage 1: %w", werr)
+	case killedBy(cmd.ProcessState) != 0 && fw.received(killedBy(cmd.ProcessState)):
+		// A ^C or kill that reached stage 1 in its start-up, before it
+		// could catch signals (the terminal signals every process of the
+		// group): the user stopped the container while it started.
+		return -int(killedBy(cmd.ProcessState)), nil
 	case killedBy(cmd.ProcessState) != 0:
 		// Stage 1 always exits with the payload's status (128+N for its
 		// death by signal N); dying of a signal itself means husk's own
 		// supervisor and FUSE server are gone, not the command.
 		return setupFailed, supervisorKilled(killedBy(cmd.ProcessState))
-	case !rep.started:
+	case !rep.started && rep.signal == 0:
 		// A stage crashed (its panic is on stderr) or was killed.
 		return setupFailed, fmt.Errorf("sandbox: container setup ended with status %d "+
 			"before the command started", status)

@@ -4,12 +4,14 @@ package sandbox
 
 import (
 	"bufio"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // TestSignalForwarded: SIGTERM sent to husk reaches the payload, whose
@@ -305,6 +307,50 @@ func TestNoUserNamespaces(t *testing.T) {
 		"(/proc/sys/user/max_user_namespaces is 0)"
 	if res.Status != 255 || !strings.HasPrefix(res.Err, want) {
 		t.Errorf("status %d, error %q, want 255, %q", res.Status, res.Err, want)
+	}
+	e.checkClean()
+}
+
+// TestSignalDuringStartup sends SIGTERM to husk's whole process group (as
+// a ^C or a job killer does) at moments spread over the container's
+// start-up. Each run must end as the command's death by that signal: a
+// stage that got it before it could catch signals used to die of it,
+// and husk reported its supervisor or reaper killed (exit 255). A helper
+// killed before Run began is no sample.
+func TestSignalDuringStartup(t *testing.T) {
+	e := newEnv(t)
+	samples := 0
+	for i := range 16 {
+		h := e.helper("run", e.spec("sleep", "5"))
+		if h.cmd.SysProcAttr == nil {
+			h.cmd.SysProcAttr = &syscall.SysProcAttr{}
+		}
+		h.cmd.SysProcAttr.Setpgid = true
+		var stderr strings.Builder
+		h.cmd.Stderr = &stderr
+		h.start()
+		time.Sleep(time.Duration(i) * 4 * time.Millisecond)
+		if err := syscall.Kill(-h.cmd.Process.Pid, syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		var res helperResult
+		derr := json.NewDecoder(h.resR).Decode(&res)
+		werr := h.cmd.Wait()
+		if derr != nil {
+			if ws, ok := h.cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+				continue // killed before Run caught signals
+			}
+			t.Fatalf("delay %dms: no result (%v, %v); stderr:\n%s", i*4, derr, werr,
+				stderr.String())
+		}
+		samples++
+		if res.Err != "" || res.Status != -int(syscall.SIGTERM) {
+			t.Errorf("delay %dms: status %d, error %q, want %d; stderr:\n%s", i*4,
+				res.Status, res.Err, -syscall.SIGTERM, stderr.String())
+		}
+	}
+	if samples < 8 {
+		t.Errorf("only %d of 16 runs got past the helper's start", samples)
 	}
 	e.checkClean()
 }

@@ -3,10 +3,14 @@
 package sandbox
 
 import (
+	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -51,9 +55,11 @@ func terminalSignalsUs() bool {
 type forwarder struct {
 	ch   chan os.Signal
 	done chan struct{}
+	got  atomic.Uint64 // the signals received, as bits 1<<N
 
 	mu         sync.Mutex
 	proc       *os.Process
+	stage      bool // proc is a stage of husk, not the payload
 	ttySignals bool
 	pending    []os.Signal
 }
@@ -71,6 +77,9 @@ func (f *forwarder) loop() {
 	for {
 		select {
 		case sig := <-f.ch:
+			if s, ok := sig.(syscall.Signal); ok && s > 0 && s < 64 {
+				f.got.Or(1 << s)
+			}
 			f.mu.Lock()
 			switch {
 			case f.proc == nil:
@@ -78,7 +87,7 @@ func (f *forwarder) loop() {
 			case f.ttySignals && ttyGenerated(sig):
 				// The terminal signalled the payload itself.
 			default:
-				_ = f.proc.Signal(sig)
+				f.deliver(sig)
 			}
 			f.mu.Unlock()
 		case <-f.done:
@@ -87,18 +96,58 @@ func (f *forwarder) loop() {
 	}
 }
 
+// received reports whether this process has received sig since
+// startForwarding.
+func (f *forwarder) received(sig syscall.Signal) bool {
+	return sig > 0 && sig < 64 && f.got.Load()&(1<<sig) != 0
+}
+
 // target sets the process that receives the signals and delivers those
-// held so far. ttySignals is [plan.TTYSignals].
+// held so far. ttySignals is [plan.TTYSignals]. A stage of husk as the
+// target gets a signal only once it handles them (awaitHandlers).
 func (f *forwarder) target(p *os.Process, ttySignals bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.proc, f.ttySignals = p, ttySignals
 	for _, sig := range f.pending {
 		if !(ttySignals && ttyGenerated(sig)) {
-			_ = p.Signal(sig)
+			f.deliver(sig)
 		}
 	}
 	f.pending = nil
+}
+
+// targetStage is target for a stage process.
+func (f *forwarder) targetStage(p *os.Process, ttySignals bool) {
+	f.mu.Lock()
+	f.stage = true
+	f.mu.Unlock()
+	f.target(p, ttySignals)
+}
+
+// deliver sends sig to the target. Preconditions: f.mu held.
+func (f *forwarder) deliver(sig os.Signal) {
+	if f.stage {
+		awaitHandlers(f.proc.Pid)
+	}
+	_ = f.proc.Signal(sig)
+}
+
+// awaitHandlers waits, for a while at most, until stage process pid
+// catches the forwarded signals. Until then a SIGTERM or SIGINT would
+// kill it in the Go runtime's start-up and husk would report its own
+// supervisor killed: the signal that meant to stop the command ended the
+// container with a misleading error. A stage names itself husk-stageN
+// (Main) right after startForwarding; until then it is "exe".
+func awaitHandlers(pid int) {
+	comm := fmt.Sprintf("/proc/%d/comm", pid)
+	for range 2000 {
+		b, err := os.ReadFile(comm)
+		if err != nil || strings.HasPrefix(string(b), "husk-stage") {
+			return
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
 
 // stop ends forwarding and restores the default signal handling (for

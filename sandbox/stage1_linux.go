@@ -311,7 +311,7 @@ func (st *stage1State) runStage2(fw *forwarder) (int, error) {
 	cmd, specW := p.cmd, p.specW
 	defer specW.Close()
 
-	fw.target(cmd.Process, st.plan.TTYSignals)
+	fw.targetStage(cmd.Process, st.plan.TTYSignals)
 	defer watchParent(st.ppid, cmd.Process.Pid)()
 	if st.io.listen != nil {
 		// Before stage 2 can report the payload started: stage 0 learns
@@ -334,6 +334,13 @@ func (st *stage1State) runStage2(fw *forwarder) (int, error) {
 		// Stage 2 exits with the payload's status, 128+N for its death
 		// by signal N; dying of one itself, it killed nothing.
 		st.reaperKilled = sig
+		if fw.received(sig) {
+			// A ^C or kill that came while stage 2 was starting, before
+			// it could catch signals: the user's stop, not a failure.
+			st.log.Debug("stage 2 killed by a signal stage 1 got too", "signal", sig)
+			st.io.h.killed(sig)
+			return 128 + int(sig), nil
+		}
 		return setupFailed, reaperKilled(sig)
 	}
 	return status, nil
