@@ -118,7 +118,11 @@
 // SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 are forwarded to
 // the payload. When a terminal's foreground process group is husk's, the
 // terminal already delivers SIGINT, SIGQUIT and SIGHUP to the payload, and
-// these are not forwarded again (COMPAT 7.7).
+// these are not forwarded again (COMPAT 7.7); it also stops and resumes
+// the whole group (^Z, fg). Without one, SIGTSTP and SIGCONT are forwarded
+// too, and SIGTSTP stops husk after the payload, as Apptainer's master.
+// A signal that reaches a stage before it catches signals (a ^C in the
+// first milliseconds) ends the run as the payload's death by it.
 //
 // # Mounts (COMPAT 7.2)
 //

@@ -202,6 +202,7 @@ func runStage1(ctx context.Context, p *plan, files []*os.File, listen *os.File,
 	defer runtime.UnlockOSThread()
 
 	fw := startForwarding()
+	fw.setMaster()
 	defer fw.stop()
 	if err := becomeSubreaper(); err != nil {
 		log.Debug("processes outliving a killed stage 1 will not be killed", "error", err)

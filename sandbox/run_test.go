@@ -354,3 +354,74 @@ func TestSignalDuringStartup(t *testing.T) {
 	}
 	e.checkClean()
 }
+
+// TestStopContinue: without a terminal, SIGTSTP sent to husk stops the
+// command and husk itself (as Apptainer's master), and SIGCONT resumes
+// both; it used to stop husk alone while the command ran on.
+func TestStopContinue(t *testing.T) {
+	e := newEnv(t)
+	h := e.helper("run", e.spec("sh", "-c",
+		`echo ready; while :; do echo tick; sleep 0.02; done`))
+	stdout, err := h.cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr strings.Builder
+	h.cmd.Stderr = &stderr
+	h.start()
+	lines := make(chan string, 1000)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	if l := <-lines; l != "ready" {
+		t.Fatalf("first line %q; stderr:\n%s", l, stderr.String())
+	}
+	count := func(d time.Duration) int {
+		n := 0
+		for end := time.After(d); ; {
+			select {
+			case <-lines:
+				n++
+			case <-end:
+				return n
+			}
+		}
+	}
+	state := func() byte {
+		b, _ := os.ReadFile("/proc/" + strconv.Itoa(h.cmd.Process.Pid) + "/stat")
+		i := strings.LastIndexByte(string(b), ')')
+		if i < 0 || i+2 >= len(b) {
+			return '?'
+		}
+		return b[i+2]
+	}
+	must := func(sig syscall.Signal) {
+		if err := h.cmd.Process.Signal(sig); err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(syscall.SIGTSTP)
+	time.Sleep(200 * time.Millisecond)
+	count(50 * time.Millisecond) // what was under way
+	if n := count(300 * time.Millisecond); n > 0 {
+		t.Errorf("the command printed %d lines after SIGTSTP", n)
+	}
+	if s := state(); s != 'T' {
+		t.Errorf("husk's state after SIGTSTP: %c, want T (stopped)", s)
+	}
+	must(syscall.SIGCONT)
+	if n := count(300 * time.Millisecond); n == 0 {
+		t.Error("the command did not resume after SIGCONT")
+	}
+	must(syscall.SIGTERM)
+	for range lines {
+	}
+	if res := h.wait(&stderr); res.Err != "" || res.Status != -int(syscall.SIGTERM) {
+		t.Errorf("status %d, error %q, want %d", res.Status, res.Err, -syscall.SIGTERM)
+	}
+	e.checkClean()
+}

@@ -23,6 +23,13 @@ var forwardedSignals = []os.Signal{
 	syscall.SIGQUIT, syscall.SIGUSR1, syscall.SIGUSR2,
 }
 
+// jobSignals are forwarded as well when no terminal signals the payload
+// itself (a batch system's or another shell's kill): SIGTSTP stops the
+// command, and husk with it, as Apptainer's master; SIGCONT resumes it.
+// With a terminal they keep their default actions in every stage, and the
+// terminal stops and resumes the whole process group.
+var jobSignals = []os.Signal{syscall.SIGTSTP, syscall.SIGCONT}
+
 // ttyGenerated reports whether a terminal sends sig to its whole
 // foreground process group (^C, ^\, hangup).
 func ttyGenerated(sig os.Signal) bool {
@@ -58,9 +65,11 @@ type forwarder struct {
 	got  atomic.Uint64 // the signals received, as bits 1<<N
 
 	mu         sync.Mutex
+	master     bool // stage 0's: it stops itself after passing SIGTSTP on
 	proc       *os.Process
 	stage      bool // proc is a stage of husk, not the payload
 	ttySignals bool
+	jobs       bool // jobSignals are caught and forwarded
 	pending    []os.Signal
 }
 
@@ -88,6 +97,9 @@ func (f *forwarder) loop() {
 				// The terminal signalled the payload itself.
 			default:
 				f.deliver(sig)
+				if sig == syscall.SIGTSTP && f.master {
+					_ = syscall.Kill(os.Getpid(), syscall.SIGSTOP)
+				}
 			}
 			f.mu.Unlock()
 		case <-f.done:
@@ -109,12 +121,23 @@ func (f *forwarder) target(p *os.Process, ttySignals bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.proc, f.ttySignals = p, ttySignals
+	if !ttySignals && !f.jobs {
+		f.jobs = true
+		signal.Notify(f.ch, jobSignals...)
+	}
 	for _, sig := range f.pending {
 		if !(ttySignals && ttyGenerated(sig)) {
 			f.deliver(sig)
 		}
 	}
 	f.pending = nil
+}
+
+// setMaster makes f stage 0's forwarder.
+func (f *forwarder) setMaster() {
+	f.mu.Lock()
+	f.master = true
+	f.mu.Unlock()
 }
 
 // targetStage is target for a stage process.
