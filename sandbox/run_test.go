@@ -357,11 +357,14 @@ func TestSignalDuringStartup(t *testing.T) {
 
 // TestStopContinue: without a terminal, SIGTSTP sent to husk stops the
 // command and husk itself (as Apptainer's master), and SIGCONT resumes
-// both; it used to stop husk alone while the command ran on.
+// both; it used to stop husk alone while the command ran on. husk runs
+// in a session of its own, as a batch job does: its process group is
+// orphaned, where the kernel drops a SIGTSTP that would stop a process.
 func TestStopContinue(t *testing.T) {
 	e := newEnv(t)
 	h := e.helper("run", e.spec("sh", "-c",
 		`echo ready; while :; do echo tick; sleep 0.02; done`))
+	h.cmd.SysProcAttr.Setsid = true
 	stdout, err := h.cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -149,11 +150,37 @@ func (f *forwarder) targetStage(p *os.Process, ttySignals bool) {
 }
 
 // deliver sends sig to the target. Preconditions: f.mu held.
+//
+// A payload that leaves SIGTSTP to its default action gets SIGSTOP
+// instead: in an orphaned process group (a batch job's, a script run
+// with setsid) the kernel discards a SIGTSTP that would stop a process,
+// since no shell could resume it, but husk resumes it on SIGCONT.
 func (f *forwarder) deliver(sig os.Signal) {
 	if f.stage {
 		awaitHandlers(f.proc.Pid)
+	} else if sig == syscall.SIGTSTP && !handles(f.proc.Pid, syscall.SIGTSTP) {
+		sig = syscall.SIGSTOP
 	}
 	_ = f.proc.Signal(sig)
+}
+
+// handles reports whether process pid catches or ignores sig.
+func handles(pid int, sig syscall.Signal) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return false
+	}
+	for line := range strings.Lines(string(b)) {
+		k, v, ok := strings.Cut(line, ":")
+		if !ok || (k != "SigCgt" && k != "SigIgn") {
+			continue
+		}
+		mask, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+		if err == nil && mask&(1<<(sig-1)) != 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // awaitHandlers waits, for a while at most, until stage process pid
