@@ -37,9 +37,10 @@ const setupFailed = 255
 // Run runs spec in a new container and returns the payload's status: its
 // exit code, or -N when signal N killed it (a shell's $? would be 128+N,
 // which a payload may also exit with: the sign tells them apart, so that
-// husk dies of the signal only when the payload did, as Apptainer). files are the image files
-// opened (and locked) by the caller; they are passed to the Mounter in
-// stage 1, and the locks live as long as stage 1 holds them.
+// husk dies of the signal only when the payload did, as Apptainer).
+// files are the image files opened (and locked) by the caller; they are
+// passed to the Mounter in stage 1, and the locks live as long as stage 1
+// holds them.
 //
 // An error means the container could not be set up, the payload could
 // not be started, or the union could not be unmounted cleanly after it
