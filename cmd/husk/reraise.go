@@ -5,6 +5,9 @@ import (
 	"os/signal"
 	"syscall"
 	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
 )
 
 // reraised are the signals husk re-raises on itself when they killed the
@@ -29,9 +32,21 @@ func exit(code int) {
 	sig := syscall.Signal(-code)
 	if reraised[sig] {
 		signal.Reset(sig)
+		defaultAction(sig)
 		syscall.Kill(os.Getpid(), sig)
 		// The signal is delivered at once; this is only a fallback.
 		time.Sleep(100 * time.Millisecond)
 	}
 	os.Exit(128 + int(sig))
+}
+
+// defaultAction gives sig the kernel's default action. signal.Reset is
+// not enough: Go's runtime keeps its own handler, which exits for SIGHUP,
+// SIGINT and SIGTERM but ignores SIGUSR1, SIGUSR2, SIGPIPE and SIGALRM,
+// so husk exited 128+N for those instead of dying of them.
+func defaultAction(sig syscall.Signal) {
+	// struct sigaction, all zero: SIG_DFL, no flags, an empty mask.
+	var act [4]uint64
+	unix.RawSyscall6(unix.SYS_RT_SIGACTION, uintptr(sig), uintptr(unsafe.Pointer(&act)),
+		0, 8, 0, 0)
 }
