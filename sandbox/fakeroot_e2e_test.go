@@ -15,6 +15,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // End-to-end tests of the husk binary, as an unprivileged user on the
@@ -264,5 +265,56 @@ func TestE2EFakerootHelpersNotPrivileged(t *testing.T) {
 		"tools that change owners fail\n"
 	if stderr.String() != want {
 		t.Errorf("stderr\n%s\nwant\n%s", &stderr, want)
+	}
+}
+
+// TestE2EFakerootSignalDuringStartup: SIGTERM sent to husk --fakeroot at
+// moments spread over its start-up, to husk alone and to its process
+// group, ends the command as a death by that signal. Stage 1 re-executes
+// itself once newuidmap has mapped its ids: a signal passed on before
+// that was lost with the old image, and the command ran to its end; one
+// sent to the group killed newuidmap and husk failed with exit 255.
+func TestE2EFakerootSignalDuringStartup(t *testing.T) {
+	sif := e2eSIF(t)
+	dir := e2eDir(t, e2eUID)
+	husk := e2eHusk(t)
+	for _, group := range []bool{false, true} {
+		for i := range 12 {
+			d := time.Duration(i) * 3 * time.Millisecond
+			cmd := exec.Command(husk, "exec", "--fakeroot", sif, "sleep", "30")
+			cmd.Dir = dir
+			cmd.Env = []string{"PATH=/usr/bin:/bin:/usr/sbin:/sbin", "HOME=" + dir,
+				"TMPDIR=" + dir, "LANG=C"}
+			cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true,
+				Credential: &syscall.Credential{Uid: e2eUID, Gid: e2eUID}}
+			var stderr bytes.Buffer
+			cmd.Stderr = &stderr
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(d)
+			target := cmd.Process.Pid
+			if group {
+				target = -target
+			}
+			if err := syscall.Kill(target, syscall.SIGTERM); err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan error, 1)
+			go func() { done <- cmd.Wait() }()
+			select {
+			case <-done:
+			case <-time.After(10 * time.Second):
+				_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+				<-done
+				t.Fatalf("group %v, %v: SIGTERM lost, the command ran on; stderr:\n%s",
+					group, d, stderr.String())
+			}
+			ws := cmd.ProcessState.Sys().(syscall.WaitStatus)
+			if !(ws.Signaled() && ws.Signal() == syscall.SIGTERM) && ws.ExitStatus() != 143 {
+				t.Errorf("group %v, %v: %v, want death by SIGTERM; stderr:\n%s", group, d,
+					cmd.ProcessState, stderr.String())
+			}
+		}
 	}
 }

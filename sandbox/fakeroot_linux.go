@@ -147,7 +147,12 @@ func (h *idHelpers) write(pid int, m idMapping) error {
 		for _, r := range c.ranges {
 			args = append(args, strings.Fields(r.String())...)
 		}
-		out, err := exec.Command(c.bin, args...).CombinedOutput()
+		cmd := exec.Command(c.bin, args...)
+		// In a process group of its own: a ^C or a kill of husk's group
+		// while the container starts is for the command (stage 0 passes
+		// it on), and killed, the helper failed the start with a FATAL.
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		out, err := cmd.CombinedOutput()
 		if v, _ := readSysctl("kernel/apparmor_restrict_unprivileged_userns"); err != nil &&
 			v == "1" {
 			// Ubuntu 24.04: the namespace has no capabilities to map.

@@ -44,11 +44,6 @@ func Main(m Mounter, hooks ...StageHook) {
 	os.Unsetenv(stageEnv)
 	os.Unsetenv(specFDEnv)
 	os.Unsetenv(unshareEnv)
-	// The kernel names a process after the file it executed, and stages
-	// run /proc/self/exe: without this, ps and top list them as "exe".
-	// /proc/self/comm is the thread group leader's name, whichever thread
-	// writes it.
-	_ = os.WriteFile("/proc/self/comm", []byte("husk-stage"+stage), 0)
 	if stage == "1" {
 		// First: with --fakeroot's subordinate ids this re-executes.
 		if err := awaitIDMap(fds); err != nil {
@@ -56,6 +51,12 @@ func Main(m Mounter, hooks ...StageHook) {
 			os.Exit(setupFailed)
 		}
 	}
+	// The kernel names a process after the file it executed, and stages
+	// run /proc/self/exe: without this, ps and top list them as "exe".
+	// /proc/self/comm is the thread group leader's name, whichever thread
+	// writes it. The name also tells the parent stage that this one
+	// catches signals and will not re-execute (stageReady).
+	_ = os.WriteFile("/proc/self/comm", []byte("husk-stage"+stage), 0)
 
 	var done []func()
 	n, _ := strconv.Atoi(stage)

@@ -203,7 +203,7 @@ func runStage1(ctx context.Context, p *plan, files []*os.File, listen *os.File,
 	defer runtime.UnlockOSThread()
 
 	fw := startForwarding()
-	fw.setMaster()
+	fw.setMaster(!p.TTYSignals)
 	defer fw.stop()
 	if err := becomeSubreaper(); err != nil {
 		log.Debug("processes outliving a killed stage 1 will not be killed", "error", err)
@@ -229,6 +229,11 @@ func runStage1(ctx context.Context, p *plan, files []*os.File, listen *os.File,
 		if err != nil {
 			_ = cmd.Process.Kill()
 			_ = cmd.Wait()
+			if sig := killedBy(cmd.ProcessState); sig != syscall.SIGKILL && fw.received(sig) {
+				// Stage 1 died of the user's ^C or kill before it
+				// could catch it (the pipe write then failed).
+				return -int(sig), nil
+			}
 			return setupFailed, err
 		}
 	}

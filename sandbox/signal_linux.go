@@ -70,8 +70,10 @@ type forwarder struct {
 	proc       *os.Process
 	stage      bool // proc is a stage of husk, not the payload
 	ttySignals bool
-	jobs       bool // jobSignals are caught and forwarded
-	pending    []os.Signal
+	jobs       bool        // jobSignals are caught and forwarded
+	pending    []os.Signal // received before there was a target
+	held       []os.Signal // for a stage not ready for them yet, in order
+	flushing   bool        // a goroutine delivers held
 }
 
 // startForwarding catches the forwarded signals from now on. Call it
@@ -98,9 +100,6 @@ func (f *forwarder) loop() {
 				// The terminal signalled the payload itself.
 			default:
 				f.deliver(sig)
-				if sig == syscall.SIGTSTP && f.master {
-					_ = syscall.Kill(os.Getpid(), syscall.SIGSTOP)
-				}
 			}
 			f.mu.Unlock()
 		case <-f.done:
@@ -122,9 +121,8 @@ func (f *forwarder) target(p *os.Process, ttySignals bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.proc, f.ttySignals = p, ttySignals
-	if !ttySignals && !f.jobs {
-		f.jobs = true
-		signal.Notify(f.ch, jobSignals...)
+	if !ttySignals {
+		f.catchJobsLocked()
 	}
 	for _, sig := range f.pending {
 		if !(ttySignals && ttyGenerated(sig)) {
@@ -134,11 +132,24 @@ func (f *forwarder) target(p *os.Process, ttySignals bool) {
 	f.pending = nil
 }
 
-// setMaster makes f stage 0's forwarder.
-func (f *forwarder) setMaster() {
+// setMaster makes f stage 0's forwarder; jobs says no terminal signals
+// the payload, so SIGTSTP and SIGCONT are caught from now on (before,
+// the kernel drops a SIGTSTP to husk in an orphaned process group).
+func (f *forwarder) setMaster(jobs bool) {
 	f.mu.Lock()
 	f.master = true
+	if jobs {
+		f.catchJobsLocked()
+	}
 	f.mu.Unlock()
+}
+
+// catchJobsLocked catches jobSignals. Preconditions: f.mu held.
+func (f *forwarder) catchJobsLocked() {
+	if !f.jobs {
+		f.jobs = true
+		signal.Notify(f.ch, jobSignals...)
+	}
 }
 
 // targetStage is target for a stage process.
@@ -151,18 +162,75 @@ func (f *forwarder) targetStage(p *os.Process, ttySignals bool) {
 
 // deliver sends sig to the target. Preconditions: f.mu held.
 //
-// A payload that leaves SIGTSTP to its default action gets SIGSTOP
-// instead: in an orphaned process group (a batch job's, a script run
-// with setsid) the kernel discards a SIGTSTP that would stop a process,
-// since no shell could resume it, but husk resumes it on SIGCONT.
+// A stage gets a signal only once it is ready for it (stageReady); until
+// then signals are held and sent in order by a goroutine, so neither the
+// signal loop nor target waits. A payload that leaves SIGTSTP to its
+// default action gets SIGSTOP instead: in an orphaned process group (a
+// batch job's, a script run with setsid) the kernel discards a SIGTSTP
+// that would stop a process, since no shell could resume it, but husk
+// resumes it on SIGCONT.
 func (f *forwarder) deliver(sig os.Signal) {
-	if f.stage {
-		awaitHandlers(f.proc.Pid)
-	} else if sig == syscall.SIGTSTP && !handles(f.proc.Pid, syscall.SIGTSTP) {
-		sig = syscall.SIGSTOP
+	switch {
+	case !f.stage:
+		if sig == syscall.SIGTSTP && !handles(f.proc.Pid, syscall.SIGTSTP) {
+			sig = syscall.SIGSTOP
+		}
+		_ = f.proc.Signal(sig)
+		if sig != syscall.SIGTSTP && sig != syscall.SIGSTOP && sig != syscall.SIGCONT {
+			// A stopped payload would keep the signal pending, and a
+			// SIGTERM meant to end the container would end nothing
+			// (a shell's kill does the same for a stopped job).
+			_ = f.proc.Signal(syscall.SIGCONT)
+		}
+	case len(f.held) == 0 && stageReady(f.proc.Pid, sig):
+		f.sendStage(f.proc, sig)
+	default:
+		f.held = append(f.held, sig)
+		if !f.flushing {
+			f.flushing = true
+			go f.flush()
+		}
 	}
-	_ = f.proc.Signal(sig)
 }
+
+// flush delivers the held signals in order, each once the stage is
+// ready for it or, at the latest, after stageWait.
+func (f *forwarder) flush() {
+	for {
+		f.mu.Lock()
+		if len(f.held) == 0 {
+			f.flushing = false
+			f.mu.Unlock()
+			return
+		}
+		sig, p := f.held[0], f.proc
+		f.mu.Unlock()
+		for deadline := time.Now().Add(stageWait); time.Now().Before(deadline); {
+			if stageReady(p.Pid, sig) {
+				break
+			}
+			time.Sleep(time.Millisecond)
+		}
+		f.mu.Lock()
+		f.held = f.held[1:]
+		f.sendStage(p, sig)
+		f.mu.Unlock()
+	}
+}
+
+// sendStage sends sig to stage p. Stage 0 stops itself once it has passed
+// a SIGTSTP on, not before: stopped, it could pass on nothing, and the
+// command would run on while husk looked stopped.
+// Preconditions: f.mu held.
+func (f *forwarder) sendStage(p *os.Process, sig os.Signal) {
+	_ = p.Signal(sig)
+	if sig == syscall.SIGTSTP && f.master {
+		_ = syscall.Kill(os.Getpid(), syscall.SIGSTOP)
+	}
+}
+
+// stageWait bounds how long a signal waits for a stage to get ready.
+const stageWait = 2 * time.Second
 
 // handles reports whether process pid catches or ignores sig.
 func handles(pid int, sig syscall.Signal) bool {
@@ -183,21 +251,23 @@ func handles(pid int, sig syscall.Signal) bool {
 	return false
 }
 
-// awaitHandlers waits, for a while at most, until stage process pid
-// catches the forwarded signals. Until then a SIGTERM or SIGINT would
-// kill it in the Go runtime's start-up and husk would report its own
-// supervisor killed: the signal that meant to stop the command ended the
-// container with a misleading error. A stage names itself husk-stageN
-// (Main) right after startForwarding; until then it is "exe".
-func awaitHandlers(pid int) {
-	comm := fmt.Sprintf("/proc/%d/comm", pid)
-	for range 2000 {
-		b, err := os.ReadFile(comm)
-		if err != nil || strings.HasPrefix(string(b), "husk-stage") {
-			return
-		}
-		time.Sleep(time.Millisecond)
+// stageReady reports whether stage process pid can take sig. Before it
+// catches the forwarded signals a SIGTERM or SIGINT would kill it in the
+// Go runtime's start-up, and husk would report its own supervisor
+// killed; a stage 1 that re-executes itself for --fakeroot's id maps
+// would lose one it had caught. A stage names itself husk-stageN (Main)
+// once neither can happen; until then it is "exe". SIGTSTP must wait
+// until the stage catches it too (target), or in an orphaned process
+// group the kernel would drop it.
+func stageReady(pid int, sig os.Signal) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+	if err != nil {
+		return true // gone: nothing to wait for
 	}
+	if !strings.HasPrefix(string(b), "husk-stage") {
+		return false
+	}
+	return sig != syscall.SIGTSTP || handles(pid, syscall.SIGTSTP)
 }
 
 // stop ends forwarding and restores the default signal handling (for
