@@ -176,7 +176,8 @@ func (f *forwarder) deliver(sig os.Signal) {
 			sig = syscall.SIGSTOP
 		}
 		_ = f.proc.Signal(sig)
-		if sig != syscall.SIGTSTP && sig != syscall.SIGSTOP && sig != syscall.SIGCONT {
+		switch sig {
+		case syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGQUIT:
 			// A stopped payload would keep the signal pending, and a
 			// SIGTERM meant to end the container would end nothing
 			// (a shell's kill does the same for a stopped job).
