@@ -256,17 +256,26 @@ func (f *FS) retryNoSpace(op func() error) error {
 
 // allocInode allocates an inode near the parent directory. Directories
 // are spread to the group with the most free inodes (a simplified Orlov).
+// A group refused earlier (a damaged bitmap, see bitmapcheck.go) is passed
+// over, as ext4 passes over a group whose bitmap it found corrupt: the
+// writer that met the damage got the error, later ones use other groups
+// (every mkdir failed while the refused group had the most free inodes).
 // Preconditions: the op lock held shared.
 func (f *FS) allocInode(parent uint32, dir bool) (uint32, error) {
 	ng := f.sb.groupCount()
 	g0 := (parent - 1) / f.sb.InodesPerGroup
+	refused := func(g uint32) bool {
+		f.groups[g].mu.Lock()
+		defer f.groups[g].mu.Unlock()
+		return f.groups[g].bad != nil
+	}
 	if dir {
 		best, bestFree := g0, uint16(0)
 		for g := uint32(0); g < ng; g++ {
 			f.groups[g].mu.Lock()
-			fr := f.groups[g].desc.FreeInodesCount
+			fr, bad := f.groups[g].desc.FreeInodesCount, f.groups[g].bad != nil
 			f.groups[g].mu.Unlock()
-			if fr > bestFree {
+			if fr > bestFree && !bad {
 				best, bestFree = g, fr
 			}
 		}
@@ -274,6 +283,9 @@ func (f *FS) allocInode(parent uint32, dir bool) (uint32, error) {
 	}
 	for i := uint32(0); i < ng; i++ {
 		g := (g0 + i) % ng
+		if refused(g) {
+			continue
+		}
 		ino, err := f.allocInodeInGroup(g, dir)
 		if err == nil && ino != 0 {
 			err = f.checkFreeInode(g, ino, dir)

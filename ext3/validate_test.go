@@ -226,6 +226,17 @@ func TestLiveInodeMarkedFree(t *testing.T) {
 		!bytes.Equal(got, bytes.Repeat([]byte{1}, 20000)) {
 		t.Errorf("f1 after the refused create: %d bytes, %v", n, err)
 	}
+	// Later files and directories go to other groups.
+	for _, mk := range []func() (Attr, error){
+		func() (Attr, error) { return f.Create(up.Ino, "later", 0o644, 0, 0) },
+		func() (Attr, error) { return f.Mkdir(up.Ino, "laterdir", 0o755, 0, 0) },
+	} {
+		a, err := mk()
+		if err != nil || (a.Ino-1)/ipg == g {
+			t.Errorf("after the refused group: inode %d, %v; want one in another group",
+				a.Ino, err)
+		}
+	}
 	if err := f.Close(); err != nil {
 		t.Fatal(err)
 	}
