@@ -206,6 +206,7 @@ F=$APPTAINER_IMAGE
 		{"A=\"a\nb\"\nrm\n", 3, ""},
 		{"A=$((1+2))\n", 1, "arithmetic expansion is not supported"},
 		{"A=1\nB=x\x00y\n", 2, "a NUL byte"},
+		{"A=1\nB=\"open\n\nC=3\n", 2, "unterminated double quote"},
 	}
 	for _, b := range bad {
 		os.WriteFile(f, []byte(b.body), 0o644)

@@ -62,6 +62,8 @@ func (p *envParser) parse() ([]envVar, error) {
 		start := p.line
 		words, err := p.lineWords()
 		if err != nil {
+			// An unterminated quote runs to the end of the file.
+			p.line = start
 			return nil, err
 		}
 		if words == nil {
