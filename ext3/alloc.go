@@ -342,16 +342,10 @@ func (f *FS) checkFreeInode(g, ino uint32, dir bool) error {
 	}
 	grp.dirty = true
 	atomic.AddInt64(&f.freeInodes, 1)
-	err := corrupt("inode bitmap", grp.desc.InodeBitmap, ino,
-		"group %d: inode %d is marked free but is in use (%d links); "+
-			"husk will not allocate in this group: run e2fsck", g, ino, links)
-	if grp.bad == nil {
-		f.log.Error("ext3: damaged bitmap, allocation in the group refused", "group", g,
-			"err", err)
-		grp.bad = err
-	}
-	grp.checked = true
-	return fmt.Errorf("ext3: allocate inode: %w", grp.bad)
+	return fmt.Errorf("ext3: allocate inode: %w", f.refuseLocked(g, grp,
+		corrupt("inode bitmap", grp.desc.InodeBitmap, ino,
+			"group %d: inode %d is marked free but is in use (%d links); "+
+				"husk will not allocate in this group: run e2fsck", g, ino, links)))
 }
 
 func (f *FS) allocInodeInGroup(g uint32, dir bool) (uint32, error) {

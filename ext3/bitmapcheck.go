@@ -30,14 +30,12 @@ func (f *FS) checkGroupLocked(g uint32, grp *group) error {
 	}
 	if cerr, ok := err.(*CorruptError); ok {
 		cerr.Detail += "; husk will not allocate in this group: run e2fsck"
-		f.log.Error("ext3: damaged bitmap, allocation in the group refused", "group", g,
-			"err", err)
-		grp.bad = err
+		return f.refuseLocked(g, grp, err)
 	} else if err != nil {
 		return err // an I/O error: try again next time
 	}
 	grp.checked = true
-	return grp.bad
+	return nil
 }
 
 func (f *FS) checkBlockBitmap(g uint32, grp *group) error {
@@ -139,14 +137,21 @@ func blockRuns(sorted []uint32) [][2]uint32 {
 // marked free, and returns the error for the writer.
 // Preconditions: grp.mu held.
 func (f *FS) refuseBlock(g uint32, grp *group, nr uint32) error {
-	err := corrupt("block bitmap", grp.desc.BlockBitmap, 0,
-		"group %d: block %d belongs to the file system's metadata but is marked free; "+
-			"husk will not allocate in this group: run e2fsck", g, nr)
+	return fmt.Errorf("ext3: allocate block: %w", f.refuseLocked(g, grp,
+		corrupt("block bitmap", grp.desc.BlockBitmap, 0,
+			"group %d: block %d belongs to the file system's metadata but is marked free; "+
+				"husk will not allocate in this group: run e2fsck", g, nr)))
+}
+
+// refuseLocked refuses group g for the rest of the session, on the first
+// damage found (err, which it logs), and returns that first damage.
+// Preconditions: grp.mu held.
+func (f *FS) refuseLocked(g uint32, grp *group, err error) error {
 	if grp.bad == nil {
 		f.log.Error("ext3: damaged bitmap, allocation in the group refused", "group", g,
 			"err", err)
 		grp.bad = err
 	}
 	grp.checked = true
-	return fmt.Errorf("ext3: allocate block: %w", grp.bad)
+	return grp.bad
 }
