@@ -116,7 +116,7 @@ func (f *forwarder) received(sig syscall.Signal) bool {
 
 // target sets the process that receives the signals and delivers those
 // held so far. ttySignals is [plan.TTYSignals]. A stage of husk as the
-// target gets a signal only once it handles them (awaitHandlers).
+// target gets a signal only once it is ready for it (stageReady).
 func (f *forwarder) target(p *os.Process, ttySignals bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
