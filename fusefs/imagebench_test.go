@@ -206,7 +206,9 @@ func BenchmarkImageWalkParallel(b *testing.B) { benchWalk(b, 2) }
 func BenchmarkImageLookup(b *testing.B) {
 	sqfs, img := benchImages(b)
 	ib := mountImages(b, sqfs, img)
-	defer ib.stop()
+	// The loop mounts afresh: stop the last mount, not the first (a
+	// deferred ib.stop() left the last one mounted).
+	defer func() { ib.stop() }()
 	b.ReportAllocs()
 	b.ResetTimer()
 	var st unix.Stat_t
