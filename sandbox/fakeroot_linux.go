@@ -163,8 +163,8 @@ func (h *idHelpers) write(pid int, m idMapping) error {
 			if msg == "" {
 				msg = err.Error()
 			}
-			return fmt.Errorf("--fakeroot: %s %s failed: %s", c.bin,
-				strings.Join(args, " "), msg)
+			return &helperError{err: err, msg: fmt.Sprintf("--fakeroot: %s %s failed: %s",
+				c.bin, strings.Join(args, " "), msg)}
 		}
 	}
 	return nil
@@ -216,3 +216,13 @@ func awaitIDMap(fds string) error {
 		return nil
 	}
 }
+
+// helperError is a failed newuidmap or newgidmap: msg for the user, err
+// the exec error, which says whether a signal killed the helper.
+type helperError struct {
+	err error
+	msg string
+}
+
+func (e *helperError) Error() string { return e.msg }
+func (e *helperError) Unwrap() error { return e.err }

@@ -229,10 +229,15 @@ func runStage1(ctx context.Context, p *plan, files []*os.File, listen *os.File,
 		if err != nil {
 			_ = cmd.Process.Kill()
 			_ = cmd.Wait()
-			if sig := killedBy(cmd.ProcessState); sig != syscall.SIGKILL && fw.received(sig) {
-				// Stage 1 died of the user's ^C or kill before it
-				// could catch it (the pipe write then failed).
+			if sig := fw.userStop(cmd.ProcessState); sig != 0 {
+				// The pipe write failed because of it.
 				return -int(sig), nil
+			}
+			var ee *exec.ExitError
+			if errors.As(err, &ee) {
+				if sig := fw.userStop(ee.ProcessState); sig != 0 {
+					return -int(sig), nil
+				}
 			}
 			return setupFailed, err
 		}
@@ -266,11 +271,8 @@ func runStage1(ctx context.Context, p *plan, files []*os.File, listen *os.File,
 		return setupFailed, rep.fatal
 	case cmd.ProcessState == nil:
 		return setupFailed, fmt.Errorf("sandbox: wait for stage 1: %w", werr)
-	case killedBy(cmd.ProcessState) != 0 && fw.received(killedBy(cmd.ProcessState)):
-		// A ^C or kill that reached stage 1 in its start-up, before it
-		// could catch signals (the terminal signals every process of the
-		// group): the user stopped the container while it started.
-		return -int(killedBy(cmd.ProcessState)), nil
+	case fw.userStop(cmd.ProcessState) != 0:
+		return -int(fw.userStop(cmd.ProcessState)), nil
 	case killedBy(cmd.ProcessState) != 0:
 		// Stage 1 always exits with the payload's status (128+N for its
 		// death by signal N); dying of a signal itself means husk's own

@@ -108,10 +108,22 @@ func (f *forwarder) loop() {
 	}
 }
 
-// received reports whether this process has received sig since
-// startForwarding.
-func (f *forwarder) received(sig syscall.Signal) bool {
-	return sig > 0 && sig < 64 && f.got.Load()&(1<<sig) != 0
+// userStop is the signal that killed the next stage, ps, when this
+// process got it too, else 0. Such a stage died of the user's ^C or kill
+// (the terminal signals the whole process group) in its first
+// milliseconds, before it could catch signals: the user stopped the
+// container while it started, which is no failure of husk's.
+// The id-map helpers stage 0 runs can die of it too, in the moment
+// before they leave husk's process group.
+func (f *forwarder) userStop(ps *os.ProcessState) syscall.Signal {
+	if ps == nil {
+		return 0
+	}
+	sig := killedBy(ps)
+	if sig > 0 && sig < 64 && f.got.Load()&(1<<sig) != 0 {
+		return sig
+	}
+	return 0
 }
 
 // target sets the process that receives the signals and delivers those

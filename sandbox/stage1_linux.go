@@ -334,10 +334,15 @@ func (st *stage1State) runStage2(fw *forwarder) (int, error) {
 		// Stage 2 exits with the payload's status, 128+N for its death
 		// by signal N; dying of one itself, it killed nothing.
 		st.reaperKilled = sig
-		if fw.received(sig) {
-			// A ^C or kill that came while stage 2 was starting, before
-			// it could catch signals: the user's stop, not a failure.
-			st.log.Debug("stage 2 killed by a signal stage 1 got too", "signal", sig)
+		// Stage 2 dies of these only in its first milliseconds, before it
+		// catches them, and only the user sends them (to husk's group,
+		// or through stage 1, which waits a while for stage 2 to be
+		// ready): a stop, not a failure. Stage 1 may not have got the
+		// signal itself: one caught before its --fakeroot re-execution is
+		// gone from its forwarder.
+		if sig == syscall.SIGINT || sig == syscall.SIGTERM || sig == syscall.SIGHUP ||
+			sig == syscall.SIGQUIT || fw.userStop(cmd.ProcessState) != 0 {
+			st.log.Debug("stage 2 killed by the user's signal", "signal", sig)
 			st.io.h.killed(sig)
 			return 128 + int(sig), nil
 		}
