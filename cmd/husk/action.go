@@ -123,13 +123,13 @@ func prepareAction(g *globals, command string, f *ActionFlags, img, instance str
 	}
 	var argv, env []string
 	if rootHasShell(img) {
-		argv, env, err = actionProcess(g, command, f, absImage, spec.ContainerHome(),
+		argv, env, err = actionProcess(g, command, f, img, absImage, spec.ContainerHome(),
 			instance, args)
 	} else {
 		g.Log.Debug("no /bin/sh in the image: running the command directly")
 		var cenv containerEnv
-		if cenv, err = buildEnv(envInputFor(command, f, absImage, spec.ContainerHome(),
-			instance), g.Log); err == nil {
+		if cenv, err = buildEnv(envInputFor(command, f, img, absImage,
+			spec.ContainerHome(), instance), g.Log); err == nil {
 			argv, env, err = directProcess(command, args, cenv)
 		}
 	}
@@ -159,9 +159,9 @@ func payloadPrograms(command string, argv, args []string) []string {
 
 // actionProcess computes the container's argv and initial environment for
 // an action (COMPAT §7.4-7.5).
-func actionProcess(g *globals, command string, f *ActionFlags, absImage, home,
+func actionProcess(g *globals, command string, f *ActionFlags, imageArg, absImage, home,
 	instance string, args []string) (argv, env []string, err error) {
-	cenv, err := buildEnv(envInputFor(command, f, absImage, home, instance), g.Log)
+	cenv, err := buildEnv(envInputFor(command, f, imageArg, absImage, home, instance), g.Log)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -174,9 +174,10 @@ func actionProcess(g *globals, command string, f *ActionFlags, absImage, home,
 	return argv, env, nil
 }
 
-func envInputFor(command string, f *ActionFlags, absImage, home, instance string) envInput {
+func envInputFor(command string, f *ActionFlags, imageArg, absImage, home,
+	instance string) envInput {
 	return envInput{
-		Host:     os.Environ(),
+		Host:     launchEnv(os.Environ(), imageArg),
 		Cleanenv: f.Cleanenv,
 		NoEnv:    f.NoEnv,
 		NoEval:   f.NoEval,

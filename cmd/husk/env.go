@@ -12,6 +12,32 @@ import (
 // DefaultPath is the container PATH Apptainer sets (COMPAT §7.5).
 const DefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
+// userPathTail is what Apptainer appends to the host PATH for USER_PATH:
+// its own default path, in its own order, not DefaultPath's.
+const userPathTail = "/bin:/usr/bin:/sbin:/usr/sbin:/usr/local/bin:/usr/local/sbin"
+
+// launchEnv is the host environment as Apptainer's action commands leave
+// it before the container's is computed from it: they set USER_PATH (the
+// host PATH with the default path after it, for scripts that want the
+// host's PATH back) and IMAGE_ARG (the image argument as given), so both
+// reach the container as host variables do, and --cleanenv drops them.
+func launchEnv(host []string, imageArg string) []string {
+	out := make([]string, 0, len(host)+2)
+	for _, kv := range host {
+		k, _, _ := strings.Cut(kv, "=")
+		if k != "USER_PATH" && k != "IMAGE_ARG" {
+			out = append(out, kv)
+		}
+	}
+	var path string
+	for _, kv := range host {
+		if v, ok := strings.CutPrefix(kv, "PATH="); ok {
+			path = v
+		}
+	}
+	return append(out, "USER_PATH="+path+":"+userPathTail, "IMAGE_ARG="+imageArg)
+}
+
 // envPrefixes name the host variables that set container variables, lowest
 // precedence first: SINGULARITYENV_X < APPTAINERENV_X < HUSKENV_X.
 var envPrefixes = []string{"SINGULARITYENV_", "APPTAINERENV_", "HUSKENV_"}

@@ -91,6 +91,10 @@ func TestEnvPrecedence(t *testing.T) {
 		"APPTAINER_NAME": filepath.Base(img), "APPTAINER_CONTAINER": img,
 		"APPTAINER_ENVIRONMENT": "/.singularity.d/env/91-environment.sh",
 		"APPTAINER_BIND":        dir + ":/mnt", "SINGULARITY_BIND": dir + ":/mnt",
+		// Set on the host side as Apptainer's action commands do (harness PATH).
+		"USER_PATH": "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin:" +
+			"/bin:/usr/bin:/sbin:/usr/sbin:/usr/local/bin:/usr/local/sbin",
+		"IMAGE_ARG": img,
 	}
 	for k, v := range want {
 		if m[k] != v {
@@ -114,7 +118,8 @@ func TestEnvPrecedence(t *testing.T) {
 
 	// --cleanenv forwards only TERM and the proxies, and sets LANG=C.
 	m = containerEnviron(t, dir, append(host, "http_proxy=p"), "exec", "--cleanenv", img)
-	if _, ok := m["HOSTONLY"]; ok || m["LANG"] != "C" || m["TERM"] != "dumb" ||
+	_, userPath := m["USER_PATH"]
+	if _, ok := m["HOSTONLY"]; ok || userPath || m["LANG"] != "C" || m["TERM"] != "dumb" ||
 		m["http_proxy"] != "p" || m["ENVIMG"] != "env" {
 		t.Errorf("--cleanenv: %v", m)
 	}

@@ -315,7 +315,8 @@ func joinInstance(g *globals, command string, f *ActionFlags, name string,
 	if err != nil || !alive {
 		return fmt.Errorf("no instance found with name %s", name)
 	}
-	argv, env, err := actionProcess(g, command, f, rec.Image, rec.Husk.Home, name, args)
+	argv, env, err := actionProcess(g, command, f, instanceScheme+name, rec.Image,
+		rec.Husk.Home, name, args)
 	if err != nil {
 		return err
 	}
