@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"os/signal"
 	"os/user"
 	"path/filepath"
 	"regexp"
@@ -23,7 +24,9 @@ import (
 // Instances (COMPAT §8). `husk instance start` starts a detached copy of
 // husk (the daemon, titled "Husk instance: <user> [<name>]") that runs the
 // container with sandbox.RunInstance and writes the record once the
-// startscript runs; the foreground process waits for that on a pipe.
+// startscript runs; the foreground process waits for that on a socket and
+// acknowledges it, and an instance whose start was never acknowledged (the
+// foreground was killed or interrupted first) is stopped again.
 // Joins (`exec instance://NAME`) go through the socket in the record
 // directory to the instance's stage 1.
 
@@ -206,10 +209,14 @@ func (c *InstanceStartCmd) Run(g *globals) error {
 		return err
 	}
 	defer errf.Close()
-	pr, pw, err := os.Pipe()
+	// A socket, not a pipe: the daemon learns of the foreground's end
+	// from it as well (see daemon).
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
 	if err != nil {
-		return err
+		return fmt.Errorf("starting the instance: %w", err)
 	}
+	pr, pw := os.NewFile(uintptr(fds[0]), "instance-status"),
+		os.NewFile(uintptr(fds[1]), "instance-status")
 	defer pr.Close()
 
 	cmd := exec.Command("/proc/self/exe", os.Args[1:]...)
@@ -227,8 +234,13 @@ func (c *InstanceStartCmd) Run(g *globals) error {
 
 	line, _ := bufio.NewReader(pr).ReadString('\n')
 	if line == "ok\n" {
-		g.info("instance started successfully")
-		return nil
+		// The acknowledgement commits the start: from here on, a signal
+		// no longer takes it back, so none may end this process between.
+		signal.Ignore(syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT)
+		if _, err := pr.Write([]byte{'k'}); err == nil {
+			g.info("instance started successfully")
+			return nil
+		}
 	}
 	os.RemoveAll(ip.Dir)
 	if msg, ok := strings.CutPrefix(line, "err "); ok {
@@ -246,22 +258,39 @@ func (c *InstanceStartCmd) daemon(g *globals, ip instancePaths, fd string) error
 	}
 	status := os.NewFile(uintptr(n), "instance-status")
 	reported := false
-	report := func(msg string) {
-		if !reported {
-			reported = true
-			io.WriteString(status, msg)
+	// started tells the waiting `instance start` that the instance runs,
+	// and stops it again unless that acknowledges: a foreground killed or
+	// interrupted before it could tell the user leaves nothing running. It
+	// waits in the background, as it is called from the sandbox's relay of
+	// the container's messages.
+	started := func(stop func()) {
+		reported = true
+		if _, err := io.WriteString(status, "ok\n"); err != nil {
 			status.Close()
+			stop()
+			return
 		}
+		go func() {
+			defer status.Close()
+			var ack [1]byte
+			if n, _ := status.Read(ack[:]); n == 0 {
+				g.Log.Debug("instance start was not acknowledged: stopping it")
+				stop()
+			}
+		}()
 	}
-	err = c.serve(g, ip, func() { report("ok\n") })
-	if err != nil {
-		report("err " + strings.ReplaceAll(err.Error(), "\n", " ") + "\n")
+	err = c.serve(g, ip, started)
+	if err != nil && !reported {
+		io.WriteString(status, "err "+strings.ReplaceAll(err.Error(), "\n", " ")+"\n")
+		status.Close()
 	}
 	os.RemoveAll(ip.Dir)
 	return err
 }
 
-func (c *InstanceStartCmd) serve(g *globals, ip instancePaths, started func()) error {
+// serve runs the instance until it stops. started reports it running and
+// gets the function that stops it.
+func (c *InstanceStartCmd) serve(g *globals, ip instancePaths, started func(stop func())) error {
 	f := &c.ActionFlags
 	f.Pid = true // instances get a PID namespace (COMPAT §8)
 	action := c.action
@@ -285,16 +314,22 @@ func (c *InstanceStartCmd) serve(g *globals, ip instancePaths, started func()) e
 	code, err := sandbox.RunInstance(context.Background(), spec, plan.Files, lf, g.Log,
 		func(pid int) {
 			rec.Pid = pid
-			if werr = writeRecord(ip.Record, rec); werr != nil {
-				return
-			}
-			if c.PidFile != "" {
-				if werr = os.WriteFile(c.PidFile, fmt.Appendf(nil, "%d\n", pid),
-					0o644); werr != nil {
-					return
+			stop := func() {
+				// SIGTERM to stage 2 stops an instance (RunInstance).
+				syscall.Kill(pid, syscall.SIGTERM)
+				if c.PidFile != "" {
+					os.Remove(c.PidFile)
 				}
 			}
-			started()
+			werr = writeRecord(ip.Record, rec)
+			if werr == nil && c.PidFile != "" {
+				werr = os.WriteFile(c.PidFile, fmt.Appendf(nil, "%d\n", pid), 0o644)
+			}
+			if werr != nil {
+				stop()
+				return
+			}
+			started(stop)
 		})
 	lf.Close()
 	if err == nil && werr != nil {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -270,5 +271,107 @@ func TestSharens(t *testing.T) {
 	left, _ := filepath.Glob(filepath.Join(cfg, "instances", "app", "*", "*", "*"))
 	if len(left) > 0 {
 		t.Errorf("left in the instance records: %v", left)
+	}
+}
+
+// An `instance start` interrupted before it has told the user leaves no
+// instance behind (the daemon stops it again); one that has told the user
+// is not taken back by a late signal.
+func TestInstanceStartInterrupted(t *testing.T) {
+	setup(t)
+	img, dir := debianSIF(t), workDir(t)
+	cfg := "HUSK_CONFIGDIR=" + filepath.Join(dir, "cfg")
+	h := func(args ...string) result { return huskEnv(t, dir, []string{cfg}, args...) }
+	t.Cleanup(func() { h("instance", "stop", "--all") })
+	title := fmt.Sprintf("%s: %s [cut]", instanceTitle, testUser)
+	daemons := func() (n int) {
+		procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+		for _, p := range procs {
+			if b, err := os.ReadFile(p); err == nil && strings.HasPrefix(string(b), title) {
+				n++
+			}
+		}
+		return n
+	}
+	// A start takes tens of milliseconds: the delays step through it, to
+	// stop the foreground before it starts the daemon, while the daemon
+	// starts the container, around its report, and after it.
+	interrupted, completed := 0, 0
+	for delay := time.Duration(2); delay <= 90; delay += 4 {
+		cmd := userCmd(dir, "instance", "start", img, "cut")
+		cmd.Env = append(cmd.Env, cfg)
+		var errb bytes.Buffer
+		cmd.Stderr = &errb
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(delay * time.Millisecond)
+		cmd.Process.Signal(syscall.SIGINT)
+		err := cmd.Wait()
+		r := h("instance", "list")
+		switch {
+		case err == nil:
+			completed++
+			if !strings.Contains(errb.String(), "instance started successfully") ||
+				!strings.Contains(r.stdout, "cut") {
+				t.Errorf("start at %d ms completed: %s; list: %s", int(delay), errb.String(), r)
+			}
+			h("instance", "stop", "cut")
+			waitFor(t, func() bool { return daemons() == 0 }, "the instance to stop")
+		case cmd.ProcessState.Sys().(syscall.WaitStatus).Signaled():
+			interrupted++
+			waitFor(t, func() bool { return daemons() == 0 },
+				"the interrupted instance to stop")
+			if r := h("instance", "list"); strings.Contains(r.stdout, "cut") {
+				t.Errorf("start interrupted at %d ms left an instance: %s", int(delay), r)
+			}
+		default:
+			t.Errorf("start at %d ms: %v: %s", int(delay), err, errb.String())
+		}
+	}
+	if interrupted == 0 {
+		t.Errorf("no start was interrupted (%d completed)", completed)
+	}
+	t.Logf("%d starts interrupted, %d completed", interrupted, completed)
+
+	// The report reached the foreground's socket, but the foreground never
+	// read it: stopped once the daemon runs (polled closely: the container
+	// then takes tens of milliseconds to start), killed once the record is
+	// written (just before the report).
+	for try := 0; ; try++ {
+		cmd := userCmd(dir, "instance", "start", img, "cut")
+		cmd.Env = append(cmd.Env, cfg)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; daemons() == 0 && i < 10000; i++ {
+			time.Sleep(time.Millisecond)
+		}
+		cmd.Process.Signal(syscall.SIGSTOP)
+		waitFor(t, func() bool { return strings.Contains(h("instance", "list").stdout, "cut") },
+			"the record")
+		cmd.Process.Kill()
+		cmd.Wait()
+		if !cmd.ProcessState.Sys().(syscall.WaitStatus).Signaled() {
+			// It had read the report before it stopped: try again.
+			h("instance", "stop", "cut")
+			waitFor(t, func() bool { return daemons() == 0 }, "the instance to stop")
+			if try == 5 {
+				t.Fatal("could not stop the foreground before the report in 6 tries")
+			}
+			continue
+		}
+		for i := 0; daemons() > 0; i++ {
+			if i == 100 {
+				t.Fatalf("an unacknowledged start still runs 10 s after its foreground died")
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		break
+	}
+
+	// The name is free again.
+	if r := h("instance", "start", img, "cut"); r.code != 0 {
+		t.Fatalf("start after interrupted ones: %s", r)
 	}
 }
