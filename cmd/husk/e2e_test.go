@@ -12,6 +12,25 @@ import (
 	"github.com/sylabs/sif/v2/pkg/sif"
 )
 
+
+// A command that cannot be executed fails as in Apptainer: one FATAL line
+// and 255, not the launcher shell's message and 126 or 127.
+func TestExecFailures(t *testing.T) {
+	setup(t)
+	img, dir := debianSIF(t), workDir(t)
+	os.WriteFile(filepath.Join(dir, "script"), []byte("echo ran\n"), 0o644)
+	for cmd, want := range map[string]string{
+		"/etc/passwd": "exec /etc/passwd failed: permission denied",
+		"/etc":        "exec /etc failed: permission denied",
+		"./script":    "exec ./script failed: permission denied",
+		"no-such-cmd": `"no-such-cmd": executable file not found in $PATH`,
+	} {
+		fatalLine(t, husk(t, dir, "exec", img, cmd), want)
+	}
+	if r := ok(t, dir, "exec", img, "sh", "./script"); r.stdout != "ran\n" {
+		t.Errorf("sh ./script: %s", r)
+	}
+}
 // overlayImg creates an overlay with `husk overlay create` as the user.
 func overlayImg(t *testing.T, dir string, args ...string) string {
 	t.Helper()

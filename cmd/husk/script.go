@@ -44,10 +44,19 @@ var actionBodies = map[string]string{
 	// No /dev/null here or below: with --no-mount dev the image's own
 	// node is unusable (the union is nodev), and a failed redirect must
 	// not read as a missing executable.
+	// A path that cannot be executed fails as in Apptainer, not with the
+	// shell's message (which names the script and its line) and 126;
+	// dash's exec cannot be caught once it fails, so this checks first.
 	"exec": `if ! __husk_c=$(command -v "$1" 2>&1); then
 	echo "FATAL:   \"$1\": executable file not found in \$PATH" >&2
 	exit 255
 fi
+case $__husk_c in
+*/*) if [ -d "$__husk_c" ] || [ ! -x "$__husk_c" ]; then
+	echo "FATAL:   exec $__husk_c failed: permission denied" >&2
+	exit 255
+fi ;;
+esac
 exec "$@"
 `,
 	"run": `if [ -x /.singularity.d/runscript ]; then exec /.singularity.d/runscript "$@"; fi
