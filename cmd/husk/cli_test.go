@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/exec"
+	"os/user"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -215,6 +217,44 @@ F=$APPTAINER_IMAGE
 			!strings.Contains(err.Error(), want) {
 			t.Errorf("%q: error %v, want %q", b.body, err, want)
 		}
+	}
+}
+
+// Tilde expansion in assignments, checked against the host's shell with
+// the same HOME.
+func TestEnvFileTilde(t *testing.T) {
+	root, err := user.LookupId("0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := filepath.Join(t.TempDir(), "env")
+	body := `A=~
+B=~/bin:~/x:a~b:~` + root.Username + `/y
+C="~" D='~' E=\~ F=x~
+G=~nosuchuser1234/z H=~:~
+`
+	os.WriteFile(f, []byte(body), 0o644)
+	got, err := parseEnvFile(f, map[string]string{"HOME": "/h/me"}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sh := exec.Command("sh", "-c", body+`printf '%s\n' "$A" "$B" "$C" "$D" "$E" "$F" "$G" "$H"`)
+	sh.Env = []string{"HOME=/h/me", "PATH=/usr/bin:/bin"}
+	out, err := sh.Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := strings.Split(strings.TrimSuffix(string(out), "\n"), "\n")
+	if len(got) != len(want) {
+		t.Fatalf("got %v, the shell %q", got, want)
+	}
+	for i, v := range got {
+		if v.Value != want[i] {
+			t.Errorf("%s=%q, the shell says %q", v.Key, v.Value, want[i])
+		}
+	}
+	if got[0].Value != "/h/me" || got[1].Value != "/h/me/bin:/h/me/x:a~b:"+root.HomeDir+"/y" {
+		t.Errorf("A=%q B=%q", got[0].Value, got[1].Value)
 	}
 }
 

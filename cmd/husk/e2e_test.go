@@ -12,7 +12,6 @@ import (
 	"github.com/sylabs/sif/v2/pkg/sif"
 )
 
-
 // A command that cannot be executed fails as in Apptainer: one FATAL line
 // and 255, not the launcher shell's message and 126 or 127.
 func TestExecFailures(t *testing.T) {
@@ -31,6 +30,7 @@ func TestExecFailures(t *testing.T) {
 		t.Errorf("sh ./script: %s", r)
 	}
 }
+
 // overlayImg creates an overlay with `husk overlay create` as the user.
 func overlayImg(t *testing.T, dir string, args ...string) string {
 	t.Helper()

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"os/user"
 	"strings"
 )
 
@@ -20,7 +21,9 @@ var envFileIgnored = map[string]bool{"HOME": true, "PWD": true, "UID": true, "GI
 // files use: `KEY=VALUE` and `export KEY=VALUE` words, several per line,
 // '...' and "..." quoting, backslash escapes, comments, and $VAR, ${VAR},
 // ${VAR:-word} and ${VAR-word} expansion from the variables assigned so
-// far, then the host environment, then APPTAINER_IMAGE. Command
+// far, then the host environment, then APPTAINER_IMAGE, and the tilde
+// expansion of assignments (~ and ~user at the start of a value or after
+// a colon, as in PATH=~/bin:~/.local/bin). Command
 // substitution and other shell syntax are refused with an error instead
 // of being ignored.
 func parseEnvFile(path string, host map[string]string, image string) ([]envVar, error) {
@@ -126,8 +129,12 @@ func (p *envParser) lineWords() ([]string, error) {
 // word reads one word up to unquoted white space, expanding as it goes.
 func (p *envParser) word() (string, error) {
 	var b strings.Builder
+	// value: past the '=' of NAME=; tilde: an unquoted ~ here expands.
+	value, tilde := false, false
 	for p.pos < len(p.src) {
 		c := p.src[p.pos]
+		atTilde := tilde
+		tilde = false
 		switch c {
 		case ' ', '\t', '\n', '\r', ';':
 			return b.String(), nil
@@ -161,12 +168,56 @@ func (p *envParser) word() (string, error) {
 			}
 		case '`', '|', '&', '<', '>', '(', ')':
 			return "", fmt.Errorf("unsupported shell syntax %q (commands are not run)", c)
+		case '~':
+			if atTilde && p.tilde(&b) {
+				continue
+			}
+			b.WriteByte(c)
+			p.pos++
 		default:
 			b.WriteByte(c)
 			p.pos++
+			if c == '=' && !value && validName(b.String()[:b.Len()-1]) {
+				value, tilde = true, true
+			} else if c == ':' && value {
+				tilde = true
+			}
 		}
 	}
 	return b.String(), nil
+}
+
+// tilde expands the ~ or ~user at p.pos, ended by '/', ':' or the end of
+// the word, to the home directory: $HOME's value for ~, the password
+// database's for ~user. It reports false, consuming nothing, where the
+// shell would keep the text as it is (an unknown user, quotes in the
+// name, HOME unset).
+func (p *envParser) tilde(b *strings.Builder) bool {
+	end := p.pos + 1
+	for end < len(p.src) && strings.IndexByte("/: \t\r\n;", p.src[end]) < 0 {
+		end++
+	}
+	name := p.src[p.pos+1 : end]
+	var home string
+	if name == "" {
+		v, set := p.lookup("HOME")
+		if !set {
+			return false
+		}
+		home = v
+	} else {
+		if strings.ContainsAny(name, "'\"\\$`") {
+			return false
+		}
+		u, err := user.Lookup(name)
+		if err != nil {
+			return false
+		}
+		home = u.HomeDir
+	}
+	b.WriteString(home)
+	p.pos = end
+	return true
 }
 
 func (p *envParser) doubleQuoted(b *strings.Builder) error {
