@@ -147,6 +147,10 @@ func (n *node) Lookup(ctx context.Context, name string,
 		return nil, u.toErrno("lookup", err)
 	}
 	ino := u.inoOf(refs, a)
+	if a.Mode&syscall.S_IFMT == syscall.S_IFDIR && n.above(ino) {
+		return nil, u.toErrno("lookup", fmt.Errorf("directory entry %q links back to "+
+			"its own directory or one above it: the image or overlay is damaged", name))
+	}
 	if live := n.liveChild(name); live != nil {
 		if sameDir(live.getRefs(), refs, a) {
 			// Still the directory the kernel knows: keep its number (and
@@ -162,6 +166,22 @@ func (n *node) Lookup(ctx context.Context, name string,
 		}
 	}
 	return u.newChildIno(ctx, n, ino, refs, a, out), 0
+}
+
+// above reports whether the directory numbered ino is n or one of its
+// ancestors. A directory has one name, so only a damaged (or hostile)
+// image or overlay links one back up; served, it would make the node tree
+// a cycle, and every walk up it (go-fuse's paths, the readahead's) endless.
+// A tree deeper than a path can name (maxDepth) counts as such too.
+func (n *node) above(ino uint64) bool {
+	p := n.EmbeddedInode()
+	for depth := 0; p != nil; depth++ {
+		if p.StableAttr().Ino == ino || depth > maxDepth {
+			return true
+		}
+		_, p = p.Parent()
+	}
+	return false
 }
 
 // sameDir reports whether refs, a directory with attributes a, shares a

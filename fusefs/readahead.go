@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -187,8 +188,8 @@ func ReadAhead(f *os.File, off, length int64) error {
 // by the path the kernel last gave it, and returns it and its size; an
 // error if that path names another file now.
 func (n *node) openByPath(root int) (*os.File, int64, error) {
-	p := n.Path(nil)
-	if p == "" {
+	p, ok := n.mountPath()
+	if !ok {
 		return nil, 0, unix.ENOENT
 	}
 	f, st, err := OpenInMount(root, p)
@@ -200,6 +201,26 @@ func (n *node) openByPath(root int) (*os.File, int64, error) {
 		return nil, 0, unix.ESTALE
 	}
 	return f, st.Size, nil
+}
+
+// mountPath is the path of n in the mount by the names the kernel last
+// gave, or false when it has none: forgotten, or deeper than a path can
+// be (go-fuse's Inode.Path would walk a cycle for ever; Lookup keeps the
+// tree free of them).
+func (n *node) mountPath() (string, bool) {
+	var names []string
+	size := 0
+	for name, p := n.Parent(); p != nil; name, p = p.Parent() {
+		if size += len(name) + 1; size > unix.PathMax {
+			return "", false
+		}
+		names = append(names, name)
+	}
+	if len(names) == 0 {
+		return "", false
+	}
+	slices.Reverse(names)
+	return strings.Join(names, "/"), true
 }
 
 // OpenInMount opens regular file p (absolute or not) for reading in the
