@@ -316,6 +316,7 @@ func (f *FS) openJournal() (bool, error) {
 	if err != nil {
 		return false, err
 	}
+	j.alsoOwn(ind, phys[len(j.phys):])
 	f.jnl = j
 	f.jnlRuns = blockRuns(j.own)
 	if !f.ro {

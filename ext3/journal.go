@@ -156,6 +156,16 @@ func loadJournal(dev Device, blockSize int, phys []uint32) (*journal, error) {
 	return j, nil
 }
 
+// alsoOwn adds fs blocks of the journal inode that hold no log: its
+// indirect blocks, and any it maps past s_maxlen. A transaction that
+// logs one of them would have its replay rewrite the journal's own map
+// (a trial's crafted journal left an image e2fsck could not check), and
+// the allocator must not hand them out either.
+func (j *journal) alsoOwn(blocks ...[]uint32) {
+	j.own = slices.Concat(append([][]uint32{j.own}, blocks...)...)
+	slices.Sort(j.own)
+}
+
 // readSuper reads journal block 0 and validates it
 // (load_superblock/journal_get_superblock in the kernel).
 func (j *journal) readSuper() error {

@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -408,6 +410,10 @@ func TestReplayValidatedFirst(t *testing.T) {
 		{"target inside the journal", func(t *testing.T, img string) {
 			patch(t, img, int64(jp[1])*bs+12, binary.BigEndian.AppendUint32(nil, jp[5]))
 		}, ErrJournalCorrupt},
+		{"target the journal's own indirect block", func(t *testing.T, img string) {
+			patch(t, img, int64(jp[1])*bs+12,
+				binary.BigEndian.AppendUint32(nil, journalIndBlock(t, img)))
+		}, ErrJournalCorrupt},
 		{"bad group descriptor", func(t *testing.T, img string) {
 			// Group 0's block bitmap pointer (GDT in block 2).
 			patch(t, img, 2*bs, binary.LittleEndian.AppendUint32(nil, 1<<30))
@@ -442,6 +448,19 @@ func TestReplayValidatedFirst(t *testing.T) {
 	if got := readRange(t, img, int64(home)*bs, bs); got[0] != 0x5a {
 		t.Error("journal not replayed")
 	}
+}
+
+// journalIndBlock returns the journal inode's first indirect block, as
+// debugfs's stat of inode 8 lists it ("(IND):798").
+func journalIndBlock(t *testing.T, img string) uint32 {
+	t.Helper()
+	out, err := runOut("debugfs", "-R", "stat <8>", img)
+	m := regexp.MustCompile(`\(IND\):(\d+)`).FindSubmatch(out)
+	if err != nil || m == nil {
+		t.Fatalf("debugfs stat <8>: %v\n%s", err, out)
+	}
+	n, _ := strconv.Atoi(string(m[1]))
+	return uint32(n)
 }
 
 func patch(t *testing.T, img string, off int64, b []byte) {
