@@ -73,17 +73,33 @@ func (f *FS) Lookup(dir uint32, name string) (Attr, error) {
 	if err != nil {
 		return Attr{}, err
 	}
+	defer f.iput(d)
 	d.mu.RLock()
 	ino, _, err := f.dirLookup(d, name)
 	d.mu.RUnlock()
-	f.iput(d)
 	if err != nil {
 		return Attr{}, err
 	}
 	if !f.validIno(ino) {
 		return Attr{}, corrupt("directory entry", 0, dir, "%q points at inode %d", name, ino)
 	}
-	return f.Getattr(ino)
+	a, err := f.Getattr(ino)
+	if err == syscall.ENOENT && f.stillNames(d, name, ino) {
+		// Not unlinked since: the entry names a free inode. ENOENT
+		// would hide it (a listing ends there, as if the directory
+		// went away), where ext4 reports the damage.
+		return Attr{}, corrupt("directory entry", 0, dir, "%q points at free inode %d",
+			name, ino)
+	}
+	return a, err
+}
+
+// stillNames reports whether name in directory d is still inode ino.
+func (f *FS) stillNames(d *inode, name string, ino uint32) bool {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	got, _, err := f.dirLookup(d, name)
+	return err == nil && got == ino
 }
 
 // ReadDir lists directory dir without "." and "..".

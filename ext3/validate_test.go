@@ -474,3 +474,30 @@ func patch(t *testing.T, img string, off int64, b []byte) {
 		t.Fatal(err)
 	}
 }
+
+// A directory entry that names a free inode is damage (ext4: "deleted
+// inode referenced"), not a missing name: ENOENT would end a listing
+// there as if the directory had gone, and rm -rf or cp -r would quietly
+// miss the rest.
+func TestEntryToFreeInode(t *testing.T) {
+	img := mkext3(t, 8<<20)
+	debugfsW(t, img, "mkdir /d")
+	debugfsW(t, img, "write /dev/null /d/f")
+	debugfsW(t, img, "ln <1500> /d/ghost") // inode 1500 is free
+	f := openImage(t, img, true)
+	defer f.Close()
+	d, err := f.Lookup(RootIno, "d")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = f.Lookup(d.Ino, "ghost")
+	if !errors.Is(err, syscall.EIO) || !strings.Contains(err.Error(), "free inode 1500") {
+		t.Errorf("lookup of an entry naming a free inode: %v, want EIO naming it", err)
+	}
+	if _, err := f.Lookup(d.Ino, "f"); err != nil {
+		t.Errorf("lookup f: %v", err)
+	}
+	if _, err := f.Lookup(d.Ino, "nope"); err != syscall.ENOENT {
+		t.Errorf("lookup of a missing name: %v, want ENOENT", err)
+	}
+}

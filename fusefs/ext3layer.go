@@ -109,8 +109,17 @@ func (e *Ext3Layer) ReadDir(dir Node) ([]Dirent, error) {
 			continue
 		}
 		mode := d.Type
-		if mode == 0 { // no file type feature: ask the inode
+		if mode == 0 { // no file type in the entry: ask the inode
 			a, err := e.fs.Getattr(d.Ino)
+			if err == syscall.ENOENT {
+				// Unlinked since it was listed, or an entry naming a free
+				// inode: Lookup tells which (ENOENT, or the damage), where
+				// ENOENT here would end the listing as if the directory
+				// had gone.
+				if a, err = e.fs.Lookup(uint32(dir), d.Name); err == syscall.ENOENT {
+					continue
+				}
+			}
 			if err != nil {
 				return nil, e.err(err)
 			}

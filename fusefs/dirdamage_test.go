@@ -77,3 +77,34 @@ func TestDirectoryLoop(t *testing.T) {
 		t.Fatalf("unmount: %v", err)
 	}
 }
+
+// A directory listing that meets an entry naming a free inode, with no
+// file type to go by (debugfs's ln writes none), fails with EIO: it
+// failed with ENOENT, which ls and rm -rf take for a directory removed
+// while read, so the directory looked empty and was silently skipped.
+func TestListingEntryToFreeInode(t *testing.T) {
+	dir := t.TempDir()
+	ov := filepath.Join(dir, "ov")
+	must(t, os.MkdirAll(filepath.Join(ov, "upper", "d"), 0o755))
+	must(t, os.MkdirAll(filepath.Join(ov, "work"), 0o755))
+	must(t, os.WriteFile(filepath.Join(ov, "upper", "d", "f"), []byte("x"), 0o644))
+	img := filepath.Join(dir, "ov.img")
+	tool(t, "mkfs.ext3", "-q", "-F", "-d", ov, img, "32M")
+	tool(t, "debugfs", "-w", "-R", "ln <7000> /upper/d/ghost", img) // 7000 is free
+
+	f, err := os.Open(img)
+	must(t, err)
+	defer f.Close()
+	fi, _ := f.Stat()
+	efs, err := ext3.Open(ext3.NewSection(f, 0, fi.Size()), fi.Size(),
+		ext3.Options{ReadOnly: true})
+	must(t, err)
+	defer efs.Close()
+	l, _, err := NewExt3Layer(efs, false)
+	must(t, err)
+	d, _, err := l.Lookup(l.Root(), "d")
+	must(t, err)
+	if _, err := l.ReadDir(d); !errors.Is(err, syscall.EIO) {
+		t.Errorf("ReadDir: %v, want EIO", err)
+	}
+}
