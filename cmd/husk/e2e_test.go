@@ -342,6 +342,18 @@ func TestBadInputsFailWithOneFatalLine(t *testing.T) {
 	corrupt = append(corrupt, data[1<<20:]...)
 	a, b := overlayImg(t, dir), filepath.Join(dir, "b.img")
 	ok(t, dir, "overlay", "create", b)
+	// An overlay whose superblock names a first inode past its inodes.
+	sb := filepath.Join(dir, "sb.img")
+	ok(t, dir, "overlay", "create", "--size", "64", sb)
+	f, err := os.OpenFile(sb, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = f.WriteAt([]byte{0x0b, 0xca, 0, 0}, 1024+0x54) // s_first_ino
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	cases := []struct {
 		name string
@@ -362,6 +374,8 @@ func TestBadInputsFailWithOneFatalLine(t *testing.T) {
 			[]string{"--no-such-flag"}},
 		{"missing command", []string{"exec", img, "no-such-command"},
 			[]string{"no-such-command"}},
+		{"corrupt overlay", []string{"exec", "-o", sb, img, "true"},
+			[]string{sb, "corrupt superblock", "e2fsck -f " + sb}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -304,7 +304,7 @@ func (b *builder) ext3(l image.Layer, ro bool) (*ext3.FS, error) {
 			// writers, none gets the blocks reserved for root.
 			NoReserve: true})
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", describe(l), err)
+		return nil, fmt.Errorf("%s: %w%s", describe(l), err, fsckHint(l, err))
 	}
 	b.m.closers = append(b.m.closers, fs)
 	return fs, nil
@@ -348,6 +348,20 @@ func (b *builder) tmpfsUpper(target string, size int64) (fusefs.Writable, fusefs
 	}
 	b.m.tmpfs = dir
 	return b.dirUpper(dir)
+}
+
+// fsckHint says how to repair an overlay found damaged at open: e2fsck
+// on a standalone image, which husk will not write to while it is
+// damaged; an overlay inside a SIF has to be taken out first.
+func fsckHint(l image.Layer, err error) string {
+	var ce *ext3.CorruptError
+	if !errors.As(err, &ce) && !errors.Is(err, ext3.ErrJournalCorrupt) {
+		return ""
+	}
+	if l.Section.ID != 0 {
+		return " (repair it with e2fsck -f once taken out of the SIF)"
+	}
+	return fmt.Sprintf(" (back it up, then repair it with e2fsck -f %s)", l.Path)
 }
 
 func describe(l image.Layer) string {
