@@ -245,6 +245,11 @@ func (s *Spec) validate() error {
 				"below /", d)
 		}
 	}
+	// HOST_NAME_MAX; the kernel's EINVAL would come from stage 2, unnamed.
+	if len(s.Hostname) > 64 {
+		return fmt.Errorf("sandbox: --hostname %.20q...: longer than 64 bytes",
+			s.Hostname)
+	}
 	if s.Workdir != "" && !filepath.IsAbs(s.Workdir) {
 		return fmt.Errorf("sandbox: work directory %q is not absolute", s.Workdir)
 	}

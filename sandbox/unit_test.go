@@ -169,6 +169,7 @@ func TestSpecValidate(t *testing.T) {
 		{Args: []string{"x"}, Cwd: "rel", HomeDir: "/h"},
 		{Args: []string{"x"}, HomeDir: "/h", Binds: []Bind{{Src: "/a", Dst: "b"}}},
 		{Args: []string{"x"}, HomeDir: "/h", Home: "/a:rel"},
+		{Args: []string{"x"}, HomeDir: "/h", Hostname: strings.Repeat("h", 65)},
 		{Args: []string{"x"}, HomeDir: "/h", Seccomp: &SeccompProfile{File: "p.json",
 			DefaultAction: "SCMP_ACT_ALLOW", Syscalls: []SeccompRule{{Names: []string{"mkdir"},
 				Action: "SCMP_ACT_ERRNO", Includes: &SeccompFilter{Caps: []string{"CAP_NOPE"}}}}}},
@@ -177,8 +178,8 @@ func TestSpecValidate(t *testing.T) {
 			t.Errorf("%+v: no error", s)
 		}
 	}
-	ok := Spec{Args: []string{"x"}, HomeDir: "/h", Seccomp: &SeccompProfile{File: "p.json",
-		DefaultAction: "SCMP_ACT_ALLOW"}}
+	ok := Spec{Args: []string{"x"}, HomeDir: "/h", Hostname: strings.Repeat("h", 64),
+		Seccomp: &SeccompProfile{File: "p.json", DefaultAction: "SCMP_ACT_ALLOW"}}
 	if err := ok.validate(); err != nil {
 		t.Errorf("valid profile: %v", err)
 	}
