@@ -481,9 +481,13 @@ func (f *FS) Fsync(ino uint32, datasync bool) error {
 	return f.commit()
 }
 
-// Open notes that ino is open, so an unlink keeps it until Release.
+// Open notes that ino is open, so an unlink keeps it until Release. An
+// inode already freed is ENOENT: an open the kernel resolved to a file
+// just before a rename replaced it may arrive after its last close freed
+// it, and counting that open would keep a free inode "open" (its number
+// could then be handed out under it).
 func (f *FS) Open(ino uint32) error {
-	in, err := f.iget(ino)
+	in, err := f.igetLive(ino)
 	if err != nil {
 		return err
 	}

@@ -75,6 +75,13 @@ func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 			return nil, 0, u.toErrno("open copy-up", err)
 		}
 	}
+	if n.stale() {
+		// Resolved by the kernel before a rename or unlink freed its
+		// file, whose number the upper has handed to a new one since:
+		// opening it would open that one (a reader could see a file
+		// still being written in place of the one renamed over).
+		return nil, 0, syscall.ENOENT
+	}
 	ref := n.top()
 	h, err := u.openLayer(n, ref)
 	if err != nil {

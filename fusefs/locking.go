@@ -145,6 +145,12 @@ func (u *Union) copiedIno(ino uint64) (uint64, bool) {
 	return c, ok
 }
 
+// stale reports whether n's upper inode was freed and its number given
+// to another file since n was made (newUpperInode).
+func (n *node) stale() bool {
+	return n.StableAttr().Gen != n.u.genOf(n.ino)
+}
+
 // genOf returns the generation of stable inode number ino.
 func (u *Union) genOf(ino uint64) uint64 {
 	u.stMu.Lock()
