@@ -147,6 +147,9 @@ func (u *Union) copiedIno(ino uint64) (uint64, bool) {
 
 // stale reports whether n's upper inode was freed and its number given
 // to another file since n was made (newUpperInode).
+//
+// TODO: only Open asks; a handle-less SETATTR or GETATTR of a stale node
+// (a chmod racing a rename over its file) still reaches the new file.
 func (n *node) stale() bool {
 	return n.StableAttr().Gen != n.u.genOf(n.ino)
 }
