@@ -169,6 +169,10 @@ func (u *Union) copyInode(n, parent *node, name string, src layerRef, a Attr,
 		u.removeTemp(u.opts.WorkDir, tmpName, a.Mode)
 		return 0, err
 	}
+	// The rename into place set the change time again (makeCopy).
+	// Failing that, the copy is still whole and in place: only its
+	// change time is the copy's.
+	u.upper.Setattr(up, SetAttr{SetCtime: true, Ctime: a.Ctime})
 	return up, u.register(n, parent, name, up)
 }
 
@@ -220,8 +224,13 @@ func (u *Union) makeCopy(src layerRef, a Attr, dir Node, name string, limit int6
 	}
 	if err = u.copyXattrs(layer, src.n, up); err == nil {
 		// The owner was set at creation: a chown now would drop
-		// security.capability and set-id bits again.
-		sa := SetAttr{SetAtime: true, Atime: a.Atime, SetMtime: true, Mtime: a.Mtime}
+		// security.capability and set-id bits again. The copy keeps the
+		// change time too: copying is no change to the file, and the
+		// kernel may still hold the original's attributes (a tar that
+		// read a directory before it was renamed, so copied, would say
+		// each file "changed as we read it" when the fresh ones come).
+		sa := SetAttr{SetAtime: true, Atime: a.Atime, SetMtime: true, Mtime: a.Mtime,
+			SetCtime: true, Ctime: a.Ctime}
 		if a.Mode&syscall.S_IFMT != syscall.S_IFLNK {
 			sa.SetMode, sa.Mode = true, a.Mode&07777
 		}
@@ -323,6 +332,10 @@ func (u *Union) removeTemp(dir Node, name string, mode uint32) {
 //
 // Preconditions: no directory locked.
 func (u *Union) copyTree(n, parent *node, name string) error {
+	was, err := n.attr()
+	if err != nil {
+		return err
+	}
 	if err := u.copyUpIn(n, parent, name, -1); err != nil {
 		return err
 	}
@@ -364,7 +377,11 @@ func (u *Union) copyTree(n, parent *node, name string) error {
 		return err
 	}
 	n.setRefs(n.getRefs()[:1])
-	return nil
+	// Filling the copy and marking it changed its times; the directory
+	// itself did not change (see makeCopy).
+	_, err = u.upper.Setattr(n.top().n, SetAttr{SetAtime: true, Atime: was.Atime,
+		SetMtime: true, Mtime: was.Mtime, SetCtime: true, Ctime: was.Ctime})
+	return err
 }
 
 // liveChild returns the union node that the kernel knows as name in n.
