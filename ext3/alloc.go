@@ -261,6 +261,13 @@ func (f *FS) retryNoSpace(op func() error) error {
 // writer that met the damage got the error, later ones use other groups
 // (every mkdir failed while the refused group had the most free inodes).
 // Preconditions: the op lock held shared.
+// OnNewInode has fn called with each inode number the file system hands
+// out, before the inode holds anything: a server that names inodes by
+// number (a FUSE server) learns of a reuse before the new file can be
+// opened, where a request resolved to the old one may still be on its
+// way.
+func (f *FS) OnNewInode(fn func(ino uint32)) { f.onNewInode.Store(&fn) }
+
 func (f *FS) allocInode(parent uint32, dir bool) (uint32, error) {
 	ng := f.sb.groupCount()
 	g0 := (parent - 1) / f.sb.InodesPerGroup
@@ -289,6 +296,11 @@ func (f *FS) allocInode(parent uint32, dir bool) (uint32, error) {
 		ino, err := f.allocInodeInGroup(g, dir)
 		if err == nil && ino != 0 {
 			err = f.checkFreeInode(g, ino, dir)
+		}
+		if err == nil && ino != 0 {
+			if fn := f.onNewInode.Load(); fn != nil {
+				(*fn)(ino)
+			}
 		}
 		if err != nil || ino != 0 {
 			return ino, err

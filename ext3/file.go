@@ -492,6 +492,12 @@ func (f *FS) Open(ino uint32) error {
 		return err
 	}
 	f.imu.Lock()
+	if in.dying {
+		// Its last Release is freeing it (orphan) right now.
+		f.imu.Unlock()
+		f.iput(in)
+		return syscall.ENOENT
+	}
 	in.opens++
 	in.refs--
 	f.imu.Unlock()
@@ -523,6 +529,7 @@ func (f *FS) Release(ino uint32) error {
 		f.imu.Unlock()
 		return nil
 	}
+	in.dying = true // no Open counts from here on (Open)
 	f.imu.Unlock()
 	return f.deleteInode(in)
 }

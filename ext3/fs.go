@@ -128,6 +128,8 @@ type FS struct {
 	fresh     bool // opened by Mkfs
 	// jnlBlocks is the size of the journal in blocks (0 without one).
 	jnlBlocks uint32
+	// onNewInode is OnNewInode's function, or nil.
+	onNewInode atomic.Pointer[func(uint32)]
 	// jnlRuns are the journal's fs blocks as sorted [first, end) runs,
 	// which the allocator must never hand out.
 	jnlRuns [][2]uint32

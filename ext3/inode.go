@@ -84,6 +84,10 @@ type inode struct {
 	// orphan is set when nlink reached 0 while the inode was open; it is
 	// freed on the last Release.
 	orphan bool
+	// dying is set once the inode is being freed: Open refuses it from
+	// then on, where counting an open would leave a handle on a number
+	// about to be handed out again.
+	dying bool
 
 	// dir is the in-memory name index of a big directory (guarded by mu).
 	dir   *dirIndex

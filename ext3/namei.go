@@ -496,6 +496,8 @@ func (f *FS) dropLink(in *inode, t Timespec) error {
 	open := in.opens > 0
 	if open {
 		in.orphan = true
+	} else {
+		in.dying = true // see Release
 	}
 	f.imu.Unlock()
 	if open {

@@ -113,9 +113,28 @@ func (d *DirLayer) ReadAt(n Node, p []byte, off int64) (int, error) {
 	return got, err
 }
 
+// shared returns n's descriptor from Open, with a reference the caller
+// drops with releaseFd, or nil when n is not open.
+func (d *DirLayer) shared(n Node) *sharedFd {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	s := d.fds[n]
+	if s != nil {
+		s.refs++
+	}
+	return s
+}
+
 // Setattr implements Writable. The change time cannot be set on a host
 // file system; SetCtime is ignored (the host sets ctime itself).
 func (d *DirLayer) Setattr(n Node, in SetAttr) (Attr, error) {
+	if s := d.shared(n); s != nil {
+		// Open: through the descriptor, which an unlinked file (or one
+		// renamed over) still has, where its name is gone (fchmod or
+		// ftruncate of an open temporary file).
+		defer d.releaseFd(n, s)
+		return d.setattrFd(int(s.f.Fd()), in)
+	}
 	fd, name, err := d.parentOf(n)
 	if err != nil {
 		return Attr{}, err
@@ -161,6 +180,55 @@ func (d *DirLayer) Setattr(n Node, in SetAttr) (Attr, error) {
 		}
 	}
 	return d.statAt(fd, name)
+}
+
+// setattrFd is Setattr of the file open as fd.
+func (d *DirLayer) setattrFd(fd int, in SetAttr) (Attr, error) {
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return Attr{}, &os.PathError{Op: "fstat", Path: "open file", Err: err}
+	}
+	a := d.attr(&st)
+	if in.SetUid || in.SetGid {
+		uid, gid := a.Uid, a.Gid
+		if in.SetUid {
+			uid = in.Uid
+		}
+		if in.SetGid {
+			gid = in.Gid
+		}
+		if err := d.chown(fd, "", uid, gid); err != nil {
+			return Attr{}, err
+		}
+	}
+	if in.SetMode {
+		if err := unix.Fchmod(fd, in.Mode&07777); err != nil {
+			return Attr{}, &os.PathError{Op: "fchmod", Path: "open file", Err: err}
+		}
+	}
+	if in.SetSize {
+		if err := unix.Ftruncate(fd, int64(in.Size)); err != nil {
+			return Attr{}, &os.PathError{Op: "ftruncate", Path: "open file", Err: err}
+		}
+	}
+	if in.SetAtime || in.SetMtime {
+		ts := []unix.Timespec{{Nsec: unix.UTIME_OMIT}, {Nsec: unix.UTIME_OMIT}}
+		if in.SetAtime {
+			ts[0] = unix.Timespec{Sec: in.Atime.Sec, Nsec: int64(in.Atime.Nsec)}
+		}
+		if in.SetMtime {
+			ts[1] = unix.Timespec{Sec: in.Mtime.Sec, Nsec: int64(in.Mtime.Nsec)}
+		}
+		// The descriptor's /proc link leads to the file itself, named or not.
+		p := fmt.Sprintf("/proc/self/fd/%d", fd)
+		if err := unix.UtimesNanoAt(unix.AT_FDCWD, p, ts, 0); err != nil {
+			return Attr{}, &os.PathError{Op: "utimensat", Path: "open file", Err: err}
+		}
+	}
+	if err := unix.Fstat(fd, &st); err != nil {
+		return Attr{}, &os.PathError{Op: "fstat", Path: "open file", Err: err}
+	}
+	return d.attr(&st), nil
 }
 
 // WriteAt implements Writable.

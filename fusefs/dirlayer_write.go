@@ -18,6 +18,11 @@ import (
 // f*xattr. follow is set for the root, which is reached through the magic
 // link itself.
 func (d *DirLayer) xattrPath(n Node) (path string, follow bool, done func(), err error) {
+	if s := d.shared(n); s != nil {
+		// Open: by its descriptor, which outlives its name (Setattr).
+		return fmt.Sprintf("/proc/self/fd/%d", s.f.Fd()), true,
+			func() { d.releaseFd(n, s) }, nil
+	}
 	fd, name, err := d.parentOf(n)
 	if err != nil {
 		return "", false, nil, err
@@ -129,7 +134,8 @@ func (d *DirLayer) Removexattr(n Node, name string) error {
 	return nil
 }
 
-// chown sets the owner of name in directory fd to a container owner,
+// chown sets the owner of name in directory fd (of fd itself when name is
+// empty) to a container owner,
 // translated to the host's view. Ids the map does not cover, or that the
 // host refuses (EINVAL: not mapped in this user namespace), are stored as
 // the owner of the layer's directory, as fuse-overlayfs's squash_to_uid
@@ -143,9 +149,13 @@ func (d *DirLayer) chown(fd int, name string, uid, gid uint32) error {
 	if len(d.ids.GIDs) > 0 && hg == overflowID && gid != overflowID {
 		hg = d.rootGid
 	}
-	err := unix.Fchownat(fd, name, int(hu), int(hg), unix.AT_SYMLINK_NOFOLLOW)
+	flags := unix.AT_SYMLINK_NOFOLLOW
+	if name == "" {
+		flags |= unix.AT_EMPTY_PATH
+	}
+	err := unix.Fchownat(fd, name, int(hu), int(hg), flags)
 	if err == unix.EINVAL {
-		err = unix.Fchownat(fd, name, int(d.rootUid), int(d.rootGid), unix.AT_SYMLINK_NOFOLLOW)
+		err = unix.Fchownat(fd, name, int(d.rootUid), int(d.rootGid), flags)
 	}
 	if err != nil {
 		return &os.PathError{Op: "fchownat", Path: name, Err: err}

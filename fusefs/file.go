@@ -87,6 +87,13 @@ func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 	if err != nil {
 		return nil, 0, u.toErrno("open", err)
 	}
+	if n.stale() {
+		// Handed out again between the check above and the layer's open
+		// (the ext3 upper says so as it allocates, before the new file
+		// can be opened): this opened the new file.
+		h.Release(ctx)
+		return nil, 0, syscall.ENOENT
+	}
 	var fl uint32
 	if ref.l != 0 || u.upper == nil {
 		fl = fuse.FOPEN_KEEP_CACHE

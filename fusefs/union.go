@@ -86,6 +86,11 @@ func New(opts Options) (*Union, error) {
 	if opts.Upper != nil {
 		u.layers[0] = opts.Upper
 	}
+	if e, ok := opts.Upper.(*Ext3Layer); ok {
+		// A node the kernel resolved before its file was freed goes
+		// stale the moment the number is handed out again (node.Open).
+		e.fs.OnNewInode(func(ino uint32) { u.newUpperInode(uint64(ino)) })
+	}
 	// A skeleton's root shows the attributes of the root below it, as
 	// its directories do for the directories they cover.
 	for i, l := range opts.Lowers {
