@@ -76,18 +76,24 @@ func Resize(path string, sizeMiB int64, force bool, log *slog.Logger) (*ResizeRe
 	if img.Kind == image.KindExt3 {
 		newSize -= sec.Offset // a launch line before the file system stays
 	}
-	switch {
-	case newSize < sec.Size:
-		return nil, fmt.Errorf("%s: shrinking the overlay from %d MiB to %d MiB is not "+
-			"supported: only growing", img.Path, sec.Size>>20, sizeMiB)
-	}
 	// The same size as the file goes on to Grow, which says whether the
 	// file system already fills it: a resize killed after extending the
 	// file left a larger file around the old file system, and running
-	// it again must finish the job.
+	// it again must finish the job. What cannot shrink is the file
+	// system, so that is what a new size is compared with.
 	sum, err := ext3.Describe(ext3.NewSection(img.File, sec.Offset, sec.Size), sec.Size)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", img.Path, err)
+	}
+	fsSize := int64(sum.Blocks) * int64(sum.BlockSize)
+	switch {
+	case newSize < fsSize:
+		return nil, fmt.Errorf("%s: shrinking the overlay from %d MiB to %d MiB is not "+
+			"supported: only growing", img.Path, fsSize>>20, sizeMiB)
+	case newSize < sec.Size && img.Kind == image.KindSIF:
+		return nil, fmt.Errorf("%s: the overlay partition is %d MiB and its file system "+
+			"%d MiB (a resize interrupted?): give %d MiB or more to finish growing it",
+			img.Path, sec.Size>>20, fsSize>>20, sec.Size>>20)
 	}
 	if sum.InUse && !sum.NeedsRecovery && !force {
 		return nil, fmt.Errorf("%s: the overlay is marked in use: mounted somewhere, or not "+
@@ -164,10 +170,17 @@ func Resize(path string, sizeMiB int64, force bool, log *slog.Logger) (*ResizeRe
 		}
 		return nil, fmt.Errorf("%s: %w", img.Path, err)
 	}
+	if end < oldFileSize {
+		// A file an interrupted resize left larger than asked for now:
+		// the space past the grown file system belongs to nothing.
+		if err := img.File.Truncate(end); err != nil {
+			return nil, fmt.Errorf("truncating %s to %d bytes: %w", img.Path, end, err)
+		}
+	}
 	if err := img.File.Sync(); err != nil {
 		return nil, err
 	}
-	return &ResizeResult{OldSize: sec.Size, NewSize: newSize, GrowResult: *res}, nil
+	return &ResizeResult{OldSize: fsSize, NewSize: newSize, GrowResult: *res}, nil
 }
 
 // openOverlay opens path and returns its ext3 overlay section: the whole

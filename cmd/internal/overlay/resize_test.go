@@ -74,6 +74,36 @@ func TestResizeBare(t *testing.T) {
 	}
 }
 
+// A resize killed after it extended the file leaves a file system smaller
+// than its file: a new size is measured against the file system, any
+// size from it up finishes the job, and the file ends up as large as
+// asked (a trial saw 11G refused as "shrinking from 19456 MiB" for a 512
+// MiB file system, and 19G reported as grown "from 19456 MiB").
+func TestResizeAfterInterruptedOne(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "o.img")
+	if err := Create(p, Options{SizeMiB: 64, Sparse: true, UID: 1, GID: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(p, 512<<20); err != nil { // what the killed resize left
+		t.Fatal(err)
+	}
+	if _, err := Resize(p, 32, false, nil); err == nil || !strings.Contains(err.Error(),
+		"shrinking the overlay from 64 MiB to 32 MiB") {
+		t.Errorf("Resize to 32 MiB: %v", err)
+	}
+	res, err := Resize(p, 128, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.OldSize != 64<<20 || res.NewSize != 128<<20 {
+		t.Errorf("result %+v", res)
+	}
+	if st, err := os.Stat(p); err != nil || st.Size() != 128<<20 {
+		t.Errorf("file size after: %v %v", st.Size(), err)
+	}
+	tool(t, "e2fsck", "-fn", p)
+}
+
 // overlaySIF makes a SIF with a 64 MiB overlay, plus extra objects after it.
 func overlaySIF(t *testing.T, after ...sif.DescriptorInput) string {
 	img := mkSIF(t, sif.FsSquash)
