@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"golang.org/x/sys/unix"
 
@@ -185,7 +186,44 @@ func (m *mounted) Unmount() error {
 		}
 	}
 	errs = append(errs, m.close())
-	return errors.Join(errs...)
+	return errors.Join(distinct(errs)...)
+}
+
+// namedCloser closes an image's file system, naming the image in an error.
+type namedCloser struct {
+	name string
+	c    io.Closer
+}
+
+func (n namedCloser) Close() error {
+	if err := n.c.Close(); err != nil {
+		return fmt.Errorf("%s: %w", n.name, err)
+	}
+	return nil
+}
+
+// distinct drops nil errors and each error another one already tells
+// (a failed commit fails the union's last sync, and again, with the
+// image's name, its file system's close).
+func distinct(errs []error) []error {
+	var out []error
+	for i, e := range errs {
+		if e == nil {
+			continue
+		}
+		told := false
+		for j, o := range errs {
+			if j != i && o != nil && strings.Contains(o.Error(), e.Error()) &&
+				(o.Error() != e.Error() || j < i) {
+				told = true
+				break
+			}
+		}
+		if !told {
+			out = append(out, e)
+		}
+	}
+	return out
 }
 
 // close closes the layers and the tmpfs.
@@ -306,7 +344,7 @@ func (b *builder) ext3(l image.Layer, ro bool) (*ext3.FS, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w%s", describe(l), err, fsckHint(l, err))
 	}
-	b.m.closers = append(b.m.closers, fs)
+	b.m.closers = append(b.m.closers, namedCloser{describe(l), fs})
 	return fs, nil
 }
 

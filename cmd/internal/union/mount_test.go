@@ -2,6 +2,8 @@ package union
 
 import (
 	"encoding/json"
+	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -92,4 +94,22 @@ func motdSquashfs(t *testing.T, dir string) string {
 	sq := filepath.Join(dir, "root.sqfs")
 	run(t, "mksquashfs", src, sq, "-noappend", "-quiet")
 	return sq
+}
+
+// One failure reported by the union's last sync and again, named, by the
+// image's close is told once, with the name (a trial's full host disk
+// printed the commit error twice, and no image).
+func TestDistinctErrors(t *testing.T) {
+	commit := errors.New("ext3: commit of 168 blocks: no space left on device")
+	named := fmt.Errorf("/o.img: %w", commit)
+	other := errors.New("union: unmount /x: busy")
+	got := errors.Join(distinct([]error{commit, nil, named, other, other})...)
+	want := "/o.img: ext3: commit of 168 blocks: no space left on device\n" +
+		"union: unmount /x: busy"
+	if got == nil || got.Error() != want {
+		t.Errorf("got %q, want %q", got, want)
+	}
+	if distinct([]error{nil, nil}) != nil {
+		t.Error("nil errors kept")
+	}
 }
