@@ -50,7 +50,12 @@ func clearBit(bm []byte, i uint32)     { bm[i>>3] &^= 1 << (i & 7) }
 
 // mayUseReserve reports whether writes to in may allocate from the blocks
 // reserved for root (see Options.NoReserve).
-func (f *FS) mayUseReserve(in *inode) bool { return !f.opts.NoReserve && in.uid() == 0 }
+func (f *FS) mayUseReserve(in *inode) bool { return f.reserveFor(in.uid()) }
+
+// reserveFor is mayUseReserve for an owner: the directory blocks a new
+// entry or a new directory needs count too (a trial's copy-ups of image
+// directories, root-owned, went on into the reserve on a full overlay).
+func (f *FS) reserveFor(uid uint32) bool { return !f.opts.NoReserve && uid == 0 }
 
 // allocBlocks allocates up to n contiguous blocks, preferring goal, and
 // returns the first one and how many it got (at least 1). root callers may

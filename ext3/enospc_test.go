@@ -2,6 +2,7 @@ package ext3
 
 import (
 	"bytes"
+	"fmt"
 	"testing"
 )
 
@@ -154,6 +155,20 @@ func TestNoReserve(t *testing.T) {
 	}
 	if st := f.Statfs(); st.Bavail != 0 || st.Bfree < st.Blocks/25 {
 		t.Errorf("after root's ENOSPC: statfs %+v, want Bavail 0 and the 5%% reserve free", st)
+	}
+	// Nor do root's new directories and the directory blocks new names
+	// need: each mkdir takes a block, and a directory fills a block
+	// after some dozens of names.
+	before := f.Statfs().Bfree
+	var err2 error
+	for i := 0; i < 2000 && err2 == nil; i++ {
+		_, err2 = f.Mkdir(RootIno, fmt.Sprintf("sub-directory-with-a-long-name-%04d", i),
+			0o755, 0, 0)
+	}
+	wantErr(t, err2, errnoENOSPC)
+	if got := f.Statfs().Bfree; got != before {
+		t.Errorf("free blocks %d after root's mkdirs, was %d: the reserve was used", got,
+			before)
 	}
 	noErr(t, f.Close())
 	fsck(t, img)

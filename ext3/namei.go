@@ -273,7 +273,7 @@ func (f *FS) mknod1(dir uint32, name string, mode, rdev, uid, gid uint32,
 		f.undoNew(in, isDir)
 		return Attr{}, err
 	}
-	if err := f.dirAdd(d, name, in.ino, ftOf(mode), uid == 0); err != nil {
+	if err := f.dirAdd(d, name, in.ino, ftOf(mode), f.reserveFor(uid)); err != nil {
 		f.undoNew(in, isDir)
 		return Attr{}, err
 	}
@@ -295,7 +295,7 @@ func (f *FS) fillNew(d, in *inode, rdev uint32, target string) error {
 	switch in.ftype() {
 	case sIFDIR:
 		in.setNlink(2)
-		p, _, _, err := f.bmapAlloc(in, 0, 1, in.uid() == 0)
+		p, _, _, err := f.bmapAlloc(in, 0, 1, f.mayUseReserve(in))
 		if err != nil {
 			return err
 		}
@@ -309,7 +309,7 @@ func (f *FS) fillNew(d, in *inode, rdev uint32, target string) error {
 		if len(target) < 60 {
 			copy(in.raw[iBlock:iBlock+60], target)
 		} else {
-			p, _, _, err := f.bmapAlloc(in, 0, 1, in.uid() == 0)
+			p, _, _, err := f.bmapAlloc(in, 0, 1, f.mayUseReserve(in))
 			if err != nil {
 				return err
 			}
@@ -392,7 +392,7 @@ func (f *FS) link(ino, dir uint32, name string) (Attr, error) {
 	} else if err != syscall.ENOENT {
 		return Attr{}, err
 	}
-	if err := f.dirAdd(d, name, ino, ftOf(in.mode()), in.uid() == 0); err != nil {
+	if err := f.dirAdd(d, name, ino, ftOf(in.mode()), f.mayUseReserve(in)); err != nil {
 		return Attr{}, err
 	}
 	t := now()

@@ -245,7 +245,7 @@ func (f *FS) move(od, nd *inode, oldName, newName string, src, dst *inode) error
 		if src.isDir() && od != nd && nd.nlink() >= linkMax {
 			return syscall.EMLINK
 		}
-		if err := f.dirAdd(nd, newName, src.ino, ft, src.uid() == 0); err != nil {
+		if err := f.dirAdd(nd, newName, src.ino, ft, f.mayUseReserve(src)); err != nil {
 			return err
 		}
 	}
