@@ -33,17 +33,7 @@ func TestDirectoryLoop(t *testing.T) {
 	tool(t, "debugfs", "-w", "-R", "ln /upper/d1 /upper/d1/self", img)
 	tool(t, "debugfs", "-w", "-R", "ln /upper/d1 /upper/d1/sub/up", img)
 
-	f, err := os.Open(img)
-	must(t, err)
-	defer f.Close()
-	fi, _ := f.Stat()
-	efs, err := ext3.Open(ext3.NewSection(f, 0, fi.Size()), fi.Size(),
-		ext3.Options{ReadOnly: true})
-	must(t, err)
-	defer efs.Close()
-	lower, _, err := NewExt3Layer(efs, false)
-	must(t, err)
-	u, err := New(Options{Lowers: []Layer{lower}})
+	u, err := New(Options{Lowers: []Layer{readOnlyExt3(t, img)}})
 	must(t, err)
 	mnt := t.TempDir()
 	must(t, u.Mount(mnt))
@@ -92,19 +82,27 @@ func TestListingEntryToFreeInode(t *testing.T) {
 	tool(t, "mkfs.ext3", "-q", "-F", "-d", ov, img, "32M")
 	tool(t, "debugfs", "-w", "-R", "ln <7000> /upper/d/ghost", img) // 7000 is free
 
-	f, err := os.Open(img)
-	must(t, err)
-	defer f.Close()
-	fi, _ := f.Stat()
-	efs, err := ext3.Open(ext3.NewSection(f, 0, fi.Size()), fi.Size(),
-		ext3.Options{ReadOnly: true})
-	must(t, err)
-	defer efs.Close()
-	l, _, err := NewExt3Layer(efs, false)
-	must(t, err)
+	l := readOnlyExt3(t, img)
 	d, _, err := l.Lookup(l.Root(), "d")
 	must(t, err)
 	if _, err := l.ReadDir(d); !errors.Is(err, syscall.EIO) {
 		t.Errorf("ReadDir: %v, want EIO", err)
 	}
+}
+
+// readOnlyExt3 opens overlay image img as a read-only layer, closed at
+// the end of the test.
+func readOnlyExt3(t *testing.T, img string) *Ext3Layer {
+	t.Helper()
+	f, err := os.Open(img)
+	must(t, err)
+	t.Cleanup(func() { f.Close() })
+	fi, _ := f.Stat()
+	efs, err := ext3.Open(ext3.NewSection(f, 0, fi.Size()), fi.Size(),
+		ext3.Options{ReadOnly: true})
+	must(t, err)
+	t.Cleanup(func() { efs.Close() })
+	l, _, err := NewExt3Layer(efs, false)
+	must(t, err)
+	return l
 }

@@ -144,14 +144,7 @@ func (d *DirLayer) Setattr(n Node, in SetAttr) (Attr, error) {
 	if err != nil {
 		return Attr{}, err
 	}
-	if in.SetUid || in.SetGid {
-		uid, gid := a.Uid, a.Gid
-		if in.SetUid {
-			uid = in.Uid
-		}
-		if in.SetGid {
-			gid = in.Gid
-		}
+	if uid, gid, ok := in.owner(a); ok {
 		if err := d.chown(fd, name, uid, gid); err != nil {
 			return Attr{}, err
 		}
@@ -167,14 +160,7 @@ func (d *DirLayer) Setattr(n Node, in SetAttr) (Attr, error) {
 			return Attr{}, &os.PathError{Op: "ftruncate", Path: name, Err: err}
 		}
 	}
-	if in.SetAtime || in.SetMtime {
-		ts := []unix.Timespec{{Nsec: unix.UTIME_OMIT}, {Nsec: unix.UTIME_OMIT}}
-		if in.SetAtime {
-			ts[0] = unix.Timespec{Sec: in.Atime.Sec, Nsec: int64(in.Atime.Nsec)}
-		}
-		if in.SetMtime {
-			ts[1] = unix.Timespec{Sec: in.Mtime.Sec, Nsec: int64(in.Mtime.Nsec)}
-		}
+	if ts, ok := in.times(); ok {
 		if err := unix.UtimesNanoAt(fd, name, ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 			return Attr{}, &os.PathError{Op: "utimensat", Path: name, Err: err}
 		}
@@ -189,14 +175,7 @@ func (d *DirLayer) setattrFd(fd int, in SetAttr) (Attr, error) {
 		return Attr{}, &os.PathError{Op: "fstat", Path: "open file", Err: err}
 	}
 	a := d.attr(&st)
-	if in.SetUid || in.SetGid {
-		uid, gid := a.Uid, a.Gid
-		if in.SetUid {
-			uid = in.Uid
-		}
-		if in.SetGid {
-			gid = in.Gid
-		}
+	if uid, gid, ok := in.owner(a); ok {
 		if err := d.chown(fd, "", uid, gid); err != nil {
 			return Attr{}, err
 		}
@@ -211,14 +190,7 @@ func (d *DirLayer) setattrFd(fd int, in SetAttr) (Attr, error) {
 			return Attr{}, &os.PathError{Op: "ftruncate", Path: "open file", Err: err}
 		}
 	}
-	if in.SetAtime || in.SetMtime {
-		ts := []unix.Timespec{{Nsec: unix.UTIME_OMIT}, {Nsec: unix.UTIME_OMIT}}
-		if in.SetAtime {
-			ts[0] = unix.Timespec{Sec: in.Atime.Sec, Nsec: int64(in.Atime.Nsec)}
-		}
-		if in.SetMtime {
-			ts[1] = unix.Timespec{Sec: in.Mtime.Sec, Nsec: int64(in.Mtime.Nsec)}
-		}
+	if ts, ok := in.times(); ok {
 		// The descriptor's /proc link leads to the file itself, named or not.
 		p := fmt.Sprintf("/proc/self/fd/%d", fd)
 		if err := unix.UtimesNanoAt(unix.AT_FDCWD, p, ts, 0); err != nil {
@@ -287,4 +259,30 @@ func (d *DirLayer) Lseek(n Node, off int64, whence int) (int64, error) {
 		return err
 	})
 	return res, err
+}
+
+// owner returns the owner a change of in gives a file owned as in a,
+// and whether in changes it.
+func (in SetAttr) owner(a Attr) (uid, gid uint32, ok bool) {
+	uid, gid = a.Uid, a.Gid
+	if in.SetUid {
+		uid = in.Uid
+	}
+	if in.SetGid {
+		gid = in.Gid
+	}
+	return uid, gid, in.SetUid || in.SetGid
+}
+
+// times returns the utimensat times in sets (UTIME_OMIT for one it
+// leaves), and whether it sets any.
+func (in SetAttr) times() ([]unix.Timespec, bool) {
+	ts := []unix.Timespec{{Nsec: unix.UTIME_OMIT}, {Nsec: unix.UTIME_OMIT}}
+	if in.SetAtime {
+		ts[0] = unix.Timespec{Sec: in.Atime.Sec, Nsec: int64(in.Atime.Nsec)}
+	}
+	if in.SetMtime {
+		ts[1] = unix.Timespec{Sec: in.Mtime.Sec, Nsec: int64(in.Mtime.Nsec)}
+	}
+	return ts, in.SetAtime || in.SetMtime
 }
