@@ -259,13 +259,6 @@ func (f *FS) retryNoSpace(op func() error) error {
 	return err
 }
 
-// allocInode allocates an inode near the parent directory. Directories
-// are spread to the group with the most free inodes (a simplified Orlov).
-// A group refused earlier (a damaged bitmap, see bitmapcheck.go) is passed
-// over, as ext4 passes over a group whose bitmap it found corrupt: the
-// writer that met the damage got the error, later ones use other groups
-// (every mkdir failed while the refused group had the most free inodes).
-// Preconditions: the op lock held shared.
 // OnNewInode has fn called with each inode number the file system hands
 // out, before the inode holds anything: a server that names inodes by
 // number (a FUSE server) learns of a reuse before the new file can be
@@ -273,6 +266,13 @@ func (f *FS) retryNoSpace(op func() error) error {
 // way.
 func (f *FS) OnNewInode(fn func(ino uint32)) { f.onNewInode.Store(&fn) }
 
+// allocInode allocates an inode near the parent directory. Directories
+// are spread to the group with the most free inodes (a simplified Orlov).
+// A group refused earlier (a damaged bitmap, see bitmapcheck.go) is passed
+// over, as ext4 passes over a group whose bitmap it found corrupt: the
+// writer that met the damage got the error, later ones use other groups
+// (every mkdir failed while the refused group had the most free inodes).
+// Preconditions: the op lock held shared.
 func (f *FS) allocInode(parent uint32, dir bool) (uint32, error) {
 	ng := f.sb.groupCount()
 	g0 := (parent - 1) / f.sb.InodesPerGroup
