@@ -146,10 +146,9 @@ func (u *Union) copiedIno(ino uint64) (uint64, bool) {
 }
 
 // stale reports whether n's upper inode was freed and its number given
-// to another file since n was made (newUpperInode).
-//
-// TODO: only Open asks; a handle-less SETATTR or GETATTR of a stale node
-// (a chmod racing a rename over its file) still reaches the new file.
+// to another file since n was made (newUpperInode). Open, Setattr and the
+// xattr changes ask; reads of attributes and xattrs of a stale node show
+// the new file's, which changes nothing.
 func (n *node) stale() bool {
 	return n.StableAttr().Gen != n.u.genOf(n.ino)
 }

@@ -113,6 +113,9 @@ func (n *node) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttrIn,
 	if u.upper == nil {
 		return syscall.EROFS
 	}
+	if n.stale() {
+		return syscall.ENOENT // see Open; an open handle keeps a node from going stale
+	}
 	limit := int64(-1)
 	if sz, ok := in.GetSize(); ok {
 		limit = int64(sz)
@@ -229,6 +232,9 @@ func (n *node) changeXattr(change func(Node) error) syscall.Errno {
 	u := n.u
 	if u.upper == nil {
 		return syscall.EROFS
+	}
+	if n.stale() {
+		return syscall.ENOENT // see Setattr
 	}
 	if err := u.copyUp(n, -1); err != nil {
 		return u.toErrno("xattr copy-up", err)

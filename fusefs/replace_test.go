@@ -2,6 +2,7 @@ package fusefs
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -9,9 +10,11 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
 )
 
@@ -141,5 +144,51 @@ func TestOpenUnlinkedDirUpper(t *testing.T) {
 			t.Errorf("%s: fgetxattr: %q %v", how, buf[:n], err)
 		}
 		fh.Close()
+	}
+}
+
+// A node the kernel still holds for a file that was removed and whose
+// inode number a new file then got (the ext3 upper hands out the lowest
+// free one) opens, changes attributes and changes xattrs of nothing: each
+// answers ENOENT, as for a removed file, instead of acting on the new one.
+func TestStaleNode(t *testing.T) {
+	f := newImageFixture(t, "d/")
+	mnt, u, _ := f.mountUnion()
+	old := filepath.Join(mnt, "d", "old")
+	must(t, os.WriteFile(old, []byte("old"), 0o644))
+	var st syscall.Stat_t
+	must(t, syscall.Stat(old, &st))
+	d := u.root.GetChild("d")
+	c := d.GetChild("old")
+	if c == nil {
+		t.Fatal("no node for d/old")
+	}
+	stale := c.Operations().(*node)
+	must(t, os.Remove(old))
+	nw := filepath.Join(mnt, "d", "new")
+	must(t, os.WriteFile(nw, []byte("new"), 0o600))
+	var st2 syscall.Stat_t
+	must(t, syscall.Stat(nw, &st2))
+	if st2.Ino != st.Ino {
+		t.Fatalf("the new file got inode %d, not the removed one's %d", st2.Ino, st.Ino)
+	}
+	ctx := context.Background()
+	if _, _, errno := stale.Open(ctx, syscall.O_RDWR); errno != syscall.ENOENT {
+		t.Errorf("Open of the stale node: %v, want ENOENT", errno)
+	}
+	in := &fuse.SetAttrIn{SetAttrInCommon: fuse.SetAttrInCommon{Valid: fuse.FATTR_MODE,
+		Mode: 0o777}}
+	if errno := stale.Setattr(ctx, nil, in, &fuse.AttrOut{}); errno != syscall.ENOENT {
+		t.Errorf("Setattr of the stale node: %v, want ENOENT", errno)
+	}
+	if errno := stale.Setxattr(ctx, "user.x", []byte("1"), 0); errno != syscall.ENOENT {
+		t.Errorf("Setxattr of the stale node: %v, want ENOENT", errno)
+	}
+	must(t, syscall.Stat(nw, &st2))
+	if st2.Mode&0o777 != 0o600 {
+		t.Errorf("the new file's mode is %o", st2.Mode&0o777)
+	}
+	if b, err := os.ReadFile(nw); err != nil || string(b) != "new" {
+		t.Errorf("the new file reads %q, %v", b, err)
 	}
 }
