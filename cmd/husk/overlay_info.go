@@ -39,6 +39,11 @@ func (c *OverlayResizeCmd) Run(g *globals) error {
 	if err != nil {
 		return err
 	}
+	if res.Trimmed {
+		g.info(fmt.Sprintf("The overlay in %s is already %d MiB; its file, left larger "+
+			"by an interrupted resize, is now that size too", c.Image, res.NewSize>>20))
+		return nil
+	}
 	g.info(fmt.Sprintf("Grew the overlay in %s from %d MiB to %d MiB (%d to %d block groups)",
 		c.Image, res.OldSize>>20, res.NewSize>>20, res.OldGroups, res.NewGroups))
 	return nil

@@ -45,7 +45,10 @@ var growFS = ext3.Grow
 
 // ResizeResult reports a growth.
 type ResizeResult struct {
-	OldSize, NewSize int64 // partition or file bytes
+	OldSize, NewSize int64 // file system bytes before, partition or file bytes after
+	// Trimmed says the file system already had the size asked for, and
+	// only the file, left larger by an interrupted resize, was cut to it.
+	Trimmed bool
 	ext3.GrowResult
 }
 
@@ -99,6 +102,16 @@ func Resize(path string, sizeMiB int64, force bool, log *slog.Logger) (*ResizeRe
 		return nil, fmt.Errorf("%s: the overlay is marked in use: mounted somewhere, or not "+
 			"closed after a crash; if nothing uses it, run 'e2fsck -f' on it or pass --force",
 			img.Path)
+	}
+
+	if newSize == fsSize && newSize < sec.Size {
+		// An interrupted resize left the file larger than its file
+		// system, and this size is the file system's: give the rest of
+		// the file back (a bare image; a SIF was refused above).
+		if err := img.File.Truncate(sec.Offset + newSize); err != nil {
+			return nil, fmt.Errorf("truncating %s: %w", img.Path, err)
+		}
+		return &ResizeResult{OldSize: fsSize, NewSize: newSize, Trimmed: true}, nil
 	}
 
 	var slot int64 = -1

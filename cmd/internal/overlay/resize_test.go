@@ -91,11 +91,22 @@ func TestResizeAfterInterruptedOne(t *testing.T) {
 		"shrinking the overlay from 64 MiB to 32 MiB") {
 		t.Errorf("Resize to 32 MiB: %v", err)
 	}
-	res, err := Resize(p, 128, false, nil)
+	// The file system's own size only gives the file's extra space back.
+	res, err := Resize(p, 64, false, nil)
+	if err != nil || !res.Trimmed || res.NewSize != 64<<20 {
+		t.Fatalf("Resize to the file system's size: %+v, %v", res, err)
+	}
+	if st, err := os.Stat(p); err != nil || st.Size() != 64<<20 {
+		t.Errorf("file size after trimming: %v %v", st.Size(), err)
+	}
+	if err := os.Truncate(p, 512<<20); err != nil {
+		t.Fatal(err)
+	}
+	res, err = Resize(p, 128, false, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.OldSize != 64<<20 || res.NewSize != 128<<20 {
+	if res.OldSize != 64<<20 || res.NewSize != 128<<20 || res.Trimmed {
 		t.Errorf("result %+v", res)
 	}
 	if st, err := os.Stat(p); err != nil || st.Size() != 128<<20 {
