@@ -69,9 +69,11 @@ func TestDirectoryLoop(t *testing.T) {
 }
 
 // A directory listing that meets an entry naming a free inode, with no
-// file type to go by (debugfs's ln writes none), fails with EIO: it
-// failed with ENOENT, which ls and rm -rf take for a directory removed
-// while read, so the directory looked empty and was silently skipped.
+// file type to go by (debugfs's ln writes none), lists it with no type,
+// and its lookup fails with EIO: the listing failed with ENOENT, which ls
+// and rm -rf take for a directory removed while read, so the directory
+// looked empty and was silently skipped (and then with EIO, which hid
+// its good entries).
 func TestListingEntryToFreeInode(t *testing.T) {
 	dir := t.TempDir()
 	ov := filepath.Join(dir, "ov")
@@ -85,8 +87,15 @@ func TestListingEntryToFreeInode(t *testing.T) {
 	l := readOnlyExt3(t, img)
 	d, _, err := l.Lookup(l.Root(), "d")
 	must(t, err)
-	if _, err := l.ReadDir(d); !errors.Is(err, syscall.EIO) {
-		t.Errorf("ReadDir: %v, want EIO", err)
+	ents, err := l.ReadDir(d)
+	if err != nil || len(ents) != 2 {
+		t.Fatalf("ReadDir: %v %v, want f and ghost", ents, err)
+	}
+	for _, e := range ents {
+		_, _, err := l.Lookup(d, e.Name)
+		if want := e.Name == "ghost"; errors.Is(err, syscall.EIO) != want {
+			t.Errorf("lookup %s: %v (EIO wanted: %v)", e.Name, err, want)
+		}
 	}
 }
 

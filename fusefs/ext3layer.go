@@ -120,6 +120,12 @@ func (e *Ext3Layer) ReadDir(dir Node) ([]Dirent, error) {
 					continue
 				}
 			}
+			var ce *ext3.CorruptError
+			if errors.As(err, &ce) {
+				// Listed with no type, as ext4 lists it: a lookup of it
+				// fails and warns, the rest of the directory is there.
+				err, a = nil, ext3.Attr{}
+			}
 			if err != nil {
 				return nil, e.err(err)
 			}
