@@ -21,6 +21,11 @@ type blockList struct {
 
 // blocks returns n's block list, reading it on first use. Concurrent first
 // callers may both read it; the result is the same.
+//
+// TODO: the list is 12 bytes per block of the file's apparent size, kept
+// while the inode is: a 1 TB sparse file in a hostile image took stage 1
+// to 152 MB (a trial). Keep sparse runs as runs, or read the list in
+// windows, to bound it by the image's real size.
 func (f *FS) blocks(n *Inode) (*blockList, error) {
 	if bl := n.blocks.Load(); bl != nil {
 		return bl, nil
