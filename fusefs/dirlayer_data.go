@@ -54,7 +54,9 @@ func (d *DirLayer) openFile(n Node, flags int) (int, error) {
 		// often still remembered for files it no longer names (seen
 		// for two at once), and their opens fail here: half of them in
 		// TestReplaceWhileReading, a few percent for a shell loop. Find
-		// what remembers it after Rename dropped it.
+		// what remembers it after Rename dropped it: in one traced case
+		// the stale name was last added by the Lookup clearWhiteout makes
+		// at the start of the rename that replaced the file.
 		unix.Close(fd)
 		return -1, unix.ENOENT
 	}
