@@ -345,13 +345,7 @@ func (d *DirLayer) Lookup(dir Node, name string) (Node, Attr, error) {
 // Getattr implements Layer. An open file is stated through its
 // descriptor, which is cheaper and works after the file is unlinked.
 func (d *DirLayer) Getattr(n Node) (Attr, error) {
-	d.mu.Lock()
-	s := d.fds[n]
-	if s != nil {
-		s.refs++
-	}
-	d.mu.Unlock()
-	if s != nil {
+	if s := d.shared(n); s != nil {
 		defer d.releaseFd(n, s)
 		var st unix.Stat_t
 		if err := unix.Fstat(int(s.f.Fd()), &st); err != nil {

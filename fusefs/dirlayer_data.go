@@ -12,13 +12,7 @@ import (
 // withFile runs fn with a descriptor of n open for reading and, when
 // write is set, writing: the shared one from Open if any, else a fresh one.
 func (d *DirLayer) withFile(n Node, write bool, fn func(fd int) error) error {
-	d.mu.Lock()
-	s := d.fds[n]
-	if s != nil {
-		s.refs++
-	}
-	d.mu.Unlock()
-	if s != nil {
+	if s := d.shared(n); s != nil {
 		defer d.releaseFd(n, s)
 		return fn(int(s.f.Fd()))
 	}
@@ -79,13 +73,9 @@ func (d *DirLayer) releaseFd(n Node, s *sharedFd) {
 // reads and writes need no path walk and an unlinked open file keeps its
 // data. It opens read-write when it can, read-only otherwise.
 func (d *DirLayer) Open(n Node) error {
-	d.mu.Lock()
-	if s := d.fds[n]; s != nil {
-		s.refs++
-		d.mu.Unlock()
-		return nil
+	if d.shared(n) != nil {
+		return nil // its reference is this Open's
 	}
-	d.mu.Unlock()
 	fd, err := d.openFile(n, unix.O_RDWR)
 	if err != nil {
 		fd, err = d.openFile(n, unix.O_RDONLY)
