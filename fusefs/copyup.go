@@ -152,6 +152,7 @@ func (u *Union) copyInode(n, parent *node, name string, src layerRef, a Attr,
 		if err != nil {
 			return 0, fmt.Errorf("copy-up %q: %w", name, err)
 		}
+		u.keepCtime(up, a)
 		return up, u.register(n, parent, name, up)
 	}
 	tmpName := fmt.Sprintf("#husk-copyup-%d", u.tmpSeq.Add(1))
@@ -169,11 +170,19 @@ func (u *Union) copyInode(n, parent *node, name string, src layerRef, a Attr,
 		u.removeTemp(u.opts.WorkDir, tmpName, a.Mode)
 		return 0, err
 	}
-	// The rename into place set the change time again (makeCopy).
-	// Failing that, the copy is still whole and in place: only its
-	// change time is the copy's.
-	u.upper.Setattr(up, SetAttr{SetCtime: true, Ctime: a.Ctime})
+	u.keepCtime(up, a)
 	return up, u.register(n, parent, name, up)
+}
+
+// keepCtime gives copy up, in place, the change time of the original a:
+// copying is no change to the file, and the kernel may still hold the
+// original's attributes (a tar that read a directory before it was
+// renamed, so copied, said each file "changed as we read it" when the
+// copies' came). It is set last, as every step of the copy (the rename
+// into place too) sets it again. Failing, it leaves a whole copy with the
+// copy's change time.
+func (u *Union) keepCtime(up Node, a Attr) {
+	u.upper.Setattr(up, SetAttr{SetCtime: true, Ctime: a.Ctime})
 }
 
 // register records that upper inode up is the copy of n, so lookups keep
@@ -224,13 +233,9 @@ func (u *Union) makeCopy(src layerRef, a Attr, dir Node, name string, limit int6
 	}
 	if err = u.copyXattrs(layer, src.n, up); err == nil {
 		// The owner was set at creation: a chown now would drop
-		// security.capability and set-id bits again. The copy keeps the
-		// change time too: copying is no change to the file, and the
-		// kernel may still hold the original's attributes (a tar that
-		// read a directory before it was renamed, so copied, would say
-		// each file "changed as we read it" when the fresh ones come).
-		sa := SetAttr{SetAtime: true, Atime: a.Atime, SetMtime: true, Mtime: a.Mtime,
-			SetCtime: true, Ctime: a.Ctime}
+		// security.capability and set-id bits again. The change time
+		// comes last (keepCtime).
+		sa := SetAttr{SetAtime: true, Atime: a.Atime, SetMtime: true, Mtime: a.Mtime}
 		if a.Mode&syscall.S_IFMT != syscall.S_IFLNK {
 			sa.SetMode, sa.Mode = true, a.Mode&07777
 		}
@@ -378,7 +383,7 @@ func (u *Union) copyTree(n, parent *node, name string) error {
 	}
 	n.setRefs(n.getRefs()[:1])
 	// Filling the copy and marking it changed its times; the directory
-	// itself did not change (see makeCopy).
+	// itself did not change (see keepCtime).
 	_, err = u.upper.Setattr(n.top().n, SetAttr{SetAtime: true, Atime: was.Atime,
 		SetMtime: true, Mtime: was.Mtime, SetCtime: true, Ctime: was.Ctime})
 	return err
