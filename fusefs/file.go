@@ -75,22 +75,18 @@ func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 			return nil, 0, u.toErrno("open copy-up", err)
 		}
 	}
-	if n.stale() {
-		// Resolved by the kernel before a rename or unlink freed its
-		// file, whose number the upper has handed to a new one since:
-		// opening it would open that one (a reader could see a file
-		// still being written in place of the one renamed over).
-		return nil, 0, syscall.ENOENT
-	}
 	ref := n.top()
 	h, err := u.openLayer(n, ref)
 	if err != nil {
 		return nil, 0, u.toErrno("open", err)
 	}
 	if n.stale() {
-		// Handed out again between the check above and the layer's open
-		// (the ext3 upper says so as it allocates, before the new file
-		// can be opened): this opened the new file.
+		// Resolved by the kernel before a rename or unlink freed its
+		// file, whose number the upper has handed to a new one since:
+		// this opened that one (a reader would see a file still being
+		// written in place of the one renamed over). Asked after the
+		// open, as the ext3 upper marks the number reused as it hands
+		// it out, before the new file can be opened.
 		h.Release(ctx)
 		return nil, 0, syscall.ENOENT
 	}
