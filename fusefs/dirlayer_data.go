@@ -1,6 +1,7 @@
 package fusefs
 
 import (
+	"errors"
 	"fmt"
 	"os"
 
@@ -77,7 +78,9 @@ func (d *DirLayer) Open(n Node) error {
 		return nil // its reference is this Open's
 	}
 	fd, err := d.openFile(n, unix.O_RDWR)
-	if err != nil {
+	if errors.Is(err, unix.EACCES) || errors.Is(err, unix.EROFS) {
+		// Not writable on the host: reads only. Only then: a read-only
+		// descriptor shared with a writer made its writes EBADF.
 		fd, err = d.openFile(n, unix.O_RDONLY)
 	}
 	if err != nil {
