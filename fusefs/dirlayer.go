@@ -5,6 +5,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -43,6 +44,8 @@ type DirLayer struct {
 	where map[Node][]dirLink // inode -> its known names, newest first; protected by mu
 	fds   map[Node]*sharedFd // files open through Open; protected by mu
 	dirs  map[Node]int       // O_PATH descriptors of directories; protected by mu
+
+	onNew atomic.Pointer[func(uint64)] // OnNewInode's function, or nil
 }
 
 // maxDirFds bounds the directory descriptor cache.

@@ -183,9 +183,18 @@ func (d *DirLayer) made(fd int, dir Node, name string, mode, uid, gid uint32,
 		unix.Unlinkat(fd, name, flag)
 		return 0, Attr{}, &os.PathError{Op: "create", Path: name, Err: err}
 	}
+	if fn := d.onNew.Load(); fn != nil {
+		(*fn)(a.Ino) // before the name leads to it (OnNewInode)
+	}
 	d.remember(dir, name, a.Ino)
 	return Node(a.Ino), a, nil
 }
+
+// OnNewInode has fn called with the host inode number of each file,
+// directory or link the layer makes, before its name is remembered: the
+// host may give a new file the number of one just removed, which a FUSE
+// request resolved earlier may still name (ext3.FS.OnNewInode).
+func (d *DirLayer) OnNewInode(fn func(ino uint64)) { d.onNew.Store(&fn) }
 
 // Create implements Writable.
 func (d *DirLayer) Create(dir Node, name string, mode, uid, gid uint32) (Node, Attr, error) {

@@ -86,10 +86,13 @@ func New(opts Options) (*Union, error) {
 	if opts.Upper != nil {
 		u.layers[0] = opts.Upper
 	}
-	if e, ok := opts.Upper.(*Ext3Layer); ok {
-		// A node the kernel resolved before its file was freed goes
-		// stale the moment the number is handed out again (node.Open).
-		e.fs.OnNewInode(func(ino uint32) { u.newUpperInode(uint64(ino)) })
+	// A node the kernel resolved before its file was freed goes stale the
+	// moment the number is handed out again (node.Open).
+	switch up := opts.Upper.(type) {
+	case *Ext3Layer:
+		up.fs.OnNewInode(func(ino uint32) { u.newUpperInode(uint64(ino)) })
+	case *DirLayer:
+		up.OnNewInode(u.newUpperInode)
 	}
 	// A skeleton's root shows the attributes of the root below it, as
 	// its directories do for the directories they cover.
