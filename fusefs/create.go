@@ -281,7 +281,7 @@ func (n *node) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
 	t := n.top()
 	s, err := n.u.layers[t.l].Readlink(t.n)
 	if err != nil {
-		return nil, n.u.toErrno("readlink", err)
+		return nil, n.nodeErrno("readlink", err)
 	}
 	return []byte(s), 0
 }

@@ -45,13 +45,14 @@ func (d *DirLayer) openFile(n Node, flags int) (int, error) {
 		return -1, &os.PathError{Op: "fstat", Path: fmt.Sprint("inode ", n), Err: err}
 	}
 	if Node(st.Ino) != n {
-		// TODO: under a fast loop of renames over one name, the name is
-		// often still remembered for files it no longer names (seen
-		// for two at once), and their opens fail here: half of them in
-		// TestReplaceWhileReading, a few percent for a shell loop. Find
-		// what remembers it after Rename dropped it: in one traced case
-		// the stale name was last added by the Lookup clearWhiteout makes
-		// at the start of the rename that replaced the file.
+		// n is gone, or this name was remembered for it after a rename
+		// gave the name to another file (in one traced case by the
+		// Lookup clearWhiteout makes at the start of that rename). The
+		// union answers ESTALE, and the kernel's second walk of the
+		// path looks the name up again (nodeErrno).
+		//
+		// TODO: find what remembers the stale name; a file with a
+		// second name then fails its first open by this one.
 		unix.Close(fd)
 		return -1, unix.ENOENT
 	}

@@ -37,6 +37,28 @@ func (u *Union) toErrno(op string, err error) syscall.Errno {
 	return syscall.EIO
 }
 
+// nodeErrno is toErrno for a request on node n itself, not on a name in
+// it. ENOENT there means n's file went (unlinked, or renamed over) after
+// the kernel resolved a path to it. ESTALE has the kernel walk that path
+// once more, asking for each name again (open, stat, chmod, readlink and
+// getxattr by path all retry on it), so a caller racing a rename-over
+// gets the file renamed in, as on a local file system, where ENOENT would
+// fail it (a reader looping on a file replaced by rename failed 4% of
+// its opens with the ext3 upper, 47% with a directory upper). A directory
+// keeps ENOENT: a removed working directory is how one is met, and a
+// second walk finds nothing either.
+func (n *node) nodeErrno(op string, err error) syscall.Errno {
+	e := n.u.toErrno(op, err)
+	if e == syscall.ENOENT && n.StableAttr().Mode != syscall.S_IFDIR {
+		return syscall.ESTALE
+	}
+	return e
+}
+
+// gone is the answer for a request on n when n is stale (its file freed
+// and its number handed to another file): as for a file gone.
+func (n *node) gone() syscall.Errno { return n.nodeErrno("", syscall.ENOENT) }
+
 // firstWarning reports whether msg was not warned about recently. The
 // kernel retries a failed read (readahead, then the read itself) and a
 // program may read a damaged file again: one line per distinct fault is

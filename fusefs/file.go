@@ -72,13 +72,13 @@ func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 			limit = 0
 		}
 		if err := u.copyUp(n, limit); err != nil {
-			return nil, 0, u.toErrno("open copy-up", err)
+			return nil, 0, n.nodeErrno("open copy-up", err)
 		}
 	}
 	ref := n.top()
 	h, err := u.openLayer(n, ref)
 	if err != nil {
-		return nil, 0, u.toErrno("open", err)
+		return nil, 0, n.nodeErrno("open", err)
 	}
 	if n.stale() {
 		// Resolved by the kernel before a rename or unlink freed its
@@ -88,7 +88,7 @@ func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 		// open, as the ext3 upper marks the number reused as it hands
 		// it out, before the new file can be opened.
 		h.Release(ctx)
-		return nil, 0, syscall.ENOENT
+		return nil, 0, n.gone()
 	}
 	var fl uint32
 	if ref.l != 0 || u.upper == nil {

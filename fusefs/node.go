@@ -96,7 +96,14 @@ func (u *Union) fillAttr(ino uint64, a Attr, out *fuse.Attr) {
 func (n *node) Getattr(ctx context.Context, f fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
 	a, err := n.attr()
 	if err != nil {
-		return n.u.toErrno("getattr", err)
+		return n.nodeErrno("getattr", err)
+	}
+	if n.stale() {
+		// Read from the file that took the number of n's (the next
+		// replacement of a file renamed over, still being written): a
+		// stat by path racing a rename-over saw a size the file never
+		// had. Asked after the read, as for Open.
+		return n.gone()
 	}
 	if a.Nlink > 0 && n.tmpName() != "" {
 		a.Nlink-- // the work-directory name is not a name in the union
@@ -114,14 +121,14 @@ func (n *node) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttrIn,
 		return syscall.EROFS
 	}
 	if n.stale() {
-		return syscall.ENOENT // see Open; an open handle keeps a node from going stale
+		return n.gone() // see Open; an open handle keeps a node from going stale
 	}
 	limit := int64(-1)
 	if sz, ok := in.GetSize(); ok {
 		limit = int64(sz)
 	}
 	if err := u.copyUp(n, limit); err != nil {
-		return u.toErrno("setattr copy-up", err)
+		return n.nodeErrno("setattr copy-up", err)
 	}
 	var sa SetAttr
 	if m, ok := in.GetMode(); ok {
@@ -161,7 +168,7 @@ func (n *node) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttrIn,
 	}
 	a, err := u.upper.Setattr(n.top().n, sa)
 	if err != nil {
-		return u.toErrno("setattr", err)
+		return n.nodeErrno("setattr", err)
 	}
 	u.fillAttr(n.ino, a, &out.Attr)
 	// go-fuse times out what Setattr returns at once; the union is the
@@ -182,7 +189,7 @@ func (n *node) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, 
 	t := n.top()
 	v, err := n.u.layers[t.l].Getxattr(t.n, attr)
 	if err != nil {
-		return 0, n.u.toErrno("getxattr", err)
+		return 0, n.nodeErrno("getxattr", err)
 	}
 	if len(dest) < len(v) {
 		return uint32(len(v)), syscall.ERANGE
@@ -195,7 +202,7 @@ func (n *node) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errn
 	t := n.top()
 	names, err := n.u.layers[t.l].Listxattr(t.n)
 	if err != nil {
-		return 0, n.u.toErrno("listxattr", err)
+		return 0, n.nodeErrno("listxattr", err)
 	}
 	var b []byte
 	for _, s := range names {
@@ -234,12 +241,12 @@ func (n *node) changeXattr(change func(Node) error) syscall.Errno {
 		return syscall.EROFS
 	}
 	if n.stale() {
-		return syscall.ENOENT // see Setattr
+		return n.gone() // see Setattr
 	}
 	if err := u.copyUp(n, -1); err != nil {
-		return u.toErrno("xattr copy-up", err)
+		return n.nodeErrno("xattr copy-up", err)
 	}
-	return u.toErrno("xattr", change(n.top().n))
+	return n.nodeErrno("xattr", change(n.top().n))
 }
 
 // Statfs implements fs.NodeStatfser: the upper's numbers, or the top
