@@ -148,8 +148,12 @@ func (n *node) Lookup(ctx context.Context, name string,
 	}
 	ino := u.inoOf(refs, a)
 	if a.Mode&syscall.S_IFMT == syscall.S_IFDIR && n.above(ino) {
-		return nil, u.toErrno("lookup", fmt.Errorf("directory entry %q links back to "+
-			"its own directory or one above it: the image or overlay is damaged", name))
+		err := fmt.Errorf("directory entry %q links back to its own directory or one "+
+			"above it: the image or overlay is damaged", name)
+		if e, ok := u.layers[refs[0].l].(interface{ err(error) error }); ok {
+			err = e.err(err) // names the image
+		}
+		return nil, u.toErrno("lookup", err)
 	}
 	if live := n.liveChild(name); live != nil {
 		if sameDir(live.getRefs(), refs, a) {

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -33,7 +34,12 @@ func TestDirectoryLoop(t *testing.T) {
 	tool(t, "debugfs", "-w", "-R", "ln /upper/d1 /upper/d1/self", img)
 	tool(t, "debugfs", "-w", "-R", "ln /upper/d1 /upper/d1/sub/up", img)
 
-	u, err := New(Options{Lowers: []Layer{readOnlyExt3(t, img)}})
+	var named sync.Map // images the errors named
+	u, err := New(Options{Lowers: []Layer{readOnlyExt3(t, img).Named(img)},
+		OnLayerError: func(le *LayerError) bool {
+			named.Store(le.Image, true)
+			return false
+		}})
 	must(t, err)
 	mnt := t.TempDir()
 	must(t, u.Mount(mnt))
@@ -43,6 +49,9 @@ func TestDirectoryLoop(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(mnt, p)); !errors.Is(err, syscall.EIO) {
 			t.Errorf("stat %s: %v, want EIO", p, err)
 		}
+	}
+	if _, ok := named.Load(img); !ok {
+		t.Error("the lookup errors do not name the image") // the warning's image=
 	}
 	// The readahead of a large file walks up the tree to name it. It
 	// follows other processes' readers only (ownThread).
