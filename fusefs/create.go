@@ -148,7 +148,8 @@ func (n *node) Tmpfile(ctx context.Context, flags, mode uint32,
 	}
 	u.newUpperInode(a.Ino)
 	ino := u.inoOf([]layerRef{{0, up}}, a)
-	child := &node{u: u, ino: ino, refs: []layerRef{{0, up}}, x: &nodeExtra{tmp: name}}
+	child := u.newNode(ino, []layerRef{{0, up}})
+	child.x = &nodeExtra{tmp: name}
 	a.Nlink--
 	u.fillAttr(ino, a, &out.Attr)
 	h, err := u.openLayer(child, layerRef{0, up})

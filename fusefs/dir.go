@@ -100,7 +100,7 @@ func (u *Union) newUpperInode(ino uint64) {
 	u.stMu.Lock()
 	delete(u.copied, ino)
 	u.gen++
-	u.gens[stableIno(0, ino)] = u.gen
+	u.gens[ino] = u.gen
 	u.stMu.Unlock()
 }
 
@@ -117,7 +117,7 @@ func (u *Union) newChild(ctx context.Context, parent *node, refs []layerRef, a A
 // Preconditions: parent.dirMu held.
 func (u *Union) newChildIno(ctx context.Context, parent *node, ino uint64, refs []layerRef,
 	a Attr, out *fuse.EntryOut) *fs.Inode {
-	n := &node{u: u, ino: ino, refs: refs}
+	n := u.newNode(ino, refs)
 	u.fillAttr(ino, a, &out.Attr)
 	st := fs.StableAttr{Mode: a.Mode & syscall.S_IFMT, Ino: ino, Gen: u.genOf(ino)}
 	return parent.NewInode(ctx, n, st)

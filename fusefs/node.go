@@ -26,7 +26,7 @@ type node struct {
 
 	// cuMu makes copy-ups of this node one at a time.
 	cuMu sync.Mutex
-	// mu guards refs and x.
+	// mu guards refs, upGen and x.
 	mu sync.Mutex
 	// refs are the layer inodes behind this node, top first: for a
 	// directory every merged directory down to the first opaque one, for
@@ -34,6 +34,9 @@ type node struct {
 	// copy first and the lower original after it). Never changed in
 	// place (getRefs hands out the slice).
 	refs []layerRef
+	// upGen is the generation of the upper inode on top of refs when it
+	// came there (Union.upperGen); see stale.
+	upGen uint64
 	// x holds what few nodes need, made on first use (see extra): most
 	// nodes are files the kernel looked up, and a walk of a large image
 	// keeps one node per name.

@@ -27,7 +27,7 @@ func (u *Union) childNode(dir *node, name string, refs []layerRef, a Attr) *node
 	if c := dir.liveChild(name); c != nil {
 		return c
 	}
-	return &node{u: u, ino: u.inoOf(refs, a), refs: refs}
+	return u.newNode(u.inoOf(refs, a), refs)
 }
 
 // Unlink implements fs.NodeUnlinker.

@@ -209,34 +209,62 @@ func TestOpenUnlinkedDirUpper(t *testing.T) {
 // nothing: each answers ESTALE, which has the kernel walk the path again,
 // instead of acting on the new one.
 func TestStaleNode(t *testing.T) {
-	f := newImageFixture(t, "d/")
+	t.Run("created", func(t *testing.T) { staleNode(t, false) })
+	// A file of the image copied up (chmod) has the image file's number
+	// in the union, not its upper inode's: the check of the upper
+	// inode's generation missed it, and its node opened the new file.
+	t.Run("copied up", func(t *testing.T) { staleNode(t, true) })
+}
+
+func staleNode(t *testing.T, copied bool) {
+	spec := []string{"d/img=image"}
+	for i := range 20 {
+		spec = append(spec, fmt.Sprintf("d/n%d=new", i))
+	}
+	f := newImageFixture(t, spec...)
 	mnt, u, _ := f.mountUnion()
 	old := filepath.Join(mnt, "d", "old")
-	must(t, os.WriteFile(old, []byte("old"), 0o644))
-	var st syscall.Stat_t
-	must(t, syscall.Stat(old, &st))
+	if copied {
+		old = filepath.Join(mnt, "d", "img")
+		must(t, os.Chmod(old, 0o640))
+	} else {
+		must(t, os.WriteFile(old, []byte("old"), 0o644))
+	}
 	d := u.root.GetChild("d")
-	c := d.GetChild("old")
+	c := d.GetChild(filepath.Base(old))
 	if c == nil {
-		t.Fatal("no node for d/old")
+		t.Fatal("no node for", old)
 	}
 	stale := c.Operations().(*node)
+	up := stale.top()
+	if up.l != 0 {
+		t.Fatal("not in the upper:", old)
+	}
 	must(t, os.Remove(old))
-	// The kernel sends the RELEASE of old's last close in the background:
-	// until it is served, old is an open orphan and keeps its number.
-	nw := filepath.Join(mnt, "d", "new")
-	var st2 syscall.Stat_t
+	// A new file takes the number: one created in d, or one copied up
+	// (made in the work directory, as the old one was). The kernel sends
+	// the RELEASE of old's last close in the background: until it is
+	// served, old is an open orphan and keeps its number.
+	var nw string
 	for try := 0; ; try++ {
-		must(t, os.WriteFile(nw, []byte("new"), 0o600))
-		must(t, syscall.Stat(nw, &st2))
-		if st2.Ino == st.Ino {
+		if try == 20 {
+			t.Fatalf("no new file got the removed one's upper inode %d", up.n)
+		}
+		time.Sleep(10 * time.Millisecond)
+		nw = filepath.Join(mnt, "d", "new")
+		if copied {
+			nw = filepath.Join(mnt, "d", fmt.Sprintf("n%d", try))
+			must(t, os.Chmod(nw, 0o600)) // copies it up
+		} else {
+			must(t, os.WriteFile(nw, []byte("new"), 0o600))
+		}
+		if n := d.GetChild(filepath.Base(nw)); n != nil &&
+			n.Operations().(*node).top() == (layerRef{0, up.n}) {
 			break
 		}
-		if try == 100 {
-			t.Fatalf("the new file got inode %d, not the removed one's %d", st2.Ino, st.Ino)
+		if !copied {
+			must(t, os.Remove(nw))
 		}
-		must(t, os.Remove(nw))
-		time.Sleep(10 * time.Millisecond)
 	}
 	ctx := context.Background()
 	if _, _, errno := stale.Open(ctx, syscall.O_RDWR); errno != syscall.ESTALE {
@@ -253,6 +281,7 @@ func TestStaleNode(t *testing.T) {
 	if errno := stale.Getattr(ctx, nil, &fuse.AttrOut{}); errno != syscall.ESTALE {
 		t.Errorf("Getattr of the stale node: %v, want ESTALE", errno)
 	}
+	var st2 syscall.Stat_t
 	must(t, syscall.Stat(nw, &st2))
 	if st2.Mode&0o777 != 0o600 {
 		t.Errorf("the new file's mode is %o", st2.Mode&0o777)

@@ -48,8 +48,8 @@ type Union struct {
 	// links maps a hard-linked lower inode (layer, ino) to its upper copy,
 	// so that its other names become links to that copy.
 	links map[layerIno]Node
-	// gens holds the generation of stable inode numbers whose upper inode
-	// number was reused by a new inode.
+	// gens holds the generation of upper inode numbers handed out again
+	// (newUpperInode), by layer-local number.
 	gens map[uint64]uint64
 	gen  uint64
 	// opaqueTrusted is 1 when the upper accepts trusted.* xattrs, -1
