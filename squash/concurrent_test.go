@@ -172,16 +172,7 @@ func TestReadaheadDecodesOnce(t *testing.T) {
 		if !bytes.Equal(got, want) {
 			t.Fatalf("chunk %d: content differs", chunk)
 		}
-		bl, err := f.blocks(n)
-		if err != nil {
-			t.Fatal(err)
-		}
-		blocks := int64(0) // stored blocks are read without a decode
-		for _, s := range bl.sizes {
-			if s&blockUncompBit == 0 && s != 0 {
-				blocks++
-			}
-		}
+		blocks := compressedBlocks(t, f, n) // stored blocks are read without a decode
 		// Background decodes may still be finishing; wait for them.
 		for range cap(f.ra.slots) {
 			f.ra.slots <- struct{}{}
@@ -211,16 +202,7 @@ func TestPrefetchOutOfOrder(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	bl, err := f.blocks(n)
-	if err != nil {
-		t.Fatal(err)
-	}
-	blocks := int64(0)
-	for _, s := range bl.sizes {
-		if s&blockUncompBit == 0 && s != 0 {
-			blocks++
-		}
-	}
+	blocks := compressedBlocks(t, f, n)
 	if blocks < 8 {
 		t.Fatalf("text-3m has %d compressed blocks, want many", blocks)
 	}
@@ -302,4 +284,24 @@ func TestReadaheadFirstRead(t *testing.T) {
 				c.want)
 		}
 	}
+}
+
+// compressedBlocks counts the blocks of n stored compressed.
+func compressedBlocks(t *testing.T, f *FS, n *Inode) int64 {
+	t.Helper()
+	bl, err := f.blocks(n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocks := int64(0)
+	for i := range bl.len() {
+		s, _, err := bl.at(i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s&blockUncompBit == 0 && s != 0 {
+			blocks++
+		}
+	}
+	return blocks
 }

@@ -11,49 +11,8 @@ import (
 // A regular file is a run of data blocks stored back to back from the
 // inode's start offset, each described by a 32-bit size word in the block
 // list after the inode (bit 24: stored uncompressed; size 0: a sparse block
-// of zeros), plus an optional tail held in a fragment block.
-
-// blockList is a file's block list with each block's section offset.
-type blockList struct {
-	sizes   []uint32
-	offsets []int64
-}
-
-// blocks returns n's block list, reading it on first use. Concurrent first
-// callers may both read it; the result is the same.
-//
-// TODO: the list is 12 bytes per block of the file's apparent size, kept
-// while the inode is: a 1 TB sparse file in a hostile image took stage 1
-// to 152 MB (a trial). Keep sparse runs as runs, or read the list in
-// windows, to bound it by the image's real size.
-func (f *FS) blocks(n *Inode) (*blockList, error) {
-	if bl := n.blocks.Load(); bl != nil {
-		return bl, nil
-	}
-	const what = "block list"
-	m, err := f.newMetaReader(n.listBlock, n.listOffset, what)
-	if err != nil {
-		return nil, err
-	}
-	bl := &blockList{sizes: make([]uint32, n.nblocks), offsets: make([]int64, n.nblocks)}
-	pos := int64(n.start)
-	for i := range bl.sizes {
-		s, err := m.u32()
-		if err != nil {
-			return nil, err
-		}
-		if s&^(blockUncompBit|blockSizeMask) != 0 || s&blockSizeMask > f.sb.BlockSize {
-			return nil, formatErr(pos, what, "block %d size word %#x", i, s)
-		}
-		bl.sizes[i], bl.offsets[i] = s, pos
-		pos += int64(s & blockSizeMask)
-		if pos > f.end {
-			return nil, formatErr(pos, what, "block %d ends past image end", i)
-		}
-	}
-	n.blocks.Store(bl)
-	return bl, nil
-}
+// of zeros; see blocklist.go), plus an optional tail held in a fragment
+// block.
 
 // ReadAt reads file n at offset off with io.ReaderAt semantics: it returns
 // len(p) bytes or an error, and io.EOF when the read reaches the end.
@@ -79,7 +38,7 @@ func (f *FS) ReadAt(n *Inode, p []byte, off int64) (int, error) {
 
 	bs := int64(f.sb.BlockSize)
 	want := min(int64(len(p)), int64(n.Size)-off)
-	if len(bl.sizes) > 1 && want > 0 {
+	if bl.len() > 1 && want > 0 {
 		f.startReadahead(n, bl, off/bs, (off+want-1)/bs, off == 0 && want >= bs)
 	}
 	done := int64(0)
@@ -104,11 +63,14 @@ func (f *FS) readBlockInto(n *Inode, bl *blockList, idx, within int64,
 	p []byte) (int, error) {
 	bs := int64(f.sb.BlockSize)
 	const what = "data block"
-	if idx >= int64(len(bl.sizes)) {
+	if idx >= bl.len() {
 		return f.readTailInto(n, idx, within, p)
 	}
 	blockLen := min(bs, int64(n.Size)-idx*bs)
-	size := bl.sizes[idx]
+	size, start, err := bl.at(idx)
+	if err != nil {
+		return 0, err
+	}
 	avail := p[:min(int64(len(p)), blockLen-within)]
 
 	switch {
@@ -119,15 +81,15 @@ func (f *FS) readBlockInto(n *Inode, bl *blockList, idx, within int64,
 		// Stored blocks are read straight into p; the page cache of the
 		// underlying file already caches them.
 		if int64(size&blockSizeMask) != blockLen {
-			return 0, formatErr(bl.offsets[idx], what, "stored block %d is %d bytes, "+
+			return 0, formatErr(start, what, "stored block %d is %d bytes, "+
 				"want %d", idx, size&blockSizeMask, blockLen)
 		}
-		if err := f.readRaw(avail, bl.offsets[idx]+within, what); err != nil {
+		if err := f.readRaw(avail, start+within, what); err != nil {
 			return 0, err
 		}
 		return len(avail), nil
 	}
-	blk, err := f.dataBlock(bl.offsets[idx], size, int(blockLen), false, what)
+	blk, err := f.dataBlock(start, size, int(blockLen), false, what)
 	if err != nil {
 		return 0, err
 	}
@@ -137,7 +99,7 @@ func (f *FS) readBlockInto(n *Inode, bl *blockList, idx, within int64,
 		// A sequential reader is done with this block, and the kernel
 		// keeps what it read in its page cache: let the block go before
 		// fragments and partly read blocks.
-		f.data.demote(uint64(bl.offsets[idx]))
+		f.data.demote(uint64(start))
 	}
 	return k, nil
 }
@@ -192,14 +154,20 @@ func (f *FS) StoredExtent(n *Inode, off int64, size int) (start int64, k int, ok
 	bs := int64(f.sb.BlockSize)
 	end := min(off+int64(size), int64(n.Size))
 	for idx := off / bs; idx*bs < end; idx++ {
-		if idx >= int64(len(bl.sizes)) {
+		if idx >= bl.len() {
 			return 0, 0, false // the tail, in a fragment
 		}
-		s := bl.sizes[idx]
+		s, at, err := bl.at(idx)
+		if err != nil {
+			return 0, 0, false // ReadAt reports it
+		}
+		if idx == off/bs {
+			start = at + off%bs
+		}
 		blockLen := min(bs, int64(n.Size)-idx*bs)
 		if s&blockUncompBit == 0 || int64(s&blockSizeMask) != blockLen {
 			return 0, 0, false
 		}
 	}
-	return bl.offsets[off/bs] + off%bs, int(end - off), true
+	return start, int(end - off), true
 }

@@ -77,12 +77,14 @@ func (f *FS) startReadahead(n *Inode, bl *blockList, first, last int64, whole bo
 		return
 	}
 	bs := int64(f.sb.BlockSize)
-	for idx := last + 1; idx <= last+int64(ra.blocks) && idx < int64(len(bl.sizes)); idx++ {
-		size := bl.sizes[idx]
+	for idx := last + 1; idx <= last+int64(ra.blocks) && idx < bl.len(); idx++ {
+		size, start, err := bl.at(idx)
+		if err != nil {
+			return // the reader meets it
+		}
 		if size&blockSizeMask == 0 || size&blockUncompBit != 0 {
 			continue
 		}
-		start := bl.offsets[idx]
 		if f.data.has(uint64(start)) {
 			continue
 		}
@@ -105,7 +107,7 @@ func (f *FS) startReadahead(n *Inode, bl *blockList, first, last int64, whole bo
 // when no other file is being prefetched.
 func (f *FS) startPrefetch(n *Inode, bl *blockList, first int64) {
 	ra := f.ra
-	if int64(n.Size) > ra.maxFile || len(bl.sizes) < 2 || n.prefetched.Load() {
+	if int64(n.Size) > ra.maxFile || bl.len() < 2 || n.prefetched.Load() {
 		return
 	}
 	select {
@@ -118,17 +120,20 @@ func (f *FS) startPrefetch(n *Inode, bl *blockList, first int64) {
 		return
 	}
 	f.prefetches.Add(1)
-	bs, count := int64(f.sb.BlockSize), int64(len(bl.sizes))
+	bs, count := int64(f.sb.BlockSize), bl.len()
 	go func() {
 		defer func() { <-ra.prefetch }()
 		for k := int64(1); k < count; k++ {
 			idx := (first + k) % count
-			size := bl.sizes[idx]
+			size, start, err := bl.at(idx)
+			if err != nil {
+				return // a reader meets it
+			}
 			if size&blockSizeMask == 0 || size&blockUncompBit != 0 ||
-				f.data.has(uint64(bl.offsets[idx])) {
+				f.data.has(uint64(start)) {
 				continue
 			}
-			f.decodeAhead(bl.offsets[idx], size, int(min(bs, int64(n.Size)-idx*bs)),
+			f.decodeAhead(start, size, int(min(bs, int64(n.Size)-idx*bs)),
 				false, "data block")
 		}
 	}()

@@ -25,16 +25,20 @@ func (f *FS) SeekData(n *Inode, off int64, hole bool) (int64, error) {
 		return 0, err
 	}
 	bs := int64(f.sb.BlockSize)
-	for i := off / bs; i < int64(len(bl.sizes)); i++ {
-		if (bl.sizes[i]&blockSizeMask == 0) == hole {
+	for i := off / bs; i < bl.len(); i++ {
+		s, _, err := bl.at(i)
+		if err != nil {
+			return 0, err
+		}
+		if (s&blockSizeMask == 0) == hole {
 			return max(off, i*bs), nil
 		}
 	}
 	if hole {
 		return size, nil
 	}
-	if int64(len(bl.sizes))*bs < size { // a tail in a fragment block
-		return max(off, int64(len(bl.sizes))*bs), nil
+	if bl.len()*bs < size { // a tail in a fragment block
+		return max(off, bl.len()*bs), nil
 	}
 	return 0, &errnoError{op: "seek", name: fmt.Sprintf("inode %d", n.Ino),
 		errno: syscall.ENXIO}
