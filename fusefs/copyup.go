@@ -155,7 +155,7 @@ func (u *Union) copyInode(n, parent *node, name string, src layerRef, a Attr,
 		u.keepCtime(up, a)
 		return up, u.register(n, parent, name, up)
 	}
-	tmpName := fmt.Sprintf("#husk-copyup-%d", u.tmpSeq.Add(1))
+	tmpName := u.workName("copyup")
 	up, err := u.makeCopy(src, a, u.opts.WorkDir, tmpName, limit)
 	if err != nil {
 		return 0, fmt.Errorf("copy-up %q: %w", name, err)

@@ -2,7 +2,6 @@ package fusefs
 
 import (
 	"context"
-	"fmt"
 	"syscall"
 
 	"github.com/hanwen/go-fuse/v2/fs"
@@ -141,7 +140,7 @@ func (n *node) Tmpfile(ctx context.Context, flags, mode uint32,
 	if pa, err := n.attr(); err == nil && pa.Mode&syscall.S_ISGID != 0 {
 		gid = pa.Gid
 	}
-	name := fmt.Sprintf("#husk-tmpfile-%d", u.tmpSeq.Add(1))
+	name := u.workName("tmpfile")
 	up, a, err := u.upper.Create(u.opts.WorkDir, name, mode&07777, uid, gid)
 	if err != nil {
 		return nil, nil, 0, u.toErrno("tmpfile", err)

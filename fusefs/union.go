@@ -37,7 +37,8 @@ type Union struct {
 	// files by inode; built on the first copy-up of such a file.
 	// Protected by linkMu.
 	linkIndex map[int]map[uint64][][]string
-	tmpSeq    atomic.Uint64
+	tmpSeq    atomic.Uint64 // see workName
+	workTag   string
 
 	// stMu guards the bookkeeping below; it is a leaf lock.
 	stMu sync.Mutex
@@ -81,7 +82,8 @@ func New(opts Options) (*Union, error) {
 		return nil, fmt.Errorf("fusefs: %d layers, at most 65534", len(opts.Lowers))
 	}
 	u := &Union{opts: opts, log: opts.Logger, upper: opts.Upper, ids: &opts.IDMap,
-		copied: map[uint64]uint64{}, links: map[layerIno]Node{}, gens: map[uint64]uint64{}}
+		copied: map[uint64]uint64{}, links: map[layerIno]Node{}, gens: map[uint64]uint64{},
+		workTag: newWorkTag()}
 	u.layers = append([]Layer{nil}, opts.Lowers...)
 	if opts.Upper != nil {
 		u.layers[0] = opts.Upper
@@ -104,6 +106,7 @@ func New(opts Options) (*Union, error) {
 			}
 		}
 	}
+	u.cleanWork()
 	root, err := u.newRoot()
 	if err != nil {
 		return nil, err
