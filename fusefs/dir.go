@@ -89,21 +89,6 @@ func (u *Union) inoOf(refs []layerRef, a Attr) uint64 {
 	return stableIno(ref.l, a.Ino)
 }
 
-// newUpperInode forgets what was known about an earlier upper inode with
-// the same number, which the upper may reuse, and gives the new one a new
-// generation so go-fuse does not confuse it with a node still cached.
-//
-// TODO: gens keeps an entry for every upper inode ever made (about 75
-// bytes each: 1.5 MB after an untar of 20,000 files); entries whose node
-// the kernel has forgotten could go.
-func (u *Union) newUpperInode(ino uint64) {
-	u.stMu.Lock()
-	delete(u.copied, ino)
-	u.gen++
-	u.gens[ino] = u.gen
-	u.stMu.Unlock()
-}
-
 // newChild makes the go-fuse inode for refs under parent and fills out.
 //
 // Preconditions: parent.dirMu held.

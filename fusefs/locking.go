@@ -40,28 +40,6 @@ func (n *node) getRefs() []layerRef {
 	return r
 }
 
-// setRefs replaces the node's layer inodes. An upper inode new on top
-// brings its generation (see stale).
-func (n *node) setRefs(r []layerRef) {
-	var g uint64
-	if r[0].l == 0 {
-		g = n.u.upperGen(r[0].n)
-	}
-	n.mu.Lock()
-	if len(n.refs) == 0 || n.refs[0] != r[0] {
-		n.upGen = g
-	}
-	n.refs = r
-	n.mu.Unlock()
-}
-
-// newNode makes a node for stable number ino backed by refs.
-func (u *Union) newNode(ino uint64, refs []layerRef) *node {
-	n := &node{u: u, ino: ino}
-	n.setRefs(refs)
-	return n
-}
-
 // top returns the layer inode that provides the node.
 func (n *node) top() layerRef {
 	n.mu.Lock()
@@ -158,38 +136,6 @@ func (u *Union) copiedIno(ino uint64) (uint64, bool) {
 	c, ok := u.copied[ino]
 	u.stMu.Unlock()
 	return c, ok
-}
-
-// stale reports whether n's upper inode was freed and its number given
-// to another file since n got it (newUpperInode). Open, Getattr, Setattr
-// and the xattr changes ask. It goes by the upper inode, not n's number:
-// a file copied up keeps its image file's number (a stale node of one
-// opened and chmod-ed the file that took its upper inode's number).
-func (n *node) stale() bool {
-	n.mu.Lock()
-	t, g := n.refs[0], n.upGen
-	n.mu.Unlock()
-	return t.l == 0 && g != n.u.upperGen(t.n)
-}
-
-// upperGen returns the generation of upper inode ino: 0 until its
-// number is handed out again.
-func (u *Union) upperGen(ino Node) uint64 {
-	u.stMu.Lock()
-	g := u.gens[uint64(ino)]
-	u.stMu.Unlock()
-	return g
-}
-
-// genOf returns the generation of stable inode number ino, which the
-// kernel's node carries (fs.StableAttr.Gen): that of the upper inode it
-// names, if it names one. A node of a copied-up file keeps the number,
-// and so the generation, its image file had.
-func (u *Union) genOf(ino uint64) uint64 {
-	if ino>>48 != 1 {
-		return 0 // a lower layer's (stableIno)
-	}
-	return u.upperGen(Node(ino & (1<<48 - 1)))
 }
 
 // linkedCopy returns the upper copy of hard-linked lower inode k.

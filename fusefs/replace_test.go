@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -289,4 +290,29 @@ func staleNode(t *testing.T, copied bool) {
 	if b, err := os.ReadFile(nw); err != nil || string(b) != "new" {
 		t.Errorf("the new file reads %q, %v", b, err)
 	}
+}
+
+// The record of upper inode generations keeps only numbers that nodes
+// stand for: it had kept one for every file ever made (75 bytes each),
+// for as long as the union ran.
+func TestGenerationsForgotten(t *testing.T) {
+	f := newImageFixture(t, "d/")
+	mnt, u, _ := f.mountUnion()
+	for i := range 3000 { // all at once, or they take the same inode in turn
+		must(t, os.WriteFile(filepath.Join(mnt, "d", fmt.Sprintf("f%d", i)), []byte("x"),
+			0o644))
+	}
+	must(t, os.RemoveAll(filepath.Join(mnt, "d")))
+	held := 0
+	for try := 0; try < 50; try++ {
+		runtime.GC() // a node counts out when collected, after the kernel forgets it
+		u.stMu.Lock()
+		held = len(u.gens)
+		u.stMu.Unlock()
+		if held < 100 {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Errorf("%d upper inode numbers recorded after 3,000 files made and removed", held)
 }

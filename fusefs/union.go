@@ -49,9 +49,9 @@ type Union struct {
 	// links maps a hard-linked lower inode (layer, ino) to its upper copy,
 	// so that its other names become links to that copy.
 	links map[layerIno]Node
-	// gens holds the generation of upper inode numbers handed out again
-	// (newUpperInode), by layer-local number.
-	gens map[uint64]uint64
+	// gens holds what is known of each upper inode number that nodes
+	// stand for, by layer-local number (generation.go).
+	gens map[uint64]upperUse
 	gen  uint64
 	// opaqueTrusted is 1 when the upper accepts trusted.* xattrs, -1
 	// when it refused them, 0 before the first try.
@@ -82,7 +82,7 @@ func New(opts Options) (*Union, error) {
 		return nil, fmt.Errorf("fusefs: %d layers, at most 65534", len(opts.Lowers))
 	}
 	u := &Union{opts: opts, log: opts.Logger, upper: opts.Upper, ids: &opts.IDMap,
-		copied: map[uint64]uint64{}, links: map[layerIno]Node{}, gens: map[uint64]uint64{},
+		copied: map[uint64]uint64{}, links: map[layerIno]Node{}, gens: map[uint64]upperUse{},
 		workTag: newWorkTag()}
 	u.layers = append([]Layer{nil}, opts.Lowers...)
 	if opts.Upper != nil {
