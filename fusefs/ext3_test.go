@@ -210,3 +210,31 @@ func TestExt3SeekHole(t *testing.T) {
 			hole, data)
 	}
 }
+
+// Extended attributes in the system namespace are refused, as ext4 refuses
+// names it does not know there: a trial stored system.data (ext4's inline
+// data) and system.bogus in the overlay as plain attributes.
+func TestSystemXattrs(t *testing.T) {
+	f := newImageFixture(t, "d/")
+	mnt, stop := f.mount()
+	p := filepath.Join(mnt, "d", "f")
+	must(t, os.WriteFile(p, nil, 0o644))
+	for _, name := range []string{"system.data", "system.bogus", "system.richacl",
+		"system.posix_acl_access"} {
+		if err := unix.Setxattr(p, name, []byte("xxxxxxxx"), 0); err != unix.EOPNOTSUPP {
+			t.Errorf("setxattr %s: %v, want EOPNOTSUPP", name, err)
+		}
+		if _, err := unix.Getxattr(p, name, make([]byte, 64)); err != unix.EOPNOTSUPP {
+			t.Errorf("getxattr %s: %v, want EOPNOTSUPP", name, err)
+		}
+	}
+	must(t, unix.Setxattr(p, "user.ok", []byte("1"), 0))
+	buf := make([]byte, 256)
+	k, err := unix.Listxattr(p, buf)
+	must(t, err)
+	if got := string(buf[:k]); got != "user.ok\x00" {
+		t.Errorf("listxattr: %q", got)
+	}
+	stop()
+	f.fsck()
+}

@@ -191,6 +191,9 @@ func (n *node) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, 
 	if privateXattr(attr) {
 		return 0, syscall.ENODATA
 	}
+	if systemXattr(attr) {
+		return 0, syscall.EOPNOTSUPP
+	}
 	t := n.top()
 	v, err := n.u.layers[t.l].Getxattr(t.n, attr)
 	if err != nil {
@@ -211,7 +214,7 @@ func (n *node) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errn
 	}
 	var b []byte
 	for _, s := range names {
-		if !privateXattr(s) {
+		if !privateXattr(s) && !systemXattr(s) {
 			b = append(append(b, s...), 0)
 		}
 	}
@@ -226,6 +229,9 @@ func (n *node) Setxattr(ctx context.Context, attr string, data []byte, flags uin
 	if privateXattr(attr) {
 		return syscall.EPERM
 	}
+	if systemXattr(attr) {
+		return syscall.EOPNOTSUPP
+	}
 	return n.changeXattr(func(up Node) error {
 		return n.u.upper.Setxattr(up, attr, data, flags)
 	})
@@ -235,6 +241,9 @@ func (n *node) Setxattr(ctx context.Context, attr string, data []byte, flags uin
 func (n *node) Removexattr(ctx context.Context, attr string) syscall.Errno {
 	if privateXattr(attr) {
 		return syscall.ENODATA
+	}
+	if systemXattr(attr) {
+		return syscall.EOPNOTSUPP
 	}
 	return n.changeXattr(func(up Node) error { return n.u.upper.Removexattr(up, attr) })
 }

@@ -39,6 +39,14 @@ func privateXattr(name string) bool {
 		strings.HasPrefix(name, "user.fuseoverlayfs.")
 }
 
+// systemXattr reports whether name is in the system namespace, which
+// file systems keep for attributes they give meaning to: ext4 refuses
+// names it does not know there (EOPNOTSUPP), and those it knows are POSIX
+// ACLs, which the kernel refuses itself for husk's mounts (like
+// Apptainer's noacl), and its own inline data (system.data), which a
+// user's setxattr once stored in the overlay as an attribute.
+func systemXattr(name string) bool { return strings.HasPrefix(name, "system.") }
+
 // hiddenName reports whether a stored name is whiteout machinery.
 func hiddenName(name string) bool {
 	return strings.HasPrefix(name, whPrefix)
