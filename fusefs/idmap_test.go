@@ -65,6 +65,36 @@ func TestIDMapMounted(t *testing.T) {
 	}
 }
 
+// Without --fakeroot every file is shown as the user's (Squash): a chown
+// to the owner and group a file is shown with changes nothing, and the
+// file stays in the image with its owner. chown -R to oneself had copied
+// every file up and stored the user as its owner; a later --fakeroot run
+// found the image's root and _apt files owned by the user.
+func TestChownToShownOwner(t *testing.T) {
+	f := newFixture(t, 1)
+	tree(t, f.lowers[0], "d/f=image", "setuid=s")
+	must(t, os.Chown(filepath.Join(f.lowers[0], "d", "f"), 0, 42))
+	must(t, unix.Chmod(filepath.Join(f.lowers[0], "setuid"), 0o4755))
+	mnt, _ := f.mount(func(o *Options) {
+		o.IDMap = IDMap{UIDs: []IDRange{{Container: 1000, Server: 0, Size: 1}},
+			GIDs: []IDRange{{Container: 1000, Server: 0, Size: 1}}, Squash: true}
+	})
+	for _, p := range []string{"d", "d/f"} {
+		must(t, os.Chown(filepath.Join(mnt, p), 0, 0)) // shown as 0:0 already
+		if _, err := os.Lstat(filepath.Join(f.upper(), p)); err == nil {
+			t.Errorf("%s was copied up by a chown to its shown owner", p)
+		}
+	}
+	// Still a change of mode: chown clears the set-user-ID bit.
+	must(t, os.Chown(filepath.Join(mnt, "setuid"), 0, 0))
+	if st := stat(t, filepath.Join(mnt, "setuid")); st.Mode&0o7777 != 0o755 {
+		t.Errorf("setuid file mode %o after chown, want 755", st.Mode&0o7777)
+	}
+	if st := stat(t, filepath.Join(f.upper(), "setuid")); st.Uid != 0 {
+		t.Errorf("setuid file stored as owned by %d after chown, want 0", st.Uid)
+	}
+}
+
 // New files in a set-gid directory take its group; new directories
 // also inherit the set-gid bit.
 func TestSetgidDir(t *testing.T) {

@@ -128,6 +128,11 @@ func (n *node) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttrIn,
 	if n.stale() {
 		return n.gone() // see Open; an open handle keeps a node from going stale
 	}
+	if n.sameOwner(in) {
+		errno := n.Getattr(ctx, f, out)
+		out.SetTimeout(u.attrTimeout())
+		return errno
+	}
 	limit := int64(-1)
 	if sz, ok := in.GetSize(); ok {
 		limit = int64(sz)
@@ -180,6 +185,38 @@ func (n *node) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttrIn,
 	// only writer, so the kernel may keep it as long as a GETATTR's.
 	out.SetTimeout(u.attrTimeout())
 	return 0
+}
+
+// sameOwner drops from in an owner or group the file is shown with
+// already, and reports whether nothing is left to change. Without
+// --fakeroot every file is shown as the user's (IDMap.Squash), and a
+// chown -R to oneself had copied each file up and stored the user as its
+// owner, so that a later --fakeroot run found root's and _apt's files
+// owned by the user.
+func (n *node) sameOwner(in *fuse.SetAttrIn) bool {
+	uid, setUID := in.GetUID()
+	gid, setGID := in.GetGID()
+	if !setUID && !setGID {
+		return false
+	}
+	a, err := n.attr()
+	if err != nil {
+		return false // the change meets it
+	}
+	was := in.Valid
+	if setUID && uid == n.u.ids.uidToServer(a.Uid) {
+		in.Valid &^= fuse.FATTR_UID
+	}
+	if setGID && gid == n.u.ids.gidToServer(a.Gid) {
+		in.Valid &^= fuse.FATTR_GID
+	}
+	if in.Valid != was && a.Mode&syscall.S_IFMT != syscall.S_IFDIR &&
+		a.Mode&(syscall.S_ISUID|syscall.S_ISGID) != 0 {
+		// A chown clears the set-id bits even so; the layer's chown
+		// would have (the kernel leaves it to husk).
+		in.Valid |= fuse.FATTR_KILL_SUIDGID
+	}
+	return in.Valid&^(fuse.FATTR_FH|fuse.FATTR_LOCKOWNER|fuse.FATTR_CTIME) == 0
 }
 
 func timespec(t time.Time) Timespec {
