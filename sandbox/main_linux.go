@@ -35,6 +35,8 @@ func Main(m Mounter, hooks ...StageHook) {
 		os.Exit(seccompExec()) // the payload's seccomp shim: seccompprofile_linux.go
 	case chrootStage:
 		os.Exit(chrootExec()) // an in-container --fusemount program: fusemount_linux.go
+	case guardStage:
+		os.Exit(guardMain()) // stage 1's guard: guard_linux.go
 	}
 	// Install the handlers before anything else: stage 0 may forward a
 	// signal as soon as this process exists.

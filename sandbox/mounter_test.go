@@ -5,6 +5,7 @@ package sandbox
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -47,6 +48,11 @@ type testUnion struct {
 	// Bind, when set, is a root file system to bind read-only instead of
 	// copying Tree; Mountpoint then fails as on a read-only image.
 	Bind string
+	// Stall, with FUSE, names an entry of the root whose lookup the
+	// server never answers, after writing "stalled" to the host file
+	// StallLog: a thread of stage 1 that looks it up (a bind there) waits
+	// in its own mount for good (guard_test.go).
+	Stall, StallLog string
 	// Refuse makes the mount in stage 1 fail with EPERM as a kernel or
 	// policy that forbids FUSE in a user namespace does; through
 	// fusermount3 (Spec.Fusermount) the tree is served by a go-fuse
@@ -128,7 +134,7 @@ func (testMounter) Mount(spec *Spec, files []*os.File, target string) (Mounted, 
 		}
 	}
 	if u.FUSE {
-		root, err := fusefs.NewLoopbackRoot(layer)
+		root, err := stallingRoot(layer, u)
 		if err != nil {
 			return nil, err
 		}
@@ -287,4 +293,36 @@ func buildTree(root string) error {
 		}
 	}
 	return nil
+}
+
+// stallingNode is a loopback node whose lookup of stall never returns.
+type stallingNode struct {
+	fusefs.LoopbackNode
+	stall, log string
+}
+
+func (n *stallingNode) Lookup(ctx context.Context, name string,
+	out *fuse.EntryOut) (*fusefs.Inode, syscall.Errno) {
+	if n.stall != "" && name == n.stall {
+		_ = os.WriteFile(n.log, []byte("stalled\n"), 0o644)
+		select {} // the request stays unanswered
+	}
+	return n.LoopbackNode.Lookup(ctx, name, out)
+}
+
+// stallingRoot is go-fuse's loopback root of dir, with u.Stall stalling.
+func stallingRoot(dir string, u testUnion) (fusefs.InodeEmbedder, error) {
+	var st syscall.Stat_t
+	if err := syscall.Stat(dir, &st); err != nil {
+		return nil, err
+	}
+	r := &fusefs.LoopbackRoot{Path: dir, Dev: uint64(st.Dev)}
+	r.NewNode = func(rd *fusefs.LoopbackRoot, _ *fusefs.Inode, _ string,
+		_ *syscall.Stat_t) fusefs.InodeEmbedder {
+		return &stallingNode{LoopbackNode: fusefs.LoopbackNode{RootData: rd}}
+	}
+	root := &stallingNode{LoopbackNode: fusefs.LoopbackNode{RootData: r}, stall: u.Stall,
+		log: u.StallLog}
+	r.RootNode = root
+	return root, nil
 }

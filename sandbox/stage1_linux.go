@@ -11,6 +11,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -40,6 +42,10 @@ type stage1State struct {
 	binds []madeBind
 	// joins serves `exec instance://` joins of an instance.
 	joins *joinServer
+	// guard aborts the union's FUSE connection should stage 1 die
+	// (guard_linux.go); nil without one, or until guardWG is done.
+	guard   atomic.Pointer[os.Process]
+	guardWG sync.WaitGroup
 	// stage2 is stage 2 once started (see startStage2Early).
 	stage2 *stage2Proc
 	// fuse are the --fusemount mounts and programs (fusemount_linux.go).
@@ -107,6 +113,9 @@ func (st *stage1State) setup(m Mounter) error {
 	// Stay off the host directories we may unmount or remove later.
 	if err := os.Chdir("/"); err != nil {
 		return err
+	}
+	if st.plan.HostUnion == "" {
+		st.startGuard() // first: stage 1 calls into the union from its mount on
 	}
 
 	// Nothing mounted from here on may propagate back to the host: the
@@ -361,7 +370,7 @@ func (st *stage1State) teardown() error {
 	}
 	if st.reaperKilled != 0 {
 		// Before the unmounts, which would wait for them.
-		n := killChildren(0)
+		n := killChildren(st.guardPid())
 		st.log.Debug("container processes killed after stage 2", "count", n)
 	}
 	if st.mounted != nil {
@@ -374,6 +383,7 @@ func (st *stage1State) teardown() error {
 		}
 		st.log.Debug("union unmounted")
 	}
+	st.stopGuard()
 	if st.sessMounted {
 		if err := unix.Unmount(st.sess.dir, unix.MNT_DETACH); err != nil {
 			errs = append(errs, &os.PathError{Op: "umount", Path: st.sess.dir, Err: err})

@@ -1,0 +1,106 @@
+// Copyright 2026 The husk Authors. SPDX-License-Identifier: Apache-2.0
+
+package sandbox
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// A stage 1 killed while one of its threads waits for an answer from its
+// own FUSE server (here a lookup the server never answers, made by the
+// bind into the union) does not hang: its guard aborts the connection,
+// and Run returns. That thread had kept stage 1 unreapable, and husk
+// waiting for it, for good (a trial: ulimit -v, or SIGKILL early on).
+func TestGuardAbortsStalledStage1(t *testing.T) {
+	if err := CheckFUSE(); err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t)
+	stalled := filepath.Join(e.userDir("log"), "stalled")
+	s := e.spec("true")
+	s.Union = unionJSON(testUnion{Tree: testTree, FUSE: true, Stall: "stall",
+		StallLog: stalled})
+	s.Binds = []Bind{{Src: e.wd, Dst: "/stall/here"}}
+	h := e.helper("run", s)
+	var stdout, stderr strings.Builder
+	h.cmd.Stdout, h.cmd.Stderr = &stdout, &stderr
+	h.start()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if b, _ := os.ReadFile(stalled); string(b) == "stalled\n" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("stage 1 never looked up /stall\nstderr:\n%s", &stderr)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	pid := childNamed(h.cmd.Process.Pid, "husk-stage1")
+	if pid == 0 {
+		t.Fatal("no husk-stage1 under the helper")
+	}
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan result, 1)
+	go func() { done <- h.wait(&stderr) }()
+	select {
+	case res := <-done:
+		if res.Status == 0 {
+			t.Errorf("Run of a killed stage 1: status 0")
+		}
+	case <-time.After(30 * time.Second):
+		abortStalledFUSE(t)
+		t.Fatal("Run did not return in 30 s after stage 1 was killed")
+	}
+}
+
+// childNamed returns the pid of a child of parent named comm, or 0.
+func childNamed(parent int, comm string) int {
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		i := bytes.IndexByte(b, '(')
+		j := bytes.LastIndexByte(b, ')')
+		if i < 0 || j < i || string(b[i+1:j]) != comm {
+			continue
+		}
+		f := strings.Fields(string(b[j+1:]))
+		if len(f) > 1 && f[1] == strconv.Itoa(parent) {
+			return pid
+		}
+	}
+	return 0
+}
+
+// abortStalledFUSE aborts, through fusectl, the FUSE connections with
+// requests waiting: what a failed guard leaves (test machines only).
+func abortStalledFUSE(t *testing.T) {
+	dir := t.TempDir()
+	if err := syscall.Mount("none", dir, "fusectl", 0, ""); err != nil {
+		t.Logf("fusectl: %v", err)
+		return
+	}
+	defer syscall.Unmount(dir, 0)
+	conns, _ := os.ReadDir(dir)
+	for _, c := range conns {
+		b, _ := os.ReadFile(filepath.Join(dir, c.Name(), "waiting"))
+		if n, _ := strconv.Atoi(strings.TrimSpace(string(b))); n > 0 {
+			_ = os.WriteFile(filepath.Join(dir, c.Name(), "abort"), []byte("1"), 0o200)
+		}
+	}
+}
