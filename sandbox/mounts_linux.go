@@ -148,7 +148,7 @@ func defaultMounts(p *plan, sess *session) []hostMount {
 	// The working directory only when the container does not already have
 	// it (through the home or /tmp mounts, or from the image): binding
 	// the host's /usr/bin over the container's would break it.
-	if !s.Contain && !s.skips("cwd", "") && p.HostCwd != "/" {
+	if !s.Contain && !s.skips("cwd", "") && p.HostCwd != "/" && p.HostCwd != "" {
 		add(hostMount{Tag: "cwd", Src: p.HostCwd, Dst: p.HostCwd, Attr: attrBind,
 			Optional: true, IfAbsent: true})
 	}

@@ -108,9 +108,15 @@ func newPlan(spec *Spec, log *slog.Logger) (*plan, error) {
 		s.Debug = true
 	}
 	p := &plan{Spec: &s}
+	// getcwd(2), not os.Getwd, which stats "." first and fails in a
+	// directory the user may not search. A directory removed since is no
+	// reason to fail either, as in Apptainer: it is not bound, and the
+	// command starts in the home directory.
 	var err error
-	if p.HostCwd, err = os.Getwd(); err != nil {
-		return nil, fmt.Errorf("sandbox: working directory: %w", err)
+	if p.HostCwd, err = unix.Getwd(); err != nil {
+		log.Warn(fmt.Sprintf("cannot tell the current working directory (%v): "+
+			"not binding it", err))
+		p.HostCwd = ""
 	}
 	p.User, p.Groups = hostIdentity(s.UID, s.GID, log)
 	if s.Username == "" {
@@ -127,6 +133,11 @@ func newPlan(spec *Spec, log *slog.Logger) (*plan, error) {
 		s.Cwd = p.HostCwd
 	}
 	// Stage 1 works from /: relative host paths are the caller's.
+	if p.HostCwd == "" {
+		if err := noRelativePaths(&s); err != nil {
+			return nil, err
+		}
+	}
 	s.Binds = append([]Bind(nil), s.Binds...)
 	for i := range s.Binds {
 		s.Binds[i].Src = absFrom(p.HostCwd, s.Binds[i].Src)
@@ -148,6 +159,22 @@ func newPlan(spec *Spec, log *slog.Logger) (*plan, error) {
 }
 
 // absFrom makes a host path absolute relative to dir.
+// noRelativePaths refuses host paths of s relative to a working
+// directory that is not known.
+func noRelativePaths(s *Spec) error {
+	paths := []string{strings.Split(s.Home, ":")[0]}
+	for _, b := range s.Binds {
+		paths = append(paths, b.Src)
+	}
+	for _, p := range paths {
+		if p != "" && !filepath.IsAbs(p) {
+			return fmt.Errorf("sandbox: %q is relative to the current working directory, "+
+				"which is unknown (removed?)", p)
+		}
+	}
+	return nil
+}
+
 func absFrom(dir, path string) string {
 	if path == "" || filepath.IsAbs(path) {
 		return path

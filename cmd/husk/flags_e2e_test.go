@@ -280,3 +280,40 @@ func TestVersionFlag(t *testing.T) {
 		t.Errorf("HUSK_VERSION=1 husk sif list: %v, %s", err, out)
 	}
 }
+
+// A working directory removed since husk's shell entered it, or one the
+// user may not search, does not stop the container, as in Apptainer: a
+// removed one is not bound (a warning says so) and the command starts in
+// the home directory, or where --pwd says. Both were fatal ("getwd").
+func TestUnknownWorkingDir(t *testing.T) {
+	setup(t)
+	img, dir := debianSIF(t), workDir(t)
+	run := func(script string) result {
+		t.Helper()
+		cmd := userCmd(dir, "-c", script)
+		cmd.Path, cmd.Args[0] = "/bin/sh", "sh"
+		cmd.Env = append(cmd.Env, "HUSK="+huskBin, "IMG="+img)
+		var out, errb strings.Builder
+		cmd.Stdout, cmd.Stderr = &out, &errb
+		err := cmd.Run()
+		r := result{stdout: out.String(), stderr: errb.String()}
+		if err != nil {
+			r.code = cmd.ProcessState.ExitCode()
+		}
+		return r
+	}
+	r := run(`mkdir gone && cd gone && rmdir ../gone && "$HUSK" exec "$IMG" pwd`)
+	if r.code != 0 || r.stdout != "/home/"+testUser+"\n" ||
+		!strings.Contains(r.stderr, "cannot tell the current working directory") {
+		t.Errorf("from a removed directory: %v", r)
+	}
+	r = run(`mkdir gone2 && cd gone2 && rmdir ../gone2 && "$HUSK" exec --pwd /etc "$IMG" pwd`)
+	if r.code != 0 || r.stdout != "/etc\n" {
+		t.Errorf("from a removed directory, --pwd /etc: %v", r)
+	}
+	r = run(`mkdir shut && cd shut && chmod 0 . && "$HUSK" exec -c "$IMG" pwd; s=$?;
+		chmod 755 "$OLDPWD/shut"; exit $s`)
+	if r.code != 0 || r.stdout != "/home/"+testUser+"\n" {
+		t.Errorf("from a directory the user may not search, -c: %v", r)
+	}
+}
