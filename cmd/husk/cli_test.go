@@ -183,6 +183,8 @@ line"
 HOME=/ignored
 A=2
 F=$APPTAINER_IMAGE
+export F
+export HOSTV G=3
 `
 	if err := os.WriteFile(f, []byte(body), 0o644); err != nil {
 		t.Fatal(err)
@@ -193,7 +195,7 @@ F=$APPTAINER_IMAGE
 	}
 	want := []envVar{{Key: "A", Value: "2"}, {Key: "B", Value: "x 1 h dflt"},
 		{Key: "C", Value: "lit $A"}, {Key: "D", Value: "a b"},
-		{Key: "E", Value: "multi\nline"}, {Key: "F", Value: "/i.sif"}}
+		{Key: "E", Value: "multi\nline"}, {Key: "F", Value: "/i.sif"}, {Key: "G", Value: "3"}}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("got %v\nwant %v", got, want)
 	}
@@ -203,7 +205,7 @@ F=$APPTAINER_IMAGE
 		why  string
 	}{
 		{"A=$(id)\n", 1, "command substitution"}, {"A=`id`\n", 1, ""},
-		{"rm -rf x\n", 1, ""}, {"A='open\n", 1, ""},
+		{"rm -rf x\n", 1, ""}, {"A='open\n", 1, ""}, {"export 1A\n", 1, ""},
 		{"A=1\nrm x\nB=2\n", 2, ""}, {"A=1\nB=2\n\nrm x", 4, ""},
 		{"A=\"a\nb\"\nrm\n", 3, ""},
 		{"A=$((1+2))\n", 1, "arithmetic expansion is not supported"},

@@ -18,8 +18,9 @@ var envFileIgnored = map[string]bool{"HOME": true, "PWD": true, "UID": true, "GI
 //
 // Apptainer runs the file through its embedded shell with commands and
 // file access disabled. husk parses the part of the shell language such
-// files use: `KEY=VALUE` and `export KEY=VALUE` words, several per line,
-// '...' and "..." quoting, backslash escapes, comments, and $VAR, ${VAR},
+// files use: `KEY=VALUE` and `export KEY=VALUE` words, several per line
+// (`export KEY` assigns nothing), '...' and "..." quoting, backslash
+// escapes, comments, and $VAR, ${VAR},
 // ${VAR:-word} and ${VAR-word} expansion from the variables assigned so
 // far, then the host environment, then APPTAINER_IMAGE, and the tilde
 // expansion of assignments (~ and ~user at the start of a value or after
@@ -72,11 +73,15 @@ func (p *envParser) parse() ([]envVar, error) {
 		if words == nil {
 			return out, nil
 		}
-		if len(words) > 0 && words[0] == "export" {
+		export := len(words) > 0 && words[0] == "export"
+		if export {
 			words = words[1:]
 		}
 		for _, w := range words {
 			k, v, ok := strings.Cut(w, "=")
+			if export && !ok && validName(k) {
+				continue // `export NAME`: marks it, assigns nothing
+			}
 			if !ok || !validName(k) {
 				p.line = start
 				return nil, fmt.Errorf("%q is not an assignment (commands are not run)", w)
