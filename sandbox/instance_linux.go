@@ -102,7 +102,12 @@ func Join(ctx context.Context, socket string, req JoinRequest, log *slog.Logger)
 	sigc := make(chan os.Signal, 16)
 	signal.Notify(sigc, forwardedSignals...)
 	defer signal.Stop(sigc)
-	conn, err := net.DialUnix("unix", nil, &net.UnixAddr{Name: socket, Net: "unix"})
+	addr, dialed, err := SocketPath(socket)
+	if err != nil {
+		return setupFailed, fmt.Errorf("connecting to the instance: %w", err)
+	}
+	conn, err := net.DialUnix("unix", nil, &net.UnixAddr{Name: addr, Net: "unix"})
+	dialed()
 	if err != nil {
 		return setupFailed, fmt.Errorf("connecting to the instance: %w", err)
 	}

@@ -147,6 +147,32 @@ func daemonAlive(pid int) bool {
 	return err == nil && strings.HasPrefix(string(b), instanceTitle)
 }
 
+// lockStart takes the lock of starting instance ip, waiting for another
+// start of the same name, and returns the function that lets it go. The
+// lock file lives beside the instance's directory, which a start removes.
+func lockStart(ip instancePaths) (func(), error) {
+	base := filepath.Dir(ip.Dir)
+	if err := os.MkdirAll(base, 0o700); err != nil {
+		return nil, err
+	}
+	p := filepath.Join(base, "."+filepath.Base(ip.Dir)+".lock")
+	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	for {
+		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX)
+		if err != syscall.EINTR {
+			break
+		}
+	}
+	if err != nil {
+		f.Close()
+		return nil, &os.PathError{Op: "flock", Path: p, Err: err}
+	}
+	return func() { f.Close() }, nil
+}
+
 // writeRecord writes the record file 0644, synced.
 func writeRecord(path string, r *instanceRecord) error {
 	b, err := json.MarshalIndent(r, "", "\t")
@@ -174,8 +200,10 @@ func (c *InstanceStartCmd) Run(g *globals) error {
 		// Apptainer allows --boot to root only; husk never runs as root.
 		return errors.New("Could not configure --boot: --boot requires root privileges")
 	}
-	if !instanceName.MatchString(c.Name) {
-		return fmt.Errorf("instance name %q must match %s", c.Name, instanceName)
+	if !instanceName.MatchString(c.Name) || c.Name == "." || c.Name == ".." {
+		// . and .. match, but name the directories around the record.
+		return fmt.Errorf("instance name %q must match %s and be neither . nor ..", c.Name,
+			instanceName)
 	}
 	ip, err := pathsFor(c.Name)
 	if err != nil {
@@ -186,6 +214,15 @@ func (c *InstanceStartCmd) Run(g *globals) error {
 		return c.daemon(g, ip, fd)
 	}
 
+	// One start of a name at a time, until the instance runs (its record
+	// is written) or failed: two at once both found no record, and the
+	// second removed the first one's directory, leaving an instance
+	// running that no command could find.
+	unlock, err := lockStart(ip)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	if _, alive, err := readRecord(ip.Record); err == nil && alive {
 		return fmt.Errorf("instance %s already exists", c.Name)
 	}
@@ -379,7 +416,12 @@ func joinInstance(g *globals, command string, f *ActionFlags, name string,
 // accepts on it; what names the socket in errors. The caller removes path
 // when the container is gone.
 func listenJoins(path, what string) (*os.File, error) {
-	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	addr, done, err := sandbox.SocketPath(path)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: addr, Net: "unix"})
+	done()
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}

@@ -375,3 +375,62 @@ func TestInstanceStartInterrupted(t *testing.T) {
 		t.Fatalf("start after interrupted ones: %s", r)
 	}
 }
+
+// Starts of one name at once: exactly one runs, the others say it exists,
+// and none is left running unlisted (two at once had both "started", the
+// second removing the first one's record). A name long enough to take the
+// socket's path past what a socket address holds works, and . and .. are
+// refused.
+func TestInstanceStartRace(t *testing.T) {
+	setup(t)
+	img, dir := debianSIF(t), workDir(t)
+	cfg := "HUSK_CONFIGDIR=" + filepath.Join(dir, "cfg")
+	h := func(args ...string) result { return huskEnv(t, dir, []string{cfg}, args...) }
+	t.Cleanup(func() { h("instance", "stop", "--all") })
+	results := make(chan result, 4)
+	for range 4 {
+		go func() { results <- h("instance", "start", img, "racer") }()
+	}
+	started, exists := 0, 0
+	for range 4 {
+		r := <-results
+		switch {
+		case r.code == 0:
+			started++
+		case strings.Contains(r.stderr, "instance racer already exists"):
+			exists++
+		default:
+			t.Errorf("start: %s", r)
+		}
+	}
+	if started != 1 || exists != 3 {
+		t.Errorf("%d started, %d found it running; want 1 and 3", started, exists)
+	}
+	if r := h("instance", "stop", "racer"); r.code != 0 {
+		t.Errorf("stop: %s", r)
+	}
+	title := fmt.Sprintf("%s: %s [racer]", instanceTitle, testUser)
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		if b, err := os.ReadFile(p); err == nil && strings.HasPrefix(string(b), title) {
+			t.Errorf("an instance daemon runs on after the stop: %s", p)
+		}
+	}
+
+	long := strings.Repeat("x", 64)
+	if r := h("instance", "start", img, long); r.code != 0 {
+		t.Fatalf("start with a 64-character name: %s", r)
+	}
+	if r := h("exec", "instance://"+long, "echo", "joined"); r.stdout != "joined\n" {
+		t.Errorf("join: %s", r)
+	}
+	if r := h("instance", "stop", long); r.code != 0 {
+		t.Errorf("stop: %s", r)
+	}
+	for _, name := range []string{".", ".."} {
+		if r := h("instance", "start", img, name); r.code == 0 ||
+			!strings.Contains(r.stderr, "neither . nor ..") {
+			t.Errorf("start %q: %s", name, r)
+		}
+	}
+}
