@@ -94,6 +94,18 @@ func (st *stage1State) guardPid() int {
 // guardMain is the guard process: it waits for stage 1 (pid os.Args[2]) to
 // die and then unmounts the union at os.Args[1] with MNT_FORCE.
 func guardMain() int {
+	// Stage 1 starts the guard while it mounts the union: the guard may
+	// have inherited the FUSE device, which go-fuse opens without
+	// close-on-exec, and holding it would keep the connection up after
+	// stage 1 unmounted the union (its unmount then timed out).
+	ents, _ := os.ReadDir("/proc/self/fd")
+	for _, e := range ents {
+		if l, _ := os.Readlink("/proc/self/fd/" + e.Name()); l == "/dev/fuse" {
+			if fd, err := strconv.Atoi(e.Name()); err == nil {
+				unix.Close(fd)
+			}
+		}
+	}
 	_ = os.WriteFile("/proc/self/comm", []byte("husk-guard"), 0)
 	died := make(chan os.Signal, 1)
 	signal.Notify(died, guardSignal)

@@ -216,10 +216,10 @@ type joinServer struct {
 	netns *os.File
 }
 
-func startJoinServer(st *stage1State, f *os.File) *joinServer {
+func startJoinServer(st *stage1State, f *os.File, stage2 int) *joinServer {
 	js := &joinServer{st: st, running: map[*os.Process]bool{}}
 	if st.plan.Spec.Net {
-		ns, err := childNetns()
+		ns, err := os.Open(fmt.Sprintf("/proc/%d/ns/net", stage2))
 		if err != nil {
 			st.log.Warn("instance: joined commands get their own network namespace",
 				"error", err)

@@ -3,10 +3,8 @@
 package sandbox
 
 import (
-	"errors"
 	"os"
 	"runtime"
-	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -15,25 +13,6 @@ import (
 // stage 2. Joined commands enter that one rather than getting a new,
 // empty one, so that they reach what the instance serves on its
 // loopback interface.
-
-// childNetns opens the network namespace of stage 1's only child, the
-// instance's stage 2, right after it was started.
-func childNetns() (*os.File, error) {
-	tasks, err := os.ReadDir("/proc/self/task")
-	if err != nil {
-		return nil, err
-	}
-	for _, t := range tasks {
-		b, err := os.ReadFile("/proc/self/task/" + t.Name() + "/children")
-		if err != nil {
-			continue
-		}
-		if f := strings.Fields(string(b)); len(f) > 0 {
-			return os.Open("/proc/" + f[0] + "/ns/net")
-		}
-	}
-	return nil, errors.New("sandbox: no stage 2 to take the network namespace from")
-}
 
 // enterNetns moves the calling thread into network namespace ns for
 // good: it cannot come back, as stage 1 has no capability over the host's

@@ -326,7 +326,7 @@ func (st *stage1State) runStage2(fw *forwarder) (int, error) {
 		// Before stage 2 can report the payload started: stage 0 learns
 		// the pid first.
 		_ = st.io.h.send(record{Level: slog.LevelDebug, Pid: cmd.Process.Pid})
-		st.joins = startJoinServer(st, st.io.listen)
+		st.joins = startJoinServer(st, st.io.listen, cmd.Process.Pid)
 	}
 	if err := json.NewEncoder(specW).Encode(st.plan); err != nil {
 		_ = cmd.Process.Kill()
