@@ -66,7 +66,9 @@ type ActionFlags struct {
 
 	WritableTmpfs bool `help:"${tmpfs}" env:"HUSK_WRITABLE_TMPFS,APPTAINER_WRITABLE_TMPFS"`
 
-	Bind []string `short:"B" placeholder:"${ph_bind}" help:"${bind}" env:"HUSK_BIND,APPTAINER_BIND"`
+	// Bind and Mount take their variables as well as the flags (see
+	// AfterApply).
+	Bind []string `short:"B" placeholder:"${ph_bind}" help:"${bind}" env:"-"`
 
 	Fakeroot bool `short:"f" help:"${fakeroot}" env:"HUSK_FAKEROOT,APPTAINER_FAKEROOT"`
 
@@ -96,7 +98,7 @@ type ActionFlags struct {
 
 	NoMount []string `placeholder:"TAG|PATH" help:"${nomount}" env:"HUSK_NO_MOUNT,APPTAINER_NO_MOUNT"`
 
-	Mount   []string `sep:"none" placeholder:"SPEC" help:"${mount}" env:"HUSK_MOUNT,APPTAINER_MOUNT"`
+	Mount   []string `sep:"none" placeholder:"SPEC" help:"${mount}" env:"-"`
 	Scratch []string `short:"S" placeholder:"DIR" help:"${scratch}" env:"HUSK_SCRATCH,APPTAINER_SCRATCH"`
 	Workdir string   `short:"W" placeholder:"DIR" help:"${workdir}" env:"HUSK_WORKDIR,APPTAINER_WORKDIR"`
 	DNS     string   `name:"dns" placeholder:"IP[,IP]" help:"${dns}" env:"HUSK_DNS,APPTAINER_DNS"`
@@ -128,7 +130,8 @@ var helpVars = map[string]string{
 	"tmpfs":   "Make the container writable in memory (64 MiB); changes vanish at exit.",
 	"op":      "PATH[:ro]",
 	"ph_bind": "SRC[:DST[:ro|rw]]",
-	"bind":    "Bind a host path into the container. Repeatable, or comma separated.",
+	"bind": "Bind a host path into the container. Repeatable, or comma separated; " +
+		"$HUSK_BIND, $APPTAINER_BIND and $APPTAINER_BINDPATH add theirs.",
 	"fakeroot": "Run as root (uid 0) inside the container; files you create are " +
 		"stored as root's.",
 	"home":     "Home directory to bind (default: yours; /root with --fakeroot).",
@@ -146,7 +149,7 @@ var helpVars = map[string]string{
 		"directory.",
 	"call": "--contain plus new PID and IPC namespaces and --cleanenv.",
 	"mount": "Bind mount, Docker style: type=bind,source=SRC,destination=DST[,ro]. " +
-		"Repeatable.",
+		"Repeatable; $HUSK_MOUNT and $APPTAINER_MOUNT add theirs.",
 	"scratch": "Give DIR in the container a fresh private directory (under --workdir " +
 		"if given, else in memory). Repeatable, or comma separated.",
 	"workdir": "Host directory for /tmp, /var/tmp and home with --contain, and for " +

@@ -402,3 +402,29 @@ func TestOnlyCommand(t *testing.T) {
 		}
 	}
 }
+
+// The bind and mount variables add to the flags, BIND and BINDPATH both,
+// as in Apptainer: a site's APPTAINER_BINDPATH had gone as soon as a user
+// added -B.
+func TestBindEnvAppends(t *testing.T) {
+	t.Setenv("APPTAINER_BIND", "/a:/a,/b:/b")
+	t.Setenv("APPTAINER_BINDPATH", "/c:/c")
+	t.Setenv("SINGULARITY_BINDPATH", "/ignored:/ignored") // APPTAINER_BINDPATH is set
+	t.Setenv("SINGULARITY_MOUNT", "src=/m,dst=/m")
+	t.Setenv("HUSK_BIND", "/h:/h")
+	cli, _ := parse(t, "exec", "-B", "/d:/d", "--mount", "src=/n,dst=/n", "i.sif", "true")
+	want := []string{"/d:/d", "/h:/h", "/a:/a", "/b:/b", "/c:/c"}
+	if !reflect.DeepEqual(cli.Exec.Bind, want) {
+		t.Errorf("binds %q, want %q", cli.Exec.Bind, want)
+	}
+	if want := []string{"src=/n,dst=/n", "src=/m,dst=/m"}; !reflect.DeepEqual(cli.Exec.Mount,
+		want) {
+		t.Errorf("mounts %q, want %q", cli.Exec.Mount, want)
+	}
+	// Each once without a flag: kong's own variable for the flag is off.
+	cli, _ = parse(t, "exec", "i.sif", "true")
+	if want := []string{"/h:/h", "/a:/a", "/b:/b", "/c:/c"}; !reflect.DeepEqual(cli.Exec.Bind,
+		want) {
+		t.Errorf("binds without -B %q, want %q", cli.Exec.Bind, want)
+	}
+}

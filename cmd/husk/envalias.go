@@ -1,6 +1,9 @@
 package main
 
-import "os"
+import (
+	"os"
+	"strings"
+)
 
 // envAliases are the other names Apptainer reads for a flag's variable:
 // APPTAINER_OVERLAYIMAGE and APPTAINER_BINDPATH, and the legacy
@@ -9,7 +12,6 @@ import "os"
 var envAliases = map[string][]string{
 	"APPTAINER_OVERLAY": {"APPTAINER_OVERLAYIMAGE", "SINGULARITY_OVERLAY",
 		"SINGULARITY_OVERLAYIMAGE"},
-	"APPTAINER_BIND":           {"APPTAINER_BINDPATH", "SINGULARITY_BIND", "SINGULARITY_BINDPATH"},
 	"APPTAINER_WRITABLE":       {"SINGULARITY_WRITABLE"},
 	"APPTAINER_WRITABLE_TMPFS": {"SINGULARITY_WRITABLE_TMPFS"},
 	"APPTAINER_FAKEROOT":       {"SINGULARITY_FAKEROOT"},
@@ -38,7 +40,6 @@ var envAliases = map[string][]string{
 		"SINGULARITY_UNSHARE_NET"},
 	"APPTAINER_WORKDIR":      {"SINGULARITY_WORKDIR"},
 	"APPTAINER_DNS":          {"SINGULARITY_DNS"},
-	"APPTAINER_MOUNT":        {"SINGULARITY_MOUNT"},
 	"APPTAINER_SECURITY":     {"SINGULARITY_SECURITY"},
 	"APPTAINER_ADD_CAPS":     {"SINGULARITY_ADD_CAPS"},
 	"APPTAINER_DROP_CAPS":    {"SINGULARITY_DROP_CAPS"},
@@ -76,4 +77,40 @@ func applyEnvAliases() {
 			os.Unsetenv(name)
 		}
 	}
+}
+
+// Variables whose values Apptainer adds to those of a flag instead of
+// standing in for it (cmdline.EnvAppendValue): the binds a site sets in
+// APPTAINER_BINDPATH stay when a user adds -B. Each group is one
+// variable: the first of its names that is set.
+var (
+	bindEnv = [][]string{{"HUSK_BIND"}, {"APPTAINER_BIND", "SINGULARITY_BIND"},
+		{"APPTAINER_BINDPATH", "SINGULARITY_BINDPATH"}}
+	mountEnv = [][]string{{"HUSK_MOUNT"}, {"APPTAINER_MOUNT", "SINGULARITY_MOUNT"}}
+)
+
+// envValues returns the non-empty values of groups' variables, in order.
+func envValues(groups [][]string) []string {
+	var out []string
+	for _, g := range groups {
+		for _, name := range g {
+			if v, set := os.LookupEnv(name); set {
+				if v != "" {
+					out = append(out, v)
+				}
+				break
+			}
+		}
+	}
+	return out
+}
+
+// AfterApply adds the binds and mounts of the environment after those of
+// the flags, as Apptainer does (kong calls it once the flags are parsed).
+func (f *ActionFlags) AfterApply() error {
+	for _, v := range envValues(bindEnv) {
+		f.Bind = append(f.Bind, strings.Split(v, ",")...)
+	}
+	f.Mount = append(f.Mount, envValues(mountEnv)...)
+	return nil
 }
