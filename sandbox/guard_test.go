@@ -3,7 +3,6 @@
 package sandbox
 
 import (
-	"bytes"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -64,23 +63,9 @@ func TestGuardAbortsStalledStage1(t *testing.T) {
 
 // childNamed returns the pid of a child of parent named comm, or 0.
 func childNamed(parent int, comm string) int {
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		i := bytes.IndexByte(b, '(')
-		j := bytes.LastIndexByte(b, ')')
-		if i < 0 || j < i || string(b[i+1:j]) != comm {
-			continue
-		}
-		f := strings.Fields(string(b[j+1:]))
-		if len(f) > 1 && f[1] == strconv.Itoa(parent) {
+	for _, pid := range childrenOf(parent, 0) {
+		b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/comm")
+		if err == nil && strings.TrimSpace(string(b)) == comm {
 			return pid
 		}
 	}

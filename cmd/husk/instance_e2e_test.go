@@ -283,16 +283,7 @@ func TestInstanceStartInterrupted(t *testing.T) {
 	cfg := "HUSK_CONFIGDIR=" + filepath.Join(dir, "cfg")
 	h := func(args ...string) result { return huskEnv(t, dir, []string{cfg}, args...) }
 	t.Cleanup(func() { h("instance", "stop", "--all") })
-	title := fmt.Sprintf("%s: %s [cut]", instanceTitle, testUser)
-	daemons := func() (n int) {
-		procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
-		for _, p := range procs {
-			if b, err := os.ReadFile(p); err == nil && strings.HasPrefix(string(b), title) {
-				n++
-			}
-		}
-		return n
-	}
+	daemons := func() int { return instanceDaemons("cut") }
 	// A start takes tens of milliseconds: the delays step through it, to
 	// stop the foreground before it starts the daemon, while the daemon
 	// starts the container, around its report, and after it.
@@ -409,12 +400,8 @@ func TestInstanceStartRace(t *testing.T) {
 	if r := h("instance", "stop", "racer"); r.code != 0 {
 		t.Errorf("stop: %s", r)
 	}
-	title := fmt.Sprintf("%s: %s [racer]", instanceTitle, testUser)
-	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
-	for _, p := range procs {
-		if b, err := os.ReadFile(p); err == nil && strings.HasPrefix(string(b), title) {
-			t.Errorf("an instance daemon runs on after the stop: %s", p)
-		}
+	if n := instanceDaemons("racer"); n != 0 {
+		t.Errorf("%d instance daemons run on after the stop", n)
 	}
 
 	long := strings.Repeat("x", 64)
@@ -433,4 +420,17 @@ func TestInstanceStartRace(t *testing.T) {
 			t.Errorf("start %q: %s", name, r)
 		}
 	}
+}
+
+// instanceDaemons counts the running daemons of the test user's instance
+// name.
+func instanceDaemons(name string) (n int) {
+	title := fmt.Sprintf("%s: %s [%s]", instanceTitle, testUser, name)
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		if b, err := os.ReadFile(p); err == nil && strings.HasPrefix(string(b), title) {
+			n++
+		}
+	}
+	return n
 }
