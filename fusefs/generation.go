@@ -23,13 +23,17 @@ import (
 
 // upperUse is what is recorded of an upper inode number.
 type upperUse struct {
-	gen   uint64 // 0 until the number is handed out again while in use
-	nodes int    // nodes whose top is this upper inode
+	gen   atomic.Uint64 // 0 until the number is handed out again while in use
+	nodes int           // nodes whose top is this upper inode; guarded by stMu
 }
 
 // upperTok is a node's count in an upperUse, which the node's cleanup
-// takes out when the node is collected; 0 when the node counts in none.
-type upperTok struct{ ino atomic.Uint64 }
+// takes out when the node is collected: ino and use are those of the
+// upper inode the node counts in, zero and nil when none.
+type upperTok struct {
+	ino atomic.Uint64
+	use atomic.Pointer[upperUse]
+}
 
 // setRefs replaces the node's layer inodes. An upper inode new on top
 // counts the node in and brings its generation (see stale).
@@ -44,23 +48,25 @@ func (n *node) setRefs(r []layerRef) {
 	if len(old) > 0 && old[0] == r[0] {
 		return
 	}
-	if len(old) > 0 && old[0].l == 0 && n.use != nil {
-		u.untrack(uint64(old[0].n))
-		n.use.ino.Store(0)
+	if n.use != nil && n.use.use.Load() != nil {
+		u.untrack(n.use.ino.Load())
+		n.use.use.Store(nil)
 	}
 	if r[0].l != 0 {
 		return
 	}
-	n.upGen = u.track(uint64(r[0].n))
 	if n.use == nil {
 		n.use = &upperTok{}
 		runtime.AddCleanup(n, func(t *upperTok) {
-			if ino := t.ino.Load(); ino != 0 {
-				u.untrack(ino)
+			if t.use.Load() != nil {
+				u.untrack(t.ino.Load())
 			}
 		}, n.use)
 	}
+	e := u.track(uint64(r[0].n))
+	n.upGen = e.gen.Load()
 	n.use.ino.Store(uint64(r[0].n))
+	n.use.use.Store(e)
 }
 
 // newNode makes a node for stable number ino backed by refs.
@@ -70,25 +76,27 @@ func (u *Union) newNode(ino uint64, refs []layerRef) *node {
 	return n
 }
 
-// track counts a node in for upper inode ino and returns its generation.
-func (u *Union) track(ino uint64) uint64 {
+// track counts a node in for upper inode ino and returns its record.
+func (u *Union) track(ino uint64) *upperUse {
 	u.stMu.Lock()
 	defer u.stMu.Unlock()
 	e := u.gens[ino]
+	if e == nil {
+		e = &upperUse{}
+		u.gens[ino] = e
+	}
 	e.nodes++
-	u.gens[ino] = e
-	return e.gen
+	return e
 }
 
 // untrack counts a node out for upper inode ino.
 func (u *Union) untrack(ino uint64) {
 	u.stMu.Lock()
 	defer u.stMu.Unlock()
-	e := u.gens[ino]
-	if e.nodes--; e.nodes <= 0 {
-		delete(u.gens, ino)
-	} else {
-		u.gens[ino] = e
+	if e := u.gens[ino]; e != nil {
+		if e.nodes--; e.nodes <= 0 {
+			delete(u.gens, ino)
+		}
 	}
 }
 
@@ -100,10 +108,9 @@ func (u *Union) newUpperInode(ino uint64) {
 	u.stMu.Lock()
 	defer u.stMu.Unlock()
 	delete(u.copied, ino)
-	if e, ok := u.gens[ino]; ok {
+	if e := u.gens[ino]; e != nil {
 		u.gen++
-		e.gen = u.gen
-		u.gens[ino] = e
+		e.gen.Store(u.gen)
 	}
 }
 
@@ -114,17 +121,23 @@ func (u *Union) newUpperInode(ino uint64) {
 // opened and chmod-ed the file that took its upper inode's number).
 func (n *node) stale() bool {
 	n.mu.Lock()
-	t, g := n.refs[0], n.upGen
+	t, g, use := n.refs[0], n.upGen, n.use
 	n.mu.Unlock()
-	return t.l == 0 && g != n.u.upperGen(t.n)
+	if t.l != 0 || use == nil {
+		return false
+	}
+	e := use.use.Load()
+	return e != nil && e.gen.Load() != g
 }
 
 // upperGen returns the generation of upper inode ino.
 func (u *Union) upperGen(ino Node) uint64 {
 	u.stMu.Lock()
-	g := u.gens[uint64(ino)].gen
-	u.stMu.Unlock()
-	return g
+	defer u.stMu.Unlock()
+	if e := u.gens[uint64(ino)]; e != nil {
+		return e.gen.Load()
+	}
+	return 0
 }
 
 // genOf returns the generation of stable inode number ino, which the

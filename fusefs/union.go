@@ -51,7 +51,7 @@ type Union struct {
 	links map[layerIno]Node
 	// gens holds what is known of each upper inode number that nodes
 	// stand for, by layer-local number (generation.go).
-	gens map[uint64]upperUse
+	gens map[uint64]*upperUse
 	gen  uint64
 	// opaqueTrusted is 1 when the upper accepts trusted.* xattrs, -1
 	// when it refused them, 0 before the first try.
@@ -82,7 +82,7 @@ func New(opts Options) (*Union, error) {
 		return nil, fmt.Errorf("fusefs: %d layers, at most 65534", len(opts.Lowers))
 	}
 	u := &Union{opts: opts, log: opts.Logger, upper: opts.Upper, ids: &opts.IDMap,
-		copied: map[uint64]uint64{}, links: map[layerIno]Node{}, gens: map[uint64]upperUse{},
+		copied: map[uint64]uint64{}, links: map[layerIno]Node{}, gens: map[uint64]*upperUse{},
 		workTag: newWorkTag()}
 	u.layers = append([]Layer{nil}, opts.Lowers...)
 	if opts.Upper != nil {
