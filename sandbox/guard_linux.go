@@ -44,18 +44,22 @@ const guardStage = "guard"
 // starts does not kill it (the guard then finds stage 1 gone by looking).
 const guardSignal = syscall.SIGWINCH
 
-// startGuard starts the guard of the union to be mounted at st.final,
-// without waiting for it. The guard ends with stage 1; stage 1 stops it
-// only once the union is unmounted (stopGuard).
+// startGuard starts the guard of the union to be mounted at st.final;
+// st.guardWG is done once it runs (or failed to start). The guard ends
+// with stage 1; stage 1 stops it only once the union is unmounted
+// (stopGuard).
 func (st *stage1State) startGuard() {
 	cmd := exec.Command("/proc/self/exe")
 	cmd.Args = []string{"husk-guard", st.final, strconv.Itoa(os.Getpid())}
 	cmd.Env = append(os.Environ(), stageEnv+"="+guardStage)
+	cmd.Dir = "/"
 	// Its own process group: a signal to husk's group (Ctrl-C, a kill
 	// of the job) is not for it. No stdio: it holds no pipe open.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: guardSignal}
 	st.guardWG.Add(1)
+	st.guardDone = make(chan struct{})
 	go func() {
+		defer close(st.guardDone)
 		// The parent-death signal follows this thread: it stays locked
 		// until the guard is gone, so it ends only as stage 1 dies.
 		runtime.LockOSThread()
@@ -74,11 +78,19 @@ func (st *stage1State) startGuard() {
 	}()
 }
 
-// stopGuard ends the guard, once stage 1 no longer calls into the union.
+// stopGuard ends the guard, once stage 1 no longer calls into the union,
+// and reaps it (a guard left to husk's parent stayed a zombie).
 func (st *stage1State) stopGuard() {
+	if st.guardDone == nil {
+		return
+	}
 	st.guardWG.Wait()
 	if p := st.guard.Swap(nil); p != nil {
-		_ = p.Kill() // its goroutine reaps it
+		_ = p.Kill()
+	}
+	select {
+	case <-st.guardDone:
+	case <-time.After(time.Second):
 	}
 }
 

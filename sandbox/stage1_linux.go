@@ -44,8 +44,9 @@ type stage1State struct {
 	joins *joinServer
 	// guard aborts the union's FUSE connection should stage 1 die
 	// (guard_linux.go); nil without one, or until guardWG is done.
-	guard   atomic.Pointer[os.Process]
-	guardWG sync.WaitGroup
+	guard     atomic.Pointer[os.Process]
+	guardWG   sync.WaitGroup
+	guardDone chan struct{} // closed once the guard is reaped
 	// stage2 is stage 2 once started (see startStage2Early).
 	stage2 *stage2Proc
 	// fuse are the --fusemount mounts and programs (fusemount_linux.go).
@@ -76,6 +77,9 @@ func stage1(m Mounter, fw *forwarder, fds string) int {
 	logIDs(st.log, "user+mount namespace")
 	st.devices = newDevices(sio.plan.Spec, st.log)
 
+	if st.plan.HostUnion == "" {
+		st.startGuard() // its start overlaps stage 2's and the session's
+	}
 	if err := becomeSubreaper(); err != nil {
 		st.log.Debug("processes outliving a killed stage 2 will not be killed", "error", err)
 	}
@@ -114,9 +118,6 @@ func (st *stage1State) setup(m Mounter) error {
 	if err := os.Chdir("/"); err != nil {
 		return err
 	}
-	if st.plan.HostUnion == "" {
-		st.startGuard() // first: stage 1 calls into the union from its mount on
-	}
 
 	// Nothing mounted from here on may propagate back to the host: the
 	// new mount namespace's mounts are copies of the host's and may still
@@ -141,6 +142,9 @@ func (st *stage1State) setup(m Mounter) error {
 		// fusermount3 mode: stage 3 mounted and serves the union.
 		mounted, err = bindHostUnion(st.plan, st.final)
 	} else {
+		// Stage 1 calls into the union from its mount on: the guard
+		// must be there by then (a SIGKILL in the gap hung 1 in 2).
+		st.guardWG.Wait()
 		mounted, err = callMount(m, spec, st.io.files, st.final)
 		st.refused = err != nil && mountRefused(err)
 	}

@@ -421,6 +421,12 @@ func TestBindEnvAppends(t *testing.T) {
 		want) {
 		t.Errorf("mounts %q, want %q", cli.Exec.Mount, want)
 	}
+	// One mount of a bind named twice: the last copy, which counts.
+	cli, _ = parse(t, "exec", "-B", "/a:/a", "-B", "/x:/a", "i.sif", "true")
+	want = []string{"/x:/a", "/h:/h", "/a:/a", "/b:/b", "/c:/c"}
+	if !reflect.DeepEqual(cli.Exec.Bind, want) {
+		t.Errorf("binds named twice %q, want %q", cli.Exec.Bind, want)
+	}
 	// Each once without a flag: kong's own variable for the flag is off.
 	cli, _ = parse(t, "exec", "i.sif", "true")
 	if want := []string{"/h:/h", "/a:/a", "/b:/b", "/c:/c"}; !reflect.DeepEqual(cli.Exec.Bind,

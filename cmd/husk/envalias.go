@@ -2,6 +2,7 @@ package main
 
 import (
 	"os"
+	"slices"
 	"strings"
 )
 
@@ -112,5 +113,24 @@ func (f *ActionFlags) AfterApply() error {
 		f.Bind = append(f.Bind, strings.Split(v, ",")...)
 	}
 	f.Mount = append(f.Mount, envValues(mountEnv)...)
+	// A site's variable and a user's flag often name the same bind: one
+	// mount of it, not one on top of the other.
+	f.Bind, f.Mount = lastCopies(f.Bind), lastCopies(f.Mount)
 	return nil
+}
+
+// lastCopies keeps the last copy of each value, in order: a mount made
+// again later lands on top of those between, so the last one is the one
+// that counts.
+func lastCopies(vals []string) []string {
+	seen := make(map[string]bool, len(vals))
+	var out []string
+	for i := len(vals) - 1; i >= 0; i-- {
+		if !seen[vals[i]] {
+			seen[vals[i]] = true
+			out = append(out, vals[i])
+		}
+	}
+	slices.Reverse(out)
+	return out
 }

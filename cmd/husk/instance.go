@@ -41,6 +41,10 @@ const (
 
 var instanceName = regexp.MustCompile(`^[a-zA-Z0-9._-]+$`)
 
+// maxInstanceName leaves room in a file name (255 bytes) for the record's
+// and the lock's suffixes, and in a socket address for the socket.
+const maxInstanceName = 80
+
 // instanceRecord is the JSON record, with Apptainer's keys; the husk key
 // holds what a join needs.
 type instanceRecord struct {
@@ -204,6 +208,10 @@ func (c *InstanceStartCmd) Run(g *globals) error {
 		// . and .. match, but name the directories around the record.
 		return fmt.Errorf("instance name %q must match %s and be neither . nor ..", c.Name,
 			instanceName)
+	}
+	if len(c.Name) > maxInstanceName {
+		return fmt.Errorf("instance name %q is longer than %d characters", c.Name,
+			maxInstanceName)
 	}
 	ip, err := pathsFor(c.Name)
 	if err != nil {

@@ -420,6 +420,10 @@ func TestInstanceStartRace(t *testing.T) {
 			t.Errorf("start %q: %s", name, r)
 		}
 	}
+	if r := h("instance", "start", img, strings.Repeat("y", 250)); r.code == 0 ||
+		!strings.Contains(r.stderr, "longer than 80 characters") {
+		t.Errorf("start with a 250-character name: %s", r)
+	}
 }
 
 // instanceDaemons counts the running daemons of the test user's instance
