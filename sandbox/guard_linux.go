@@ -106,10 +106,11 @@ func (st *stage1State) guardPid() int {
 // guardMain is the guard process: it waits for stage 1 (pid os.Args[2]) to
 // die and then unmounts the union at os.Args[1] with MNT_FORCE.
 func guardMain() int {
-	// Stage 1 starts the guard while it mounts the union: the guard may
-	// have inherited the FUSE device, which go-fuse opens without
-	// close-on-exec, and holding it would keep the connection up after
-	// stage 1 unmounted the union (its unmount then timed out).
+	// No FUSE device may stay open here: holding one would keep the
+	// connection up after stage 1 unmounted the union (its unmount timed
+	// out when a guard started during the mount inherited the device,
+	// which go-fuse opens without close-on-exec). Stage 1 now waits for
+	// the guard before it mounts; this stays as the guard's own check.
 	ents, _ := os.ReadDir("/proc/self/fd")
 	for _, e := range ents {
 		if l, _ := os.Readlink("/proc/self/fd/" + e.Name()); l == "/dev/fuse" {
