@@ -209,8 +209,9 @@ func (d *DirLayer) setattrFd(fd int, in SetAttr) (Attr, error) {
 		}
 	}
 	if ts, ok := in.times(); ok {
-		// The descriptor's /proc link leads to the file itself, named or not.
-		p := fmt.Sprintf("/proc/self/fd/%d", fd)
+		// The descriptor's /proc link leads to the file itself, named or
+		// not; thread-self, the table this thread uses (see package detach).
+		p := fmt.Sprintf("/proc/thread-self/fd/%d", fd)
 		if err := unix.UtimesNanoAt(unix.AT_FDCWD, p, ts, 0); err != nil {
 			return Attr{}, &os.PathError{Op: "utimensat", Path: "open file", Err: err}
 		}

@@ -19,8 +19,9 @@ import (
 // link itself.
 func (d *DirLayer) xattrPath(n Node) (path string, follow bool, done func(), err error) {
 	if s := d.shared(n); s != nil {
-		// Open: by its descriptor, which outlives its name (Setattr).
-		return fmt.Sprintf("/proc/self/fd/%d", s.f.Fd()), true,
+		// Open: by its descriptor, which outlives its name (Setattr);
+		// thread-self, as there.
+		return fmt.Sprintf("/proc/thread-self/fd/%d", s.f.Fd()), true,
 			func() { d.releaseFd(n, s) }, nil
 	}
 	fd, name, err := d.parentOf(n)

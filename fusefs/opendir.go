@@ -5,6 +5,8 @@ import (
 
 	"github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/husk-project/husk/internal/detach"
 )
 
 // Directories are opened without a round trip. OPENDIR answers ENOSYS,
@@ -147,7 +149,10 @@ func mount(dir string, root fs.InodeEmbedder, opts *fs.Options) (*fuse.Server, e
 		return nil, err
 	}
 	go srv.Serve()
-	if err := srv.WaitMount(); err != nil {
+	// WaitMount opens and polls a file of the mount (go-fuse's probe that
+	// makes the kernel stop asking for POLL): see package detach.
+	detach.Run(func() { err = srv.WaitMount() })
+	if err != nil {
 		// As fs.Mount: a mount that failed ends the serve loop itself.
 		return nil, err
 	}

@@ -12,6 +12,8 @@ import (
 
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
+
+	"github.com/husk-project/husk/internal/detach"
 )
 
 // Readahead of large image files. The kernel reads a FUSE file ahead of a
@@ -145,23 +147,30 @@ func (r *readahead) advise(h *fileHandle, off, length int64) bool {
 			// page cache, and the readers' data is the upper's now.
 			return
 		}
-		f, size, err := h.n.openByPath(root)
-		if err != nil {
-			return
-		}
-		defer f.Close()
-		length = min(length, size-off)
-		if length <= 0 {
-			h.seq.mu.Lock()
-			h.seq.eof = true // the rest is the kernel's
-			h.seq.mu.Unlock()
-			return
-		}
-		if ReadAhead(f, off, length) == nil {
-			r.advised.Add(length)
-		}
+		// It opens a file of the mount (see package detach).
+		detach.Run(func() { r.adviseNow(h, root, off, length) })
 	}()
 	return true
+}
+
+// adviseNow opens h's file through the mount whose root is root and asks
+// for length bytes at off (see advise).
+func (r *readahead) adviseNow(h *fileHandle, root int, off, length int64) {
+	f, size, err := h.n.openByPath(root)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	length = min(length, size-off)
+	if length <= 0 {
+		h.seq.mu.Lock()
+		h.seq.eof = true // the rest is the kernel's
+		h.seq.mu.Unlock()
+		return
+	}
+	if ReadAhead(f, off, length) == nil {
+		r.advised.Add(length)
+	}
 }
 
 // raChunk is what one POSIX_FADV_WILLNEED makes the kernel read at most

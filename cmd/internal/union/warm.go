@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/husk-project/husk/fusefs"
+	"github.com/husk-project/husk/internal/detach"
 )
 
 // Warming: the payload's first programs (the launcher's /bin/sh, then the
@@ -92,19 +93,24 @@ func (w *warmer) start(progs []string) {
 	w.done.Add(1)
 	go func() {
 		defer w.done.Done()
-		defer func() {
-			// debug/elf on a hostile image must not take the server down.
-			if r := recover(); r != nil {
-				w.log.Debug("reading programs ahead stopped", "panic", r)
-			}
-		}()
-		start := time.Now()
-		for _, p := range progs {
-			w.program(p)
-		}
-		w.log.Debug("programs read ahead", "programs", progs, "files", len(w.read),
-			"MiB", w.total>>20, "took", time.Since(start).Round(time.Microsecond))
+		detach.Run(func() { w.programs(progs) }) // it opens files in the union
 	}()
+}
+
+// programs reads progs and the files they load.
+func (w *warmer) programs(progs []string) {
+	defer func() {
+		// debug/elf on a hostile image must not take the server down.
+		if r := recover(); r != nil {
+			w.log.Debug("reading programs ahead stopped", "panic", r)
+		}
+	}()
+	start := time.Now()
+	for _, p := range progs {
+		w.program(p)
+	}
+	w.log.Debug("programs read ahead", "programs", progs, "files", len(w.read),
+		"MiB", w.total>>20, "took", time.Since(start).Round(time.Microsecond))
 }
 
 // Stop ends the reading after the file in progress and waits for it.

@@ -1,0 +1,69 @@
+// Package detach runs calls into a process's own FUSE mount on threads
+// that do not hold the FUSE device.
+package detach
+
+import (
+	"os"
+	"runtime"
+	"strconv"
+
+	"golang.org/x/sys/unix"
+)
+
+// A FUSE server that calls into its own mount (husk's stage 1: the binds
+// it mounts there, the readahead's opens, go-fuse's poll probe, the
+// warmer reading programs ahead) must not do it
+// from a thread that shares the process's descriptor table. Should the
+// process be killed while its server threads hold such a request, the
+// thread that made it waits for the answer in the kernel without end;
+// its descriptor table holds the FUSE device, so the kernel never ends
+// the connection, and the process can never be reaped (a trial: a
+// SIGKILL of every husk process at once, in the first milliseconds).
+// A thread with a table of its own, without the device, does not hold
+// the connection up: the server's death ends it, and the request fails.
+//
+// TODO: stage 1's binds into the union and their unmounts still run on
+// its main thread (a cgroup kill in those milliseconds can hang it, 3 in
+// 30 in a trial's loop, 0 in 40 with them here too): with --fakeroot that
+// thread's namespaces are not those a new thread starts in, and a bind
+// made from one failed (ENOENT); it would have to enter them first.
+
+// Run runs fn on a thread with a descriptor table of its own, without
+// any FUSE device in it, for calls into the union's own mount, and returns
+// when fn does. Descriptors fn opens are in that table only: fn must close
+// them itself and hand none out. The thread ends with fn. The main thread
+// is never the one: /proc/self shows its table, which other code reads
+// (the kernel, where unshare(CLONE_FILES) fails, leaves fn on a thread
+// as it was).
+func Run(fn func()) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		runtime.LockOSThread()
+		if unix.Gettid() == unix.Getpid() {
+			// Locked here, the main thread cannot take the next goroutine.
+			Run(fn)
+			runtime.UnlockOSThread()
+			return
+		}
+		// Never unlocked: the thread is not like the others any more,
+		// and Go ends it with this goroutine.
+		if unix.Unshare(unix.CLONE_FILES) == nil {
+			closeFUSEDevices()
+		}
+		fn()
+	}()
+	<-done
+}
+
+// closeFUSEDevices closes the FUSE devices in the calling thread's table.
+func closeFUSEDevices() {
+	ents, _ := os.ReadDir("/proc/thread-self/fd")
+	for _, e := range ents {
+		if l, _ := os.Readlink("/proc/thread-self/fd/" + e.Name()); l == "/dev/fuse" {
+			if fd, err := strconv.Atoi(e.Name()); err == nil {
+				unix.Close(fd)
+			}
+		}
+	}
+}
