@@ -23,17 +23,15 @@ import (
 
 // upperUse is what is recorded of an upper inode number.
 type upperUse struct {
+	ino   uint64        // the upper inode number; immutable
 	gen   atomic.Uint64 // 0 until the number is handed out again while in use
 	nodes int           // nodes whose top is this upper inode; guarded by stMu
 }
 
-// upperTok is a node's count in an upperUse, which the node's cleanup
-// takes out when the node is collected: ino and use are those of the
-// upper inode the node counts in, zero and nil when none.
-type upperTok struct {
-	ino atomic.Uint64
-	use atomic.Pointer[upperUse]
-}
+// upperTok holds the upperUse a node counts in, nil when none: the node's
+// cleanup takes that count out when the node is collected, and must not
+// reach the node itself.
+type upperTok struct{ use atomic.Pointer[upperUse] }
 
 // setRefs replaces the node's layer inodes. An upper inode new on top
 // counts the node in and brings its generation (see stale).
@@ -48,25 +46,25 @@ func (n *node) setRefs(r []layerRef) {
 	if len(old) > 0 && old[0] == r[0] {
 		return
 	}
-	if n.use != nil && n.use.use.Load() != nil {
-		u.untrack(n.use.ino.Load())
-		n.use.use.Store(nil)
+	if n.tok != nil {
+		if e := n.tok.use.Swap(nil); e != nil {
+			u.untrack(e)
+		}
 	}
 	if r[0].l != 0 {
 		return
 	}
-	if n.use == nil {
-		n.use = &upperTok{}
+	if n.tok == nil {
+		n.tok = &upperTok{}
 		runtime.AddCleanup(n, func(t *upperTok) {
-			if t.use.Load() != nil {
-				u.untrack(t.ino.Load())
+			if e := t.use.Swap(nil); e != nil {
+				u.untrack(e)
 			}
-		}, n.use)
+		}, n.tok)
 	}
 	e := u.track(uint64(r[0].n))
 	n.upGen = e.gen.Load()
-	n.use.ino.Store(uint64(r[0].n))
-	n.use.use.Store(e)
+	n.tok.use.Store(e)
 }
 
 // newNode makes a node for stable number ino backed by refs.
@@ -82,21 +80,19 @@ func (u *Union) track(ino uint64) *upperUse {
 	defer u.stMu.Unlock()
 	e := u.gens[ino]
 	if e == nil {
-		e = &upperUse{}
+		e = &upperUse{ino: ino}
 		u.gens[ino] = e
 	}
 	e.nodes++
 	return e
 }
 
-// untrack counts a node out for upper inode ino.
-func (u *Union) untrack(ino uint64) {
+// untrack counts a node out of e.
+func (u *Union) untrack(e *upperUse) {
 	u.stMu.Lock()
 	defer u.stMu.Unlock()
-	if e := u.gens[ino]; e != nil {
-		if e.nodes--; e.nodes <= 0 {
-			delete(u.gens, ino)
-		}
+	if e.nodes--; e.nodes <= 0 {
+		delete(u.gens, e.ino)
 	}
 }
 
@@ -121,12 +117,12 @@ func (u *Union) newUpperInode(ino uint64) {
 // opened and chmod-ed the file that took its upper inode's number).
 func (n *node) stale() bool {
 	n.mu.Lock()
-	t, g, use := n.refs[0], n.upGen, n.use
+	t, g, tok := n.refs[0], n.upGen, n.tok
 	n.mu.Unlock()
-	if t.l != 0 || use == nil {
+	if t.l != 0 || tok == nil {
 		return false
 	}
-	e := use.use.Load()
+	e := tok.use.Load()
 	return e != nil && e.gen.Load() != g
 }
 

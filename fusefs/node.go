@@ -35,10 +35,10 @@ type node struct {
 	// place (getRefs hands out the slice).
 	refs []layerRef
 	// upGen is the generation of the upper inode on top of refs when it
-	// came there, and use counts the node among that inode's
+	// came there, and tok counts the node among that inode's
 	// (generation.go).
 	upGen uint64
-	use   *upperTok
+	tok   *upperTok
 	// x holds what few nodes need, made on first use (see extra): most
 	// nodes are files the kernel looked up, and a walk of a large image
 	// keeps one node per name.
