@@ -10,20 +10,7 @@ import (
 )
 
 // fuseFDs counts the FUSE device descriptors in the fd directory dir.
-func fuseFDs(t *testing.T, dir string) int {
-	t.Helper()
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := 0
-	for _, e := range ents {
-		if l, _ := os.Readlink(filepath.Join(dir, e.Name())); l == "/dev/fuse" {
-			n++
-		}
-	}
-	return n
-}
+func fuseFDs(dir string) int { return len(detach.FUSEDevices(dir)) }
 
 // A thread given its own descriptor table by detach.Run holds no FUSE
 // device while the process serves one, and still reaches the mount: a
@@ -39,7 +26,7 @@ func TestDetachRun(t *testing.T) {
 	// main thread's, which may have been detached itself).
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	if fuseFDs(t, "/proc/thread-self/fd") == 0 {
+	if fuseFDs("/proc/thread-self/fd") == 0 {
 		t.Fatal("the serving process holds no FUSE device")
 	}
 	type seen struct {
@@ -50,7 +37,7 @@ func TestDetachRun(t *testing.T) {
 	c := make(chan seen, 1)
 	go detach.Run(func() {
 		var s seen
-		s.devices = fuseFDs(t, "/proc/thread-self/fd")
+		s.devices = fuseFDs("/proc/thread-self/fd")
 		var b []byte
 		b, s.err = os.ReadFile(filepath.Join(mnt, "d", "f"))
 		s.content = string(b)
@@ -60,7 +47,7 @@ func TestDetachRun(t *testing.T) {
 	if s.err != nil || s.devices != 0 || s.content != "image" {
 		t.Errorf("detached thread: %d FUSE devices, read %q, %v", s.devices, s.content, s.err)
 	}
-	if fuseFDs(t, "/proc/thread-self/fd") == 0 {
+	if fuseFDs("/proc/thread-self/fd") == 0 {
 		t.Error("the process lost its FUSE device")
 	}
 	if b, err := os.ReadFile(filepath.Join(mnt, "d", "f")); err != nil || string(b) != "image" {

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/husk-project/husk/internal/detach"
 )
 
 // The guard. Stage 1 serves the union over FUSE and is a client of it
@@ -111,13 +113,8 @@ func guardMain() int {
 	// out when a guard started during the mount inherited the device,
 	// which go-fuse opens without close-on-exec). Stage 1 now waits for
 	// the guard before it mounts; this stays as the guard's own check.
-	ents, _ := os.ReadDir("/proc/self/fd")
-	for _, e := range ents {
-		if l, _ := os.Readlink("/proc/self/fd/" + e.Name()); l == "/dev/fuse" {
-			if fd, err := strconv.Atoi(e.Name()); err == nil {
-				unix.Close(fd)
-			}
-		}
+	for _, fd := range detach.FUSEDevices("/proc/self/fd") {
+		unix.Close(fd)
 	}
 	_ = os.WriteFile("/proc/self/comm", []byte("husk-guard"), 0)
 	died := make(chan os.Signal, 1)

@@ -58,12 +58,22 @@ func Run(fn func()) {
 
 // closeFUSEDevices closes the FUSE devices in the calling thread's table.
 func closeFUSEDevices() {
-	ents, _ := os.ReadDir("/proc/thread-self/fd")
+	for _, fd := range FUSEDevices("/proc/thread-self/fd") {
+		unix.Close(fd)
+	}
+}
+
+// FUSEDevices returns the descriptors in fd directory dir (a /proc fd
+// directory) that are FUSE devices.
+func FUSEDevices(dir string) []int {
+	ents, _ := os.ReadDir(dir)
+	var fds []int
 	for _, e := range ents {
-		if l, _ := os.Readlink("/proc/thread-self/fd/" + e.Name()); l == "/dev/fuse" {
+		if l, _ := os.Readlink(dir + "/" + e.Name()); l == "/dev/fuse" {
 			if fd, err := strconv.Atoi(e.Name()); err == nil {
-				unix.Close(fd)
+				fds = append(fds, fd)
 			}
 		}
 	}
+	return fds
 }
