@@ -59,9 +59,7 @@ func (u *Union) MknodAt(parentIno uint64, name string, mode, rdev, uid, gid uint
 	mounted := u.server != nil && !u.unmounted
 	u.srvMu.Unlock()
 	if mounted && !p.Forgotten() {
-		p.NotifyEntry(name)
-		// The parent's mtime, ctime and size changed.
-		p.NotifyContent(0, 0)
+		notifyNewEntry(p, name)
 	}
 	return nil
 }

@@ -227,8 +227,7 @@ func (u *Union) Mountpoint(p string, dir bool) error {
 	// name, the parent's listing. Without a mount there is nothing to drop.
 	for _, nt := range notes {
 		if u.server != nil && !nt.parent.Forgotten() {
-			nt.parent.NotifyEntry(nt.name)
-			nt.parent.NotifyContent(0, 0)
+			notifyNewEntry(nt.parent, nt.name)
 		}
 	}
 	return err

@@ -61,6 +61,62 @@ func TestGuardAbortsStalledStage1(t *testing.T) {
 	}
 }
 
+// A cgroup kill (Slurm's scancel, systemd stopping a unit) kills every
+// process at once, the guard too, here while stage 1 waits in a bind for
+// a lookup its own server never answers. Stage 1 makes its binds from a
+// thread without the FUSE device (package detach), so its death still
+// ends the connection and Run returns. Made on stage 1's main thread, the
+// bind had kept it unreapable for good.
+func TestKillAllDuringBinds(t *testing.T) {
+	if err := CheckFUSE(); err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t)
+	stalled := filepath.Join(e.userDir("log"), "stalled")
+	s := e.spec("true")
+	s.Union = unionJSON(testUnion{Tree: testTree, FUSE: true, Stall: "stall",
+		StallLog: stalled})
+	s.Binds = []Bind{{Src: e.wd, Dst: "/stall/here"}}
+	h := e.helper("run", s)
+	var stdout, stderr strings.Builder
+	h.cmd.Stdout, h.cmd.Stderr = &stdout, &stderr
+	h.start()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if b, _ := os.ReadFile(stalled); string(b) == "stalled\n" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("stage 1 never looked up /stall\nstderr:\n%s", &stderr)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	pid := childNamed(h.cmd.Process.Pid, "husk-stage1")
+	if pid == 0 {
+		t.Fatal("no husk-stage1 under the helper")
+	}
+	victims := append([]int{pid}, childrenOf(pid, 0)...)
+	if childNamed(pid, "husk-guard") == 0 {
+		t.Fatalf("no husk-guard under stage 1 (children %v)", victims[1:])
+	}
+	for _, v := range victims {
+		if err := syscall.Kill(v, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+	}
+	done := make(chan result, 1)
+	go func() { done <- h.wait(&stderr) }()
+	select {
+	case res := <-done:
+		if res.Status == 0 {
+			t.Errorf("Run of a killed stage 1: status 0")
+		}
+	case <-time.After(30 * time.Second):
+		abortStalledFUSE(t)
+		t.Fatal("Run did not return in 30 s after stage 1 and its children were killed")
+	}
+}
+
 // childNamed returns the pid of a child of parent named comm, or 0.
 func childNamed(parent int, comm string) int {
 	for _, pid := range childrenOf(parent, 0) {

@@ -16,6 +16,8 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/husk-project/husk/internal/detach"
 )
 
 // sessionSize bounds the session tmpfs (Apptainer's "sessiondir max
@@ -155,6 +157,17 @@ func (st *stage1State) setup(m Mounter) error {
 	st.devices.setTarget(mounted, st.final)
 	st.log.Debug("union mounted", "target", st.final)
 
+	// The binds look their mount points up in the union, and make the
+	// missing ones there: see package detach.
+	if detach.Run(func() { err = st.bindAll() }); err != nil {
+		return err
+	}
+	return st.startFuseMounts() // fusemount_linux.go
+}
+
+// bindAll mounts the binds, passwd and group, and makes the mount point
+// of the container's /proc if stage 2 mounts it.
+func (st *stage1State) bindAll() error {
 	for _, hm := range defaultMounts(st.plan, st.sess) {
 		if err := st.bindInto(hm); err != nil {
 			return err
@@ -167,12 +180,12 @@ func (st *stage1State) setup(m Mounter) error {
 	st.log.Debug("passwd and group bound")
 	// Stage 2 mounts /proc itself with --pid or --no-mount proc (see
 	// tempProc); the mount point must exist.
-	if spec.PID || tempProc(spec) {
+	if spec := st.plan.Spec; spec.PID || tempProc(spec) {
 		if err := st.ensureDir("/proc"); err != nil {
 			return fmt.Errorf("creating /proc in the container: %w", err)
 		}
 	}
-	return st.startFuseMounts() // fusemount_linux.go
+	return nil
 }
 
 // makeSessionDirs creates the final mount point and, with --contain, the
@@ -378,7 +391,8 @@ func (st *stage1State) teardown() error {
 		st.log.Debug("container processes killed after stage 2", "count", n)
 	}
 	if st.mounted != nil {
-		if err := unmountUnder(st.final); err != nil {
+		var err error
+		if detach.Run(func() { err = unmountUnder(st.final) }); err != nil {
 			errs = append(errs, err)
 		}
 		st.log.Debug("binds unmounted")

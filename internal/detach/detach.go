@@ -22,11 +22,11 @@ import (
 // A thread with a table of its own, without the device, does not hold
 // the connection up: the server's death ends it, and the request fails.
 //
-// TODO: stage 1's binds into the union and their unmounts still run on
-// its main thread (a cgroup kill in those milliseconds can hang it, 3 in
-// 30 in a trial's loop, 0 in 40 with them here too): with --fakeroot that
-// thread's namespaces are not those a new thread starts in, and a bind
-// made from one failed (ENOENT); it would have to enter them first.
+// Stage 1's binds into the union and their unmounts run here too (a
+// trial's kill-everything loop hung 3 in 30 while they were made on its
+// main thread). A union call made here that tells the kernel about a
+// change (go-fuse's notify) must write to the FUSE device from another
+// thread: see fusefs's notifyNewEntry.
 
 // Run runs fn on a thread with a descriptor table of its own, without
 // any FUSE device in it, for calls into the union's own mount, and returns
