@@ -34,7 +34,7 @@ func startPayload(p *plan, cwd string, loader *hostLoader) (*os.Process, error) 
 	attr := &os.ProcAttr{
 		Dir:   cwd,
 		Env:   env,
-		Files: []*os.File{os.Stdin, os.Stdout, os.Stderr},
+		Files: payloadFiles(p.Inherited, p.inherit),
 		Sys:   &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL},
 	}
 	if !spec.Fakeroot {

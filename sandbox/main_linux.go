@@ -145,11 +145,8 @@ func openStage(stage int, fds string) (*stageIO, error) {
 }
 
 // closeExtraFDsOnExec marks every fd above stderr close-on-exec. The
-// stages pass what the next one needs explicitly; anything else husk
-// inherited (from a shell, a job runner) must not reach the payload,
-// as runc does it.
-//
-// TODO(preserve-fds): pass the caller's extra fds through on request.
+// stages pass what the next one needs explicitly, the caller's own
+// descriptors included (inherit_linux.go).
 func closeExtraFDsOnExec() {
 	err := unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC)
 	if err == nil {

@@ -66,6 +66,10 @@ func run(ctx context.Context, spec *Spec, files []*os.File, listen *os.File,
 	if err != nil {
 		return setupFailed, err
 	}
+	if listen == nil {
+		p.inherit = takeInherited()
+		p.Inherited = fdsOf(p.inherit)
+	}
 	choice := fusermountSetting(p.Spec)
 	status, err := runSession(ctx, p, files, listen, log, onStart,
 		choice == fusermountAlways)
@@ -200,6 +204,10 @@ func runStage1(ctx context.Context, p *plan, files []*os.File, listen *os.File,
 	defer logR.Close()
 	defer logW.Close()
 
+	if len(p.Inherited) > 0 {
+		// After the image files: stage 1 tells them apart by count.
+		files = append(files[:len(files):len(files)], p.inherit...)
+	}
 	cmd := stageCommand(1, files, specR, logW, listen)
 	if union != nil {
 		defer union.Close()
@@ -272,7 +280,18 @@ func runStage1(ctx context.Context, p *plan, files []*os.File, listen *os.File,
 
 	// Send the plan. Stage 1 reads it before doing anything else.
 	relayedc := make(chan relayed, 1)
-	go func() { relayedc <- relayNotify(logR, log, onStart) }()
+	started := onStart
+	if inherit := p.inherit; len(inherit) > 0 {
+		// The payload has the caller's descriptors: a pipe's reader sees
+		// its end when the payload closes it, not when husk exits.
+		started = func(pid int) {
+			closeFiles(inherit)
+			if onStart != nil {
+				onStart(pid)
+			}
+		}
+	}
+	go func() { relayedc <- relayNotify(logR, log, started) }()
 	if err := json.NewEncoder(specW).Encode(p); err != nil {
 		_ = cmd.Process.Kill()
 	}

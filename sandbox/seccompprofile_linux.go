@@ -32,6 +32,9 @@ const (
 	seccompStage      = "seccomp"
 	seccompEnv        = "_HUSK_SECCOMP"
 	seccompPreloadEnv = "_HUSK_LD_PRELOAD" // the payload's LD_PRELOAD (hostLoader)
+	// seccompFDEnv is the shim's first own descriptor: those from 3 up to
+	// it are the payload's (inherit_linux.go).
+	seccompFDEnv = "_HUSK_SECCOMP_FD"
 )
 
 // seccompShim returns what stage 2 starts instead of path and argv when
@@ -46,7 +49,7 @@ func seccompShim(spec *Spec, path string, argv, env []string, loader *hostLoader
 	if p == nil {
 		return path, argv, env, nil, nil
 	}
-	path, argv, env, err := seccompShimCommand(spec, path, argv, env)
+	path, argv, env, err := seccompShimCommand(spec, path, argv, env, fd)
 	if err != nil || loader == nil {
 		return path, argv, env, nil, err
 	}
@@ -62,8 +65,9 @@ func seccompShim(spec *Spec, path string, argv, env []string, loader *hostLoader
 }
 
 // seccompShimCommand is seccompShim starting the shim as /proc/self/exe.
-func seccompShimCommand(spec *Spec, path string, argv, env []string) (string, []string,
-	[]string, error) {
+// The shim's own descriptors start at fd; those below are the payload's.
+func seccompShimCommand(spec *Spec, path string, argv, env []string, fd int) (string,
+	[]string, []string, error) {
 	p := spec.Seccomp
 	// A Spec need not come from ReadSeccompProfile.
 	if err := p.check(); err != nil {
@@ -100,7 +104,8 @@ func seccompShimCommand(spec *Spec, path string, argv, env []string) (string, []
 			"the container (%w)", p.File, err)
 	}
 	shimEnv := append(slices.Clone(env), stageEnv+"="+seccompStage,
-		seccompEnv+"="+base64.StdEncoding.EncodeToString(b))
+		seccompEnv+"="+base64.StdEncoding.EncodeToString(b),
+		seccompFDEnv+"="+strconv.Itoa(fd))
 	shimArgv := append([]string{"husk-seccomp", path}, argv...)
 	return "/proc/self/exe", shimArgv, shimEnv, nil
 }
@@ -116,10 +121,14 @@ func seccompExec() int {
 		os.Unsetenv(seccompPreloadEnv)
 		os.Setenv("LD_PRELOAD", v)
 	}
-	// The host loader's files (after stdin, stdout, stderr) are not the
-	// payload's.
-	if err := unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
-		closeOnExecFrom(3)
+	// The host loader's files (after the payload's) are not the payload's.
+	own, err := strconv.Atoi(os.Getenv(seccompFDEnv))
+	os.Unsetenv(seccompFDEnv)
+	if err != nil || own < 3 {
+		own = 3
+	}
+	if err := unix.CloseRange(uint(own), ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
+		closeOnExecFrom(own)
 	}
 	if len(os.Args) < 3 {
 		fmt.Fprintf(os.Stderr, "FATAL:   %v: seccomp shim without a command\n", errStage)
@@ -134,7 +143,7 @@ func seccompExec() int {
 		return setupFailed
 	}
 	env := os.Environ()
-	err := unix.Exec(path, argv, env)
+	err = unix.Exec(path, argv, env)
 	if errors.Is(err, unix.ENOEXEC) {
 		err = unix.Exec("/bin/sh", append([]string{"/bin/sh", path}, argv[1:]...), env)
 	}

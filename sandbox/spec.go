@@ -201,6 +201,12 @@ type plan struct {
 	// included), Groups the host groups of the user (primary first).
 	User   passwdEntry
 	Groups []groupEntry
+	// Inherited are the descriptors husk's caller left open above stderr
+	// (inherit_linux.go), which the payload gets at these numbers.
+	Inherited []int
+	// inherit holds them in this stage: stage 1's are its last files,
+	// stage 2's all of its files.
+	inherit []*os.File
 
 	// Set by stage 1 for stage 2.
 

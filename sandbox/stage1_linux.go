@@ -75,6 +75,15 @@ func stage1(m Mounter, fw *forwarder, fds string) int {
 	}
 	st := &stage1State{io: sio, log: sio.log, plan: sio.plan,
 		sess: &session{dir: sio.plan.Session}, ppid: os.Getppid()}
+	// The caller's descriptors come after the image files (inherit_linux.go).
+	if n := len(st.plan.Inherited); n > 0 {
+		if n > len(sio.files) {
+			return sio.fail(fmt.Errorf("%w: %d inherited descriptors, %d files", errStage,
+				n, len(sio.files)))
+		}
+		k := len(sio.files) - n
+		st.plan.inherit, sio.files = sio.files[k:], sio.files[:k]
+	}
 	st.final = st.sess.path("final")
 	logIDs(st.log, "user+mount namespace")
 	st.devices = newDevices(sio.plan.Spec, st.log)
@@ -246,7 +255,7 @@ func (st *stage1State) startStage2(flags uintptr, unshare bool) (*stage2Proc, er
 	if err != nil {
 		return nil, err
 	}
-	cmd := stageCommand(2, nil, specR, st.io.logW, nil)
+	cmd := stageCommand(2, st.plan.inherit, specR, st.io.logW, nil)
 	if unshare {
 		cmd.Env = append(cmd.Env, unshareEnv+"=1")
 	}
@@ -335,6 +344,8 @@ func (st *stage1State) runStage2(fw *forwarder) (int, error) {
 	}
 	p := st.stage2
 	cmd, specW := p.cmd, p.specW
+	closeFiles(st.plan.inherit) // stage 2 has them
+	st.plan.inherit = nil
 	defer specW.Close()
 
 	fw.targetStage(cmd.Process, st.plan.TTYSignals)

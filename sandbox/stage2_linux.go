@@ -23,6 +23,7 @@ func stage2(fw *forwarder, fds string, unshare bool) int {
 		return sio.fail(err)
 	}
 	p, log := sio.plan, sio.log
+	p.inherit = sio.files // the caller's descriptors (inherit_linux.go)
 	if unshare {
 		if err := stage2Unshare(p.Spec); err != nil {
 			return sio.fail(err)

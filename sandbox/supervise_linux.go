@@ -38,6 +38,8 @@ func (s *supervisor) start(p *plan, cwd string) (*os.Process, error) {
 	signal.Notify(s.chld, syscall.SIGCHLD)
 	proc, err := startPayload(p, cwd, s.loader)
 	s.loader.Close()
+	closeFiles(p.inherit) // the payload has them
+	p.inherit = nil
 	if err != nil {
 		return nil, err
 	}

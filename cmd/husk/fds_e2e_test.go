@@ -1,0 +1,135 @@
+package main
+
+import (
+	"bufio"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// The descriptors husk's caller leaves open above stderr reach the command
+// at the same numbers, as in Apptainer (a shell's `3<file`, Slurm's PMI_FD
+// for `srun --mpi=pmi2`), with their O_NONBLOCK as it was, gaps closed;
+// and a pipe's reader sees its end when the command closes it, while the
+// container still runs, not when husk exits. With --fakeroot and with a
+// seccomp profile (whose shim closes its own descriptors) too.
+func TestInheritedDescriptors(t *testing.T) {
+	setup(t)
+	img, dir := debianSIF(t), workDir(t)
+	file := filepath.Join(dir, "three")
+	if err := os.WriteFile(file, []byte("from fd 3\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	profile := filepath.Join(dir, "seccomp.json")
+	if err := os.WriteFile(profile, []byte(`{"defaultAction":"SCMP_ACT_ALLOW",`+
+		`"syscalls":[{"names":["mknod"],"action":"SCMP_ACT_ERRNO"}]}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name  string
+		flags []string
+	}{{"plain", nil}, {"fakeroot", []string{"--fakeroot"}},
+		{"seccomp", []string{"--security", "seccomp:" + profile}}} {
+		t.Run(c.name, func(t *testing.T) { inheritedDescriptors(t, dir, img, file, c.flags) })
+	}
+}
+
+func inheritedDescriptors(t *testing.T, dir, img, file string, flags []string) {
+	three, err := os.Open(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer three.Close()
+	// fd 7: the command writes a line and closes it; the test reads to its
+	// end. Non-blocking, which the command must see as it was.
+	var out [2]int
+	if err := unix.Pipe2(out[:], unix.O_CLOEXEC); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.SetNonblock(out[1], true); err != nil {
+		t.Fatal(err)
+	}
+	// os.NewFile of a non-blocking descriptor leaves it non-blocking when
+	// exec passes it on.
+	outR, outW := os.NewFile(uintptr(out[0]), "out-r"), os.NewFile(uintptr(out[1]), "out-w")
+	defer outR.Close()
+	defer outW.Close()
+	// fd 8: the command waits for a line on it before it exits.
+	goR, goW, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer goR.Close()
+	defer goW.Close()
+
+	script := `cat <&3
+for n in 4 5 6 9 10 11 12 13 14 15 16 17 18 19 20; do
+	[ -e /proc/$$/fd/$n ] && echo "open: $n"
+done
+grep '^flags' /proc/self/fdinfo/7 >&7
+exec 7>&-
+read line <&8
+echo "released: $line"`
+	args := append(append([]string{"exec"}, flags...), img, "sh", "-c", script)
+	cmd := userCmd(dir, args...)
+	cmd.ExtraFiles = []*os.File{three, nil, nil, nil, outW, goR}
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	outW.Close()
+	goR.Close()
+
+	// The line from fd 7, then its end, while the command still waits.
+	lines := make(chan []string, 1)
+	go func() {
+		var got []string
+		sc := bufio.NewScanner(outR)
+		for sc.Scan() {
+			got = append(got, sc.Text())
+		}
+		lines <- got
+	}()
+	var got []string
+	select {
+	case got = <-lines:
+	case err := <-exited:
+		t.Fatalf("husk exited (%v) before fd 7 ended\nstdout:\n%s\nstderr:\n%s",
+			err, &stdout, &stderr)
+	case <-time.After(60 * time.Second):
+		_ = cmd.Process.Kill()
+		t.Fatalf("fd 7 did not end after the command closed it\nstdout:\n%s\nstderr:\n%s",
+			&stdout, &stderr)
+	}
+	if len(got) != 1 || !strings.HasPrefix(got[0], "flags:") {
+		t.Fatalf("fd 7 said %q, want its fdinfo flags", got)
+	}
+	fl, err := strconv.ParseUint(strings.TrimSpace(strings.TrimPrefix(got[0], "flags:")),
+		8, 64)
+	if err != nil {
+		t.Fatalf("fd 7 flags %q: %v", got[0], err)
+	}
+	if fl&unix.O_NONBLOCK == 0 || fl&unix.O_ACCMODE != unix.O_WRONLY {
+		t.Errorf("fd 7 in the command: flags %o, want write-only and O_NONBLOCK", fl)
+	}
+	if _, err := io.WriteString(goW, "go\n"); err != nil {
+		t.Fatal(err)
+	}
+	goW.Close()
+	if err := <-exited; err != nil {
+		t.Fatalf("husk: %v\nstdout:\n%s\nstderr:\n%s", err, &stdout, &stderr)
+	}
+	// No other descriptor is open in the command: 4-6 were gaps.
+	if want := "from fd 3\nreleased: go\n"; stdout.String() != want {
+		t.Errorf("stdout %q, want %q\nstderr:\n%s", &stdout, want, &stderr)
+	}
+}
