@@ -59,7 +59,9 @@ func (u *Union) MknodAt(parentIno uint64, name string, mode, rdev, uid, gid uint
 	mounted := u.server != nil && !u.unmounted
 	u.srvMu.Unlock()
 	if mounted && !p.Forgotten() {
-		notifyNewEntry(p, name)
+		p.NotifyEntry(name)
+		// The parent's mtime, ctime and size changed.
+		p.NotifyContent(0, 0)
 	}
 	return nil
 }

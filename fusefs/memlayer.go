@@ -161,7 +161,21 @@ func (m *MemLayer) Statfs() (Statfs, error) {
 // already has it. It is decided in-process, not through the kernel, and
 // never writes to the upper. The union needs a [MemLayer] among its
 // lowers.
+//
+// It may be called from a thread with a descriptor table of its own (stage
+// 1 makes its mount points from one, see package detach): the work runs
+// on one of the server's ordinary threads, whose table holds the layers'
+// descriptors (a directory layer caches some as it goes) and the FUSE
+// device its notices to the kernel are written to. Done on the caller's
+// thread, a cached descriptor was missing there (EBADF), and the notice
+// that drops the kernel's negative entry was lost.
 func (u *Union) Mountpoint(p string, dir bool) error {
+	errc := make(chan error, 1)
+	go func() { errc <- u.mountpoint(p, dir) }()
+	return <-errc
+}
+
+func (u *Union) mountpoint(p string, dir bool) error {
 	ml := -1
 	for l := 1; l < len(u.layers); l++ {
 		if _, ok := u.layers[l].(*MemLayer); ok {
@@ -227,7 +241,8 @@ func (u *Union) Mountpoint(p string, dir bool) error {
 	// name, the parent's listing. Without a mount there is nothing to drop.
 	for _, nt := range notes {
 		if u.server != nil && !nt.parent.Forgotten() {
-			notifyNewEntry(nt.parent, nt.name)
+			nt.parent.NotifyEntry(nt.name)
+			nt.parent.NotifyContent(0, 0)
 		}
 	}
 	return err

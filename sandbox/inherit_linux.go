@@ -27,16 +27,25 @@ import (
 // O_NONBLOCK as it is when it is passed on: the flag belongs to the open
 // file, which the caller shares.
 
-// inherited holds those descriptors, noted as husk starts, before it
-// opens files of its own, until a run takes them (a File that is
-// collected closes its descriptor). Each is made close-on-exec at once, so
-// that the programs husk runs on the host (newuidmap, mksquashfs, e2fsck)
-// do not get them; the stages pass them on explicitly.
-var inherited = inheritedFiles(noteInherited())
+// PassInheritedFDs hands the descriptors above stderr that this process
+// inherited open (not close-on-exec) to the command of its first [Run],
+// at the same numbers, and closes them here once the command runs. Call
+// it first thing in main, before the process opens any file of its own;
+// it makes them close-on-exec at once, so that the programs the process
+// runs on the host (newuidmap, mksquashfs, e2fsck) do not get them. A
+// process that uses such descriptors itself must not call it.
+func PassInheritedFDs() {
+	inheritedMu.Lock()
+	defer inheritedMu.Unlock()
+	inherited = inheritedFiles(noteInherited())
+}
 
-// inheritedMu guards inherited, which the first run takes: it closes them
-// once its payload has them.
-var inheritedMu sync.Mutex
+// inherited holds the descriptors PassInheritedFDs noted until a run
+// takes them (a File that is collected closes its descriptor).
+var (
+	inheritedMu sync.Mutex
+	inherited   []*os.File
+)
 
 // takeInherited returns the caller's descriptors for a run, and none
 // to the runs after it.

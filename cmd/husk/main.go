@@ -21,6 +21,8 @@ func main() {
 	// their own errors (fusefs.LayerError), so a warning about a damaged
 	// image says which one.
 	sandbox.Main(union.Mounter{}, profileStage)
+	// A shell's 3<file, Slurm's PMI_FD: the command gets them.
+	sandbox.PassInheritedFDs()
 	applyEnvAliases()
 	exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }

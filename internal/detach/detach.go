@@ -24,9 +24,10 @@ import (
 //
 // Stage 1's binds into the union and their unmounts run here too (a
 // trial's kill-everything loop hung 3 in 30 while they were made on its
-// main thread). A union call made here that tells the kernel about a
-// change (go-fuse's notify) must write to the FUSE device from another
-// thread: see fusefs's notifyNewEntry.
+// main thread). Calls into a server's own code, not through the kernel,
+// must not run here: its descriptors are those of the process's table,
+// which this thread does not see opened after it began (fusefs's
+// Union.Mountpoint hands its work to an ordinary thread).
 
 // Run runs fn on a thread with a descriptor table of its own, without
 // any FUSE device in it, for calls into the union's own mount, and returns
