@@ -4,6 +4,7 @@ package sandbox
 
 import (
 	"fmt"
+	"log/slog"
 	"os"
 	"slices"
 	"strconv"
@@ -37,30 +38,62 @@ import (
 func PassInheritedFDs() {
 	inheritedMu.Lock()
 	defer inheritedMu.Unlock()
-	inherited = inheritedFiles(noteInherited())
+	inherited = noteInherited()
+}
+
+// An inheritedFD is a descriptor of the caller: its number, and this
+// process's copy of it.
+type inheritedFD struct {
+	num int
+	f   *os.File
 }
 
 // inherited holds the descriptors PassInheritedFDs noted until a run
 // takes them (a File that is collected closes its descriptor).
 var (
 	inheritedMu sync.Mutex
-	inherited   []*os.File
+	inherited   []inheritedFD
 )
 
-// takeInherited returns the caller's descriptors for a run, and none
-// to the runs after it.
-func takeInherited() []*os.File {
+// fdSlack is what starting the command takes above the highest number it
+// gets a descriptor at: Go's fork and exec moves its error pipe and the
+// descriptors it places above that number first, and the seccomp shim's
+// files come after it.
+const fdSlack = 64
+
+// takeInherited returns the caller's descriptors for a run, and none to
+// the runs after it. Those that could not be placed under the hard limit
+// on open files (see fdSlack) are left out, with a warning: the command's
+// start would fail on them.
+func takeInherited(log *slog.Logger) []inheritedFD {
 	inheritedMu.Lock()
 	defer inheritedMu.Unlock()
-	files := inherited
+	fds := inherited
 	inherited = nil
-	return files
+	var lim unix.Rlimit
+	if len(fds) == 0 || unix.Getrlimit(unix.RLIMIT_NOFILE, &lim) != nil {
+		return fds
+	}
+	kept := fds[:0]
+	for _, fd := range fds {
+		if uint64(fd.num+len(fds)+fdSlack) < lim.Max {
+			kept = append(kept, fd)
+			continue
+		}
+		log.Warn(fmt.Sprintf("descriptor %d is not passed to the container: it is too "+
+			"close to the limit on open files (%d)", fd.num, lim.Max))
+		fd.f.Close()
+	}
+	return kept
 }
 
 // noteInherited returns the descriptors above stderr that are open and not
-// close-on-exec, in increasing order, and makes them close-on-exec. A
-// stage process's are its parent's doing: none.
-func noteInherited() []int {
+// close-on-exec, in increasing order. Each copy is moved to the lowest
+// free number, close-on-exec: starting a process, Go moves its own error
+// pipe above the highest descriptor it passes, which near the limit on
+// open files fails. A stage process's descriptors are its parent's doing:
+// none.
+func noteInherited() []inheritedFD {
 	if os.Getenv(stageEnv) != "" {
 		return nil
 	}
@@ -68,7 +101,7 @@ func noteInherited() []int {
 	if err != nil {
 		return nil // no /proc: nothing is passed on
 	}
-	var fds []int
+	var nums []int
 	for _, e := range ents {
 		fd, err := strconv.Atoi(e.Name())
 		if err != nil || fd <= 2 {
@@ -80,27 +113,20 @@ func noteInherited() []int {
 		if err != nil || flags&unix.FD_CLOEXEC != 0 {
 			continue
 		}
-		unix.CloseOnExec(fd)
-		fds = append(fds, fd)
+		nums = append(nums, fd)
 	}
-	slices.Sort(fds)
-	return fds
-}
-
-// inheritedFiles returns files for the descriptors fds of this process.
-func inheritedFiles(fds []int) []*os.File {
-	files := make([]*os.File, len(fds))
-	for i, fd := range fds {
-		files[i] = os.NewFile(uintptr(fd), fmt.Sprintf("inherited-%d", fd))
-	}
-	return files
-}
-
-// fdsOf returns the descriptor numbers of files.
-func fdsOf(files []*os.File) []int {
-	fds := make([]int, len(files))
-	for i, f := range files {
-		fds[i] = int(f.Fd())
+	slices.Sort(nums)
+	fds := make([]inheritedFD, 0, len(nums))
+	for _, n := range nums {
+		c, err := unix.FcntlInt(uintptr(n), unix.F_DUPFD_CLOEXEC, 3)
+		if err != nil {
+			unix.CloseOnExec(n) // out of descriptors: keep it where it is
+			c = n
+		} else {
+			unix.Close(n)
+		}
+		fds = append(fds, inheritedFD{num: n, f: os.NewFile(uintptr(c),
+			fmt.Sprintf("inherited-%d", n))})
 	}
 	return fds
 }

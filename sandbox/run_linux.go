@@ -67,8 +67,10 @@ func run(ctx context.Context, spec *Spec, files []*os.File, listen *os.File,
 		return setupFailed, err
 	}
 	if listen == nil {
-		p.inherit = takeInherited()
-		p.Inherited = fdsOf(p.inherit)
+		for _, fd := range takeInherited(log) {
+			p.Inherited = append(p.Inherited, fd.num)
+			p.inherit = append(p.inherit, fd.f)
+		}
 	}
 	choice := fusermountSetting(p.Spec)
 	status, err := runSession(ctx, p, files, listen, log, onStart,
