@@ -7,6 +7,7 @@ import (
 	"github.com/hanwen/go-fuse/v2/fuse"
 
 	"github.com/husk-project/husk/internal/detach"
+	"github.com/husk-project/husk/internal/procs"
 )
 
 // Directories are opened without a round trip. OPENDIR answers ENOSYS,
@@ -141,10 +142,15 @@ func (d *implicitDirs) release(node, fh uint64) {
 	d.RawFileSystem.ReleaseDir(&fuse.ReleaseIn{InHeader: fuse.InHeader{NodeId: node}, Fh: fh})
 }
 
-// mount is fs.Mount with the bridge wrapped in implicitDirs and rawFS.
-func mount(dir string, root fs.InodeEmbedder, opts *fs.Options) (*fuse.Server, error) {
-	srv, err := fuse.NewServer(rawFS{newImplicitDirs(fs.NewNodeFS(root, opts))}, dir,
-		&opts.MountOptions)
+// mount is fs.Mount with the bridge wrapped in implicitDirs and rawFS, and
+// in counted when load is set.
+func mount(dir string, root fs.InodeEmbedder, opts *fs.Options,
+	load *procs.Load) (*fuse.Server, error) {
+	var raw fuse.RawFileSystem = rawFS{newImplicitDirs(fs.NewNodeFS(root, opts))}
+	if load != nil {
+		raw = counted{raw, load}
+	}
+	srv, err := fuse.NewServer(raw, dir, &opts.MountOptions)
 	if err != nil {
 		return nil, err
 	}

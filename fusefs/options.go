@@ -3,6 +3,8 @@ package fusefs
 import (
 	"log/slog"
 	"time"
+
+	"github.com/husk-project/husk/internal/procs"
 )
 
 // Options configure a [Union]. Lowers are ordered top first; Upper, when
@@ -38,6 +40,9 @@ type Options struct {
 	// and every change it makes goes through the kernel, so long timeouts
 	// are safe.
 	EntryTimeout, AttrTimeout time.Duration
+	// Load, if set, counts the requests the server handles, for
+	// procs.Govern to size the Go scheduler to (see package procs).
+	Load *procs.Load
 }
 
 // DefaultTimeout is the entry, attribute and negative-entry timeout used

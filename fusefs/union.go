@@ -195,7 +195,7 @@ func (u *Union) Mount(dir string) error {
 		fopts.Logger = log.New(logWriter{u.log}, "", 0)
 		fopts.MountOptions.Logger = fopts.Logger
 	}
-	srv, err := mount(dir, u.root, fopts)
+	srv, err := mount(dir, u.root, fopts, u.opts.Load)
 	if err != nil {
 		return fmt.Errorf("fusefs: mount %s: %w", dir, err)
 	}

@@ -1,6 +1,7 @@
 package union
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,6 +17,7 @@ import (
 	"github.com/husk-project/husk/cmd/internal/logfmt"
 	"github.com/husk-project/husk/ext3"
 	"github.com/husk-project/husk/fusefs"
+	"github.com/husk-project/husk/internal/procs"
 	"github.com/husk-project/husk/sandbox"
 	"github.com/husk-project/husk/squash"
 )
@@ -33,6 +35,8 @@ type mounted struct {
 	tmpfs   string      // --writable-tmpfs mount point, or ""
 	log     *slog.Logger
 	warm    *warmer // reading the payload's programs ahead, or nil
+	// stopProcs ends the sizing of the scheduler to the union's load.
+	stopProcs context.CancelFunc
 }
 
 // Mount implements sandbox.Mounter.
@@ -62,7 +66,8 @@ func (Mounter) Mount(spec *sandbox.Spec, files []*os.File, target string) (sandb
 		OnLayerError: func(le *fusefs.LayerError) bool {
 			return sandbox.ReportImageFault(le.Image, le.Err)
 		},
-		Debug: spec.Debug && os.Getenv("HUSK_FUSE_DEBUG") != ""}
+		Debug: spec.Debug && os.Getenv("HUSK_FUSE_DEBUG") != "",
+		Load:  procs.NewLoad()}
 	fusermountOptions(spec, &opts)
 	for i, l := range plan.Lowers {
 		layer, err := b.lower(l)
@@ -108,6 +113,10 @@ func (Mounter) Mount(spec *sandbox.Spec, files []*os.File, target string) (sandb
 		return nil, fmt.Errorf("union: %w", err)
 	}
 	m.u = u
+	// Round trips one at a time are faster on one P: see package procs.
+	ctx, cancel := context.WithCancel(context.Background())
+	m.stopProcs = cancel
+	go procs.Govern(ctx, opts.Load, 0)
 	if len(spec.Programs) > 0 {
 		m.warm = startWarm(target, spec.Programs, log)
 	}
@@ -228,6 +237,9 @@ func distinct(errs []error) []error {
 
 // close closes the layers and the tmpfs.
 func (m *mounted) close() error {
+	if m.stopProcs != nil {
+		m.stopProcs()
+	}
 	var errs []error
 	for _, c := range m.closers {
 		if err := c.Close(); err != nil {

@@ -1,0 +1,45 @@
+package fusefs
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+
+	"github.com/husk-project/husk/internal/procs"
+)
+
+// The requests a caller waits for are counted in Options.Load: callers
+// one at a time do not overlap, callers at once do (what procs.Govern
+// sizes the scheduler by), and none is left in flight.
+func TestLoadCounted(t *testing.T) {
+	f := newFixture(t, 1)
+	tree(t, f.lowers[0], "d/", "d/f=x")
+	load := procs.NewLoad()
+	mnt, _ := f.mount(func(o *Options) { o.Load = load })
+
+	// Missing names, each a LOOKUP of its own.
+	for i := range 200 {
+		_, _ = os.Stat(filepath.Join(mnt, "d", fmt.Sprint("one-", i)))
+	}
+	alone := load.Overlaps()
+	if alone > 10 {
+		t.Errorf("one caller at a time: %d of 200 lookups overlapped", alone)
+	}
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 200 {
+				_, _ = os.Stat(filepath.Join(mnt, "d", fmt.Sprint("many-", g, "-", i)))
+			}
+		})
+	}
+	wg.Wait()
+	if n := load.Overlaps() - alone; n == 0 {
+		t.Errorf("8 callers at once: no lookup overlapped")
+	}
+	if n := load.InFlight(); n != 0 {
+		t.Errorf("%d requests in flight after the callers ended", n)
+	}
+}
