@@ -4,22 +4,23 @@
 // A request from a process in the container is a round trip: the caller
 // waits while one server goroutine reads the request, handles it and
 // writes the reply. A walk, an untar or a pip install is a chain of such
-// round trips, one at a time. With more than one P, the Go runtime wakes
-// a second thread on another CPU whenever a goroutine becomes runnable
-// while a P is idle (to look for work that is rarely there), and its idle
-// collector workers take that CPU; on a 2-core machine an untar of 20,000
-// files into an overlay took 7.0 s so, and 4.1 s with one P (`find` over
-// 84,000 files: 926 against 844 ms, medians of 5 and 7). Parallel work
-// wants the Ps: two readers of the image, or one with the readahead
-// decoding beside it, were 20-25% slower with one.
+// round trips, one at a time. With more than one P, the Go runtime hands
+// such work between threads on different CPUs (a goroutine made runnable
+// while a P is idle wakes another thread to look for it), and a wakeup
+// across CPUs costs about as much as the request itself. On a 2-core
+// machine an untar of 20,000 files into an overlay took 7.0 s so, and
+// 4.1 s with one P; with the collector off, still 7.1 s (so not its idle
+// workers alone); `find` over 84,000 files, 926 against 844 ms (medians
+// of 5 and 7). Parallel work wants the Ps: two readers of the image, or
+// one with the readahead reading beside it, were 20-25% slower with one.
 //
 // So the server runs with one P while requests come one at a time, and
 // with all of them once they overlap: the server counts the requests it
-// handles in a Load, and Govern looks at it every period. It raises
-// GOMAXPROCS when requests started while others were in flight often in
-// the period (two callers waiting at once: parallel readers, many
-// processes, the readahead beside a reader), and lowers it again after a
-// few periods without. The runtime's own view does not tell the two
+// handles in a Load, and Govern, woken by the first overlap, counts for a
+// period. It raises GOMAXPROCS when requests started while others were in
+// flight often in that period (two callers waiting at once: parallel
+// readers, many processes, the readahead beside a reader), and lowers it
+// again after a few periods without. The runtime's own view does not tell the two
 // apart: with one P, goroutines queue for it in a chain of round trips
 // too (a reader back from its system call, the collector's cleanups in
 // bursts of hundreds), and the server uses most of a CPU either way.
