@@ -21,8 +21,11 @@ func main() {
 	// their own errors (fusefs.LayerError), so a warning about a damaged
 	// image says which one.
 	sandbox.Main(union.Mounter{}, profileStage)
-	// A shell's 3<file, Slurm's PMI_FD: the command gets them.
-	sandbox.PassInheritedFDs()
+	// A shell's 3<file, Slurm's PMI_FD: the command gets them. An instance
+	// daemon's are its foreground's (its status pipe), not a caller's.
+	if os.Getenv(instanceFDEnv) == "" {
+		sandbox.PassInheritedFDs()
+	}
 	applyEnvAliases()
 	exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
