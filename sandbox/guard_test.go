@@ -18,47 +18,11 @@ import (
 // and Run returns. That thread had kept stage 1 unreapable, and husk
 // waiting for it, for good (a trial: ulimit -v, or SIGKILL early on).
 func TestGuardAbortsStalledStage1(t *testing.T) {
-	if err := CheckFUSE(); err != nil {
-		t.Fatal(err)
-	}
-	e := newEnv(t)
-	stalled := filepath.Join(e.userDir("log"), "stalled")
-	s := e.spec("true")
-	s.Union = unionJSON(testUnion{Tree: testTree, FUSE: true, Stall: "stall",
-		StallLog: stalled})
-	s.Binds = []Bind{{Src: e.wd, Dst: "/stall/here"}}
-	h := e.helper("run", s)
-	var stdout, stderr strings.Builder
-	h.cmd.Stdout, h.cmd.Stderr = &stdout, &stderr
-	h.start()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		if b, _ := os.ReadFile(stalled); string(b) == "stalled\n" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("stage 1 never looked up /stall\nstderr:\n%s", &stderr)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	pid := childNamed(h.cmd.Process.Pid, "husk-stage1")
-	if pid == 0 {
-		t.Fatal("no husk-stage1 under the helper")
-	}
+	h, stderr, pid := stalledInBind(t)
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan result, 1)
-	go func() { done <- h.wait(&stderr) }()
-	select {
-	case res := <-done:
-		if res.Status == 0 {
-			t.Errorf("Run of a killed stage 1: status 0")
-		}
-	case <-time.After(30 * time.Second):
-		abortStalledFUSE(t)
-		t.Fatal("Run did not return in 30 s after stage 1 was killed")
-	}
+	returnsKilled(t, h, stderr, "stage 1")
 }
 
 // A cgroup kill (Slurm's scancel, systemd stopping a unit) kills every
@@ -68,6 +32,24 @@ func TestGuardAbortsStalledStage1(t *testing.T) {
 // ends the connection and Run returns. Made on stage 1's main thread, the
 // bind had kept it unreapable for good.
 func TestKillAllDuringBinds(t *testing.T) {
+	h, stderr, pid := stalledInBind(t)
+	victims := append([]int{pid}, childrenOf(pid, 0)...)
+	if childNamed(pid, "husk-guard") == 0 {
+		t.Fatalf("no husk-guard under stage 1 (children %v)", victims[1:])
+	}
+	for _, v := range victims {
+		if err := syscall.Kill(v, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+	}
+	returnsKilled(t, h, stderr, "stage 1 and its children")
+}
+
+// stalledInBind runs a container whose bind into the union looks up a
+// name the server never answers, and returns once stage 1 waits on it:
+// the helper running it, its stderr and stage 1's pid.
+func stalledInBind(t *testing.T) (*helperProc, *strings.Builder, int) {
+	t.Helper()
 	if err := CheckFUSE(); err != nil {
 		t.Fatal(err)
 	}
@@ -95,25 +77,23 @@ func TestKillAllDuringBinds(t *testing.T) {
 	if pid == 0 {
 		t.Fatal("no husk-stage1 under the helper")
 	}
-	victims := append([]int{pid}, childrenOf(pid, 0)...)
-	if childNamed(pid, "husk-guard") == 0 {
-		t.Fatalf("no husk-guard under stage 1 (children %v)", victims[1:])
-	}
-	for _, v := range victims {
-		if err := syscall.Kill(v, syscall.SIGKILL); err != nil {
-			t.Fatal(err)
-		}
-	}
+	return h, &stderr, pid
+}
+
+// returnsKilled checks that Run returns, with a failure, once what was
+// killed is gone; after 30 s it aborts the stalled connection and fails.
+func returnsKilled(t *testing.T, h *helperProc, stderr *strings.Builder, killed string) {
+	t.Helper()
 	done := make(chan result, 1)
-	go func() { done <- h.wait(&stderr) }()
+	go func() { done <- h.wait(stderr) }()
 	select {
 	case res := <-done:
 		if res.Status == 0 {
-			t.Errorf("Run of a killed stage 1: status 0")
+			t.Errorf("Run after killing %s: status 0", killed)
 		}
 	case <-time.After(30 * time.Second):
 		abortStalledFUSE(t)
-		t.Fatal("Run did not return in 30 s after stage 1 and its children were killed")
+		t.Fatalf("Run did not return in 30 s after %s was killed", killed)
 	}
 }
 

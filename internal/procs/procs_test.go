@@ -45,44 +45,18 @@ func TestGovern(t *testing.T) {
 
 	waitProcs(t, 1, "at the start")
 	// A chain of requests keeps one P.
-	stop := make(chan struct{})
-	var chain sync.WaitGroup
-	chain.Go(func() {
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			l.Enter()
-			l.Leave()
-		}
-	})
+	stop := chain(l, 0)
 	time.Sleep(4 * period)
 	if n := runtime.GOMAXPROCS(0); n != 1 {
 		t.Errorf("a chain of requests: GOMAXPROCS %d, want 1", n)
 	}
-	close(stop)
-	chain.Wait()
+	stop()
 
 	// Two callers at once, for as long as it takes to notice.
 	l.Enter()
-	stop = make(chan struct{})
-	chain.Go(func() {
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			l.Enter()
-			l.Leave()
-			time.Sleep(100 * time.Microsecond)
-		}
-	})
+	stop = chain(l, 100*time.Microsecond)
 	waitProcs(t, 4, "with requests overlapping")
-	close(stop)
-	chain.Wait()
+	stop()
 	l.Leave()
 	waitProcs(t, 1, "once they stopped")
 
@@ -91,6 +65,26 @@ func TestGovern(t *testing.T) {
 	if n := runtime.GOMAXPROCS(0); n != 4 {
 		t.Errorf("after Govern: GOMAXPROCS %d, want 4 as before", n)
 	}
+}
+
+// chain makes requests on l one after the other, pause apart, until the
+// function it returns is called (which waits for the last to end).
+func chain(l *Load, pause time.Duration) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			l.Enter()
+			l.Leave()
+			time.Sleep(pause)
+		}
+	})
+	return func() { close(done); wg.Wait() }
 }
 
 // waitProcs waits until GOMAXPROCS is n, for up to 100 periods.
