@@ -59,6 +59,10 @@ type Load struct {
 	// not tick while requests come one at a time (an idle instance's
 	// server would wake 20 times a second for nothing).
 	kick chan struct{}
+	// wide is set while Govern gives more than one P and so needs no
+	// kick: the channel's lock is not taken by every request of a
+	// parallel load.
+	wide atomic.Bool
 }
 
 // NewLoad returns a Load with no request counted.
@@ -68,9 +72,11 @@ func NewLoad() *Load { return &Load{kick: make(chan struct{}, 1)} }
 func (l *Load) Enter() {
 	if l.inflight.Add(1) > 1 {
 		l.overlaps.Add(1)
-		select {
-		case l.kick <- struct{}{}:
-		default:
+		if !l.wide.Load() {
+			select {
+			case l.kick <- struct{}{}:
+			default:
+			}
 		}
 	}
 }
@@ -123,6 +129,7 @@ func Govern(ctx context.Context, load *Load, max int) {
 		switch busy := load.overlaps.Load()-seen >= overlapsBusy; {
 		case busy && procs == 1:
 			procs = max
+			load.wide.Store(true)
 			runtime.GOMAXPROCS(procs)
 		case busy:
 			idle = 0
@@ -130,6 +137,7 @@ func Govern(ctx context.Context, load *Load, max int) {
 			if idle++; idle >= idlePeriods {
 				procs, idle = 1, 0
 				runtime.GOMAXPROCS(procs)
+				load.wide.Store(false)
 			}
 		}
 		// A kick of the period just counted is stale.
