@@ -71,6 +71,13 @@ func (z *libdeflateZlib) decompress(dst, src []byte) ([]byte, error) {
 	case C.LIBDEFLATE_SUCCESS:
 		return dst[:n], nil
 	case C.LIBDEFLATE_INSUFFICIENT_SPACE:
+		// libdeflate takes some Huffman codes zlib refuses, and can run out
+		// of room on data that is corrupt well before the block is full
+		// (a fuzzed input: 18 KB out, then an invalid code). The Go decoder
+		// says which comes first.
+		if _, err := z.diag.decompress(dst[:0], src); err != nil {
+			return nil, err
+		}
 		return nil, fmt.Errorf("gzip: %w", errOutputTooLarge)
 	}
 	if _, err := z.diag.decompress(dst[:0], src); err != nil {
