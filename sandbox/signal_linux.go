@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -115,15 +116,30 @@ func (f *forwarder) loop() {
 // container while it started, which is no failure of husk's.
 // The id-map helpers stage 0 runs can die of it too, in the moment
 // before they leave husk's process group.
+//
+// A signal sent to the whole group can kill the stage before it reaches
+// this process (the kernel signals a group one process at a time, and
+// this process's handler runs when a thread of it next runs): for a
+// signal this process catches, it waits up to 100 ms for it. A TERM to
+// the group at 12 ms of a --fakeroot start was once reported as husk's
+// supervisor killed (TestE2EFakerootSignalDuringStartup, in CI).
 func (f *forwarder) userStop(ps *os.ProcessState) syscall.Signal {
 	if ps == nil {
 		return 0
 	}
 	sig := killedBy(ps)
-	if sig > 0 && sig < 64 && f.got.Load()&(1<<sig) != 0 {
-		return sig
+	if sig <= 0 || sig >= 64 {
+		return 0
 	}
-	return 0
+	for wait := 0; ; wait++ {
+		if f.got.Load()&(1<<sig) != 0 {
+			return sig
+		}
+		if wait == 20 || !slices.Contains(forwardedSignals, os.Signal(sig)) {
+			return 0
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 // target sets the process that receives the signals and delivers those
