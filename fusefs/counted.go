@@ -10,7 +10,10 @@ import (
 // requests a caller waits for, so that the scheduler can be sized to how
 // many overlap (see package procs). RELEASE, FORGET and INTERRUPT, which
 // the kernel sends without waiting, are not counted: a chain of round
-// trips would overlap with them.
+// trips would overlap with them. Nor is SETLKW, which waits as long as
+// another process holds the lock: every request meanwhile would count as
+// parallel work. The rest left out (ioctl, locks, xattr changes,
+// fallocate) are rare; they pass through uncounted.
 type counted struct {
 	fuse.RawFileSystem
 	load *procs.Load
