@@ -230,7 +230,12 @@ func (c *cache) readahead(start uint32, n int) {
 		if c.m[nr] != nil {
 			continue
 		}
-		b := &buf{nr: nr, data: data[i*c.bs : (i+1)*c.bs : (i+1)*c.bs]}
+		// A block of its own, not a slice of data: a slice would keep
+		// the whole read alive as long as any one of its blocks stays
+		// cached (or dirty), and the budget counts blocks, not reads.
+		own := make([]byte, c.bs)
+		copy(own, data[i*c.bs:])
+		b := &buf{nr: nr, data: own}
 		b.once.Do(func() {})
 		c.m[nr] = b
 		b.elem = c.lru.PushFront(b)
