@@ -119,6 +119,7 @@ type FS struct {
 
 	ra        *readahead // background decompression for sequential reads
 	blockPool blockPool  // buffers of decoded blocks, reused (block.go)
+	budget    int64      // the caches' sizes summed (MemoryBytes)
 
 	dirListLoads  atomic.Int64  // full listings parsed; read by tests
 	dirIndexLoads atomic.Int64  // directory indexes parsed; read by tests
@@ -150,6 +151,7 @@ func Open(r io.ReaderAt, size int64, opts *Options) (*FS, error) {
 		bigDirMax: 4 * b.dirs,
 		ra:        newReadahead(b.readahead, b.prefetch),
 		blockPool: blockPool{size: int(sb.BlockSize)},
+		budget:    b.data + b.meta + b.inodes + b.dirs,
 	}
 	if f.dec, err = newDecompressor(sb.Compression, int(sb.BlockSize)); err != nil {
 		return nil, &FormatError{Offset: 20, What: "superblock", Err: err}
@@ -223,6 +225,10 @@ func (f *FS) Root() Ref { return Ref(f.sb.RootInode) }
 
 // BlockSize returns the data block size in bytes.
 func (f *FS) BlockSize() uint32 { return f.sb.BlockSize }
+
+// MemoryBytes returns the caches' budget: what Options asked for, or
+// the default.
+func (f *FS) MemoryBytes() int64 { return f.budget }
 
 // Inodes returns the number of inodes in the image.
 func (f *FS) Inodes() uint32 { return f.sb.Inodes }

@@ -67,6 +67,7 @@ func prepareAction(g *globals, command string, f *ActionFlags, img, instance str
 			plan.Close()
 		}
 	}()
+	plan.CacheBytes = int64(f.CacheSize)
 	g.Log.Debug("layers (top first): " + plan.Describe())
 	union, err := json.Marshal(plan)
 	if err != nil {

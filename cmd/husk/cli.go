@@ -105,6 +105,8 @@ type ActionFlags struct {
 	App     string   `placeholder:"NAME" help:"${app}" env:"HUSK_APP,APPTAINER_APP"`
 	Sharens bool     `help:"${sharens}" env:"HUSK_SHARENS,APPTAINER_SHARENS"`
 
+	CacheSize sizeFlag `placeholder:"SIZE" help:"${cachesize}" env:"HUSK_CACHE_SIZE"`
+
 	SecurityFlags
 	GPUFlags       // gpu.go
 	FuseMountFlags // fusemount.go
@@ -163,6 +165,8 @@ var helpVars = map[string]string{
 	"nomount": "Skip a default mount: proc, sys, dev, home, tmp, cwd, bind-paths, or a " +
 		"destination such as /etc/localtime. Comma separated.",
 	"hostname": "Set the container's hostname (new UTS namespace).",
+	"cachesize": "Memory for each squashfs image's caches of decoded blocks, metadata " +
+		"and listings (husk only; default 32M).",
 	"createdir": "Directory to create under upper/ (repeatable), e.g. for bind " +
 		"targets.",
 	"ovfakeroot": "Make upper/ and work/ owned by root, for use with --fakeroot.",

@@ -317,3 +317,37 @@ func TestUnknownWorkingDir(t *testing.T) {
 		t.Errorf("from a directory the user may not search, -c: %v", r)
 	}
 }
+
+// --cache-size and $HUSK_CACHE_SIZE size each squashfs layer's caches in
+// the FUSE server (stage 1 logs the budget it got); a bad size is one
+// line and exit 255 before anything starts.
+func TestCacheSizeFlag(t *testing.T) {
+	setup(t)
+	img, dir := debianSIF(t), workDir(t)
+	budget := func(r result) string {
+		for _, l := range strings.Split(r.stderr, "\n") {
+			if strings.Contains(l, "squashfs layer") {
+				_, v, _ := strings.Cut(l, " cache=")
+				return strings.Fields(v + " ")[0]
+			}
+		}
+		return ""
+	}
+	r := ok(t, dir, "--debug", "exec", "--cache-size", "4M", img, "sh", "-c",
+		"cat /usr/bin/* >/dev/null && echo read")
+	if r.stdout != "read\n" || budget(r) != "4194304" {
+		t.Errorf("--cache-size 4M: stdout %q, budget %q\n%s", r.stdout, budget(r), r.stderr)
+	}
+	r = huskEnv(t, dir, []string{"HUSK_CACHE_SIZE=1G"}, "--debug", "exec", img, "true")
+	if r.code != 0 || budget(r) != "1073741824" {
+		t.Errorf("HUSK_CACHE_SIZE=1G: budget %q\n%s", budget(r), r)
+	}
+	r = ok(t, dir, "--debug", "exec", img, "true")
+	if budget(r) != "33554432" {
+		t.Errorf("default budget %q, want 32 MiB", budget(r))
+	}
+	fatalLine(t, husk(t, dir, "exec", "--cache-size", "lots", img, "true"),
+		`--cache-size: "lots" is not a size`)
+	fatalLine(t, husk(t, dir, "exec", "--cache-size", "100K", img, "true"),
+		`"100K" is less than 1 MiB`)
+}

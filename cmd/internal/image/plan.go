@@ -52,6 +52,9 @@ type Plan struct {
 	// WritableTmpfs asks for a memory-backed upper of TmpfsSize bytes.
 	WritableTmpfs bool  `json:"writable_tmpfs,omitempty"`
 	TmpfsSize     int64 `json:"tmpfs_size,omitempty"`
+	// CacheBytes is the cache budget of each squashfs layer
+	// (squash.Options.MemoryBytes); 0 means the package's default.
+	CacheBytes int64 `json:"cache_bytes,omitempty"`
 
 	Files  []*os.File `json:"-"`
 	images []*Image

@@ -58,7 +58,8 @@ func (Mounter) Mount(spec *sandbox.Spec, files []*os.File, target string) (sandb
 	}()
 
 	ids := idMap(spec)
-	b := builder{files: files, ids: ids, m: m, hosted: spec.Fusermount}
+	b := builder{files: files, ids: ids, m: m, hosted: spec.Fusermount,
+		cacheBytes: plan.CacheBytes}
 	opts := fusefs.Options{IDMap: ids, DirectMount: true, AllowOther: true,
 		Logger: log,
 		// A setup that fails on a damaged image then names the image
@@ -264,6 +265,8 @@ type builder struct {
 	m     *mounted
 	// hosted is sandbox's fusermount3 mode (fusermount.go).
 	hosted bool
+	// cacheBytes is each squashfs layer's cache budget; 0: the default.
+	cacheBytes int64
 }
 
 func (b *builder) file(l image.Layer) (*os.File, error) {
@@ -282,12 +285,14 @@ func (b *builder) lower(l image.Layer) (fusefs.Layer, error) {
 			return nil, err
 		}
 		sec := l.Section
-		fs, err := squash.Open(io.NewSectionReader(f, sec.Offset, sec.Size), sec.Size, nil)
+		opts := &squash.Options{MemoryBytes: b.cacheBytes}
+		fs, err := squash.Open(io.NewSectionReader(f, sec.Offset, sec.Size), sec.Size, opts)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", describe(l), err)
 		}
 		b.m.log.Debug("squashfs layer", "image", describe(l), "compression", fs.Compression(),
-			"decoder", fs.Decoder(), "block", fs.BlockSize(), "inodes", fs.Inodes())
+			"decoder", fs.Decoder(), "block", fs.BlockSize(), "inodes", fs.Inodes(),
+			"cache", fs.MemoryBytes())
 		return fusefs.NewSquashLayer(fs).Named(describe(l)).Backed(f, sec.Offset), nil
 	case image.LayerExt3:
 		fs, err := b.ext3(l, true)
