@@ -66,7 +66,7 @@ func (f *FS) putRecLen(data []byte, off, rl int) {
 
 // walkBlock calls fn for each entry of a directory block, validating the
 // chain of rec_len values; fn returns false to stop.
-func (f *FS) walkBlock(dir, blk uint32, data []byte, fn func(e *dent) bool) error {
+func (f *FS) walkBlock(dir, blk uint32, data []byte, fn func(e dent) bool) error {
 	var e dent
 	for off := 0; off < len(data); off += e.recLen {
 		if off+8 > len(data) {
@@ -91,7 +91,7 @@ func (f *FS) walkBlock(dir, blk uint32, data []byte, fn func(e *dent) bool) erro
 			return corrupt("directory entry", blk, dir, "inode %d at offset %d out of range", e.ino, off)
 		}
 		e.name = data[off+8 : off+8+n]
-		if !fn(&e) {
+		if !fn(e) {
 			return nil
 		}
 	}
@@ -125,7 +125,7 @@ func (f *FS) dirBlock(in *inode, lblk uint64) (*buf, uint32, error) {
 
 // forEachEntry walks every entry of directory in; fn returns false to stop.
 // Preconditions: in.mu held.
-func (f *FS) forEachEntry(in *inode, fn func(lblk uint64, e *dent) bool) error {
+func (f *FS) forEachEntry(in *inode, fn func(lblk uint64, e dent) bool) error {
 	n := f.dirBlocks(in)
 	for lblk := uint64(0); lblk < n; lblk++ {
 		b, p, err := f.dirBlock(in, lblk)
@@ -137,7 +137,7 @@ func (f *FS) forEachEntry(in *inode, fn func(lblk uint64, e *dent) bool) error {
 			continue
 		}
 		stop := false
-		err = f.walkBlock(in.ino, p, b.data, func(e *dent) bool {
+		err = f.walkBlock(in.ino, p, b.data, func(e dent) bool {
 			if !fn(lblk, e) {
 				stop = true
 				return false
@@ -174,7 +174,7 @@ func (f *FS) dirLookup(in *inode, name string) (uint32, uint8, error) {
 	}
 	var ino uint32
 	var ft uint8
-	err := f.forEachEntry(in, func(_ uint64, e *dent) bool {
+	err := f.forEachEntry(in, func(_ uint64, e dent) bool {
 		if e.ino != 0 && string(e.name) == name {
 			ino, ft = e.ino, e.ft
 			return false
@@ -190,7 +190,7 @@ func (f *FS) dirLookup(in *inode, name string) (uint32, uint8, error) {
 // dirEmpty reports whether directory in holds nothing but "." and "..".
 func (f *FS) dirEmpty(in *inode) (bool, error) {
 	empty := true
-	err := f.forEachEntry(in, func(_ uint64, e *dent) bool {
+	err := f.forEachEntry(in, func(_ uint64, e dent) bool {
 		if e.ino != 0 && string(e.name) != "." && string(e.name) != ".." {
 			empty = false
 			return false
@@ -278,9 +278,9 @@ func (f *FS) addToBlock(in *inode, lblk uint64, name string, ino uint32, ft uint
 	defer f.cache.put(b)
 	need := recLenFor(len(name))
 	var at *dent
-	err = f.walkBlock(in.ino, p, b.data, func(e *dent) bool {
-		if slack(e) >= need {
-			c := *e
+	err = f.walkBlock(in.ino, p, b.data, func(e dent) bool {
+		if slack(&e) >= need {
+			c := e
 			at = &c
 			return false
 		}
@@ -314,8 +314,8 @@ func (f *FS) insertAt(data []byte, at *dent, name string, ino uint32, ft uint8) 
 
 func (f *FS) maxSlack(dir, blk uint32, data []byte) int {
 	m := 0
-	f.walkBlock(dir, blk, data, func(e *dent) bool {
-		m = max(m, slack(e))
+	f.walkBlock(dir, blk, data, func(e dent) bool {
+		m = max(m, slack(&e))
 		return true
 	})
 	return m
@@ -379,27 +379,31 @@ func (f *FS) dirModify(in *inode, name string, change func(data []byte, prev, e 
 		if b == nil {
 			continue
 		}
-		var prev, hit *dent
-		var cur dent
-		err = f.walkBlock(in.ino, p, b.data, func(e *dent) bool {
+		// Entries are copied by value as the walk goes: a pointer kept
+		// across iterations would put a copy of each on the heap.
+		var cur, before dent
+		hit, started := false, false
+		err = f.walkBlock(in.ino, p, b.data, func(e dent) bool {
 			if e.ino != 0 && string(e.name) == name {
-				cur = *e
-				hit = &cur
+				cur, hit = e, true
 				return false
 			}
-			pc := *e
-			prev = &pc
+			before, started = e, true
 			return true
 		})
-		if err == nil && hit != nil {
-			change(b.data, prev, hit)
+		if err == nil && hit {
+			var prev *dent
+			if started {
+				prev = &before
+			}
+			change(b.data, prev, &cur)
 			f.cache.markDirty(b)
 			if in.dir != nil {
 				in.dir.free[lblk] = uint16(f.maxSlack(in.ino, p, b.data))
 			}
 		}
 		f.cache.put(b)
-		if err != nil || hit != nil {
+		if err != nil || hit {
 			return err
 		}
 	}
@@ -415,7 +419,7 @@ func (f *FS) initDirBlock(data []byte, self, parent uint32) {
 // readDir lists directory in without "." and "..".
 func (f *FS) readDir(in *inode) ([]DirEntry, error) {
 	var out []DirEntry
-	err := f.forEachEntry(in, func(_ uint64, e *dent) bool {
+	err := f.forEachEntry(in, func(_ uint64, e dent) bool {
 		if e.ino == 0 || string(e.name) == "." || string(e.name) == ".." {
 			return true
 		}

@@ -48,8 +48,8 @@ func (f *FS) dirIndexFor(in *inode) (*dirIndex, error) {
 			continue
 		}
 		m := 0
-		err = f.walkBlock(in.ino, p, b.data, func(e *dent) bool {
-			m = max(m, slack(e))
+		err = f.walkBlock(in.ino, p, b.data, func(e dent) bool {
+			m = max(m, slack(&e))
 			if e.ino != 0 {
 				idx.names[string(e.name)] = dirLoc{ino: e.ino, lblk: uint32(lblk), ft: e.ft}
 			}

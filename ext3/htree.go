@@ -201,7 +201,7 @@ func (f *FS) htreeLookup(in *inode, name string) (uint32, uint8, error) {
 		}
 		var ino uint32
 		var ft uint8
-		err = f.walkBlock(in.ino, p, b.data, func(e *dent) bool {
+		err = f.walkBlock(in.ino, p, b.data, func(e dent) bool {
 			if e.ino != 0 && string(e.name) == name {
 				ino, ft = e.ino, e.ft
 				return false

@@ -288,7 +288,7 @@ func (f *FS) dxSplitLeaf(in *inode, path *dxPath, root bool) (bool, error) {
 	}
 	defer f.cache.put(ob)
 	var ents []dxEnt
-	err = f.walkBlock(in.ino, p, ob.data, func(e *dent) bool {
+	err = f.walkBlock(in.ino, p, ob.data, func(e dent) bool {
 		if e.ino != 0 {
 			n := string(e.name)
 			h := f.dxHash(n, path.version)
