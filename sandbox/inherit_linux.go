@@ -22,7 +22,8 @@ import (
 // the next process has them, and stage 0 once the payload runs, so that
 // a pipe's reader sees its end when the command closes it. Only the first
 // run of a process gets them, and not an instance's command: it outlives
-// the command line that started it.
+// the command line that started it. A [Join] sends them to the instance
+// with stdio, in one SCM_RIGHTS message (instance_linux.go).
 //
 // The files are made with os.NewFile, which leaves a descriptor's
 // O_NONBLOCK as it is when it is passed on: the flag belongs to the open

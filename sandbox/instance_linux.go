@@ -27,12 +27,13 @@ import (
 
 // Instances (COMPAT §8). [RunInstance] is [Run] for a container that stays
 // up after its payload exits; its stage 1 also serves joins on a unix
-// socket. A joining husk ([Join]) connects, passes its stdin, stdout and
-// stderr with SCM_RIGHTS and sends a [JoinRequest]; stage 1 starts a new
-// stage 2 in a copy of its mount namespace (the same union, served by the
-// same FUSE server: nothing opens the images twice), relays the signals
-// the client sends and answers with the stage's log records and the exit
-// status. Go cannot setns(2) into a user namespace from a multithreaded
+// socket. A joining husk ([Join]) connects, passes its stdin, stdout,
+// stderr and the descriptors its caller left open above them (see
+// PassInheritedFDs) with SCM_RIGHTS and sends a [JoinRequest]; stage 1
+// starts a new stage 2 in a copy of its mount namespace (the same union,
+// served by the same FUSE server: nothing opens the images twice), relays
+// the signals the client sends and answers with the stage's log records
+// and the exit status. Go cannot setns(2) into a user namespace from a multithreaded
 // process, which is why the instance's own stage 1 starts the process.
 
 // instanceStopSignals end an instance's stage 2.
@@ -73,6 +74,10 @@ type JoinRequest struct {
 	// Caps, when set, replaces the instance's capabilities for this
 	// command.
 	Caps *Caps
+	// Inherited are the numbers the caller's descriptors above stderr
+	// get in the command (set by Join): they follow stdin, stdout and
+	// stderr in the SCM_RIGHTS message, in this order.
+	Inherited []int
 }
 
 // Join runs req in the instance whose stage 1 listens on socket, with this
@@ -113,8 +118,29 @@ func Join(ctx context.Context, socket string, req JoinRequest, log *slog.Logger)
 	}
 	defer conn.Close()
 
-	rights := unix.UnixRights(0, 1, 2)
-	if _, _, err := conn.WriteMsgUnix([]byte{0}, rights, nil); err != nil {
+	inherit := takeInherited(log)
+	fds := []int{0, 1, 2}
+	req.Inherited = nil
+	for _, fd := range inherit {
+		if len(fds) == maxJoinFDs {
+			log.Warn(fmt.Sprintf("descriptor %d and those above it are not passed to the "+
+				"instance: one message carries at most %d", fd.num, maxJoinFDs))
+			break
+		}
+		// The raw number, not File.Fd, which would clear O_NONBLOCK of
+		// the open file the caller shares.
+		_ = rawFD(fd.f, func(n int) { fds = append(fds, n) })
+		req.Inherited = append(req.Inherited, fd.num)
+	}
+	rights := unix.UnixRights(fds...)
+	_, _, err = conn.WriteMsgUnix([]byte{0}, rights, nil)
+	// The message holds the open files now, and the instance gets its
+	// own copies: a pipe's reader must see its end when the command
+	// closes it, not when this process exits.
+	for _, fd := range inherit {
+		fd.f.Close()
+	}
+	if err != nil {
 		return setupFailed, fmt.Errorf("sending stdio to the instance: %w", err)
 	}
 	b, err := json.Marshal(req)
@@ -178,6 +204,19 @@ func Join(ctx context.Context, socket string, req JoinRequest, log *slog.Logger)
 			"command finished (was it stopped?)")
 	}
 	return rep.status(*rep.exit), nil
+}
+
+// maxJoinFDs is the most descriptors one SCM_RIGHTS message carries
+// (the kernel's SCM_MAX_FD): stdin, stdout, stderr and the caller's.
+const maxJoinFDs = 253
+
+// rawFD calls f with the descriptor of file without changing its mode.
+func rawFD(file *os.File, f func(fd int)) error {
+	rc, err := file.SyscallConn()
+	if err != nil {
+		return err
+	}
+	return rc.Control(func(fd uintptr) { f(int(fd)) })
 }
 
 // acceptRetry is the pause after a failed accept.
@@ -310,20 +349,20 @@ func (js *joinServer) stop() {
 // 2, relay signals, report the status.
 func (js *joinServer) serve(c *net.UnixConn) error {
 	buf := make([]byte, 1)
-	oob := make([]byte, unix.CmsgSpace(3*4))
-	_, oobn, _, _, err := c.ReadMsgUnix(buf, oob)
+	oob := make([]byte, unix.CmsgSpace(maxJoinFDs*4))
+	_, oobn, flags, _, err := c.ReadMsgUnix(buf, oob)
 	if err != nil {
 		return err
 	}
-	stdio, err := parseRights(oob[:oobn])
+	files, err := parseRights(oob[:oobn])
 	if err != nil {
 		return err
 	}
-	defer func() {
-		for _, f := range stdio {
-			f.Close()
-		}
-	}()
+	defer closeFiles(files) // stage 2 has its own copies once started
+	if flags&unix.MSG_CTRUNC != 0 || len(files) < 3 {
+		return fmt.Errorf("join: %d descriptors arrived, want stdio and the caller's",
+			len(files))
+	}
 	r := bufio.NewReader(c)
 	line, err := r.ReadBytes('\n')
 	if err != nil {
@@ -333,6 +372,11 @@ func (js *joinServer) serve(c *net.UnixConn) error {
 	if err := json.Unmarshal(line, &req); err != nil {
 		return err
 	}
+	if len(req.Inherited) != len(files)-3 {
+		return fmt.Errorf("join: %d descriptors arrived for %d numbers", len(files)-3,
+			len(req.Inherited))
+	}
+	stdio := files[:3]
 
 	// The stage's log records go to the client as they come.
 	logR, logW, err := os.Pipe()
@@ -359,7 +403,7 @@ func (js *joinServer) serve(c *net.UnixConn) error {
 		logR.Close()
 	}()
 
-	status, serr := js.runStage2(c, r, &req, stdio, logW, started)
+	status, serr := js.runStage2(c, r, &req, stdio, files[3:], logW, started)
 	<-copied
 	if serr != nil {
 		b, _ := json.Marshal(record{Level: slog.LevelError, Msg: serr.Error(), Fatal: true})
@@ -375,7 +419,7 @@ func (js *joinServer) serve(c *net.UnixConn) error {
 // it and waits for it. started is closed when stage 2 reports that the
 // payload runs.
 func (js *joinServer) runStage2(c *net.UnixConn, r *bufio.Reader, req *JoinRequest,
-	stdio []*os.File, logW *os.File, started <-chan struct{}) (int, error) {
+	stdio, inherit []*os.File, logW *os.File, started <-chan struct{}) (int, error) {
 	defer logW.Close()
 	st := js.st
 	p := *st.plan
@@ -390,6 +434,7 @@ func (js *joinServer) runStage2(c *net.UnixConn, r *bufio.Reader, req *JoinReque
 		spec.Caps = *req.Caps
 	}
 	p.Spec, p.TTYSignals = &spec, req.TTYSignals
+	p.Inherited, p.inherit = req.Inherited, nil
 
 	specR, specW, err := os.Pipe()
 	if err != nil {
@@ -397,7 +442,7 @@ func (js *joinServer) runStage2(c *net.UnixConn, r *bufio.Reader, req *JoinReque
 	}
 	defer specR.Close()
 	defer specW.Close()
-	cmd := stageCommand(2, nil, specR, logW, nil)
+	cmd := stageCommand(2, inherit, specR, logW, nil)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdio[0], stdio[1], stdio[2]
 	flags := stage2Cloneflags(&spec)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: flags, Pdeathsig: syscall.SIGKILL}
@@ -421,6 +466,7 @@ func (js *joinServer) runStage2(c *net.UnixConn, r *bufio.Reader, req *JoinReque
 	}
 	js.mu.Unlock()
 	st.devices.serve(lfd)
+	closeFiles(inherit) // stage 2 has them, or failed
 	if err != nil {
 		return setupFailed, fmt.Errorf("starting stage 2: %w", err)
 	}
@@ -489,7 +535,7 @@ func isStartedRecord(line []byte) bool {
 	return json.Unmarshal(line, &rec) == nil && rec.Started
 }
 
-// parseRights returns the three fds of an SCM_RIGHTS message.
+// parseRights returns the fds of an SCM_RIGHTS message, close-on-exec.
 func parseRights(oob []byte) ([]*os.File, error) {
 	msgs, err := unix.ParseSocketControlMessage(oob)
 	if err != nil {
@@ -503,16 +549,10 @@ func parseRights(oob []byte) ([]*os.File, error) {
 		}
 		fds = append(fds, got...)
 	}
-	if len(fds) != 3 {
-		for _, fd := range fds {
-			unix.Close(fd)
-		}
-		return nil, fmt.Errorf("join: want 3 fds, got %d", len(fds))
-	}
-	files := make([]*os.File, 3)
+	files := make([]*os.File, len(fds))
 	for i, fd := range fds {
 		unix.CloseOnExec(fd)
-		files[i] = os.NewFile(uintptr(fd), "join-stdio")
+		files[i] = os.NewFile(uintptr(fd), fmt.Sprintf("join-fd-%d", i))
 	}
 	return files, nil
 }

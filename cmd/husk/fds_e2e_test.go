@@ -18,7 +18,8 @@ import (
 // for `srun --mpi=pmi2`), with their O_NONBLOCK as it was, gaps closed;
 // and a pipe's reader sees its end when the command closes it, while the
 // container still runs, not when husk exits. With --fakeroot and with a
-// seccomp profile (whose shim closes its own descriptors) too.
+// seccomp profile (whose shim closes its own descriptors) too, and for a
+// command joining an instance, which gets them through the join socket.
 func TestInheritedDescriptors(t *testing.T) {
 	setup(t)
 	// What the test binary itself inherited open would reach husk and the
@@ -41,11 +42,21 @@ func TestInheritedDescriptors(t *testing.T) {
 		flags []string
 	}{{"plain", nil}, {"fakeroot", []string{"--fakeroot"}},
 		{"seccomp", []string{"--security", "seccomp:" + profile}}} {
-		t.Run(c.name, func(t *testing.T) { inheritedDescriptors(t, dir, img, file, c.flags) })
+		t.Run(c.name, func(t *testing.T) {
+			inheritedDescriptors(t, dir, img, file, c.flags, nil)
+		})
 	}
+	t.Run("instance", func(t *testing.T) {
+		cfg := []string{"HUSK_CONFIGDIR=" + filepath.Join(dir, "cfg")}
+		if r := huskEnv(t, dir, cfg, "instance", "start", img, "fds"); r.code != 0 {
+			t.Fatalf("instance start:\n%s", r)
+		}
+		t.Cleanup(func() { huskEnv(t, dir, cfg, "instance", "stop", "fds") })
+		inheritedDescriptors(t, dir, "instance://fds", file, nil, cfg)
+	})
 }
 
-func inheritedDescriptors(t *testing.T, dir, img, file string, flags []string) {
+func inheritedDescriptors(t *testing.T, dir, img, file string, flags, env []string) {
 	three, err := os.Open(file)
 	if err != nil {
 		t.Fatal(err)
@@ -83,6 +94,7 @@ read line <&8
 echo "released: $line"`
 	args := append(append([]string{"exec"}, flags...), img, "sh", "-c", script)
 	cmd := userCmd(dir, args...)
+	cmd.Env = append(cmd.Env, env...)
 	cmd.ExtraFiles = []*os.File{three, nil, nil, nil, outW, goR}
 	var stdout, stderr strings.Builder
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
