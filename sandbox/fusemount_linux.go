@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/husk-project/husk/internal/detach"
 )
 
 // fuseStopGrace is how long a FUSE program gets between SIGTERM and
@@ -51,15 +53,25 @@ func (st *stage1State) startFuseMounts() error {
 }
 
 func (st *stage1State) startFuseMount(fm FuseMount) error {
-	if err := st.ensureDir(fm.Mountpoint); err != nil {
-		return fmt.Errorf("creating the mount point: %w", err)
-	}
-	r, err := resolveIn(st.final, fm.Mountpoint)
-	if err != nil {
-		return err
-	}
-	target := filepath.Join(st.final, r)
-	cmd, err := st.fuseCommand(fm)
+	// The mount point is made and resolved in the union, and so is an
+	// in-container program: calls into stage 1's own mount, made where a
+	// kill of every process cannot leave stage 1 unreapable (package
+	// detach). The mount below then finds the path in the kernel's cache.
+	var target string
+	var cmd *exec.Cmd
+	var err error
+	detach.Run(func() {
+		if err = st.ensureDir(fm.Mountpoint); err != nil {
+			err = fmt.Errorf("creating the mount point: %w", err)
+			return
+		}
+		var r string
+		if r, err = resolveIn(st.final, fm.Mountpoint); err != nil {
+			return
+		}
+		target = filepath.Join(st.final, r)
+		cmd, err = st.fuseCommand(fm)
+	})
 	if err != nil {
 		return err
 	}

@@ -18,7 +18,9 @@ import (
 // and Run returns. That thread had kept stage 1 unreapable, and husk
 // waiting for it, for good (a trial: ulimit -v, or SIGKILL early on).
 func TestGuardAbortsStalledStage1(t *testing.T) {
-	h, stderr, pid := stalledInBind(t)
+	h, stderr, pid := stalledIn(t, func(s *Spec, wd string) {
+		s.Binds = []Bind{{Src: wd, Dst: "/stall/here"}}
+	})
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -32,7 +34,24 @@ func TestGuardAbortsStalledStage1(t *testing.T) {
 // ends the connection and Run returns. Made on stage 1's main thread, the
 // bind had kept it unreapable for good.
 func TestKillAllDuringBinds(t *testing.T) {
-	h, stderr, pid := stalledInBind(t)
+	killAllStalled(t, func(s *Spec, wd string) {
+		s.Binds = []Bind{{Src: wd, Dst: "/stall/here"}}
+	})
+}
+
+// The same while stage 1 makes a --fusemount mount point in the union
+// (made on stage 1's main thread, it had hung the same way).
+func TestKillAllDuringFuseMountPoint(t *testing.T) {
+	killAllStalled(t, func(s *Spec, _ string) {
+		s.PID = true // as --fusemount implies
+		s.FuseMounts = []FuseMount{{Args: []string{"/bin/true"}, Mountpoint: "/stall/fuse"}}
+	})
+}
+
+// killAllStalled SIGKILLs stage 1 and its children at once (a cgroup
+// kill) while stage 1 waits on a union lookup that stage makes it do.
+func killAllStalled(t *testing.T, stage func(s *Spec, wd string)) {
+	h, stderr, pid := stalledIn(t, stage)
 	victims := append([]int{pid}, childrenOf(pid, 0)...)
 	if childNamed(pid, "husk-guard") == 0 {
 		t.Fatalf("no husk-guard under stage 1 (children %v)", victims[1:])
@@ -45,10 +64,12 @@ func TestKillAllDuringBinds(t *testing.T) {
 	returnsKilled(t, h, stderr, "stage 1 and its children")
 }
 
-// stalledInBind runs a container whose bind into the union looks up a
-// name the server never answers, and returns once stage 1 waits on it:
-// the helper running it, its stderr and stage 1's pid.
-func stalledInBind(t *testing.T) (*helperProc, *strings.Builder, int) {
+// stalledIn runs a container whose setup, which stage adds to the spec
+// (wd is a host directory to bind), looks up a name in the union that the
+// server never answers, and returns once stage 1 waits on it: the helper
+// running it, its stderr and stage 1's pid.
+func stalledIn(t *testing.T, stage func(s *Spec, wd string)) (*helperProc,
+	*strings.Builder, int) {
 	t.Helper()
 	if err := CheckFUSE(); err != nil {
 		t.Fatal(err)
@@ -58,7 +79,7 @@ func stalledInBind(t *testing.T) (*helperProc, *strings.Builder, int) {
 	s := e.spec("true")
 	s.Union = unionJSON(testUnion{Tree: testTree, FUSE: true, Stall: "stall",
 		StallLog: stalled})
-	s.Binds = []Bind{{Src: e.wd, Dst: "/stall/here"}}
+	stage(s, e.wd)
 	h := e.helper("run", s)
 	var stdout, stderr strings.Builder
 	h.cmd.Stdout, h.cmd.Stderr = &stdout, &stderr
