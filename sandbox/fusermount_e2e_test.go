@@ -300,3 +300,34 @@ func TestE2EFusermountServerKilled(t *testing.T) {
 	}
 	e2eNoMountsUnder(t, dir)
 }
+
+// TestE2EFusermountKilledWhole: a SIGKILL of every process of a run at
+// once (a cgroup kill, as Slurm's scancel does) leaves the union's
+// fusermount3 mount on the host, dead: nobody is left to unmount it. The
+// next run's sweep of stale sessions detaches it and removes the
+// session's directories.
+func TestE2EFusermountKilledWhole(t *testing.T) {
+	e2eNeedUser(t, e2eUser, e2eUID, true)
+	e2eNeedFusermount(t)
+	sif, dir := e2eSIF(t), e2eDir(t, e2eUID)
+	cmd, _ := startHusk(t, dir, "exec", sif, "sh", "-c", "echo ready; read x")
+	all := []int{cmd.Process.Pid}
+	for i := 0; i < len(all); i++ {
+		all = append(all, childrenOf(all[i], 0)...)
+	}
+	for _, pid := range all {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+	_ = cmd.Wait()
+	mi, _ := os.ReadFile("/proc/self/mountinfo")
+	if !strings.Contains(string(mi), dir+"/husk-") {
+		t.Fatalf("no mount left under %s after killing %d processes: nothing to test", dir,
+			len(all))
+	}
+	// A payload that lasts: the sweep runs beside the container's start.
+	r := e2eRun(t, e2eUID, dir, nil, "exec", sif, "sleep", "1")
+	if r.code != 0 {
+		t.Fatalf("the next run: %v", r)
+	}
+	e2eNoMountsUnder(t, dir)
+}

@@ -119,21 +119,13 @@ func sweepStale(dir, own string, log *slog.Logger) int {
 		return 0
 	}
 	n := 0
-	var mounts map[string]bool
-	// The scan of mount namespaces costs milliseconds: only once a
-	// directory passed the cheap tests, so not at all in the usual case.
-	mounted := func(path string) bool {
-		if mounts == nil {
-			mounts = sessionMounts(dir)
-		}
-		return mounts[path]
-	}
+	scan := &mountScan{dir: dir, log: log}
 	for _, name := range names {
 		path := filepath.Join(dir, name)
 		if !isSessionName(name) || path == own {
 			continue
 		}
-		if err := removeStale(path, mounted); err != nil {
+		if err := removeStale(path, scan); err != nil {
 			continue
 		}
 		n++
@@ -147,9 +139,45 @@ func sweepStale(dir, own string, log *slog.Logger) int {
 	return n
 }
 
+// mountScan answers which session directories are mounted somewhere,
+// scanning the mount namespaces once: that costs milliseconds, so only
+// once a directory passed the cheap tests (not at all in the usual case).
+type mountScan struct {
+	dir    string
+	log    *slog.Logger
+	mounts map[string]bool
+}
+
+func (m *mountScan) mounted(path string) bool {
+	if m.mounts == nil {
+		m.mounts = sessionMounts(m.dir)
+	}
+	return m.mounts[path]
+}
+
+// detachDead detaches root, fusermount3 mode's mount point of a session
+// whose lock is free, if a FUSE mount there is dead: no stage of its run
+// is alive, so its server (stage 3) is gone, and the mount answers
+// ENOTCONN until it is unmounted. A SIGKILL of every process of the run
+// at once (a cgroup kill, as Slurm's scancel does) leaves it so; stage 0,
+// which would have detached it, died too.
+func (m *mountScan) detachDead(root string) {
+	// Forced to ask the server: the kernel answers a plain stat from the
+	// attributes it kept, dead connection or not.
+	var st unix.Statx_t
+	err := unix.Statx(unix.AT_FDCWD, root, unix.AT_STATX_FORCE_SYNC|unix.AT_SYMLINK_NOFOLLOW,
+		unix.STATX_BASIC_STATS, &st)
+	if !errors.Is(err, unix.ENOTCONN) {
+		return
+	}
+	lazyUnmount(root, m.log)
+	m.mounts = nil // scanned with it
+}
+
 // removeStale removes the session directory path if it is this user's,
-// empty, unlocked and not mounted.
-func removeStale(path string, mounted func(string) bool) error {
+// empty, unlocked and not mounted, with its fusermount3 mount point
+// (detached first if its server died).
+func removeStale(path string, scan *mountScan) error {
 	var st unix.Stat_t
 	if err := unix.Lstat(path, &st); err != nil {
 		return err
@@ -172,7 +200,8 @@ func removeStale(path string, mounted func(string) bool) error {
 	if !sameDir(fd, path) {
 		return fmt.Errorf("%s: replaced", path)
 	}
-	if mounted(path) {
+	scan.detachDead(path + ".root")
+	if scan.mounted(path) {
 		return fmt.Errorf("%s: mounted in a live container", path)
 	}
 	if err := unix.Rmdir(path); err != nil {

@@ -4,6 +4,8 @@ package sandbox
 
 import (
 	"bufio"
+	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -54,11 +56,15 @@ func TestSweepStale(t *testing.T) {
 	own := mk("husk-107")
 	keep := []string{locked, full, other, mounted, own, mk("husk-x1"), mk("husk-"),
 		mk("husk-108.root"), mk("other-109")}
+	// fusermount3 mode's union mount of a run killed whole: its server
+	// is gone, the mount answers ENOTCONN.
+	dead, deadRoot := mk("husk-110"), mk("husk-110.root")
+	mountDeadFUSE(t, deadRoot)
 
-	if n := sweepStale(dir, own, slog.New(slog.DiscardHandler)); n != 2 {
-		t.Errorf("removed %d, want 2", n)
+	if n := sweepStale(dir, own, slog.New(slog.DiscardHandler)); n != 3 {
+		t.Errorf("removed %d, want 3", n)
 	}
-	for _, p := range []string{stale, staleRoot, stale2} {
+	for _, p := range []string{stale, staleRoot, stale2, dead, deadRoot} {
 		if _, err := os.Lstat(p); !os.IsNotExist(err) {
 			t.Errorf("%s: not removed (%v)", p, err)
 		}
@@ -67,6 +73,28 @@ func TestSweepStale(t *testing.T) {
 		if _, err := os.Lstat(p); err != nil {
 			t.Errorf("%s: removed (%v)", p, err)
 		}
+	}
+}
+
+// mountDeadFUSE mounts a FUSE file system on dir and closes its device
+// unanswered, as a killed server leaves it; the test unmounts it if the
+// sweep did not.
+func mountDeadFUSE(t *testing.T, dir string) {
+	t.Helper()
+	fd, err := unix.Open("/dev/fuse", unix.O_RDWR|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = unix.Mount("dead", dir, "fuse.dead", unix.MS_NOSUID|unix.MS_NODEV,
+		fmt.Sprintf("fd=%d,rootmode=40000,user_id=0,group_id=0", fd))
+	unix.Close(fd)
+	if err != nil {
+		t.Fatalf("mounting FUSE on %s: %v", dir, err)
+	}
+	t.Cleanup(func() { _ = unix.Unmount(dir, unix.MNT_DETACH) })
+	var st unix.Stat_t
+	if err := unix.Stat(dir, &st); !errors.Is(err, unix.ENOTCONN) {
+		t.Fatalf("stat of the dead mount: %v, want ENOTCONN", err)
 	}
 }
 
