@@ -34,9 +34,11 @@ import (
 // MNT_FORCE: that aborts the FUSE connection, every request waiting on it
 // fails, and what is left of stage 1 exits.
 //
-// TODO: a SIGKILL of every process at once (a cgroup kill, as Slurm's
-// scancel does) takes the guard too; only a stage 1 that never calls into
-// its own mount, leaving that to another process, avoids that.
+// A SIGKILL of every process at once (a cgroup kill, as Slurm's scancel
+// does) takes the guard too. What covers that case is that stage 1 calls
+// into its own mount only from threads without the FUSE device (package
+// detach: the binds, --fusemount mount points, the readahead, the
+// warmer), so its death alone ends the connection.
 
 // guardStage is the value of stageEnv for the guard.
 const guardStage = "guard"
