@@ -55,8 +55,9 @@ func (s *SquashLayer) Backed(f *os.File, base int64) *SquashLayer {
 // file a read's bytes lie as they are (see SquashLayer.Backed).
 type extentReader interface {
 	// ReadExtent returns the file and offset holding the size bytes of n
-	// at off, and how many there are (fewer at the end of the file); ok
-	// is false when they must be read with ReadAt.
+	// at off, and how many there are (fewer at the end of the file), for
+	// go-fuse to splice; ok is false when they must be read with ReadAt
+	// (stored compressed, or not spliced whole: see spliceFits).
 	ReadExtent(n Node, size int, off int64) (fd uintptr, at int64, k int, ok bool)
 }
 
@@ -70,12 +71,33 @@ func (s *SquashLayer) ReadExtent(n Node, size int, off int64) (uintptr, int64, i
 		return 0, 0, 0, false // ReadAt reports it
 	}
 	start, k, ok := s.fs.StoredExtent(i, off, size)
-	if !ok {
+	if !ok || !spliceFits(s.base+start, k) {
 		return 0, 0, 0, false
 	}
 	s.spliced.Add(1)
 	return s.fd, s.base + start, k, true
 }
+
+// spliceFits tells whether go-fuse can splice the k bytes at offset at of
+// a file into its reply whole. It sizes its pipe by bytes, the reply's
+// 16-byte header and k plus one page, but a pipe holds whole pages: the
+// header takes one, and data that starts inside a page spans one page
+// more than k alone. A splice that does not fit comes up short, and
+// go-fuse takes that for the end of the file: the kernel then shrinks
+// the file (`cat` of a 255,232-byte file stored at an odd offset lost its
+// last 280 bytes). Such a read is copied instead.
+func spliceFits(at int64, k int) bool {
+	if k <= 0 {
+		return true
+	}
+	page := int64(unix.Getpagesize())
+	spans := (at+int64(k)-1)/page - at/page + 1
+	slots := (replyHeader + int64(k) + page + page - 1) / page
+	return spans+1 <= slots
+}
+
+// replyHeader is the size of a FUSE reply's header (fuse_out_header).
+const replyHeader = 16
 
 // err names the image in err (see nameErr).
 func (s *SquashLayer) err(err error) error { return nameErr(s.name, err) }
