@@ -77,15 +77,26 @@ func takeInherited(log *slog.Logger) []inheritedFD {
 	}
 	kept := fds[:0]
 	for _, fd := range fds {
-		if uint64(fd.num+len(fds)+fdSlack) < lim.Max {
+		if placeable(fd.num, len(fds), lim.Max) {
 			kept = append(kept, fd)
 			continue
 		}
-		log.Warn(fmt.Sprintf("descriptor %d is not passed to the container: it is too "+
-			"close to the limit on open files (%d)", fd.num, lim.Max))
+		log.Warn(tooHigh(fd.num, lim.Max))
 		fd.f.Close()
 	}
 	return kept
+}
+
+// placeable tells whether a command started with n inherited descriptors
+// can get one at number num under a hard limit of max open files.
+func placeable(num, n int, max uint64) bool {
+	return uint64(num+n+fdSlack) < max
+}
+
+// tooHigh is the warning about a descriptor left out for the limit max.
+func tooHigh(num int, max uint64) string {
+	return fmt.Sprintf("descriptor %d is not passed to the container: it is too close "+
+		"to the limit on open files (%d)", num, max)
 }
 
 // noteInherited returns the descriptors above stderr that are open and not

@@ -78,6 +78,9 @@ type JoinRequest struct {
 	// get in the command (set by Join): they follow stdin, stdout and
 	// stderr in the SCM_RIGHTS message, in this order.
 	Inherited []int
+	// Limits are the caller's resource limits (set by Join), which the
+	// command takes on as far as the instance's hard limits allow.
+	Limits []Rlimit
 }
 
 // Join runs req in the instance whose stage 1 listens on socket, with this
@@ -118,6 +121,7 @@ func Join(ctx context.Context, socket string, req JoinRequest, log *slog.Logger)
 	}
 	defer conn.Close()
 
+	req.Limits = callerLimits()
 	inherit := takeInherited(log)
 	fds := []int{0, 1, 2}
 	req.Inherited = nil
@@ -376,7 +380,23 @@ func (js *joinServer) serve(c *net.UnixConn) error {
 		return fmt.Errorf("join: %d descriptors arrived for %d numbers", len(files)-3,
 			len(req.Inherited))
 	}
-	stdio := files[:3]
+	stdio, inherit := files[:3], files[3:]
+	// The instance's limit on open files may be lower than the caller's:
+	// a descriptor above what the command can have is left out, as Run
+	// leaves it out (inherit_linux.go), and the caller is told.
+	if max := noFileMax(req.Limits); max > 0 {
+		var nums []int
+		var kept []*os.File
+		for i, num := range req.Inherited {
+			if placeable(num, len(req.Inherited), max) {
+				nums, kept = append(nums, num), append(kept, inherit[i])
+				continue
+			}
+			b, _ := json.Marshal(record{Level: slog.LevelWarn, Msg: tooHigh(num, max)})
+			_, _ = c.Write(append(b, '\n'))
+		}
+		req.Inherited, inherit = nums, kept
+	}
 
 	// The stage's log records go to the client as they come.
 	logR, logW, err := os.Pipe()
@@ -403,7 +423,7 @@ func (js *joinServer) serve(c *net.UnixConn) error {
 		logR.Close()
 	}()
 
-	status, serr := js.runStage2(c, r, &req, stdio, files[3:], logW, started)
+	status, serr := js.runStage2(c, r, &req, stdio, inherit, logW, started)
 	<-copied
 	if serr != nil {
 		b, _ := json.Marshal(record{Level: slog.LevelError, Msg: serr.Error(), Fatal: true})
@@ -434,7 +454,7 @@ func (js *joinServer) runStage2(c *net.UnixConn, r *bufio.Reader, req *JoinReque
 		spec.Caps = *req.Caps
 	}
 	p.Spec, p.TTYSignals = &spec, req.TTYSignals
-	p.Inherited, p.inherit = req.Inherited, nil
+	p.Inherited, p.inherit, p.Limits = req.Inherited, nil, req.Limits
 
 	specR, specW, err := os.Pipe()
 	if err != nil {

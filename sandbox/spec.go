@@ -207,6 +207,9 @@ type plan struct {
 	// inherit holds them in this stage: stage 1's are its last files,
 	// stage 2's all of its files.
 	inherit []*os.File
+	// Limits are the resource limits of the husk that joined an
+	// instance, which its command takes on (rlimit_linux.go).
+	Limits []Rlimit
 
 	// Set by stage 1 for stage 2.
 

@@ -55,6 +55,7 @@ func stage2(fw *forwarder, fds string, unshare bool) int {
 		stopc = make(chan os.Signal, 1)
 		signal.Notify(stopc, instanceStopSignals...)
 	}
+	applyLimits(p.Limits, log) // a joined command's caller's (rlimit_linux.go)
 	sup := &supervisor{log: log, procfd: procfd, loader: loader}
 	proc, err := sup.start(p, cwd)
 	startupOver(log)

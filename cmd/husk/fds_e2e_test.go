@@ -2,8 +2,10 @@ package main
 
 import (
 	"bufio"
+	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -187,4 +189,73 @@ func TestInheritedDescriptorsNearLimit(t *testing.T) {
 	if !strings.Contains(stderr.String(), "descriptor 250 is not passed to the container") {
 		t.Errorf("no warning about descriptor 250; stderr:\n%s", &stderr)
 	}
+}
+
+// A command joining an instance runs under its caller's resource limits,
+// as Apptainer's joined command (the caller's child) does, up to the
+// instance's hard limits; and a descriptor above what the instance's
+// limit on open files lets the command have is left out with a warning,
+// not failing the join ("bad file descriptor").
+func TestJoinLimits(t *testing.T) {
+	setup(t)
+	if err := unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
+		t.Fatal(err)
+	}
+	img, dir := debianSIF(t), workDir(t)
+	cfg := "HUSK_CONFIGDIR=" + filepath.Join(dir, "cfg")
+	var extra []*os.File // the next sh's descriptors from 3 on
+	sh := func(script string) result {
+		t.Helper()
+		cmd := userCmd(dir, "-c", script)
+		cmd.Path, cmd.Args[0] = "/bin/sh", "sh"
+		cmd.Env = append(cmd.Env, "HUSK="+huskBin, "IMG="+img, cfg)
+		cmd.ExtraFiles, extra = extra, nil
+		var stdout, stderr strings.Builder
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		err := cmd.Run()
+		r := result{stdout: stdout.String(), stderr: stderr.String()}
+		if ee, ok := err.(*exec.ExitError); ok {
+			r.code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	if r := sh(`ulimit -n 1024 && exec "$HUSK" instance start "$IMG" lim`); r.code != 0 {
+		t.Fatalf("instance start:\n%s", r)
+	}
+	t.Cleanup(func() { sh(`exec "$HUSK" instance stop lim`) })
+
+	r := sh(`ulimit -n 500 && ulimit -Sv 4000000 && ulimit -c 0 && ` +
+		`exec "$HUSK" exec instance://lim sh -c 'ulimit -n; ulimit -Sv; ulimit -c'`)
+	if r.code != 0 || r.stdout != "500\n4000000\n0\n" {
+		t.Errorf("caller's limits in the joined command: want 500, 4000000, 0\n%s", r)
+	}
+	// The caller's hard limit on open files is above the instance's: the
+	// joined command keeps the instance's, and fd 1020 is too high for it.
+	f, err := os.Open("/etc/hostname")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	extra = make([]*os.File, 1018)
+	extra[0], extra[1017] = f, f // fds 3 and 1020
+	r = sh(`exec "$HUSK" exec instance://lim sh -c ` +
+		`'ulimit -Hn; [ -e /proc/$$/fd/1020 ] && echo leaked; wc -c <&3'`)
+	want := fmt.Sprintf("1024\n%d\n", hostnameSize(t))
+	if r.code != 0 || r.stdout != want {
+		t.Errorf("join with fds 3 and 1020 under the instance's 1024: want %q\n%s", want, r)
+	}
+	if !strings.Contains(r.stderr, "descriptor 1020 is not passed to the container") {
+		t.Errorf("no warning about fd 1020:\n%s", r.stderr)
+	}
+}
+
+// hostnameSize is the size of the host's /etc/hostname.
+func hostnameSize(t *testing.T) int64 {
+	st, err := os.Stat("/etc/hostname")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st.Size()
 }

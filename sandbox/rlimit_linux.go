@@ -1,0 +1,91 @@
+// Copyright 2026 The husk Authors. SPDX-License-Identifier: Apache-2.0
+
+package sandbox
+
+import (
+	"fmt"
+	"log/slog"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// A command that joins an instance is started by the instance's stage 1,
+// not by the husk that asked for it, so it would run under the limits the
+// instance was started with. Apptainer's joined command is its caller's
+// child and has the caller's: a Slurm job's `ulimit -v` or `-n` holds in
+// it. So [Join] sends the caller's limits, and the joined stage 2 takes
+// them on before it starts the command; a hard limit can only be lowered,
+// so where the instance's is lower, that one stays.
+
+// Rlimit is one resource limit (setrlimit(2)) of a joining caller.
+type Rlimit struct {
+	Resource int
+	Cur, Max uint64
+}
+
+// joinedLimits are the resources whose limits a joined command takes
+// from its caller.
+var joinedLimits = []int{unix.RLIMIT_AS, unix.RLIMIT_CORE, unix.RLIMIT_CPU,
+	unix.RLIMIT_DATA, unix.RLIMIT_FSIZE, unix.RLIMIT_LOCKS, unix.RLIMIT_MEMLOCK,
+	unix.RLIMIT_MSGQUEUE, unix.RLIMIT_NICE, unix.RLIMIT_NOFILE, unix.RLIMIT_NPROC,
+	unix.RLIMIT_RTPRIO, unix.RLIMIT_RTTIME, unix.RLIMIT_SIGPENDING, unix.RLIMIT_STACK}
+
+// callerLimits returns this process's limits of joinedLimits.
+func callerLimits() []Rlimit {
+	var out []Rlimit
+	for _, r := range joinedLimits {
+		var l unix.Rlimit
+		if unix.Getrlimit(r, &l) == nil {
+			out = append(out, Rlimit{Resource: r, Cur: l.Cur, Max: l.Max})
+		}
+	}
+	return out
+}
+
+// joinedLimit is the limit a joined command gets: the caller's, with its
+// hard limit no higher than own's (the instance's), which it cannot raise.
+func joinedLimit(caller Rlimit, own unix.Rlimit) unix.Rlimit {
+	l := unix.Rlimit{Cur: caller.Cur, Max: min(caller.Max, own.Max)}
+	l.Cur = min(l.Cur, l.Max)
+	return l
+}
+
+// applyLimits sets this process's limits to those a joined command gets
+// from its caller; a failure is a warning, and that limit stays the
+// instance's.
+func applyLimits(limits []Rlimit, log *slog.Logger) {
+	for _, c := range limits {
+		var own unix.Rlimit
+		if err := unix.Getrlimit(c.Resource, &own); err != nil {
+			continue
+		}
+		l := joinedLimit(c, own)
+		if l == own {
+			continue
+		}
+		// syscall's, not unix's: Go starts children with the open-files
+		// limit the process had at its start unless this call set it.
+		sl := syscall.Rlimit{Cur: l.Cur, Max: l.Max}
+		if err := syscall.Setrlimit(c.Resource, &sl); err != nil {
+			log.Warn(fmt.Sprintf("the joined command keeps the instance's limit %d "+
+				"(%d, hard %d) instead of yours (%d, hard %d)", c.Resource, own.Cur,
+				own.Max, c.Cur, c.Max), "error", err)
+		}
+	}
+}
+
+// noFileMax is the hard limit on open files a joined command gets, given
+// its caller's limits.
+func noFileMax(limits []Rlimit) uint64 {
+	var own unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &own); err != nil {
+		return 0
+	}
+	for _, c := range limits {
+		if c.Resource == unix.RLIMIT_NOFILE {
+			return joinedLimit(c, own).Max
+		}
+	}
+	return own.Max
+}
