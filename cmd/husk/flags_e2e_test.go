@@ -346,6 +346,11 @@ func TestCacheSizeFlag(t *testing.T) {
 	if budget(r) != "33554432" {
 		t.Errorf("default budget %q, want 32 MiB", budget(r))
 	}
+	// An empty variable is no setting, as for husk's other variables.
+	r = huskEnv(t, dir, []string{"HUSK_CACHE_SIZE="}, "--debug", "exec", img, "true")
+	if r.code != 0 || budget(r) != "33554432" {
+		t.Errorf("HUSK_CACHE_SIZE empty: budget %q, want 32 MiB\n%s", budget(r), r)
+	}
 	fatalLine(t, husk(t, dir, "exec", "--cache-size", "lots", img, "true"),
 		`--cache-size: "lots" is not a size`)
 	fatalLine(t, husk(t, dir, "exec", "--cache-size", "100K", img, "true"),

@@ -9,8 +9,8 @@ import (
 )
 
 // sizeFlag is a memory size given as a number with an optional binary
-// unit: 64M, 512MiB, 1G, 65536K. A bare number is in MiB, as overlay
-// sizes are.
+// unit: 64M, 512MiB, 1Gi, 65536K (MB is MiB too). A bare number is in
+// MiB, as overlay sizes are; an empty value means the default.
 type sizeFlag int64
 
 // Bounds of a sizeFlag: below a MiB the caches cannot keep one block of
@@ -26,6 +26,10 @@ func (s *sizeFlag) Decode(ctx *kong.DecodeContext) error {
 	if err := ctx.Scan.PopValueInto("size", &v); err != nil {
 		return err
 	}
+	if v == "" {
+		*s = 0 // the default, as an empty HUSK_ variable leaves other flags
+		return nil
+	}
 	n, err := parseSize(v)
 	if err != nil {
 		return err
@@ -40,8 +44,12 @@ func parseSize(v string) (int64, error) {
 		"64M, 512MiB, 1G)", v)
 	num := strings.TrimRight(v, "KMGTiBkmgtib")
 	unit := strings.ToUpper(v[len(num):])
-	shift := map[string]uint{"": 20, "K": 10, "KB": 10, "KIB": 10, "M": 20, "MB": 20,
-		"MIB": 20, "G": 30, "GB": 30, "GIB": 30, "T": 40, "TB": 40, "TIB": 40}
+	shift := map[string]uint{"": 20}
+	for i, u := range []string{"K", "M", "G", "T"} {
+		for _, suffix := range []string{"", "I", "B", "IB"} {
+			shift[u+suffix] = uint(10 * (i + 1))
+		}
+	}
 	sh, ok := shift[unit]
 	n, err := strconv.ParseInt(num, 10, 64)
 	if !ok || err != nil || n < 0 {
