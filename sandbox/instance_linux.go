@@ -33,8 +33,9 @@ import (
 // starts a new stage 2 in a copy of its mount namespace (the same union,
 // served by the same FUSE server: nothing opens the images twice), relays
 // the signals the client sends and answers with the stage's log records
-// and the exit status. Go cannot setns(2) into a user namespace from a multithreaded
-// process, which is why the instance's own stage 1 starts the process.
+// and the exit status. Go cannot setns(2) into a user namespace from a
+// multithreaded process, which is why the instance's own stage 1 starts
+// the process.
 
 // instanceStopSignals end an instance's stage 2.
 var instanceStopSignals = []os.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP,
@@ -133,8 +134,9 @@ func Join(ctx context.Context, socket string, req JoinRequest, log *slog.Logger)
 		}
 		// The raw number, not File.Fd, which would clear O_NONBLOCK of
 		// the open file the caller shares.
-		_ = rawFD(fd.f, func(n int) { fds = append(fds, n) })
-		req.Inherited = append(req.Inherited, fd.num)
+		if rawFD(fd.f, func(n int) { fds = append(fds, n) }) == nil {
+			req.Inherited = append(req.Inherited, fd.num)
+		}
 	}
 	rights := unix.UnixRights(fds...)
 	_, _, err = conn.WriteMsgUnix([]byte{0}, rights, nil)
