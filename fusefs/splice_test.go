@@ -31,21 +31,7 @@ func TestSplicedReads(t *testing.T) {
 	text := bytes.Repeat([]byte("compressible text\n"), 50000)
 	must(t, os.WriteFile(filepath.Join(src, "random"), random, 0644))
 	must(t, os.WriteFile(filepath.Join(src, "text"), text, 0644))
-	sqfs := filepath.Join(dir, "img.sqfs")
-	tool(t, "mksquashfs", src, sqfs, "-noappend", "-quiet", "-comp", "gzip")
-	img, err := os.ReadFile(sqfs)
-	must(t, err)
-	const base = 40960 // as a SIF puts its partitions
-	sif := filepath.Join(dir, "img.sif")
-	must(t, os.WriteFile(sif, append(make([]byte, base), img...), 0644))
-
-	f, err := os.Open(sif)
-	must(t, err)
-	t.Cleanup(func() { f.Close() })
-	sq, err := squash.Open(io.NewSectionReader(f, base, int64(len(img))), int64(len(img)), nil)
-	must(t, err)
-	layer := NewSquashLayer(sq).Backed(f, base)
-	mnt, _ := mountUnion(t, Options{Lowers: []Layer{layer}})
+	mnt, layer := mountEmbedded(t, src, "-comp", "gzip")
 
 	for _, c := range []struct {
 		name string
@@ -105,20 +91,7 @@ func TestSplicedReadsUnaligned(t *testing.T) {
 		want[name] = random(n)
 		must(t, os.WriteFile(filepath.Join(src, name), want[name], 0644))
 	}
-	sqfs := filepath.Join(dir, "img.sqfs")
-	tool(t, "mksquashfs", src, sqfs, "-noappend", "-quiet", "-no-fragments")
-	img, err := os.ReadFile(sqfs)
-	must(t, err)
-	const base = 40960
-	sif := filepath.Join(dir, "img.sif")
-	must(t, os.WriteFile(sif, append(make([]byte, base), img...), 0644))
-	f, err := os.Open(sif)
-	must(t, err)
-	t.Cleanup(func() { f.Close() })
-	sq, err := squash.Open(io.NewSectionReader(f, base, int64(len(img))), int64(len(img)), nil)
-	must(t, err)
-	layer := NewSquashLayer(sq).Backed(f, base)
-	mnt, _ := mountUnion(t, Options{Lowers: []Layer{layer}})
+	mnt, layer := mountEmbedded(t, src, "-no-fragments")
 
 	for name, w := range want {
 		h, err := os.Open(filepath.Join(mnt, name))
@@ -150,4 +123,28 @@ func TestSplicedReadsUnaligned(t *testing.T) {
 	if layer.spliced.Load() == 0 {
 		t.Errorf("no read was spliced")
 	}
+}
+
+// mountEmbedded makes a squashfs image of src with mksquashfs (more
+// options in opts), puts it at an offset in a larger file as a SIF puts
+// its partitions, and mounts a union of it, backed by that file so that
+// stored data is spliced.
+func mountEmbedded(t *testing.T, src string, opts ...string) (string, *SquashLayer) {
+	t.Helper()
+	dir := t.TempDir()
+	sqfs := filepath.Join(dir, "img.sqfs")
+	tool(t, "mksquashfs", append([]string{src, sqfs, "-noappend", "-quiet"}, opts...)...)
+	img, err := os.ReadFile(sqfs)
+	must(t, err)
+	const base = 40960
+	sif := filepath.Join(dir, "img.sif")
+	must(t, os.WriteFile(sif, append(make([]byte, base), img...), 0644))
+	f, err := os.Open(sif)
+	must(t, err)
+	t.Cleanup(func() { f.Close() })
+	sq, err := squash.Open(io.NewSectionReader(f, base, int64(len(img))), int64(len(img)), nil)
+	must(t, err)
+	layer := NewSquashLayer(sq).Backed(f, base)
+	mnt, _ := mountUnion(t, Options{Lowers: []Layer{layer}})
+	return mnt, layer
 }
