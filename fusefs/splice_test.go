@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/hanwen/go-fuse/v2/splice"
 	"golang.org/x/sys/unix"
 
 	"github.com/husk-project/husk/squash"
@@ -93,7 +94,13 @@ func TestSplicedReadsUnaligned(t *testing.T) {
 	}
 	mnt, layer := mountEmbedded(t, src, "-no-fragments")
 
-	for name, w := range want {
+	for i := range sizes {
+		name := fmt.Sprintf("b%d", i)
+		w := want[name]
+		// go-fuse keeps its pipes, grown, for the next reads: one grown
+		// by an earlier read (of this test or another) would hide the
+		// fault.
+		splice.ClearSplicePool()
 		h, err := os.Open(filepath.Join(mnt, name))
 		must(t, err)
 		must(t, unix.Fadvise(int(h.Fd()), 0, 0, unix.FADV_SEQUENTIAL))

@@ -85,7 +85,9 @@ func (s *SquashLayer) ReadExtent(n Node, size int, off int64) (uintptr, int64, i
 // more than k alone. A splice that does not fit comes up short, and
 // go-fuse takes that for the end of the file: the kernel then shrinks
 // the file (`cat` of a 255,232-byte file stored at an odd offset lost its
-// last 280 bytes). Such a read is copied instead.
+// last 280 bytes). Such a read is copied instead. This follows go-fuse
+// v2.12's trySplice; TestSplicedReadsUnaligned checks it against the
+// go-fuse that husk is built with.
 func spliceFits(at int64, k int) bool {
 	if k <= 0 {
 		return true
