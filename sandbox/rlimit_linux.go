@@ -5,6 +5,9 @@ package sandbox
 import (
 	"fmt"
 	"log/slog"
+	"os/exec"
+	"strconv"
+	"strings"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -31,16 +34,48 @@ var joinedLimits = []int{unix.RLIMIT_AS, unix.RLIMIT_CORE, unix.RLIMIT_CPU,
 	unix.RLIMIT_MSGQUEUE, unix.RLIMIT_NICE, unix.RLIMIT_NOFILE, unix.RLIMIT_NPROC,
 	unix.RLIMIT_RTPRIO, unix.RLIMIT_RTTIME, unix.RLIMIT_SIGPENDING, unix.RLIMIT_STACK}
 
-// callerLimits returns this process's limits of joinedLimits.
+// callerLimits returns this process's limits of joinedLimits, with the
+// soft limit on open files this process started with.
 func callerLimits() []Rlimit {
 	var out []Rlimit
 	for _, r := range joinedLimits {
 		var l unix.Rlimit
-		if unix.Getrlimit(r, &l) == nil {
-			out = append(out, Rlimit{Resource: r, Cur: l.Cur, Max: l.Max})
+		if unix.Getrlimit(r, &l) != nil {
+			continue
 		}
+		if r == unix.RLIMIT_NOFILE {
+			l.Cur = startNoFile(l)
+		}
+		out = append(out, Rlimit{Resource: r, Cur: l.Cur, Max: l.Max})
 	}
 	return out
+}
+
+// startNoFile is the soft limit on open files this process started with,
+// cur being the limit now. The Go runtime raises it to one below the hard
+// limit as it starts, and gives children the one it found; a program that
+// uses select(2) needs it (an fd_set holds 1024), so a joined command
+// must get the caller's too, as a plain run's command does. Only a child
+// can tell it: a shell, asked for its soft limit.
+func startNoFile(cur unix.Rlimit) uint64 {
+	if cur.Max == unix.RLIM_INFINITY || cur.Cur != cur.Max-1 {
+		return cur.Cur // not raised
+	}
+	sh := exec.Command("/bin/sh", "-c", "ulimit -Sn")
+	sh.Env = []string{"PATH=/usr/bin:/bin"}
+	out, err := sh.Output()
+	if err != nil {
+		return cur.Cur
+	}
+	s := strings.TrimSpace(string(out))
+	if s == "unlimited" {
+		return cur.Max
+	}
+	n, err := strconv.ParseUint(s, 10, 64)
+	if err != nil || n > cur.Max {
+		return cur.Cur
+	}
+	return n
 }
 
 // joinedLimit is the limit a joined command gets: the caller's, with its

@@ -231,6 +231,13 @@ func TestJoinLimits(t *testing.T) {
 	if r.code != 0 || r.stdout != "500\n4000000\n0\n" {
 		t.Errorf("caller's limits in the joined command: want 500, 4000000, 0\n%s", r)
 	}
+	// A soft limit on open files below the hard one, which the Go runtime
+	// raises in husk itself: the command gets the caller's (select(2)
+	// wants 1024 or less), and the instance's hard limit, the lower.
+	r = sh(`ulimit -Sn 100 && exec "$HUSK" exec instance://lim sh -c 'ulimit -Sn; ulimit -Hn'`)
+	if r.code != 0 || r.stdout != "100\n1024\n" {
+		t.Errorf("caller's soft limit on open files: want 100, 1024\n%s", r)
+	}
 	// The caller's hard limit on open files is above the instance's: the
 	// joined command keeps the instance's, and fd 1020 is too high for it.
 	f, err := os.Open("/etc/hostname")
