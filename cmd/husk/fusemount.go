@@ -3,7 +3,11 @@
 package main
 
 import (
+	"debug/elf"
+	"fmt"
 	"log/slog"
+	"os/exec"
+	"slices"
 
 	"github.com/husk-project/husk/sandbox"
 )
@@ -29,6 +33,11 @@ func fuseMountSpec(f *FuseMountFlags, spec *sandbox.Spec, log *slog.Logger) erro
 		if err != nil {
 			return err
 		}
+		if !fm.InContainer {
+			if err := checkFuse3(fm.Args[0]); err != nil {
+				return fmt.Errorf("--fusemount %s: %w", fm.Mountpoint, err)
+			}
+		}
 		spec.FuseMounts = append(spec.FuseMounts, fm)
 	}
 	if len(spec.FuseMounts) > 0 && !spec.PID {
@@ -36,4 +45,28 @@ func fuseMountSpec(f *FuseMountFlags, spec *sandbox.Spec, log *slog.Logger) erro
 		spec.PID = true
 	}
 	return nil
+}
+
+// checkFuse3 refuses a host program linked with libfuse 2, which cannot
+// take /dev/fd/N as its mount point. One that goes to the background
+// exits 0 first, and its mount then hangs every access until the
+// container ends (a new-user trial, with Debian's fuse2fs). A program
+// that is not found, not ELF or linked statically is left to fail (or
+// work) when it runs.
+func checkFuse3(name string) error {
+	path, err := exec.LookPath(name)
+	if err != nil {
+		return nil
+	}
+	f, err := elf.Open(path)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	libs, err := f.ImportedLibraries()
+	if err != nil || !slices.Contains(libs, "libfuse.so.2") {
+		return nil
+	}
+	return fmt.Errorf("%s is linked with libfuse 2 (libfuse.so.2), which cannot mount "+
+		"/dev/fd/N; use a build against libfuse 3.3 or later", path)
 }

@@ -116,7 +116,8 @@ func TestFuseMountContainer(t *testing.T) {
 
 // A FUSE program that fails at start fails the container (its own
 // message, then one FATAL line), for exec and for instance start, which
-// leaves no instance behind; a bad --fusemount value is one FATAL line.
+// leaves no instance behind; a bad --fusemount value, or a host program
+// built on libfuse 2, is one FATAL line.
 func TestFuseMountErrors(t *testing.T) {
 	setup(t)
 	lookSquashfuse(t)
@@ -145,4 +146,10 @@ func TestFuseMountErrors(t *testing.T) {
 		"not an absolute path")
 	fatalLine(t, husk(t, dir, "exec", "--fusemount", "host:no-such-fuse /mnt/x", img,
 		"true"), "no-such-fuse")
+	// A program built on libfuse 2 (Debian's fuse2fs, which the tests
+	// install) is refused before anything starts: daemonized, it had hung
+	// the start for 30 s, then every access to its mount, and outlived
+	// the container.
+	fatalLine(t, husk(t, dir, "exec", "--fusemount", "host:fuse2fs /x.img /mnt/e", img,
+		"true"), "--fusemount /mnt/e: /usr/bin/fuse2fs is linked with libfuse 2")
 }
