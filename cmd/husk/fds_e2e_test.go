@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -210,16 +209,7 @@ func TestJoinLimits(t *testing.T) {
 		cmd.Path, cmd.Args[0] = "/bin/sh", "sh"
 		cmd.Env = append(cmd.Env, "HUSK="+huskBin, "IMG="+img, cfg)
 		cmd.ExtraFiles, extra = extra, nil
-		var stdout, stderr strings.Builder
-		cmd.Stdout, cmd.Stderr = &stdout, &stderr
-		err := cmd.Run()
-		r := result{stdout: stdout.String(), stderr: stderr.String()}
-		if ee, ok := err.(*exec.ExitError); ok {
-			r.code = ee.ExitCode()
-		} else if err != nil {
-			t.Fatal(err)
-		}
-		return r
+		return runCmd(t, cmd)
 	}
 	if r := sh(`ulimit -n 1024 && exec "$HUSK" instance start "$IMG" lim`); r.code != 0 {
 		t.Fatalf("instance start:\n%s", r)

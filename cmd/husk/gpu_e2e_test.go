@@ -6,7 +6,6 @@ import (
 	"bytes"
 	"debug/elf"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -104,16 +103,7 @@ func gpuRun(t *testing.T, dir, cache, path string, extra []string, args ...strin
 		}
 	}
 	cmd.Env = append(append(cmd.Env, "_HUSK_LDCACHE="+cache), extra...)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	r := result{stdout: out.String(), stderr: errb.String()}
-	if ee, ok := err.(*exec.ExitError); ok {
-		r.code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatal(err)
-	}
-	return r
+	return runCmd(t, cmd)
 }
 
 // base99 is Apptainer's /.singularity.d/env/99-base.sh.

@@ -144,7 +144,13 @@ func userCmd(dir string, args ...string) *exec.Cmd {
 // husk runs the binary as the test user and returns what it did.
 func husk(t testing.TB, dir string, args ...string) result {
 	t.Helper()
-	cmd := userCmd(dir, args...)
+	return runCmd(t, userCmd(dir, args...))
+}
+
+// runCmd runs cmd (made by userCmd) and returns what it did: its output,
+// and its exit status or 128+N for death by signal N.
+func runCmd(t testing.TB, cmd *exec.Cmd) result {
+	t.Helper()
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
@@ -158,7 +164,7 @@ func husk(t testing.TB, dir string, args ...string) result {
 			r.code, r.signaled = 128+int(ws.Signal()), true
 		}
 	default:
-		t.Fatalf("husk %v: %v", args, err)
+		t.Fatalf("%v: %v", cmd.Args, err)
 	}
 	return r
 }
