@@ -256,3 +256,22 @@ func hostnameSize(t *testing.T) int64 {
 	}
 	return st.Size()
 }
+
+// TestLowFileLimit: a limit on open files too low to start a container is
+// one FATAL line that names the limit, wherever the start runs into it
+// (a pipe at 12, the fork of stage 1 at 16).
+func TestLowFileLimit(t *testing.T) {
+	setup(t)
+	if err := unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
+		t.Fatal(err)
+	}
+	img, dir := debianSIF(t), workDir(t)
+	for _, n := range []string{"12", "16"} {
+		cmd := userCmd(dir, "-c", `ulimit -n `+n+` && exec "$HUSK" exec "$IMG" true`)
+		cmd.Path, cmd.Args[0] = "/bin/sh", "sh"
+		cmd.Env = append(cmd.Env, "HUSK="+huskBin, "IMG="+img,
+			"HUSK_CONFIGDIR="+filepath.Join(dir, "cfg"))
+		fatalLine(t, runCmd(t, cmd), "too many open files",
+			"the limit on open files is "+n+": raise it with ulimit -n")
+	}
+}

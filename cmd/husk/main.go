@@ -74,7 +74,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		log.Warn(perr.Error())
 	}
 	if err != nil {
-		logfmt.Fatal(stderr, err)
+		logfmt.Fatal(stderr, explainFileLimit(err))
 		return 255
 	}
 	return g.Code
