@@ -47,6 +47,9 @@ type globals struct {
 	// Stderr receives the INFO lines Apptainer always prints (instance
 	// start and stop).
 	Stderr io.Writer
+	// Given names the flags given on the command line, in their order,
+	// each once; those set from the environment are not among them.
+	Given []string
 }
 
 // info prints an INFO line, shown even without --debug, as Apptainer's.

@@ -434,3 +434,16 @@ func TestBindEnvAppends(t *testing.T) {
 		t.Errorf("binds without -B %q, want %q", cli.Exec.Bind, want)
 	}
 }
+
+// TestNotForJoins: the flags a join acts on are not named; the others are,
+// in their order.
+func TestNotForJoins(t *testing.T) {
+	got := notForJoins([]string{"debug", "bind", "env", "pwd", "fakeroot", "cleanenv",
+		"cache-size", "add-caps"})
+	if got != "--bind, --fakeroot, --cache-size" {
+		t.Errorf("notForJoins: %q", got)
+	}
+	if got := notForJoins([]string{"env-file", "no-umask"}); got != "" {
+		t.Errorf("notForJoins of join flags: %q", got)
+	}
+}

@@ -395,6 +395,10 @@ func joinInstance(g *globals, command string, f *ActionFlags, name string,
 	if err != nil || !alive {
 		return fmt.Errorf("no instance found with name %s", name)
 	}
+	if ignored := notForJoins(g.Given); len(ignored) > 0 {
+		g.Log.Warn(fmt.Sprintf("%s%s is already running; ignoring %s (they apply "+
+			"when a container starts)", instanceScheme, name, ignored))
+	}
 	argv, env, err := actionProcess(g, command, f, instanceScheme+name, rec.Image,
 		rec.Husk.Home, name, args)
 	if err != nil {
@@ -417,6 +421,30 @@ func joinInstance(g *globals, command string, f *ActionFlags, name string,
 	}
 	g.Code = code
 	return nil
+}
+
+// joinFlags are the flags a command joining an instance acts on: its
+// environment, working directory, umask, app, shell and capabilities, and
+// husk's own. The others shape the container, which the instance made.
+var joinFlags = map[string]bool{
+	"help": true, "debug": true, "cpuprofile": true, "memprofile": true,
+	"cleanenv": true, "env": true, "env-file": true, "no-env": true,
+	"no-eval": true, "no-umask": true, "pwd": true, "app": true, "shell": true,
+	"add-caps": true, "drop-caps": true, "no-privs": true, "keep-privs": true,
+	// No effect anywhere in husk.
+	"userns": true, "no-init": true,
+}
+
+// notForJoins lists the flags of given that a join does not act on, as
+// "--bind, --fakeroot".
+func notForJoins(given []string) string {
+	var names []string
+	for _, n := range given {
+		if !joinFlags[n] {
+			names = append(names, "--"+n)
+		}
+	}
+	return strings.Join(names, ", ")
 }
 
 // listenJoins listens on the unix socket path for commands joining a

@@ -74,7 +74,15 @@ func TestInstanceLifecycle(t *testing.T) {
 	if r.stdout != "started arg1 web\n" {
 		t.Errorf("startscript output %q", r.stdout)
 	}
-	mustOK("exec", "instance://web", "sh", "-c", "echo joined > /data/x")
+	// Flags that shape a container are named as ignored; those a join
+	// acts on (--env, --pwd) are not, and apply.
+	r = mustOK("exec", "--bind", "/etc:/mnt", "--writable-tmpfs", "--env", "J=1",
+		"--pwd", "/data", "instance://web", "sh", "-c", "echo joined > x; echo $J")
+	if r.stdout != "1\n" || !strings.Contains(r.stderr, "WARNING: instance://web is "+
+		"already running; ignoring --bind, --writable-tmpfs (they apply when a "+
+		"container starts)") || strings.Contains(r.stderr, "--env") {
+		t.Errorf("join with container flags: %s", r)
+	}
 	// The joining husk's start-up ends once the instance has the command
 	// (sandbox.AfterStartup: its collector runs from then on).
 	if r := mustOK("--debug", "exec", "instance://web", "true"); !strings.Contains(r.stderr,

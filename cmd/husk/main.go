@@ -68,7 +68,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if cli.Debug {
 		log = timed(log)
 	}
-	g := &globals{Log: log, Debug: cli.Debug, Stderr: stderr}
+	g := &globals{Log: log, Debug: cli.Debug, Stderr: stderr, Given: givenFlags(ctx)}
 	err = ctx.Run(g)
 	if perr := stopProfiles(); perr != nil {
 		log.Warn(perr.Error())
@@ -78,6 +78,20 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 255
 	}
 	return g.Code
+}
+
+// givenFlags names the flags the command line gave, each once. A flag
+// kong set from a variable of the environment is not in ctx.Path.
+func givenFlags(ctx *kong.Context) []string {
+	var names []string
+	seen := map[string]bool{}
+	for _, p := range ctx.Path {
+		if p.Flag != nil && !p.Resolved && !seen[p.Flag.Name] {
+			seen[p.Flag.Name] = true
+			names = append(names, p.Flag.Name)
+		}
+	}
+	return names
 }
 
 // commandFields maps the words that select a top-level command to CLI's
