@@ -9,6 +9,8 @@ import (
 	"os/user"
 	"path/filepath"
 	"reflect"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -24,7 +26,7 @@ func parse(t *testing.T, args ...string) (*CLI, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, err := p.Parse(endFlagsAtImage(p.Model.Node, args))
+	ctx, err := parseArgs(p, args)
 	if err != nil {
 		t.Fatalf("parse %v: %v", args, err)
 	}
@@ -361,7 +363,7 @@ func TestOnlyCommand(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%q: %v", args, err)
 		}
-		ctx, err := p.Parse(endFlagsAtImage(p.Model.Node, args))
+		ctx, err := parseArgs(p, args)
 		if err != nil {
 			r.err = err.Error()
 		} else {
@@ -445,5 +447,45 @@ func TestNotForJoins(t *testing.T) {
 	}
 	if got := notForJoins([]string{"env-file", "no-umask"}); got != "" {
 		t.Errorf("notForJoins of join flags: %q", got)
+	}
+}
+
+// TestParseManyArgs: the words after the command reach it all, in order,
+// with their dashes, however many (kong alone parses them in the square of
+// their number; parseArgs hands it the command only: BenchmarkParseManyArgs).
+func TestParseManyArgs(t *testing.T) {
+	words := []string{"sh", "-c", "--contain", "--", "-B"}
+	for i := range 20000 {
+		words = append(words, strconv.Itoa(i))
+	}
+	cli, cmd := parse(t, append([]string{"exec", "--pwd", "/", "img.sif"}, words...)...)
+	got := stripDashes(cli.Exec.Command)
+	if cmd != "exec <image> <command>" || cli.Exec.Pwd != "/" || cli.Exec.Contain ||
+		!slices.Equal(got, words) {
+		t.Errorf("exec: %s, pwd %q, contain %v, %d words, %q ...", cmd, cli.Exec.Pwd,
+			cli.Exec.Contain, len(got), got[:min(len(got), 6)])
+	}
+	cli, _ = parse(t, "instance", "start", "img.sif", "web", "a", "b", "c")
+	if got := stripDashes(cli.Instance.Start.Args); !slices.Equal(got, []string{"a", "b", "c"}) {
+		t.Errorf("instance start args: %q", got)
+	}
+}
+
+// BenchmarkParseManyArgs: `husk exec img.sif cmd` with 20,000 words, as
+// xargs passes them (5 s before parseArgs kept them from kong).
+func BenchmarkParseManyArgs(b *testing.B) {
+	args := []string{"exec", "img.sif", "cmd"}
+	for i := range 20000 {
+		args = append(args, strconv.Itoa(i))
+	}
+	for b.Loop() {
+		var cli CLI
+		p, err := newParser(&cli, kong.Exit(func(int) {}))
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := parseArgs(p, args); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

@@ -46,7 +46,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if completing() {
 		kongplete.Complete(parser, completionPredictors())
 	}
-	ctx, err := parser.Parse(endFlagsAtImage(parser.Model.Node, args))
+	ctx, err := parseArgs(parser, args)
 	if err != nil {
 		var pe *kong.ParseError
 		if errors.As(err, &pe) {
