@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -294,4 +295,42 @@ func TestSifDelInUse(t *testing.T) {
 	}
 	id = sifDescriptors(t, s)[len(sifDescriptors(t, s))-1].ID()
 	ok(t, dir, "sif", "del", strconv.Itoa(int(id)), s)
+}
+
+// TestSifTwoPrimary: a SIF whose descriptors mark two objects primary (a
+// byte changed; `sif add` refuses a second) is named corrupt, with both
+// objects, by exec and by setprim, which the sif library would let pass
+// as done.
+func TestSifTwoPrimary(t *testing.T) {
+	setup(t)
+	dir := workDir(t)
+	s := filepath.Join(dir, "two.sif")
+	part := filepath.Join(dir, "part.img")
+	os.WriteFile(part, bytes.Repeat([]byte{7}, 10000), 0o644)
+	ok(t, dir, "sif", "new", s)
+	for _, pt := range []string{"2", "1"} { // primary, then system
+		ok(t, dir, "sif", "add", "--datatype", "4", "--parttype", pt, "--partfs", "1",
+			"--partarch", "2", "--groupid", "1", s, part)
+	}
+	// The second descriptor's partition type (its extra data, at 201 of
+	// 585 bytes, holds the filesystem type and then the partition type).
+	f, err := os.OpenFile(s, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var off [8]byte
+	f.ReadAt(off[:], 96)
+	prim := []byte{byte(sif.PartPrimSys), 0, 0, 0}
+	if _, err := f.WriteAt(prim, int64(binary.LittleEndian.Uint64(off[:]))+585+205); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if n := len(sifDescriptors(t, s)); n != 2 {
+		t.Fatalf("%d objects", n)
+	}
+	fatalLine(t, husk(t, dir, "exec", s, "true"),
+		s+": corrupt SIF: objects 1, 2 are all primary system partitions")
+	fatalLine(t, husk(t, dir, "sif", "setprim", "2", s),
+		s+": corrupt SIF: objects 1, 2 are all primary system partitions, "+
+			"and setprim cannot demote them")
 }

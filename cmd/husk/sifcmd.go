@@ -257,6 +257,13 @@ func lockSIFBytes(path string, off, n int64) (*os.File, error) {
 // Run implements `husk sif setprim`.
 func (c *SifSetprimCmd) Run(g *globals) error {
 	return withSIF(c.Path, true, func(f *sif.FileImage) error {
+		// sif takes an object that is primary already as done, and
+		// would leave a second one primary.
+		prims, err := f.GetDescriptors(sif.WithPartitionType(sif.PartPrimSys))
+		if err == nil && len(prims) > 1 {
+			return fmt.Errorf("%s: corrupt SIF: %s are all primary system partitions, "+
+				"and setprim cannot demote them", c.Path, image.PrimaryIDs(prims))
+		}
 		return objectErr(c.Path, c.ID, f.SetPrimPart(c.ID))
 	})
 }

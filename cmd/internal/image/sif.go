@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"strings"
 
 	"github.com/sylabs/sif/v2/pkg/sif"
 )
@@ -49,6 +50,16 @@ func checkSIFHeader(f *os.File, path string, size int64) error {
 	return nil
 }
 
+// PrimaryIDs names the objects of prims, which should be one, as
+// "objects 1, 2".
+func PrimaryIDs(prims []sif.Descriptor) string {
+	ids := make([]string, len(prims))
+	for i, d := range prims {
+		ids[i] = fmt.Sprint(d.ID())
+	}
+	return "objects " + strings.Join(ids, ", ")
+}
+
 // loadSIF reads the descriptors and fills Root, Overlays and Arch.
 func (img *Image) loadSIF(size int64) error {
 	if err := checkSIFHeader(img.File, img.Path, size); err != nil {
@@ -61,10 +72,17 @@ func (img *Image) loadSIF(size int64) error {
 	defer fi.UnloadContainer()
 	img.Arch = fi.PrimaryArch()
 
-	prim, err := fi.GetDescriptor(sif.WithPartitionType(sif.PartPrimSys))
-	if err != nil {
+	prims, err := fi.GetDescriptors(sif.WithPartitionType(sif.PartPrimSys))
+	switch {
+	case err != nil:
+		return fmt.Errorf("%s: invalid SIF: %w", img.Path, err)
+	case len(prims) == 0:
 		return fmt.Errorf("%s: no primary system partition in SIF", img.Path)
+	case len(prims) > 1:
+		return fmt.Errorf("%s: corrupt SIF: %s are all primary system partitions",
+			img.Path, PrimaryIDs(prims))
 	}
+	prim := prims[0]
 	root, err := img.partition(prim, size)
 	if err != nil {
 		return err
