@@ -221,8 +221,22 @@ func (st *stage1State) bindInto(m hostMount) error {
 		return nil
 	}
 
+	// Errors name the destination as the container sees it, not the
+	// staging directory it is mounted in from here.
+	if tfi, err := os.Stat(target); err == nil && tfi.IsDir() != fi.IsDir() {
+		what := "a directory onto a file"
+		if tfi.IsDir() {
+			what = "a file onto a directory"
+		}
+		return fmt.Errorf("bind %s to %s [%s]: cannot bind %s", m.Src, dst, m.Tag, what)
+	}
 	if err := bindMount(m.Src, target, m.Attr); err != nil {
-		return fmt.Errorf("[%s]: %w", m.Tag, err)
+		st.log.Debug("bind failed", "error", err)
+		var me *mountError
+		if errors.As(err, &me) {
+			err = me.Err
+		}
+		return fmt.Errorf("bind %s to %s [%s]: %w", m.Src, dst, m.Tag, err)
 	}
 	if err := st.hideSession(m.Src, target); err != nil {
 		return fmt.Errorf("[%s]: %w", m.Tag, err)

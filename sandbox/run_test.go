@@ -276,6 +276,24 @@ func TestMountpointFailure(t *testing.T) {
 		t.Errorf("mount point created on the host: %s", hostDst)
 	}
 
+	// A directory onto a file and a file onto a directory: named as the
+	// container sees them, not by the staging directory they are bound in.
+	file := filepath.Join(e.dir, "file")
+	if err := os.WriteFile(file, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ src, dst, what string }{
+		{e.wd, "/etc/passwd", "a directory onto a file"},
+		{file, "/etc", "a file onto a directory"},
+	} {
+		s.Binds = []Bind{{Src: c.src, Dst: c.dst}}
+		res = e.run(s)
+		want := "bind " + c.src + " to " + c.dst + " [binds]: cannot bind " + c.what
+		if res.Status != 255 || !strings.HasSuffix(res.Err, want) {
+			t.Errorf("status %d, error %q, want 255 and %q", res.Status, res.Err, want)
+		}
+	}
+
 	// Home is under /tmp: without the /tmp bind it must be created.
 	s.Union = unionJSON(testUnion{Tree: testTree, NoMountpoints: true})
 	s.Binds, s.NoHome, s.NoMount = nil, false, []string{"tmp"}
