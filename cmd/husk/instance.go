@@ -154,27 +154,45 @@ func daemonAlive(pid int) bool {
 // lockStart takes the lock of starting instance ip, waiting for another
 // start of the same name, and returns the function that lets it go. The
 // lock file lives beside the instance's directory, which a start removes.
+// The holder removes the file as it lets go, so that names once started
+// leave nothing behind; a waiter that then gets the lock of a removed file
+// starts over on the path's new one.
 func lockStart(ip instancePaths) (func(), error) {
 	base := filepath.Dir(ip.Dir)
 	if err := os.MkdirAll(base, 0o700); err != nil {
 		return nil, err
 	}
 	p := filepath.Join(base, "."+filepath.Base(ip.Dir)+".lock")
-	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW, 0o600)
-	if err != nil {
-		return nil, err
-	}
 	for {
-		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX)
-		if err != syscall.EINTR {
-			break
+		f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW, 0o600)
+		if err != nil {
+			return nil, err
+		}
+		for {
+			err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX)
+			if err != syscall.EINTR {
+				break
+			}
+		}
+		if err != nil {
+			f.Close()
+			return nil, &os.PathError{Op: "flock", Path: p, Err: err}
+		}
+		held, err := f.Stat()
+		if err == nil {
+			var now os.FileInfo
+			if now, err = os.Lstat(p); err == nil && os.SameFile(held, now) {
+				return func() {
+					os.Remove(p)
+					f.Close()
+				}, nil
+			}
+		}
+		f.Close()
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return nil, err
 		}
 	}
-	if err != nil {
-		f.Close()
-		return nil, &os.PathError{Op: "flock", Path: p, Err: err}
-	}
-	return func() { f.Close() }, nil
 }
 
 // writeRecord writes the record file 0644, synced.

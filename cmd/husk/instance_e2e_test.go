@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -411,6 +412,13 @@ func TestInstanceStartRace(t *testing.T) {
 	if n := instanceDaemons("racer"); n != 0 {
 		t.Errorf("%d instance daemons run on after the stop", n)
 	}
+	// The starts' lock file went with the last of them.
+	filepath.WalkDir(filepath.Join(dir, "cfg"), func(p string, _ fs.DirEntry, _ error) error {
+		if strings.HasSuffix(p, ".lock") {
+			t.Errorf("left behind: %s", p)
+		}
+		return nil
+	})
 
 	long := strings.Repeat("x", 64)
 	if r := h("instance", "start", img, long); r.code != 0 {
