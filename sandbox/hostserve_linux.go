@@ -70,8 +70,8 @@ const maxMsg = 8 << 10
 // runHosted runs the container with the union mounted through fusermount3
 // by stage 3 and returns as runStage1 does, once stage 3 has synced and
 // closed the layers.
-func runHosted(ctx context.Context, p *plan, files []*os.File, listen *os.File,
-	log *slog.Logger, onStart func(pid int)) (int, error) {
+func runHosted(ctx context.Context, p *plan, fw *forwarder, files []*os.File,
+	listen *os.File, log *slog.Logger, onStart func(pid int)) (int, error) {
 	p.Spec.Fusermount = true
 	p.HostUnion = p.Session + ".root"
 	if err := os.Mkdir(p.HostUnion, 0o700); err != nil {
@@ -86,7 +86,7 @@ func runHosted(ctx context.Context, p *plan, files []*os.File, listen *os.File,
 		return setupFailed, err
 	}
 	p.serverPid = srv.cmd.Process.Pid
-	status, err := runStage1(ctx, p, nil, listen, log, onStart, conn)
+	status, err := runStage1(ctx, p, fw, nil, listen, log, onStart, conn)
 	select {
 	case <-srv.done:
 	case <-time.After(serverGrace):

@@ -92,6 +92,13 @@ func runSession(ctx context.Context, p *plan, files []*os.File, listen *os.File,
 	// The session directory is the mount point of stage 1's tmpfs. Stage 1
 	// removes it when done; removing it here as well covers a stage 1 that
 	// died early.
+	//
+	// Signals are caught from before the directory exists: one that comes
+	// before stage 1 starts ends the run here (runStage1), and the
+	// directory goes with it. Uncaught, it killed husk and left the
+	// directory for a later run's sweep.
+	fw := startForwarding()
+	defer fw.stop()
 	var err error
 	p.Session, p.sessionLock, err = newSessionDir() // stale_linux.go
 	if err != nil {
@@ -102,9 +109,9 @@ func runSession(ctx context.Context, p *plan, files []*os.File, listen *os.File,
 	// Off the start-up path: the sweep competes only for a little CPU.
 	go sweepStale(filepath.Dir(p.Session), p.Session, log)
 	if hosted {
-		return runHosted(ctx, p, files, listen, log, onStart)
+		return runHosted(ctx, p, fw, files, listen, log, onStart)
 	}
-	return runStage1(ctx, p, files, listen, log, onStart, nil)
+	return runStage1(ctx, p, fw, files, listen, log, onStart, nil)
 }
 
 // newPlan validates spec and completes it with what only the host knows.
@@ -191,8 +198,8 @@ func absFrom(dir, path string) string {
 // runStage1 starts stage 1 in new user and mount namespaces, feeds it the
 // plan, forwards signals and waits. union, in fusermount3 mode, is stage
 // 1's socket to the union's server; it is closed once stage 1 has it.
-func runStage1(ctx context.Context, p *plan, files []*os.File, listen *os.File,
-	log *slog.Logger, onStart func(pid int), union *os.File) (int, error) {
+func runStage1(ctx context.Context, p *plan, fw *forwarder, files []*os.File,
+	listen *os.File, log *slog.Logger, onStart func(pid int), union *os.File) (int, error) {
 	specR, specW, err := os.Pipe()
 	if err != nil {
 		return setupFailed, fmt.Errorf("sandbox: pipe: %w", err)
@@ -239,9 +246,13 @@ func runStage1(ctx context.Context, p *plan, files []*os.File, listen *os.File,
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 
-	fw := startForwarding()
 	fw.setMaster(!p.TTYSignals)
-	defer fw.stop()
+	if sig := fw.early(); sig != 0 {
+		// Every signal forwarded ends an uncaught process: the user
+		// stopped husk before it started anything.
+		log.Debug("signalled before stage 1 started", "signal", sig)
+		return -int(sig), nil
+	}
 	if err := becomeSubreaper(); err != nil {
 		log.Debug("processes outliving a killed stage 1 will not be killed", "error", err)
 	}

@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // TestSignalForwarded: SIGTERM sent to husk reaches the payload, whose
@@ -371,6 +373,44 @@ func TestSignalDuringStartup(t *testing.T) {
 		t.Errorf("only %d of 16 runs got past the helper's start", samples)
 	}
 	e.checkClean()
+}
+
+// TestSignalAtSessionDir: a SIGTERM the moment the session directory
+// appears ends the run without leaving the directory behind for a later
+// run's sweep (husk caught no signals yet there, and died of it).
+func TestSignalAtSessionDir(t *testing.T) {
+	e := newEnv(t)
+	in, err := unix.InotifyInit1(unix.IN_CLOEXEC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(in)
+	if _, err := unix.InotifyAddWatch(in, e.tmp, unix.IN_CREATE); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 4096)
+	for i := range 10 {
+		h := e.helper("run", e.spec("sleep", "5"))
+		h.start()
+		if _, err := unix.Read(in, buf); err != nil { // the session directory
+			t.Fatal(err)
+		}
+		if err := h.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		h.cmd.Wait()
+		ents, _ := os.ReadDir(e.tmp)
+		for _, ent := range ents {
+			t.Errorf("run %d: left behind in TMPDIR: %s", i, ent.Name())
+		}
+		for drained := false; !drained; { // the directory's removal, and others
+			fds := []unix.PollFd{{Fd: int32(in), Events: unix.POLLIN}}
+			n, _ := unix.Poll(fds, 0)
+			if drained = n <= 0; !drained {
+				unix.Read(in, buf)
+			}
+		}
+	}
 }
 
 // TestStopContinue: without a terminal, SIGTSTP sent to husk stops the

@@ -142,6 +142,19 @@ func (f *forwarder) userStop(ps *os.ProcessState) syscall.Signal {
 	}
 }
 
+// early returns the first signal received while there was no target yet,
+// or 0.
+func (f *forwarder) early() syscall.Signal {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, sig := range f.pending {
+		if s, ok := sig.(syscall.Signal); ok {
+			return s
+		}
+	}
+	return 0
+}
+
 // target sets the process that receives the signals and delivers those
 // held so far. ttySignals is [plan.TTYSignals]. A stage of husk as the
 // target gets a signal only once it is ready for it (stageReady).
