@@ -149,6 +149,11 @@ func (m *mkfsState) geometry(inodes uint64, opts MkfsOptions) {
 		ipg = min(ipg, 8*bs)
 		m.itb = (ipg*uint32(m.isz) + bs - 1) / bs
 		ipg = (m.itb * bs / uint32(m.isz)) &^ 7
+		// Rounding down to a multiple of 8 can leave the last block of
+		// the table empty (1 KiB blocks hold 4 inodes): the table is then
+		// a block shorter, or the group keeps a block nothing uses, which
+		// e2fsck reports.
+		m.itb = (ipg*uint32(m.isz) + bs - 1) / bs
 		sb.InodesPerGroup = ipg
 		sb.InodesCount = ipg * ng
 
