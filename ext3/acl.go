@@ -1,6 +1,9 @@
 package ext3
 
-import "syscall"
+import (
+	"bytes"
+	"syscall"
+)
 
 // POSIX ACLs. The xattr interface uses the posix_acl_xattr format (version
 // 2, 8-byte entries); ext2/3/4 store them in their own compact format
@@ -64,6 +67,74 @@ func aclFromDisk(v []byte, ino uint32) ([]byte, error) {
 		out = le.AppendUint16(out, tag)
 		out = le.AppendUint16(out, perm)
 		out = le.AppendUint32(out, id)
+	}
+	return out, nil
+}
+
+// chmodACL brings the access ACL of in, if it has one, in line with the
+// permission bits mode, as the kernel's chmod does (posix_acl_chmod): the
+// owner's entry, the mask (the owning group's when there is no mask) and
+// other's take mode's three classes. Left as it was, the ACL would go on
+// granting what a chmod took away wherever the kernel mounts the image
+// (the FUSE union does not use ACLs itself).
+// Preconditions: in.mu held exclusively, op held shared.
+func (f *FS) chmodACL(in *inode, mode uint32) error {
+	body, block, err := f.readXattrs(in)
+	if err != nil {
+		return err
+	}
+	all := append(body, block...)
+	for i, x := range all {
+		if x.index != 2 || x.name != "" {
+			continue
+		}
+		v, err := aclChmod(x.value, mode, in.ino)
+		if err != nil || bytes.Equal(v, x.value) {
+			return err
+		}
+		all[i].value = v
+		return f.storeXattrs(in, all)
+	}
+	return nil
+}
+
+// aclChmod returns the on-disk access ACL v with mode's classes set.
+func aclChmod(v []byte, mode uint32, ino uint32) ([]byte, error) {
+	if len(v) < 4 || le.Uint32(v) != aclDiskVersion {
+		return nil, corrupt("acl", 0, ino, "bad header")
+	}
+	out := bytes.Clone(v)
+	var perms []int // offsets of the entries' permissions, by tag below
+	var tags []uint16
+	hasMask := false
+	for off := 4; off < len(out); {
+		if off+4 > len(out) {
+			return nil, corrupt("acl", 0, ino, "truncated entry")
+		}
+		tag := le.Uint16(out[off:])
+		tags, perms = append(tags, tag), append(perms, off+2)
+		switch tag {
+		case aclUser, aclGroup:
+			if off+8 > len(out) {
+				return nil, corrupt("acl", 0, ino, "truncated entry")
+			}
+			off += 8
+		case aclUserObj, aclGroupObj, aclMask, aclOther:
+			off += 4
+		default:
+			return nil, corrupt("acl", 0, ino, "tag 0x%x", tag)
+		}
+		hasMask = hasMask || tag == aclMask
+	}
+	for i, tag := range tags {
+		switch {
+		case tag == aclUserObj:
+			le.PutUint16(out[perms[i]:], uint16(mode>>6&7))
+		case tag == aclMask, tag == aclGroupObj && !hasMask:
+			le.PutUint16(out[perms[i]:], uint16(mode>>3&7))
+		case tag == aclOther:
+			le.PutUint16(out[perms[i]:], uint16(mode&7))
+		}
 	}
 	return out, nil
 }

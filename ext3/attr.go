@@ -67,6 +67,10 @@ func (f *FS) Setattr(ino uint32, a SetAttr) (Attr, error) {
 		}
 	}
 	if a.SetMode {
+		// The ACL first: if it cannot be stored, the mode stays too.
+		if err := f.chmodACL(in, a.Mode); err != nil {
+			return Attr{}, err
+		}
 		in.set16(iMode, uint16(in.mode()&sIFMT|a.Mode&07777))
 	}
 	if a.SetUid {
