@@ -390,12 +390,21 @@ report() {
 	report_md "${1:-}" | tee "$outfile"
 	note "written to $outfile"
 }
+# fuse_params: the fuse module's parameters that change how fast a FUSE
+# round trip is, where the kernel has them (wake_here, a patch of some
+# kernels: FUSE wakes the other side of a round trip on the waking CPU;
+# README, Performance).
+fuse_params() {
+	local f=/sys/module/fuse/parameters/wake_here
+	[ -r "$f" ] && echo " (fuse wake_here=$(cat "$f"))"
+}
+
 report_md() {
 	echo "## husk benchmark, $(date -u '+%Y-%m-%d %H:%M UTC')"
 	echo
 	[ -n "$1" ] && echo "**$1**" && echo
 	echo "- machine: $cpu, $(nproc) CPUs, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' \
-		/proc/meminfo), kernel $(uname -r); load average $start_load at the start, \
+		/proc/meminfo), kernel $(uname -r)$(fuse_params); load average $start_load at the start, \
 $end_load at the end; steal time (CPU the hypervisor gave to others) $steal of the run"
 	echo "- husk: $husk_rev, $(go version | cut -d' ' -f3)"
 	echo "- helpers: $(ver squashfuse_ll --version); fuse2fs $(ver fuse2fs -V |
