@@ -77,6 +77,9 @@ func runSharens(g *globals, command string, f *ActionFlags, img string, args []s
 		return fmt.Errorf("first process with --sharens has already exited, could not "+
 			"execute process (pid %d)", os.Getpid())
 	}
+	// The processes of a group give the same container flags, made for
+	// whichever comes first: no warning that the others' go unused.
+	g.Given = nil
 	return joinInstance(g, command, f, name, args)
 }
 
