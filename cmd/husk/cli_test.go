@@ -317,6 +317,13 @@ func TestEndFlagsAtImage(t *testing.T) {
 		{[]string{"exec", "i.sif", "--", "ls"}, "exec i.sif -- ls"},
 		{[]string{"overlay", "create", "--size", "64", "o.img"}, "overlay create --size 64 o.img"},
 		{[]string{"sif", "list", "i.sif"}, "sif list i.sif"},
+		// Short flags with their values attached, ending in the letter
+		// of a flag that takes one (a trial: "-S/o" was taken for -o).
+		{[]string{"exec", "-S/o", "i.sif", "ls"}, "exec -S/o i.sif -- ls"},
+		{[]string{"exec", "-B/a:/b", "i.sif", "ls"}, "exec -B/a:/b i.sif -- ls"},
+		{[]string{"exec", "-cB", "/a", "i.sif", "ls"}, "exec -cB /a i.sif -- ls"},
+		{[]string{"exec", "-ce", "i.sif", "ls"}, "exec -ce i.sif -- ls"},
+		{[]string{"exec", "--bind", "/a", "i.sif", "ls"}, "exec --bind /a i.sif -- ls"},
 	}
 	for _, c := range cases {
 		var cli CLI

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 
 	"github.com/alecthomas/kong"
@@ -108,36 +109,43 @@ func findChild(node *kong.Node, name string) *kong.Node {
 	return nil
 }
 
-// flagTakesValue reports whether the flag word a (--name or -x, or a group
-// of short flags -xy whose last one decides) consumes the next word, looking
-// in node and its parents as kong does.
+// flagTakesValue reports whether the flag word a consumes the next word: a
+// long flag (--name) that takes a value, or a group of short flags (-xy)
+// whose letters take none up to a last one that does. A letter that takes
+// a value with more after it has them for its value (-S/o, -Bsrc:dst), as
+// kong reads it. Flags are looked up in node and its parents, as kong
+// does; an unknown one is left for kong to report.
 func flagTakesValue(node *kong.Node, a string) bool {
-	long := strings.HasPrefix(a, "--")
-	name := strings.TrimLeft(a, "-")
-	for n := node; n != nil; n = n.Parent {
-		for _, f := range n.Flags {
-			if !matchFlag(f, name, long) {
-				continue
-			}
-			return !f.IsBool() && !f.IsCounter()
+	if name, ok := strings.CutPrefix(a, "--"); ok {
+		f := findFlag(node, func(f *kong.Flag) bool {
+			return f.Name == name || slices.Contains(f.Aliases, name)
+		})
+		return f != nil && takesValue(f)
+	}
+	letters := []rune(strings.TrimPrefix(a, "-"))
+	for i, c := range letters {
+		f := findFlag(node, func(f *kong.Flag) bool { return f.Short == c })
+		if f == nil {
+			return false
+		}
+		if takesValue(f) {
+			return i == len(letters)-1
 		}
 	}
 	return false
 }
 
-func matchFlag(f *kong.Flag, name string, long bool) bool {
-	if long {
-		if f.Name == name {
-			return true
-		}
-		for _, al := range f.Aliases {
-			if al == name {
-				return true
+// findFlag returns the first flag of node or its parents that match
+// accepts, or nil.
+func findFlag(node *kong.Node, match func(*kong.Flag) bool) *kong.Flag {
+	for n := node; n != nil; n = n.Parent {
+		for _, f := range n.Flags {
+			if match(f) {
+				return f
 			}
 		}
-		return false
 	}
-	// A short group such as -cw: only its last letter can take a value.
-	r := []rune(name)
-	return len(r) > 0 && f.Short == r[len(r)-1]
+	return nil
 }
+
+func takesValue(f *kong.Flag) bool { return !f.IsBool() && !f.IsCounter() }
