@@ -124,3 +124,21 @@ func noFileMax(limits []Rlimit) uint64 {
 	}
 	return own.Max
 }
+
+// minOpenFiles is the least limit on open files a container is started
+// under. Below about 24, stage 1 (which gets the image files, the
+// caller's descriptors and its pipes) ran out of descriptors in its Go
+// start-up, where go-fuse's splice package panics; above that each layer
+// and bind takes more. Any system's default is far above it (1024).
+const minOpenFiles = 64
+
+// checkOpenFiles refuses a limit on open files below minOpenFiles, in one
+// line that says how to raise it, before anything starts.
+func checkOpenFiles() error {
+	var lim unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil || lim.Cur >= minOpenFiles {
+		return nil
+	}
+	return fmt.Errorf("the limit on open files is %d, too low to start a container: husk "+
+		"needs %d (raise it with ulimit -n)", lim.Cur, minOpenFiles)
+}

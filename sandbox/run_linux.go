@@ -58,6 +58,9 @@ func run(ctx context.Context, spec *Spec, files []*os.File, listen *os.File,
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	if err := checkOpenFiles(); err != nil { // rlimit_linux.go
+		return setupFailed, err
+	}
 	if len(files) != spec.Files {
 		return setupFailed, fmt.Errorf("sandbox: spec.Files is %d but %d files given",
 			spec.Files, len(files))
