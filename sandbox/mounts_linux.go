@@ -183,7 +183,9 @@ func (st *stage1State) bindInto(m hostMount) error {
 	}
 	dst, err := resolveIn(st.final, m.Dst)
 	if err != nil {
-		return fmt.Errorf("mount destination %s [%s]: %w", m.Dst, m.Tag, err)
+		// The path in err is in husk's staging directory, not the
+		// container's: m.Dst names it.
+		return fmt.Errorf("mount destination %s [%s]: %w", m.Dst, m.Tag, unwrapPath(err))
 	}
 	if dst == "/" {
 		// Stacked on the root, a bind would hide the image, and the
@@ -208,7 +210,7 @@ func (st *stage1State) bindInto(m hostMount) error {
 		if err := st.mountpoint(dst, fi.IsDir()); err != nil {
 			if m.Fatal {
 				return fmt.Errorf("can't create %s destination %s in the container: %w",
-					m.Tag, dst, err)
+					m.Tag, dst, unwrapPath(err))
 			}
 			st.log.Warn(fmt.Sprintf("Skipping mount %s [%s]: %s doesn't exist in container",
 				m.Src, m.Tag, dst), "error", err)

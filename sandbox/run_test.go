@@ -296,6 +296,15 @@ func TestMountpointFailure(t *testing.T) {
 		}
 	}
 
+	// A destination that cannot be resolved (through another user's
+	// /proc entry): named as given, not by husk's staging directory.
+	s.Binds = []Bind{{Src: e.wd, Dst: "/proc/1/root/x"}}
+	res = e.run(s)
+	want := "mount destination /proc/1/root/x [binds]: "
+	if res.Status != 255 || !strings.Contains(res.Err, want) || strings.Contains(res.Err, e.tmp) {
+		t.Errorf("status %d, error %q", res.Status, res.Err)
+	}
+
 	// Home is under /tmp: without the /tmp bind it must be created.
 	s.Union = unionJSON(testUnion{Tree: testTree, NoMountpoints: true})
 	s.Binds, s.NoHome, s.NoMount = nil, false, []string{"tmp"}
