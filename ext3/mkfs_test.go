@@ -68,3 +68,17 @@ func TestMkfsGeometry(t *testing.T) {
 		fsck(t, img)
 	}
 }
+
+// TestGroupCountNear2to32: the group count of a file system of almost 2^32
+// blocks (16 TiB of 4 KiB blocks) overflowed 32 bits to 0, and mkfs
+// divided by it.
+func TestGroupCountNear2to32(t *testing.T) {
+	sb := &superblock{BlocksCount: 1<<32 - 1, BlocksPerGroup: 32768}
+	if n := sb.groupCount(); n != 1<<17 {
+		t.Errorf("groupCount %d, want %d", n, 1<<17)
+	}
+	sb = &superblock{BlocksCount: 8193, FirstDataBlock: 1, BlocksPerGroup: 8192}
+	if n := sb.groupCount(); n != 1 {
+		t.Errorf("groupCount %d, want 1", n)
+	}
+}

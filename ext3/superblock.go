@@ -187,7 +187,10 @@ func (sb *superblock) firstIno() uint32 {
 }
 
 func (sb *superblock) groupCount() uint32 {
-	return (sb.BlocksCount - sb.FirstDataBlock + sb.BlocksPerGroup - 1) / sb.BlocksPerGroup
+	// In 64 bits: near 2^32 blocks the sum overflows (a 16 TiB image
+	// had 0 groups, and mkfs divided by it).
+	n := uint64(sb.BlocksCount) - uint64(sb.FirstDataBlock) + uint64(sb.BlocksPerGroup) - 1
+	return uint32(n / uint64(sb.BlocksPerGroup))
 }
 
 func (sb *superblock) has(compat uint32) bool { return sb.FeatureCompat&compat != 0 }

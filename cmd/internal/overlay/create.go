@@ -20,6 +20,13 @@ import (
 // MinSizeMiB is the smallest overlay Apptainer accepts.
 const MinSizeMiB = 64
 
+// MaxSizeMiB is the largest ext3 file system, 2^32 - 1 blocks of 4 KiB,
+// in whole MiB.
+//
+// TODO: mkfs keeps every group's bitmaps in memory and takes about a
+// minute and 200-600 MB for 1-4 TiB; stream them instead.
+const MaxSizeMiB = (1<<32 - 1) * 4096 >> 20
+
 // Options are the flags of `husk overlay create`.
 type Options struct {
 	SizeMiB    int64
@@ -36,6 +43,10 @@ type Options struct {
 func Create(dst string, opts Options) error {
 	if opts.SizeMiB < MinSizeMiB {
 		return fmt.Errorf("image size must be equal or greater than %d MiB", MinSizeMiB)
+	}
+	if opts.SizeMiB > MaxSizeMiB {
+		return fmt.Errorf("image size must be at most %d MiB (16 TiB, the most ext3 can "+
+			"address)", MaxSizeMiB)
 	}
 	dirs, err := layout(opts)
 	if err != nil {

@@ -107,6 +107,12 @@ func TestCreateRefuses(t *testing.T) {
 		{"fifo", fifo, Options{SizeMiB: 64}, fifo + " exists and is not a regular file"},
 		{"directory", dir, Options{SizeMiB: 64}, dir + " exists and is not a regular file"},
 		{"empty path", "", Options{SizeMiB: 64}, "no image path given"},
+		// Past 16 TiB, mkfs divided by zero groups, and the size in
+		// bytes overflowed further on.
+		{"huge", filepath.Join(dir, "h"), Options{SizeMiB: 16 << 20, Sparse: true},
+			"image size must be at most 16777215 MiB (16 TiB, the most ext3 can address)"},
+		{"overflow", filepath.Join(dir, "o"), Options{SizeMiB: 1 << 50, Sparse: true},
+			"image size must be at most 16777215 MiB"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
