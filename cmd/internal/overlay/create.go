@@ -108,6 +108,7 @@ func Create(dst string, opts Options) error {
 	tmpPath := tmp.Name()
 	defer os.Remove(tmpPath)
 	defer tmp.Close()
+	defer removeOnSignal(tmpPath)()
 	if err := tmp.Chmod(0o600); err != nil {
 		return err
 	}
