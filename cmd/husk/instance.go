@@ -413,6 +413,14 @@ func joinInstance(g *globals, command string, f *ActionFlags, name string,
 	if err != nil || !alive {
 		return fmt.Errorf("no instance found with name %s", name)
 	}
+	// The environment's part of --compat and --containall applies to the
+	// command, as when they start a container; the rest is the instance's.
+	if f.Compat {
+		f.NoUmask, f.NoEval = true, true
+	}
+	if f.Compat || f.Containall {
+		f.Cleanenv = true
+	}
 	if ignored := notForJoins(g.Given); len(ignored) > 0 {
 		g.Log.Warn(fmt.Sprintf("%s%s is already running; ignoring %s (they apply "+
 			"when a container starts)", instanceScheme, name, ignored))
@@ -449,6 +457,8 @@ var joinFlags = map[string]bool{
 	"cleanenv": true, "env": true, "env-file": true, "no-env": true,
 	"no-eval": true, "no-umask": true, "pwd": true, "app": true, "shell": true,
 	"add-caps": true, "drop-caps": true, "no-privs": true, "keep-privs": true,
+	// Their environment parts (joinInstance).
+	"compat": true, "containall": true,
 	// No effect anywhere in husk.
 	"userns": true, "no-init": true,
 }

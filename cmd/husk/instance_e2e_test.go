@@ -84,6 +84,12 @@ func TestInstanceLifecycle(t *testing.T) {
 		"container starts)") || strings.Contains(r.stderr, "--env") {
 		t.Errorf("join with container flags: %s", r)
 	}
+	// --containall's --cleanenv applies to a join, without a warning.
+	r = mustOK("exec", "--env", "K=1", "-C", "instance://web", "sh", "-c",
+		"echo ${K}${USER_PATH:-clean}")
+	if r.stdout != "1clean\n" || strings.Contains(r.stderr, "WARNING") {
+		t.Errorf("join with --containall: %s", r)
+	}
 	// The joining husk's start-up ends once the instance has the command
 	// (sandbox.AfterStartup: its collector runs from then on).
 	if r := mustOK("--debug", "exec", "instance://web", "true"); !strings.Contains(r.stderr,
