@@ -18,11 +18,11 @@ import (
 // their number. `xargs husk exec img cmd` passes tens of thousands of
 // names, and 20,000 took 5 s to parse.
 func parseArgs(parser *kong.Kong, args []string) (*kong.Context, error) {
-	args = endFlagsAtImage(parser.Model.Node, args)
+	i := lastFixed(parser.Model.Node, args)
+	args = dashesAfter(args, i)
 	var tail []string
 	// IMAGE, "--", CMD go to kong; the words after CMD wait.
-	if i := lastFixed(parser.Model.Node, args); i >= 0 && len(args) > i+3 &&
-		args[i+1] == "--" {
+	if i >= 0 && len(args) > i+3 {
 		args, tail = args[:i+3], args[i+3:]
 	}
 	ctx, err := parser.Parse(args)
@@ -49,7 +49,11 @@ func parseArgs(parser *kong.Kong, args []string) (*kong.Context, error) {
 // stripDashes removes the "--" again at the head of the passed-through
 // words.
 func endFlagsAtImage(model *kong.Node, args []string) []string {
-	i := lastFixed(model, args)
+	return dashesAfter(args, lastFixed(model, args))
+}
+
+// dashesAfter puts "--" after args[i], unless one is there or i < 0.
+func dashesAfter(args []string, i int) []string {
 	if i < 0 || i+1 < len(args) && args[i+1] == "--" {
 		return args
 	}
