@@ -300,7 +300,7 @@ func TestSifDelInUse(t *testing.T) {
 // TestSifTwoPrimary: a SIF whose descriptors mark two objects primary (a
 // byte changed; `sif add` refuses a second) is named corrupt, with both
 // objects, by exec and by setprim, which the sif library would let pass
-// as done.
+// as done, and by overlay create, which would append to it.
 func TestSifTwoPrimary(t *testing.T) {
 	setup(t)
 	dir := workDir(t)
@@ -333,4 +333,11 @@ func TestSifTwoPrimary(t *testing.T) {
 	fatalLine(t, husk(t, dir, "sif", "setprim", "2", s),
 		s+": corrupt SIF: objects 1, 2 are all primary system partitions, "+
 			"and setprim cannot demote them")
+	// overlay create would pick a group for the overlay and append it.
+	before, _ := os.Stat(s)
+	fatalLine(t, husk(t, dir, "overlay", "create", "--size", "64", s),
+		s+": corrupt SIF: objects 1, 2 are all primary system partitions")
+	if after, _ := os.Stat(s); after.Size() != before.Size() {
+		t.Errorf("overlay create grew %s from %d to %d bytes", s, before.Size(), after.Size())
+	}
 }

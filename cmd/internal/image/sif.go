@@ -206,6 +206,9 @@ type SIFInfo struct {
 	Arch string
 	// Group is the PrimSys partition's group, 1 when there is none.
 	Group uint32
+	// ManyPrimaries names the primary partitions when there are more
+	// than one (a corrupt SIF; Group is then 1), as PrimaryIDs does.
+	ManyPrimaries string
 }
 
 // InspectSIF reads what `overlay create` must check before appending an
@@ -236,6 +239,9 @@ func InspectSIF(f *os.File, path string) (*SIFInfo, error) {
 	}
 
 	info := &SIFInfo{Arch: fi.PrimaryArch(), Group: 1}
+	if prims, _ := fi.GetDescriptors(sif.WithPartitionType(sif.PartPrimSys)); len(prims) > 1 {
+		info.ManyPrimaries = PrimaryIDs(prims)
+	}
 	if prim, err := fi.GetDescriptor(sif.WithPartitionType(sif.PartPrimSys)); err == nil {
 		fst, _, _, _ := prim.PartitionMetadata()
 		info.Encrypted = fst == sif.FsEncryptedSquashfs

@@ -156,6 +156,10 @@ func openExisting(dst string) (*os.File, *image.SIFInfo, error) {
 		return nil, nil, err
 	}
 	switch {
+	case info.ManyPrimaries != "":
+		// The overlay's group would be a guess, and run refuses the image.
+		err = fmt.Errorf("%s: corrupt SIF: %s are all primary system partitions", dst,
+			info.ManyPrimaries)
 	case info.Encrypted:
 		err = fmt.Errorf("encrypted root FS partition in %s: could not add writable overlay",
 			dst)
