@@ -2,6 +2,7 @@ package ext3
 
 import (
 	"bytes"
+	"slices"
 	"syscall"
 )
 
@@ -125,6 +126,10 @@ func aclChmod(v []byte, mode uint32, ino uint32) ([]byte, error) {
 			return nil, corrupt("acl", 0, ino, "tag 0x%x", tag)
 		}
 		hasMask = hasMask || tag == aclMask
+	}
+	if !hasMask && !slices.Contains(tags, aclGroupObj) {
+		// Nowhere to put the group class; the kernel says EIO too.
+		return nil, corrupt("acl", 0, ino, "no mask and no owning group entry")
 	}
 	for i, tag := range tags {
 		switch {

@@ -336,6 +336,19 @@ func TestChmodACL(t *testing.T) {
 	if a.Mode&07777 != 0o600 {
 		t.Errorf("plain file mode %o", a.Mode)
 	}
+	// user::rw- other::r--: no owning group and no mask to take the group
+	// class (the kernel's setxattr refuses it, its chmod says EIO).
+	bad := mustA(t)(f.Create(R, "bad", 0o644, 0, 0))
+	noErr(t, f.Setxattr(bad.Ino, "system.posix_acl_access", []byte{2, 0, 0, 0,
+		1, 0, 6, 0, 0xff, 0xff, 0xff, 0xff, 0x20, 0, 4, 0, 0xff, 0xff, 0xff, 0xff}, 0))
+	var ce *CorruptError
+	if _, err := f.Setattr(bad.Ino, SetAttr{SetMode: true, Mode: 0o600}); !errors.As(err, &ce) {
+		t.Errorf("chmod with an ACL lacking group and mask: %v, want a CorruptError", err)
+	}
+	if a := mustA(t)(f.Getattr(bad.Ino)); a.Mode&07777 != 0o644 {
+		t.Errorf("failed chmod left mode %o", a.Mode&07777)
+	}
+	noErr(t, f.Unlink(R, "bad"))
 	noErr(t, f.Close())
 	fsck(t, img)
 	mnt := mountRO(t, img)
