@@ -68,6 +68,9 @@ type instanceHusk struct {
 	Socket  string `json:"socket"`
 	Home    string `json:"home"`
 	Contain bool   `json:"contain"`
+	// Fakeroot: the container runs as root in its user namespace, so a
+	// join may --keep-privs.
+	Fakeroot bool `json:"fakeroot"`
 }
 
 // instancePaths are where an instance's files live:
@@ -421,6 +424,9 @@ func joinInstance(g *globals, command string, f *ActionFlags, name string,
 	if f.Compat || f.Containall {
 		f.Cleanenv = true
 	}
+	if f.KeepPrivs && !rec.Husk.Fakeroot {
+		return errKeepPrivs
+	}
 	if ignored := notForJoins(g.Given); len(ignored) > 0 {
 		g.Log.Warn(fmt.Sprintf("%s%s is already running; ignoring %s (they apply "+
 			"when a container starts)", instanceScheme, name, ignored))
@@ -503,5 +509,5 @@ func newRecord(name, image string, ip instancePaths, spec *sandbox.Spec,
 	return &instanceRecord{PPid: os.Getpid(), Name: name, User: userName(),
 		Image: absImage, UserNs: true,
 		Husk: instanceHusk{Socket: ip.Socket, Home: spec.ContainerHome(),
-			Contain: contain}}
+			Contain: contain, Fakeroot: spec.Fakeroot}}
 }

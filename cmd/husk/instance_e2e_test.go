@@ -100,6 +100,10 @@ func TestInstanceLifecycle(t *testing.T) {
 		r.stdout != "joined\n" {
 		t.Errorf("exit status through the join: %s", r)
 	}
+	// --keep-privs needs root in the container; this instance has no
+	// --fakeroot (TestInstanceFakerootKeepPrivs has one).
+	fatalLine(t, h("exec", "--keep-privs", "instance://web", "true"),
+		"--keep-privs requires root privileges")
 	if r := h("exec", "instance://nope", "true"); r.code != 255 ||
 		!strings.Contains(r.stderr, "no instance found with name nope") {
 		t.Errorf("unknown instance: %s", r)
@@ -459,4 +463,25 @@ func instanceDaemons(name string) (n int) {
 		}
 	}
 	return n
+}
+
+// TestInstanceFakerootKeepPrivs: a join may --keep-privs in an instance
+// started with --fakeroot, and has every capability there (as
+// --fakeroot --keep-privs at start does, TestCapabilityFlags).
+func TestInstanceFakerootKeepPrivs(t *testing.T) {
+	setup(t)
+	img, dir := debianSIF(t), workDir(t)
+	cfg := []string{"HUSK_CONFIGDIR=" + filepath.Join(dir, "cfg")}
+	h := func(args ...string) result { return huskEnv(t, dir, cfg, args...) }
+	if r := h("instance", "start", "--fakeroot", img, "fr"); r.code != 0 {
+		t.Fatalf("start: %s", r)
+	}
+	t.Cleanup(func() { h("instance", "stop", "--all") })
+	r := h("exec", "--keep-privs", "instance://fr", "cat", "/proc/self/status")
+	if r.code != 0 {
+		t.Fatalf("--keep-privs join of a --fakeroot instance: %s", r)
+	}
+	if got := capLine(t, r.stdout, "CapEff"); got != "000001ffffffffff" {
+		t.Errorf("--keep-privs join of a --fakeroot instance: CapEff %s", got)
+	}
 }

@@ -53,13 +53,17 @@ var errNetwork = errors.New("network requires root or a suid installation with "
 	"/etc/subuid --fakeroot; non-root users can only use --network=none unless permitted " +
 	"by the administrator")
 
+// errKeepPrivs is Apptainer's refusal of --keep-privs to a user who is not
+// root in the container.
+var errKeepPrivs = errors.New("Could not configure --keep-privs: --keep-privs requires " +
+	"root privileges")
+
 // securitySpec applies the security flags to spec: capabilities, the
 // network namespace, and --security options. Warnings go to log; what
 // cannot be done at all is an error (exit 255), as in Apptainer.
 func securitySpec(f *SecurityFlags, spec *sandbox.Spec, log *slog.Logger) error {
 	if f.KeepPrivs && !spec.Fakeroot {
-		return errors.New("Could not configure --keep-privs: --keep-privs requires root " +
-			"privileges")
+		return errKeepPrivs
 	}
 	spec.Caps = capsFrom(f, log)
 
