@@ -198,6 +198,16 @@ func (st *stage1State) bindInto(m hostMount) error {
 		return fmt.Errorf("mount destination %s [%s]: cannot bind over the container's "+
 			"root directory; bind to a directory below it", m.Dst, m.Tag)
 	}
+	if procEntry(m.Dst) != "" || procEntry(dst) != "" {
+		if m.Optional {
+			st.log.Warn(fmt.Sprintf("Skipping mount %s [%s]: %s leads to a process's "+
+				"/proc entry", m.Src, m.Tag, m.Dst))
+			return nil
+		}
+		return fmt.Errorf("mount destination %s [%s]: cannot bind onto a process's "+
+			"/proc entry: it would be one of husk's setup processes, not a process "+
+			"of the container", m.Dst, m.Tag)
+	}
 	target := filepath.Join(st.final, dst)
 	if m.NotSameAs != "" {
 		if other, err := resolveIn(st.final, m.NotSameAs); err == nil && other == dst {
@@ -287,6 +297,21 @@ func (st *stage1State) hideSession(src, target string) error {
 		st.log.Debug("session mounts hidden", "in", target, "path", t)
 	}
 	return nil
+}
+
+// procEntry returns the /proc/PID, /proc/self or /proc/thread-self that
+// the container path dst lies in, or "". Followed while the container is
+// set up, such a path leads to one of husk's own processes.
+func procEntry(dst string) string {
+	parts := strings.SplitN(strings.TrimPrefix(filepath.Clean(dst), "/"), "/", 3)
+	if len(parts) < 2 || parts[0] != "proc" {
+		return ""
+	}
+	e := parts[1]
+	if e == "self" || e == "thread-self" || strings.Trim(e, "0123456789") == "" {
+		return "/proc/" + e
+	}
+	return ""
 }
 
 // makeSource creates m.Src as m.Make says, leaving an existing one alone

@@ -305,6 +305,26 @@ func TestMountpointFailure(t *testing.T) {
 		t.Errorf("status %d, error %q", res.Status, res.Err)
 	}
 
+	// /proc/self and /proc/PID, set up, are husk's processes' entries.
+	for _, dst := range []string{"/proc/self", "/proc/thread-self/fd", "/proc/1"} {
+		s.Binds = []Bind{{Src: e.wd, Dst: dst}}
+		res = e.run(s)
+		want := "mount destination " + dst + " [binds]: cannot bind onto a process's " +
+			"/proc entry"
+		if res.Status != 255 || !strings.Contains(res.Err, want) {
+			t.Errorf("%s: status %d, error %q, want 255 and %q", dst, res.Status, res.Err, want)
+		}
+	}
+	// The same through a link, as older images' /etc/mtab is.
+	s.Union = unionJSON(testUnion{Tree: testTree, Links: map[string]string{
+		"etc/mtab": "../proc/self/mounts"}})
+	s.Binds = []Bind{{Src: file, Dst: "/etc/mtab"}}
+	res = e.run(s)
+	want = "mount destination /etc/mtab [binds]: cannot bind onto a process's /proc entry"
+	if res.Status != 255 || !strings.Contains(res.Err, want) {
+		t.Errorf("/etc/mtab: status %d, error %q, want 255 and %q", res.Status, res.Err, want)
+	}
+
 	// Home is under /tmp: without the /tmp bind it must be created.
 	s.Union = unionJSON(testUnion{Tree: testTree, NoMountpoints: true})
 	s.Binds, s.NoHome, s.NoMount = nil, false, []string{"tmp"}
