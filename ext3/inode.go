@@ -179,9 +179,28 @@ func (in *inode) time(s tsSlot) Timespec {
 	return Timespec{Sec: sec}
 }
 
+// The seconds a time stamp can hold: a signed 32-bit field, which the
+// two epoch bits of an _extra field extend upwards to 2446-05-10.
+const (
+	minTimeSec      = -1 << 31
+	maxTimeSec      = 1<<31 - 1
+	maxExtraTimeSec = 1<<34 - 1 + minTimeSec
+)
+
+// setTime stores t, clamped to what the slot can hold as the kernel
+// clamps (timestamp_truncate): a time out of range would wrap, and 2500
+// would read back as 1955.
 func (in *inode) setTime(s tsSlot, t Timespec) {
+	extra := in.extraSize() >= s.extra+4-goodOldInode
+	hi := int64(maxTimeSec)
+	if extra {
+		hi = maxExtraTimeSec
+	}
+	if t.Sec <= minTimeSec || t.Sec >= hi {
+		t = Timespec{Sec: min(max(t.Sec, minTimeSec), hi)}
+	}
 	in.set32(s.base, uint32(t.Sec))
-	if in.extraSize() >= s.extra+4-goodOldInode {
+	if extra {
 		epoch := uint32((t.Sec-int64(int32(uint32(t.Sec))))>>32) & 3
 		in.set32(s.extra, t.Nsec<<2|epoch)
 	}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -360,6 +361,54 @@ func TestChmodACL(t *testing.T) {
 			filepath.Join(mnt, name)).Output()
 		if got := strings.TrimSpace(string(out)) + "\n"; err != nil || got != want {
 			t.Errorf("%s: getfacl %v:\n%s\nwant:\n%s", name, err, got, want)
+		}
+	}
+}
+
+// TestTimeRange: times an inode cannot hold are clamped as the kernel
+// clamps them (2500 wrapped to 1955 and 1800 to 2344, and e2fsck flagged
+// them); with 128-byte inodes, with no epoch bits, the range ends in 2038.
+// The kernel's mount of the image is the oracle.
+func TestTimeRange(t *testing.T) {
+	y2500, y1800 := int64(16725225600), int64(-5364662400)
+	for _, c := range []struct {
+		isize    string
+		min, max int64
+	}{
+		{"256", minTimeSec, maxExtraTimeSec},
+		{"128", minTimeSec, maxTimeSec},
+	} {
+		img := mkext3(t, 16<<20, "-I", c.isize)
+		f := openImage(t, img, false)
+		R := uint32(RootIno)
+		cases := map[string][2]int64{ // name: set, want
+			"late":  {y2500, c.max},
+			"early": {y1800, c.min},
+			"max":   {c.max, c.max},
+			"y2038": {1 << 31, min(1<<31, c.max)},
+		}
+		for name, tc := range cases {
+			a := mustA(t)(f.Create(R, name, 0o644, 0, 0))
+			ts := Timespec{Sec: tc[0], Nsec: 5}
+			got := mustA(t)(f.Setattr(a.Ino, SetAttr{SetAtime: true, Atime: ts,
+				SetMtime: true, Mtime: ts}))
+			if got.Mtime.Sec != tc[1] || got.Atime.Sec != tc[1] {
+				t.Errorf("-I %s %s: set %d, got mtime %d atime %d, want %d", c.isize, name,
+					tc[0], got.Mtime.Sec, got.Atime.Sec, tc[1])
+			}
+		}
+		noErr(t, f.Close())
+		fsck(t, img)
+		mnt := mountRO(t, img)
+		for name, tc := range cases {
+			out, err := exec.Command("stat", "-c", "%Y", filepath.Join(mnt, name)).Output()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if s := strings.TrimSpace(string(out)); s != strconv.FormatInt(tc[1], 10) {
+				t.Errorf("-I %s %s: the kernel reads mtime %s, want %d", c.isize, name, s,
+					tc[1])
+			}
 		}
 	}
 }
