@@ -2,6 +2,7 @@ package fusefs
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -251,6 +252,9 @@ func (n *node) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errn
 	}
 	var b []byte
 	for _, s := range names {
+		if n.u.hideTrusted && strings.HasPrefix(s, "trusted.") {
+			continue
+		}
 		if !privateXattr(s) && !systemXattr(s) {
 			b = append(append(b, s...), 0)
 		}

@@ -56,6 +56,11 @@ type Union struct {
 	// opaqueTrusted is 1 when the upper accepts trusted.* xattrs, -1
 	// when it refused them, 0 before the first try.
 	opaqueTrusted int
+	// hideTrusted leaves trusted.* names out of listxattr: served from a
+	// user namespace, nobody who asks may read them (the kernel answers
+	// their getxattr with ENODATA itself), as ext4 lists them only to
+	// CAP_SYS_ADMIN. Listed, `cp --preserve=xattr` failed on them.
+	hideTrusted bool
 
 	srvMu     sync.Mutex
 	server    *fuse.Server
@@ -83,7 +88,7 @@ func New(opts Options) (*Union, error) {
 	}
 	u := &Union{opts: opts, log: opts.Logger, upper: opts.Upper, ids: &opts.IDMap,
 		copied: map[uint64]uint64{}, links: map[layerIno]Node{}, gens: map[uint64]*upperUse{},
-		workTag: newWorkTag()}
+		workTag: newWorkTag(), hideTrusted: !inInitialUserNS()}
 	u.layers = append([]Layer{nil}, opts.Lowers...)
 	if opts.Upper != nil {
 		u.layers[0] = opts.Upper

@@ -106,6 +106,25 @@ func TestOverlayPersistsAcrossRuns(t *testing.T) {
 	}
 }
 
+// TestTrustedXattrsUnlisted: trusted.* xattrs in an overlay (written by
+// root through the kernel, or by another tool) are not listed in the
+// container, where nobody may read them: listed, `cp --preserve=xattr`
+// and tar failed on them with ENODATA. Other xattrs are listed.
+func TestTrustedXattrsUnlisted(t *testing.T) {
+	setup(t)
+	img, dir := debianSIF(t), workDir(t)
+	ov := overlayImg(t, dir, "--create-dir", "/data")
+	ok(t, dir, "exec", "--overlay", ov, img, "touch", "/data/f")
+	for _, x := range []string{"trusted.secret", "user.ok"} {
+		tool(t, "debugfs", "-w", "-R", "ea_set /upper/data/f "+x+" v", ov)
+	}
+	r := ok(t, dir, "exec", "--overlay", ov, img, "python3", "-c",
+		"import os; print(sorted(os.listxattr('/data/f')))")
+	if r.stdout != "['user.ok']\n" {
+		t.Errorf("xattrs listed in the container: %q, want ['user.ok']", r.stdout)
+	}
+}
+
 // A package file deleted in one run stays deleted in the next, as root
 // (--fakeroot) and as the user, who sees the image's root-owned files as
 // their own, as with Apptainer's squashfuse -o uid= (COMPAT §3.5).
