@@ -79,9 +79,11 @@ func (u *Union) copyUpIn(n, parent *node, name string, limit int64) error {
 		if done, err := u.landing(n, parent, name, src); done || err != nil {
 			return err
 		}
+		pt := u.dirTimes(parent)
 		if _, err := u.upper.Link(up, parent.top().n, name); err != nil {
 			return fmt.Errorf("copy-up link %q: %w", name, err)
 		}
+		pt.restore()
 		u.landed(n, parent, name, layerRef{0, up})
 		return nil
 	}
@@ -148,10 +150,12 @@ func (u *Union) copyInode(n, parent *node, name string, src layerRef, a Attr,
 		if done, err := u.landing(n, parent, name, src); done || err != nil {
 			return 0, err
 		}
+		pt := u.dirTimes(parent)
 		up, err := u.makeCopy(src, a, parent.top().n, name, limit)
 		if err != nil {
 			return 0, fmt.Errorf("copy-up %q: %w", name, err)
 		}
+		pt.restore()
 		u.keepCtime(up, a)
 		return up, u.register(n, parent, name, up)
 	}
@@ -163,6 +167,7 @@ func (u *Union) copyInode(n, parent *node, name string, src layerRef, a Attr,
 	parent.dir().Lock()
 	defer parent.dir().Unlock()
 	done, err := u.landing(n, parent, name, src)
+	pt := u.dirTimes(parent)
 	if err == nil && !done {
 		err = u.upper.Rename(u.opts.WorkDir, tmpName, parent.top().n, name, 0)
 	}
@@ -170,6 +175,7 @@ func (u *Union) copyInode(n, parent *node, name string, src layerRef, a Attr,
 		u.removeTemp(u.opts.WorkDir, tmpName, a.Mode)
 		return 0, err
 	}
+	pt.restore()
 	u.keepCtime(up, a)
 	return up, u.register(n, parent, name, up)
 }
@@ -183,6 +189,40 @@ func (u *Union) copyInode(n, parent *node, name string, src layerRef, a Attr,
 // copy's change time.
 func (u *Union) keepCtime(up Node, a Attr) {
 	u.upper.Setattr(up, SetAttr{SetCtime: true, Ctime: a.Ctime})
+}
+
+// savedTimes are a directory's access and modification times.
+type savedTimes struct {
+	u   *Union
+	dir Node
+	a   Attr
+	ok  bool
+}
+
+// dirTimes reads the times of parent's upper directory, so that restore
+// can put them back once a copy-up has added its entry: a copy-up changes
+// nothing the container sees, and overlayfs keeps the parent's times too
+// (ovl_set_timestamps). Left, the parent's new mtime showed after its next
+// change (a chmod), in this run and the next.
+//
+// TODO: a utimes of parent racing the copy-up can be undone by restore;
+// overlayfs holds the parent's inode lock over both, husk's Setattr does
+// not take dirMu.
+//
+// Preconditions: parent is in the upper; parent.dirMu held for writing.
+func (u *Union) dirTimes(parent *node) savedTimes {
+	dir := parent.top().n
+	a, err := u.upper.Getattr(dir)
+	return savedTimes{u: u, dir: dir, a: a, ok: err == nil}
+}
+
+// restore sets the saved times again; failing, the directory keeps the
+// time of the copy-up, which is all that is lost.
+func (s savedTimes) restore() {
+	if s.ok {
+		s.u.upper.Setattr(s.dir, SetAttr{SetAtime: true, Atime: s.a.Atime,
+			SetMtime: true, Mtime: s.a.Mtime})
+	}
 }
 
 // register records that upper inode up is the copy of n, so lookups keep

@@ -283,3 +283,34 @@ func TestLocks(t *testing.T) {
 		t.Errorf("POSIX lock in another process: %v, want refusal (exit 3)", err)
 	}
 }
+
+// TestCopyUpKeepsParentTimes: the entries a copy-up adds (a file, a
+// directory, a second name of a hard-linked file) leave the times of the
+// upper directories they land in as they were, as overlayfs does: the
+// parent's copy-up time showed once the parent itself was changed.
+func TestCopyUpKeepsParentTimes(t *testing.T) {
+	f := newFixture(t, 1)
+	tree(t, f.lowers[0], "d/e/f=1", "d/g=1", "d/h=1")
+	must(t, os.Link(filepath.Join(f.lowers[0], "d/g"), filepath.Join(f.lowers[0], "d/e/g2")))
+	old := []unix.Timespec{{Sec: 1000000000}, {Sec: 1100000000}}
+	for _, p := range []string{"d/e", "d"} {
+		must(t, unix.UtimesNanoAt(unix.AT_FDCWD, filepath.Join(f.lowers[0], p), old, 0))
+	}
+	mnt, _ := f.mount()
+	must(t, os.Chmod(filepath.Join(mnt, "d/e/f"), 0600)) // copies d, d/e, d/e/f
+	must(t, os.Chmod(filepath.Join(mnt, "d/g"), 0600))   // and d/e/g2, a link
+	must(t, os.Chmod(filepath.Join(mnt, "d/h"), 0600))   // into d, copied already
+	for _, p := range []string{"d", "d/e"} {
+		if s := stat(t, filepath.Join(f.upper(), p)); s.Mtim.Sec != old[1].Sec {
+			t.Errorf("upper %s: mtime %d after copy-ups, want %d", p, s.Mtim.Sec, old[1].Sec)
+		}
+		if s := stat(t, filepath.Join(mnt, p)); s.Mtim.Sec != old[1].Sec {
+			t.Errorf("%s: mtime %d after copy-ups, want %d", p, s.Mtim.Sec, old[1].Sec)
+		}
+	}
+	// A change of its own still sets the time.
+	must(t, os.WriteFile(filepath.Join(mnt, "d/new"), nil, 0o644))
+	if s := stat(t, filepath.Join(f.upper(), "d")); s.Mtim.Sec == old[1].Sec {
+		t.Error("upper d: a create left the mtime")
+	}
+}

@@ -117,9 +117,11 @@ func (u *Union) linkPath(src layerRef, a Attr, up Node, p []string) error {
 		if refs, _, err := u.resolve(dir, name, 0); err != nil || refs[0] != src {
 			return nil // changed meanwhile
 		}
+		pt := u.dirTimes(dir)
 		if _, err := u.upper.Link(up, dir.top().n, name); err != nil {
 			return err
 		}
+		pt.restore()
 		for _, c := range []*node{child, dir.liveChild(name)} {
 			if c != nil && !c.inUpper() {
 				c.setRefs(append([]layerRef{{0, up}}, c.getRefs()...))
