@@ -48,8 +48,9 @@ func (m *MemLayer) newNode(ino uint64, dir bool) *memNode {
 }
 
 // Add creates name in directory dir, or returns the existing entry if
-// it has the same kind.
-func (m *MemLayer) Add(dir Node, name string, isDir bool) (Node, error) {
+// it has the same kind. below says the layers below have name already,
+// so dir, which then shows their directory's link count, counts it.
+func (m *MemLayer) Add(dir Node, name string, isDir, below bool) (Node, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	d := m.nodes[dir]
@@ -65,19 +66,21 @@ func (m *MemLayer) Add(dir Node, name string, isDir bool) (Node, error) {
 	ino := Node(len(m.nodes) + 1)
 	m.nodes[ino] = m.newNode(uint64(ino), isDir)
 	d.children[name] = ino
-	if isDir {
+	if isDir && !below {
 		d.attr.Nlink++
 	}
 	return ino, nil
 }
 
-// copyAttr gives directory n the owner, permissions and times of a.
+// copyAttr gives directory n the owner, permissions, times, link count
+// and size of a (a skeleton /etc had shown 2 links and size 0).
 func (m *MemLayer) copyAttr(n Node, a Attr) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if x := m.nodes[n]; x != nil {
 		x.attr.Mode = x.attr.Mode&syscall.S_IFMT | a.Mode&07777
 		x.attr.Uid, x.attr.Gid = a.Uid, a.Gid
+		x.attr.Nlink, x.attr.Size = a.Nlink, a.Size
 		x.attr.Atime, x.attr.Mtime, x.attr.Ctime = a.Atime, a.Mtime, a.Ctime
 	}
 }
@@ -212,7 +215,7 @@ func (u *Union) mountpoint(p string, dir bool) error {
 		if err == nil && a.Mode&syscall.S_IFMT != syscall.S_IFDIR {
 			return nil, 0, fmt.Errorf("fusefs: mount point %s: %s: %w", p, c, syscall.ENOTDIR)
 		}
-		if memDir, err = mem.Add(memDir, c, dir || !last); err != nil {
+		if memDir, err = mem.Add(memDir, c, dir || !last, existed); err != nil {
 			return nil, 0, fmt.Errorf("fusefs: mount point %s: %w", p, err)
 		}
 		if existed {

@@ -76,3 +76,29 @@ func direntIno(t *testing.T, dir, name string) uint64 {
 	t.Fatalf("%s not listed in %s", name, dir)
 	return 0
 }
+
+// TestMountpointDirAttrs: a directory of the image that a mount point
+// goes through shows the image's link count and size (a skeleton /etc
+// had shown 2 links and size 0); a directory the skeleton adds counts as
+// one more link of its parent, one that was there does not.
+func TestMountpointDirAttrs(t *testing.T) {
+	f := newFixture(t, 1)
+	tree(t, f.lowers[0], "etc/a/x=1", "etc/b/", "etc/c/", "etc/f=1")
+	mem := NewMemLayer()
+	mnt, u := f.mount(func(o *Options) {
+		o.Lowers = append([]Layer{mem}, o.Lowers...)
+		o.EntryTimeout, o.AttrTimeout = time.Nanosecond, time.Nanosecond
+	})
+	lower := stat(t, filepath.Join(f.lowers[0], "etc"))
+	must(t, u.Mountpoint("/etc/a/m", false)) // through etc and etc/a
+	must(t, u.Mountpoint("/etc/new/m", true))
+	s := stat(t, filepath.Join(mnt, "etc"))
+	if s.Nlink != lower.Nlink+1 || s.Size != lower.Size {
+		t.Errorf("etc: nlink %d size %d, want %d (one new directory) and %d", s.Nlink,
+			s.Size, lower.Nlink+1, lower.Size)
+	}
+	la, a := stat(t, filepath.Join(f.lowers[0], "etc/a")), stat(t, filepath.Join(mnt, "etc/a"))
+	if a.Nlink != la.Nlink || a.Size != la.Size {
+		t.Errorf("etc/a: nlink %d size %d, want %d %d", a.Nlink, a.Size, la.Nlink, la.Size)
+	}
+}
