@@ -418,11 +418,30 @@ func primOffset(t *testing.T, path string) int {
 }
 
 // Two writers on one overlay: the second fails with Apptainer's text
-// while the first holds it.
+// while the first holds it. A directory overlay is locked the same way
+// (Apptainer does not lock one; husk's writes through two containers at
+// once were lost), with the lock file in its work/.
 func TestOverlayLock(t *testing.T) {
 	setup(t)
-	img, dir := debianSIF(t), workDir(t)
-	ov := overlayImg(t, dir)
+	img := debianSIF(t)
+	for _, kind := range []string{"image", "directory"} {
+		t.Run(kind, func(t *testing.T) {
+			dir := workDir(t)
+			ov := filepath.Join(dir, "ovd")
+			if kind == "image" {
+				ov = overlayImg(t, dir)
+			} else {
+				if err := os.Mkdir(ov, 0o755); err != nil {
+					t.Fatal(err)
+				}
+				chown(t, ov)
+			}
+			overlayLock(t, img, dir, ov, kind == "image")
+		})
+	}
+}
+
+func overlayLock(t *testing.T, img, dir, ov string, isImage bool) {
 	marker := filepath.Join(dir, "started")
 
 	first := userCmd(dir, "exec", "-B", dir+":/w", "--overlay", ov, img, "sh", "-c",
@@ -448,9 +467,24 @@ func TestOverlayLock(t *testing.T) {
 	} else if ee != nil {
 		t.Logf("first run ended: %v", ee)
 	}
-	fsckClean(t, ov, 0)
-	// Readers share once the writer is gone.
+	if isImage {
+		fsckClean(t, ov, 0)
+	}
+	// Readers share once the writer is gone, and keep a writer out.
+	rmarker := filepath.Join(dir, "reading")
+	reader := userCmd(dir, "exec", "-B", dir+":/w", "--overlay", ov+":ro", img, "sh", "-c",
+		"touch /w/reading; sleep 600")
+	if err := reader.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		syscall.Kill(reader.Process.Pid, syscall.SIGTERM)
+		reader.Wait()
+	}()
+	waitFile(t, rmarker)
 	ok(t, dir, "exec", "--overlay", ov+":ro", img, "true")
+	fatalLine(t, husk(t, dir, "exec", "--overlay", ov, img, "true"),
+		"can't open "+ov+" for writing, currently in use by another process")
 }
 
 // The image's /.singularity.d is honoured: env scripts are sourced in

@@ -116,6 +116,8 @@ type Image struct {
 	Arch string
 
 	locks []lockKey // sections locked through this image
+	// dirLock holds a directory overlay's lock (LockDir).
+	dirLock *os.File
 }
 
 // Magic numbers and offsets used for detection (COMPAT §3.1).
@@ -193,6 +195,11 @@ func Open(path string, writable bool) (*Image, error) {
 
 // Close closes the image file, which also drops its locks.
 func (img *Image) Close() error {
+	if img.dirLock != nil {
+		img.unlock()
+		img.dirLock.Close()
+		img.dirLock = nil
+	}
 	if img.File == nil {
 		return nil
 	}

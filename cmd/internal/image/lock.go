@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"sync"
 
 	"golang.org/x/sys/unix"
@@ -79,6 +80,95 @@ func Lock(img *Image, sec Section, write bool, log *slog.Logger) error {
 	img.locks = append(img.locks, key)
 	return nil
 }
+
+// DirLockName is the lock file of a directory overlay, in its work/.
+const DirLockName = ".husk.lock"
+
+// LockDir locks the directory overlay img for as long as img's lock file
+// stays open (DirLockFile): for writing when write is set, else for
+// reading, as Lock does for ext3 images. Apptainer locks no directory, but
+// a directory upper serves one writable container at a time: each husk
+// keeps what it knows of its upper (sizes, names) in the kernel's caches,
+// and a trial's three containers appending to one file through a shared
+// directory kept 301 of 900 lines, with no error. The lock is an OFD lock
+// on work/.husk.lock, which works over NFS where flock(2) of a directory
+// does not. A reader that cannot make the file (a directory it may not
+// write) and a filesystem without locks go on unlocked, with a debug
+// message on log.
+func LockDir(img *Image, write bool, log *slog.Logger) error {
+	if img.Kind != KindDir || img.dirLock != nil {
+		return nil
+	}
+	wrap := func(msg string) error {
+		return fmt.Errorf("while locking overlay directory %s: %s", img.Path, msg)
+	}
+	work := filepath.Join(img.Path, "work")
+	if write {
+		if err := os.Mkdir(work, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
+			return wrap(unwrapPath(err).Error())
+		}
+	}
+	flag := os.O_RDONLY | os.O_CREATE
+	if write {
+		flag = os.O_RDWR | os.O_CREATE
+	}
+	f, err := os.OpenFile(filepath.Join(work, DirLockName), flag|unix.O_NOFOLLOW, 0o644)
+	if err != nil && !write {
+		f, err = os.OpenFile(filepath.Join(work, DirLockName), os.O_RDONLY|unix.O_NOFOLLOW, 0)
+	}
+	if err != nil {
+		if write {
+			return wrap(unwrapPath(err).Error())
+		}
+		if log != nil {
+			log.Debug("overlay directory not locked for reading", "dir", img.Path,
+				"error", err)
+		}
+		return nil
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		f.Close()
+		return wrap(err.Error())
+	}
+	key := lockKey{st.Dev, st.Ino, -1}
+	held.Lock()
+	defer held.Unlock()
+	if prev, ok := held.m[key]; ok && (prev || write) {
+		f.Close()
+		return wrap(fmt.Sprintf("can't open %s for %s, already used for %s by this process",
+			img.Path, map[bool]string{false: "reading", true: "writing"}[write],
+			map[bool]string{false: "reading", true: "writing"}[prev]))
+	}
+	switch err := ofdLock(f, write, 0, 0); {
+	case err == nil:
+	case errors.Is(err, errLocked):
+		f.Close()
+		if write {
+			return wrap(fmt.Sprintf("can't open %s for writing, currently in use by another "+
+				"process (a directory overlay takes one writable container at a time; "+
+				"share output through a bind, -B)", img.Path))
+		}
+		return wrap(fmt.Sprintf("can't open %s for reading, currently in use for writing by "+
+			"another process", img.Path))
+	case errors.Is(err, unix.ENOLCK), errors.Is(err, unix.ENOSYS),
+		errors.Is(err, unix.EOPNOTSUPP):
+		if log != nil {
+			log.Debug(fmt.Sprintf("Could not set lock on %s, underlying filesystem seems "+
+				"to not support lock", img.Path))
+		}
+	default:
+		f.Close()
+		return wrap(err.Error())
+	}
+	held.m[key] = held.m[key] || write
+	img.locks = append(img.locks, key)
+	img.dirLock = f
+	return nil
+}
+
+// DirLockFile is the file holding img's directory lock, or nil.
+func (img *Image) DirLockFile() *os.File { return img.dirLock }
 
 // unlock forgets img's locks; closing its file releases them.
 func (img *Image) unlock() {

@@ -306,6 +306,14 @@ func (p *Plan) overlayLayers(ov OverlayArg, log *slog.Logger) ([]Layer, error) {
 	switch img.Kind {
 	case KindDir:
 		l := Layer{Kind: LayerDirOverlay, File: -1, Path: img.Path}
+		if err := LockDir(img, writable, log); err != nil {
+			return nil, err
+		}
+		if f := img.DirLockFile(); f != nil {
+			// Inherited like the images, so that the lock lasts as long
+			// as the container, even past a killed husk.
+			p.Files = append(p.Files, f)
+		}
 		if writable {
 			return nil, p.setUpper(l, ov.Path)
 		}
