@@ -256,13 +256,16 @@ type joinServer struct {
 	closed  bool
 	running map[*os.Process]bool
 	wg      sync.WaitGroup
+	// active counts the joins being served; each end pokes ended.
+	active int
+	ended  chan struct{}
 	// netns is the instance's network namespace with Spec.Net, which
 	// joined commands enter (netns_linux.go); nil otherwise.
 	netns *os.File
 }
 
 func startJoinServer(st *stage1State, f *os.File, stage2 int) *joinServer {
-	js := &joinServer{st: st, running: map[*os.Process]bool{}}
+	js := &joinServer{st: st, running: map[*os.Process]bool{}, ended: make(chan struct{}, 1)}
 	if st.plan.Spec.Net {
 		ns, err := os.Open(fmt.Sprintf("/proc/%d/ns/net", stage2))
 		if err != nil {
@@ -307,14 +310,53 @@ func (js *joinServer) accept() {
 			return
 		}
 		js.wg.Add(1)
+		js.active++
 		js.mu.Unlock()
 		go func() {
 			defer js.wg.Done()
+			defer js.served()
 			defer c.Close()
 			if err := js.serve(c.(*net.UnixConn)); err != nil {
 				js.st.log.Debug("join failed", "error", err)
 			}
 		}()
+	}
+}
+
+// served counts a join's end.
+func (js *joinServer) served() {
+	js.mu.Lock()
+	js.active--
+	js.mu.Unlock()
+	select {
+	case js.ended <- struct{}{}:
+	default:
+	}
+}
+
+// drain waits until no joined command runs, serving new joins meanwhile,
+// or until stage 1 gets a signal that stops a container. A --sharens
+// group's first command may end before the others (MPI ranks end a few
+// tenths of a second apart); its container stays until they have ended,
+// where the others were sent SIGTERM and ended with 143.
+func (js *joinServer) drain() {
+	stopc := make(chan os.Signal, 1)
+	signal.Notify(stopc, instanceStopSignals...)
+	defer signal.Stop(stopc)
+	for {
+		js.mu.Lock()
+		n := js.active
+		js.mu.Unlock()
+		if n == 0 {
+			return
+		}
+		js.st.log.Debug("waiting for joined commands", "count", n)
+		select {
+		case <-js.ended:
+		case sig := <-stopc:
+			js.st.log.Debug("joined commands stopped", "signal", sig)
+			return
+		}
 	}
 }
 

@@ -293,6 +293,29 @@ func TestSharens(t *testing.T) {
 	}
 }
 
+// TestSharensFirstEndsFirst: the group's first command ending does not
+// end the others (MPI ranks end a few tenths of a second apart; the later
+// ones were sent SIGTERM and ended with 143); the first husk returns once
+// they have ended, with its own command's status.
+func TestSharensFirstEndsFirst(t *testing.T) {
+	setup(t)
+	img, dir := debianSIF(t), workDir(t)
+	a := "touch /w/a; i=0; while [ ! -f /w/b ] && [ $i -lt 600 ]; do sleep 0.1; " +
+		"i=$((i+1)); done; echo a-done; exit 3"
+	b := "touch /w/b; sleep 1; echo b-done"
+	script := fmt.Sprintf("%[1]s exec --sharens -B %[2]s:/w %[3]s sh -c '%[4]s' & pa=$!\n"+
+		"i=0; while [ ! -f %[2]s/a ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done\n"+
+		"%[1]s exec --sharens -B %[2]s:/w %[3]s sh -c '%[5]s'; echo b=$?\n"+
+		"wait $pa; echo a=$?\n", huskBin, dir, img, a, b)
+	cmd := userCmd(dir)
+	cmd.Path, cmd.Args = "/bin/sh", []string{"sh", "-c", script}
+	cmd.Env = append(cmd.Env, "HUSK_CONFIGDIR="+filepath.Join(dir, "cfg"))
+	out, err := cmd.CombinedOutput()
+	if err != nil || string(out) != "a-done\nb-done\nb=0\na=3\n" {
+		t.Fatalf("--sharens, first ending first: %v\n%s", err, out)
+	}
+}
+
 // An `instance start` interrupted before it has told the user leaves no
 // instance behind (the daemon stops it again); one that has told the user
 // is not taken back by a late signal.
