@@ -258,8 +258,11 @@ func (u *Union) Unmount() error {
 		if err != nil {
 			// Busy: detach it so that it goes away with its last user.
 			// EINVAL: no longer mounted (someone else unmounted it).
+			// ENOENT: the mount point was removed, which detached the
+			// mount (from another mount namespace, a tmp cleaner's
+			// rmdir can); the server stops with the mount's last user.
 			lerr := lazyUnmount(u.mountDir)
-			if lerr != nil && !isErrno(lerr, syscall.EINVAL) {
+			if lerr != nil && !isErrno(lerr, syscall.EINVAL) && !isErrno(lerr, syscall.ENOENT) {
 				done <- fmt.Errorf("fusefs: unmount: %w (lazy: %v)", err, lerr)
 				return
 			}

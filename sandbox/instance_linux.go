@@ -486,6 +486,12 @@ func (js *joinServer) runStage2(c *net.UnixConn, r *bufio.Reader, req *JoinReque
 	stdio, inherit []*os.File, logW *os.File, started <-chan struct{}) (int, error) {
 	defer logW.Close()
 	st := js.st
+	if _, err := os.Lstat(st.final); errors.Is(err, os.ErrNotExist) {
+		// Removing it on the host detached the container's tree here.
+		return setupFailed, fmt.Errorf("the container's session directory %s was removed "+
+			"on the host (a cleaner of temporary files?): it can start no more commands; "+
+			"stop it and start it again", st.sess.dir)
+	}
 	p := *st.plan
 	spec := *p.Spec
 	spec.Args, spec.Env, spec.Umask = req.Args, req.Env, req.Umask

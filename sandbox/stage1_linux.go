@@ -417,7 +417,15 @@ func (st *stage1State) teardown() error {
 	}
 	st.stopGuard()
 	if st.sessMounted {
-		if err := unix.Unmount(st.sess.dir, unix.MNT_DETACH); err != nil {
+		err := unix.Unmount(st.sess.dir, unix.MNT_DETACH)
+		if errors.Is(err, unix.ENOENT) {
+			// Removed from the host, which detached everything below it
+			// here; the union was still synced as it stopped.
+			st.log.Warn(fmt.Sprintf("the session directory %s was removed while the "+
+				"container ran (a cleaner of temporary files?)", st.sess.dir))
+			err = nil
+		}
+		if err != nil {
 			errs = append(errs, &os.PathError{Op: "umount", Path: st.sess.dir, Err: err})
 		}
 	}

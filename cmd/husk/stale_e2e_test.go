@@ -88,3 +88,68 @@ func TestStaleSessionSweep(t *testing.T) {
 		t.Errorf("the instance no longer works:\n%s", r)
 	}
 }
+
+// TestSessionDirRemoved: a session directory removed on the host while
+// its container runs (an rmdir by a cleaner of temporary files, which
+// detaches everything mounted below it in the container's namespace)
+// costs neither the command's status nor the overlay's data: husk warns
+// and exits with the command's status (it said 255, "unmounting the
+// container: no such file or directory"). A running instance then says
+// why it takes no more commands (it said "mount proc ...: no such file").
+func TestSessionDirRemoved(t *testing.T) {
+	setup(t)
+	img, dir := debianSIF(t), workDir(t)
+	ov := overlayImg(t, dir)
+	tmp := filepath.Join(dir, "tmp")
+	if err := os.Mkdir(tmp, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	chown(t, tmp)
+	env := []string{"TMPDIR=" + tmp, "HUSK_CONFIGDIR=" + filepath.Join(dir, "cfg")}
+	removeSession := func() {
+		t.Helper()
+		dirs := sessionDirs(t, tmp)
+		if len(dirs) != 1 {
+			t.Fatalf("want one session directory, got %v", dirs)
+		}
+		if err := os.Remove(dirs[0]); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	cmd := userCmd(dir, "exec", "-B", dir+":/w", "--overlay", ov, img, "sh", "-c",
+		"touch /w/up; i=0; while [ ! -f /w/gone ] && [ $i -lt 600 ]; do sleep 0.1; "+
+			"i=$((i+1)); done; echo kept > /kept; exit 7")
+	cmd.Env = append(cmd.Env, env...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFile(t, filepath.Join(dir, "up"))
+	removeSession()
+	if err := os.WriteFile(filepath.Join(dir, "gone"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd.Wait()
+	if code := cmd.ProcessState.ExitCode(); code != 7 ||
+		!strings.Contains(stderr.String(), "was removed while the container ran") {
+		t.Errorf("exit %d, want 7 and a warning:\n%s", code, stderr.String())
+	}
+	fsckClean(t, ov, 0)
+	if r := huskEnv(t, dir, env, "exec", "--overlay", ov, img, "cat", "/kept"); r.stdout !=
+		"kept\n" {
+		t.Errorf("the overlay lost what the container wrote: %s", r)
+	}
+
+	if r := huskEnv(t, dir, env, "instance", "start", img, "gone"); r.code != 0 {
+		t.Fatalf("instance start: %s", r)
+	}
+	t.Cleanup(func() { huskEnv(t, dir, env, "instance", "stop", "gone") })
+	removeSession()
+	fatalLine(t, huskEnv(t, dir, env, "exec", "instance://gone", "true"),
+		"session directory", "was removed on the host", "stop it and start it again")
+	if r := huskEnv(t, dir, env, "instance", "stop", "gone"); r.code != 0 {
+		t.Errorf("instance stop: %s", r)
+	}
+}
