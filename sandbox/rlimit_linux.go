@@ -3,9 +3,12 @@
 package sandbox
 
 import (
+	"bufio"
 	"fmt"
 	"log/slog"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -141,4 +144,60 @@ func checkOpenFiles() error {
 	}
 	return fmt.Errorf("the limit on open files is %d, too low to start a container: husk "+
 		"needs %d (raise it with ulimit -n)", lim.Cur, minOpenFiles)
+}
+
+// minFreeTasks is how many processes and threads a container needs below
+// the user's limit on them (ulimit -u, which counts both): husk's own
+// run about 34 (husk 7, stage 1 12, stage 2 8, the guard 6) before the
+// command starts one. Short of it, a stage's Go runtime died of a failed
+// pthread_create with hundreds of lines of trace, or the command's start
+// failed with a bare "resource temporarily unavailable".
+const minFreeTasks = 48
+
+// checkTasks refuses a limit on processes too low for a container, in one
+// line, before anything starts. Containers started at once can still take
+// what another counted on; this catches a limit that is simply too low.
+// Only limits up to 4096 are checked (each check reads the status of
+// every process), and root's is not enforced.
+func checkTasks() error {
+	var lim unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NPROC, &lim); err != nil || lim.Cur > 4096 ||
+		os.Getuid() == 0 {
+		return nil
+	}
+	used := userTasks(os.Getuid())
+	if lim.Cur >= used+minFreeTasks {
+		return nil
+	}
+	return fmt.Errorf("the limit on processes is %d and %d are in use by this user: too few "+
+		"left to start a container, which needs %d (raise it with ulimit -u)", lim.Cur, used,
+		minFreeTasks)
+}
+
+// userTasks counts the tasks (threads) of the processes whose real user is
+// uid, as the limit on processes counts them.
+func userTasks(uid int) uint64 {
+	paths, _ := filepath.Glob("/proc/[0-9]*/status")
+	var n uint64
+	for _, p := range paths {
+		f, err := os.Open(p)
+		if err != nil {
+			continue
+		}
+		mine := false
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			k, v, _ := strings.Cut(sc.Text(), ":")
+			fields := strings.Fields(v)
+			switch {
+			case k == "Uid" && len(fields) > 0:
+				mine = fields[0] == strconv.Itoa(uid)
+			case k == "Threads" && mine && len(fields) > 0:
+				t, _ := strconv.ParseUint(fields[0], 10, 64)
+				n += t
+			}
+		}
+		f.Close()
+	}
+	return n
 }

@@ -61,6 +61,9 @@ func run(ctx context.Context, spec *Spec, files []*os.File, listen *os.File,
 	if err := checkOpenFiles(); err != nil { // rlimit_linux.go
 		return setupFailed, err
 	}
+	if err := checkTasks(); err != nil {
+		return setupFailed, err
+	}
 	if len(files) != spec.Files {
 		return setupFailed, fmt.Errorf("sandbox: spec.Files is %d but %d files given",
 			spec.Files, len(files))

@@ -277,3 +277,32 @@ func TestLowFileLimit(t *testing.T) {
 			", too low to start a container: husk needs 64 (raise it with ulimit -n)")
 	}
 }
+
+// TestLowProcessLimit: a limit on processes (which counts threads) too
+// low for husk's own is refused in one line before anything starts; a
+// stage's Go runtime had died of a failed pthread_create with hundreds of
+// lines of trace.
+func TestLowProcessLimit(t *testing.T) {
+	setup(t)
+	img, dir := debianSIF(t), workDir(t)
+	for _, n := range []string{"20", "40"} {
+		cmd := userCmd(dir, "-c", `ulimit -u `+n+` && exec "$HUSK" exec "$IMG" true`)
+		cmd.Path, cmd.Args[0] = "/bin/bash", "bash"
+		cmd.Env = append(cmd.Env, "HUSK="+huskBin, "IMG="+img,
+			"HUSK_CONFIGDIR="+filepath.Join(dir, "cfg"))
+		r := runCmd(t, cmd)
+		fatalLine(t, r, "the limit on processes is "+n+" and ",
+			"too few left to start a container, which needs 48 (raise it with ulimit -u)")
+		if lines := strings.Count(r.stderr, "\n"); lines != 1 {
+			t.Errorf("ulimit -u %s: %d lines of error:\n%s", n, lines, r.stderr)
+		}
+	}
+	// A limit that leaves enough starts.
+	cmd := userCmd(dir, "-c", `ulimit -u 300 && exec "$HUSK" exec "$IMG" true`)
+	cmd.Path, cmd.Args[0] = "/bin/bash", "bash"
+	cmd.Env = append(cmd.Env, "HUSK="+huskBin, "IMG="+img,
+		"HUSK_CONFIGDIR="+filepath.Join(dir, "cfg"))
+	if r := runCmd(t, cmd); r.code != 0 {
+		t.Errorf("ulimit -u 300: %s", r)
+	}
+}
