@@ -54,7 +54,8 @@ func TestEnvPrecedence(t *testing.T) {
 	img, dir := debianSIF(t), workDir(t)
 	ov := metaOverlay(t, dir, map[string]string{
 		"env/90-environment.sh": "export IMG=image HOSTIMG=image ENVIMG=image\n" +
-			"export SEEN_HOST=\"${HOSTONLY:-hidden}\" SEEN_PATH=\"$PATH\" IMGEMPTY=\n",
+			"export SEEN_HOST=\"${HOSTONLY:-hidden}\" SEEN_PATH=\"$PATH\" IMGEMPTY=\n" +
+			"export SEEN_CARRIERS=\"$(env | grep -c ^__husk_)\"\n",
 		"env/99-base.sh": "if [ -z \"${PS1:-}\" ]; then PS1=\"Apptainer> \"; fi\n" +
 			"export PS1\n",
 	})
@@ -68,7 +69,8 @@ func TestEnvPrecedence(t *testing.T) {
 	want := map[string]string{
 		"HOSTONLY": "h", "HOSTIMG": "image", "ENVIMG": "env", "IMG": "image",
 		"SEEN_HOST": "hidden", "SEEN_PATH": DefaultPath, "PS1": "Apptainer> ",
-		"EVAL": "/home/" + testUser + "/x", "OLD": "s", "CLI": "c", "FROMFILE": "f-h",
+		"SEEN_CARRIERS": "0",
+		"EVAL":          "/home/" + testUser + "/x", "OLD": "s", "CLI": "c", "FROMFILE": "f-h",
 		"HOME": "/home/" + testUser, "PATH": DefaultPath,
 		"APPTAINER_COMMAND": "exec", "SINGULARITY_COMMAND": "exec",
 		"APPTAINER_NAME": filepath.Base(img), "APPTAINER_CONTAINER": img,
@@ -87,6 +89,11 @@ func TestEnvPrecedence(t *testing.T) {
 	for _, k := range []string{"LD_LIBRARY_PATH", "APPTAINER_SECRET", "APPTAINERENV_ENVIMG",
 		"EMPTY", "IMGEMPTY", "__husk_inj"} {
 		if v, ok := m[k]; ok {
+			t.Errorf("%s=%q leaked into the container", k, v)
+		}
+	}
+	for k, v := range m {
+		if strings.HasPrefix(k, "__husk") {
 			t.Errorf("%s=%q leaked into the container", k, v)
 		}
 	}
@@ -206,5 +213,22 @@ func TestEnvFlagCommas(t *testing.T) {
 	r := huskEnv(t, dir, nil, "exec", "--env", "X=1,Y=2,Z", img, "true")
 	if r.code == 0 || !strings.Contains(r.stderr, `"Z" is not KEY=VALUE`) {
 		t.Errorf("--env X=1,Y=2,Z: want a refusal naming Z:\n%s", r)
+	}
+}
+
+// TestLargeHostEnvironment: a host environment larger than one argument
+// may be (128 KiB; module systems make large ones) reaches the container
+// whole, with quotes and dollars kept literal. It was refused ("the
+// environment to pass is too large"), as it went into the script.
+func TestLargeHostEnvironment(t *testing.T) {
+	setup(t)
+	img, dir := debianSIF(t), workDir(t)
+	big1, big2 := strings.Repeat("x", 100<<10), strings.Repeat("y", 100<<10)
+	odd := "a'b\"c$HOME `id` \\n"
+	m := containerEnviron(t, dir, []string{"BIG1=" + big1, "BIG2=" + big2, "ODD=" + odd},
+		"exec", img)
+	if m["BIG1"] != big1 || m["BIG2"] != big2 || m["ODD"] != odd {
+		t.Errorf("BIG1 %d bytes, BIG2 %d bytes, ODD %q; want 102400, 102400, %q",
+			len(m["BIG1"]), len(m["BIG2"]), m["ODD"], odd)
 	}
 }

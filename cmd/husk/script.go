@@ -80,6 +80,24 @@ exec /bin/sh "$@"
 `,
 }
 
+// firstOfEach keeps the first variable of each name, which restoring them
+// in order gave.
+func firstOfEach(vars []envVar) []envVar {
+	seen := map[string]bool{}
+	var out []envVar
+	for _, v := range vars {
+		if !seen[v.Key] {
+			seen[v.Key] = true
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// hostEnvPrefix names the variables that carry the host's environment
+// into the script (launcher).
+const hostEnvPrefix = "__husk_h_"
+
 // launcher returns the argv and the initial environment of the container
 // process for command.
 func launcher(command string, args []string, env containerEnv) (argv, initEnv []string) {
@@ -89,6 +107,26 @@ func launcher(command string, args []string, env containerEnv) (argv, initEnv []
 	var b strings.Builder
 	// dash sets PS1 itself; only the image or the host may.
 	b.WriteString("unset PS1\n")
+	// The host's values come in the environment, not in the script: one
+	// argument holds at most 128 KiB (MAX_ARG_STRLEN), less than an HPC
+	// login's environment can be (module systems). Step 1 moves them into
+	// shell variables that are not exported, out of the image scripts'
+	// environment.
+	host := firstOfEach(env.Host)
+	if len(host) > 0 {
+		names := make([]string, len(host))
+		for i, v := range host {
+			initEnv = append(initEnv, hostEnvPrefix+v.Key+"="+v.Value)
+			names[i] = v.Key
+		}
+		// IFS is the shell's default here: no variable of the host's
+		// is set yet.
+		fmt.Fprintf(&b, `for __husk_k in %s; do
+	eval "__husk_v_$__husk_k=\${%s$__husk_k}; unset %s$__husk_k"
+done
+unset __husk_k
+`, strings.Join(names, " "), hostEnvPrefix, hostEnvPrefix)
+	}
 	b.WriteString(injectFunc(env.Inject))
 	if env.App != "" {
 		b.WriteString(appFunc)
@@ -128,9 +166,9 @@ export PATH
 `, DefaultPath)
 
 	// Step 5: restore what the image did not set, unset what is empty.
-	for _, v := range env.Host {
-		fmt.Fprintf(&b, "[ -n \"${%s+x}\" ] || export %s=%s\n", v.Key, v.Key,
-			shellQuote(v.Value))
+	for _, v := range host {
+		fmt.Fprintf(&b, "[ -n \"${%[1]s+x}\" ] || export %[1]s=\"$__husk_v_%[1]s\"; "+
+			"unset __husk_v_%[1]s\n", v.Key)
 	}
 	b.WriteString(unsetEmpty)
 
