@@ -30,54 +30,68 @@ var held = struct {
 // img.File: a write lock when write is set, else a read lock (COMPAT §5).
 // Only ext3 sections are locked; other sections return nil. The lock lasts
 // as long as img.File's open file description, which the sandbox inherits.
-// A filesystem without lock support (ENOLCK) is tolerated, with a debug
-// message on log.
+// A filesystem without lock support (ENOLCK, ENOSYS, EOPNOTSUPP) is
+// tolerated, with a debug message on log.
 func Lock(img *Image, sec Section, write bool, log *slog.Logger) error {
 	if sec.FS != FSExt3 || img.File == nil {
 		return nil
 	}
-	wrap := func(msg string) error {
-		return fmt.Errorf("while locking ext3 partition from %s: %s", img.Path, msg)
-	}
+	l := lockReq{img: img, f: img.File, off: sec.Offset, n: sec.Size, write: write,
+		what: "ext3 partition from", section: fmt.Sprintf(" section \"%d\"", sec.ID)}
+	return l.take(log)
+}
 
+// lockReq is a lock Lock or LockDir takes for img on f.
+type lockReq struct {
+	img      *Image
+	f        *os.File
+	off, n   int64
+	write    bool
+	what     string // "ext3 partition from": the errors say what was locked
+	section  string // for the debug message: ` section "2"`
+	busyHint string // added to the error when another process holds it
+}
+
+// take takes the lock, refusing a second use in this process that
+// conflicts with the first (OFD locks of one process conflict with each
+// other, and Apptainer says "by this process"), and records it in img.
+func (l lockReq) take(log *slog.Logger) error {
+	path := l.img.Path
+	wrap := func(msg string) error {
+		return fmt.Errorf("while locking %s %s: %s", l.what, path, msg)
+	}
 	var st unix.Stat_t
-	if err := unix.Fstat(int(img.File.Fd()), &st); err != nil {
+	if err := unix.Fstat(int(l.f.Fd()), &st); err != nil {
 		return wrap(err.Error())
 	}
-	key := lockKey{st.Dev, st.Ino, sec.Offset}
+	key := lockKey{st.Dev, st.Ino, l.off}
+	use := map[bool]string{false: "reading", true: "writing"}
 	held.Lock()
 	defer held.Unlock()
-	if prev, ok := held.m[key]; ok && (prev || write) {
-		how, want := "reading", "reading"
-		if prev {
-			how = "writing"
-		}
-		if write {
-			want = "writing"
-		}
+	if prev, ok := held.m[key]; ok && (prev || l.write) {
 		return wrap(fmt.Sprintf("can't open %s for %s, already used for %s by this process",
-			img.Path, want, how))
+			path, use[l.write], use[prev]))
 	}
-
-	switch err := ofdLock(img.File, write, sec.Offset, sec.Size); {
+	switch err := ofdLock(l.f, l.write, l.off, l.n); {
 	case err == nil:
 	case errors.Is(err, errLocked):
-		if write {
+		if l.write {
 			return wrap(fmt.Sprintf("can't open %s for writing, currently in use by another "+
-				"process", img.Path))
+				"process%s", path, l.busyHint))
 		}
 		return wrap(fmt.Sprintf("can't open %s for reading, currently in use for writing by "+
-			"another process", img.Path))
-	case errors.Is(err, unix.ENOLCK):
+			"another process", path))
+	case errors.Is(err, unix.ENOLCK), errors.Is(err, unix.ENOSYS),
+		errors.Is(err, unix.EOPNOTSUPP):
 		if log != nil {
-			log.Debug(fmt.Sprintf("Could not set lock on %s section \"%d\", underlying "+
-				"filesystem seems to not support lock", img.Path, sec.ID))
+			log.Debug(fmt.Sprintf("Could not set lock on %s%s, underlying filesystem seems "+
+				"to not support lock", path, l.section))
 		}
 	default:
 		return wrap(err.Error())
 	}
-	held.m[key] = held.m[key] || write
-	img.locks = append(img.locks, key)
+	held.m[key] = held.m[key] || l.write
+	l.img.locks = append(l.img.locks, key)
 	return nil
 }
 
@@ -126,43 +140,13 @@ func LockDir(img *Image, write bool, log *slog.Logger) error {
 		}
 		return nil
 	}
-	var st unix.Stat_t
-	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+	l := lockReq{img: img, f: f, write: write, what: "overlay directory",
+		busyHint: " (a directory overlay takes one writable container at a time; " +
+			"share output through a bind, -B)"}
+	if err := l.take(log); err != nil {
 		f.Close()
-		return wrap(err.Error())
+		return err
 	}
-	key := lockKey{st.Dev, st.Ino, -1}
-	held.Lock()
-	defer held.Unlock()
-	if prev, ok := held.m[key]; ok && (prev || write) {
-		f.Close()
-		return wrap(fmt.Sprintf("can't open %s for %s, already used for %s by this process",
-			img.Path, map[bool]string{false: "reading", true: "writing"}[write],
-			map[bool]string{false: "reading", true: "writing"}[prev]))
-	}
-	switch err := ofdLock(f, write, 0, 0); {
-	case err == nil:
-	case errors.Is(err, errLocked):
-		f.Close()
-		if write {
-			return wrap(fmt.Sprintf("can't open %s for writing, currently in use by another "+
-				"process (a directory overlay takes one writable container at a time; "+
-				"share output through a bind, -B)", img.Path))
-		}
-		return wrap(fmt.Sprintf("can't open %s for reading, currently in use for writing by "+
-			"another process", img.Path))
-	case errors.Is(err, unix.ENOLCK), errors.Is(err, unix.ENOSYS),
-		errors.Is(err, unix.EOPNOTSUPP):
-		if log != nil {
-			log.Debug(fmt.Sprintf("Could not set lock on %s, underlying filesystem seems "+
-				"to not support lock", img.Path))
-		}
-	default:
-		f.Close()
-		return wrap(err.Error())
-	}
-	held.m[key] = held.m[key] || write
-	img.locks = append(img.locks, key)
 	img.dirLock = f
 	return nil
 }
