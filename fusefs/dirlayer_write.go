@@ -158,6 +158,12 @@ func (d *DirLayer) chown(fd int, name string, uid, gid uint32) error {
 	if err == unix.EINVAL {
 		err = unix.Fchownat(fd, name, int(d.rootUid), int(d.rootGid), flags)
 	}
+	if err == unix.EINVAL {
+		// The root's owner is not mapped either (a set-group-ID directory
+		// of a group the namespace does not map): the file keeps the
+		// owner and group the host gave it.
+		err = nil
+	}
 	if err != nil {
 		return &os.PathError{Op: "fchownat", Path: name, Err: err}
 	}

@@ -441,6 +441,62 @@ func TestOverlayLock(t *testing.T) {
 	}
 }
 
+// TestOverlayDirShared: a directory overlay in a directory a group shares
+// (set-group-ID, of a group the user namespace does not map) takes files
+// from each user in turn: the lock file the first made is one the next
+// may lock (it was 0644, and the next was refused for good), and files get
+// made there (each create failed with EINVAL, from a chown to the
+// unmapped group). A reader of an overlay without work/ yet takes the
+// lock too, so a writer starting with it is refused.
+func TestOverlayDirShared(t *testing.T) {
+	setup(t)
+	img, dir := debianSIF(t), workDir(t)
+	shared := filepath.Join(dir, "shared")
+	if err := os.Mkdir(shared, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(shared, 0o2777) // root's group, which no user namespace maps
+	os.Chmod(dir, 0o755)     // for the other user
+	ok(t, dir, "exec", "--overlay", shared, img, "sh", "-c", "echo a > /a")
+	const otherUID = testUID + 2 // a user without a passwd entry will do
+	home2 := filepath.Join(dir, "home2")
+	if err := os.Mkdir(home2, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	os.Chown(home2, otherUID, otherUID)
+	other := func(args ...string) result {
+		cmd := userCmd(home2, args...)
+		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: otherUID, Gid: otherUID}
+		cmd.Env = append(cmd.Env, "HOME="+home2, "HUSK_CONFIGDIR="+home2, "TMPDIR="+home2)
+		return runCmd(t, cmd)
+	}
+	// upper/ is the first user's (0755): the other reads, and may write
+	// only where the users' modes let each other.
+	if r := other("exec", "--overlay", shared, img, "cat", "/a"); r.code != 0 ||
+		r.stdout != "a\n" {
+		t.Errorf("another user's writable use of the shared overlay: %s", r)
+	}
+
+	fresh := filepath.Join(dir, "fresh")
+	if err := os.MkdirAll(filepath.Join(fresh, "upper"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	chown(t, fresh)
+	chown(t, filepath.Join(fresh, "upper"))
+	reader := userCmd(dir, "exec", "-B", dir+":/w", "--overlay", fresh+":ro", img, "sh", "-c",
+		"touch /w/reading; sleep 600")
+	if err := reader.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		syscall.Kill(reader.Process.Pid, syscall.SIGTERM)
+		reader.Wait()
+	}()
+	waitFile(t, filepath.Join(dir, "reading"))
+	fatalLine(t, husk(t, dir, "exec", "--overlay", fresh, img, "true"),
+		"can't open "+fresh+" for writing, currently in use by another process")
+}
+
 func overlayLock(t *testing.T, img, dir, ov string, isImage bool) {
 	marker := filepath.Join(dir, "started")
 

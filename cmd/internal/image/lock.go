@@ -106,33 +106,48 @@ const DirLockName = ".husk.lock"
 // and a trial's three containers appending to one file through a shared
 // directory kept 301 of 900 lines, with no error. The lock is an OFD lock
 // on work/.husk.lock, which works over NFS where flock(2) of a directory
-// does not. A reader that cannot make the file (a directory it may not
-// write) and a filesystem without locks go on unlocked, with a debug
-// message on log.
+// does not; it is made mode 0666, for directories shared by a group. A
+// tree used read-only that is no overlay (no upper/) is not locked; a
+// reader that cannot make the file (a directory it may not write) and a
+// filesystem without locks go on unlocked, with a debug message on log.
 func LockDir(img *Image, write bool, log *slog.Logger) error {
 	if img.Kind != KindDir || img.dirLock != nil {
 		return nil
 	}
-	wrap := func(msg string) error {
-		return fmt.Errorf("while locking overlay directory %s: %s", img.Path, msg)
-	}
-	work := filepath.Join(img.Path, "work")
-	if write {
-		if err := os.Mkdir(work, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
-			return wrap(unwrapPath(err).Error())
+	if !write {
+		if st, err := os.Stat(filepath.Join(img.Path, "upper")); err != nil || !st.IsDir() {
+			return nil // a plain tree, used as it is: no overlay's to lock
 		}
 	}
-	flag := os.O_RDONLY | os.O_CREATE
-	if write {
-		flag = os.O_RDWR | os.O_CREATE
+	wrap := func(err error) error {
+		return fmt.Errorf("while locking overlay directory %s: %w", img.Path, err)
 	}
-	f, err := os.OpenFile(filepath.Join(work, DirLockName), flag|unix.O_NOFOLLOW, 0o644)
-	if err != nil && !write {
-		f, err = os.OpenFile(filepath.Join(work, DirLockName), os.O_RDONLY|unix.O_NOFOLLOW, 0)
+	// A reader makes work/ and the lock file too when it may, so that a
+	// writer starting with it finds the lock taken.
+	work := filepath.Join(img.Path, "work")
+	if err := os.Mkdir(work, 0o755); err != nil && !errors.Is(err, os.ErrExist) && write {
+		return wrap(err)
+	}
+	path := filepath.Join(work, DirLockName)
+	flag := os.O_RDONLY
+	if write {
+		flag = os.O_RDWR
+	}
+	f, err := os.OpenFile(path, flag|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW, 0o666)
+	if err == nil {
+		// Anyone who may use the directory may lock it: one shared by a
+		// group is used by several users in turn (umask took the bits).
+		f.Chmod(0o666)
+	} else if errors.Is(err, os.ErrExist) {
+		f, err = os.OpenFile(path, flag|unix.O_NOFOLLOW, 0)
 	}
 	if err != nil {
+		if write && errors.Is(err, os.ErrPermission) {
+			return wrap(fmt.Errorf("%w (the lock file must be writable by each user "+
+				"of the directory)", err))
+		}
 		if write {
-			return wrap(unwrapPath(err).Error())
+			return wrap(err)
 		}
 		if log != nil {
 			log.Debug("overlay directory not locked for reading", "dir", img.Path,
