@@ -140,11 +140,18 @@ func lockedFlags(f int64) uintptr {
 // maxSymlinks bounds symbolic link resolution, as the kernel's MAXSYMLINKS.
 const maxSymlinks = 40
 
+// errProcEntry refuses a mount destination that leads through a process's
+// /proc entry (procEntry).
+var errProcEntry = errors.New("it leads through a process's /proc entry, which would be " +
+	"one of husk's setup processes, not the container's")
+
 // resolveIn returns the absolute container path that p designates when
 // root is the container's root: symbolic links are followed as the
 // container would follow them (absolute targets start at root, ".." stops
 // at root), so a mount destination can never escape into the host. The
-// first missing component and everything after it are kept as given.
+// first missing component and everything after it are kept as given. A
+// path through /proc/self, /proc/thread-self or /proc/PID is refused
+// (errProcEntry).
 func resolveIn(root, p string) (string, error) {
 	rest := strings.Split(filepath.Clean("/"+p), "/")
 	cur := "/"
@@ -160,6 +167,11 @@ func resolveIn(root, p string) (string, error) {
 			continue
 		}
 		next := filepath.Join(cur, c)
+		if procEntry(next) != "" {
+			// /dev/stdin is /proc/self/fd/0: followed here, it led to
+			// whatever stage 1's stdin was (/dev/null, or a host file).
+			return "", &os.PathError{Op: "resolve", Path: p, Err: errProcEntry}
+		}
 		fi, err := os.Lstat(filepath.Join(root, next))
 		if errors.Is(err, os.ErrNotExist) {
 			return filepath.Join(append([]string{next}, rest...)...), nil

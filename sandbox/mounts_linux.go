@@ -182,6 +182,16 @@ func (st *stage1State) bindInto(m hostMount) error {
 		return fmt.Errorf("mount source %s [%s]: %w", m.Src, m.Tag, unwrapPath(err))
 	}
 	dst, err := resolveIn(st.final, m.Dst)
+	if errors.Is(err, errProcEntry) || err == nil && procEntry(dst) != "" {
+		if m.Optional {
+			st.log.Warn(fmt.Sprintf("Skipping mount %s [%s]: %s leads to a process's "+
+				"/proc entry", m.Src, m.Tag, m.Dst))
+			return nil
+		}
+		return fmt.Errorf("mount destination %s [%s]: cannot bind onto a process's "+
+			"/proc entry: it would be one of husk's setup processes, not a process "+
+			"of the container", m.Dst, m.Tag)
+	}
 	if err != nil {
 		// The path in err is in husk's staging directory, not the
 		// container's: m.Dst names it.
@@ -197,16 +207,6 @@ func (st *stage1State) bindInto(m hostMount) error {
 		}
 		return fmt.Errorf("mount destination %s [%s]: cannot bind over the container's "+
 			"root directory; bind to a directory below it", m.Dst, m.Tag)
-	}
-	if procEntry(m.Dst) != "" || procEntry(dst) != "" {
-		if m.Optional {
-			st.log.Warn(fmt.Sprintf("Skipping mount %s [%s]: %s leads to a process's "+
-				"/proc entry", m.Src, m.Tag, m.Dst))
-			return nil
-		}
-		return fmt.Errorf("mount destination %s [%s]: cannot bind onto a process's "+
-			"/proc entry: it would be one of husk's setup processes, not a process "+
-			"of the container", m.Dst, m.Tag)
 	}
 	target := filepath.Join(st.final, dst)
 	if m.NotSameAs != "" {

@@ -315,14 +315,21 @@ func TestMountpointFailure(t *testing.T) {
 			t.Errorf("%s: status %d, error %q, want 255 and %q", dst, res.Status, res.Err, want)
 		}
 	}
-	// The same through a link, as older images' /etc/mtab is.
+	// The same through a link, as older images' /etc/mtab is, and one
+	// that leaves /proc again: /dev/stdin is /proc/self/fd/0, which led
+	// to stage 1's stdin, and a host file bound there got every write to
+	// the container's /dev/null.
 	s.Union = unionJSON(testUnion{Tree: testTree, Links: map[string]string{
-		"etc/mtab": "../proc/self/mounts"}})
-	s.Binds = []Bind{{Src: file, Dst: "/etc/mtab"}}
-	res = e.run(s)
-	want = "mount destination /etc/mtab [binds]: cannot bind onto a process's /proc entry"
-	if res.Status != 255 || !strings.Contains(res.Err, want) {
-		t.Errorf("/etc/mtab: status %d, error %q, want 255 and %q", res.Status, res.Err, want)
+		"etc/mtab": "../proc/self/mounts", "in": "/proc/self/fd/0"}})
+	for _, dst := range []string{"/etc/mtab", "/in"} {
+		s.Binds = []Bind{{Src: file, Dst: dst}}
+		res = e.run(s)
+		want := "mount destination " + dst + " [binds]: cannot bind onto a process's " +
+			"/proc entry"
+		if res.Status != 255 || !strings.Contains(res.Err, want) {
+			t.Errorf("%s: status %d, error %q, want 255 and %q", dst, res.Status, res.Err,
+				want)
+		}
 	}
 
 	// Home is under /tmp: without the /tmp bind it must be created.
