@@ -9,6 +9,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -158,10 +159,35 @@ func mountProc(p *plan) error {
 		return err
 	}
 	target := filepath.Join(p.Final, r)
-	if p.Spec.PID {
-		return mount("proc", target, "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "")
+	if !p.Spec.PID {
+		return bindMount("/proc", target, attrBind)
 	}
-	return bindMount("/proc", target, attrBind)
+	err = mount("proc", target, "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "")
+	if err != nil {
+		return err
+	}
+	return rebindProc(p, r)
+}
+
+// rebindProc binds again, over the new procfs of a PID namespace, the
+// user's binds that stage 1 made below /proc (as LXCFS users bind their
+// meminfo and cpuinfo): the procfs hid them, and Apptainer mounts the
+// user's binds after its /proc.
+func rebindProc(p *plan, procDir string) error {
+	for _, b := range p.Spec.Binds {
+		r, err := resolveIn(p.Final, b.Dst)
+		if err != nil || !strings.HasPrefix(r, procDir+"/") {
+			continue // stage 1 said what was wrong with it
+		}
+		attr := uint64(attrBind)
+		if b.ReadOnly {
+			attr |= unix.MOUNT_ATTR_RDONLY
+		}
+		if err := bindMount(b.Src, filepath.Join(p.Final, r), attr); err != nil {
+			return fmt.Errorf("bind %s to %s [binds]: %w", b.Src, r, err)
+		}
+	}
+	return nil
 }
 
 // tempProc says /proc is mounted only while the payload starts: without

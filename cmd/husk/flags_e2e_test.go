@@ -356,3 +356,22 @@ func TestCacheSizeFlag(t *testing.T) {
 	fatalLine(t, husk(t, dir, "exec", "--cache-size", "100K", img, "true"),
 		`"100K" is less than 1 MiB`)
 }
+
+// TestBindOverProcWithPID: a bind onto a /proc file (LXCFS's cpuinfo and
+// meminfo) holds with --pid and --containall too, where the container's
+// own procfs had been mounted over it.
+func TestBindOverProcWithPID(t *testing.T) {
+	setup(t)
+	img, dir := debianSIF(t), workDir(t)
+	fake := filepath.Join(dir, "cpuinfo")
+	if err := os.WriteFile(fake, []byte("fake cpuinfo\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, flags := range [][]string{nil, {"--pid"}, {"-C"}} {
+		args := append(append([]string{"exec"}, flags...), "-B", fake+":/proc/cpuinfo:ro", img,
+			"head", "-1", "/proc/cpuinfo")
+		if r := ok(t, dir, args...); r.stdout != "fake cpuinfo\n" {
+			t.Errorf("%v: /proc/cpuinfo reads %q", flags, r.stdout)
+		}
+	}
+}
