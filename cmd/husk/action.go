@@ -169,8 +169,10 @@ func actionProcess(g *globals, command string, f *ActionFlags, imageArg, absImag
 	argv, env = launcher(command, args, cenv)
 	// One argument may hold at most 128 KiB (MAX_ARG_STRLEN).
 	if len(argv[2]) > 128<<10-1 {
-		return nil, nil, fmt.Errorf("the environment to pass is too large (%d KiB of "+
-			"script); use --cleanenv or --no-env", len(argv[2])>>10)
+		return nil, nil, fmt.Errorf("the environment to pass is too large: %d KiB of "+
+			"script, over the 128 KiB one argument may hold (the values of --env, "+
+			"--env-file and APPTAINERENV_ variables, and the names of the host's "+
+			"variables, go into it)", len(argv[2])>>10)
 	}
 	return argv, env, nil
 }

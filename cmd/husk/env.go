@@ -272,7 +272,8 @@ func envPrefixOf(k string) (int, string) {
 	return -1, ""
 }
 
-// forwarded says whether a host variable reaches the container.
+// forwarded says whether a host variable reaches the container. Names
+// starting with __husk_ are the launcher script's own (script.go).
 func forwarded(k string, cleanenv bool) bool {
 	if cleanenv {
 		return cleanenvKeep[k]
@@ -282,7 +283,8 @@ func forwarded(k string, cleanenv bool) bool {
 		return false
 	}
 	return !strings.HasPrefix(k, "APPTAINER_") && !strings.HasPrefix(k, "SINGULARITY_") &&
-		!strings.HasPrefix(k, "HUSK_") && !strings.HasPrefix(k, "_HUSK_")
+		!strings.HasPrefix(k, "HUSK_") && !strings.HasPrefix(k, "_HUSK_") &&
+		!strings.HasPrefix(k, "__husk_")
 }
 
 func validName(k string) bool {
@@ -302,10 +304,29 @@ func shellQuote(s string) string {
 
 // shellEval quotes s for /bin/sh as one word that the shell still expands
 // ($VAR, $(cmd), `cmd`), as Apptainer writes APPTAINERENV_ values.
+//
+// A quote is escaped unless a backslash escapes it already, and an odd
+// run of backslashes at the end gets one more: either would end the word
+// early or leave it open (`a\\\` and `x\"y` made the script a syntax error).
 func shellEval(s string) string {
-	s = strings.ReplaceAll(s, `"`, `\"`)
-	if strings.HasSuffix(s, `\`) && !strings.HasSuffix(s, `\\`) {
-		s += `\` // a lone trailing backslash would escape the closing quote
+	var b strings.Builder
+	b.WriteByte('"')
+	run := 0 // backslashes just before
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c == '"' && run%2 == 0 {
+			b.WriteByte('\\')
+		}
+		b.WriteByte(c)
+		if c == '\\' {
+			run++
+		} else {
+			run = 0
+		}
 	}
-	return `"` + s + `"`
+	if run%2 == 1 {
+		b.WriteByte('\\')
+	}
+	b.WriteByte('"')
+	return b.String()
 }

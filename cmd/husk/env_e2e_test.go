@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -230,5 +231,24 @@ func TestLargeHostEnvironment(t *testing.T) {
 	if m["BIG1"] != big1 || m["BIG2"] != big2 || m["ODD"] != odd {
 		t.Errorf("BIG1 %d bytes, BIG2 %d bytes, ODD %q; want 102400, 102400, %q",
 			len(m["BIG1"]), len(m["BIG2"]), m["ODD"], odd)
+	}
+	// Many variables with long names (each name went into the script four
+	// times; 600 of 40 bytes were refused), with an image that sets IFS,
+	// and one named like the script's own, which does not reach it.
+	ov := metaOverlay(t, dir, map[string]string{"env/90-environment.sh": "IFS=:\n"})
+	var host []string
+	for i := range 1500 {
+		host = append(host, fmt.Sprintf("MODULE_%032d=v%d", i, i))
+	}
+	m = containerEnviron(t, dir, append(host, "__husk_k=mine"), "exec", "--overlay", ov, img)
+	n := 0
+	for k := range m {
+		if strings.HasPrefix(k, "MODULE_") {
+			n++
+		}
+	}
+	if n != 1500 || m[fmt.Sprintf("MODULE_%032d", 1499)] != "v1499" || m["__husk_k"] != "" {
+		t.Errorf("%d of 1500 variables, the last %q, __husk_k %q", n,
+			m[fmt.Sprintf("MODULE_%032d", 1499)], m["__husk_k"])
 	}
 }

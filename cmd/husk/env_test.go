@@ -2,6 +2,7 @@ package main
 
 import (
 	"log/slog"
+	"os/exec"
 	"slices"
 	"strings"
 	"testing"
@@ -71,5 +72,21 @@ func TestBuildEnvSplitsEnvFlag(t *testing.T) {
 	_, err = buildEnv(envInput{Env: []string{"X=1,=2"}}, slog.New(slog.DiscardHandler))
 	if err == nil {
 		t.Error("--env X=1,=2: no error for the empty key")
+	}
+}
+
+// TestShellEvalQuoting: every value makes one well-formed word; quotes
+// and backslashes come out as a double-quoted word gives them (a value
+// ending in an odd run of backslashes, or holding \", broke the script).
+func TestShellEvalQuoting(t *testing.T) {
+	for in, want := range map[string]string{
+		`x"y`: `x"y`, `x\"y`: `x"y`, `a\\\`: `a\\`, `\`: `\`, `\\`: `\`, `"`: `"`,
+		`a\\"b`: `a\"b`, `plain`: `plain`, `a\nb`: `a\nb`,
+	} {
+		out, err := exec.Command("/bin/sh", "-c", "printf %s "+shellEval(in)).CombinedOutput()
+		if err != nil || string(out) != want {
+			t.Errorf("shellEval(%q) = %s: sh gave %q, %v; want %q", in, shellEval(in), out,
+				err, want)
+		}
 	}
 }

@@ -119,13 +119,15 @@ func launcher(command string, args []string, env containerEnv) (argv, initEnv []
 			initEnv = append(initEnv, hostEnvPrefix+v.Key+"="+v.Value)
 			names[i] = v.Key
 		}
-		// IFS is the shell's default here: no variable of the host's
-		// is set yet.
-		fmt.Fprintf(&b, `for __husk_k in %s; do
+		// The names are listed once, a line each; IFS is the shell's
+		// default here (no variable of the host's is set yet), and step 5
+		// reads the list by lines, whatever the image made of IFS.
+		fmt.Fprintf(&b, `__husk_hk='%s'
+for __husk_k in $__husk_hk; do
 	eval "__husk_v_$__husk_k=\${%s$__husk_k}; unset %s$__husk_k"
 done
 unset __husk_k
-`, strings.Join(names, " "), hostEnvPrefix, hostEnvPrefix)
+`, strings.Join(names, "\n"), hostEnvPrefix, hostEnvPrefix)
 	}
 	b.WriteString(injectFunc(env.Inject))
 	if env.App != "" {
@@ -166,9 +168,16 @@ export PATH
 `, DefaultPath)
 
 	// Step 5: restore what the image did not set, unset what is empty.
-	for _, v := range host {
-		fmt.Fprintf(&b, "[ -n \"${%[1]s+x}\" ] || export %[1]s=\"$__husk_v_%[1]s\"; "+
-			"unset __husk_v_%[1]s\n", v.Key)
+	if len(host) > 0 {
+		b.WriteString(`while IFS= read -r __husk_k; do
+	[ -n "$__husk_k" ] || continue
+	eval "[ -n \"\${$__husk_k+x}\" ] || export $__husk_k=\"\$__husk_v_$__husk_k\"
+	unset __husk_v_$__husk_k"
+done <<__HUSK_EOF__
+$__husk_hk
+__HUSK_EOF__
+unset __husk_k __husk_hk
+`)
 	}
 	b.WriteString(unsetEmpty)
 
