@@ -363,6 +363,9 @@ func (h *hostedUnion) Mountpoint(path string, dir bool) error {
 // mount until then).
 func (h *hostedUnion) Unmount() error {
 	err := unix.Unmount(h.final, unix.MNT_DETACH)
+	if errors.Is(err, unix.ENOENT) {
+		err = nil // the session directory was removed, which detached it
+	}
 	if err != nil {
 		err = &os.PathError{Op: "umount", Path: h.final, Err: err}
 	}

@@ -142,6 +142,26 @@ func TestSessionDirRemoved(t *testing.T) {
 		t.Errorf("the overlay lost what the container wrote: %s", r)
 	}
 
+	// The same with a tmpfs upper, which lies in the session directory.
+	cmd = userCmd(dir, "exec", "-B", dir+":/w", "--writable-tmpfs", img, "sh", "-c",
+		"touch /w/up2; i=0; while [ ! -f /w/gone2 ] && [ $i -lt 600 ]; do sleep 0.1; "+
+			"i=$((i+1)); done; exit 7")
+	cmd.Env = append(cmd.Env, env...)
+	stderr.Reset()
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFile(t, filepath.Join(dir, "up2"))
+	removeSession()
+	if err := os.WriteFile(filepath.Join(dir, "gone2"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd.Wait()
+	if code := cmd.ProcessState.ExitCode(); code != 7 {
+		t.Errorf("--writable-tmpfs: exit %d, want 7:\n%s", code, stderr.String())
+	}
+
 	if r := huskEnv(t, dir, env, "instance", "start", img, "gone"); r.code != 0 {
 		t.Fatalf("instance start: %s", r)
 	}

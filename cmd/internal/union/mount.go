@@ -249,7 +249,10 @@ func (m *mounted) close() error {
 	}
 	m.closers = nil
 	if m.tmpfs != "" {
-		if err := unix.Unmount(m.tmpfs, unix.MNT_DETACH); err != nil {
+		// ENOENT: its directory was removed, which detached it (the
+		// session directory it lies in, by a cleaner of temporary files).
+		err := unix.Unmount(m.tmpfs, unix.MNT_DETACH)
+		if err != nil && !errors.Is(err, unix.ENOENT) {
 			errs = append(errs, fmt.Errorf("union: unmount %s: %w", m.tmpfs, err))
 		}
 		os.Remove(m.tmpfs)
