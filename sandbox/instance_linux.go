@@ -343,6 +343,9 @@ func (js *joinServer) drain() {
 	stopc := make(chan os.Signal, 1)
 	signal.Notify(stopc, instanceStopSignals...)
 	defer signal.Stop(stopc)
+	// Stage 0 gone (husk killed): nobody waits for the group any more.
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
 	for {
 		js.mu.Lock()
 		n := js.active
@@ -353,6 +356,11 @@ func (js *joinServer) drain() {
 		js.st.log.Debug("waiting for joined commands", "count", n)
 		select {
 		case <-js.ended:
+		case <-tick.C:
+			if os.Getppid() != js.st.ppid {
+				js.st.log.Debug("joined commands stopped: husk is gone")
+				return
+			}
 		case sig := <-stopc:
 			js.st.log.Debug("joined commands stopped", "signal", sig)
 			return

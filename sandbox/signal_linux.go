@@ -314,6 +314,18 @@ func stageReady(pid int, sig os.Signal) bool {
 
 // stop ends forwarding and restores the default signal handling (for
 // stage 0, which returns to the CLI).
+// gotStop says whether this process has received a signal that stops a
+// container (instanceStopSignals).
+func (f *forwarder) gotStop() bool {
+	got := f.got.Load()
+	for _, s := range instanceStopSignals {
+		if got&(1<<uint(s.(syscall.Signal))) != 0 {
+			return true
+		}
+	}
+	return false
+}
+
 func (f *forwarder) stop() {
 	signal.Stop(f.ch)
 	close(f.done)

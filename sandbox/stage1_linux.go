@@ -100,7 +100,7 @@ func stage1(m Mounter, fw *forwarder, fds string) int {
 	if err == nil {
 		startupOver(st.log)
 		status, err = st.runStage2(fw)
-		if err == nil && st.joins != nil && !st.plan.Spec.Instance {
+		if err == nil && st.joins != nil && !st.plan.Spec.Instance && !fw.gotStop() {
 			st.joins.drain() // --sharens: the group's others go on
 		}
 	} else {

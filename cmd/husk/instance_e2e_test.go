@@ -314,6 +314,24 @@ func TestSharensFirstEndsFirst(t *testing.T) {
 	if err != nil || string(out) != "a-done\nb-done\nb=0\na=3\n" {
 		t.Fatalf("--sharens, first ending first: %v\n%s", err, out)
 	}
+
+	// A stop signal to the first husk while its command runs ends the
+	// others too (they had run on to their end, and the first waited).
+	a = "touch /w/a2; sleep 60"
+	b = "trap \"echo b-term; exit 5\" TERM; touch /w/b2; sleep 60 & wait"
+	script = fmt.Sprintf("%[1]s exec --sharens -B %[2]s:/w %[3]s sh -c '%[4]s' & pa=$!\n"+
+		"i=0; while [ ! -f %[2]s/a2 ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done\n"+
+		"%[1]s exec --sharens -B %[2]s:/w %[3]s sh -c '%[5]s' & pb=$!\n"+
+		"i=0; while [ ! -f %[2]s/b2 ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done\n"+
+		"kill -TERM $pa; wait $pb; echo b=$?; wait $pa; echo a=$?\n", huskBin, dir, img, a, b)
+	cmd = userCmd(dir)
+	cmd.Path, cmd.Args = "/bin/sh", []string{"sh", "-c", script}
+	cmd.Env = append(cmd.Env, "HUSK_CONFIGDIR="+filepath.Join(dir, "cfg"))
+	out, err = cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "b-term\nb=5\n") ||
+		!strings.HasSuffix(string(out), "a=143\n") {
+		t.Fatalf("--sharens, a stop signal to the first: %v\n%s", err, out)
+	}
 }
 
 // An `instance start` interrupted before it has told the user leaves no
