@@ -205,12 +205,20 @@ func Join(ctx context.Context, socket string, req JoinRequest, log *slog.Logger)
 	switch {
 	case rep.fatal != nil:
 		return setupFailed, rep.fatal
+	case rep.exit == nil && !rep.started:
+		return setupFailed, ErrNotJoined
 	case rep.exit == nil:
 		return setupFailed, errors.New("the instance ended the connection before the " +
 			"command finished (was it stopped?)")
 	}
 	return rep.status(*rep.exit), nil
 }
+
+// ErrNotJoined is Join's error when the instance ended the connection
+// before it started the command (it was stopping): nothing ran, and the
+// caller may start over.
+var ErrNotJoined = errors.New("the instance ended the connection before it started the " +
+	"command (was it stopping?)")
 
 // maxJoinFDs is the most descriptors one SCM_RIGHTS message carries
 // (the kernel's SCM_MAX_FD): stdin, stdout, stderr and the caller's.

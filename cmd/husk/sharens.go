@@ -2,10 +2,12 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -46,8 +48,31 @@ func sharensLock(name string) (string, error) {
 	return filepath.Join(dir, name+".lock"), nil
 }
 
-// runSharens runs an action with --sharens.
+// runSharens runs an action with --sharens. A process that meets the
+// group's container as it ends (its last command gone, the connection
+// closed before the command started) starts over, and then leads a group
+// of its own: MPI had lost such a rank.
 func runSharens(g *globals, command string, f *ActionFlags, img string, args []string) error {
+	for try := 0; ; try++ {
+		err := sharensOnce(g, command, f, img, args)
+		if !errors.Is(err, sandbox.ErrNotJoined) && err != errGroupEnded {
+			return err
+		}
+		if try == 20 {
+			return fmt.Errorf("first process with --sharens has already exited, could not "+
+				"execute process (pid %d)", os.Getpid())
+		}
+		g.Log.Debug("the --sharens group ended as this process joined: starting over")
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// errGroupEnded: the group's first process has ended (its record is gone)
+// but may still hold the lock a new first process takes.
+var errGroupEnded = errors.New("the --sharens group has ended")
+
+// sharensOnce joins the group, or starts it when there is none.
+func sharensOnce(g *globals, command string, f *ActionFlags, img string, args []string) error {
 	name := sharensName()
 	ip, err := pathsFor(name)
 	if err != nil {
@@ -74,8 +99,7 @@ func runSharens(g *globals, command string, f *ActionFlags, img string, args []s
 		return &os.PathError{Op: "flock", Path: lock.Name(), Err: err}
 	}
 	if _, alive, err := readRecord(ip.Record); err != nil || !alive {
-		return fmt.Errorf("first process with --sharens has already exited, could not "+
-			"execute process (pid %d)", os.Getpid())
+		return errGroupEnded
 	}
 	// The processes of a group give the same container flags, made for
 	// whichever comes first: no warning that the others' go unused.
