@@ -332,6 +332,22 @@ func TestSharensFirstEndsFirst(t *testing.T) {
 		!strings.HasSuffix(string(out), "a=143\n") {
 		t.Fatalf("--sharens, a stop signal to the first: %v\n%s", err, out)
 	}
+
+	// A process that comes as the group ends, in whatever state of its
+	// teardown, runs its command (joined, or leading a group of its own).
+	script = ""
+	for _, d := range []string{"0.2", "0.3", "0.35", "0.4", "0.5"} {
+		script += fmt.Sprintf("%[1]s exec --sharens %[2]s sh -c 'sleep 0.3' & pa=$!\n"+
+			"sleep %[3]s; %[1]s exec --sharens %[2]s echo ran; echo late=$?; wait $pa\n",
+			huskBin, img, d)
+	}
+	cmd = userCmd(dir)
+	cmd.Path, cmd.Args = "/bin/sh", []string{"sh", "-c", script}
+	cmd.Env = append(cmd.Env, "HUSK_CONFIGDIR="+filepath.Join(dir, "cfg"))
+	out, err = cmd.CombinedOutput()
+	if err != nil || string(out) != strings.Repeat("ran\nlate=0\n", 5) {
+		t.Fatalf("--sharens, late comers: %v\n%s", err, out)
+	}
 }
 
 // An `instance start` interrupted before it has told the user leaves no
