@@ -348,6 +348,26 @@ func TestSharensFirstEndsFirst(t *testing.T) {
 	if err != nil || string(out) != strings.Repeat("ran\nlate=0\n", 5) {
 		t.Fatalf("--sharens, late comers: %v\n%s", err, out)
 	}
+
+	// `instance stop` of the group stops the others once the first one's
+	// command has ended (it signalled that command's finished stage 2).
+	script = fmt.Sprintf("%[1]s exec --sharens -B %[2]s:/w %[3]s sh -c '%[4]s' & pa=$!\n"+
+		"i=0; while [ ! -f %[2]s/a3 ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done\n"+
+		"%[1]s exec --sharens -B %[2]s:/w %[3]s sh -c '%[5]s' & pb=$!\n"+
+		"i=0; while [ ! -f %[2]s/a3done ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done\n"+
+		"sleep 0.3; %[1]s instance stop sharens_instance_$$ 2>/dev/null\n"+
+		"wait $pb; echo b=$?; wait $pa; echo a=$?\n",
+		huskBin, dir, img,
+		"touch /w/a3; i=0; while [ ! -f /w/b3 ] && [ $i -lt 600 ]; do sleep 0.1; "+
+			"i=$((i+1)); done; touch /w/a3done",
+		"trap \"echo b-term; exit 5\" TERM; touch /w/b3; sleep 60 & wait")
+	cmd = userCmd(dir)
+	cmd.Path, cmd.Args = "/bin/sh", []string{"sh", "-c", script}
+	cmd.Env = append(cmd.Env, "HUSK_CONFIGDIR="+filepath.Join(dir, "cfg"))
+	out, err = cmd.CombinedOutput()
+	if err != nil || string(out) != "b-term\nb=5\na=0\n" {
+		t.Fatalf("--sharens, instance stop: %v\n%s", err, out)
+	}
 }
 
 // An `instance start` interrupted before it has told the user leaves no

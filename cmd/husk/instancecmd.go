@@ -230,7 +230,7 @@ func (c *InstanceStopCmd) Run(g *globals) error {
 	for _, li := range list {
 		r := li.rec
 		g.info(fmt.Sprintf("Stopping %s instance of %s (PID=%d)", r.Name, r.Image, r.Pid))
-		if err := syscall.Kill(r.Pid, sig); err != nil && err != syscall.ESRCH {
+		if err := syscall.Kill(stopTarget(r), sig); err != nil && err != syscall.ESRCH {
 			return fmt.Errorf("signalling instance %s (PID=%d): %w", r.Name, r.Pid, err)
 		}
 	}
@@ -238,17 +238,28 @@ func (c *InstanceStopCmd) Run(g *globals) error {
 	for _, li := range list {
 		r := li.rec
 		killed := false
-		for daemonAlive(r.PPid) {
+		for daemonAlive(r.PPid) || r.SharensMod && sharensAlive(r.PPid) {
 			if !killed && time.Now().After(deadline) {
 				g.info(fmt.Sprintf("Killing %s instance of %s (PID=%d) (Timeout)", r.Name,
 					r.Image, r.Pid))
-				_ = syscall.Kill(r.Pid, syscall.SIGKILL)
+				_ = syscall.Kill(stopTarget(r), syscall.SIGKILL)
 				killed = true
 			}
 			time.Sleep(10 * time.Millisecond)
 		}
 	}
 	return nil
+}
+
+// stopTarget is the process a stop signals: an instance's stage 2, or a
+// --sharens group's first husk, which passes it to its command and stops
+// the group's others (its stage 2 ends with that command, while the
+// others may run on).
+func stopTarget(r *instanceRecord) int {
+	if r.SharensMod {
+		return r.PPid
+	}
+	return r.Pid
 }
 
 // parseSignal accepts SIGINT, INT, int or 2.
