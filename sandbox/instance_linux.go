@@ -95,6 +95,10 @@ func Join(ctx context.Context, socket string, req JoinRequest, log *slog.Logger)
 	if len(req.Args) == 0 {
 		return setupFailed, errors.New("sandbox: no command to run")
 	}
+	// The joined stage 2 runs under this caller's limits (callerLimits).
+	if err := checkTasks(); err != nil {
+		return setupFailed, err
+	}
 	if req.Caps != nil {
 		if err := req.Caps.validate(); err != nil {
 			return setupFailed, err

@@ -297,6 +297,18 @@ func TestLowProcessLimit(t *testing.T) {
 			t.Errorf("ulimit -u %s: %d lines of error:\n%s", n, lines, r.stderr)
 		}
 	}
+	// A join is refused the same way (its stage 2 runs under the caller's
+	// limits; a Go trace had ended it, sometimes after its command ran).
+	cfg := "HUSK_CONFIGDIR=" + filepath.Join(dir, "cfg")
+	if r := huskEnv(t, dir, []string{cfg}, "instance", "start", img, "lowu"); r.code != 0 {
+		t.Fatalf("instance start: %s", r)
+	}
+	defer huskEnv(t, dir, []string{cfg}, "instance", "stop", "lowu")
+	join := userCmd(dir, "-c", `ulimit -u 30 && exec "$HUSK" exec instance://lowu true`)
+	join.Path, join.Args[0] = "/bin/bash", "bash"
+	join.Env = append(join.Env, "HUSK="+huskBin, cfg)
+	fatalLine(t, runCmd(t, join), "the limit on processes is 30 and ",
+		"(raise it with ulimit -u)")
 	// A limit that leaves enough starts.
 	cmd := userCmd(dir, "-c", `ulimit -u 300 && exec "$HUSK" exec "$IMG" true`)
 	cmd.Path, cmd.Args[0] = "/bin/bash", "bash"
