@@ -304,10 +304,12 @@ func TestLowProcessLimit(t *testing.T) {
 		t.Fatalf("instance start: %s", r)
 	}
 	defer huskEnv(t, dir, []string{cfg}, "instance", "stop", "lowu")
-	join := userCmd(dir, "-c", `ulimit -u 30 && exec "$HUSK" exec instance://lowu true`)
+	// Room for the joining husk's own threads, not for the stage too.
+	lim := strconv.Itoa(userThreads(t, testUID) + 20)
+	join := userCmd(dir, "-c", `ulimit -u `+lim+` && exec "$HUSK" exec instance://lowu true`)
 	join.Path, join.Args[0] = "/bin/bash", "bash"
 	join.Env = append(join.Env, "HUSK="+huskBin, cfg)
-	fatalLine(t, runCmd(t, join), "the limit on processes is 30 and ",
+	fatalLine(t, runCmd(t, join), "the limit on processes is "+lim+" and ",
 		"(raise it with ulimit -u)")
 	// A limit that leaves enough starts.
 	cmd := userCmd(dir, "-c", `ulimit -u 300 && exec "$HUSK" exec "$IMG" true`)
@@ -317,4 +319,29 @@ func TestLowProcessLimit(t *testing.T) {
 	if r := runCmd(t, cmd); r.code != 0 {
 		t.Errorf("ulimit -u 300: %s", r)
 	}
+}
+
+// userThreads counts the threads of uid's processes.
+func userThreads(t *testing.T, uid int) int {
+	t.Helper()
+	paths, _ := filepath.Glob("/proc/[0-9]*/status")
+	n := 0
+	for _, p := range paths {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		mine := false
+		for _, l := range strings.Split(string(b), "\n") {
+			f := strings.Fields(l)
+			switch {
+			case len(f) > 1 && f[0] == "Uid:":
+				mine = f[1] == strconv.Itoa(uid)
+			case len(f) > 1 && f[0] == "Threads:" && mine:
+				k, _ := strconv.Atoi(f[1])
+				n += k
+			}
+		}
+	}
+	return n
 }
