@@ -63,8 +63,8 @@ func RunInstance(ctx context.Context, spec *Spec, files []*os.File, listen *os.F
 type JoinRequest struct {
 	// Args and Env are the payload's argv and environment, as Spec.Args
 	// and Spec.Env.
-	Args []string
-	Env  []string
+	Args RawStrings
+	Env  RawStrings
 	// Cwd is the working directory in the container; empty means the
 	// instance's home. CwdExplicit makes failing to enter it fatal.
 	Cwd         string

@@ -29,14 +29,14 @@ type Bind struct {
 type Spec struct {
 	// Args is the payload's argv. Args[0] is looked up on the PATH of Env
 	// inside the container when it has no slash.
-	Args []string
+	Args RawStrings
 	// Programs are the programs the payload starts first, in order (a
 	// name without a slash is looked up on the default PATH). The
 	// Mounter may read them ahead while the container is set up; a hint.
 	Programs []string
 	// Env is the payload's complete environment (KEY=value), HOME
 	// included: see [Spec.ContainerHome].
-	Env []string
+	Env RawStrings
 	// Cwd is the payload's working directory in the container. Empty means
 	// the host working directory (the container home with Contain).
 	Cwd string

@@ -252,3 +252,28 @@ func TestLargeHostEnvironment(t *testing.T) {
 			m[fmt.Sprintf("MODULE_%032d", 1499)], m["__husk_k"])
 	}
 }
+
+// TestNonUTF8Bytes: arguments and variables that are not UTF-8 (a file
+// name in Latin-1) reach the command byte for byte, in a container and
+// in a join; the stages' JSON had made them U+FFFD.
+func TestNonUTF8Bytes(t *testing.T) {
+	setup(t)
+	img, dir := debianSIF(t), workDir(t)
+	cfg := "HUSK_CONFIGDIR=" + filepath.Join(dir, "cfg")
+	want := "caf\xe9|\xff\xfe"
+	cmd := userCmd(dir, "exec", img, "sh", "-c", `printf '%s|%s' "$1" "$LAT"`, "_", "caf\xe9")
+	cmd.Env = append(cmd.Env, "LAT=\xff\xfe", cfg)
+	if r := runCmd(t, cmd); r.code != 0 || r.stdout != want {
+		t.Errorf("exec: %q, want %q\n%s", r.stdout, want, r)
+	}
+	if r := huskEnv(t, dir, []string{cfg}, "instance", "start", img, "raw"); r.code != 0 {
+		t.Fatalf("instance start: %s", r)
+	}
+	defer huskEnv(t, dir, []string{cfg}, "instance", "stop", "raw")
+	cmd = userCmd(dir, "exec", "instance://raw", "sh", "-c", `printf '%s|%s' "$1" "$LAT"`,
+		"_", "caf\xe9")
+	cmd.Env = append(cmd.Env, "LAT=\xff\xfe", cfg)
+	if r := runCmd(t, cmd); r.code != 0 || r.stdout != want {
+		t.Errorf("join: %q, want %q\n%s", r.stdout, want, r)
+	}
+}
