@@ -277,3 +277,23 @@ func TestNonUTF8Bytes(t *testing.T) {
 		t.Errorf("join: %q, want %q\n%s", r.stdout, want, r)
 	}
 }
+
+// TestBashAsSh: an image whose /bin/sh is bash (RHEL's) gets the host's
+// TERM and the default PATH, not bash's (TERM=dumb, a PATH ending in ".").
+func TestBashAsSh(t *testing.T) {
+	setup(t)
+	img, dir := debianSIF(t), workDir(t)
+	ov := filepath.Join(dir, "bashsh")
+	if err := os.MkdirAll(filepath.Join(ov, "usr", "bin"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("bash", filepath.Join(ov, "usr", "bin", "sh")); err != nil {
+		t.Fatal(err)
+	}
+	m := containerEnviron(t, dir, []string{"TERM=xterm-256color"}, "exec", "--overlay",
+		ov+":ro", img)
+	if m["TERM"] != "xterm-256color" || m["PATH"] != DefaultPath {
+		t.Errorf("TERM=%q PATH=%q, want xterm-256color and %q", m["TERM"], m["PATH"],
+			DefaultPath)
+	}
+}
