@@ -105,10 +105,10 @@ func launcher(command string, args []string, env containerEnv) (argv, initEnv []
 		initEnv = append(initEnv, v.Key+"="+v.Value)
 	}
 	var b strings.Builder
-	// dash sets PS1 itself, and bash (/bin/sh in RHEL's images) PATH
-	// (ending in "."), TERM=dumb and SHLVL: only the image or the host
-	// may set them.
-	b.WriteString("unset PS1 PATH TERM SHLVL\n")
+	// dash sets PS1 itself, and bash (/bin/sh in RHEL's images) TERM=dumb
+	// and SHLVL: only the image or the host may set them. PATH starts as
+	// dash's default in either shell (bash's ends in ".").
+	b.WriteString("unset PS1 TERM SHLVL\nPATH=" + DefaultPath + "\n")
 	// The host's values come in the environment, not in the script: one
 	// argument holds at most 128 KiB (MAX_ARG_STRLEN), less than an HPC
 	// login's environment can be (module systems). Step 1 moves them into
