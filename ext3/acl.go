@@ -90,13 +90,35 @@ func (f *FS) chmodACL(in *inode, mode uint32) error {
 			continue
 		}
 		v, err := aclChmod(x.value, mode, in.ino)
-		if err != nil || bytes.Equal(v, x.value) {
+		if err != nil {
 			return err
+		}
+		if aclMinimal(v) {
+			// The mode says it all: the kernel drops such an ACL
+			// (posix_acl_update_mode), and so does husk.
+			return f.storeXattrs(in, slices.Delete(all, i, i+1))
+		}
+		if bytes.Equal(v, x.value) {
+			return nil
 		}
 		all[i].value = v
 		return f.storeXattrs(in, all)
 	}
 	return nil
+}
+
+// aclMinimal says whether the on-disk ACL v holds only the owner, owning
+// group and other entries, which the mode bits alone express.
+func aclMinimal(v []byte) bool {
+	for off := 4; off+4 <= len(v); {
+		switch le.Uint16(v[off:]) {
+		case aclUserObj, aclGroupObj, aclOther:
+			off += 4
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // aclChmod returns the on-disk access ACL v with mode's classes set.

@@ -363,6 +363,12 @@ func TestChmodACL(t *testing.T) {
 			t.Errorf("%s: getfacl %v:\n%s\nwant:\n%s", name, err, got, want)
 		}
 	}
+	// A minimal ACL says no more than the mode: the kernel's chmod drops
+	// it, and so does husk's.
+	if err := exec.Command("getfattr", "-n", "system.posix_acl_access",
+		filepath.Join(mnt, "minimal")).Run(); err == nil {
+		t.Error("minimal: the ACL is still stored after chmod")
+	}
 }
 
 // TestTimeRange: times an inode cannot hold are clamped as the kernel
