@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 
@@ -483,41 +484,44 @@ func TestOverlayDirShared(t *testing.T) {
 	}
 	chown(t, fresh)
 	chown(t, filepath.Join(fresh, "upper"))
-	reader := userCmd(dir, "exec", "-B", dir+":/w", "--overlay", fresh+":ro", img, "sh", "-c",
-		"touch /w/reading; sleep 600")
-	if err := reader.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		syscall.Kill(reader.Process.Pid, syscall.SIGTERM)
-		reader.Wait()
-	}()
-	waitFile(t, filepath.Join(dir, "reading"))
+	holdOverlay(t, img, dir, fresh+":ro", "reading")
 	fatalLine(t, husk(t, dir, "exec", "--overlay", fresh, img, "true"),
 		"can't open "+fresh+" for writing, currently in use by another process")
 }
 
-func overlayLock(t *testing.T, img, dir, ov string, isImage bool) {
-	marker := filepath.Join(dir, "started")
-
-	first := userCmd(dir, "exec", "-B", dir+":/w", "--overlay", ov, img, "sh", "-c",
-		"touch /w/started; sleep 600")
-	if err := first.Start(); err != nil {
+// holdOverlay starts a container that uses the --overlay value ov until
+// the stop it returns is called (or the test ends), once it runs: it
+// touches marker in dir.
+func holdOverlay(t *testing.T, img, dir, ov, marker string) (stop func() error) {
+	t.Helper()
+	cmd := userCmd(dir, "exec", "-B", dir+":/w", "--overlay", ov, img, "sh", "-c",
+		"touch /w/"+marker+"; sleep 600")
+	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		syscall.Kill(first.Process.Pid, syscall.SIGTERM)
-		first.Wait()
-	})
-	waitFile(t, marker)
+	var once sync.Once
+	var err error
+	stop = func() error {
+		once.Do(func() {
+			syscall.Kill(cmd.Process.Pid, syscall.SIGTERM)
+			err = cmd.Wait()
+		})
+		return err
+	}
+	t.Cleanup(func() { stop() })
+	waitFile(t, filepath.Join(dir, marker))
+	return stop
+}
+
+func overlayLock(t *testing.T, img, dir, ov string, isImage bool) {
+	stopFirst := holdOverlay(t, img, dir, ov, "started")
 
 	fatalLine(t, husk(t, dir, "exec", "--overlay", ov, img, "true"),
 		"can't open "+ov+" for writing, currently in use by another process")
 	fatalLine(t, husk(t, dir, "exec", "--overlay", ov+":ro", img, "true"),
 		"can't open "+ov+" for reading, currently in use for writing by another process")
 
-	syscall.Kill(first.Process.Pid, syscall.SIGTERM)
-	err := first.Wait()
+	err := stopFirst()
 	if ee, isExit := err.(*exec.ExitError); err != nil && !isExit {
 		t.Fatal(err)
 	} else if ee != nil {
@@ -527,17 +531,7 @@ func overlayLock(t *testing.T, img, dir, ov string, isImage bool) {
 		fsckClean(t, ov, 0)
 	}
 	// Readers share once the writer is gone, and keep a writer out.
-	rmarker := filepath.Join(dir, "reading")
-	reader := userCmd(dir, "exec", "-B", dir+":/w", "--overlay", ov+":ro", img, "sh", "-c",
-		"touch /w/reading; sleep 600")
-	if err := reader.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		syscall.Kill(reader.Process.Pid, syscall.SIGTERM)
-		reader.Wait()
-	}()
-	waitFile(t, rmarker)
+	holdOverlay(t, img, dir, ov+":ro", "reading")
 	ok(t, dir, "exec", "--overlay", ov+":ro", img, "true")
 	fatalLine(t, husk(t, dir, "exec", "--overlay", ov, img, "true"),
 		"can't open "+ov+" for writing, currently in use by another process")
