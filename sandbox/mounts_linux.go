@@ -181,6 +181,13 @@ func (st *stage1State) bindInto(m hostMount) error {
 		}
 		return fmt.Errorf("mount source %s [%s]: %w", m.Src, m.Tag, unwrapPath(err))
 	}
+	if m.Tag == "binds" && st.plan.Spec.PID && underProc(m.Dst) {
+		// The container's procfs is mounted in stage 2; resolved here,
+		// the path would go through the image's /proc directory (whose
+		// links could send the bind anywhere). Stage 2 binds it over
+		// its procfs (rebindProc).
+		return nil
+	}
 	dst, err := resolveIn(st.final, m.Dst)
 	if errors.Is(err, errProcEntry) || err == nil && procEntry(dst) != "" {
 		if m.Optional {
@@ -297,6 +304,11 @@ func (st *stage1State) hideSession(src, target string) error {
 		st.log.Debug("session mounts hidden", "in", target, "path", t)
 	}
 	return nil
+}
+
+// underProc says whether the container path dst is below /proc.
+func underProc(dst string) bool {
+	return strings.HasPrefix(filepath.Clean("/"+dst), "/proc/")
 }
 
 // procEntry returns the /proc/PID, /proc/self or /proc/thread-self that

@@ -3,6 +3,7 @@
 package sandbox
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -121,7 +122,7 @@ func enter(p *plan, log *slog.Logger) (int, error) {
 		procfd = fd
 	}
 	if spec.PID || tempProc(spec) {
-		if err := mountProc(p); err != nil {
+		if err := mountProc(p, log); err != nil {
 			return -1, err
 		}
 	}
@@ -153,7 +154,7 @@ func enter(p *plan, log *slog.Logger) (int, error) {
 // namespace, else the host's. The kernel allows a new procfs because this
 // mount namespace still sees the host's /proc in full
 // (mnt_already_visible); after the pivot it would not.
-func mountProc(p *plan) error {
+func mountProc(p *plan, log *slog.Logger) error {
 	r, err := resolveIn(p.Final, "/proc")
 	if err != nil {
 		return err
@@ -166,18 +167,36 @@ func mountProc(p *plan) error {
 	if err != nil {
 		return err
 	}
-	return rebindProc(p, r)
+	return rebindProc(p, r, log)
 }
 
-// rebindProc binds again, over the new procfs of a PID namespace, the
-// user's binds that stage 1 made below /proc (as LXCFS users bind their
-// meminfo and cpuinfo): the procfs hid them, and Apptainer mounts the
-// user's binds after its /proc.
-func rebindProc(p *plan, procDir string) error {
+// rebindProc makes, over the new procfs of a PID namespace, the user's
+// binds below /proc (as LXCFS users bind their meminfo and cpuinfo),
+// which stage 1 leaves to it: Apptainer mounts the user's binds after its
+// /proc, and resolved before it they went through the image's /proc.
+func rebindProc(p *plan, procDir string, log *slog.Logger) error {
 	for _, b := range p.Spec.Binds {
+		if !underProc(b.Dst) {
+			continue
+		}
 		r, err := resolveIn(p.Final, b.Dst)
-		if err != nil || !strings.HasPrefix(r, procDir+"/") {
-			continue // stage 1 said what was wrong with it
+		if errors.Is(err, errProcEntry) || err == nil && procEntry(r) != "" {
+			return fmt.Errorf("mount destination %s [binds]: cannot bind onto a process's "+
+				"/proc entry: it would be one of husk's setup processes, not a process "+
+				"of the container", b.Dst)
+		}
+		if err != nil {
+			return fmt.Errorf("mount destination %s [binds]: %w", b.Dst, unwrapPath(err))
+		}
+		if !strings.HasPrefix(r, procDir+"/") {
+			return fmt.Errorf("mount destination %s [binds]: it leads out of /proc, to %s",
+				b.Dst, r)
+		}
+		if _, err := os.Lstat(filepath.Join(p.Final, r)); err != nil {
+			// As stage 1 skips a destination it cannot make.
+			log.Warn(fmt.Sprintf("Skipping mount %s [binds]: %s doesn't exist in container",
+				b.Src, r))
+			continue
 		}
 		attr := uint64(attrBind)
 		if b.ReadOnly {

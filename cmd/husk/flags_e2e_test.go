@@ -374,4 +374,18 @@ func TestBindOverProcWithPID(t *testing.T) {
 			t.Errorf("%v: /proc/cpuinfo reads %q", flags, r.stdout)
 		}
 	}
+	// With --pid the destination is resolved in the container's procfs,
+	// not through the image's /proc directory, whose link had sent the
+	// bind onto /etc/issue.net too; and one through /proc/self (as
+	// /proc/mounts is) is refused there as well.
+	pl := filepath.Join(dir, "pl")
+	os.MkdirAll(filepath.Join(pl, "proc"), 0o755)
+	os.Symlink("/etc/issue.net", filepath.Join(pl, "proc", "meminfo"))
+	r := ok(t, dir, "exec", "--pid", "--overlay", pl+":ro", "-B", fake+":/proc/meminfo", img,
+		"sh", "-c", "head -1 /proc/meminfo; cat /etc/issue.net")
+	if r.stdout != "fake cpuinfo\nDebian GNU/Linux 12\n" {
+		t.Errorf("--pid, /proc/meminfo linked in the image: %q", r.stdout)
+	}
+	fatalLine(t, husk(t, dir, "exec", "--pid", "-B", fake+":/proc/mounts", img, "true"),
+		"mount destination /proc/mounts [binds]: cannot bind onto a process's /proc entry")
 }
