@@ -79,7 +79,7 @@ type ActionFlags struct {
 	NoHome   bool     `help:"Do not bind the home directory." env:"HUSK_NO_HOME,APPTAINER_NO_HOME"`
 	Pwd      string   `placeholder:"DIR" help:"${pwd}" env:"HUSK_PWD,APPTAINER_PWD"`
 	Cleanenv bool     `short:"e" help:"${cleanenv}" env:"HUSK_CLEANENV,APPTAINER_CLEANENV"`
-	Env      []string `sep:"none" placeholder:"KEY=VALUE" help:"${envflag}"`
+	Env      []string `sep:"none" env:"-" placeholder:"KEY=VALUE" help:"${envflag}"`
 	EnvFile  []string `placeholder:"FILE" help:"${envfile}" env:"HUSK_ENV_FILE,APPTAINER_ENV_FILE"`
 	NoEnv    []string `placeholder:"VAR" help:"${noenv}" env:"HUSK_NO_ENV,APPTAINER_NO_ENV"`
 	NoEval   bool     `help:"${noeval}" env:"HUSK_NO_EVAL,APPTAINER_NO_EVAL"`

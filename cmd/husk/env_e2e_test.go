@@ -297,3 +297,14 @@ func TestBashAsSh(t *testing.T) {
 			DefaultPath)
 	}
 }
+
+// TestHuskEnvVariable: HUSK_ENV is no --env (kong had read every flag's
+// HUSK_ variable, and an unrelated HUSK_ENV=x failed every run).
+func TestHuskEnvVariable(t *testing.T) {
+	setup(t)
+	img, dir := debianSIF(t), workDir(t)
+	m := containerEnviron(t, dir, []string{"HUSK_ENV=x"}, "exec", img)
+	if _, ok := m["x"]; ok || m["PATH"] == "" {
+		t.Errorf("HUSK_ENV=x: %v", m)
+	}
+}
