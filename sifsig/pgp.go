@@ -65,10 +65,25 @@ func readSignature(sig sif.Descriptor) ([]byte, error) {
 	return b, nil
 }
 
+// decodeClearsign decodes the first clear-signed message in b, or returns
+// nil. go-crypto's decoder panics on some malformed messages (a signature
+// armor cut off after its first line: slice bounds out of range, found by
+// FuzzSignatureObject); a SIF's signature object is untrusted input, and
+// `husk verify` must say it is bad rather than crash.
+func decodeClearsign(b []byte) (blk *clearsign.Block) {
+	defer func() {
+		if recover() != nil {
+			blk = nil
+		}
+	}()
+	blk, _ = clearsign.Decode(b)
+	return blk
+}
+
 // formatOf tells what kind of signature data b holds. It only looks; it
 // trusts nothing.
 func formatOf(b []byte) format {
-	if blk, _ := clearsign.Decode(b); blk != nil {
+	if blk := decodeClearsign(b); blk != nil {
 		if bytes.HasPrefix(blk.Plaintext, legacyPrefix) {
 			return formatLegacy
 		}
@@ -113,15 +128,23 @@ func clearsignWith(e *openpgp.Entity, text []byte) ([]byte, crypto.Hash, error) 
 // names one, also with an error, so a caller can say who signed a message
 // that failed later checks.
 func openClearsigned(kr openpgp.KeyRing, sig uint32, b []byte, fp []byte) (
-	[]byte, *openpgp.Entity, error) {
-	blk, _ := clearsign.Decode(b)
+	text []byte, signer *openpgp.Entity, err error) {
+	defer func() {
+		// As decodeClearsign: go-crypto's parsers may panic on a crafted
+		// signature; it is a bad signature, not a crash of husk.
+		if r := recover(); r != nil {
+			text, signer = nil, nil
+			err = &SignatureError{ID: sig, Err: fmt.Errorf("malformed signature (%v)", r)}
+		}
+	}()
+	blk := decodeClearsign(b)
 	if blk == nil || blk.ArmoredSignature == nil {
 		return nil, nil, &SignatureError{ID: sig, Err: errors.New("not a clear-signed message")}
 	}
 	if kr == nil {
 		kr = openpgp.EntityList{}
 	}
-	signer, err := openpgp.CheckDetachedSignatureAndHash(kr, bytes.NewReader(blk.Bytes),
+	signer, err = openpgp.CheckDetachedSignatureAndHash(kr, bytes.NewReader(blk.Bytes),
 		blk.ArmoredSignature.Body, acceptedHashes, nil)
 	if errors.Is(err, pgperrors.ErrUnknownIssuer) {
 		err = unknownKey(fp)
