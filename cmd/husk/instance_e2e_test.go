@@ -291,6 +291,11 @@ func TestSharens(t *testing.T) {
 	if len(left) > 0 {
 		t.Errorf("left in the instance records: %v", left)
 	}
+	// Nor its lock file (one per parent process had piled up).
+	locks, _ := filepath.Glob(filepath.Join(cfg, "instances", "sharens", "*", "*", "*"))
+	if len(locks) > 0 {
+		t.Errorf("left in the --sharens locks: %v", locks)
+	}
 }
 
 // TestSharensFirstEndsFirst: the group's first command ending does not

@@ -92,11 +92,17 @@ func sharensOnce(g *globals, command string, f *ActionFlags, img string, args []
 	defer lock.Close()
 	fd := int(lock.Fd())
 	if err := unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB); err == nil {
+		if !namesFile(lockPath, lock) {
+			return errGroupEnded // removed by the last group's end
+		}
 		return firstSharens(g, command, f, img, args, name, ip, lock)
 	}
 	// Wait until the first process's container runs, then join it.
 	if err := unix.Flock(fd, unix.LOCK_SH); err != nil {
 		return &os.PathError{Op: "flock", Path: lock.Name(), Err: err}
+	}
+	if !namesFile(lockPath, lock) {
+		return errGroupEnded
 	}
 	if _, alive, err := readRecord(ip.Record); err != nil || !alive {
 		return errGroupEnded
@@ -148,11 +154,26 @@ func firstSharens(g *globals, command string, f *ActionFlags, img string, args [
 		})
 	os.Remove(ip.Record)
 	_ = lock.Truncate(0)
+	// The lock file goes with the group unless another process holds it
+	// (one per parent process had piled up); one that opened it meanwhile
+	// finds its path gone once it has the lock, and starts over.
+	if unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB) == nil {
+		os.Remove(lock.Name())
+	}
 	if err == nil && werr != nil {
 		err = werr
 	}
 	g.Code = code
 	return setupError(err)
+}
+
+// namesFile says whether path still names the open file f.
+func namesFile(path string, f *os.File) bool {
+	var a, b unix.Stat_t
+	if unix.Fstat(int(f.Fd()), &a) != nil || unix.Stat(path, &b) != nil {
+		return false
+	}
+	return a.Dev == b.Dev && a.Ino == b.Ino
 }
 
 // sharensAlive says whether pid is a husk process, the first one of a
