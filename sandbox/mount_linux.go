@@ -145,6 +145,14 @@ const maxSymlinks = 40
 var errProcEntry = errors.New("it leads through a process's /proc entry, which would be " +
 	"one of husk's setup processes, not the container's")
 
+// procEntryError is the error for a mount destination dst (of tag) that
+// resolveIn refused with errProcEntry.
+func procEntryError(dst, tag string) error {
+	return fmt.Errorf("mount destination %s [%s]: cannot bind onto a process's /proc "+
+		"entry: it would be one of husk's setup processes, not a process of the container",
+		dst, tag)
+}
+
 // resolveIn returns the absolute container path that p designates when
 // root is the container's root: symbolic links are followed as the
 // container would follow them (absolute targets start at root, ".." stops
@@ -174,7 +182,13 @@ func resolveIn(root, p string) (string, error) {
 		}
 		fi, err := os.Lstat(filepath.Join(root, next))
 		if errors.Is(err, os.ErrNotExist) {
-			return filepath.Join(append([]string{next}, rest...)...), nil
+			// Join cleans: a ".." after the missing name can still lead
+			// into /proc.
+			r := filepath.Join(append([]string{next}, rest...)...)
+			if procEntry(r) != "" {
+				return "", &os.PathError{Op: "resolve", Path: p, Err: errProcEntry}
+			}
+			return r, nil
 		}
 		if err != nil {
 			return "", err

@@ -154,11 +154,7 @@ func defaultMounts(p *plan, sess *session) []hostMount {
 	}
 
 	for _, b := range s.Binds {
-		attr := uint64(attrBind)
-		if b.ReadOnly {
-			attr |= unix.MOUNT_ATTR_RDONLY
-		}
-		add(hostMount{Tag: "binds", Src: b.Src, Dst: b.Dst, Attr: attr})
+		add(hostMount{Tag: "binds", Src: b.Src, Dst: b.Dst, Attr: b.attr()})
 	}
 	return ms
 }
@@ -189,15 +185,13 @@ func (st *stage1State) bindInto(m hostMount) error {
 		return nil
 	}
 	dst, err := resolveIn(st.final, m.Dst)
-	if errors.Is(err, errProcEntry) || err == nil && procEntry(dst) != "" {
+	if errors.Is(err, errProcEntry) {
 		if m.Optional {
 			st.log.Warn(fmt.Sprintf("Skipping mount %s [%s]: %s leads to a process's "+
 				"/proc entry", m.Src, m.Tag, m.Dst))
 			return nil
 		}
-		return fmt.Errorf("mount destination %s [%s]: cannot bind onto a process's "+
-			"/proc entry: it would be one of husk's setup processes, not a process "+
-			"of the container", m.Dst, m.Tag)
+		return procEntryError(m.Dst, m.Tag)
 	}
 	if err != nil {
 		// The path in err is in husk's staging directory, not the
@@ -304,6 +298,14 @@ func (st *stage1State) hideSession(src, target string) error {
 		st.log.Debug("session mounts hidden", "in", target, "path", t)
 	}
 	return nil
+}
+
+// attr is the mount attributes of user bind b.
+func (b Bind) attr() uint64 {
+	if b.ReadOnly {
+		return attrBind | unix.MOUNT_ATTR_RDONLY
+	}
+	return attrBind
 }
 
 // underProc says whether the container path dst is below /proc.

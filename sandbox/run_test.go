@@ -320,8 +320,9 @@ func TestMountpointFailure(t *testing.T) {
 	// to stage 1's stdin, and a host file bound there got every write to
 	// the container's /dev/null.
 	s.Union = unionJSON(testUnion{Tree: testTree, Links: map[string]string{
-		"etc/mtab": "../proc/self/mounts", "in": "/proc/self/fd/0"}})
-	for _, dst := range []string{"/etc/mtab", "/in"} {
+		"etc/mtab": "../proc/self/mounts", "in": "/proc/self/fd/0",
+		"in2": "/nonexist/../proc/self/fd/0"}})
+	for _, dst := range []string{"/etc/mtab", "/in", "/in2"} {
 		s.Binds = []Bind{{Src: file, Dst: dst}}
 		res = e.run(s)
 		want := "mount destination " + dst + " [binds]: cannot bind onto a process's " +

@@ -180,10 +180,8 @@ func rebindProc(p *plan, procDir string, log *slog.Logger) error {
 			continue
 		}
 		r, err := resolveIn(p.Final, b.Dst)
-		if errors.Is(err, errProcEntry) || err == nil && procEntry(r) != "" {
-			return fmt.Errorf("mount destination %s [binds]: cannot bind onto a process's "+
-				"/proc entry: it would be one of husk's setup processes, not a process "+
-				"of the container", b.Dst)
+		if errors.Is(err, errProcEntry) {
+			return procEntryError(b.Dst, "binds")
 		}
 		if err != nil {
 			return fmt.Errorf("mount destination %s [binds]: %w", b.Dst, unwrapPath(err))
@@ -198,11 +196,7 @@ func rebindProc(p *plan, procDir string, log *slog.Logger) error {
 				b.Src, r))
 			continue
 		}
-		attr := uint64(attrBind)
-		if b.ReadOnly {
-			attr |= unix.MOUNT_ATTR_RDONLY
-		}
-		if err := bindMount(b.Src, filepath.Join(p.Final, r), attr); err != nil {
+		if err := bindMount(b.Src, filepath.Join(p.Final, r), b.attr()); err != nil {
 			return fmt.Errorf("bind %s to %s [binds]: %w", b.Src, r, err)
 		}
 	}
