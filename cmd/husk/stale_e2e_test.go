@@ -117,49 +117,42 @@ func TestSessionDirRemoved(t *testing.T) {
 		}
 	}
 
-	cmd := userCmd(dir, "exec", "-B", dir+":/w", "--overlay", ov, img, "sh", "-c",
-		"touch /w/up; i=0; while [ ! -f /w/gone ] && [ $i -lt 600 ]; do sleep 0.1; "+
-			"i=$((i+1)); done; echo kept > /kept; exit 7")
-	cmd.Env = append(cmd.Env, env...)
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
+	// runRemoved runs a command with flags whose session directory is
+	// removed while it runs, then lets it write and exit 7; it returns
+	// the exit code and stderr.
+	runRemoved := func(tag string, flags ...string) (int, string) {
+		t.Helper()
+		args := append(append([]string{"exec", "-B", dir + ":/w"}, flags...), img, "sh", "-c",
+			"touch /w/up"+tag+"; i=0; while [ ! -f /w/gone"+tag+" ] && [ $i -lt 600 ]; do "+
+				"sleep 0.1; i=$((i+1)); done; echo kept > /kept; exit 7")
+		cmd := userCmd(dir, args...)
+		cmd.Env = append(cmd.Env, env...)
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		waitFile(t, filepath.Join(dir, "up"+tag))
+		removeSession()
+		if err := os.WriteFile(filepath.Join(dir, "gone"+tag), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		cmd.Wait()
+		return cmd.ProcessState.ExitCode(), stderr.String()
 	}
-	waitFile(t, filepath.Join(dir, "up"))
-	removeSession()
-	if err := os.WriteFile(filepath.Join(dir, "gone"), nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cmd.Wait()
-	if code := cmd.ProcessState.ExitCode(); code != 7 ||
-		!strings.Contains(stderr.String(), "was removed while the container ran") {
-		t.Errorf("exit %d, want 7 and a warning:\n%s", code, stderr.String())
+
+	code, stderr := runRemoved("1", "--overlay", ov)
+	if code != 7 || !strings.Contains(stderr, "was removed while the container ran") {
+		t.Errorf("exit %d, want 7 and a warning:\n%s", code, stderr)
 	}
 	fsckClean(t, ov, 0)
 	if r := huskEnv(t, dir, env, "exec", "--overlay", ov, img, "cat", "/kept"); r.stdout !=
 		"kept\n" {
 		t.Errorf("the overlay lost what the container wrote: %s", r)
 	}
-
 	// The same with a tmpfs upper, which lies in the session directory.
-	cmd = userCmd(dir, "exec", "-B", dir+":/w", "--writable-tmpfs", img, "sh", "-c",
-		"touch /w/up2; i=0; while [ ! -f /w/gone2 ] && [ $i -lt 600 ]; do sleep 0.1; "+
-			"i=$((i+1)); done; exit 7")
-	cmd.Env = append(cmd.Env, env...)
-	stderr.Reset()
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	waitFile(t, filepath.Join(dir, "up2"))
-	removeSession()
-	if err := os.WriteFile(filepath.Join(dir, "gone2"), nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cmd.Wait()
-	if code := cmd.ProcessState.ExitCode(); code != 7 {
-		t.Errorf("--writable-tmpfs: exit %d, want 7:\n%s", code, stderr.String())
+	if code, stderr := runRemoved("2", "--writable-tmpfs"); code != 7 {
+		t.Errorf("--writable-tmpfs: exit %d, want 7:\n%s", code, stderr)
 	}
 
 	if r := huskEnv(t, dir, env, "instance", "start", img, "gone"); r.code != 0 {
