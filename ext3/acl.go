@@ -43,33 +43,46 @@ func aclToDisk(v []byte) ([]byte, error) {
 }
 
 func aclFromDisk(v []byte, ino uint32) ([]byte, error) {
-	if len(v) < 4 || le.Uint32(v) != aclDiskVersion {
-		return nil, corrupt("acl", 0, ino, "bad header")
-	}
 	out := le.AppendUint32(nil, aclXattrVersion)
-	for off := 4; off < len(v); {
-		if off+4 > len(v) {
-			return nil, corrupt("acl", 0, ino, "truncated entry")
-		}
-		tag, perm := le.Uint16(v[off:]), le.Uint16(v[off+2:])
+	err := diskACLEntries(v, ino, func(tag uint16, off int) {
 		id := uint32(0xffffffff) // ACL_UNDEFINED_ID
-		switch tag {
-		case aclUser, aclGroup:
-			if off+8 > len(v) {
-				return nil, corrupt("acl", 0, ino, "truncated entry")
-			}
+		if tag == aclUser || tag == aclGroup {
 			id = le.Uint32(v[off+4:])
-			off += 8
-		case aclUserObj, aclGroupObj, aclMask, aclOther:
-			off += 4
-		default:
-			return nil, corrupt("acl", 0, ino, "tag 0x%x", tag)
 		}
 		out = le.AppendUint16(out, tag)
-		out = le.AppendUint16(out, perm)
+		out = le.AppendUint16(out, le.Uint16(v[off+2:]))
 		out = le.AppendUint32(out, id)
+	})
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
+}
+
+// diskACLEntries checks the on-disk ACL v and calls fn with each entry's
+// tag and offset: permissions at off+2, a named entry's id at off+4.
+func diskACLEntries(v []byte, ino uint32, fn func(tag uint16, off int)) error {
+	if len(v) < 4 || le.Uint32(v) != aclDiskVersion {
+		return corrupt("acl", 0, ino, "bad header")
+	}
+	for off := 4; off < len(v); {
+		if off+4 > len(v) {
+			return corrupt("acl", 0, ino, "truncated entry")
+		}
+		tag, n := le.Uint16(v[off:]), 4
+		switch tag {
+		case aclUser, aclGroup:
+			if n = 8; off+8 > len(v) {
+				return corrupt("acl", 0, ino, "truncated entry")
+			}
+		case aclUserObj, aclGroupObj, aclMask, aclOther:
+		default:
+			return corrupt("acl", 0, ino, "tag 0x%x", tag)
+		}
+		fn(tag, off)
+		off += n
+	}
+	return nil
 }
 
 // chmodACL brings the access ACL of in, if it has one, in line with the
@@ -107,52 +120,32 @@ func (f *FS) chmodACL(in *inode, mode uint32) error {
 	return nil
 }
 
-// aclMinimal says whether the on-disk ACL v holds only the owner, owning
-// group and other entries, which the mode bits alone express.
+// aclMinimal says whether the valid on-disk ACL v holds only the owner,
+// owning group and other entries, which the mode bits alone express.
 func aclMinimal(v []byte) bool {
-	for off := 4; off+4 <= len(v); {
-		switch le.Uint16(v[off:]) {
-		case aclUserObj, aclGroupObj, aclOther:
-			off += 4
-		default:
-			return false
-		}
-	}
-	return true
+	minimal := true
+	diskACLEntries(v, 0, func(tag uint16, off int) {
+		minimal = minimal && (tag == aclUserObj || tag == aclGroupObj || tag == aclOther)
+	})
+	return minimal
 }
 
 // aclChmod returns the on-disk access ACL v with mode's classes set.
 func aclChmod(v []byte, mode uint32, ino uint32) ([]byte, error) {
-	if len(v) < 4 || le.Uint32(v) != aclDiskVersion {
-		return nil, corrupt("acl", 0, ino, "bad header")
-	}
-	out := bytes.Clone(v)
 	var perms []int // offsets of the entries' permissions, by tag below
 	var tags []uint16
-	hasMask := false
-	for off := 4; off < len(out); {
-		if off+4 > len(out) {
-			return nil, corrupt("acl", 0, ino, "truncated entry")
-		}
-		tag := le.Uint16(out[off:])
+	err := diskACLEntries(v, ino, func(tag uint16, off int) {
 		tags, perms = append(tags, tag), append(perms, off+2)
-		switch tag {
-		case aclUser, aclGroup:
-			if off+8 > len(out) {
-				return nil, corrupt("acl", 0, ino, "truncated entry")
-			}
-			off += 8
-		case aclUserObj, aclGroupObj, aclMask, aclOther:
-			off += 4
-		default:
-			return nil, corrupt("acl", 0, ino, "tag 0x%x", tag)
-		}
-		hasMask = hasMask || tag == aclMask
+	})
+	if err != nil {
+		return nil, err
 	}
+	hasMask := slices.Contains(tags, aclMask)
 	if !hasMask && !slices.Contains(tags, aclGroupObj) {
 		// Nowhere to put the group class; the kernel says EIO too.
 		return nil, corrupt("acl", 0, ino, "no mask and no owning group entry")
 	}
+	out := bytes.Clone(v)
 	for i, tag := range tags {
 		switch {
 		case tag == aclUserObj:
